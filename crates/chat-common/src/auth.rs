@@ -1,0 +1,105 @@
+//! JWT access tokens (HS256). The API issues them; the API and the gateways verify them with the
+//! same key from configuration. Refresh tokens are opaque and live in PostgreSQL (see the API).
+
+use chat_types::UserId;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Claims {
+    sub: Uuid,
+    iat: i64,
+    exp: i64,
+    /// Token type; only `access` is accepted where an access token is expected.
+    typ: String,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TokenError {
+    #[error("the access token has expired")]
+    Expired,
+    #[error("the access token is invalid")]
+    Invalid,
+}
+
+#[derive(Clone)]
+pub struct TokenKeys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    pub access_ttl_secs: u64,
+}
+
+impl TokenKeys {
+    pub fn new(secret: &SecretString, access_ttl_secs: u64) -> Self {
+        let bytes = secret.expose_secret().as_bytes();
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = 0;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        TokenKeys {
+            encoding: EncodingKey::from_secret(bytes),
+            decoding: DecodingKey::from_secret(bytes),
+            validation,
+            access_ttl_secs,
+        }
+    }
+
+    pub fn issue_access(&self, user: UserId) -> String {
+        let now = chrono::Utc::now().timestamp();
+        let claims = Claims {
+            sub: user.0,
+            iat: now,
+            exp: now + self.access_ttl_secs as i64,
+            typ: "access".into(),
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .expect("HS256 encoding of plain claims cannot fail")
+    }
+
+    pub fn verify_access(&self, token: &str) -> Result<UserId, TokenError> {
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map_err(|e| match e.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
+                _ => TokenError::Invalid,
+            })?;
+        if data.claims.typ != "access" {
+            return Err(TokenError::Invalid);
+        }
+        Ok(UserId(data.claims.sub))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(secret: &str, ttl: u64) -> TokenKeys {
+        TokenKeys::new(&SecretString::from(secret.to_owned()), ttl)
+    }
+
+    #[test]
+    fn issued_tokens_verify_and_name_the_user() {
+        let k = keys("0123456789abcdef0123456789abcdef", 60);
+        let u = UserId(Uuid::now_v7());
+        assert_eq!(k.verify_access(&k.issue_access(u)), Ok(u));
+    }
+
+    #[test]
+    fn tokens_signed_with_another_key_are_invalid() {
+        let a = keys("0123456789abcdef0123456789abcdef", 60);
+        let b = keys("fedcba9876543210fedcba9876543210", 60);
+        let t = a.issue_access(UserId(Uuid::now_v7()));
+        assert_eq!(b.verify_access(&t), Err(TokenError::Invalid));
+        assert_eq!(a.verify_access("not.a.jwt"), Err(TokenError::Invalid));
+    }
+
+    #[test]
+    fn expired_tokens_are_refused_as_expired() {
+        let k = keys("0123456789abcdef0123456789abcdef", 0);
+        let t = k.issue_access(UserId(Uuid::now_v7()));
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        assert_eq!(k.verify_access(&t), Err(TokenError::Expired));
+    }
+}

@@ -1,0 +1,214 @@
+//! Typed configuration. Every field has a default that works with the native stack
+//! (`deploy/stack.sh up`), and every field can be overridden from the environment:
+//! `CHAT__POSTGRES__URL`, `CHAT__AUTH__JWT_SECRET`, `CHAT__GATEWAY__PUBLIC_ADDR`, ...
+//! (sections and keys joined by `__`). `CHAT_CONFIG=<file.toml>` adds a file below the
+//! environment.
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use secrecy::{ExposeSecret, SecretString};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// Load a service's configuration: defaults, then `$CHAT_CONFIG`, then `CHAT__*` variables.
+pub fn load<T: Serialize + DeserializeOwned + Default>() -> anyhow::Result<T> {
+    let mut fig = Figment::from(Serialized::defaults(T::default()));
+    if let Ok(path) = std::env::var("CHAT_CONFIG") {
+        fig = fig.merge(Toml::file_exact(path));
+    }
+    fig = fig.merge(Env::prefixed("CHAT__").split("__"));
+    fig.extract()
+        .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PostgresConfig {
+    pub url: String,
+    pub max_connections: u32,
+}
+
+impl Default for PostgresConfig {
+    fn default() -> Self {
+        PostgresConfig {
+            url: "postgres://chat:chat@127.0.0.1:15432/chat".into(),
+            max_connections: 16,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisConfig {
+    pub url: String,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        RedisConfig {
+            url: "redis://127.0.0.1:16379/".into(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// Comma-separated `host:port` list.
+    pub brokers: String,
+    pub topic: String,
+    /// Partitions `chat-admin` creates the topic with. Fixed for the topic's life: a channel's
+    /// partition, and so its order, depends on it.
+    pub partitions: i32,
+    pub consumer_group: String,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            brokers: "127.0.0.1:19092".into(),
+            topic: chat_types::bus::TOPIC.into(),
+            partitions: 16,
+            consumer_group: "chat-message-servers".into(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CassandraConfig {
+    /// Comma-separated `host:port` list of ScyllaDB or Cassandra nodes.
+    pub nodes: String,
+    pub keyspace: String,
+    /// Replication factor `chat-admin` creates the keyspace with.
+    pub replication_factor: u32,
+}
+
+impl Default for CassandraConfig {
+    fn default() -> Self {
+        CassandraConfig {
+            nodes: "127.0.0.1:19042".into(),
+            keyspace: "chat".into(),
+            replication_factor: 1,
+        }
+    }
+}
+
+impl CassandraConfig {
+    pub fn node_list(&self) -> Vec<String> {
+        split_list(&self.nodes)
+    }
+}
+
+/// Secrets may be given inline or as a file path (Docker secrets, the native stack's key file).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    #[serde(skip_serializing)]
+    pub jwt_secret: Option<SecretString>,
+    pub jwt_secret_file: Option<String>,
+    /// Lifetime of access tokens, seconds.
+    pub access_ttl_secs: u64,
+    /// Lifetime of refresh tokens, seconds.
+    pub refresh_ttl_secs: u64,
+}
+
+impl AuthConfig {
+    pub fn with_defaults() -> Self {
+        AuthConfig {
+            jwt_secret: None,
+            jwt_secret_file: None,
+            access_ttl_secs: 15 * 60,
+            refresh_ttl_secs: 30 * 24 * 3600,
+        }
+    }
+
+    /// The signing key, from `jwt_secret` or the file `jwt_secret_file`; at least 32 bytes.
+    pub fn secret(&self) -> anyhow::Result<SecretString> {
+        let s = read_secret("auth.jwt_secret", &self.jwt_secret, &self.jwt_secret_file)?;
+        if s.expose_secret().len() < 32 {
+            anyhow::bail!("auth.jwt_secret must be at least 32 bytes long");
+        }
+        Ok(s)
+    }
+}
+
+/// The credential message servers present to the gateways' delivery endpoint.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct InternalConfig {
+    #[serde(skip_serializing)]
+    pub token: Option<SecretString>,
+    pub token_file: Option<String>,
+}
+
+impl InternalConfig {
+    pub fn token(&self) -> anyhow::Result<SecretString> {
+        let s = read_secret("internal.token", &self.token, &self.token_file)?;
+        if s.expose_secret().len() < 16 {
+            anyhow::bail!("internal.token must be at least 16 bytes long");
+        }
+        Ok(s)
+    }
+}
+
+fn read_secret(
+    name: &str,
+    inline: &Option<SecretString>,
+    file: &Option<String>,
+) -> anyhow::Result<SecretString> {
+    if let Some(s) = inline {
+        return Ok(s.clone());
+    }
+    if let Some(path) = file {
+        let s = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("{name}_file: cannot read {path}: {e}"))?;
+        return Ok(SecretString::from(s.trim().to_owned()));
+    }
+    anyhow::bail!(
+        "{name} is not set: set CHAT__{}__{} or its _FILE variant",
+        name.split('.').next().unwrap_or_default().to_uppercase(),
+        name.split('.').nth(1).unwrap_or_default().to_uppercase()
+    )
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// `tracing` filter, e.g. `info,chat_gateway=debug`. `RUST_LOG` wins when set.
+    pub filter: String,
+    /// JSON lines instead of human-readable logs.
+    pub json: bool,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        TelemetryConfig {
+            filter: "info".into(),
+            json: false,
+        }
+    }
+}
+
+pub fn split_list(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// An address to listen on.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenConfig {
+    pub listen: String,
+}
+
+impl ListenConfig {
+    pub fn new(addr: &str) -> Self {
+        ListenConfig {
+            listen: addr.to_owned(),
+        }
+    }
+}

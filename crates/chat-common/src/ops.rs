@@ -1,0 +1,41 @@
+//! The internal HTTP surface every service has on its ops port: `/healthz` (the process is up),
+//! `/readyz` (its stores answer) and `/metrics` (Prometheus). Never routed through nginx.
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use metrics_exporter_prometheus::PrometheusHandle;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+/// A readiness check: resolves to `Err(reason)` when a dependency does not answer.
+pub type ReadyCheck =
+    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
+
+#[derive(Clone)]
+struct OpsState {
+    metrics: PrometheusHandle,
+    ready: ReadyCheck,
+}
+
+/// Routes for the ops port; services merge their own internal routes into it.
+pub fn router(metrics: PrometheusHandle, ready: ReadyCheck) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(render_metrics))
+        .with_state(OpsState { metrics, ready })
+}
+
+async fn readyz(State(s): State<OpsState>) -> (StatusCode, String) {
+    match (s.ready)().await {
+        Ok(()) => (StatusCode::OK, "ready".into()),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e),
+    }
+}
+
+async fn render_metrics(State(s): State<OpsState>) -> String {
+    s.metrics.render()
+}

@@ -1,0 +1,345 @@
+//! Cassandra/ScyllaDB: the message history.
+//!
+//! Messages are addressed by their position `seq` in the channel (1, 2, 3, ... without gaps),
+//! which the message server owning the channel's Kafka partition gives out in partition order.
+//! Because positions have no gaps, every page is a known range of positions in at most two
+//! partitions: no scans, no "read until enough" loops.
+
+use chat_types::{ChannelId, Message, MessageId, UserId};
+use chrono::{DateTime, Utc};
+use futures::future::try_join_all;
+use scylla::client::session::Session;
+use scylla::client::session_builder::SessionBuilder;
+use scylla::statement::Consistency;
+use scylla::statement::prepared::PreparedStatement;
+use std::sync::Arc;
+use std::time::Duration;
+use uuid::Uuid;
+
+pub use scylla::errors::ExecutionError;
+
+/// Messages per partition. Changing it re-addresses every stored message.
+pub const BUCKET_SIZE: i64 = 1024;
+
+/// The partition bucket of a position.
+pub fn bucket_of(seq: i64) -> i64 {
+    seq / BUCKET_SIZE
+}
+
+/// Schema files under `migrations/cql`, in order, embedded.
+pub const SCHEMA: &[(&str, &str)] = &[(
+    "0001_messages.cql",
+    include_str!("../../../migrations/cql/0001_messages.cql"),
+)];
+
+#[derive(Debug, thiserror::Error)]
+pub enum CqlError {
+    // Boxed: the driver's errors are large, and these travel through every store call.
+    #[error("cassandra request failed: {0}")]
+    Execution(Box<ExecutionError>),
+    #[error("cassandra connection failed: {0}")]
+    Connect(Box<scylla::errors::NewSessionError>),
+    #[error("cassandra prepare failed: {0}")]
+    Prepare(Box<scylla::errors::PrepareError>),
+    #[error("unexpected cassandra response: {0}")]
+    Response(String),
+}
+
+impl From<ExecutionError> for CqlError {
+    fn from(e: ExecutionError) -> Self {
+        CqlError::Execution(Box::new(e))
+    }
+}
+
+impl From<scylla::errors::NewSessionError> for CqlError {
+    fn from(e: scylla::errors::NewSessionError) -> Self {
+        CqlError::Connect(Box::new(e))
+    }
+}
+
+impl From<scylla::errors::PrepareError> for CqlError {
+    fn from(e: scylla::errors::PrepareError) -> Self {
+        CqlError::Prepare(Box::new(e))
+    }
+}
+
+fn resp<E: std::fmt::Display>(e: E) -> CqlError {
+    CqlError::Response(e.to_string())
+}
+
+/// Connect without a keyspace (for the schema) or with one.
+pub async fn connect(
+    cfg: &chat_common::config::CassandraConfig,
+    with_keyspace: bool,
+) -> Result<Session, CqlError> {
+    let mut b = SessionBuilder::new()
+        .known_nodes(cfg.node_list())
+        .connection_timeout(Duration::from_secs(5));
+    if with_keyspace {
+        b = b.use_keyspace(&cfg.keyspace, false);
+    }
+    Ok(b.build().await?)
+}
+
+/// Create the keyspace and apply every schema file (idempotent: `IF NOT EXISTS`).
+pub async fn apply_schema(
+    session: &Session,
+    cfg: &chat_common::config::CassandraConfig,
+) -> Result<(), CqlError> {
+    session
+        .query_unpaged(
+            format!(
+                "CREATE KEYSPACE IF NOT EXISTS {} WITH replication = {{'class': 'SimpleStrategy', 'replication_factor': {}}}",
+                cfg.keyspace, cfg.replication_factor
+            ),
+            &[],
+        )
+        .await?;
+    for (_name, text) in SCHEMA {
+        for stmt in statements(text) {
+            session
+                .query_unpaged(stmt.replace("{keyspace}", &cfg.keyspace), &[])
+                .await?;
+        }
+    }
+    session.await_schema_agreement().await.map_err(resp)?;
+    Ok(())
+}
+
+/// The statements of a schema file: `--` comments dropped, split on `;`.
+fn statements(text: &str) -> Vec<String> {
+    let without_comments: String = text
+        .lines()
+        .map(|l| l.split("--").next().unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join("\n");
+    without_comments
+        .split(';')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Where a message id is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Placement {
+    pub channel_id: ChannelId,
+    pub seq: i64,
+}
+
+type MessageRow = (Uuid, i64, Uuid, Uuid, String, String, DateTime<Utc>);
+
+/// Prepared statements over one shared session.
+#[derive(Clone)]
+pub struct MessageStore {
+    session: Arc<Session>,
+    insert_message: PreparedStatement,
+    insert_id: PreparedStatement,
+    select_id: PreparedStatement,
+    select_head: PreparedStatement,
+    update_head: PreparedStatement,
+    select_range: PreparedStatement,
+}
+
+impl MessageStore {
+    pub async fn new(session: Arc<Session>) -> Result<Self, CqlError> {
+        // QUORUM reads and writes: on one node it is ONE; on a real cluster a write acked here
+        // survives a node loss, which the "acked is never lost" guarantee needs.
+        let prep = |q: &'static str| {
+            let s = session.clone();
+            async move {
+                let mut p = s.prepare(q).await?;
+                p.set_consistency(Consistency::LocalQuorum);
+                Ok::<_, CqlError>(p)
+            }
+        };
+        Ok(MessageStore {
+            insert_message: prep(
+                "INSERT INTO messages (channel_id, bucket, seq, id, sender_id, body, client_msg_id, created_at)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .await?,
+            insert_id: prep("INSERT INTO message_ids (id, channel_id, seq) VALUES (?, ?, ?)").await?,
+            select_id: prep("SELECT channel_id, seq FROM message_ids WHERE id = ?").await?,
+            select_head: prep("SELECT last_seq FROM channel_heads WHERE channel_id = ?").await?,
+            update_head: prep("UPDATE channel_heads SET last_seq = ? WHERE channel_id = ?").await?,
+            select_range: prep(
+                "SELECT channel_id, seq, id, sender_id, body, client_msg_id, created_at FROM messages
+                 WHERE channel_id = ? AND bucket = ? AND seq >= ? AND seq <= ?",
+            )
+            .await?,
+            session,
+        })
+    }
+
+    pub fn session(&self) -> &Arc<Session> {
+        &self.session
+    }
+
+    /// Store messages that already have their `seq`. Idempotent: storing the same message at the
+    /// same position again rewrites identical cells.
+    pub async fn insert(&self, messages: &[Message]) -> Result<(), CqlError> {
+        let writes = messages.iter().flat_map(|m| {
+            let seq = m.seq.expect("stored messages have a position");
+            let a = self.session.execute_unpaged(
+                &self.insert_message,
+                (
+                    m.channel_id.0,
+                    bucket_of(seq),
+                    seq,
+                    m.id.0,
+                    m.sender_id.0,
+                    m.body.as_str(),
+                    m.client_msg_id.as_str(),
+                    m.created_at,
+                ),
+            );
+            let b = self
+                .session
+                .execute_unpaged(&self.insert_id, (m.id.0, m.channel_id.0, seq));
+            [
+                futures::future::Either::Left(a),
+                futures::future::Either::Right(b),
+            ]
+        });
+        try_join_all(writes).await?;
+        Ok(())
+    }
+
+    /// Where these message ids are stored, for the ids that are stored.
+    pub async fn placements(
+        &self,
+        ids: &[MessageId],
+    ) -> Result<Vec<(MessageId, Placement)>, CqlError> {
+        let reads = ids.iter().map(|id| async move {
+            let r = self
+                .session
+                .execute_unpaged(&self.select_id, (id.0,))
+                .await?;
+            let rows = r.into_rows_result().map_err(resp)?;
+            let row: Option<(Uuid, i64)> = rows.maybe_first_row().map_err(resp)?;
+            Ok::<_, CqlError>(row.map(|(c, seq)| {
+                (
+                    *id,
+                    Placement {
+                        channel_id: ChannelId(c),
+                        seq,
+                    },
+                )
+            }))
+        });
+        Ok(try_join_all(reads).await?.into_iter().flatten().collect())
+    }
+
+    pub async fn placement(&self, id: MessageId) -> Result<Option<Placement>, CqlError> {
+        Ok(self.placements(&[id]).await?.pop().map(|(_, p)| p))
+    }
+
+    /// The last position given out in a channel (0 when it has no messages).
+    pub async fn head(&self, channel: ChannelId) -> Result<i64, CqlError> {
+        let r = self
+            .session
+            .execute_unpaged(&self.select_head, (channel.0,))
+            .await?;
+        let rows = r.into_rows_result().map_err(resp)?;
+        let row: Option<(Option<i64>,)> = rows.maybe_first_row().map_err(resp)?;
+        Ok(row.and_then(|(s,)| s).unwrap_or(0))
+    }
+
+    pub async fn set_heads(&self, heads: &[(ChannelId, i64)]) -> Result<(), CqlError> {
+        try_join_all(
+            heads
+                .iter()
+                .map(|(c, seq)| self.session.execute_unpaged(&self.update_head, (*seq, c.0))),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Messages with positions `from..=to` (inclusive), oldest first.
+    pub async fn range(
+        &self,
+        channel: ChannelId,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<Message>, CqlError> {
+        let from = from.max(1);
+        if to < from {
+            return Ok(Vec::new());
+        }
+        let reads = (bucket_of(from)..=bucket_of(to)).map(|b| async move {
+            let r = self
+                .session
+                .execute_unpaged(&self.select_range, (channel.0, b, from, to))
+                .await?;
+            let rows = r.into_rows_result().map_err(resp)?;
+            let out: Vec<Message> = rows
+                .rows::<MessageRow>()
+                .map_err(resp)?
+                .map(|row| row.map(into_message).map_err(resp))
+                .collect::<Result<_, _>>()?;
+            Ok::<_, CqlError>(out)
+        });
+        let mut all: Vec<Message> = try_join_all(reads).await?.into_iter().flatten().collect();
+        all.sort_unstable_by_key(|m| m.seq);
+        Ok(all)
+    }
+
+    /// The `limit` messages just before position `before` (exclusive), oldest first.
+    pub async fn before(
+        &self,
+        channel: ChannelId,
+        before: i64,
+        limit: i64,
+    ) -> Result<Vec<Message>, CqlError> {
+        self.range(channel, before - limit, before - 1).await
+    }
+
+    /// The `limit` messages just after position `after` (exclusive), oldest first.
+    pub async fn after(
+        &self,
+        channel: ChannelId,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<Message>, CqlError> {
+        self.range(channel, after + 1, after + limit).await
+    }
+
+    /// The newest `limit` messages, oldest first.
+    pub async fn latest(&self, channel: ChannelId, limit: i64) -> Result<Vec<Message>, CqlError> {
+        let head = self.head(channel).await?;
+        self.before(channel, head + 1, limit).await
+    }
+}
+
+fn into_message(r: MessageRow) -> Message {
+    let (channel_id, seq, id, sender_id, body, client_msg_id, created_at) = r;
+    Message {
+        id: MessageId(id),
+        channel_id: ChannelId(channel_id),
+        sender_id: UserId(sender_id),
+        body,
+        client_msg_id,
+        created_at,
+        seq: Some(seq),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_hold_1024_positions() {
+        assert_eq!(bucket_of(1), 0);
+        assert_eq!(bucket_of(1023), 0);
+        assert_eq!(bucket_of(1024), 1);
+    }
+
+    #[test]
+    fn schema_files_split_into_statements_without_comments() {
+        let s = statements("-- a;b\nCREATE TABLE x (a int); -- c\n\nCREATE TABLE y (b int);\n");
+        assert_eq!(s, vec!["CREATE TABLE x (a int)", "CREATE TABLE y (b int)"]);
+    }
+}

@@ -1,0 +1,497 @@
+//! PostgreSQL: users, channels, memberships and refresh tokens.
+//!
+//! Every function is one round trip (or one transaction); none loops over rows issuing queries.
+
+use chat_types::{Channel, ChannelId, ChannelKind, User, UserId};
+use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use std::time::Duration;
+use uuid::Uuid;
+
+pub use sqlx::Error as PgError;
+
+/// Migrations under `migrations/postgres`, embedded in every binary that needs them.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
+
+pub async fn connect(cfg: &chat_common::config::PostgresConfig) -> Result<PgPool, PgError> {
+    PgPoolOptions::new()
+        .max_connections(cfg.max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect(&cfg.url)
+        .await
+}
+
+fn is_unique_violation(e: &PgError, constraint: &str) -> bool {
+    matches!(e, PgError::Database(d) if d.code().as_deref() == Some("23505")
+        && d.constraint().is_none_or(|c| c == constraint))
+}
+
+// ---------------------------------------------------------------- users
+
+#[derive(Debug, thiserror::Error)]
+pub enum CreateUserError {
+    #[error("username taken")]
+    UsernameTaken,
+    #[error(transparent)]
+    Db(#[from] PgError),
+}
+
+#[derive(sqlx::FromRow)]
+struct UserRow {
+    id: Uuid,
+    username: String,
+    display_name: String,
+}
+
+impl From<UserRow> for User {
+    fn from(r: UserRow) -> Self {
+        User {
+            id: UserId(r.id),
+            username: r.username,
+            display_name: r.display_name,
+        }
+    }
+}
+
+/// Insert a user; a username already taken (ignoring case) is [`CreateUserError::UsernameTaken`].
+pub async fn create_user(
+    db: &PgPool,
+    user: &User,
+    password_hash: &str,
+) -> Result<(), CreateUserError> {
+    sqlx::query(
+        "INSERT INTO users (id, username, display_name, password_hash) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(user.id.0)
+    .bind(&user.username)
+    .bind(&user.display_name)
+    .bind(password_hash)
+    .execute(db)
+    .await
+    .map_err(|e| {
+        if is_unique_violation(&e, "users_username_lower_key") {
+            CreateUserError::UsernameTaken
+        } else {
+            CreateUserError::Db(e)
+        }
+    })?;
+    Ok(())
+}
+
+/// A user and their password hash, by username ignoring case.
+pub async fn user_with_hash(
+    db: &PgPool,
+    username: &str,
+) -> Result<Option<(User, String)>, PgError> {
+    let row: Option<(Uuid, String, String, String)> = sqlx::query_as(
+        "SELECT id, username, display_name, password_hash FROM users WHERE lower(username) = lower($1)",
+    )
+    .bind(username)
+    .fetch_optional(db)
+    .await?;
+    Ok(row.map(|(id, username, display_name, hash)| {
+        (
+            User {
+                id: UserId(id),
+                username,
+                display_name,
+            },
+            hash,
+        )
+    }))
+}
+
+pub async fn user(db: &PgPool, id: UserId) -> Result<Option<User>, PgError> {
+    let row: Option<UserRow> =
+        sqlx::query_as("SELECT id, username, display_name FROM users WHERE id = $1")
+            .bind(id.0)
+            .fetch_optional(db)
+            .await?;
+    Ok(row.map(User::from))
+}
+
+/// Users whose username starts with `prefix` (ignoring case), alphabetically.
+pub async fn search_users(db: &PgPool, prefix: &str, limit: i64) -> Result<Vec<User>, PgError> {
+    let rows: Vec<UserRow> = sqlx::query_as(
+        "SELECT id, username, display_name FROM users
+         WHERE lower(username) LIKE $1 ESCAPE '\\'
+         ORDER BY lower(username) LIMIT $2",
+    )
+    .bind(format!("{}%", escape_like(&prefix.to_lowercase())))
+    .bind(limit)
+    .fetch_all(db)
+    .await?;
+    Ok(rows.into_iter().map(User::from).collect())
+}
+
+fn escape_like(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+// ---------------------------------------------------------------- refresh tokens
+
+pub async fn insert_refresh_token(
+    db: &PgPool,
+    token_hash: &[u8],
+    family_id: Uuid,
+    user: UserId,
+    expires_at: DateTime<Utc>,
+) -> Result<(), PgError> {
+    sqlx::query(
+        "INSERT INTO refresh_tokens (token_hash, family_id, user_id, expires_at) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(token_hash)
+    .bind(family_id)
+    .bind(user.0)
+    .bind(expires_at)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum RotateOutcome {
+    /// The token was valid and is now used; issue the next one in `family_id`.
+    Rotated { user: UserId, family_id: Uuid },
+    /// The token had been used before: its family is now revoked.
+    Reused,
+    /// Unknown, expired or revoked.
+    Invalid,
+}
+
+/// Mark a refresh token used, atomically; a second use revokes the whole family.
+pub async fn rotate_refresh_token(
+    db: &PgPool,
+    token_hash: &[u8],
+) -> Result<RotateOutcome, PgError> {
+    let used: Option<(Uuid, Uuid)> = sqlx::query_as(
+        "UPDATE refresh_tokens SET used_at = now()
+         WHERE token_hash = $1 AND used_at IS NULL AND revoked_at IS NULL AND expires_at > now()
+         RETURNING user_id, family_id",
+    )
+    .bind(token_hash)
+    .fetch_optional(db)
+    .await?;
+    if let Some((user, family_id)) = used {
+        return Ok(RotateOutcome::Rotated {
+            user: UserId(user),
+            family_id,
+        });
+    }
+    // Not usable: if it was already used, someone replayed it. Revoke the family so that the
+    // thief's (or the victim's) newer token stops working too.
+    let revoked: Option<(Uuid,)> = sqlx::query_as(
+        "UPDATE refresh_tokens SET revoked_at = now()
+         WHERE family_id = (SELECT family_id FROM refresh_tokens WHERE token_hash = $1 AND used_at IS NOT NULL)
+           AND revoked_at IS NULL
+         RETURNING family_id",
+    )
+    .bind(token_hash)
+    .fetch_optional(db)
+    .await?;
+    let was_used: Option<(bool,)> =
+        sqlx::query_as("SELECT used_at IS NOT NULL FROM refresh_tokens WHERE token_hash = $1")
+            .bind(token_hash)
+            .fetch_optional(db)
+            .await?;
+    Ok(match (revoked, was_used) {
+        (_, Some((true,))) => RotateOutcome::Reused,
+        _ => RotateOutcome::Invalid,
+    })
+}
+
+/// Revoke the family of a refresh token (logout). Returns whether the token was known.
+pub async fn revoke_refresh_family(db: &PgPool, token_hash: &[u8]) -> Result<bool, PgError> {
+    let r = sqlx::query(
+        "UPDATE refresh_tokens SET revoked_at = coalesce(revoked_at, now())
+         WHERE family_id = (SELECT family_id FROM refresh_tokens WHERE token_hash = $1)",
+    )
+    .bind(token_hash)
+    .execute(db)
+    .await?;
+    Ok(r.rows_affected() > 0)
+}
+
+// ---------------------------------------------------------------- channels
+
+#[derive(sqlx::FromRow)]
+struct ChannelRow {
+    id: Uuid,
+    kind: String,
+    name: String,
+    description: String,
+    created_at: DateTime<Utc>,
+}
+
+impl From<ChannelRow> for Channel {
+    fn from(r: ChannelRow) -> Self {
+        Channel {
+            id: ChannelId(r.id),
+            kind: if r.kind == "direct" {
+                ChannelKind::Direct
+            } else {
+                ChannelKind::Group
+            },
+            name: r.name,
+            description: r.description,
+            created_at: r.created_at,
+        }
+    }
+}
+
+/// Create a group channel with its creator as the first member, in one transaction.
+pub async fn create_group(
+    db: &PgPool,
+    id: ChannelId,
+    name: &str,
+    description: &str,
+    creator: UserId,
+) -> Result<Channel, PgError> {
+    let mut tx = db.begin().await?;
+    let row: ChannelRow = sqlx::query_as(
+        "INSERT INTO channels (id, kind, name, description, created_by) VALUES ($1, 'group', $2, $3, $4)
+         RETURNING id, kind, name, description, created_at",
+    )
+    .bind(id.0)
+    .bind(name)
+    .bind(description)
+    .bind(creator.0)
+    .fetch_one(&mut *tx)
+    .await?;
+    sqlx::query("INSERT INTO memberships (channel_id, user_id) VALUES ($1, $2)")
+        .bind(id.0)
+        .bind(creator.0)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(row.into())
+}
+
+/// A channel as `viewer` sees it (a direct channel is named after the other user).
+pub async fn channel_for(
+    db: &PgPool,
+    id: ChannelId,
+    viewer: UserId,
+) -> Result<Option<Channel>, PgError> {
+    let row: Option<ChannelRow> = sqlx::query_as(
+        "SELECT c.id, c.kind,
+                CASE WHEN c.kind = 'direct' THEN coalesce(
+                    (SELECT u.display_name FROM memberships m JOIN users u ON u.id = m.user_id
+                     WHERE m.channel_id = c.id AND m.user_id <> $2 LIMIT 1), c.name)
+                ELSE c.name END AS name,
+                c.description, c.created_at
+         FROM channels c WHERE c.id = $1",
+    )
+    .bind(id.0)
+    .bind(viewer.0)
+    .fetch_optional(db)
+    .await?;
+    Ok(row.map(Channel::from))
+}
+
+/// The caller's channels, groups and direct conversations, oldest first.
+pub async fn channels_of(db: &PgPool, user: UserId) -> Result<Vec<Channel>, PgError> {
+    let rows: Vec<ChannelRow> = sqlx::query_as(
+        "SELECT c.id, c.kind,
+                CASE WHEN c.kind = 'direct' THEN coalesce(other.display_name, c.name) ELSE c.name END AS name,
+                c.description, c.created_at
+         FROM memberships m
+         JOIN channels c ON c.id = m.channel_id
+         LEFT JOIN LATERAL (
+             SELECT u.display_name FROM memberships m2 JOIN users u ON u.id = m2.user_id
+             WHERE c.kind = 'direct' AND m2.channel_id = c.id AND m2.user_id <> $1 LIMIT 1
+         ) other ON true
+         WHERE m.user_id = $1
+         ORDER BY c.created_at, c.id",
+    )
+    .bind(user.0)
+    .fetch_all(db)
+    .await?;
+    Ok(rows.into_iter().map(Channel::from).collect())
+}
+
+/// Group channels whose name contains `query` (ignoring case); an empty query lists the newest.
+pub async fn search_groups(db: &PgPool, query: &str, limit: i64) -> Result<Vec<Channel>, PgError> {
+    let rows: Vec<ChannelRow> = sqlx::query_as(
+        "SELECT id, kind, name, description, created_at FROM channels
+         WHERE kind = 'group' AND lower(name) LIKE $1 ESCAPE '\\'
+         ORDER BY (lower(name) = $2) DESC, created_at DESC LIMIT $3",
+    )
+    .bind(format!("%{}%", escape_like(&query.to_lowercase())))
+    .bind(query.to_lowercase())
+    .bind(limit)
+    .fetch_all(db)
+    .await?;
+    Ok(rows.into_iter().map(Channel::from).collect())
+}
+
+/// What a user may do with a channel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    NoSuchChannel,
+    NotMember(ChannelKind),
+    Member(ChannelKind),
+}
+
+pub async fn access(db: &PgPool, channel: ChannelId, user: UserId) -> Result<Access, PgError> {
+    let row: Option<(String, bool)> = sqlx::query_as(
+        "SELECT c.kind, EXISTS (SELECT 1 FROM memberships m WHERE m.channel_id = c.id AND m.user_id = $2)
+         FROM channels c WHERE c.id = $1",
+    )
+    .bind(channel.0)
+    .bind(user.0)
+    .fetch_optional(db)
+    .await?;
+    Ok(match row {
+        None => Access::NoSuchChannel,
+        Some((kind, member)) => {
+            let kind = if kind == "direct" {
+                ChannelKind::Direct
+            } else {
+                ChannelKind::Group
+            };
+            if member {
+                Access::Member(kind)
+            } else {
+                Access::NotMember(kind)
+            }
+        }
+    })
+}
+
+/// Of `channels`, those `user` is a member of.
+pub async fn member_channels(
+    db: &PgPool,
+    user: UserId,
+    channels: &[ChannelId],
+) -> Result<Vec<ChannelId>, PgError> {
+    let ids: Vec<Uuid> = channels.iter().map(|c| c.0).collect();
+    let rows: Vec<(Uuid,)> = sqlx::query_as(
+        "SELECT channel_id FROM memberships WHERE user_id = $1 AND channel_id = ANY($2)",
+    )
+    .bind(user.0)
+    .bind(&ids)
+    .fetch_all(db)
+    .await?;
+    Ok(rows.into_iter().map(|(c,)| ChannelId(c)).collect())
+}
+
+/// Add a member. Returns `true` if they were not a member before.
+pub async fn join(db: &PgPool, channel: ChannelId, user: UserId) -> Result<bool, PgError> {
+    let r = sqlx::query(
+        "INSERT INTO memberships (channel_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+    )
+    .bind(channel.0)
+    .bind(user.0)
+    .execute(db)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// Remove a member. Returns `true` if they were a member.
+pub async fn leave(db: &PgPool, channel: ChannelId, user: UserId) -> Result<bool, PgError> {
+    let r = sqlx::query("DELETE FROM memberships WHERE channel_id = $1 AND user_id = $2")
+        .bind(channel.0)
+        .bind(user.0)
+        .execute(db)
+        .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// Members of a channel, by username.
+pub async fn members(db: &PgPool, channel: ChannelId) -> Result<Vec<User>, PgError> {
+    let rows: Vec<UserRow> = sqlx::query_as(
+        "SELECT u.id, u.username, u.display_name FROM memberships m JOIN users u ON u.id = m.user_id
+         WHERE m.channel_id = $1 ORDER BY lower(u.username)",
+    )
+    .bind(channel.0)
+    .fetch_all(db)
+    .await?;
+    Ok(rows.into_iter().map(User::from).collect())
+}
+
+/// Member ids of a channel (the fan-out list).
+pub async fn member_ids(db: &PgPool, channel: ChannelId) -> Result<Vec<UserId>, PgError> {
+    let rows: Vec<(Uuid,)> =
+        sqlx::query_as("SELECT user_id FROM memberships WHERE channel_id = $1")
+            .bind(channel.0)
+            .fetch_all(db)
+            .await?;
+    Ok(rows.into_iter().map(|(u,)| UserId(u)).collect())
+}
+
+/// Member ids of several channels at once: `(channel, user)` pairs.
+pub async fn member_ids_of(
+    db: &PgPool,
+    channels: &[ChannelId],
+) -> Result<Vec<(ChannelId, UserId)>, PgError> {
+    let ids: Vec<Uuid> = channels.iter().map(|c| c.0).collect();
+    let rows: Vec<(Uuid, Uuid)> =
+        sqlx::query_as("SELECT channel_id, user_id FROM memberships WHERE channel_id = ANY($1)")
+            .bind(&ids)
+            .fetch_all(db)
+            .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(c, u)| (ChannelId(c), UserId(u)))
+        .collect())
+}
+
+/// Key of the direct channel between two users, the same whoever asks.
+pub fn dm_key(a: UserId, b: UserId) -> String {
+    let (lo, hi) = if a.0 <= b.0 { (a, b) } else { (b, a) };
+    format!("{lo}:{hi}")
+}
+
+/// The direct channel of `me` and `other`, created with both as members if it does not exist.
+/// Concurrent calls for the same pair agree on one channel (the unique `dm_key` decides).
+/// Returns the channel as `me` sees it and whether this call created it.
+pub async fn get_or_create_dm(
+    db: &PgPool,
+    new_id: ChannelId,
+    me: UserId,
+    other: UserId,
+) -> Result<(ChannelId, bool), PgError> {
+    let key = dm_key(me, other);
+    let mut tx = db.begin().await?;
+    let inserted: Option<(Uuid,)> = sqlx::query_as(
+        "INSERT INTO channels (id, kind, name, description, created_by, dm_key)
+         VALUES ($1, 'direct', '', '', $2, $3)
+         ON CONFLICT (dm_key) DO NOTHING RETURNING id",
+    )
+    .bind(new_id.0)
+    .bind(me.0)
+    .bind(&key)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let (id, created) = match inserted {
+        Some((id,)) => {
+            sqlx::query(
+                "INSERT INTO memberships (channel_id, user_id) SELECT $1, unnest($2::uuid[])
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(id)
+            .bind(vec![me.0, other.0])
+            .execute(&mut *tx)
+            .await?;
+            (id, true)
+        }
+        None => {
+            // The other call's transaction has committed (ON CONFLICT waited for it).
+            let (id,): (Uuid,) = sqlx::query_as("SELECT id FROM channels WHERE dm_key = $1")
+                .bind(&key)
+                .fetch_one(&mut *tx)
+                .await?;
+            (id, false)
+        }
+    };
+    tx.commit().await?;
+    Ok((ChannelId(id), created))
+}

@@ -1,0 +1,39 @@
+//! The body a message server POSTs to a gateway's internal delivery endpoint. One request carries
+//! every event of a batch for the users on that gateway, in channel order.
+
+use crate::bus::MembershipChange;
+use crate::ids::{ChannelId, UserId};
+use crate::rest::Message;
+use serde::{Deserialize, Serialize};
+
+/// Path of the delivery endpoint on a gateway's internal port.
+pub const DELIVER_PATH: &str = "/internal/v1/deliver";
+/// Header carrying the shared internal credential.
+pub const INTERNAL_TOKEN_HEADER: &str = "x-internal-token";
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryBatch {
+    pub events: Vec<DeliveryEvent>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryEvent {
+    /// Users on this gateway who should see the event (every connection of each).
+    pub recipients: Vec<UserId>,
+    pub event: Event,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Event {
+    Message {
+        message: Message,
+    },
+    Membership {
+        channel_id: ChannelId,
+        user_id: UserId,
+        change: MembershipChange,
+        /// The channel's last `seq` when the change took effect.
+        seq: i64,
+    },
+}

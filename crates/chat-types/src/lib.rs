@@ -1,0 +1,22 @@
+//! Wire types: everything that crosses a process boundary, in one dependency-light crate.
+//!
+//! Services, the end-to-end tests, the load generator and the client fixtures all use these
+//! definitions, so a field renamed here is renamed everywhere at once.
+//!
+//! # Layout
+//! - [`ids`]: `UserId`, `ChannelId`, `MessageId` (UUIDs, JSON strings).
+//! - [`rest`]: request and response bodies of the public REST API (`/api/v1/...`).
+//! - [`ws`]: WebSocket frames, `type`-tagged, and the close codes.
+//! - [`bus`]: records of the Kafka topic `messages`.
+//! - [`internal`]: the body message servers push to a gateway's delivery endpoint.
+//! - [`limits`]: the limits of the public contract.
+
+pub mod bus;
+pub mod ids;
+pub mod internal;
+pub mod limits;
+pub mod rest;
+pub mod ws;
+
+pub use ids::{ChannelId, MessageId, UserId};
+pub use rest::{Channel, ChannelKind, ErrorBody, Message, Session, User};

@@ -1,0 +1,103 @@
+//! WebSocket frames (`/ws`): JSON text frames tagged by `type`. See `docs/protocol.md`.
+
+use crate::ids::{ChannelId, MessageId, UserId};
+use crate::rest::Message;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Frames a client sends.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientFrame {
+    Send {
+        channel_id: ChannelId,
+        client_msg_id: String,
+        body: String,
+    },
+    /// After a reconnect: the last message id seen per channel.
+    Resume {
+        channels: BTreeMap<ChannelId, MessageId>,
+    },
+    Ping,
+}
+
+/// Frames the server sends.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerFrame {
+    Ready {
+        user_id: UserId,
+        connection_id: String,
+    },
+    Ack {
+        client_msg_id: String,
+        message: Message,
+    },
+    Message {
+        message: Message,
+    },
+    /// Sent once a `resume` has been served: every missed message of those channels was sent
+    /// before this frame, and live messages follow it.
+    Resumed {
+        channels: Vec<ChannelId>,
+    },
+    Error {
+        code: String,
+        message: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_msg_id: Option<String>,
+    },
+    Pong,
+}
+
+/// Close codes the gateway uses. Codes 4000-4999 are ours; the others are RFC 6455's.
+pub mod close {
+    /// The gateway is shutting down: reconnect (through the load balancer) and `resume`.
+    pub const GOING_AWAY: u16 = 1001;
+    /// The access token is missing, malformed, forged or expired: refresh it, then reconnect.
+    pub const UNAUTHORIZED: u16 = 4401;
+    /// The client fell too far behind reading: reconnect and `resume`.
+    pub const SLOW_CONSUMER: u16 = 4408;
+    /// Nothing was heard from the client (no frame, no pong) for too long.
+    pub const IDLE_TIMEOUT: u16 = 4000;
+    /// The client sent a frame that is not a JSON text frame, or over the size limit.
+    pub const PROTOCOL_ERROR: u16 = 1008;
+}
+
+/// Error codes of `error` frames.
+pub mod error_code {
+    pub const MALFORMED_FRAME: &str = "malformed_frame";
+    pub const NOT_A_MEMBER: &str = "not_a_member";
+    pub const UNKNOWN_CHANNEL: &str = "unknown_channel";
+    pub const INVALID_BODY: &str = "invalid_body";
+    pub const INVALID_CLIENT_MSG_ID: &str = "invalid_client_msg_id";
+    pub const UNKNOWN_MESSAGE: &str = "unknown_message";
+    pub const UNAVAILABLE: &str = "unavailable";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_frames_parse_from_the_contract_examples() {
+        let f: ClientFrame = serde_json::from_str(
+            r#"{"type":"send","channel_id":"0190a2b4-0000-7000-8000-000000000001","client_msg_id":"c1","body":"hi"}"#,
+        )
+        .unwrap();
+        assert!(matches!(f, ClientFrame::Send { ref body, .. } if body == "hi"));
+        let f: ClientFrame = serde_json::from_str(r#"{"type":"ping"}"#).unwrap();
+        assert_eq!(f, ClientFrame::Ping);
+    }
+
+    #[test]
+    fn error_frame_omits_absent_client_msg_id() {
+        let s = serde_json::to_string(&ServerFrame::Error {
+            code: "x".into(),
+            message: "y".into(),
+            client_msg_id: None,
+        })
+        .unwrap();
+        assert_eq!(s, r#"{"type":"error","code":"x","message":"y"}"#);
+    }
+}

@@ -1,0 +1,562 @@
+//! Golden JSON fixtures of every wire type, shared with the clients.
+//!
+//! One representative value of each type of `chat-types` is serialized into a pretty JSON file
+//! under `fixtures/wire/` at the repository root. The iOS client (ChatKit's tests) and the web
+//! client decode those files, so a change to a wire type that would break a client shows up as a
+//! diff here first.
+//!
+//! The test fails when a file on disk differs from what it would write, when one is missing, and
+//! when `fixtures/wire/` holds a `.json` file that no longer matches any type. Regenerate with
+//! `UPDATE_FIXTURES=1 cargo test -p chat-types --test fixtures` and review the diff.
+//!
+//! # Layout of `fixtures/wire/`
+//! - `rest_*`: request and response bodies of the public REST API.
+//! - `ws_client_*` / `ws_server_*`: WebSocket frames, one file per variant (and per optional field).
+//! - `ws_close_codes`, `ws_error_codes`, `limits`: the named constants, as JSON maps.
+//! - `bus_*`, `internal_*`: internal records (Kafka, gateway delivery); no client decodes them.
+//!
+//! Every id and timestamp is fixed so that the output is deterministic.
+
+use chat_types::bus::{BusRecord, MembershipChange, MembershipRecord, MessageRecord};
+use chat_types::internal::{DeliveryBatch, DeliveryEvent, Event};
+use chat_types::limits;
+use chat_types::rest::{
+    Channel, ChannelKind, ChannelList, CreateChannelRequest, CreateDmRequest, ErrorBody,
+    LoginRequest, MemberList, Message, MessageList, RefreshRequest, RegisterRequest, Session, User,
+    UserList,
+};
+use chat_types::ws::{ClientFrame, ServerFrame, close, error_code};
+use chat_types::{ChannelId, MessageId, UserId};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Debug;
+use std::path::{Path, PathBuf};
+use uuid::Uuid;
+
+const UPDATE_HINT: &str = "run `UPDATE_FIXTURES=1 cargo test -p chat-types --test fixtures`";
+
+// ---------------------------------------------------------------------------------------------
+// Fixed sample data
+// ---------------------------------------------------------------------------------------------
+
+fn alice() -> User {
+    User {
+        id: UserId(Uuid::from_u128(0x0190_a2b4_0000_7000_8000_0000_0000_a11c)),
+        username: "alice".into(),
+        display_name: "Alice Liddell".into(),
+    }
+}
+
+fn bob() -> User {
+    User {
+        id: UserId(Uuid::from_u128(0x0190_a2b4_0000_7000_8000_0000_0000_0b0b)),
+        username: "bob".into(),
+        display_name: "Bob".into(),
+    }
+}
+
+fn general_id() -> ChannelId {
+    ChannelId(Uuid::from_u128(0x0190_a2b4_0000_7000_8000_0000_0000_0001))
+}
+
+fn dm_id() -> ChannelId {
+    ChannelId(Uuid::from_u128(0x0190_a2b4_0000_7000_8000_0000_0000_0002))
+}
+
+fn at(rfc3339: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(rfc3339)
+        .expect("fixed timestamp parses")
+        .with_timezone(&Utc)
+}
+
+fn group_channel() -> Channel {
+    Channel {
+        id: general_id(),
+        kind: ChannelKind::Group,
+        name: "general".into(),
+        description: "Company-wide announcements and chatter".into(),
+        // Whole seconds: clients must accept timestamps without a fraction.
+        created_at: at("2025-01-15T09:30:00Z"),
+    }
+}
+
+fn direct_channel() -> Channel {
+    Channel {
+        id: dm_id(),
+        kind: ChannelKind::Direct,
+        name: bob().display_name,
+        description: String::new(),
+        created_at: at("2025-01-15T09:31:02.5Z"),
+    }
+}
+
+const CLIENT_MSG_ID_1: &str = "5f0c8a52-8a8e-4a8e-9a43-0d4f6f1f6c11";
+const CLIENT_MSG_ID_2: &str = "5f0c8a52-8a8e-4a8e-9a43-0d4f6f1f6c12";
+
+/// A stored message, with its place in the channel.
+fn message(seq: i64, sender: &User, client_msg_id: &str, body: &str, created_at: &str) -> Message {
+    Message {
+        id: MessageId::derive(sender.id, client_msg_id),
+        channel_id: general_id(),
+        sender_id: sender.id,
+        body: body.into(),
+        client_msg_id: client_msg_id.into(),
+        created_at: at(created_at),
+        seq: Some(seq),
+    }
+}
+
+fn first_message() -> Message {
+    // Microsecond precision, as PostgreSQL and CQL timestamps give.
+    message(
+        41,
+        &alice(),
+        CLIENT_MSG_ID_1,
+        "Hello, world! 👋 «quotes» and \"escapes\"",
+        "2025-01-15T09:32:10.123456Z",
+    )
+}
+
+fn second_message() -> Message {
+    message(
+        42,
+        &bob(),
+        CLIENT_MSG_ID_2,
+        "Hi Alice.\nTwo lines.",
+        "2025-01-15T09:32:11.5Z",
+    )
+}
+
+/// What an `ack` carries: the message before it has its place, so without `seq`.
+fn acked_message() -> Message {
+    Message {
+        seq: None,
+        ..first_message()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The fixtures
+// ---------------------------------------------------------------------------------------------
+
+/// A fixture: its file name (without `.json`) and the JSON it holds.
+struct Fixture {
+    name: String,
+    json: Value,
+}
+
+/// Collects fixtures and checks, for each, that the value survives a JSON round trip.
+#[derive(Default)]
+struct Fixtures(Vec<Fixture>);
+
+impl Fixtures {
+    fn add<T>(&mut self, name: &str, value: &T)
+    where
+        T: Serialize + DeserializeOwned + PartialEq + Debug,
+    {
+        let json = serde_json::to_value(value).expect("serializes");
+        let back: T = serde_json::from_value(json.clone())
+            .unwrap_or_else(|e| panic!("fixture {name} does not deserialize back: {e}"));
+        assert_eq!(&back, value, "fixture {name} does not round-trip");
+        self.push(name, json);
+    }
+
+    fn push(&mut self, name: &str, json: Value) {
+        assert!(
+            !self.0.iter().any(|f| f.name == name),
+            "fixture name {name} used twice"
+        );
+        self.0.push(Fixture {
+            name: name.into(),
+            json,
+        });
+    }
+}
+
+/// Names the fixture of each client frame variant. The exhaustive match makes a new variant a
+/// compile error here until it has a fixture.
+fn client_frame_fixture_name(frame: &ClientFrame) -> &'static str {
+    match frame {
+        ClientFrame::Send { .. } => "ws_client_send",
+        ClientFrame::Resume { .. } => "ws_client_resume",
+        ClientFrame::Ping => "ws_client_ping",
+    }
+}
+
+/// Same as [`client_frame_fixture_name`] for server frames. `error` has a second fixture
+/// (`ws_server_error_for_send`) with the optional `client_msg_id`.
+fn server_frame_fixture_name(frame: &ServerFrame) -> &'static str {
+    match frame {
+        ServerFrame::Ready { .. } => "ws_server_ready",
+        ServerFrame::Ack { .. } => "ws_server_ack",
+        ServerFrame::Message { .. } => "ws_server_message",
+        ServerFrame::Resumed { .. } => "ws_server_resumed",
+        ServerFrame::Error {
+            client_msg_id: None,
+            ..
+        } => "ws_server_error",
+        ServerFrame::Error {
+            client_msg_id: Some(_),
+            ..
+        } => "ws_server_error_for_send",
+        ServerFrame::Pong => "ws_server_pong",
+    }
+}
+
+fn all_fixtures() -> Vec<Fixture> {
+    let mut f = Fixtures::default();
+
+    // REST bodies.
+    f.add("rest_user", &alice());
+    f.add(
+        "rest_session",
+        &Session {
+            user: alice(),
+            access_token: "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl".into(),
+            refresh_token: "rt_3q2-7wEAAAAAAAAAAAAAAAAAAAAAAA".into(),
+            expires_in: 900,
+        },
+    );
+    f.add(
+        "rest_register_request",
+        &RegisterRequest {
+            username: "alice".into(),
+            password: "correct horse battery staple".into(),
+            display_name: Some("Alice Liddell".into()),
+        },
+    );
+    f.add(
+        "rest_register_request_minimal",
+        &RegisterRequest {
+            username: "bob".into(),
+            password: "hunter2hunter2".into(),
+            display_name: None,
+        },
+    );
+    f.add(
+        "rest_login_request",
+        &LoginRequest {
+            username: "alice".into(),
+            password: "correct horse battery staple".into(),
+        },
+    );
+    f.add(
+        "rest_refresh_request",
+        &RefreshRequest {
+            refresh_token: "rt_3q2-7wEAAAAAAAAAAAAAAAAAAAAAAA".into(),
+        },
+    );
+    f.add(
+        "rest_create_channel_request",
+        &CreateChannelRequest {
+            name: "general".into(),
+            description: Some("Company-wide announcements and chatter".into()),
+        },
+    );
+    f.add(
+        "rest_create_channel_request_minimal",
+        &CreateChannelRequest {
+            name: "random".into(),
+            description: None,
+        },
+    );
+    f.add(
+        "rest_create_dm_request",
+        &CreateDmRequest { user_id: bob().id },
+    );
+    f.add("rest_channel_group", &group_channel());
+    f.add("rest_channel_direct", &direct_channel());
+    f.add(
+        "rest_channel_list",
+        &ChannelList {
+            channels: vec![group_channel(), direct_channel()],
+        },
+    );
+    f.add(
+        "rest_user_list",
+        &UserList {
+            users: vec![alice(), bob()],
+        },
+    );
+    f.add(
+        "rest_member_list",
+        &MemberList {
+            members: vec![alice(), bob()],
+        },
+    );
+    f.add("rest_message", &first_message());
+    f.add(
+        "rest_message_list",
+        &MessageList {
+            messages: vec![first_message(), second_message()],
+        },
+    );
+    f.add(
+        "rest_error",
+        &ErrorBody::new("username_taken", "that username is already taken"),
+    );
+
+    // WebSocket frames, client to server.
+    let client_frames = [
+        ClientFrame::Send {
+            channel_id: general_id(),
+            client_msg_id: CLIENT_MSG_ID_1.into(),
+            body: "Hello, world! 👋".into(),
+        },
+        ClientFrame::Resume {
+            channels: BTreeMap::from([
+                (general_id(), second_message().id),
+                (dm_id(), MessageId::derive(bob().id, "dm-1")),
+            ]),
+        },
+        ClientFrame::Ping,
+    ];
+    for frame in &client_frames {
+        f.add(client_frame_fixture_name(frame), frame);
+    }
+
+    // WebSocket frames, server to client.
+    let server_frames = [
+        ServerFrame::Ready {
+            user_id: alice().id,
+            connection_id: "gw-1:0190a2b4-0000-7000-8000-00000000c0c0".into(),
+        },
+        ServerFrame::Ack {
+            client_msg_id: CLIENT_MSG_ID_1.into(),
+            message: acked_message(),
+        },
+        ServerFrame::Message {
+            message: second_message(),
+        },
+        ServerFrame::Resumed {
+            channels: vec![general_id(), dm_id()],
+        },
+        ServerFrame::Error {
+            code: error_code::MALFORMED_FRAME.into(),
+            message: "expected a JSON text frame with a `type` field".into(),
+            client_msg_id: None,
+        },
+        ServerFrame::Error {
+            code: error_code::NOT_A_MEMBER.into(),
+            message: "you are not a member of this channel".into(),
+            client_msg_id: Some(CLIENT_MSG_ID_2.into()),
+        },
+        ServerFrame::Pong,
+    ];
+    for frame in &server_frames {
+        f.add(server_frame_fixture_name(frame), frame);
+    }
+
+    // Named constants, as maps a client can compare its own constants with.
+    f.push(
+        "ws_close_codes",
+        json!({
+            "going_away": close::GOING_AWAY,
+            "unauthorized": close::UNAUTHORIZED,
+            "slow_consumer": close::SLOW_CONSUMER,
+            "idle_timeout": close::IDLE_TIMEOUT,
+            "protocol_error": close::PROTOCOL_ERROR,
+        }),
+    );
+    f.push(
+        "ws_error_codes",
+        json!({
+            "malformed_frame": error_code::MALFORMED_FRAME,
+            "not_a_member": error_code::NOT_A_MEMBER,
+            "unknown_channel": error_code::UNKNOWN_CHANNEL,
+            "invalid_body": error_code::INVALID_BODY,
+            "invalid_client_msg_id": error_code::INVALID_CLIENT_MSG_ID,
+            "unknown_message": error_code::UNKNOWN_MESSAGE,
+            "unavailable": error_code::UNAVAILABLE,
+        }),
+    );
+    f.push(
+        "limits",
+        json!({
+            "username_min": limits::USERNAME_MIN,
+            "username_max": limits::USERNAME_MAX,
+            "password_min": limits::PASSWORD_MIN,
+            "password_max": limits::PASSWORD_MAX,
+            "display_name_max": limits::DISPLAY_NAME_MAX,
+            "channel_name_max": limits::CHANNEL_NAME_MAX,
+            "channel_description_max": limits::CHANNEL_DESCRIPTION_MAX,
+            "body_max_chars": limits::BODY_MAX_CHARS,
+            "client_msg_id_max": limits::CLIENT_MSG_ID_MAX,
+            "max_request_bytes": limits::MAX_REQUEST_BYTES,
+            "history_default_limit": limits::HISTORY_DEFAULT_LIMIT,
+            "history_max_limit": limits::HISTORY_MAX_LIMIT,
+        }),
+    );
+
+    // Internal records: not part of the public contract, kept so that every type has a sample.
+    let record = MessageRecord {
+        id: first_message().id,
+        channel_id: general_id(),
+        sender_id: alice().id,
+        body: first_message().body,
+        client_msg_id: CLIENT_MSG_ID_1.into(),
+        created_at: first_message().created_at,
+    };
+    f.add("bus_message_record", &BusRecord::Message(record));
+    f.add(
+        "bus_membership_record",
+        &BusRecord::Membership(MembershipRecord {
+            channel_id: general_id(),
+            user_id: bob().id,
+            change: MembershipChange::Joined,
+        }),
+    );
+    f.add(
+        "internal_delivery_batch",
+        &DeliveryBatch {
+            events: vec![
+                DeliveryEvent {
+                    recipients: vec![alice().id, bob().id],
+                    event: Event::Message {
+                        message: first_message(),
+                    },
+                },
+                DeliveryEvent {
+                    recipients: vec![alice().id],
+                    event: Event::Membership {
+                        channel_id: general_id(),
+                        user_id: bob().id,
+                        change: MembershipChange::Left,
+                        seq: 42,
+                    },
+                },
+            ],
+        },
+    );
+
+    f.0
+}
+
+// ---------------------------------------------------------------------------------------------
+// Comparing with, and writing to, fixtures/wire/
+// ---------------------------------------------------------------------------------------------
+
+fn fixtures_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/wire")
+}
+
+/// `json` with the keys of every object in sorted order, whether or not some crate of the build
+/// turns on serde_json's `preserve_order` feature.
+fn sorted(json: &Value) -> Value {
+    match json {
+        Value::Object(map) => {
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            Value::Object(
+                entries
+                    .into_iter()
+                    .map(|(k, v)| (k.clone(), sorted(v)))
+                    .collect(),
+            )
+        }
+        Value::Array(items) => Value::Array(items.iter().map(sorted).collect()),
+        other => other.clone(),
+    }
+}
+
+/// The exact bytes of a fixture file: two-space pretty JSON with sorted keys and a final newline.
+fn render(json: &Value) -> String {
+    let mut text = serde_json::to_string_pretty(&sorted(json)).expect("renders");
+    text.push('\n');
+    text
+}
+
+fn update_requested() -> bool {
+    std::env::var_os("UPDATE_FIXTURES").is_some_and(|v| !v.is_empty() && v != "0")
+}
+
+#[test]
+fn wire_fixtures_match_the_types() {
+    let dir = fixtures_dir();
+    let fixtures = all_fixtures();
+    let update = update_requested();
+    if update {
+        std::fs::create_dir_all(&dir).expect("creates fixtures/wire");
+    }
+
+    let mut problems = Vec::new();
+    for fixture in &fixtures {
+        let path = dir.join(format!("{}.json", fixture.name));
+        let expected = render(&fixture.json);
+        let actual = std::fs::read_to_string(&path).ok();
+        if actual.as_deref() == Some(expected.as_str()) {
+            continue;
+        }
+        if update {
+            std::fs::write(&path, &expected)
+                .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+        } else if actual.is_none() {
+            problems.push(format!("missing: fixtures/wire/{}.json", fixture.name));
+        } else {
+            problems.push(format!("differs: fixtures/wire/{}.json", fixture.name));
+        }
+    }
+
+    // A file left over from a renamed or removed type would mislead the clients that read it.
+    let known: BTreeSet<String> = fixtures
+        .iter()
+        .map(|f| format!("{}.json", f.name))
+        .collect();
+    if let Ok(entries) = std::fs::read_dir(&dir) {
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !name.ends_with(".json") || known.contains(&name) {
+                continue;
+            }
+            if update {
+                std::fs::remove_file(entry.path())
+                    .unwrap_or_else(|e| panic!("cannot remove {name}: {e}"));
+            } else {
+                problems.push(format!("stale: fixtures/wire/{name}"));
+            }
+        }
+    }
+
+    assert!(
+        problems.is_empty(),
+        "fixtures/wire is out of date with chat-types:\n  {}\n{UPDATE_HINT} and review the diff",
+        problems.join("\n  ")
+    );
+}
+
+#[test]
+fn every_frame_variant_has_a_fixture() {
+    let names: BTreeSet<String> = all_fixtures().into_iter().map(|f| f.name).collect();
+    for name in [
+        "ws_client_send",
+        "ws_client_resume",
+        "ws_client_ping",
+        "ws_server_ready",
+        "ws_server_ack",
+        "ws_server_message",
+        "ws_server_resumed",
+        "ws_server_error",
+        "ws_server_error_for_send",
+        "ws_server_pong",
+    ] {
+        assert!(names.contains(name), "no fixture named {name}");
+    }
+}
+
+#[test]
+fn acked_message_fixture_has_no_seq_and_live_message_has_one() {
+    let fixtures = all_fixtures();
+    let get = |name: &str| {
+        &fixtures
+            .iter()
+            .find(|f| f.name == name)
+            .unwrap_or_else(|| panic!("no fixture {name}"))
+            .json
+    };
+    assert!(get("ws_server_ack")["message"].get("seq").is_none());
+    assert_eq!(get("ws_server_message")["message"]["seq"], json!(42));
+    assert!(get("ws_server_error").get("client_msg_id").is_none());
+}

@@ -1,0 +1,995 @@
+#!/usr/bin/env bash
+# The native stack: PostgreSQL, Redis, Kafka (KRaft), Cassandra (CQL stand-in for ScyllaDB), our
+# services and nginx, all on loopback, without Docker. Used by the tests and CI.
+#
+#   deploy/stack.sh up [--infra-only] [--no-build] [--no-web]
+#                                                    start what is not running yet, wait until ready
+#                                                    (--no-web: serve web/dist as it is, never npm)
+#   deploy/stack.sh down [--purge]                   stop what this script started (--purge: drop data)
+#   deploy/stack.sh status                           each server: pid, port(s), up/down, log
+#   deploy/stack.sh logs [name] [-f]                 tail a server's log (no name: list the logs)
+#   deploy/stack.sh kill <name> [-9]                 stop one server (SIGTERM, or SIGKILL with -9)
+#   deploy/stack.sh start <name>                     start one server and wait until it is ready
+#
+# Names: postgres redis kafka cassandra api gateway-1 gateway-2 message-server-1 message-server-2 nginx
+# (the services and ports come from deploy/native/topology.conf, shared with docker-compose.yml).
+#
+# Environment:
+#   CHAT_STACK_DIR      state folder (default ~/.cache/chat-stack): run/ holds data, logs/, pids/,
+#                       secrets/ of the current stack; jars/ the Maven downloads (kept across runs)
+#   CARGO_TARGET_DIR    where the services are built (default ~/.cache/chat-target)
+#   CHAT_STACK_TIMEOUT  seconds to wait for each server to be ready (default 180)
+#   CHAT_STACK_BUILD_WEB=false   same as --no-web
+#   CHAT__*             passed through to the services (the stack's own settings win)
+set -euo pipefail
+umask 022
+
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(dirname "$SCRIPT_DIR")
+TOPOLOGY=$SCRIPT_DIR/native/topology.conf
+
+STACK_DIR=${CHAT_STACK_DIR:-$HOME/.cache/chat-stack}
+RUN_DIR=$STACK_DIR/run
+LOG_DIR=$RUN_DIR/logs
+PID_DIR=$RUN_DIR/pids
+SECRETS_DIR=$RUN_DIR/secrets
+JAR_DIR=$STACK_DIR/jars
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/chat-target}
+BIN_DIR=$CARGO_TARGET_DIR/release
+
+WAIT_TIMEOUT=${CHAT_STACK_TIMEOUT:-180}
+STOP_TIMEOUT=15        # services: SIGTERM, then SIGKILL after this many seconds
+INFRA_STOP_TIMEOUT=40  # stores and broker get longer to shut down cleanly
+MIGRATE_TIMEOUT=300
+
+# Fixed ports of the native stack besides those in topology.conf.
+CASSANDRA_STORAGE_PORT=17000
+CASSANDRA_SSL_STORAGE_PORT=17001
+CASSANDRA_JMX_PORT=17199
+
+# ---------------------------------------------------------------------------------------------
+# output
+
+log() { printf '[stack %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
+warn() { printf '[stack %s] WARNING: %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() {
+    printf '[stack %s] ERROR: %s\n' "$(date +%H:%M:%S)" "$*" >&2
+    exit 1
+}
+
+# A server did not come up: name it, show the end of its log, stop.
+fail_start() {
+    local name=$1 reason=$2 logf
+    logf=$(log_file "$name")
+    printf '\n[stack %s] ERROR: %s failed to start: %s\n' "$(date +%H:%M:%S)" "$name" "$reason" >&2
+    if [[ -f $logf ]]; then
+        local errs
+        errs=$(tail -c "+$((${LOG_OFFSET[$name]:-0} + 1))" "$logf" |
+            grep -E -m 8 '^Error:|panicked|\bERROR\b|FATAL|Exception|[Cc]aused by' || true)
+        [[ -n $errs ]] && printf '[stack] first error lines of this start:\n%s\n' "$(sed 's/^/    /' <<<"$errs")" >&2
+        printf '[stack] last 40 lines of %s:\n' "$logf" >&2
+        tail -n 40 "$logf" | sed 's/^/    /' >&2
+    else
+        printf '[stack] (no log at %s)\n' "$logf" >&2
+    fi
+    printf '[stack] servers that did start are left running: deploy/stack.sh status | down\n' >&2
+    exit 1
+}
+
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"; }
+
+# ---------------------------------------------------------------------------------------------
+# topology (deploy/native/topology.conf)
+
+declare -A INFRA_PORT=() SVC_BIN=() SVC_HTTP=() SVC_OPS=() SVC_ENV=()
+declare -a INFRA_NAMES=() SERVICES=() COMMON_ENV=()
+LB_NAME=nginx
+LB_PORT=8080
+
+subst() {
+    local s=$1
+    s=${s//\{SECRETS\}/$SECRETS_DIR}
+    s=${s//\{HOST\}/127.0.0.1}
+    printf '%s' "$s"
+}
+
+load_topology() {
+    [[ -f $TOPOLOGY ]] || die "missing $TOPOLOGY"
+    local kind a b c d rest
+    while read -r kind a b c d rest; do
+        case $kind in
+            '') continue ;;
+            infra) INFRA_NAMES+=("$a"); INFRA_PORT[$a]=$b ;;
+            common) COMMON_ENV+=("$(subst "$a")") ;;
+            service)
+                SERVICES+=("$a")
+                SVC_BIN[$a]=$b
+                SVC_HTTP[$a]=$c
+                SVC_OPS[$a]=$d
+                SVC_ENV[$a]=$(subst "$rest")
+                ;;
+            lb) LB_NAME=$a; LB_PORT=$b ;;
+            *) die "$TOPOLOGY: unknown line kind '$kind'" ;;
+        esac
+    done < <(sed 's/#.*//' "$TOPOLOGY")
+    local n
+    for n in postgres redis kafka cassandra; do
+        [[ -n ${INFRA_PORT[$n]:-} ]] || die "$TOPOLOGY: no 'infra $n' line"
+    done
+}
+
+is_service() { [[ -n ${SVC_BIN[$1]:-} ]]; }
+is_infra() { [[ -n ${INFRA_PORT[$1]:-} ]]; }
+all_names() { printf '%s\n' postgres redis kafka cassandra "${SERVICES[@]}" "$LB_NAME"; }
+known_name() {
+    local n
+    while read -r n; do [[ $n == "$1" ]] && return 0; done < <(all_names)
+    return 1
+}
+
+# ---------------------------------------------------------------------------------------------
+# processes
+
+log_file() {
+    case $1 in
+        nginx) echo "$LOG_DIR/nginx-error.log" ;;
+        *) echo "$LOG_DIR/$1.log" ;;
+    esac
+}
+
+pg_data() { echo "$RUN_DIR/postgres/data"; }
+
+pid_file() {
+    case $1 in
+        postgres) echo "$(pg_data)/postmaster.pid" ;;
+        *) echo "$PID_DIR/$1.pid" ;;
+    esac
+}
+
+# What the command line of a live server of ours contains (guards against recycled pids).
+proc_marker() {
+    case $1 in
+        postgres) echo "$(pg_data)" ;;
+        redis) echo "redis-server" ;;
+        nginx) echo "nginx: master" ;;
+        kafka | cassandra) echo "-Dchat.stack=$1" ;;
+        *) echo "${SVC_BIN[$1]}" ;;
+    esac
+}
+
+# Print the pid of server $1 if it is running; fail otherwise.
+running_pid() {
+    local f pid cmd
+    f=$(pid_file "$1")
+    [[ -s $f ]] || return 1
+    pid=$(head -n 1 "$f" | tr -dc '0-9')
+    [[ -n $pid ]] && pid_alive "$pid" || return 1
+    cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
+    [[ $cmd == *"$(proc_marker "$1")"* ]] || return 1
+    echo "$pid"
+}
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# Refuse to start a server on a port something else holds.
+require_free_port() {
+    local name=$1 port=$2
+    if port_open "$port"; then
+        printf '[stack] ERROR: cannot start %s: 127.0.0.1:%s is already taken by another process:\n' "$name" "$port" >&2
+        ss -ltnpH "sport = :$port" 2>/dev/null | sed 's/^/    /' >&2 || true
+        exit 1
+    fi
+}
+
+declare -A START_AT=() LOG_OFFSET=()
+
+# Run a command in the background, detached (own session), output appended to the server's log.
+spawn() {
+    local name=$1 logf
+    shift
+    logf=$(log_file "$name")
+    printf '\n===== %s: deploy/stack.sh starts %s =====\n' "$(date -Is)" "$name" >>"$logf"
+    LOG_OFFSET[$name]=$(stat -c %s "$logf")
+    START_AT[$name]=$SECONDS
+    # 9>&-: servers must not inherit the stack lock (lock_stack).
+    setsid "$@" >>"$logf" 2>&1 </dev/null 9>&- &
+    echo $! >"$(pid_file "$name")"
+}
+
+# Is the server alive while we wait for it? (Its pid file may lag a moment behind the start.)
+still_starting() {
+    local name=$1 waited=$2
+    running_pid "$name" >/dev/null || ((waited < 4))
+}
+
+# wait_ready NAME CHECK-COMMAND...: poll until the check passes, the process dies or time is up.
+wait_ready() {
+    local name=$1 start next=0 waited
+    shift
+    start=${START_AT[$name]:-$SECONDS}
+    while ! "$@" >/dev/null 2>&1; do
+        waited=$((SECONDS - start))
+        still_starting "$name" "$waited" || fail_start "$name" "the process exited"
+        ((waited < WAIT_TIMEOUT)) || fail_start "$name" "not ready after ${WAIT_TIMEOUT}s"
+        if ((waited >= next)); then
+            log "waiting for $name (${waited}s)..."
+            next=$((waited + 5))
+        fi
+        sleep 0.5
+    done
+    log "$name is ready ($((SECONDS - start))s, pid $(running_pid "$name" || echo '?'), log: $(log_file "$name"))"
+}
+
+# Signal a server; SIGKILL hits its whole process group (workers, backends) when it leads one.
+signal_server() {
+    local pid=$1 sig=$2 pgid
+    pgid=$(ps -o pgid= -p "$pid" 2>/dev/null | tr -d ' ') || true
+    if [[ $sig == KILL && $pgid == "$pid" ]]; then
+        kill -KILL -- "-$pid" 2>/dev/null || true
+    elif [[ $sig == KILL ]]; then
+        # Not a group leader (postgres under pg_ctl): its direct children go too (backends).
+        local kids
+        kids=$(ps -o pid= --ppid "$pid" 2>/dev/null | tr -s ' \n' ' ') || true
+        # shellcheck disable=SC2086
+        kill -KILL "$pid" $kids 2>/dev/null || true
+    else
+        kill "-$sig" "$pid" 2>/dev/null || true
+    fi
+}
+
+# Alive and not a zombie (a dead server waits a moment for init to reap it).
+pid_alive() {
+    local st
+    kill -0 "$1" 2>/dev/null || return 1
+    st=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
+    [[ -n $st && $st != Z* ]]
+}
+
+wait_gone() {
+    local pid=$1 timeout=$2 start=$SECONDS
+    while pid_alive "$pid"; do
+        ((SECONDS - start < timeout)) || return 1
+        sleep 0.2
+    done
+}
+
+# stop_server NAME [TERM|KILL] [timeout]: stop one server of ours; SIGKILL if TERM is not enough.
+stop_server() {
+    local name=$1 sig=${2:-TERM} timeout=${3:-$STOP_TIMEOUT} pid
+    if ! pid=$(running_pid "$name"); then
+        log "$name is not running"
+        [[ $name == postgres ]] || rm -f "$(pid_file "$name")"
+        return 0
+    fi
+    log "stopping $name (pid $pid, SIG$sig)"
+    if [[ $name == postgres && $sig == TERM ]]; then
+        as_pg "$(pg_bin)/pg_ctl" -D "$(pg_data)" -m fast -w -t "$timeout" stop >/dev/null 2>&1 || true
+    fi
+    signal_server "$pid" "$sig"
+    if ! wait_gone "$pid" "$timeout"; then
+        warn "$name (pid $pid) still running after ${timeout}s: SIGKILL"
+        signal_server "$pid" KILL
+        wait_gone "$pid" 10 || warn "$name (pid $pid) did not die"
+    fi
+    if [[ $name == postgres ]]; then
+        # postgres refuses to start while its old pid exists, even as a zombie not yet reaped.
+        local i
+        for i in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    else
+        rm -f "$(pid_file "$name")"
+    fi
+}
+
+# ---------------------------------------------------------------------------------------------
+# prerequisites
+
+have() { command -v "$1" >/dev/null 2>&1; }
+
+pg_bin() {
+    local d
+    d=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+    [[ -n $d && -x $d/initdb ]] || return 1
+    echo "$d"
+}
+
+as_pg() {
+    if ((EUID == 0)); then
+        (cd / && runuser -u postgres -- "$@")
+    else
+        "$@"
+    fi
+}
+
+apt_get() {
+    local try
+    for try in 1 2 3 4 5; do
+        # DPkg::Lock::Timeout: wait for an apt/dpkg that is already running instead of failing.
+        if DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 "$@"; then
+            return 0
+        fi
+        warn "apt-get $1 failed (try $try/5); retrying in 15s (another apt may hold a lock)"
+        sleep 15
+    done
+    die "apt-get $* failed"
+}
+
+ensure_packages() {
+    local missing=()
+    pg_bin >/dev/null || missing+=(postgresql)
+    { have redis-server && have redis-cli; } || missing+=(redis-server)
+    have nginx || missing+=(nginx)
+    have java || missing+=(openjdk-17-jre-headless)
+    have mvn || missing+=(maven)
+    have curl || missing+=(curl)
+    ((${#missing[@]} == 0)) && return 0
+    ((EUID == 0)) || die "missing: ${missing[*]}; run as root, or: sudo apt-get install -y ${missing[*]}"
+    log "installing ${missing[*]} with apt-get (waits for a running apt/dpkg to finish)..."
+    apt_get update -q
+    apt_get install -y -q "${missing[@]}"
+    # Not the system's clusters/services: we run our own instances on our own ports.
+}
+
+# Jars of Kafka / Cassandra from Maven Central, fetched once into $JAR_DIR/<name>.
+ensure_jars() {
+    local name=$1 pom=$SCRIPT_DIR/jars/$1/pom.xml dest=$JAR_DIR/$1 build=$JAR_DIR/.build-$1 sum
+    sum=$(sha256sum <"$pom" | cut -d' ' -f1)
+    if [[ -f $dest/.complete && $(cat "$dest/.complete") == "$sum" ]]; then
+        return 0
+    fi
+    log "fetching $name jars from Maven Central into $dest (once; cached across runs)..."
+    rm -rf "$dest" "$dest.tmp" "$build"
+    mkdir -p "$build"
+    cp "$pom" "$build/pom.xml"
+    if ! mvn -B -q -Dstyle.color=never -f "$build/pom.xml" package -DoutputDirectory="$dest.tmp" >"$build/mvn.log" 2>&1; then
+        printf '[stack] ERROR: fetching %s jars failed; last 40 lines of %s:\n' "$name" "$build/mvn.log" >&2
+        tail -n 40 "$build/mvn.log" | sed 's/^/    /' >&2
+        exit 1
+    fi
+    mv "$dest.tmp" "$dest"
+    echo "$sum" >"$dest/.complete"
+    log "$name jars: $(ls "$dest" | wc -l) files"
+}
+
+ensure_secrets() {
+    mkdir -p "$SECRETS_DIR"
+    chmod 700 "$SECRETS_DIR"
+    local f
+    for f in jwt_secret internal_token; do
+        if [[ ! -s $SECRETS_DIR/$f ]]; then
+            (umask 077 && head -c 48 /dev/urandom | base64 -w0 >"$SECRETS_DIR/$f")
+            log "generated $SECRETS_DIR/$f"
+        fi
+    done
+}
+
+# ---------------------------------------------------------------------------------------------
+# PostgreSQL
+
+pg_sock_dir() {
+    local d=$RUN_DIR/postgres/sock
+    # Unix socket paths are limited to ~107 bytes.
+    if ((${#d} > 80)); then
+        d=/tmp/chat-stack-pg-$(printf '%s' "$RUN_DIR" | sha256sum | cut -c1-12)
+    fi
+    echo "$d"
+}
+
+# The postgres user must reach its data dir: let it traverse the folders above (search bit only).
+grant_pg_traverse() {
+    ((EUID == 0)) || return 0
+    local d=$1
+    while [[ $d != / && -n $d ]]; do
+        if ! runuser -u postgres -- test -x "$d" 2>/dev/null; then
+            chmod o+x "$d"
+            log "note: chmod o+x $d (so that the postgres user can reach its data dir)"
+        fi
+        d=$(dirname "$d")
+    done
+}
+
+start_postgres() {
+    local port=${INFRA_PORT[postgres]} bin data sock logf
+    bin=$(pg_bin) || die "PostgreSQL binaries not found under /usr/lib/postgresql"
+    data=$(pg_data)
+    sock=$(pg_sock_dir)
+    logf=$(log_file postgres)
+    require_free_port postgres "$port"
+    mkdir -p "$RUN_DIR/postgres" "$sock"
+    touch "$logf"
+    if ((EUID == 0)); then
+        chown postgres:postgres "$RUN_DIR/postgres" "$sock" "$logf"
+        grant_pg_traverse "$RUN_DIR/postgres"
+    fi
+    chmod 700 "$sock"
+    if [[ ! -s $data/PG_VERSION ]]; then
+        log "initdb $data"
+        rm -rf "$data"
+        as_pg "$bin/initdb" -D "$data" -U postgres -E UTF8 --locale=C.UTF-8 \
+            --auth-local=trust --auth-host=scram-sha-256 >>"$logf" 2>&1 ||
+            fail_start postgres "initdb failed"
+        cat >>"$data/postgresql.conf" <<EOF
+
+# --- deploy/stack.sh (native test stack) ---
+port = $port
+listen_addresses = '127.0.0.1'
+unix_socket_directories = '$sock'
+max_connections = 300
+shared_buffers = 128MB
+# A test stack: survive process crashes (WAL is still written per commit), not power loss.
+fsync = off
+full_page_writes = off
+EOF
+    fi
+    # A postmaster.pid left by a killed server whose pid now belongs to an unrelated process would
+    # block the start (postgres handles a dead pid itself, and checks for orphaned backends).
+    local old i
+    old=$(head -n 1 "$data/postmaster.pid" 2>/dev/null | tr -dc '0-9') || true
+    if [[ -n $old ]]; then
+        # a killed postmaster may linger a moment as a zombie
+        for i in $(seq 50); do kill -0 "$old" 2>/dev/null && ! pid_alive "$old" || break; sleep 0.1; done
+    fi
+    if [[ -n $old ]] && pid_alive "$old" && [[ $(tr '\0' ' ' <"/proc/$old/cmdline" 2>/dev/null) != *postgres* ]]; then
+        rm -f "$data/postmaster.pid"
+    fi
+    printf '\n===== %s: deploy/stack.sh starts postgres =====\n' "$(date -Is)" >>"$logf"
+    START_AT[postgres]=$SECONDS
+    as_pg "$bin/pg_ctl" -D "$data" -l "$logf" -W start >/dev/null 2>>"$logf" 9>&- ||
+        fail_start postgres "pg_ctl start failed"
+}
+
+pg_ready() { "$(pg_bin)/pg_isready" -q -h 127.0.0.1 -p "${INFRA_PORT[postgres]}"; }
+
+psql_admin() {
+    as_pg "$(pg_bin)/psql" -h "$(pg_sock_dir)" -p "${INFRA_PORT[postgres]}" -U postgres -d postgres \
+        -v ON_ERROR_STOP=1 -qAtX "$@"
+}
+
+# Role chat / password chat / database chat, idempotently.
+setup_postgres() {
+    psql_admin -c "DO \$\$ BEGIN
+        IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'chat') THEN
+            CREATE ROLE chat LOGIN CREATEDB PASSWORD 'chat';
+        END IF; END \$\$;" || fail_start postgres "creating role chat failed"
+    if [[ $(psql_admin -c "SELECT 1 FROM pg_database WHERE datname = 'chat'") != 1 ]]; then
+        psql_admin -c "CREATE DATABASE chat OWNER chat" || fail_start postgres "creating database chat failed"
+        log "created database chat (role chat)"
+    fi
+}
+
+# ---------------------------------------------------------------------------------------------
+# Redis
+
+start_redis() {
+    local port=${INFRA_PORT[redis]}
+    require_free_port redis "$port"
+    mkdir -p "$RUN_DIR/redis"
+    spawn redis redis-server --bind 127.0.0.1 --port "$port" --save '' --appendonly no \
+        --daemonize no --logfile '' --dir "$RUN_DIR/redis" --maxclients 10000
+}
+
+redis_ready() { [[ $(redis-cli -h 127.0.0.1 -p "${INFRA_PORT[redis]}" ping 2>/dev/null) == PONG ]]; }
+
+# ---------------------------------------------------------------------------------------------
+# Kafka (single combined broker + controller, KRaft)
+
+start_kafka() {
+    local port=${INFRA_PORT[kafka]} cport dir cp
+    cport=$((port + 1))
+    dir=$RUN_DIR/kafka
+    cp="$JAR_DIR/kafka/*"
+    require_free_port kafka "$port"
+    require_free_port kafka "$cport"
+    mkdir -p "$dir/data"
+    cat >"$dir/server.properties" <<EOF
+# written by deploy/stack.sh
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$cport
+listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
+advertised.listeners=PLAINTEXT://127.0.0.1:$port
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+log.dirs=$dir/data
+num.partitions=1
+default.replication.factor=1
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=16
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+# chat-admin migrate creates the topic with its partition count; never create one by accident.
+auto.create.topics.enable=false
+num.network.threads=2
+num.io.threads=4
+EOF
+    cat >"$dir/log4j2.properties" <<'EOF'
+status = warn
+appender.out.type = Console
+appender.out.name = OUT
+appender.out.layout.type = PatternLayout
+appender.out.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRef.out.ref = OUT
+logger.state.name = state.change.logger
+logger.state.level = WARN
+logger.request.name = kafka.request.logger
+logger.request.level = WARN
+EOF
+    if [[ ! -f $dir/data/meta.properties ]]; then
+        if [[ ! -s $dir/cluster.id ]]; then
+            # A Kafka cluster id: 16 random bytes, base64url without padding.
+            head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n' >"$dir/cluster.id"
+        fi
+        log "formatting Kafka storage (cluster id $(cat "$dir/cluster.id"))"
+        java -Xmx256m -Dlog4j2.configurationFile="$dir/log4j2.properties" -cp "$cp" \
+            kafka.tools.StorageTool format -t "$(cat "$dir/cluster.id")" -c "$dir/server.properties" \
+            --ignore-formatted >>"$(log_file kafka)" 2>&1 || fail_start kafka "kafka-storage format failed"
+    fi
+    spawn kafka java -Xms256m -Xmx512m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true \
+        -Dchat.stack=kafka -Dlog4j2.configurationFile="$dir/log4j2.properties" \
+        -cp "$cp" kafka.Kafka "$dir/server.properties"
+}
+
+kafka_ready() {
+    # (not `tail | grep -q`: with pipefail, grep's early exit fails the pipe via SIGPIPE)
+    port_open "${INFRA_PORT[kafka]}" &&
+        grep -q 'Kafka Server started' < <(tail -c "+$((${LOG_OFFSET[kafka]:-0} + 1))" "$(log_file kafka)")
+}
+
+# ---------------------------------------------------------------------------------------------
+# Cassandra (CQL stand-in for ScyllaDB)
+
+start_cassandra() {
+    local port=${INFRA_PORT[cassandra]} dir lib jamm
+    dir=$RUN_DIR/cassandra
+    lib=$JAR_DIR/cassandra
+    jamm=$(ls "$lib"/jamm-*.jar 2>/dev/null | head -n 1)
+    [[ -n $jamm ]] || die "no jamm jar in $lib"
+    local p
+    for p in "$port" "$CASSANDRA_STORAGE_PORT" "$CASSANDRA_SSL_STORAGE_PORT" "$CASSANDRA_JMX_PORT"; do
+        require_free_port cassandra "$p"
+    done
+    mkdir -p "$dir"/{data,commitlog,saved_caches,hints,cdc_raw}
+    cat >"$dir/cassandra.yaml" <<EOF
+# written by deploy/stack.sh
+cluster_name: chat-native
+num_tokens: 1
+partitioner: org.apache.cassandra.dht.Murmur3Partitioner
+commitlog_sync: periodic
+commitlog_sync_period: 10000ms
+seed_provider:
+  - class_name: org.apache.cassandra.locator.SimpleSeedProvider
+    parameters:
+      - seeds: "127.0.0.1:$CASSANDRA_STORAGE_PORT"
+listen_address: 127.0.0.1
+rpc_address: 127.0.0.1
+storage_port: $CASSANDRA_STORAGE_PORT
+ssl_storage_port: $CASSANDRA_SSL_STORAGE_PORT
+native_transport_port: $port
+start_native_transport: true
+endpoint_snitch: SimpleSnitch
+data_file_directories:
+  - $dir/data
+commitlog_directory: $dir/commitlog
+saved_caches_directory: $dir/saved_caches
+hints_directory: $dir/hints
+cdc_raw_directory: $dir/cdc_raw
+auto_snapshot: false
+snapshot_on_duplicate_row_detection: false
+concurrent_compactors: 1
+EOF
+    cat >"$dir/logback.xml" <<'EOF'
+<configuration scan="false">
+  <appender name="OUT" class="ch.qos.logback.core.ConsoleAppender">
+    <encoder><pattern>%-5level [%thread] %date{ISO8601} %logger{0} - %msg%n</pattern></encoder>
+  </appender>
+  <root level="INFO"><appender-ref ref="OUT"/></root>
+</configuration>
+EOF
+    spawn cassandra java -Xms768m -Xmx1g \
+        -XX:+UseG1GC -XX:+ParallelRefProcEnabled -XX:MaxTenuringThreshold=1 -Djava.net.preferIPv4Stack=true \
+        --add-exports java.base/jdk.internal.misc=ALL-UNNAMED \
+        --add-exports java.management.rmi/com.sun.jmx.remote.internal.rmi=ALL-UNNAMED \
+        --add-exports java.rmi/sun.rmi.registry=ALL-UNNAMED --add-exports java.rmi/sun.rmi.server=ALL-UNNAMED \
+        --add-exports java.sql/java.sql=ALL-UNNAMED --add-exports java.base/java.lang.ref=ALL-UNNAMED \
+        --add-exports jdk.unsupported/sun.misc=ALL-UNNAMED \
+        --add-opens java.base/java.lang.module=ALL-UNNAMED --add-opens java.base/jdk.internal.loader=ALL-UNNAMED \
+        --add-opens java.base/jdk.internal.ref=ALL-UNNAMED --add-opens java.base/jdk.internal.reflect=ALL-UNNAMED \
+        --add-opens java.base/jdk.internal.math=ALL-UNNAMED --add-opens java.base/jdk.internal.module=ALL-UNNAMED \
+        --add-opens java.base/jdk.internal.util.jar=ALL-UNNAMED \
+        --add-opens jdk.management/com.sun.management.internal=ALL-UNNAMED \
+        --add-opens java.base/sun.nio.ch=ALL-UNNAMED --add-opens java.base/java.io=ALL-UNNAMED \
+        --add-opens java.base/java.lang.reflect=ALL-UNNAMED --add-opens java.base/java.lang=ALL-UNNAMED \
+        --add-opens java.base/java.util=ALL-UNNAMED --add-opens java.base/java.nio=ALL-UNNAMED \
+        -Dio.netty.tryReflectionSetAccessible=true \
+        -Djdk.attach.allowAttachSelf=true "-javaagent:$jamm" \
+        -Dchat.stack=cassandra \
+        "-Dcassandra.config=file://$dir/cassandra.yaml" \
+        "-Dcassandra.storagedir=$dir" \
+        -Dcassandra-foreground=yes \
+        "-Dcassandra.logdir=$LOG_DIR" \
+        "-Dlogback.configurationFile=$dir/logback.xml" \
+        -Dcassandra.skip_wait_for_gossip_to_settle=0 \
+        "-Dcassandra.jmx.local.port=$CASSANDRA_JMX_PORT" \
+        -cp "$lib/*" org.apache.cassandra.service.CassandraDaemon
+}
+
+cassandra_ready() { port_open "${INFRA_PORT[cassandra]}"; }
+
+# ---------------------------------------------------------------------------------------------
+# infra dispatch
+
+start_infra() {
+    local name=$1 pid
+    if pid=$(running_pid "$name"); then
+        log "$name already running (pid $pid)"
+        START_AT[$name]=$SECONDS
+        return 0
+    fi
+    log "starting $name (log: $(log_file "$name"))"
+    "start_$name"
+}
+
+wait_infra() {
+    local name=$1
+    case $name in
+        postgres) wait_ready postgres pg_ready && setup_postgres ;;
+        redis) wait_ready redis redis_ready ;;
+        kafka) wait_ready kafka kafka_ready ;;
+        cassandra) wait_ready cassandra cassandra_ready ;;
+    esac
+}
+
+# ---------------------------------------------------------------------------------------------
+# our services
+
+build_services() {
+    log "building services: cargo build --release --bins (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
+    (cd "$REPO" && cargo build --release --bins) 9>&- || die "cargo build failed (see above)"
+}
+
+service_env() {
+    local name=$1
+    local -a own
+    read -r -a own <<<"${SVC_ENV[$name]}"
+    printf '%s\n' "${COMMON_ENV[@]}" "${own[@]}"
+}
+
+run_migrate() {
+    local bin=$BIN_DIR/chat-admin logf=$LOG_DIR/migrate.log
+    [[ -x $bin ]] || die "$bin not found: build first (deploy/stack.sh up without --no-build)"
+    log "running chat-admin migrate (log: $logf)"
+    printf '\n===== %s: deploy/stack.sh runs chat-admin migrate =====\n' "$(date -Is)" >>"$logf"
+    local start=$SECONDS
+    if ! env RUST_LIB_BACKTRACE="${RUST_LIB_BACKTRACE:-0}" "${COMMON_ENV[@]}" timeout "$MIGRATE_TIMEOUT" "$bin" migrate >>"$logf" 2>&1; then
+        printf '[stack] ERROR: chat-admin migrate failed; last 40 lines of %s:\n' "$logf" >&2
+        tail -n 40 "$logf" | sed 's/^/    /' >&2
+        exit 1
+    fi
+    log "migrate done ($((SECONDS - start))s)"
+}
+
+start_service() {
+    local name=$1 bin pid port
+    bin=$BIN_DIR/${SVC_BIN[$name]}
+    if pid=$(running_pid "$name"); then
+        log "$name already running (pid $pid)"
+        START_AT[$name]=$SECONDS
+        return 0
+    fi
+    [[ -x $bin ]] || die "$bin not found: build first (deploy/stack.sh up)"
+    [[ -s $SECRETS_DIR/jwt_secret ]] || ensure_secrets
+    for port in "${SVC_HTTP[$name]}" "${SVC_OPS[$name]}"; do
+        [[ $port == - ]] || require_free_port "$name" "$port"
+    done
+    local -a envs
+    mapfile -t envs < <(service_env "$name")
+    log "starting $name (log: $(log_file "$name"))"
+    # anyhow errors without a backtrace unless asked for (panics still get RUST_BACKTRACE's).
+    spawn "$name" env RUST_LIB_BACKTRACE="${RUST_LIB_BACKTRACE:-0}" "${envs[@]}" "$bin"
+}
+
+service_ready() {
+    curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:${SVC_OPS[$1]}/readyz"
+}
+
+wait_service() { wait_ready "$1" service_ready "$1"; }
+
+# ---------------------------------------------------------------------------------------------
+# web client + nginx
+
+WEB_ROOT=
+BUILD_WEB=${CHAT_STACK_BUILD_WEB:-true}
+
+prepare_web() {
+    local web=$REPO/web dist=$REPO/web/dist logf=$LOG_DIR/web-build.log
+    if $BUILD_WEB && [[ -f $web/package.json ]] && have npm; then
+        local stale=
+        if [[ ! -f $dist/index.html ]]; then
+            stale=yes
+        elif [[ -n $(find "$web" \( -path "$web/node_modules" -o -path "$dist" \) -prune -o \
+            -type f -newer "$dist/index.html" -print -quit) ]]; then
+            stale=yes
+        fi
+        if [[ -n $stale ]]; then
+            log "building the web client (log: $logf)"
+            printf '\n===== %s: deploy/stack.sh builds web/ =====\n' "$(date -Is)" >>"$logf"
+            local ci=true
+            if [[ -d $web/node_modules && -f $web/node_modules/.package-lock.json &&
+                ! $web/package-lock.json -nt $web/node_modules/.package-lock.json &&
+                ! $web/package.json -nt $web/node_modules/.package-lock.json ]]; then
+                ci=false # dependencies are installed and current
+            fi
+            if ! (cd "$web" && { ! $ci || npm ci --no-audit --no-fund; } && npm run build) >>"$logf" 2>&1; then
+                warn "web client build failed; serving what is there. Last 40 lines of $logf:"
+                tail -n 40 "$logf" | sed 's/^/    /' >&2
+            fi
+        fi
+    fi
+    if [[ -f $dist/index.html ]]; then
+        WEB_ROOT=$dist
+    else
+        WEB_ROOT=$RUN_DIR/nginx/placeholder
+        mkdir -p "$WEB_ROOT"
+        cp "$SCRIPT_DIR/nginx/placeholder.html" "$WEB_ROOT/index.html"
+    fi
+}
+
+render_nginx_conf() {
+    local out=$1 tpl api_servers='' gw_servers='' s user_line='' mime=/etc/nginx/mime.types
+    tpl=$(cat "$SCRIPT_DIR/nginx/native.conf.template")
+    for s in "${SERVICES[@]}"; do
+        case ${SVC_BIN[$s]} in
+            chat-api) api_servers+="        server 127.0.0.1:${SVC_HTTP[$s]} max_fails=1 fail_timeout=5s;"$'\n' ;;
+            chat-gateway) gw_servers+="        server 127.0.0.1:${SVC_HTTP[$s]} max_fails=1 fail_timeout=5s;"$'\n' ;;
+        esac
+    done
+    # Workers run as the invoking user (root on our machines) so they can read the run dir.
+    ((EUID == 0)) && user_line='user root;'
+    [[ -f $mime ]] || { mime=$RUN_DIR/nginx/mime.types && printf 'types {\n text/html html;\n text/css css;\n application/javascript js mjs;\n application/json json;\n image/svg+xml svg;\n image/png png;\n}\n' >"$mime"; }
+    tpl=${tpl//'{{USER_DIRECTIVE}}'/$user_line}
+    tpl=${tpl//'{{PID_FILE}}'/$(pid_file nginx)}
+    tpl=${tpl//'{{LOG_DIR}}'/$LOG_DIR}
+    tpl=${tpl//'{{RUN_DIR}}'/$RUN_DIR/nginx}
+    tpl=${tpl//'{{MIME_TYPES}}'/$mime}
+    tpl=${tpl//'{{API_SERVERS}}'/${api_servers%$'\n'}}
+    tpl=${tpl//'{{GATEWAY_SERVERS}}'/${gw_servers%$'\n'}}
+    tpl=${tpl//'{{LISTEN}}'/127.0.0.1:$LB_PORT}
+    tpl=${tpl//'{{WEB_ROOT}}'/$WEB_ROOT}
+    tpl=${tpl//'{{ROUTES}}'/$SCRIPT_DIR/nginx/routes.conf}
+    printf '%s\n' "$tpl" >"$out"
+}
+
+nginx_ready() { curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:$LB_PORT/lb-health"; }
+
+start_nginx() {
+    local pid dir=$RUN_DIR/nginx conf logf
+    conf=$dir/nginx.conf
+    logf=$(log_file nginx)
+    if pid=$(running_pid nginx); then
+        log "nginx already running (pid $pid)"
+        START_AT[nginx]=$SECONDS
+        # Pick up a newly built web client or a changed template: reload if the config changed.
+        prepare_web
+        render_nginx_conf "$conf.new"
+        if cmp -s "$conf" "$conf.new"; then
+            rm -f "$conf.new"
+        else
+            mv "$conf.new" "$conf"
+            nginx -t -q -c "$conf" -p "$dir/" -e "$logf" >>"$logf" 2>&1 || fail_start nginx "invalid config $conf"
+            nginx -s reload -c "$conf" -p "$dir/" -e "$logf" >>"$logf" 2>&1 9>&- || fail_start nginx "reload failed"
+            log "nginx config changed: reloaded (web root: $WEB_ROOT)"
+        fi
+        return 0
+    fi
+    require_free_port nginx "$LB_PORT"
+    mkdir -p "$dir"/tmp/{client_body,proxy,fastcgi,uwsgi,scgi}
+    prepare_web
+    render_nginx_conf "$conf"
+    log "starting nginx on 127.0.0.1:$LB_PORT (config: $conf, logs: $LOG_DIR/nginx-{error,access}.log, web root: $WEB_ROOT)"
+    printf '\n===== %s: deploy/stack.sh starts nginx =====\n' "$(date -Is)" >>"$logf"
+    START_AT[nginx]=$SECONDS
+    nginx -t -q -c "$conf" -p "$dir/" -e "$logf" >>"$logf" 2>&1 || fail_start nginx "invalid config $conf"
+    nginx -c "$conf" -p "$dir/" -e "$logf" >>"$logf" 2>&1 9>&- || fail_start nginx "nginx exited"
+}
+
+# ---------------------------------------------------------------------------------------------
+# commands
+
+prepare_dirs() {
+    mkdir -p "$RUN_DIR" "$LOG_DIR" "$PID_DIR" "$JAR_DIR"
+    # Many connections per service (load tests): raise the soft fd limit as far as allowed.
+    ulimit -n "$(ulimit -Hn)" 2>/dev/null || ulimit -n 65536 2>/dev/null || true
+}
+
+lock_stack() {
+    mkdir -p "$STACK_DIR"
+    exec 9>"$STACK_DIR/.stack.lock"
+    if ! flock -n 9; then
+        log "another deploy/stack.sh is running (lock $STACK_DIR/.stack.lock): waiting for it (up to 15 min)..."
+        flock -w 900 9 || die "another deploy/stack.sh still holds $STACK_DIR/.stack.lock"
+    fi
+}
+
+cmd_up() {
+    local infra_only=false build=true arg
+    for arg in "$@"; do
+        case $arg in
+            --infra-only) infra_only=true ;;
+            --no-build) build=false ;;
+            --no-web) BUILD_WEB=false ;;
+            *) die "up: unknown option $arg" ;;
+        esac
+    done
+    lock_stack
+    local t0=$SECONDS
+    prepare_dirs
+    log "stack dir: $STACK_DIR (logs: $LOG_DIR)"
+    ensure_packages
+    ensure_jars kafka
+    ensure_jars cassandra
+    ensure_secrets
+
+    # The JVMs start slowly: launch everything, then wait for each.
+    local n
+    for n in cassandra kafka redis postgres; do start_infra "$n"; done
+    for n in postgres redis kafka cassandra; do wait_infra "$n"; done
+    log "infrastructure ready ($((SECONDS - t0))s)"
+
+    if ! $infra_only; then
+        $build && build_services
+        run_migrate
+        for n in "${SERVICES[@]}"; do start_service "$n"; done
+        for n in "${SERVICES[@]}"; do wait_service "$n"; done
+    fi
+    start_nginx
+    wait_ready nginx nginx_ready
+    log "stack up in $((SECONDS - t0))s: http://127.0.0.1:$LB_PORT/ (api /api/, websocket /ws)"
+    $infra_only && log "(--infra-only: services not started)"
+    return 0
+}
+
+cmd_down() {
+    local purge=false arg
+    for arg in "$@"; do
+        case $arg in
+            --purge) purge=true ;;
+            *) die "down: unknown option $arg" ;;
+        esac
+    done
+    lock_stack
+    local n pid
+    local -A pids=()
+    # Services first, all at once: SIGTERM, up to STOP_TIMEOUT s, then SIGKILL.
+    for n in "${SERVICES[@]}"; do
+        if pid=$(running_pid "$n"); then
+            log "stopping $n (pid $pid)"
+            signal_server "$pid" TERM
+            pids[$n]=$pid
+        else
+            rm -f "$(pid_file "$n")"
+        fi
+    done
+    local start=$SECONDS
+    for n in "${!pids[@]}"; do
+        if ! wait_gone "${pids[$n]}" $((STOP_TIMEOUT - (SECONDS - start))); then
+            warn "$n (pid ${pids[$n]}) still running after ${STOP_TIMEOUT}s: SIGKILL"
+            signal_server "${pids[$n]}" KILL
+            wait_gone "${pids[$n]}" 10 || warn "$n did not die"
+        fi
+        rm -f "$(pid_file "$n")"
+    done
+    stop_server nginx TERM "$STOP_TIMEOUT"
+    for n in cassandra kafka redis postgres; do
+        stop_server "$n" TERM "$INFRA_STOP_TIMEOUT"
+    done
+    if $purge; then
+        log "purging $RUN_DIR (data, logs, secrets; the jar cache $JAR_DIR stays)"
+        rm -rf "$RUN_DIR" "/tmp/chat-stack-pg-$(printf '%s' "$RUN_DIR" | sha256sum | cut -c1-12)"
+    fi
+    log "stack down"
+}
+
+ports_of() {
+    local n=$1
+    if is_infra "$n"; then
+        case $n in
+            kafka) echo "${INFRA_PORT[kafka]},$((INFRA_PORT[kafka] + 1))" ;;
+            cassandra) echo "${INFRA_PORT[cassandra]},$CASSANDRA_STORAGE_PORT" ;;
+            *) echo "${INFRA_PORT[$n]}" ;;
+        esac
+    elif is_service "$n"; then
+        if [[ ${SVC_HTTP[$n]} == - ]]; then echo "ops ${SVC_OPS[$n]}"; else echo "${SVC_HTTP[$n]} ops ${SVC_OPS[$n]}"; fi
+    else
+        echo "$LB_PORT"
+    fi
+}
+
+main_port() {
+    local n=$1
+    if is_infra "$n"; then echo "${INFRA_PORT[$n]}"; elif is_service "$n"; then echo "${SVC_OPS[$n]}"; else echo "$LB_PORT"; fi
+}
+
+cmd_status() {
+    local n pid state
+    printf '%-18s %-8s %-16s %-6s %s\n' NAME PID PORTS STATE LOG
+    while read -r n; do
+        if pid=$(running_pid "$n"); then
+            if port_open "$(main_port "$n")"; then state=up; else state=start; fi
+        else
+            pid=-
+            state=down
+        fi
+        printf '%-18s %-8s %-16s %-6s %s\n' "$n" "$pid" "$(ports_of "$n")" "$state" "$(log_file "$n")"
+    done < <(all_names)
+    printf '(stack dir %s; state "start" = process alive, port not open yet)\n' "$STACK_DIR"
+}
+
+cmd_logs() {
+    local name=${1:-} follow=false
+    [[ ${2:-} == -f ]] && follow=true
+    if [[ -z $name ]]; then
+        ls -l "$LOG_DIR" 2>/dev/null || echo "no logs yet ($LOG_DIR)"
+        return 0
+    fi
+    local f
+    if known_name "$name"; then f=$(log_file "$name"); else f=$LOG_DIR/$name.log; fi
+    [[ -f $f ]] || die "no log $f"
+    if $follow; then tail -n 200 -F "$f"; else tail -n 200 "$f"; fi
+}
+
+cmd_kill() {
+    local name=${1:-} sig=TERM
+    known_name "$name" || die "kill: unknown name '$name' (one of: $(all_names | tr '\n' ' '))"
+    case ${2:-} in
+        -9 | -KILL | KILL) sig=KILL ;;
+        '' | -15 | -TERM | TERM) sig=TERM ;;
+        *) die "kill: unknown signal ${2}" ;;
+    esac
+    lock_stack
+    local timeout=$STOP_TIMEOUT
+    is_infra "$name" && timeout=$INFRA_STOP_TIMEOUT
+    stop_server "$name" "$sig" "$timeout"
+}
+
+cmd_start() {
+    local name=${1:-}
+    known_name "$name" || die "start: unknown name '$name' (one of: $(all_names | tr '\n' ' '))"
+    lock_stack
+    prepare_dirs
+    if is_infra "$name"; then
+        [[ $name == kafka || $name == cassandra ]] && ensure_jars "$name"
+        start_infra "$name"
+        wait_infra "$name"
+    elif is_service "$name"; then
+        start_service "$name"
+        wait_service "$name"
+    else
+        start_nginx
+        wait_ready nginx nginx_ready
+    fi
+}
+
+main() {
+    load_topology
+    local cmd=${1:-}
+    [[ $# -gt 0 ]] && shift
+    case $cmd in
+        up) cmd_up "$@" ;;
+        down) cmd_down "$@" ;;
+        status) cmd_status ;;
+        logs) cmd_logs "$@" ;;
+        kill) cmd_kill "$@" ;;
+        start) cmd_start "$@" ;;
+        -h | --help | help) usage ;;
+        *)
+            usage >&2
+            exit 2
+            ;;
+    esac
+}
+
+main "$@"

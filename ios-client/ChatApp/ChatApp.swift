@@ -1,0 +1,13 @@
+import SwiftUI
+
+@main
+struct ChatApp: App {
+    @State private var model = AppModel()
+
+    var body: some Scene {
+        WindowGroup {
+            RootView()
+                .environment(model)
+        }
+    }
+}

@@ -1,0 +1,349 @@
+import Foundation
+import Observation
+import ChatKit
+
+/// A signed-in user's session: the conversation list, every conversation's messages, the
+/// realtime connection, and the actions of the screens.
+///
+/// All realtime calls go through one ordered command queue, so that sends leave in the order
+/// the user made them and a stop/start pair from quick backgrounding is not reordered.
+@MainActor @Observable
+final class ChatSession {
+    static let pageSize = 50
+
+    /// The signed-in user, refreshed from `GET /users/me` when the session starts.
+    private(set) var user: User
+    private(set) var channels: [Channel] = []
+    private(set) var store: MessageStore
+    private(set) var connection: ConnectionState = .disconnected
+    private(set) var isLoadingChannels = false
+    private(set) var loadingHistory: Set<String> = []
+    /// Display names of the users met so far (members, search results, DM partners).
+    private(set) var usersByID: [String: User] = [:]
+    /// The last error of a background action, shown as an alert by the conversation list.
+    var errorMessage: String?
+
+    let api: APIClient
+    private let realtime: RealtimeClient
+    private let onSessionExpired: @MainActor () -> Void
+    private let commands: AsyncStream<Command>.Continuation
+    @ObservationIgnored private var commandTask: Task<Void, Never>?
+    @ObservationIgnored private var eventTask: Task<Void, Never>?
+    @ObservationIgnored private var fillingGaps: Set<String> = []
+
+    private enum Command: Sendable {
+        case start
+        case stop
+        case reconnectNow
+        case send(PendingSend)
+        case cancelSend(clientMsgID: String)
+        case noteSeen([Message])
+        case forget(channelID: String)
+    }
+
+    init(user: User, endpoint: ServerEndpoint, tokens: TokenManager, onSessionExpired: @escaping @MainActor () -> Void) {
+        self.user = user
+        self.api = APIClient(server: endpoint).authenticated(by: tokens)
+        self.realtime = RealtimeClient(url: endpoint.webSocketURL, tokens: tokens)
+        self.store = MessageStore(currentUserID: user.id)
+        self.usersByID = [user.id: user]
+        self.onSessionExpired = onSessionExpired
+        let (stream, continuation) = AsyncStream<Command>.makeStream()
+        self.commands = continuation
+        let realtime = self.realtime
+        self.commandTask = Task {
+            for await command in stream {
+                switch command {
+                case .start: await realtime.start()
+                case .stop: await realtime.stop()
+                case .reconnectNow: await realtime.reconnectNow()
+                case .send(let pending):
+                    await realtime.send(pending.body, to: pending.channelID, clientMsgID: pending.clientMsgID)
+                case .cancelSend(let clientMsgID): await realtime.cancelSend(clientMsgID: clientMsgID)
+                case .noteSeen(let messages): await realtime.noteSeen(messages)
+                case .forget(let channelID): await realtime.forget(channelID: channelID)
+                }
+            }
+        }
+    }
+
+    // MARK: - Lifecycle
+
+    func start() {
+        guard eventTask == nil else { return }
+        let events = realtime.events
+        eventTask = Task { [weak self] in
+            for await event in events {
+                guard let self else { return }
+                self.handle(event)
+            }
+        }
+        commands.yield(.start)
+        Task { await refreshProfile() }
+        Task { await refreshChannels() }
+    }
+
+    func becameActive() {
+        commands.yield(.start)
+        commands.yield(.reconnectNow)
+        Task { await refreshChannels() }
+    }
+
+    func enteredBackground() {
+        // The system suspends the socket anyway; closing it cleanly lets the gateway forget us.
+        // Unacked sends stay queued for the next start.
+        commands.yield(.stop)
+    }
+
+    func reconnectNow() {
+        commands.yield(.start)
+        commands.yield(.reconnectNow)
+    }
+
+    /// Ends the session for good (sign-out, expiry, server change).
+    func shutdown() async {
+        eventTask?.cancel()
+        commands.finish()
+        await commandTask?.value
+        await realtime.stop()
+    }
+
+    // MARK: - Conversations
+
+    var groups: [Channel] {
+        channels.filter { $0.kind != .direct }.sorted { $0.name.localizedCaseInsensitiveCompare($1.name) == .orderedAscending }
+    }
+
+    var directConversations: [Channel] {
+        channels.filter { $0.kind == .direct }.sorted { $0.name.localizedCaseInsensitiveCompare($1.name) == .orderedAscending }
+    }
+
+    func channel(_ id: String) -> Channel? {
+        channels.first { $0.id == id }
+    }
+
+    func timeline(_ channelID: String) -> MessageTimeline {
+        store[channelID]
+    }
+
+    func displayName(of userID: String) -> String {
+        usersByID[userID]?.displayName ?? "Someone"
+    }
+
+    /// Reloads the user's own profile; also surfaces an expired session right at launch.
+    func refreshProfile() async {
+        do {
+            let me = try await api.me()
+            user = me
+            usersByID[me.id] = me
+        } catch {
+            report(error)
+        }
+    }
+
+    func refreshChannels() async {
+        isLoadingChannels = true
+        defer { isLoadingChannels = false }
+        do {
+            channels = try await api.channels()
+        } catch {
+            report(error)
+        }
+    }
+
+    func createChannel(name: String, description: String?) async throws -> Channel {
+        let channel = try await api.createChannel(name: name, description: description)
+        upsert(channel)
+        return channel
+    }
+
+    func searchChannels(_ query: String) async throws -> [Channel] {
+        try await api.searchChannels(query: query)
+    }
+
+    func join(_ channel: Channel) async throws -> Channel {
+        let joined = try await api.joinChannel(id: channel.id)
+        upsert(joined)
+        return joined
+    }
+
+    func leave(_ channel: Channel) async {
+        do {
+            try await api.leaveChannel(id: channel.id)
+            channels.removeAll { $0.id == channel.id }
+            store.remove(channelID: channel.id)
+            commands.yield(.forget(channelID: channel.id))
+        } catch {
+            report(error)
+        }
+    }
+
+    func searchUsers(_ prefix: String) async throws -> [User] {
+        let users = try await api.searchUsers(prefix: prefix)
+        for found in users {
+            usersByID[found.id] = found
+        }
+        return users.filter { $0.id != user.id }
+    }
+
+    func openDirectConversation(with other: User) async throws -> Channel {
+        let channel = try await api.openDirectConversation(with: other.id)
+        usersByID[other.id] = other
+        upsert(channel)
+        return channel
+    }
+
+    /// Loads what a conversation screen needs: its newest page and its members' names.
+    func open(_ channelID: String) async {
+        async let members: Void = loadMembers(channelID)
+        if !store[channelID].hasLoadedLatest {
+            await loadLatest(channelID)
+        }
+        await members
+    }
+
+    func loadMembers(_ channelID: String) async {
+        do {
+            for member in try await api.members(ofChannel: channelID) {
+                usersByID[member.id] = member
+            }
+        } catch {
+            // Names fall back to "Someone"; not worth an alert.
+        }
+    }
+
+    func members(of channelID: String) async throws -> [User] {
+        let members = try await api.members(ofChannel: channelID)
+        for member in members {
+            usersByID[member.id] = member
+        }
+        return members
+    }
+
+    // MARK: - History
+
+    func loadLatest(_ channelID: String) async {
+        await loadPage(channelID, cursor: .latest)
+    }
+
+    /// The page before the oldest loaded message (scrolling up).
+    func loadOlder(_ channelID: String) async {
+        let timeline = store[channelID]
+        guard timeline.hasOlderHistory, let oldest = timeline.oldestMessageID else { return }
+        await loadPage(channelID, cursor: .before(messageID: oldest))
+    }
+
+    private func loadPage(_ channelID: String, cursor: HistoryCursor) async {
+        guard !loadingHistory.contains(channelID) else { return }
+        loadingHistory.insert(channelID)
+        defer { loadingHistory.remove(channelID) }
+        do {
+            let page = try await api.messages(inChannel: channelID, cursor: cursor, limit: Self.pageSize)
+            store.mergePage(page, channelID: channelID, cursor: cursor, limit: Self.pageSize)
+            commands.yield(.noteSeen(page))
+        } catch {
+            report(error)
+        }
+        await fillGaps(channelID)
+    }
+
+    /// Fetches the messages missing between loaded ones (seqs are gapless, so a jump is a hole).
+    private func fillGaps(_ channelID: String) async {
+        guard !fillingGaps.contains(channelID) else { return }
+        fillingGaps.insert(channelID)
+        defer { fillingGaps.remove(channelID) }
+        // Bounded: a channel that keeps producing holes is retried on the next event instead.
+        for _ in 0..<20 {
+            guard let gap = store[channelID].firstGap else { return }
+            do {
+                let limit = Limits.historyMaxLimit
+                let page = try await api.messages(inChannel: channelID, cursor: .after(messageID: gap.afterMessageID), limit: limit)
+                store.mergePage(page, channelID: channelID, cursor: .after(messageID: gap.afterMessageID), limit: limit)
+                commands.yield(.noteSeen(page))
+                if page.isEmpty { return }
+            } catch {
+                report(error)
+                return
+            }
+        }
+    }
+
+    // MARK: - Sending
+
+    func send(_ text: String, to channelID: String) {
+        let body = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard Limits.isValidBody(body) else { return }
+        let pending = PendingSend(clientMsgID: UUID().uuidString.lowercased(), channelID: channelID, body: body)
+        store.addPending(pending, at: .now)
+        commands.yield(.send(pending))
+    }
+
+    /// Sends a failed message again, with its original `client_msg_id`: if the first attempt did
+    /// reach the server after all, the server keeps one copy.
+    func retry(_ entry: TimelineEntry) {
+        guard case .failed = entry.status else { return }
+        store.markPending(channelID: entry.channelID, clientMsgID: entry.clientMsgID)
+        commands.yield(.send(PendingSend(clientMsgID: entry.clientMsgID, channelID: entry.channelID, body: entry.body)))
+    }
+
+    func discard(_ entry: TimelineEntry) {
+        store.removeUnsent(channelID: entry.channelID, clientMsgID: entry.clientMsgID)
+        commands.yield(.cancelSend(clientMsgID: entry.clientMsgID))
+    }
+
+    // MARK: - Realtime events
+
+    private func handle(_ event: RealtimeEvent) {
+        switch event {
+        case .stateChanged(let state):
+            connection = state
+            if state == .signedOut {
+                onSessionExpired()
+            }
+        case .ready:
+            // Conversations loaded while they were empty have no resume position: reload them.
+            for (channelID, timeline) in store.timelines where timeline.hasLoadedLatest && timeline.newestPlaced == nil {
+                Task { await loadLatest(channelID) }
+            }
+        case .message(let message):
+            store.apply(event)
+            if channel(message.channelID) == nil {
+                // A new direct conversation, or a channel joined on another device.
+                Task { await refreshChannels() }
+            }
+            if store[message.channelID].firstGap != nil {
+                Task { await fillGaps(message.channelID) }
+            }
+        case .acked, .sendFailed:
+            store.apply(event)
+        case .resumed(let channelIDs):
+            for channelID in channelIDs where store[channelID].firstGap != nil {
+                Task { await fillGaps(channelID) }
+            }
+        case .serverError(let code, _):
+            if code == FrameErrorCode.unknownMessage {
+                // The resume was refused: reload what is on screen from history instead.
+                for (channelID, timeline) in store.timelines where timeline.hasLoadedLatest {
+                    Task { await loadLatest(channelID) }
+                }
+            }
+        }
+    }
+
+    private func upsert(_ channel: Channel) {
+        if let index = channels.firstIndex(where: { $0.id == channel.id }) {
+            channels[index] = channel
+        } else {
+            channels.append(channel)
+        }
+    }
+
+    private func report(_ error: any Error) {
+        if error is CancellationError { return }
+        if let chatError = error as? ChatError, chatError == .sessionExpired {
+            onSessionExpired()
+            return
+        }
+        errorMessage = error.localizedDescription
+    }
+}

@@ -1,0 +1,228 @@
+import SwiftUI
+import ChatKit
+
+/// One conversation: its history (older pages load when scrolled to the top), live messages,
+/// and the composer. The user's own messages show whether they are pending, sent or failed.
+struct ConversationView: View {
+    let session: ChatSession
+    let channelID: String
+
+    @State private var draft = ""
+    @State private var isAtBottom = true
+    @State private var showsMembers = false
+    @State private var selectedFailure: TimelineEntry?
+    /// The message at the top of the screen; keeps its place when an older page is prepended.
+    @State private var topEntryID: String?
+    @FocusState private var composerFocused: Bool
+
+    private static let bottomID = "bottom"
+
+    var body: some View {
+        let timeline = session.timeline(channelID)
+        ScrollViewReader { proxy in
+            ScrollView {
+                LazyVStack(alignment: .leading, spacing: 4) {
+                    header(timeline)
+                    ForEach(Array(timeline.entries.enumerated()), id: \.element.id) { index, entry in
+                        MessageRow(
+                            entry: entry,
+                            isMine: entry.senderID == session.user.id,
+                            senderName: showsSender(at: index, in: timeline) ? session.displayName(of: entry.senderID) : nil
+                        )
+                        .id(entry.id)
+                        .onTapGesture {
+                            if case .failed = entry.status {
+                                selectedFailure = entry
+                            }
+                        }
+                    }
+                    Color.clear
+                        .frame(height: 1)
+                        .id(Self.bottomID)
+                        .onAppear { isAtBottom = true }
+                        .onDisappear { isAtBottom = false }
+                }
+                .padding(.horizontal, 12)
+                .padding(.vertical, 8)
+                .scrollTargetLayout()
+            }
+            .scrollPosition(id: $topEntryID, anchor: .top)
+            .defaultScrollAnchor(.bottom)
+            .scrollDismissesKeyboard(.interactively)
+            .onChange(of: timeline.entries.last?.id) { _, _ in
+                // Follow new messages when already at the bottom, and always after sending.
+                let lastIsMine = timeline.entries.last?.senderID == session.user.id
+                if isAtBottom || lastIsMine {
+                    withAnimation(.easeOut(duration: 0.2)) {
+                        proxy.scrollTo(Self.bottomID, anchor: .bottom)
+                    }
+                }
+            }
+        }
+        .safeAreaInset(edge: .top, spacing: 0) {
+            ConnectionBanner(state: session.connection) { session.reconnectNow() }
+        }
+        .safeAreaInset(edge: .bottom, spacing: 0) {
+            ComposerView(draft: $draft, isFocused: $composerFocused) {
+                session.send(draft, to: channelID)
+                draft = ""
+            }
+        }
+        .navigationTitle(session.channel(channelID)?.name ?? "Conversation")
+        .navigationBarTitleDisplayMode(.inline)
+        .toolbar {
+            ToolbarItem(placement: .topBarTrailing) {
+                Button {
+                    showsMembers = true
+                } label: {
+                    Image(systemName: "person.2")
+                }
+                .accessibilityLabel("Members")
+            }
+        }
+        .sheet(isPresented: $showsMembers) {
+            MembersView(session: session, channelID: channelID)
+        }
+        .confirmationDialog(
+            "This message was not sent.",
+            isPresented: Binding(get: { selectedFailure != nil }, set: { if !$0 { selectedFailure = nil } }),
+            titleVisibility: .visible,
+            presenting: selectedFailure
+        ) { entry in
+            Button("Try Again") { session.retry(entry) }
+            Button("Delete", role: .destructive) { session.discard(entry) }
+        } message: { entry in
+            if case .failed(_, let reason) = entry.status {
+                Text(reason)
+            }
+        }
+        .task(id: channelID) {
+            await session.open(channelID)
+        }
+    }
+
+    /// The top of the list: a spinner that loads the previous page when it scrolls into view,
+    /// or the start of the conversation.
+    @ViewBuilder
+    private func header(_ timeline: MessageTimeline) -> some View {
+        if !timeline.hasLoadedLatest {
+            ProgressView()
+                .frame(maxWidth: .infinity)
+                .padding()
+        } else if timeline.hasOlderHistory {
+            ProgressView()
+                .frame(maxWidth: .infinity)
+                .padding()
+                .task(id: timeline.oldestMessageID) {
+                    await session.loadOlder(channelID)
+                }
+        } else {
+            Text(timeline.isEmpty ? "No messages yet. Say hello!" : "This is the beginning of the conversation.")
+                .font(.footnote)
+                .foregroundStyle(.secondary)
+                .frame(maxWidth: .infinity)
+                .padding()
+        }
+    }
+
+    /// Names are shown on others' messages in groups, once per run of the same sender.
+    private func showsSender(at index: Int, in timeline: MessageTimeline) -> Bool {
+        let entry = timeline.entries[index]
+        guard entry.senderID != session.user.id, session.channel(channelID)?.kind != .direct else { return false }
+        return index == 0 || timeline.entries[index - 1].senderID != entry.senderID
+    }
+}
+
+/// The text field and send button.
+private struct ComposerView: View {
+    @Binding var draft: String
+    var isFocused: FocusState<Bool>.Binding
+    let send: () -> Void
+
+    var body: some View {
+        VStack(spacing: 4) {
+            if remaining < 200 {
+                Text(remaining >= 0 ? "\(remaining) characters left" : "\(-remaining) characters too many")
+                    .font(.caption)
+                    .foregroundStyle(remaining >= 0 ? Color.secondary : Color.red)
+                    .frame(maxWidth: .infinity, alignment: .trailing)
+            }
+            HStack(alignment: .bottom, spacing: 8) {
+                TextField("Message", text: $draft, axis: .vertical)
+                    .lineLimit(1...6)
+                    .textFieldStyle(.roundedBorder)
+                    .focused(isFocused)
+                    .onSubmit(submit)
+                Button(action: submit) {
+                    Image(systemName: "arrow.up.circle.fill")
+                        .font(.title)
+                }
+                .disabled(!canSend)
+                .accessibilityLabel("Send")
+            }
+        }
+        .padding(.horizontal, 12)
+        .padding(.vertical, 8)
+        .background(.bar)
+    }
+
+    private var remaining: Int {
+        Limits.bodyMaxChars - draft.trimmingCharacters(in: .whitespacesAndNewlines).unicodeScalars.count
+    }
+
+    private var canSend: Bool {
+        Limits.isValidBody(draft.trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+
+    private func submit() {
+        guard canSend else { return }
+        send()
+    }
+}
+
+/// The members of a conversation.
+private struct MembersView: View {
+    let session: ChatSession
+    let channelID: String
+    @Environment(\.dismiss) private var dismiss
+    @State private var members: [User] = []
+    @State private var errorMessage: String?
+    @State private var isLoading = true
+
+    var body: some View {
+        NavigationStack {
+            List {
+                if let errorMessage {
+                    Text(errorMessage).foregroundStyle(.red)
+                }
+                ForEach(members) { member in
+                    VStack(alignment: .leading) {
+                        Text(member.displayName)
+                        Text("@\(member.username)")
+                            .font(.footnote)
+                            .foregroundStyle(.secondary)
+                    }
+                }
+            }
+            .overlay {
+                if isLoading { ProgressView() }
+            }
+            .navigationTitle("Members")
+            .navigationBarTitleDisplayMode(.inline)
+            .toolbar {
+                ToolbarItem(placement: .confirmationAction) {
+                    Button("Done") { dismiss() }
+                }
+            }
+            .task {
+                defer { isLoading = false }
+                do {
+                    members = try await session.members(of: channelID)
+                        .sorted { $0.displayName.localizedCaseInsensitiveCompare($1.displayName) == .orderedAscending }
+                } catch {
+                    errorMessage = error.localizedDescription
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,82 @@
+import SwiftUI
+import ChatKit
+
+/// The server address, and the account when signed in.
+struct SettingsView: View {
+    @Environment(AppModel.self) private var model
+    @Environment(\.dismiss) private var dismiss
+    @State private var serverText = ""
+    @State private var confirmsSignOut = false
+    @State private var isSaving = false
+
+    var body: some View {
+        NavigationStack {
+            Form {
+                Section {
+                    TextField(ServerEndpoint.localDefault.description, text: $serverText)
+                        .keyboardType(.URL)
+                        .textContentType(.URL)
+                        .textInputAutocapitalization(.never)
+                        .autocorrectionDisabled()
+                    if !serverText.isEmpty && endpoint == nil {
+                        Text("Enter an http:// or https:// address, like http://192.168.1.20:8080.")
+                            .font(.footnote)
+                            .foregroundStyle(.red)
+                    }
+                    Button("Use \(ServerEndpoint.localDefault.description)") {
+                        serverText = ServerEndpoint.localDefault.description
+                    }
+                } header: {
+                    Text("Server")
+                } footer: {
+                    Text("The address of the chat stack's load balancer. `docker compose up` serves it on port 8080 of your computer: http://localhost:8080 from the simulator, your computer's network address from a device.")
+                }
+
+                if let session = model.session {
+                    Section("Account") {
+                        LabeledContent("Signed in as", value: "\(session.user.displayName) (@\(session.user.username))")
+                        Button("Sign Out", role: .destructive) {
+                            confirmsSignOut = true
+                        }
+                    }
+                }
+            }
+            .navigationTitle("Settings")
+            .navigationBarTitleDisplayMode(.inline)
+            .toolbar {
+                ToolbarItem(placement: .cancellationAction) {
+                    Button("Cancel") { dismiss() }
+                }
+                ToolbarItem(placement: .confirmationAction) {
+                    Button("Save") {
+                        Task { await save() }
+                    }
+                    .disabled(endpoint == nil || isSaving)
+                }
+            }
+            .onAppear {
+                serverText = model.settings.endpoint.description
+            }
+            .confirmationDialog("Sign out of this server?", isPresented: $confirmsSignOut, titleVisibility: .visible) {
+                Button("Sign Out", role: .destructive) {
+                    Task {
+                        await model.signOut()
+                        dismiss()
+                    }
+                }
+            }
+        }
+    }
+
+    private var endpoint: ServerEndpoint? {
+        ServerEndpoint(string: serverText)
+    }
+
+    private func save() async {
+        guard let endpoint else { return }
+        isSaving = true
+        defer { isSaving = false }
+        await model.changeServer(to: endpoint)
+        dismiss()
+    }
+}

@@ -1,0 +1,52 @@
+import Foundation
+
+/// Limits of the public contract (`chat_types::limits`), checked before a request is sent so
+/// the user gets a precise message instead of a round trip and a 4xx.
+public enum Limits {
+    public static let usernameMin = 3
+    public static let usernameMax = 32
+    public static let passwordMin = 8
+    public static let passwordMax = 1024
+    public static let displayNameMax = 64
+    public static let channelNameMax = 80
+    public static let channelDescriptionMax = 1000
+    /// Message bodies: 1 to 4000 characters, counted as Unicode scalar values like the server.
+    public static let bodyMaxChars = 4000
+    public static let clientMsgIDMax = 128
+    public static let maxRequestBytes = 1024 * 1024
+    public static let historyDefaultLimit = 50
+    public static let historyMaxLimit = 100
+
+    /// 3 to 32 ASCII letters, digits, `.`, `_` or `-`.
+    public static func isValidUsername(_ name: String) -> Bool {
+        let bytes = Array(name.utf8)
+        return (usernameMin...usernameMax).contains(bytes.count) && bytes.allSatisfy { byte in
+            switch byte {
+            case UInt8(ascii: "a")...UInt8(ascii: "z"),
+                 UInt8(ascii: "A")...UInt8(ascii: "Z"),
+                 UInt8(ascii: "0")...UInt8(ascii: "9"),
+                 UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "-"):
+                true
+            default:
+                false
+            }
+        }
+    }
+
+    /// At least 8 characters (Unicode scalar values), at most 1024.
+    public static func isValidPassword(_ password: String) -> Bool {
+        (passwordMin...passwordMax).contains(password.unicodeScalars.count)
+    }
+
+    /// 1 to 4000 characters, not only white space.
+    public static func isValidBody(_ body: String) -> Bool {
+        (1...bodyMaxChars).contains(body.unicodeScalars.count)
+            && !body.unicodeScalars.allSatisfy { $0.properties.isWhitespace }
+    }
+
+    /// A channel name: 1 to 80 characters, not only white space.
+    public static func isValidChannelName(_ name: String) -> Bool {
+        (1...channelNameMax).contains(name.unicodeScalars.count)
+            && !name.unicodeScalars.allSatisfy { $0.properties.isWhitespace }
+    }
+}

@@ -1,0 +1,277 @@
+import Foundation
+
+// Bodies of the public REST API (`/api/v1/...`), mirroring `chat-types/src/rest.rs`.
+// Every id is a string on the wire and stays one here: the client never needs to look inside.
+
+/// A registered user.
+public struct User: Codable, Sendable, Hashable, Identifiable {
+    public var id: String
+    public var username: String
+    public var displayName: String
+
+    public init(id: String, username: String, displayName: String) {
+        self.id = id
+        self.username = username
+        self.displayName = displayName
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case id
+        case username
+        case displayName = "display_name"
+    }
+}
+
+/// What register, login and refresh return.
+public struct Session: Codable, Sendable, Hashable {
+    public var user: User
+    public var accessToken: String
+    public var refreshToken: String
+    /// Seconds until the access token expires, counted from when the response was received.
+    public var expiresIn: Int64
+
+    public init(user: User, accessToken: String, refreshToken: String, expiresIn: Int64) {
+        self.user = user
+        self.accessToken = accessToken
+        self.refreshToken = refreshToken
+        self.expiresIn = expiresIn
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case user
+        case accessToken = "access_token"
+        case refreshToken = "refresh_token"
+        case expiresIn = "expires_in"
+    }
+}
+
+/// A group channel or a direct conversation. Kinds this client does not know yet decode as
+/// `.other` instead of failing the whole channel list.
+public enum ChannelKind: Sendable, Hashable, Codable {
+    case group
+    case direct
+    case other(String)
+
+    public init(rawValue: String) {
+        switch rawValue {
+        case "group": self = .group
+        case "direct": self = .direct
+        default: self = .other(rawValue)
+        }
+    }
+
+    public var rawValue: String {
+        switch self {
+        case .group: "group"
+        case .direct: "direct"
+        case .other(let value): value
+        }
+    }
+
+    public init(from decoder: any Decoder) throws {
+        self.init(rawValue: try decoder.singleValueContainer().decode(String.self))
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(rawValue)
+    }
+}
+
+public struct Channel: Codable, Sendable, Hashable, Identifiable {
+    public var id: String
+    public var kind: ChannelKind
+    /// For a direct conversation: the other user's display name as the caller sees it.
+    public var name: String
+    public var description: String
+    public var createdAt: Date
+
+    public init(id: String, kind: ChannelKind, name: String, description: String, createdAt: Date) {
+        self.id = id
+        self.kind = kind
+        self.name = name
+        self.description = description
+        self.createdAt = createdAt
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case id
+        case kind
+        case name
+        case description
+        case createdAt = "created_at"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        id = try container.decode(String.self, forKey: .id)
+        kind = try container.decode(ChannelKind.self, forKey: .kind)
+        name = try container.decode(String.self, forKey: .name)
+        // Direct conversations have no description; tolerate a server that omits it.
+        description = try container.decodeIfPresent(String.self, forKey: .description) ?? ""
+        createdAt = try container.decode(Date.self, forKey: .createdAt)
+    }
+}
+
+/// A stored message.
+public struct Message: Codable, Sendable, Hashable, Identifiable {
+    public var id: String
+    public var channelID: String
+    public var senderID: String
+    public var body: String
+    public var clientMsgID: String
+    public var createdAt: Date
+    /// Position in the channel: 1, 2, 3, ... without gaps, the same for every member. Absent in
+    /// an `ack`, which is sent before the message has its place.
+    public var seq: Int64?
+
+    public init(
+        id: String,
+        channelID: String,
+        senderID: String,
+        body: String,
+        clientMsgID: String,
+        createdAt: Date,
+        seq: Int64?
+    ) {
+        self.id = id
+        self.channelID = channelID
+        self.senderID = senderID
+        self.body = body
+        self.clientMsgID = clientMsgID
+        self.createdAt = createdAt
+        self.seq = seq
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case id
+        case channelID = "channel_id"
+        case senderID = "sender_id"
+        case body
+        case clientMsgID = "client_msg_id"
+        case createdAt = "created_at"
+        case seq
+    }
+}
+
+// MARK: - Requests
+
+public struct RegisterRequest: Codable, Sendable, Hashable {
+    public var username: String
+    public var password: String
+    public var displayName: String?
+
+    public init(username: String, password: String, displayName: String? = nil) {
+        self.username = username
+        self.password = password
+        self.displayName = displayName
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case username
+        case password
+        case displayName = "display_name"
+    }
+}
+
+public struct LoginRequest: Codable, Sendable, Hashable {
+    public var username: String
+    public var password: String
+
+    public init(username: String, password: String) {
+        self.username = username
+        self.password = password
+    }
+}
+
+/// Body of `POST /auth/refresh` and `POST /auth/logout`.
+public struct RefreshRequest: Codable, Sendable, Hashable {
+    public var refreshToken: String
+
+    public init(refreshToken: String) {
+        self.refreshToken = refreshToken
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case refreshToken = "refresh_token"
+    }
+}
+
+public struct CreateChannelRequest: Codable, Sendable, Hashable {
+    public var name: String
+    public var description: String?
+
+    public init(name: String, description: String? = nil) {
+        self.name = name
+        self.description = description
+    }
+}
+
+public struct CreateDMRequest: Codable, Sendable, Hashable {
+    public var userID: String
+
+    public init(userID: String) {
+        self.userID = userID
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case userID = "user_id"
+    }
+}
+
+// MARK: - List responses
+
+public struct ChannelList: Codable, Sendable, Hashable {
+    public var channels: [Channel]
+
+    public init(channels: [Channel]) {
+        self.channels = channels
+    }
+}
+
+public struct UserList: Codable, Sendable, Hashable {
+    public var users: [User]
+
+    public init(users: [User]) {
+        self.users = users
+    }
+}
+
+public struct MemberList: Codable, Sendable, Hashable {
+    public var members: [User]
+
+    public init(members: [User]) {
+        self.members = members
+    }
+}
+
+public struct MessageList: Codable, Sendable, Hashable {
+    public var messages: [Message]
+
+    public init(messages: [Message]) {
+        self.messages = messages
+    }
+}
+
+// MARK: - Errors
+
+/// Every error response: `{"error": {"code", "message"}}`.
+public struct ErrorBody: Codable, Sendable, Hashable {
+    public struct Detail: Codable, Sendable, Hashable {
+        /// Stable snake_case code a program can switch on.
+        public var code: String
+        /// Human-readable explanation.
+        public var message: String
+
+        public init(code: String, message: String) {
+            self.code = code
+            self.message = message
+        }
+    }
+
+    public var error: Detail
+
+    public init(code: String, message: String) {
+        self.error = Detail(code: code, message: message)
+    }
+}

@@ -1,0 +1,236 @@
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+/// Supplies access tokens to authenticated calls. `TokenManager` is the real one.
+public protocol AccessTokenProvider: Sendable {
+    /// A token that is not about to expire (refreshing first if it is).
+    func accessToken() async throws -> String
+    /// Called after the server refused `rejected` (HTTP 401, WebSocket close 4401): a refreshed
+    /// token, or the current one if another caller has refreshed already.
+    func accessTokenAfterRejection(of rejected: String) async throws -> String
+}
+
+/// Which page of a channel's history to fetch. Pages are in channel order, oldest first.
+public enum HistoryCursor: Sendable, Hashable {
+    /// The newest messages.
+    case latest
+    /// The messages just before this one.
+    case before(messageID: String)
+    /// The messages just after this one.
+    case after(messageID: String)
+}
+
+/// The REST API (`/api/v1`). A value type: copies share the HTTP stack and token provider.
+///
+/// Authenticated calls get their token from the `AccessTokenProvider`; when the server answers
+/// 401 they ask it for a fresh token once and repeat the call.
+public struct APIClient: Sendable {
+    public let server: ServerEndpoint
+    private let http: any HTTPClient
+    private let tokens: (any AccessTokenProvider)?
+
+    public init(
+        server: ServerEndpoint,
+        http: any HTTPClient = URLSessionHTTPClient(),
+        tokens: (any AccessTokenProvider)? = nil
+    ) {
+        self.server = server
+        self.http = http
+        self.tokens = tokens
+    }
+
+    /// The same client, authenticating its calls with `tokens`.
+    public func authenticated(by tokens: any AccessTokenProvider) -> APIClient {
+        APIClient(server: server, http: http, tokens: tokens)
+    }
+
+    // MARK: - Auth
+
+    /// `POST /auth/register`: creates the account and signs in.
+    public func register(username: String, password: String, displayName: String? = nil) async throws -> Session {
+        let body = RegisterRequest(username: username, password: password, displayName: displayName)
+        return try await call("POST", "auth/register", body: body, authenticated: false)
+    }
+
+    /// `POST /auth/login`.
+    public func login(username: String, password: String) async throws -> Session {
+        try await call("POST", "auth/login", body: LoginRequest(username: username, password: password), authenticated: false)
+    }
+
+    /// `POST /auth/refresh`: a new session; the refresh token is rotated, the old one is dead.
+    public func refresh(refreshToken: String) async throws -> Session {
+        try await call("POST", "auth/refresh", body: RefreshRequest(refreshToken: refreshToken), authenticated: false)
+    }
+
+    /// `POST /auth/logout`: revokes the refresh token.
+    public func logout(refreshToken: String) async throws {
+        try await callWithoutResult("POST", "auth/logout", body: RefreshRequest(refreshToken: refreshToken), authenticated: false)
+    }
+
+    // MARK: - Users
+
+    /// `GET /users/me`.
+    public func me() async throws -> User {
+        try await call("GET", "users/me")
+    }
+
+    /// `GET /users?query=<prefix>`.
+    public func searchUsers(prefix: String) async throws -> [User] {
+        let list: UserList = try await call("GET", "users", query: [URLQueryItem(name: "query", value: prefix)])
+        return list.users
+    }
+
+    // MARK: - Channels
+
+    /// `POST /channels`: the creator is a member.
+    public func createChannel(name: String, description: String? = nil) async throws -> Channel {
+        try await call("POST", "channels", body: CreateChannelRequest(name: name, description: description))
+    }
+
+    /// `GET /channels`: the caller's groups and direct conversations.
+    public func channels() async throws -> [Channel] {
+        let list: ChannelList = try await call("GET", "channels")
+        return list.channels
+    }
+
+    /// `GET /channels/search?query=<text>`: group channels anyone may join.
+    public func searchChannels(query: String) async throws -> [Channel] {
+        let list: ChannelList = try await call("GET", "channels/search", query: [URLQueryItem(name: "query", value: query)])
+        return list.channels
+    }
+
+    /// `POST /channels/{id}/join`. Joining twice is not an error.
+    public func joinChannel(id channelID: String) async throws -> Channel {
+        try await call("POST", "channels/\(ServerEndpoint.pathSegment(channelID))/join")
+    }
+
+    /// `POST /channels/{id}/leave`.
+    public func leaveChannel(id channelID: String) async throws {
+        try await callWithoutResult("POST", "channels/\(ServerEndpoint.pathSegment(channelID))/leave")
+    }
+
+    /// `GET /channels/{id}/members`.
+    public func members(ofChannel channelID: String) async throws -> [User] {
+        let list: MemberList = try await call("GET", "channels/\(ServerEndpoint.pathSegment(channelID))/members")
+        return list.members
+    }
+
+    /// `POST /dms`: the direct conversation with `userID`; the same pair always gets the same one.
+    public func openDirectConversation(with userID: String) async throws -> Channel {
+        try await call("POST", "dms", body: CreateDMRequest(userID: userID))
+    }
+
+    // MARK: - History
+
+    /// `GET /channels/{id}/messages`: one page, oldest first. `limit` is clamped to 1...100;
+    /// `nil` leaves the server's default (50).
+    public func messages(inChannel channelID: String, cursor: HistoryCursor = .latest, limit: Int? = nil) async throws -> [Message] {
+        var query: [URLQueryItem] = []
+        switch cursor {
+        case .latest:
+            break
+        case .before(let messageID):
+            query.append(URLQueryItem(name: "before", value: messageID))
+        case .after(let messageID):
+            query.append(URLQueryItem(name: "after", value: messageID))
+        }
+        if let limit {
+            query.append(URLQueryItem(name: "limit", value: String(min(max(limit, 1), Limits.historyMaxLimit))))
+        }
+        let list: MessageList = try await call("GET", "channels/\(ServerEndpoint.pathSegment(channelID))/messages", query: query)
+        return list.messages
+    }
+
+    // MARK: - Plumbing
+
+    private func call<Response: Decodable>(
+        _ method: String,
+        _ path: String,
+        query: [URLQueryItem] = [],
+        body: (any Encodable)? = nil,
+        authenticated: Bool = true
+    ) async throws -> Response {
+        let response = try await perform(method, path, query: query, body: body, authenticated: authenticated)
+        do {
+            return try WireJSON.decode(Response.self, from: response.body)
+        } catch {
+            throw ChatError.invalidResponse("\(method) \(path): \(error)")
+        }
+    }
+
+    private func callWithoutResult(
+        _ method: String,
+        _ path: String,
+        body: (any Encodable)? = nil,
+        authenticated: Bool = true
+    ) async throws {
+        _ = try await perform(method, path, query: [], body: body, authenticated: authenticated)
+    }
+
+    /// Sends the request (again with a fresh token after a 401) and turns any non-2xx into a
+    /// `ChatError.server`.
+    private func perform(
+        _ method: String,
+        _ path: String,
+        query: [URLQueryItem],
+        body: (any Encodable)?,
+        authenticated: Bool
+    ) async throws -> HTTPResponse {
+        var request = HTTPRequest(method: method, url: try server.apiURL(path: path, query: query))
+        request.headers["Accept"] = "application/json"
+        if let body {
+            request.body = try WireJSON.encode(body)
+            request.headers["Content-Type"] = "application/json"
+        }
+
+        var response: HTTPResponse
+        if authenticated {
+            guard let tokens else { throw ChatError.notSignedIn }
+            let token = try await tokens.accessToken()
+            response = try await transmit(request, token: token)
+            if response.status == 401 {
+                let fresh = try await tokens.accessTokenAfterRejection(of: token)
+                response = try await transmit(request, token: fresh)
+            }
+        } else {
+            response = try await transmit(request, token: nil)
+        }
+
+        guard (200..<300).contains(response.status) else {
+            throw ChatError.server(Self.serverError(from: response))
+        }
+        return response
+    }
+
+    private func transmit(_ request: HTTPRequest, token: String?) async throws -> HTTPResponse {
+        var request = request
+        if let token {
+            request.headers["Authorization"] = "Bearer \(token)"
+        }
+        do {
+            return try await http.send(request)
+        } catch let error as ChatError {
+            throw error
+        } catch is CancellationError {
+            throw CancellationError()
+        } catch let error as URLError where error.code == .cancelled {
+            throw CancellationError()
+        } catch {
+            if Task.isCancelled { throw CancellationError() }
+            throw ChatError.network(error.localizedDescription)
+        }
+    }
+
+    static func serverError(from response: HTTPResponse) -> ServerError {
+        if let body = try? WireJSON.decode(ErrorBody.self, from: response.body) {
+            return ServerError(status: response.status, code: body.error.code, message: body.error.message)
+        }
+        return ServerError(
+            status: response.status,
+            code: "http_\(response.status)",
+            message: HTTPURLResponse.localizedString(forStatusCode: response.status)
+        )
+    }
+}

@@ -1,0 +1,518 @@
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+/// The realtime connection (`/ws`): keeps one WebSocket open while started, and makes the
+/// contract's guarantees hold across reconnects.
+///
+/// - Reconnects with exponential backoff and jitter after any loss. Close codes 1001 (going
+///   away) and 4408 (slow consumer) come back quickly, as a healthy connection's loss does;
+///   4401 (or HTTP 401 on the upgrade) refreshes the token, then reconnects at once.
+/// - Remembers the last message seen per channel (by `seq`) and sends `resume` with them after
+///   every `ready`, so the server replays what was missed.
+/// - Keeps every send in a queue until its `ack` (or its own `message` frame) arrives, and
+///   resends the queue, in order and with the same `client_msg_id`, after every `ready`.
+/// - Sends a ping every `pingInterval` and replaces a connection that went silent.
+///
+/// `events` has a single consumer (the app's session model).
+public actor RealtimeClient {
+    /// `SendFailure.code` when a send was not acked within `sendTimeout`.
+    public static let timeoutCode = "timeout"
+    /// `SendFailure.code` for sends dropped because the session expired.
+    public static let sessionExpiredCode = "session_expired"
+
+    public nonisolated let events: AsyncStream<RealtimeEvent>
+    private let eventSink: AsyncStream<RealtimeEvent>.Continuation
+
+    private let url: URL
+    private let transport: any Transport
+    private let tokens: any AccessTokenProvider
+    private let configuration: RealtimeConfiguration
+    private let sleep: @Sendable (Duration) async throws -> Void
+    private let random: @Sendable () -> Double
+
+    public private(set) var state: ConnectionState = .disconnected
+    /// The user of the session, from the last `ready`.
+    public private(set) var userID: String?
+
+    /// The run loop; `nil` when stopped.
+    private var runTask: Task<Void, Never>?
+    /// The connection of the current attempt, and its outgoing frames in order.
+    private var connection: (any TransportConnection)?
+    private var outbox: AsyncStream<String>.Continuation?
+    private var isReady = false
+    private var heardSincePing = false
+    private var pingOutstanding = false
+
+    /// Unacked sends, oldest first.
+    private var queue: [PendingSend] = []
+    private var sendTimeouts: [String: Task<Void, Never>] = [:]
+    /// Per channel: the newest message seen, the one `resume` names.
+    private var lastSeen: [String: ResumePosition] = [:]
+
+    private struct ResumePosition {
+        var seq: Int64
+        var messageID: String
+    }
+
+    /// - Parameters:
+    ///   - url: the WebSocket URL (`ServerEndpoint.webSocketURL`).
+    ///   - sleep: waits; injected so tests control time.
+    ///   - random: a number in `0...1`, for jitter.
+    public init(
+        url: URL,
+        transport: any Transport = URLSessionTransport(),
+        tokens: any AccessTokenProvider,
+        configuration: RealtimeConfiguration = RealtimeConfiguration(),
+        sleep: @escaping @Sendable (Duration) async throws -> Void = { try await Task.sleep(for: $0) },
+        random: @escaping @Sendable () -> Double = { Double.random(in: 0...1) }
+    ) {
+        self.url = url
+        self.transport = transport
+        self.tokens = tokens
+        self.configuration = configuration
+        self.sleep = sleep
+        self.random = random
+        let (events, eventSink) = AsyncStream<RealtimeEvent>.makeStream(bufferingPolicy: .unbounded)
+        self.events = events
+        self.eventSink = eventSink
+    }
+
+    deinit {
+        runTask?.cancel()
+        eventSink.finish()
+    }
+
+    // MARK: - Lifecycle
+
+    /// Connects, and keeps reconnecting until `stop()`. Does nothing if already started.
+    public func start() {
+        guard runTask == nil else { return }
+        runTask = Task { await self.run() }
+    }
+
+    /// Closes the connection and stops reconnecting. The send queue and the resume positions
+    /// are kept, so a later `start()` carries on where this one left off.
+    public func stop() {
+        guard let task = runTask else { return }
+        runTask = nil
+        task.cancel()
+        // Detach the connection now, so nothing more goes out on it while the run loop winds
+        // down, and a `start()` right after this begins cleanly.
+        let socket = connection
+        connection = nil
+        outbox?.finish()
+        outbox = nil
+        isReady = false
+        socket?.close(code: CloseCode.normal, reason: "client stopped")
+        setState(.disconnected)
+    }
+
+    /// Skips the remaining backoff wait (the app came to the foreground, the network returned).
+    public func reconnectNow() {
+        retryWait?.cancel()
+    }
+
+    // MARK: - Sending
+
+    /// Queues a message for `channelID` and sends it as soon as the connection is ready.
+    /// Sending the same `clientMsgID` again (a retry) keeps the one queued entry.
+    @discardableResult
+    public func send(_ body: String, to channelID: String, clientMsgID: String = UUID().uuidString.lowercased()) -> PendingSend {
+        if let queued = queue.first(where: { $0.clientMsgID == clientMsgID }) {
+            return queued
+        }
+        let pending = PendingSend(clientMsgID: clientMsgID, channelID: channelID, body: body)
+        queue.append(pending)
+        armTimeout(for: pending)
+        if isReady {
+            transmit(pending)
+        }
+        return pending
+    }
+
+    /// Drops a queued send. If it already went out, the server may still accept it; its ack
+    /// then arrives as usual.
+    public func cancelSend(clientMsgID: String) {
+        queue.removeAll { $0.clientMsgID == clientMsgID }
+        sendTimeouts.removeValue(forKey: clientMsgID)?.cancel()
+    }
+
+    /// Sends not acked yet, oldest first.
+    public var pendingSends: [PendingSend] { queue }
+
+    // MARK: - Resume positions
+
+    /// Records messages seen outside the socket (history pages), so that `resume` after the
+    /// next reconnect starts from them.
+    public func noteSeen(_ messages: [Message]) {
+        for message in messages {
+            noteSeen(message)
+        }
+    }
+
+    /// Stops resuming a channel (after leaving it).
+    public func forget(channelID: String) {
+        lastSeen.removeValue(forKey: channelID)
+    }
+
+    /// The message id `resume` would name for each channel.
+    public var resumePositions: [String: String] {
+        lastSeen.mapValues { $0.messageID }
+    }
+
+    // MARK: - Run loop
+
+    private enum Outcome {
+        case stopped
+        case lost(wasReady: Bool)
+        case unauthorized(rejectedToken: String, wasReady: Bool)
+        case sessionExpired
+    }
+
+    private var retryWait: Task<Void, Never>?
+
+    private func run() async {
+        var attempt = 0
+        var unauthorizedInARow = 0
+        while !Task.isCancelled {
+            setState(.connecting)
+            let outcome = await connectOnce()
+            guard !Task.isCancelled else { return }
+
+            let delay: Duration
+            switch outcome {
+            case .stopped:
+                return
+            case .sessionExpired:
+                expireSession()
+                return
+            case let .unauthorized(rejected, wasReady):
+                // A token that worked until now simply expired: not a refusal streak.
+                unauthorizedInARow = wasReady ? 1 : unauthorizedInARow + 1
+                do {
+                    _ = try await tokens.accessTokenAfterRejection(of: rejected)
+                } catch let error as ChatError where error.meansSignedOut {
+                    expireSession()
+                    return
+                } catch {
+                    // Could not refresh (offline?): try again later, the normal way.
+                }
+                guard !Task.isCancelled else { return }
+                // A fresh token should be accepted at once; if it is not, back off.
+                delay = unauthorizedInARow == 1 ? .zero : configuration.backoff.delay(attempt: attempt, unit: random())
+                attempt += 1
+            case .lost(let wasReady):
+                unauthorizedInARow = 0
+                if wasReady {
+                    // A connection that worked: come back quickly (1001 and 4408 end here).
+                    attempt = 0
+                }
+                delay = configuration.backoff.delay(attempt: attempt, unit: random())
+                attempt += 1
+            }
+
+            if delay > .zero {
+                setState(.waitingToReconnect(attempt: attempt, delay: delay))
+                await wait(delay)
+            }
+        }
+    }
+
+    /// Waits `delay`, or less when `reconnectNow()` or `stop()` interrupts.
+    private func wait(_ delay: Duration) async {
+        let sleep = self.sleep
+        let waiter = Task { _ = try? await sleep(delay) }
+        retryWait = waiter
+        await withTaskCancellationHandler {
+            await waiter.value
+        } onCancel: {
+            waiter.cancel()
+        }
+        retryWait = nil
+    }
+
+    /// One connection, from the upgrade request to its end.
+    private func connectOnce() async -> Outcome {
+        let token: String
+        do {
+            token = try await tokens.accessToken()
+        } catch let error as ChatError where error.meansSignedOut {
+            return .sessionExpired
+        } catch {
+            return Task.isCancelled ? .stopped : .lost(wasReady: false)
+        }
+        guard !Task.isCancelled else { return .stopped }
+
+        let socket: any TransportConnection
+        do {
+            socket = try await transport.connect(upgradeRequest(token: token))
+        } catch TransportError.handshakeRejected(status: 401) {
+            return .unauthorized(rejectedToken: token, wasReady: false)
+        } catch {
+            return Task.isCancelled ? .stopped : .lost(wasReady: false)
+        }
+        guard !Task.isCancelled else {
+            socket.close(code: CloseCode.normal, reason: "client stopped")
+            return .stopped
+        }
+
+        let (frames, outboxSink) = AsyncStream<String>.makeStream(bufferingPolicy: .unbounded)
+        connection = socket
+        outbox = outboxSink
+        isReady = false
+        heardSincePing = false
+        pingOutstanding = false
+        let writer = Task {
+            for await text in frames {
+                do {
+                    try await socket.send(text)
+                } catch {
+                    socket.close(code: CloseCode.normal, reason: "send failed")
+                    return
+                }
+            }
+        }
+        let heartbeat = startHeartbeat(for: socket)
+        defer {
+            writer.cancel()
+            heartbeat?.cancel()
+            outboxSink.finish()
+            if connection === socket {
+                connection = nil
+                outbox = nil
+                isReady = false
+            }
+        }
+
+        var wasReady = false
+        do {
+            for try await event in socket.incoming {
+                switch event {
+                case .text(let text):
+                    heardSincePing = true
+                    if handle(text) {
+                        wasReady = true
+                    }
+                case .closed(let code, _):
+                    if Task.isCancelled { return .stopped }
+                    if code == CloseCode.unauthorized { return .unauthorized(rejectedToken: token, wasReady: wasReady) }
+                    return .lost(wasReady: wasReady)
+                }
+            }
+        } catch TransportError.handshakeRejected(status: 401) {
+            return .unauthorized(rejectedToken: token, wasReady: false)
+        } catch {
+            // Network loss, refused handshake: reconnect below.
+        }
+        return Task.isCancelled ? .stopped : .lost(wasReady: wasReady)
+    }
+
+    private func upgradeRequest(token: String) -> URLRequest {
+        var target = url
+        if configuration.tokenPlacement == .query,
+           var components = URLComponents(url: url, resolvingAgainstBaseURL: false) {
+            components.queryItems = (components.queryItems ?? []) + [URLQueryItem(name: "token", value: token)]
+            target = components.url ?? url
+        }
+        var request = URLRequest(url: target)
+        if configuration.tokenPlacement == .header {
+            request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization")
+        }
+        return request
+    }
+
+    /// The refresh token is dead: nothing queued can be delivered any more.
+    private func expireSession() {
+        let dropped = queue
+        queue.removeAll()
+        for pending in dropped {
+            sendTimeouts.removeValue(forKey: pending.clientMsgID)?.cancel()
+            eventSink.yield(.sendFailed(SendFailure(
+                clientMsgID: pending.clientMsgID,
+                channelID: pending.channelID,
+                code: Self.sessionExpiredCode,
+                message: "Your session has expired."
+            )))
+        }
+        runTask = nil
+        setState(.signedOut)
+    }
+
+    private func setState(_ newState: ConnectionState) {
+        guard state != newState else { return }
+        state = newState
+        eventSink.yield(.stateChanged(newState))
+    }
+
+    // MARK: - Frames
+
+    /// Handles one incoming text frame. Returns true for `ready`.
+    private func handle(_ text: String) -> Bool {
+        guard let frame = try? WireJSON.decode(ServerFrame.self, from: Data(text.utf8)) else {
+            // Not a frame this client understands; the rest of the connection may still be fine.
+            return false
+        }
+        switch frame {
+        case let .ready(userID, connectionID):
+            self.userID = userID
+            isReady = true
+            // Resume first, then the unacked sends in their original order; the outbox keeps
+            // this order on the wire.
+            if !lastSeen.isEmpty {
+                write(.resume(channels: resumePositions))
+            }
+            for pending in queue {
+                transmit(pending)
+            }
+            eventSink.yield(.ready(userID: userID, connectionID: connectionID))
+            setState(.connected)
+            return true
+
+        case let .ack(clientMsgID, message):
+            complete(clientMsgID: clientMsgID)
+            noteSeen(message)
+            eventSink.yield(.acked(clientMsgID: clientMsgID, message: message))
+
+        case let .message(message):
+            noteSeen(message)
+            if message.senderID == userID, queue.contains(where: { $0.clientMsgID == message.clientMsgID }) {
+                // Our own message, replayed or delivered before its ack (the ack may have been
+                // lost with the previous connection): it is stored, stop resending it.
+                complete(clientMsgID: message.clientMsgID)
+                eventSink.yield(.acked(clientMsgID: message.clientMsgID, message: message))
+            }
+            eventSink.yield(.message(message))
+
+        case let .resumed(channelIDs):
+            eventSink.yield(.resumed(channelIDs: channelIDs))
+
+        case let .error(error):
+            handle(error)
+
+        case .pong:
+            pingOutstanding = false
+
+        case .unknown:
+            break
+        }
+        return false
+    }
+
+    private func handle(_ error: FrameError) {
+        guard let clientMsgID = error.clientMsgID else {
+            if error.code == FrameErrorCode.unknownMessage {
+                // The server does not know a message `resume` named. Resume positions are only
+                // a hint; drop them rather than have every reconnect refused the same way.
+                lastSeen.removeAll()
+            }
+            eventSink.yield(.serverError(code: error.code, message: error.message))
+            return
+        }
+        let pending = queue.first { $0.clientMsgID == clientMsgID }
+        if error.code == FrameErrorCode.unavailable, let pending {
+            // Transient: keep it queued and try again shortly on this connection.
+            scheduleResend(pending)
+            return
+        }
+        complete(clientMsgID: clientMsgID)
+        eventSink.yield(.sendFailed(SendFailure(
+            clientMsgID: clientMsgID,
+            channelID: pending?.channelID,
+            code: error.code,
+            message: error.message
+        )))
+    }
+
+    private func noteSeen(_ message: Message) {
+        guard let seq = message.seq else { return }
+        if let known = lastSeen[message.channelID], known.seq >= seq { return }
+        lastSeen[message.channelID] = ResumePosition(seq: seq, messageID: message.id)
+    }
+
+    /// Removes an acked (or refused) send from the queue.
+    private func complete(clientMsgID: String) {
+        queue.removeAll { $0.clientMsgID == clientMsgID }
+        sendTimeouts.removeValue(forKey: clientMsgID)?.cancel()
+    }
+
+    private func transmit(_ pending: PendingSend) {
+        write(.send(channelID: pending.channelID, clientMsgID: pending.clientMsgID, body: pending.body))
+    }
+
+    private func write(_ frame: ClientFrame) {
+        guard let outbox, let data = try? WireJSON.encode(frame) else { return }
+        outbox.yield(String(decoding: data, as: UTF8.self))
+    }
+
+    private func scheduleResend(_ pending: PendingSend) {
+        let delay = configuration.backoff.delay(attempt: 0, unit: random())
+        let sleep = self.sleep
+        Task {
+            try? await sleep(delay)
+            self.resendIfQueued(pending.clientMsgID)
+        }
+    }
+
+    private func resendIfQueued(_ clientMsgID: String) {
+        guard isReady, let pending = queue.first(where: { $0.clientMsgID == clientMsgID }) else { return }
+        transmit(pending)
+    }
+
+    private func armTimeout(for pending: PendingSend) {
+        guard let timeout = configuration.sendTimeout else { return }
+        let sleep = self.sleep
+        sendTimeouts[pending.clientMsgID] = Task {
+            do {
+                try await sleep(timeout)
+            } catch {
+                return
+            }
+            self.expire(pending.clientMsgID)
+        }
+    }
+
+    private func expire(_ clientMsgID: String) {
+        guard let pending = queue.first(where: { $0.clientMsgID == clientMsgID }) else { return }
+        complete(clientMsgID: clientMsgID)
+        eventSink.yield(.sendFailed(SendFailure(
+            clientMsgID: clientMsgID,
+            channelID: pending.channelID,
+            code: Self.timeoutCode,
+            message: "Not delivered yet. Check your connection and try again."
+        )))
+    }
+
+    // MARK: - Heartbeat
+
+    private func startHeartbeat(for socket: any TransportConnection) -> Task<Void, Never>? {
+        guard let interval = configuration.pingInterval else { return nil }
+        let sleep = self.sleep
+        return Task {
+            while !Task.isCancelled {
+                do {
+                    try await sleep(interval)
+                } catch {
+                    return
+                }
+                guard self.heartbeat(socket) else { return }
+            }
+        }
+    }
+
+    /// One heartbeat tick. Returns false once the connection is gone or declared dead.
+    private func heartbeat(_ socket: any TransportConnection) -> Bool {
+        guard let connection, connection === socket else { return false }
+        if pingOutstanding && !heardSincePing {
+            // Nothing at all since the last ping: the connection is dead even if the OS has
+            // not noticed. Closing ends `incoming`, and the run loop reconnects.
+            socket.close(code: CloseCode.normal, reason: "heartbeat timeout")
+            return false
+        }
+        heardSincePing = false
+        pingOutstanding = true
+        write(.ping)
+        return true
+    }
+}

@@ -1,0 +1,346 @@
+import Foundation
+import XCTest
+@testable import ChatKit
+
+final class APIClientTests: XCTestCase {
+    private let server = ServerEndpoint(string: "http://chat.test:8080")!
+
+    private func client(tokens: (any AccessTokenProvider)? = FakeTokens(), _ handler: @escaping ScriptedHTTP.Handler) -> (APIClient, ScriptedHTTP) {
+        let http = ScriptedHTTP(handler)
+        return (APIClient(server: server, http: http, tokens: tokens), http)
+    }
+
+    func testLoginPostsTheContractBodyAndDecodesTheSession() async throws {
+        let (api, http) = client { _, _ in .json(200, try fixture("rest_session")) }
+        let session = try await api.login(username: "alice", password: "correct horse battery staple")
+        XCTAssertEqual(session.user.username, "alice")
+        XCTAssertEqual(session.expiresIn, 900)
+
+        let requestRecorded = await http.requests.first
+        let request = try XCTUnwrap(requestRecorded)
+        XCTAssertEqual(request.method, "POST")
+        XCTAssertEqual(request.target, "/api/v1/auth/login")
+        XCTAssertNil(request.headers["Authorization"], "login is not authenticated")
+        XCTAssertEqual(request.headers["Content-Type"], "application/json")
+        try assertSameJSON(try XCTUnwrap(request.body), try fixture("rest_login_request"))
+    }
+
+    func testRegisterLeavesAnAbsentDisplayNameOut() async throws {
+        let (api, http) = client { _, _ in .json(201, try fixture("rest_session")) }
+        _ = try await api.register(username: "bob", password: "hunter2hunter2")
+        let requestRecorded = await http.requests.first
+        let request = try XCTUnwrap(requestRecorded)
+        XCTAssertEqual(request.target, "/api/v1/auth/register")
+        try assertSameJSON(try XCTUnwrap(request.body), try fixture("rest_register_request_minimal"))
+    }
+
+    func testAuthenticatedCallsCarryTheBearerToken() async throws {
+        let (api, http) = client { _, _ in .json(200, try fixture("rest_channel_list")) }
+        let channels = try await api.channels()
+        XCTAssertEqual(channels.map(\.kind), [.group, .direct])
+        let requestRecorded = await http.requests.first
+        let request = try XCTUnwrap(requestRecorded)
+        XCTAssertEqual(request.method, "GET")
+        XCTAssertEqual(request.target, "/api/v1/channels")
+        XCTAssertEqual(request.headers["Authorization"], "Bearer token-1")
+    }
+
+    func testEveryEndpointUsesTheContractPathAndMethod() async throws {
+        let (api, http) = client { request, _ in
+            switch request.target {
+            case "/api/v1/users/me": return .json(200, try fixture("rest_user"))
+            case let target where target.hasPrefix("/api/v1/users?"): return .json(200, try fixture("rest_user_list"))
+            case let target where target.hasPrefix("/api/v1/channels/search?"): return .json(200, try fixture("rest_channel_list"))
+            case let target where target.hasSuffix("/members"): return .json(200, try fixture("rest_member_list"))
+            case let target where target.hasSuffix("/leave"): return HTTPResponse(status: 204)
+            case "/api/v1/dms": return .json(201, try fixture("rest_channel_direct"))
+            default: return .json(200, try fixture("rest_channel_group"))
+            }
+        }
+        _ = try await api.me()
+        _ = try await api.searchUsers(prefix: "al")
+        _ = try await api.createChannel(name: "general", description: "Company-wide announcements and chatter")
+        _ = try await api.searchChannels(query: "gen")
+        _ = try await api.joinChannel(id: "c/1")
+        try await api.leaveChannel(id: "c1")
+        _ = try await api.members(ofChannel: "c1")
+        let dm = try await api.openDirectConversation(with: "0190a2b4-0000-7000-8000-000000000b0b")
+        XCTAssertEqual(dm.kind, .direct)
+
+        let requests = await http.requests
+        XCTAssertEqual(requests.map { "\($0.method) \($0.target)" }, [
+            "GET /api/v1/users/me",
+            "GET /api/v1/users?query=al",
+            "POST /api/v1/channels",
+            "GET /api/v1/channels/search?query=gen",
+            "POST /api/v1/channels/c%2F1/join",
+            "POST /api/v1/channels/c1/leave",
+            "GET /api/v1/channels/c1/members",
+            "POST /api/v1/dms",
+        ])
+        try assertSameJSON(try XCTUnwrap(requests[2].body), try fixture("rest_create_channel_request"))
+        try assertSameJSON(try XCTUnwrap(requests[7].body), try fixture("rest_create_dm_request"))
+    }
+
+    func testHistoryCursorsAndLimit() async throws {
+        let (api, http) = client { _, _ in .json(200, try fixture("rest_message_list")) }
+        let page = try await api.messages(inChannel: "c1")
+        XCTAssertEqual(page.map(\.seq), [41, 42])
+        _ = try await api.messages(inChannel: "c1", cursor: .before(messageID: "m41"), limit: 20)
+        _ = try await api.messages(inChannel: "c1", cursor: .after(messageID: "m42"), limit: 500)
+        let targets = await http.requests.map(\.target)
+        XCTAssertEqual(targets, [
+            "/api/v1/channels/c1/messages",
+            "/api/v1/channels/c1/messages?before=m41&limit=20",
+            "/api/v1/channels/c1/messages?after=m42&limit=100",
+        ])
+    }
+
+    func testContractErrorsBecomeServerErrors() async throws {
+        let (api, _) = client { _, _ in .json(409, try fixture("rest_error")) }
+        do {
+            _ = try await api.register(username: "alice", password: "whatever123")
+            XCTFail("expected an error")
+        } catch let error as ChatError {
+            XCTAssertEqual(error, .server(ServerError(status: 409, code: "username_taken", message: "that username is already taken")))
+            XCTAssertEqual(error.serverCode, "username_taken")
+        }
+    }
+
+    func testAnErrorPageWithoutTheContractBodyStillGivesAStatusCode() async throws {
+        let (api, _) = client { _, _ in HTTPResponse(status: 502, body: Data("<html>Bad Gateway</html>".utf8)) }
+        do {
+            _ = try await api.channels()
+            XCTFail("expected an error")
+        } catch let error as ChatError {
+            XCTAssertEqual(error.serverCode, "http_502")
+        }
+    }
+
+    func testA401IsRetriedOnceWithARefreshedToken() async throws {
+        let tokens = FakeTokens()
+        let (api, http) = client(tokens: tokens) { request, _ in
+            if request.headers["Authorization"] == "Bearer token-2" {
+                return .json(200, try fixture("rest_user"))
+            }
+            return .json(401, try WireJSON.encode(ErrorBody(code: "invalid_token", message: "expired")))
+        }
+        let me = try await api.me()
+        XCTAssertEqual(me.username, "alice")
+        let authorizations = await http.requests.map { $0.headers["Authorization"] }
+        XCTAssertEqual(authorizations, ["Bearer token-1", "Bearer token-2"])
+        let rejected = await tokens.rejected
+        XCTAssertEqual(rejected, ["token-1"])
+    }
+
+    func testASecond401IsNotRetriedAgain() async throws {
+        let (api, http) = client { _, _ in .json(401, try WireJSON.encode(ErrorBody(code: "invalid_token", message: "no"))) }
+        do {
+            _ = try await api.me()
+            XCTFail("expected an error")
+        } catch let error as ChatError {
+            XCTAssertTrue(error.isUnauthorized)
+        }
+        let count = await http.requests.count
+        XCTAssertEqual(count, 2)
+    }
+
+    func testAuthenticatedCallsNeedSomeoneSignedIn() async throws {
+        let (api, http) = client(tokens: nil) { _, _ in .json(200, Data("{}".utf8)) }
+        do {
+            _ = try await api.me()
+            XCTFail("expected an error")
+        } catch let error as ChatError {
+            XCTAssertEqual(error, .notSignedIn)
+        }
+        let count = await http.requests.count
+        XCTAssertEqual(count, 0)
+    }
+
+    func testNoAnswerIsANetworkError() async throws {
+        let (api, _) = client { _, _ in throw URLError(.notConnectedToInternet) }
+        do {
+            _ = try await api.channels()
+            XCTFail("expected an error")
+        } catch ChatError.network {
+            // expected
+        }
+    }
+
+    func testAnUnexpectedBodyIsAnInvalidResponse() async throws {
+        let (api, _) = client { _, _ in .json(200, Data(#"{"nope": true}"#.utf8)) }
+        do {
+            _ = try await api.me()
+            XCTFail("expected an error")
+        } catch ChatError.invalidResponse {
+            // expected
+        }
+    }
+}
+
+final class TokenManagerTests: XCTestCase {
+    /// A clock the test moves.
+    private final class TestClock: @unchecked Sendable {
+        private let lock = NSLock()
+        private var current = Sample.date
+        var now: Date {
+            lock.lock()
+            defer { lock.unlock() }
+            return current
+        }
+        func advance(_ seconds: TimeInterval) {
+            lock.lock()
+            current += seconds
+            lock.unlock()
+        }
+    }
+
+    /// An auth server: login gives access-1/refresh-1, each refresh rotates to the next pair and
+    /// refuses a refresh token used before.
+    private func authServer() -> ScriptedHTTP {
+        let state = RotationState()
+        return ScriptedHTTP { request, _ in
+            switch request.target {
+            case "/api/v1/auth/login":
+                return try .json(200, encoding: Sample.session(access: "access-1", refresh: "refresh-1", expiresIn: 900))
+            case "/api/v1/auth/refresh":
+                let body = try WireJSON.decode(RefreshRequest.self, from: request.body ?? Data())
+                guard let next = state.rotate(body.refreshToken) else {
+                    return try .json(401, encoding: ErrorBody(code: "invalid_refresh_token", message: "used"))
+                }
+                return try .json(200, encoding: Sample.session(access: "access-\(next)", refresh: "refresh-\(next)", expiresIn: 900))
+            case "/api/v1/auth/logout":
+                return HTTPResponse(status: 204)
+            default:
+                return HTTPResponse(status: 404)
+            }
+        }
+    }
+
+    private final class RotationState: @unchecked Sendable {
+        private let lock = NSLock()
+        private var live = 1
+
+        /// The number of the next pair if `token` is the live refresh token.
+        func rotate(_ token: String) -> Int? {
+            lock.lock()
+            defer { lock.unlock() }
+            guard token == "refresh-\(live)" else { return nil }
+            live += 1
+            return live
+        }
+    }
+
+    func testTokensAreRefreshedShortlyBeforeTheyExpire() async throws {
+        let clock = TestClock()
+        let http = authServer()
+        let store = InMemoryTokenStore()
+        let manager = TokenManager(api: APIClient(server: .localDefault, http: http), store: store, now: { clock.now })
+        _ = try await manager.signIn(username: "alice", password: "secret-password")
+
+        var token = try await manager.accessToken()
+        XCTAssertEqual(token, "access-1")
+        clock.advance(800) // 100 s left: more than the 60 s margin
+        token = try await manager.accessToken()
+        XCTAssertEqual(token, "access-1")
+        clock.advance(50) // 50 s left
+        token = try await manager.accessToken()
+        XCTAssertEqual(token, "access-2")
+
+        // The rotated refresh token is what is kept.
+        let saved = try await store.load()
+        XCTAssertEqual(saved?.refreshToken, "refresh-2")
+    }
+
+    func testConcurrentCallersShareOneRefresh() async throws {
+        let http = authServer()
+        let manager = TokenManager(api: APIClient(server: .localDefault, http: http), store: InMemoryTokenStore())
+        _ = try await manager.signIn(username: "alice", password: "secret-password")
+
+        async let first = manager.accessTokenAfterRejection(of: "access-1")
+        async let second = manager.accessTokenAfterRejection(of: "access-1")
+        async let third = manager.accessTokenAfterRejection(of: "access-1")
+        let tokens = try await [first, second, third]
+        XCTAssertEqual(Set(tokens), ["access-2"])
+        let refreshes = await http.requests.filter { $0.target == "/api/v1/auth/refresh" }.count
+        XCTAssertEqual(refreshes, 1)
+    }
+
+    func testARejectedTokenThatWasAlreadyReplacedIsNotRefreshedAgain() async throws {
+        let http = authServer()
+        let manager = TokenManager(api: APIClient(server: .localDefault, http: http), store: InMemoryTokenStore())
+        _ = try await manager.signIn(username: "alice", password: "secret-password")
+        let fresh = try await manager.refresh()
+        let again = try await manager.accessTokenAfterRejection(of: "access-1")
+        XCTAssertEqual(fresh, again)
+        let refreshes = await http.requests.filter { $0.target == "/api/v1/auth/refresh" }.count
+        XCTAssertEqual(refreshes, 1)
+    }
+
+    func testARefusedRefreshTokenEndsTheSession() async throws {
+        let http = ScriptedHTTP { _, _ in try .json(401, encoding: ErrorBody(code: "invalid_refresh_token", message: "reused")) }
+        let store = InMemoryTokenStore(Credentials(
+            session: Sample.session(access: "old", refresh: "dead"),
+            receivedAt: Date.distantPast
+        ))
+        let manager = TokenManager(api: APIClient(server: .localDefault, http: http), store: store)
+        let user = try await manager.restore()
+        XCTAssertEqual(user, Sample.alice)
+        do {
+            _ = try await manager.accessToken()
+            XCTFail("expected the session to expire")
+        } catch let error as ChatError {
+            XCTAssertEqual(error, .sessionExpired)
+        }
+        let signedIn = await manager.isSignedIn
+        XCTAssertFalse(signedIn)
+        let saved = try await store.load()
+        XCTAssertNil(saved)
+    }
+
+    func testANetworkFailureWhileRefreshingKeepsTheSession() async throws {
+        let http = ScriptedHTTP { _, _ in throw URLError(.timedOut) }
+        let store = InMemoryTokenStore(Credentials(
+            session: Sample.session(access: "old", refresh: "r"),
+            receivedAt: Date.distantPast
+        ))
+        let manager = TokenManager(api: APIClient(server: .localDefault, http: http), store: store)
+        try await manager.restore()
+        do {
+            _ = try await manager.accessToken()
+            XCTFail("expected a network error")
+        } catch ChatError.network {
+            // expected
+        }
+        let signedIn = await manager.isSignedIn
+        XCTAssertTrue(signedIn)
+    }
+
+    func testSignOutForgetsLocallyAndRevokesOnTheServer() async throws {
+        let http = authServer()
+        let store = InMemoryTokenStore()
+        let manager = TokenManager(api: APIClient(server: .localDefault, http: http), store: store)
+        _ = try await manager.signIn(username: "alice", password: "secret-password")
+        await manager.signOut()
+        let saved = try await store.load()
+        XCTAssertNil(saved)
+        let logoutRecorded = await http.requests.last
+        let logout = try XCTUnwrap(logoutRecorded)
+        XCTAssertEqual(logout.target, "/api/v1/auth/logout")
+        try assertSameJSON(try XCTUnwrap(logout.body), try WireJSON.encode(RefreshRequest(refreshToken: "refresh-1")))
+        do {
+            _ = try await manager.accessToken()
+            XCTFail("expected notSignedIn")
+        } catch let error as ChatError {
+            XCTAssertEqual(error, .notSignedIn)
+        }
+    }
+
+    func testCredentialsRefreshAtEightyPercentOrAMinuteBeforeExpiry() {
+        let long = Credentials(session: Sample.session(access: "a", refresh: "r", expiresIn: 900), receivedAt: Sample.date)
+        XCTAssertEqual(long.refreshAfter, Sample.date + 840)
+        XCTAssertEqual(long.accessTokenExpiresAt, Sample.date + 900)
+        let short = Credentials(session: Sample.session(access: "a", refresh: "r", expiresIn: 30), receivedAt: Sample.date)
+        XCTAssertEqual(short.refreshAfter, Sample.date + 24)
+    }
+}

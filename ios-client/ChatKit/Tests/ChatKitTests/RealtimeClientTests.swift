@@ -1,0 +1,404 @@
+import Foundation
+import XCTest
+@testable import ChatKit
+
+/// The reconnect/resume state machine and the resend queue, against a fake transport: each test
+/// plays the server on `FakeConnection`s.
+final class RealtimeClientTests: XCTestCase {
+    /// A client wired to fakes. Heartbeats and send timeouts are off unless a test turns them on.
+    private struct Harness {
+        let transport = FakeTransport()
+        let tokens = FakeTokens()
+        let events = AsyncQueue<RealtimeEvent>()
+        let sleeper: TestSleeper
+        let client: RealtimeClient
+
+        init(
+            configuration: RealtimeConfiguration = RealtimeConfiguration(pingInterval: nil, sendTimeout: nil),
+            sleeper: TestSleeper = TestSleeper(mode: .immediate),
+            jitter: Double = 1
+        ) {
+            self.sleeper = sleeper
+            self.client = RealtimeClient(
+                url: URL(string: "ws://chat.test/ws")!,
+                transport: transport,
+                tokens: tokens,
+                configuration: configuration,
+                sleep: sleeper.function,
+                random: { jitter }
+            )
+            let stream = client.events
+            let events = self.events
+            Task {
+                for await event in stream {
+                    await events.put(event)
+                }
+            }
+        }
+
+        /// The next event satisfying `matches`, skipping others.
+        @discardableResult
+        func event(_ what: String, where matches: (RealtimeEvent) -> Bool) async throws -> RealtimeEvent {
+            while true {
+                let event = try await events.take(what: what)
+                if matches(event) { return event }
+            }
+        }
+
+        /// Skips events until exactly `expected`.
+        func event(_ expected: RealtimeEvent) async throws {
+            try await event("\(expected)") { $0 == expected }
+        }
+
+        /// Takes the next connection and completes its handshake with `ready`.
+        func connectAndReady(userID: String = "u-me") async throws -> FakeConnection {
+            let connection = try await transport.nextConnection()
+            try connection.serverSends(.ready(userID: userID, connectionID: "k-\(UUID().uuidString)"))
+            try await event("ready") { if case .ready = $0 { true } else { false } }
+            return connection
+        }
+    }
+
+    private let me = "u-me"
+
+    // MARK: - Sending
+
+    func testSendsQueuedBeforeReadyGoOutInOrderOnceReady() async throws {
+        let h = Harness()
+        await h.client.start()
+        await h.client.send("one", to: "c1", clientMsgID: "s1")
+        await h.client.send("two", to: "c2", clientMsgID: "s2")
+
+        let connection = try await h.transport.nextConnection()
+        XCTAssertEqual(connection.authorization, "Bearer token-1")
+        let early = try await connection.unreadSent()
+        XCTAssertTrue(early.isEmpty, "nothing may be sent before ready")
+
+        try connection.serverSends(.ready(userID: me, connectionID: "k1"))
+        let first = try await connection.nextSent()
+        let second = try await connection.nextSent()
+        XCTAssertEqual(first, .send(channelID: "c1", clientMsgID: "s1", body: "one"))
+        XCTAssertEqual(second, .send(channelID: "c2", clientMsgID: "s2", body: "two"))
+        try await h.event(.stateChanged(.connected))
+        await h.client.stop()
+    }
+
+    func testAnAckTakesTheSendOutOfTheQueue() async throws {
+        let h = Harness()
+        await h.client.start()
+        let connection = try await h.connectAndReady()
+        await h.client.send("hi", to: "c1", clientMsgID: "s1")
+        _ = try await connection.nextSent()
+
+        let stored = Sample.message(seq: nil, senderID: me, clientMsgID: "s1", body: "hi")
+        try connection.serverSends(.ack(clientMsgID: "s1", message: stored))
+        try await h.event(.acked(clientMsgID: "s1", message: stored))
+        let pending = await h.client.pendingSends
+        XCTAssertTrue(pending.isEmpty)
+        await h.client.stop()
+    }
+
+    func testSendingTheSameClientMsgIDTwiceQueuesItOnce() async throws {
+        let h = Harness()
+        await h.client.send("hi", to: "c1", clientMsgID: "s1")
+        await h.client.send("hi", to: "c1", clientMsgID: "s1")
+        let pending = await h.client.pendingSends
+        XCTAssertEqual(pending.map(\.clientMsgID), ["s1"])
+    }
+
+    func testARefusedSendIsReportedAndNotResent() async throws {
+        let h = Harness()
+        await h.client.start()
+        let connection = try await h.connectAndReady()
+        await h.client.send("hi", to: "c1", clientMsgID: "s1")
+        _ = try await connection.nextSent()
+
+        try connection.serverSends(.error(FrameError(code: FrameErrorCode.notAMember, message: "no", clientMsgID: "s1")))
+        try await h.event(.sendFailed(SendFailure(clientMsgID: "s1", channelID: "c1", code: FrameErrorCode.notAMember, message: "no")))
+        let pending = await h.client.pendingSends
+        XCTAssertTrue(pending.isEmpty)
+
+        // Not resent after a reconnect either: the next frame out is a later send.
+        connection.serverCloses(code: CloseCode.goingAway)
+        let next = try await h.connectAndReady()
+        await h.client.send("later", to: "c1", clientMsgID: "s2")
+        let frame = try await next.nextSent()
+        XCTAssertEqual(frame, .send(channelID: "c1", clientMsgID: "s2", body: "later"))
+        await h.client.stop()
+    }
+
+    func testAnUnavailableServerKeepsTheSendQueuedAndRetriesIt() async throws {
+        let h = Harness()
+        await h.client.start()
+        let connection = try await h.connectAndReady()
+        await h.client.send("hi", to: "c1", clientMsgID: "s1")
+        let first = try await connection.nextSent()
+
+        try connection.serverSends(.error(FrameError(code: FrameErrorCode.unavailable, message: "busy", clientMsgID: "s1")))
+        let retry = try await connection.nextSent()
+        XCTAssertEqual(retry, first, "the same frame, same client_msg_id")
+        let pending = await h.client.pendingSends
+        XCTAssertEqual(pending.map(\.clientMsgID), ["s1"])
+        await h.client.stop()
+    }
+
+    func testAnUnackedSendTimesOut() async throws {
+        let h = Harness(configuration: RealtimeConfiguration(pingInterval: nil, sendTimeout: .seconds(30)))
+        await h.client.send("hi", to: "c1", clientMsgID: "s1")
+        let failed = try await h.event("timeout") { if case .sendFailed = $0 { true } else { false } }
+        guard case .sendFailed(let failure) = failed else { return XCTFail("\(failed)") }
+        XCTAssertEqual(failure.clientMsgID, "s1")
+        XCTAssertEqual(failure.channelID, "c1")
+        XCTAssertEqual(failure.code, RealtimeClient.timeoutCode)
+        let pending = await h.client.pendingSends
+        XCTAssertTrue(pending.isEmpty)
+        let waits = await h.sleeper.requested
+        XCTAssertEqual(waits, [.seconds(30)])
+    }
+
+    // MARK: - Reconnect and resume
+
+    func testGoingAwayReconnectsResumesFromTheNewestSeenMessagesAndResendsUnacked() async throws {
+        let h = Harness()
+        await h.client.start()
+        let first = try await h.connectAndReady()
+
+        let m5 = Sample.message(seq: 5, channelID: "c1", clientMsgID: "a")
+        let m6 = Sample.message(seq: 6, channelID: "c1", clientMsgID: "b")
+        let m7 = Sample.message(seq: 7, channelID: "c2", clientMsgID: "c")
+        // m5 arrives last (a replay): the resume position stays at the highest seq.
+        for message in [m6, m7, m5] {
+            try first.serverSends(.message(message))
+        }
+        for message in [m6, m7, m5] {
+            try await h.event(.message(message))
+        }
+        await h.client.send("unacked", to: "c1", clientMsgID: "s1")
+        let sent = try await first.nextSent()
+        XCTAssertEqual(sent, .send(channelID: "c1", clientMsgID: "s1", body: "unacked"))
+
+        first.serverCloses(code: CloseCode.goingAway)
+        let second = try await h.connectAndReady()
+        let resume = try await second.nextSent()
+        let resend = try await second.nextSent()
+        XCTAssertEqual(resume, .resume(channels: ["c1": m6.id, "c2": m7.id]))
+        XCTAssertEqual(resend, sent, "resent with the same client_msg_id")
+
+        // A working connection's loss is retried after one short, jittered wait.
+        let waits = await h.sleeper.requested
+        XCTAssertEqual(waits, [.milliseconds(500)])
+        await h.client.stop()
+    }
+
+    func testSlowConsumerReconnectsAndAReplayedOwnMessageCompletesItsSend() async throws {
+        let h = Harness()
+        await h.client.start()
+        let first = try await h.connectAndReady()
+        let m1 = Sample.message(seq: 1, channelID: "c1", clientMsgID: "a")
+        try first.serverSends(.message(m1))
+        try await h.event(.message(m1))
+        await h.client.send("mine", to: "c1", clientMsgID: "s1")
+        _ = try await first.nextSent()
+
+        // The ack is lost with the connection.
+        first.serverCloses(code: CloseCode.slowConsumer)
+        let second = try await h.connectAndReady()
+        let resume = try await second.nextSent()
+        XCTAssertEqual(resume, .resume(channels: ["c1": m1.id]))
+        _ = try await second.nextSent() // the resend
+
+        // The replay brings our message with its place: the send is done.
+        let mine = Sample.message(seq: 2, channelID: "c1", senderID: me, clientMsgID: "s1", body: "mine")
+        try second.serverSends(.message(mine))
+        try second.serverSends(.resumed(channelIDs: ["c1"]))
+        try await h.event(.acked(clientMsgID: "s1", message: mine))
+        try await h.event(.message(mine))
+        try await h.event(.resumed(channelIDs: ["c1"]))
+        let pending = await h.client.pendingSends
+        XCTAssertTrue(pending.isEmpty)
+        let positions = await h.client.resumePositions
+        XCTAssertEqual(positions, ["c1": mine.id])
+        await h.client.stop()
+    }
+
+    func testHistorySeenOutsideTheSocketSeedsTheFirstResume() async throws {
+        let h = Harness()
+        let seen = Sample.message(seq: 40, channelID: "c9", clientMsgID: "h")
+        await h.client.noteSeen([Sample.message(seq: 39, channelID: "c9", clientMsgID: "g"), seen])
+        await h.client.start()
+        let connection = try await h.connectAndReady()
+        let resume = try await connection.nextSent()
+        XCTAssertEqual(resume, .resume(channels: ["c9": seen.id]))
+        await h.client.stop()
+    }
+
+    func testResumePositionsTheServerDoesNotKnowAreDropped() async throws {
+        let h = Harness()
+        await h.client.noteSeen([Sample.message(seq: 3, channelID: "c1", clientMsgID: "x")])
+        await h.client.start()
+        let connection = try await h.connectAndReady()
+        _ = try await connection.nextSent()
+        try connection.serverSends(.error(FrameError(code: FrameErrorCode.unknownMessage, message: "unknown")))
+        try await h.event(.serverError(code: FrameErrorCode.unknownMessage, message: "unknown"))
+        let positions = await h.client.resumePositions
+        XCTAssertTrue(positions.isEmpty)
+        await h.client.stop()
+    }
+
+    func testBackoffGrowsWhileConnectsFailAndStartsOverAfterAWorkingConnection() async throws {
+        let h = Harness()
+        await h.transport.failNextConnects(with: Array(repeating: URLError(.cannotConnectToHost), count: 4))
+        await h.client.start()
+        try await h.event(.stateChanged(.waitingToReconnect(attempt: 1, delay: .milliseconds(500))))
+        let first = try await h.connectAndReady()
+        var waits = await h.sleeper.requested
+        XCTAssertEqual(waits, [.milliseconds(500), .seconds(1), .seconds(2), .seconds(4)])
+
+        first.serverCloses(code: CloseCode.goingAway)
+        _ = try await h.connectAndReady()
+        waits = await h.sleeper.requested
+        XCTAssertEqual(waits.last, .milliseconds(500))
+        await h.client.stop()
+    }
+
+    func testANetworkFailureReconnects() async throws {
+        let h = Harness()
+        await h.client.start()
+        let first = try await h.connectAndReady()
+        first.networkFails()
+        _ = try await h.connectAndReady()
+        let connects = await h.transport.connectCount
+        XCTAssertEqual(connects, 2)
+        await h.client.stop()
+    }
+
+    // MARK: - Authentication
+
+    func testUnauthorizedCloseRefreshesTheTokenAndReconnectsAtOnce() async throws {
+        let h = Harness()
+        await h.client.start()
+        let first = try await h.connectAndReady()
+        XCTAssertEqual(first.authorization, "Bearer token-1")
+
+        first.serverCloses(code: CloseCode.unauthorized)
+        let second = try await h.transport.nextConnection()
+        XCTAssertEqual(second.authorization, "Bearer token-2")
+        let rejected = await h.tokens.rejected
+        XCTAssertEqual(rejected, ["token-1"])
+        let waits = await h.sleeper.requested
+        XCTAssertTrue(waits.isEmpty, "a refreshed token is tried without waiting")
+        await h.client.stop()
+    }
+
+    func testAnUpgradeRefusedWith401RefreshesTheTokenToo() async throws {
+        let h = Harness()
+        await h.transport.failNextConnects(with: [TransportError.handshakeRejected(status: 401)])
+        await h.client.start()
+        let connection = try await h.connectAndReady()
+        XCTAssertEqual(connection.authorization, "Bearer token-2")
+        let rejected = await h.tokens.rejected
+        XCTAssertEqual(rejected, ["token-1"])
+        await h.client.stop()
+    }
+
+    func testADeadRefreshTokenSignsOutAndFailsQueuedSends() async throws {
+        let h = Harness()
+        await h.tokens.failRefreshes(with: .sessionExpired)
+        await h.client.start()
+        let connection = try await h.connectAndReady()
+        await h.client.send("hi", to: "c1", clientMsgID: "s1")
+        _ = try await connection.nextSent()
+
+        connection.serverCloses(code: CloseCode.unauthorized)
+        let failed = try await h.event("send failure") { if case .sendFailed = $0 { true } else { false } }
+        XCTAssertEqual(failed, .sendFailed(SendFailure(
+            clientMsgID: "s1", channelID: "c1", code: RealtimeClient.sessionExpiredCode, message: "Your session has expired."
+        )))
+        try await h.event(.stateChanged(.signedOut))
+        let connects = await h.transport.connectCount
+        XCTAssertEqual(connects, 1)
+    }
+
+    func testTheTokenCanTravelInTheQuery() async throws {
+        let h = Harness(configuration: RealtimeConfiguration(pingInterval: nil, sendTimeout: nil, tokenPlacement: .query))
+        await h.client.start()
+        let connection = try await h.transport.nextConnection()
+        XCTAssertNil(connection.authorization)
+        XCTAssertEqual(connection.request.url?.absoluteString, "ws://chat.test/ws?token=token-1")
+        await h.client.stop()
+    }
+
+    // MARK: - Lifecycle
+
+    func testStopClosesTheConnectionAndStartCarriesOn() async throws {
+        let h = Harness()
+        await h.client.start()
+        let first = try await h.connectAndReady()
+        let m1 = Sample.message(seq: 1, channelID: "c1", clientMsgID: "a")
+        try first.serverSends(.message(m1))
+        try await h.event(.message(m1))
+
+        await h.client.stop()
+        XCTAssertEqual(first.closeByClient?.code, CloseCode.normal)
+        try await h.event(.stateChanged(.disconnected))
+
+        // Queued while stopped, sent after the next start, after the resume.
+        await h.client.send("later", to: "c1", clientMsgID: "s1")
+        await h.client.start()
+        let second = try await h.connectAndReady()
+        let resume = try await second.nextSent()
+        let send = try await second.nextSent()
+        XCTAssertEqual(resume, .resume(channels: ["c1": m1.id]))
+        XCTAssertEqual(send, .send(channelID: "c1", clientMsgID: "s1", body: "later"))
+        let connects = await h.transport.connectCount
+        XCTAssertEqual(connects, 2)
+        await h.client.stop()
+    }
+
+    func testHeartbeatReplacesASilentConnection() async throws {
+        let sleeper = TestSleeper(mode: .manual)
+        let h = Harness(configuration: RealtimeConfiguration(pingInterval: .seconds(20), sendTimeout: nil), sleeper: sleeper)
+        await h.client.start()
+        let first = try await h.connectAndReady()
+
+        // First tick: a ping.
+        var nap = try await sleeper.nextRequest()
+        XCTAssertEqual(nap, .seconds(20))
+        await sleeper.releaseOldest()
+        var sent = try await first.nextSent()
+        XCTAssertEqual(sent, .ping)
+
+        // The server spoke since: still alive, ping again.
+        let m1 = Sample.message(seq: 1, clientMsgID: "a")
+        try first.serverSends(.message(m1))
+        try await h.event(.message(m1))
+        nap = try await sleeper.nextRequest()
+        XCTAssertEqual(nap, .seconds(20))
+        await sleeper.releaseOldest()
+        sent = try await first.nextSent()
+        XCTAssertEqual(sent, .ping)
+
+        // Silence for a whole interval: closed and replaced after a short wait.
+        nap = try await sleeper.nextRequest()
+        XCTAssertEqual(nap, .seconds(20))
+        await sleeper.releaseOldest()
+        nap = try await sleeper.nextRequest()
+        XCTAssertEqual(nap, .milliseconds(500))
+        XCTAssertEqual(first.closeByClient?.reason, "heartbeat timeout")
+        await sleeper.releaseOldest()
+        _ = try await h.transport.nextConnection()
+        await h.client.stop()
+    }
+
+    // MARK: - Backoff
+
+    func testBackoffDoublesUpToTheMaximumWithJitterInTheUpperHalf() {
+        let backoff = Backoff(initial: .milliseconds(500), maximum: .seconds(30), multiplier: 2)
+        XCTAssertEqual(backoff.delay(attempt: 0, unit: 1), .milliseconds(500))
+        XCTAssertEqual(backoff.delay(attempt: 0, unit: 0), .milliseconds(250))
+        XCTAssertEqual(backoff.delay(attempt: 3, unit: 1), .seconds(4))
+        XCTAssertEqual(backoff.delay(attempt: 10, unit: 1), .seconds(30))
+        XCTAssertEqual(backoff.delay(attempt: 10, unit: 0), .seconds(15))
+        XCTAssertEqual(backoff.delay(attempt: 1_000, unit: 1), .seconds(30))
+    }
+}

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Every test of the project, on a fresh Debian/Ubuntu machine or a warm one:
+#   1. static checks (rustfmt, clippy -D warnings) and unit tests (cargo test --lib/--bins, wire
+#      fixtures);
+#   2. the native stack (deploy/stack.sh up: installs and starts PostgreSQL, Redis, Kafka,
+#      Cassandra, nginx and our services);
+#   3. end-to-end tests through nginx (tests/), the web client's unit and browser tests, the
+#      compose-file check and the Swift syntax check;
+#   4. the stack is stopped again (unless KEEP_STACK=1).
+# Compiled artefacts live in $CARGO_TARGET_DIR (default ~/.cache/chat-target), downloads in
+# ~/.cache/chat-stack, so later runs are fast.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/chat-target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+step() { printf '\n==== %s (%s)\n' "$*" "$(date +%T)"; }
+started=$(date +%s)
+
+stop_stack() {
+  if [ "${KEEP_STACK:-0}" != 1 ]; then
+    step "stopping the stack"
+    deploy/stack.sh down || true
+  fi
+}
+
+step "rustfmt"
+cargo fmt --all -- --check
+
+step "clippy (-D warnings)"
+cargo clippy --release --workspace --all-targets -- -D warnings
+
+step "unit tests"
+cargo test --release --workspace --lib --bins
+cargo test --release -p chat-types --test fixtures
+
+step "native stack"
+trap stop_stack EXIT
+deploy/stack.sh up
+
+step "end-to-end tests (through nginx)"
+cargo test --release -p chat-e2e -- --test-threads=4
+
+step "compose file check"
+deploy/compose/check.sh
+
+step "swift syntax check"
+scripts/check-swift.sh
+
+step "web client: unit and browser tests"
+(cd web && npm ci --no-audit --no-fund && npm test && npm run e2e)
+
+step "all tests passed in $(( $(date +%s) - started ))s"

@@ -1,0 +1,222 @@
+//! Accounts and sessions. Passwords are argon2id hashes, computed on the blocking pool under a
+//! semaphore. Refresh tokens are opaque random strings stored as SHA-256 hashes; each refresh
+//! rotates the token, and a reused token revokes its whole family.
+
+use crate::SharedState;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{ApiJson, AuthUser};
+use argon2::password_hash::{PasswordHasher, PasswordVerifier, SaltString};
+use argon2::{Argon2, PasswordHash};
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use base64::Engine;
+use chat_store::pg::{CreateUserError, RotateOutcome};
+use chat_types::UserId;
+use chat_types::limits;
+use chat_types::rest::{LoginRequest, RefreshRequest, RegisterRequest, Session, User};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+pub async fn register(
+    State(s): State<SharedState>,
+    ApiJson(req): ApiJson<RegisterRequest>,
+) -> ApiResult<(StatusCode, Json<Session>)> {
+    if !limits::valid_username(&req.username) {
+        return Err(ApiError::bad(
+            "invalid_username",
+            format!(
+                "usernames are {} to {} characters of letters, digits, '.', '_' and '-'",
+                limits::USERNAME_MIN,
+                limits::USERNAME_MAX
+            ),
+        ));
+    }
+    check_password(&req.password)?;
+    let display_name = match req.display_name.as_deref().map(str::trim) {
+        None | Some("") => req.username.clone(),
+        Some(d)
+            if d.chars().count() > limits::DISPLAY_NAME_MAX || d.chars().any(char::is_control) =>
+        {
+            return Err(ApiError::bad(
+                "invalid_display_name",
+                format!(
+                    "display names are at most {} characters, without control characters",
+                    limits::DISPLAY_NAME_MAX
+                ),
+            ));
+        }
+        Some(d) => d.to_owned(),
+    };
+    let hash = hash_password(&s, req.password).await?;
+    let user = User {
+        id: UserId::new_v7(),
+        username: req.username,
+        display_name,
+    };
+    chat_store::pg::create_user(&s.db, &user, &hash)
+        .await
+        .map_err(|e| match e {
+            CreateUserError::UsernameTaken => {
+                ApiError::Conflict("username_taken", "this username is taken".into())
+            }
+            CreateUserError::Db(e) => e.into(),
+        })?;
+    let session = new_session(&s, user, Uuid::now_v7()).await?;
+    Ok((StatusCode::CREATED, Json(session)))
+}
+
+pub async fn login(
+    State(s): State<SharedState>,
+    ApiJson(req): ApiJson<LoginRequest>,
+) -> ApiResult<Json<Session>> {
+    let found = if req.username.len() <= limits::USERNAME_MAX {
+        chat_store::pg::user_with_hash(&s.db, &req.username).await?
+    } else {
+        None
+    };
+    // Unknown users cost the same argon2 verification as known ones, so timing says nothing.
+    let (user, hash) = match found {
+        Some((u, h)) => (Some(u), h),
+        None => (None, dummy_hash().to_owned()),
+    };
+    let ok = verify_password(&s, req.password, hash).await?;
+    match (user, ok) {
+        (Some(user), true) => Ok(Json(new_session(&s, user, Uuid::now_v7()).await?)),
+        _ => Err(ApiError::Unauthorized(
+            "invalid_credentials",
+            "wrong username or password".into(),
+        )),
+    }
+}
+
+pub async fn refresh(
+    State(s): State<SharedState>,
+    ApiJson(req): ApiJson<RefreshRequest>,
+) -> ApiResult<Json<Session>> {
+    let hash = token_hash(&req.refresh_token);
+    match chat_store::pg::rotate_refresh_token(&s.db, &hash).await? {
+        RotateOutcome::Rotated { user, family_id } => {
+            let user = chat_store::pg::user(&s.db, user).await?.ok_or_else(|| {
+                ApiError::Unauthorized(
+                    "invalid_refresh_token",
+                    "the account no longer exists".into(),
+                )
+            })?;
+            Ok(Json(new_session(&s, user, family_id).await?))
+        }
+        RotateOutcome::Reused => Err(ApiError::Unauthorized(
+            "refresh_token_reused",
+            "this refresh token was already used; the session is revoked, log in again".into(),
+        )),
+        RotateOutcome::Invalid => Err(ApiError::Unauthorized(
+            "invalid_refresh_token",
+            "the refresh token is unknown, expired or revoked".into(),
+        )),
+    }
+}
+
+pub async fn logout(
+    State(s): State<SharedState>,
+    ApiJson(req): ApiJson<RefreshRequest>,
+) -> ApiResult<StatusCode> {
+    // Logging out an unknown or already revoked token is not an error: the outcome is the same.
+    chat_store::pg::revoke_refresh_family(&s.db, &token_hash(&req.refresh_token)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn me(State(s): State<SharedState>, AuthUser(me): AuthUser) -> ApiResult<Json<User>> {
+    chat_store::pg::user(&s.db, me)
+        .await?
+        .map(Json)
+        .ok_or_else(|| {
+            ApiError::Unauthorized("invalid_token", "the account no longer exists".into())
+        })
+}
+
+fn check_password(p: &str) -> ApiResult<()> {
+    let n = p.chars().count();
+    if !(limits::PASSWORD_MIN..=limits::PASSWORD_MAX).contains(&n) {
+        return Err(ApiError::bad(
+            "invalid_password",
+            format!(
+                "passwords are {} to {} characters",
+                limits::PASSWORD_MIN,
+                limits::PASSWORD_MAX
+            ),
+        ));
+    }
+    Ok(())
+}
+
+async fn new_session(s: &SharedState, user: User, family_id: Uuid) -> ApiResult<Session> {
+    let mut raw = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut raw);
+    let refresh_token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);
+    let expires_at = chrono::Utc::now() + chrono::Duration::seconds(s.refresh_ttl_secs as i64);
+    chat_store::pg::insert_refresh_token(
+        &s.db,
+        &token_hash(&refresh_token),
+        family_id,
+        user.id,
+        expires_at,
+    )
+    .await?;
+    Ok(Session {
+        access_token: s.keys.issue_access(user.id),
+        refresh_token,
+        expires_in: s.keys.access_ttl_secs,
+        user,
+    })
+}
+
+fn token_hash(token: &str) -> Vec<u8> {
+    Sha256::digest(token.as_bytes()).to_vec()
+}
+
+async fn hash_password(s: &SharedState, password: String) -> ApiResult<String> {
+    let _permit = s
+        .hashing
+        .acquire()
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?;
+    tokio::task::spawn_blocking(move || {
+        let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
+        Argon2::default()
+            .hash_password(password.as_bytes(), &salt)
+            .map(|h| h.to_string())
+            .map_err(|e| ApiError::Internal(anyhow::anyhow!("argon2: {e}")))
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.into()))?
+}
+
+async fn verify_password(s: &SharedState, password: String, hash: String) -> ApiResult<bool> {
+    let _permit = s
+        .hashing
+        .acquire()
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?;
+    tokio::task::spawn_blocking(move || {
+        let parsed = PasswordHash::new(&hash)
+            .map_err(|e| ApiError::Internal(anyhow::anyhow!("stored hash: {e}")))?;
+        Ok(Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok())
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.into()))?
+}
+
+/// A valid argon2id hash of a random password, verified against for unknown usernames.
+fn dummy_hash() -> &'static str {
+    static H: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    H.get_or_init(|| {
+        let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
+        Argon2::default()
+            .hash_password(Uuid::new_v4().as_bytes(), &salt)
+            .expect("argon2 with default params")
+            .to_string()
+    })
+}

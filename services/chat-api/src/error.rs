@@ -1,0 +1,123 @@
+//! The one error type of the API. Every error leaves as `{"error": {"code", "message"}}`;
+//! causes of 5xx are logged here and never sent to the client.
+
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use chat_types::ErrorBody;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{1}")]
+    BadRequest(&'static str, String),
+    #[error("{1}")]
+    Unauthorized(&'static str, String),
+    #[error("{1}")]
+    Forbidden(&'static str, String),
+    #[error("{1}")]
+    NotFound(&'static str, String),
+    #[error("{1}")]
+    Conflict(&'static str, String),
+    #[error("{1}")]
+    PayloadTooLarge(&'static str, String),
+    #[error("{1}")]
+    UnsupportedMediaType(&'static str, String),
+    #[error("a dependency is unavailable: {0}")]
+    Unavailable(String),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+impl ApiError {
+    pub fn bad(code: &'static str, msg: impl Into<String>) -> Self {
+        ApiError::BadRequest(code, msg.into())
+    }
+
+    pub fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(..) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(..) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(..) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(..) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(..) => StatusCode::CONFLICT,
+            ApiError::PayloadTooLarge(..) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(..) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status_code();
+        let body = match &self {
+            ApiError::BadRequest(c, m)
+            | ApiError::Unauthorized(c, m)
+            | ApiError::Forbidden(c, m)
+            | ApiError::NotFound(c, m)
+            | ApiError::Conflict(c, m)
+            | ApiError::PayloadTooLarge(c, m)
+            | ApiError::UnsupportedMediaType(c, m) => ErrorBody::new(*c, m.clone()),
+            ApiError::Unavailable(cause) => {
+                tracing::warn!(cause, "request failed: dependency unavailable");
+                ErrorBody::new(
+                    "unavailable",
+                    "the service is temporarily unavailable; try again",
+                )
+            }
+            ApiError::Internal(e) => {
+                tracing::error!(error = ?e, "request failed");
+                ErrorBody::new("internal", "an internal error occurred")
+            }
+        };
+        (status, Json(body)).into_response()
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) => ApiError::Unavailable(e.to_string()),
+            e => ApiError::Internal(e.into()),
+        }
+    }
+}
+
+impl From<chat_store::cql::CqlError> for ApiError {
+    fn from(e: chat_store::cql::CqlError) -> Self {
+        ApiError::Unavailable(e.to_string())
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(r: JsonRejection) -> Self {
+        match r {
+            JsonRejection::JsonDataError(e) => ApiError::bad("invalid_field", e.body_text()),
+            JsonRejection::JsonSyntaxError(e) => ApiError::bad("malformed_json", e.body_text()),
+            JsonRejection::MissingJsonContentType(_) => ApiError::UnsupportedMediaType(
+                "unsupported_media_type",
+                "send the body as JSON with Content-Type: application/json".into(),
+            ),
+            JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                ApiError::PayloadTooLarge(
+                    "payload_too_large",
+                    format!(
+                        "request bodies are limited to {} bytes",
+                        chat_types::limits::MAX_REQUEST_BYTES
+                    ),
+                )
+            }
+            other => ApiError::bad("invalid_body", other.body_text()),
+        }
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(r: QueryRejection) -> Self {
+        ApiError::bad("invalid_query", r.body_text())
+    }
+}

@@ -1,0 +1,62 @@
+//! Extractors whose rejections are the contract's error bodies.
+
+use crate::SharedState;
+use crate::error::ApiError;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::header;
+use axum::http::request::Parts;
+use chat_common::auth::TokenError;
+use chat_types::UserId;
+use serde::de::DeserializeOwned;
+
+/// `axum::Json` with contract-shaped rejections (malformed JSON, wrong types, too large).
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let axum::Json(v) = axum::Json::<T>::from_request(req, state).await?;
+        Ok(ApiJson(v))
+    }
+}
+
+/// The caller, from a valid `Authorization: Bearer <access token>`.
+pub struct AuthUser(pub UserId);
+
+impl FromRequestParts<SharedState> for AuthUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &SharedState,
+    ) -> Result<Self, Self::Rejection> {
+        let value = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| {
+                ApiError::Unauthorized(
+                    "missing_token",
+                    "send Authorization: Bearer <access_token>".into(),
+                )
+            })?;
+        let token = value.strip_prefix("Bearer ").ok_or_else(|| {
+            ApiError::Unauthorized(
+                "invalid_token",
+                "the Authorization header must be 'Bearer <token>'".into(),
+            )
+        })?;
+        match state.keys.verify_access(token.trim()) {
+            Ok(u) => Ok(AuthUser(u)),
+            Err(TokenError::Expired) => Err(ApiError::Unauthorized(
+                "token_expired",
+                "the access token has expired; refresh it".into(),
+            )),
+            Err(TokenError::Invalid) => Err(ApiError::Unauthorized(
+                "invalid_token",
+                "the access token is invalid".into(),
+            )),
+        }
+    }
+}

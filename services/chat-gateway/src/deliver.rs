@@ -1,0 +1,71 @@
+//! `POST /internal/v1/deliver` on the ops port: a message server hands over a batch of events
+//! for users connected here. Each event is serialised once and queued to every connection of
+//! its recipients; nothing here waits on a client.
+
+use crate::Shared;
+use crate::hub::Outbound;
+use axum::Json;
+use axum::extract::State;
+use axum::extract::ws::Utf8Bytes;
+use axum::http::{HeaderMap, StatusCode};
+use chat_types::internal::{DeliveryBatch, Event, INTERNAL_TOKEN_HEADER};
+use chat_types::ws::ServerFrame;
+use secrecy::ExposeSecret;
+use std::sync::Arc;
+
+pub async fn deliver(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Result<Json<DeliveryBatch>, axum::extract::rejection::JsonRejection>,
+) -> StatusCode {
+    let presented = headers
+        .get(INTERNAL_TOKEN_HEADER)
+        .map(|v| v.as_bytes())
+        .unwrap_or_default();
+    if !constant_time_eq(presented, shared.internal_token.expose_secret().as_bytes()) {
+        return StatusCode::UNAUTHORIZED;
+    }
+    let Ok(Json(batch)) = body else {
+        return StatusCode::BAD_REQUEST;
+    };
+    let mut deliveries = 0u64;
+    for ev in batch.events {
+        let item = match ev.event {
+            Event::Message { message } => {
+                let channel = message.channel_id;
+                let seq = message.seq.unwrap_or(0);
+                let frame = Utf8Bytes::from(
+                    serde_json::to_string(&ServerFrame::Message { message })
+                        .expect("frames serialise"),
+                );
+                Outbound::Live {
+                    channel,
+                    seq,
+                    frame,
+                }
+            }
+            Event::Membership {
+                channel_id,
+                change,
+                seq,
+                ..
+            } => Outbound::Membership {
+                channel: channel_id,
+                change,
+                seq,
+            },
+        };
+        for user in ev.recipients {
+            shared.hub.for_each(user, |conn| {
+                deliveries += 1;
+                conn.offer(item.clone());
+            });
+        }
+    }
+    metrics::counter!("chat_deliveries_total").increment(deliveries);
+    StatusCode::NO_CONTENT
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

@@ -1,0 +1,161 @@
+//! The local registry of live connections, and the heartbeat that keeps their presence entries
+//! in Redis alive (and rebuilds them all at once if Redis lost its data).
+
+use crate::Shared;
+use axum::extract::ws::Utf8Bytes;
+use chat_types::bus::MembershipChange;
+use chat_types::{ChannelId, UserId};
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// What a connection's writer is asked to do, in order.
+#[derive(Clone, Debug)]
+pub enum Outbound {
+    /// A channel message at position `seq`, already serialised as a `message` frame.
+    Live {
+        channel: ChannelId,
+        seq: i64,
+        frame: Utf8Bytes,
+    },
+    /// The user joined or left `channel` when its last position was `seq`.
+    Membership {
+        channel: ChannelId,
+        change: MembershipChange,
+        seq: i64,
+    },
+    /// Any other frame (ready, ack, error, pong).
+    Frame(Utf8Bytes),
+    /// Send everything after these positions, then `resumed`, then go live.
+    Resume { channels: Vec<(ChannelId, i64)> },
+    /// The client's first frame was not a `resume`: stop holding live messages.
+    GoLive,
+}
+
+#[derive(Clone)]
+pub struct ConnHandle {
+    pub id: u64,
+    pub tx: mpsc::Sender<Outbound>,
+    /// Cancelled to close the connection; the code says why.
+    pub kill: CancellationToken,
+    pub kill_code: Arc<std::sync::atomic::AtomicU16>,
+}
+
+impl ConnHandle {
+    /// Queue an item; a full queue means the client is not reading: close it (it will resume).
+    pub fn offer(&self, item: Outbound) {
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.tx.try_send(item) {
+            metrics::counter!("chat_slow_consumers_total").increment(1);
+            self.kill_code.store(
+                chat_types::ws::close::SLOW_CONSUMER,
+                std::sync::atomic::Ordering::Relaxed,
+            );
+            self.kill.cancel();
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct Hub {
+    users: RwLock<HashMap<UserId, Vec<ConnHandle>>>,
+}
+
+impl Hub {
+    /// Add a connection; returns `true` if it is the user's first on this gateway.
+    pub fn add(&self, user: UserId, conn: ConnHandle) -> bool {
+        let mut users = self.users.write().expect("hub lock");
+        let list = users.entry(user).or_default();
+        list.push(conn);
+        metrics::gauge!("chat_connections").increment(1.0);
+        list.len() == 1
+    }
+
+    /// Remove a connection; returns `true` if it was the user's last on this gateway.
+    pub fn remove(&self, user: UserId, conn_id: u64) -> bool {
+        let mut users = self.users.write().expect("hub lock");
+        let Some(list) = users.get_mut(&user) else {
+            return false;
+        };
+        let before = list.len();
+        list.retain(|c| c.id != conn_id);
+        if list.len() < before {
+            metrics::gauge!("chat_connections").decrement(1.0);
+        }
+        if list.is_empty() {
+            users.remove(&user);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Run `f` on every connection of `user`.
+    pub fn for_each(&self, user: UserId, mut f: impl FnMut(&ConnHandle)) {
+        let users = self.users.read().expect("hub lock");
+        if let Some(list) = users.get(&user) {
+            list.iter().for_each(&mut f);
+        }
+    }
+
+    pub fn users(&self) -> Vec<UserId> {
+        self.users
+            .read()
+            .expect("hub lock")
+            .keys()
+            .copied()
+            .collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.users
+            .read()
+            .expect("hub lock")
+            .values()
+            .map(Vec::len)
+            .sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Renew every local user's presence every 10 s; check every second that Redis still has our
+/// marker, and re-register everyone at once when it does not (Redis restarted empty).
+pub async fn heartbeat(shared: Arc<Shared>) {
+    let url = shared.cfg.internal_url.clone();
+    let id = shared.cfg.id.clone();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut n: u64 = 0;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shared.shutdown.cancelled() => return,
+        }
+        n += 1;
+        let lost = match shared.presence.marker_present(&id).await {
+            Ok(present) => !present,
+            Err(e) => {
+                tracing::warn!(error = %e, "redis unreachable; presence will be renewed when it is back");
+                continue;
+            }
+        };
+        if lost || n.is_multiple_of(10) {
+            let users = shared.hub.users();
+            match shared.presence.register(&url, &users).await {
+                Ok(()) => {
+                    if lost {
+                        tracing::info!(
+                            users = users.len(),
+                            "presence registered (redis had no marker)"
+                        );
+                    }
+                    let _ = shared.presence.set_marker(&id).await;
+                }
+                Err(e) => tracing::warn!(error = %e, "presence renewal failed"),
+            }
+        }
+    }
+}

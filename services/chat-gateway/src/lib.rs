@@ -1,0 +1,234 @@
+//! The WebSocket gateway. Stateless: everything it knows is rebuilt from its live sockets.
+//!
+//! A client connects to `/ws` (through nginx) with an access token. The gateway registers the
+//! user in Redis (`presence`), sends `ready`, and then serves two directions:
+//! - **send**: check membership, claim the `client_msg_id` (so a resend through any gateway is
+//!   acked with the original message), produce the record to Kafka keyed by channel, and `ack`
+//!   once Kafka has it;
+//! - **deliver**: message servers POST batches to the internal endpoint; each event goes to the
+//!   bounded queue of every local connection of its recipients. Each connection's writer drops
+//!   what it already sent (by channel position) and fills gaps from history, so delivery to the
+//!   client is exactly once and in order even when pushes were replayed or missed.
+//!
+//! # Layout
+//! - [`hub`]: the local registry of connections and the presence heartbeat.
+//! - [`session`]: one connection: authentication, the reader and the writer.
+//! - [`deliver`]: the internal delivery endpoint.
+
+pub mod deliver;
+pub mod hub;
+pub mod session;
+
+use chat_common::auth::TokenKeys;
+use chat_common::config::{
+    AuthConfig, CassandraConfig, InternalConfig, KafkaConfig, ListenConfig, PostgresConfig,
+    RedisConfig, TelemetryConfig,
+};
+use chat_common::telemetry::PrometheusHandle;
+use chat_store::cql::MessageStore;
+use chat_store::presence::Presence;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// Where clients' WebSockets arrive (behind nginx).
+    pub http: ListenConfig,
+    /// Internal: delivery endpoint, health, metrics. Never exposed through nginx.
+    pub ops: ListenConfig,
+    pub gateway: GatewayConfig,
+    pub postgres: PostgresConfig,
+    pub redis: RedisConfig,
+    pub kafka: KafkaConfig,
+    pub cassandra: CassandraConfig,
+    pub auth: AuthConfig,
+    pub internal: InternalConfig,
+    pub telemetry: TelemetryConfig,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GatewayConfig {
+    pub id: String,
+    /// The URL message servers use to reach this gateway's ops port; stored in presence.
+    pub internal_url: String,
+    /// Frames queued per connection before it counts as a slow consumer and is closed.
+    pub queue_capacity: usize,
+    pub ping_interval_secs: u64,
+    /// A connection silent (no frame, no pong) this long is closed.
+    pub idle_timeout_secs: u64,
+    /// Live messages are held this long after `ready` unless the client's first frame comes
+    /// sooner, so that a `resume` sent right after connecting is served before them.
+    pub resume_hold_ms: u64,
+    /// WebSocket read buffer per connection. Small: idle memory per connection is dominated by it.
+    pub read_buffer_bytes: usize,
+    pub write_buffer_bytes: usize,
+    pub max_frame_bytes: usize,
+    /// Bounded drain on shutdown.
+    pub drain_secs: u64,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            id: "gateway-1".into(),
+            internal_url: "http://127.0.0.1:9101".into(),
+            queue_capacity: 4096,
+            ping_interval_secs: 25,
+            idle_timeout_secs: 75,
+            resume_hold_ms: 1000,
+            read_buffer_bytes: 4096,
+            write_buffer_bytes: 16 * 1024,
+            max_frame_bytes: 64 * 1024,
+            drain_secs: 5,
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            http: ListenConfig::new("127.0.0.1:8101"),
+            ops: ListenConfig::new("127.0.0.1:9101"),
+            gateway: GatewayConfig::default(),
+            postgres: PostgresConfig::default(),
+            redis: RedisConfig::default(),
+            kafka: KafkaConfig::default(),
+            cassandra: CassandraConfig::default(),
+            auth: AuthConfig::with_defaults(),
+            internal: InternalConfig::default(),
+            telemetry: TelemetryConfig::default(),
+        }
+    }
+}
+
+/// What every connection and handler shares.
+pub struct Shared {
+    pub cfg: GatewayConfig,
+    pub topic: String,
+    pub db: sqlx::PgPool,
+    pub store: MessageStore,
+    pub presence: Presence,
+    pub producer: rdkafka::producer::FutureProducer,
+    pub keys: TokenKeys,
+    pub internal_token: secrecy::SecretString,
+    pub hub: hub::Hub,
+    pub shutdown: CancellationToken,
+    pub tasks: TaskTracker,
+}
+
+pub struct Application {
+    shared: Arc<Shared>,
+    metrics: PrometheusHandle,
+    http_listener: tokio::net::TcpListener,
+    ops_listener: tokio::net::TcpListener,
+}
+
+impl Application {
+    pub async fn build(cfg: Config, metrics: PrometheusHandle) -> anyhow::Result<Self> {
+        let keys = TokenKeys::new(&cfg.auth.secret()?, cfg.auth.access_ttl_secs);
+        let internal_token = cfg.internal.token()?;
+        let db = chat_store::pg::connect(&cfg.postgres).await?;
+        let session = Arc::new(chat_store::cql::connect(&cfg.cassandra, true).await?);
+        let store = MessageStore::new(session).await?;
+        let presence = Presence::connect(&cfg.redis).await?;
+        let producer = chat_store::bus::producer(&cfg.kafka)?;
+        let http_listener = tokio::net::TcpListener::bind(&cfg.http.listen).await?;
+        let ops_listener = tokio::net::TcpListener::bind(&cfg.ops.listen).await?;
+        let shared = Arc::new(Shared {
+            cfg: cfg.gateway,
+            topic: cfg.kafka.topic,
+            db,
+            store,
+            presence,
+            producer,
+            keys,
+            internal_token,
+            hub: hub::Hub::default(),
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+        });
+        Ok(Application {
+            shared,
+            metrics,
+            http_listener,
+            ops_listener,
+        })
+    }
+
+    pub fn http_addr(&self) -> std::net::SocketAddr {
+        self.http_listener.local_addr().expect("bound")
+    }
+
+    pub fn ops_addr(&self) -> std::net::SocketAddr {
+        self.ops_listener.local_addr().expect("bound")
+    }
+
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let shared = self.shared.clone();
+        let ws_app = axum::Router::new()
+            .route("/ws", axum::routing::get(session::upgrade))
+            .with_state(shared.clone());
+        let ready = {
+            let s = shared.clone();
+            let check: chat_common::ops::ReadyCheck = Arc::new(move || {
+                let s = s.clone();
+                Box::pin(async move {
+                    s.presence.ping().await.map_err(|e| format!("redis: {e}"))?;
+                    sqlx::query("SELECT 1")
+                        .execute(&s.db)
+                        .await
+                        .map_err(|e| format!("postgres: {e}"))?;
+                    Ok(())
+                })
+            });
+            check
+        };
+        let ops_app = chat_common::ops::router(self.metrics.clone(), ready).merge(
+            axum::Router::new()
+                .route(
+                    chat_types::internal::DELIVER_PATH,
+                    axum::routing::post(deliver::deliver),
+                )
+                .layer(axum::extract::DefaultBodyLimit::max(64 * 1024 * 1024))
+                .with_state(shared.clone()),
+        );
+
+        let heartbeat = tokio::spawn(hub::heartbeat(shared.clone()));
+        let http_stop = shutdown.clone();
+        let http = tokio::spawn(async move {
+            axum::serve(self.http_listener, ws_app)
+                .with_graceful_shutdown(http_stop.cancelled_owned())
+                .await
+        });
+        let ops_stop = shared.shutdown.clone();
+        let ops = tokio::spawn(async move {
+            axum::serve(self.ops_listener, ops_app)
+                .with_graceful_shutdown(ops_stop.cancelled_owned())
+                .await
+        });
+        tracing::info!(gateway = %shared.cfg.id, "gateway running");
+
+        shutdown.cancelled().await;
+        // Tell every client to reconnect elsewhere, deregister them, and wait (bounded).
+        tracing::info!(connections = shared.hub.len(), "draining connections");
+        shared.shutdown.cancel();
+        shared.tasks.close();
+        let drained = tokio::time::timeout(
+            Duration::from_secs(shared.cfg.drain_secs),
+            shared.tasks.wait(),
+        )
+        .await;
+        if drained.is_err() {
+            tracing::warn!("drain timed out");
+        }
+        heartbeat.abort();
+        let _ = http.await;
+        let _ = ops.await;
+        Ok(())
+    }
+}

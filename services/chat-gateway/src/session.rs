@@ -1,0 +1,611 @@
+//! One WebSocket connection: authentication at the upgrade, then a reader (client frames) and a
+//! writer (everything sent to the client, in order) that end together.
+
+use crate::Shared;
+use crate::hub::{ConnHandle, Outbound};
+use axum::extract::ws::{CloseFrame, Message as WsMessage, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chat_store::pg::Access;
+use chat_types::bus::{BusRecord, MembershipChange, MessageRecord};
+use chat_types::ws::{ClientFrame, ServerFrame, close, error_code};
+use chat_types::{ChannelId, ErrorBody, Message, MessageId, UserId, limits};
+use futures::stream::{SplitSink, SplitStream};
+use futures::{SinkExt, StreamExt};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Catch-up and gap-fill read this many messages per history query.
+const HISTORY_PAGE: i64 = 100;
+
+pub async fn upgrade(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_owned);
+    let Some(token) = bearer.or_else(|| query.get("token").cloned()) else {
+        return unauthorized(
+            "missing_token",
+            "an access token is required (Authorization header or ?token=)",
+        );
+    };
+    let user = match shared.keys.verify_access(&token) {
+        Ok(u) => u,
+        Err(chat_common::auth::TokenError::Expired) => {
+            return unauthorized("token_expired", "the access token has expired");
+        }
+        Err(chat_common::auth::TokenError::Invalid) => {
+            return unauthorized("invalid_token", "the access token is invalid");
+        }
+    };
+    if shared.shutdown.is_cancelled() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(ErrorBody::new(
+                "unavailable",
+                "this gateway is shutting down",
+            )),
+        )
+            .into_response();
+    }
+    let cfg = &shared.cfg;
+    ws.read_buffer_size(cfg.read_buffer_bytes)
+        .write_buffer_size(cfg.write_buffer_bytes)
+        .max_write_buffer_size(cfg.write_buffer_bytes.max(cfg.max_frame_bytes) * 4)
+        .max_message_size(cfg.max_frame_bytes)
+        .max_frame_size(cfg.max_frame_bytes)
+        .on_upgrade(move |socket| run(shared, user, socket))
+}
+
+fn unauthorized(code: &str, message: &str) -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        axum::Json(ErrorBody::new(code, message)),
+    )
+        .into_response()
+}
+
+fn frame(f: &ServerFrame) -> Utf8Bytes {
+    Utf8Bytes::from(serde_json::to_string(f).expect("frames serialise"))
+}
+
+fn error_frame(code: &str, message: impl Into<String>, client_msg_id: Option<String>) -> Outbound {
+    Outbound::Frame(frame(&ServerFrame::Error {
+        code: code.into(),
+        message: message.into(),
+        client_msg_id,
+    }))
+}
+
+#[tracing::instrument(name = "connection", skip_all, fields(user_id = %user, conn_id))]
+async fn run(shared: Arc<Shared>, user: UserId, socket: WebSocket) {
+    let _in_flight = shared.tasks.token();
+    let id = NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed);
+    tracing::Span::current().record("conn_id", id);
+    let (tx, rx) = mpsc::channel(shared.cfg.queue_capacity);
+    let handle = ConnHandle {
+        id,
+        tx: tx.clone(),
+        kill: shared.shutdown.child_token(),
+        kill_code: Arc::new(AtomicU16::new(close::GOING_AWAY)),
+    };
+    // Register before `ready`: from here on, every message pushed for this user reaches this
+    // connection, and everything before it is in history (message servers store, then push).
+    if shared.hub.add(user, handle.clone())
+        && let Err(e) = shared
+            .presence
+            .register(&shared.cfg.internal_url, &[user])
+            .await
+    {
+        tracing::warn!(error = %e, "presence registration failed; the heartbeat will retry");
+    }
+    let connection_id = format!("{}:{}", shared.cfg.id, id);
+    let _ = tx
+        .send(Outbound::Frame(frame(&ServerFrame::Ready {
+            user_id: user,
+            connection_id,
+        })))
+        .await;
+
+    let (sink, stream) = socket.split();
+    let writer = Writer {
+        shared: shared.clone(),
+        last: HashMap::new(),
+        holding: true,
+        held: VecDeque::new(),
+    };
+    let kill = handle.kill.clone();
+    let w = async {
+        writer.run(sink, rx, &handle).await;
+        kill.cancel();
+    };
+    let r = async {
+        read_loop(&shared, user, stream, &handle, tx).await;
+        kill.cancel();
+    };
+    tokio::join!(w, r);
+
+    if shared.hub.remove(user, id)
+        && let Err(e) = shared
+            .presence
+            .unregister(&shared.cfg.internal_url, &[user])
+            .await
+    {
+        tracing::debug!(error = %e, "presence removal failed; the entry will lapse");
+    }
+}
+
+// ------------------------------------------------------------------------------------ reader
+
+async fn read_loop(
+    shared: &Arc<Shared>,
+    user: UserId,
+    mut stream: SplitStream<WebSocket>,
+    handle: &ConnHandle,
+    tx: mpsc::Sender<Outbound>,
+) {
+    let idle = Duration::from_secs(shared.cfg.idle_timeout_secs);
+    let mut deadline = Instant::now() + idle;
+    let mut first = true;
+    loop {
+        let msg = tokio::select! {
+            m = stream.next() => m,
+            _ = handle.kill.cancelled() => return,
+            _ = tokio::time::sleep_until(deadline) => {
+                handle.kill_code.store(close::IDLE_TIMEOUT, Ordering::Relaxed);
+                return;
+            }
+        };
+        let Some(Ok(msg)) = msg else { return };
+        deadline = Instant::now() + idle;
+        match msg {
+            WsMessage::Text(text) => {
+                let parsed = serde_json::from_str::<ClientFrame>(text.as_str());
+                if first {
+                    first = false;
+                    if !matches!(parsed, Ok(ClientFrame::Resume { .. })) {
+                        let _ = tx.send(Outbound::GoLive).await;
+                    }
+                }
+                match parsed {
+                    Ok(f) => handle_frame(shared, user, f, &tx).await,
+                    Err(e) => {
+                        let _ = tx.send(malformed(text.as_str(), &e)).await;
+                    }
+                }
+            }
+            WsMessage::Binary(_) => {
+                let _ = tx
+                    .send(error_frame(
+                        error_code::MALFORMED_FRAME,
+                        "binary frames are not supported; send JSON text frames",
+                        None,
+                    ))
+                    .await;
+            }
+            WsMessage::Close(_) => return,
+            WsMessage::Ping(_) | WsMessage::Pong(_) => {}
+        }
+    }
+}
+
+/// An `error` frame for input that is not a valid client frame, naming the `client_msg_id`
+/// when one can be found so the client knows which send failed.
+fn malformed(text: &str, e: &serde_json::Error) -> Outbound {
+    let value: Option<serde_json::Value> = serde_json::from_str(text).ok();
+    let cmid = value
+        .as_ref()
+        .and_then(|v| v.get("client_msg_id"))
+        .and_then(|v| v.as_str())
+        .map(str::to_owned);
+    let message = match value {
+        None => format!("not valid JSON: {e}"),
+        Some(_) => format!("not a valid frame: {e}"),
+    };
+    error_frame(error_code::MALFORMED_FRAME, message, cmid)
+}
+
+async fn handle_frame(
+    shared: &Arc<Shared>,
+    user: UserId,
+    f: ClientFrame,
+    tx: &mpsc::Sender<Outbound>,
+) {
+    match f {
+        ClientFrame::Ping => {
+            let _ = tx.send(Outbound::Frame(frame(&ServerFrame::Pong))).await;
+        }
+        ClientFrame::Send {
+            channel_id,
+            client_msg_id,
+            body,
+        } => {
+            if let Err(out) = send(shared, user, channel_id, client_msg_id, body, tx).await {
+                let _ = tx.send(out).await;
+            }
+        }
+        ClientFrame::Resume { channels } => {
+            let out = resume(shared, user, channels, tx).await;
+            let _ = tx.send(out).await;
+        }
+    }
+}
+
+async fn send(
+    shared: &Arc<Shared>,
+    user: UserId,
+    channel: ChannelId,
+    client_msg_id: String,
+    body: String,
+    tx: &mpsc::Sender<Outbound>,
+) -> Result<(), Outbound> {
+    let cmid_len = client_msg_id.chars().count();
+    if cmid_len == 0 || cmid_len > limits::CLIENT_MSG_ID_MAX {
+        return Err(error_frame(
+            error_code::INVALID_CLIENT_MSG_ID,
+            format!(
+                "client_msg_id must be 1 to {} characters",
+                limits::CLIENT_MSG_ID_MAX
+            ),
+            Some(client_msg_id),
+        ));
+    }
+    if !limits::valid_body(&body) {
+        return Err(error_frame(
+            error_code::INVALID_BODY,
+            format!(
+                "body must be 1 to {} characters and not only white space",
+                limits::BODY_MAX_CHARS
+            ),
+            Some(client_msg_id),
+        ));
+    }
+    match chat_store::pg::access(&shared.db, channel, user).await {
+        Ok(Access::Member(_)) => {}
+        Ok(Access::NotMember(_)) => {
+            return Err(error_frame(
+                error_code::NOT_A_MEMBER,
+                "you are not a member of this channel",
+                Some(client_msg_id),
+            ));
+        }
+        Ok(Access::NoSuchChannel) => {
+            return Err(error_frame(
+                error_code::UNKNOWN_CHANNEL,
+                "there is no channel with this id",
+                Some(client_msg_id),
+            ));
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "membership check failed");
+            return Err(error_frame(
+                error_code::UNAVAILABLE,
+                "the message could not be accepted right now; resend it with the same client_msg_id",
+                Some(client_msg_id),
+            ));
+        }
+    }
+    // Millisecond precision: what CQL `timestamp` stores, so the ack equals the stored message.
+    let now = chrono::Utc::now();
+    let created_at = chrono::DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now);
+    let mut record = MessageRecord {
+        id: MessageId::derive(user, &client_msg_id),
+        channel_id: channel,
+        sender_id: user,
+        body,
+        client_msg_id,
+        created_at,
+    };
+    match shared.presence.claim_send(&record).await {
+        // A resend: the first send's body, channel and time are the message.
+        Ok(Some(first)) => record = first,
+        Ok(None) => {}
+        // Without the claim the message id still deduplicates in the store; only a resend's
+        // ack could then carry a newer time.
+        Err(e) => tracing::warn!(error = %e, "send claim failed; continuing without it"),
+    }
+    let cmid = record.client_msg_id.clone();
+    let delivery = match chat_store::bus::enqueue(
+        &shared.producer,
+        &shared.topic,
+        &BusRecord::Message(record.clone()),
+    ) {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::error!(error = %e, "kafka enqueue failed");
+            return Err(error_frame(
+                error_code::UNAVAILABLE,
+                "the message could not be accepted right now; resend it with the same client_msg_id",
+                Some(cmid),
+            ));
+        }
+    };
+    // Ack only once Kafka has the record; meanwhile keep reading this client's frames.
+    let tx = tx.clone();
+    shared.tasks.spawn(async move {
+        let out = match delivery.await {
+            Ok(Ok(_)) => {
+                metrics::counter!("chat_sends_acked_total").increment(1);
+                Outbound::Frame(frame(&ServerFrame::Ack {
+                    client_msg_id: record.client_msg_id.clone(),
+                    message: Message {
+                        id: record.id,
+                        channel_id: record.channel_id,
+                        sender_id: record.sender_id,
+                        body: record.body,
+                        client_msg_id: record.client_msg_id,
+                        created_at: record.created_at,
+                        seq: None,
+                    },
+                }))
+            }
+            other => {
+                tracing::error!(error = ?other.err(), "kafka did not take the record");
+                error_frame(
+                    error_code::UNAVAILABLE,
+                    "the message could not be accepted right now; resend it with the same client_msg_id",
+                    Some(cmid),
+                )
+            }
+        };
+        let _ = tx.send(out).await;
+    });
+    Ok(())
+}
+
+/// Turn a `resume` into positions: only channels the user is a member of, only ids stored in
+/// that channel. Problems are reported per channel; the rest is served.
+async fn resume(
+    shared: &Arc<Shared>,
+    user: UserId,
+    channels: std::collections::BTreeMap<ChannelId, MessageId>,
+    tx: &mpsc::Sender<Outbound>,
+) -> Outbound {
+    let ids: Vec<ChannelId> = channels.keys().copied().collect();
+    let message_ids: Vec<MessageId> = channels.values().copied().collect();
+    let (members, placements) = tokio::join!(
+        chat_store::pg::member_channels(&shared.db, user, &ids),
+        shared.store.placements(&message_ids),
+    );
+    let (members, placements) = match (members, placements) {
+        (Ok(m), Ok(p)) => (
+            m.into_iter().collect::<HashSet<_>>(),
+            p.into_iter().collect::<HashMap<_, _>>(),
+        ),
+        (m, p) => {
+            tracing::error!(pg = ?m.err(), cql = ?p.err(), "resume lookup failed");
+            let _ = tx
+                .send(error_frame(
+                    error_code::UNAVAILABLE,
+                    "resume failed; send it again",
+                    None,
+                ))
+                .await;
+            return Outbound::GoLive;
+        }
+    };
+    let mut positions = Vec::with_capacity(channels.len());
+    for (channel, last_seen) in channels {
+        if !members.contains(&channel) {
+            let _ = tx
+                .send(error_frame(
+                    error_code::NOT_A_MEMBER,
+                    format!("not a member of channel {channel}; it was not resumed"),
+                    None,
+                ))
+                .await;
+            continue;
+        }
+        match placements.get(&last_seen) {
+            Some(p) if p.channel_id == channel => positions.push((channel, p.seq)),
+            _ => {
+                let _ = tx
+                    .send(error_frame(
+                        error_code::UNKNOWN_MESSAGE,
+                        format!("message {last_seen} is not a stored message of channel {channel}; it was not resumed"),
+                        None,
+                    ))
+                    .await;
+            }
+        }
+    }
+    Outbound::Resume {
+        channels: positions,
+    }
+}
+
+// ------------------------------------------------------------------------------------ writer
+
+type Sink = SplitSink<WebSocket, WsMessage>;
+type SinkResult = Result<(), axum::Error>;
+
+/// Owns the socket's sending half. Keeps, per channel, the last position this connection was
+/// sent: anything at or below it is a replay and is dropped; anything past the next position
+/// means a push was missed, and the gap is filled from history first.
+struct Writer {
+    shared: Arc<Shared>,
+    last: HashMap<ChannelId, i64>,
+    /// Live items are held until the client's first frame (or `resume_hold_ms`), so a `resume`
+    /// sent right after `ready` is served before them.
+    holding: bool,
+    held: VecDeque<Outbound>,
+}
+
+impl Writer {
+    async fn run(mut self, mut sink: Sink, mut rx: mpsc::Receiver<Outbound>, handle: &ConnHandle) {
+        let mut ping =
+            tokio::time::interval(Duration::from_secs(self.shared.cfg.ping_interval_secs));
+        ping.tick().await;
+        let hold_until = Instant::now() + Duration::from_millis(self.shared.cfg.resume_hold_ms);
+        let result: SinkResult = async {
+            loop {
+                tokio::select! {
+                    biased;
+                    _ = handle.kill.cancelled() => break,
+                    item = rx.recv() => {
+                        let Some(item) = item else { break };
+                        self.handle(item, &mut sink, handle).await?;
+                        // Write whatever else is queued, then flush once.
+                        while let Ok(item) = rx.try_recv() {
+                            self.handle(item, &mut sink, handle).await?;
+                        }
+                        sink.flush().await?;
+                    }
+                    _ = tokio::time::sleep_until(hold_until), if self.holding => {
+                        self.release(&mut sink, handle).await?;
+                        sink.flush().await?;
+                    }
+                    _ = ping.tick() => {
+                        sink.send(WsMessage::Ping(Default::default())).await?;
+                    }
+                }
+            }
+            Ok(())
+        }
+        .await;
+        if result.is_ok() {
+            let code = if self.shared.shutdown.is_cancelled() {
+                close::GOING_AWAY
+            } else {
+                handle.kill_code.load(Ordering::Relaxed)
+            };
+            let reason = match code {
+                close::SLOW_CONSUMER => "too far behind: reconnect and resume",
+                close::IDLE_TIMEOUT => "idle timeout",
+                _ => "gateway going away: reconnect and resume",
+            };
+            let _ = sink
+                .send(WsMessage::Close(Some(CloseFrame {
+                    code,
+                    reason: Utf8Bytes::from_static(reason),
+                })))
+                .await;
+        }
+    }
+
+    async fn handle(&mut self, item: Outbound, sink: &mut Sink, handle: &ConnHandle) -> SinkResult {
+        match item {
+            Outbound::Live { .. } | Outbound::Membership { .. } if self.holding => {
+                if self.held.len() >= self.shared.cfg.queue_capacity {
+                    handle
+                        .kill_code
+                        .store(close::SLOW_CONSUMER, Ordering::Relaxed);
+                    handle.kill.cancel();
+                } else {
+                    self.held.push_back(item);
+                }
+            }
+            Outbound::Live {
+                channel,
+                seq,
+                frame,
+            } => {
+                match self.last.get(&channel).copied() {
+                    Some(last) if seq <= last => {
+                        metrics::counter!("chat_replays_dropped_total").increment(1);
+                        return Ok(());
+                    }
+                    Some(last) if seq > last + 1 => {
+                        metrics::counter!("chat_gaps_filled_total").increment(1);
+                        self.catch_up(channel, last, Some(seq - 1), sink).await?;
+                    }
+                    _ => {}
+                }
+                sink.feed(WsMessage::Text(frame)).await?;
+                self.last.insert(channel, seq);
+            }
+            Outbound::Membership {
+                channel,
+                change,
+                seq,
+            } => match change {
+                MembershipChange::Joined => {
+                    self.last.entry(channel).or_insert(seq);
+                }
+                MembershipChange::Left => {
+                    self.last.remove(&channel);
+                }
+            },
+            Outbound::Frame(f) => sink.feed(WsMessage::Text(f)).await?,
+            Outbound::Resume { channels } => {
+                for (channel, after) in &channels {
+                    let from = self
+                        .last
+                        .get(channel)
+                        .copied()
+                        .unwrap_or(*after)
+                        .max(*after);
+                    self.last.insert(*channel, from);
+                    self.catch_up(*channel, from, None, sink).await?;
+                }
+                let resumed = ServerFrame::Resumed {
+                    channels: channels.iter().map(|(c, _)| *c).collect(),
+                };
+                sink.feed(WsMessage::Text(frame(&resumed))).await?;
+                self.release(sink, handle).await?;
+            }
+            Outbound::GoLive => self.release(sink, handle).await?,
+        }
+        Ok(())
+    }
+
+    async fn release(&mut self, sink: &mut Sink, handle: &ConnHandle) -> SinkResult {
+        if !self.holding {
+            return Ok(());
+        }
+        self.holding = false;
+        while let Some(item) = self.held.pop_front() {
+            Box::pin(self.handle(item, sink, handle)).await?;
+        }
+        Ok(())
+    }
+
+    /// Send the channel's messages after position `after` up to `until` (or the newest), in
+    /// order, advancing `last`.
+    async fn catch_up(
+        &mut self,
+        channel: ChannelId,
+        mut after: i64,
+        until: Option<i64>,
+        sink: &mut Sink,
+    ) -> SinkResult {
+        loop {
+            let limit = match until {
+                Some(u) if u <= after => return Ok(()),
+                Some(u) => (u - after).min(HISTORY_PAGE),
+                None => HISTORY_PAGE,
+            };
+            let page = match self.shared.store.after(channel, after, limit).await {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!(%channel, error = %e, "history read failed; the client can resume later");
+                    return Ok(());
+                }
+            };
+            let n = page.len() as i64;
+            for message in page {
+                let seq = message.seq.unwrap_or(after + 1);
+                sink.feed(WsMessage::Text(frame(&ServerFrame::Message { message })))
+                    .await?;
+                after = seq;
+            }
+            self.last.insert(channel, after);
+            if n < limit {
+                return Ok(());
+            }
+        }
+    }
+}

@@ -1,0 +1,310 @@
+// A small in-memory stand-in for the chat backend, for working on the web client without the
+// Rust stack: REST under /api/v1, the WebSocket at /ws, and web/dist at /. Not the real thing:
+// one process, no persistence, no auth hardening. It follows API.md and crates/chat-types.
+//
+//   npm run build && npm run mock          # http://127.0.0.1:8090
+//   BASE_URL=http://127.0.0.1:8090 npm run e2e
+//
+// MOCK_PORT (8090), MOCK_TOKEN_TTL (access token lifetime in seconds, default 900).
+
+import { createHash, randomUUID } from "node:crypto";
+import { createReadStream, existsSync, statSync } from "node:fs";
+import { createServer } from "node:http";
+import { extname, join, normalize } from "node:path";
+import { fileURLToPath } from "node:url";
+import { WebSocketServer } from "ws";
+
+const PORT = Number(process.env.MOCK_PORT ?? 8090);
+const TTL = Number(process.env.MOCK_TOKEN_TTL ?? 900);
+const DIST = fileURLToPath(new URL("../dist/", import.meta.url));
+
+const users = new Map(); // id -> {id, username, display_name, password}
+const access = new Map(); // token -> {userId, exp}
+const refresh = new Map(); // token -> {userId, used}
+const channels = new Map(); // id -> {id, kind, name, description, created_at, members:Set, messages:[], dmKey?}
+const sockets = new Map(); // userId -> Set<ws>
+
+const err = (res, status, code, message) => json(res, status, { error: { code, message } });
+function json(res, status, body) {
+  res.writeHead(status, { "content-type": "application/json" });
+  res.end(body === undefined ? "" : JSON.stringify(body));
+}
+const pub = (u) => ({ id: u.id, username: u.username, display_name: u.display_name });
+
+function session(u) {
+  const at = randomUUID();
+  const rt = randomUUID();
+  access.set(at, { userId: u.id, exp: Date.now() + TTL * 1000 });
+  refresh.set(rt, { userId: u.id, used: false });
+  return { user: pub(u), access_token: at, refresh_token: rt, expires_in: TTL };
+}
+
+function authUser(token) {
+  const a = token && access.get(token);
+  if (!a || a.exp < Date.now()) return null;
+  return users.get(a.userId) ?? null;
+}
+
+function channelFor(c, viewer) {
+  let name = c.name;
+  if (c.kind === "direct") {
+    const other = [...c.members].find((m) => m !== viewer) ?? viewer;
+    name = users.get(other)?.display_name ?? "direct";
+  }
+  return { id: c.id, kind: c.kind, name, description: c.description, created_at: c.created_at };
+}
+
+async function body(req) {
+  const chunks = [];
+  for await (const c of req) chunks.push(c);
+  const s = Buffer.concat(chunks).toString("utf8");
+  if (!s) return {};
+  try {
+    return JSON.parse(s);
+  } catch {
+    return null;
+  }
+}
+
+function messageId(senderId, cmid) {
+  const h = createHash("sha1").update(senderId).update(cmid).digest("hex");
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-5${h.slice(13, 16)}-a${h.slice(17, 20)}-${h.slice(20, 32)}`;
+}
+
+function deliver(c, message) {
+  for (const uid of c.members) {
+    for (const ws of sockets.get(uid) ?? []) {
+      if (ws.readyState === 1) ws.send(JSON.stringify({ type: "message", message }));
+    }
+  }
+}
+
+const VALID_USER = /^[A-Za-z0-9._-]{3,32}$/;
+
+async function api(req, res, url) {
+  const path = url.pathname.replace(/^\/api\/v1/, "");
+  const m = req.method;
+  if (m === "POST" && path === "/auth/register") {
+    const b = await body(req);
+    if (!b) return err(res, 400, "malformed_json", "the body is not JSON");
+    if (typeof b.username !== "string" || !VALID_USER.test(b.username)) {
+      return err(res, 400, "invalid_username", "usernames are 3 to 32 letters, digits, '.', '_' or '-'");
+    }
+    if (typeof b.password !== "string" || [...b.password].length < 8) {
+      return err(res, 400, "invalid_password", "passwords need at least 8 characters");
+    }
+    for (const u of users.values()) {
+      if (u.username.toLowerCase() === b.username.toLowerCase()) return err(res, 409, "username_taken", "that username is taken");
+    }
+    const u = { id: randomUUID(), username: b.username, display_name: b.display_name || b.username, password: b.password };
+    users.set(u.id, u);
+    return json(res, 201, session(u));
+  }
+  if (m === "POST" && path === "/auth/login") {
+    const b = (await body(req)) ?? {};
+    const u = [...users.values()].find((x) => x.username.toLowerCase() === String(b.username).toLowerCase());
+    if (!u || u.password !== b.password) return err(res, 401, "invalid_credentials", "wrong username or password");
+    return json(res, 200, session(u));
+  }
+  if (m === "POST" && path === "/auth/refresh") {
+    const b = (await body(req)) ?? {};
+    const r = refresh.get(b.refresh_token);
+    if (!r || r.used) return err(res, 401, "invalid_refresh_token", "refresh token is not valid");
+    r.used = true;
+    return json(res, 200, session(users.get(r.userId)));
+  }
+  if (m === "POST" && path === "/auth/logout") {
+    const b = (await body(req)) ?? {};
+    refresh.delete(b.refresh_token);
+    res.writeHead(204).end();
+    return;
+  }
+
+  const token = (req.headers.authorization ?? "").replace(/^Bearer /, "");
+  const me = authUser(token);
+  if (!me) return err(res, 401, "unauthorized", "missing or expired access token");
+
+  if (m === "GET" && path === "/users/me") return json(res, 200, pub(me));
+  if (m === "GET" && path === "/users") {
+    const q = (url.searchParams.get("query") ?? "").toLowerCase();
+    const found = [...users.values()].filter((u) => u.username.toLowerCase().startsWith(q)).slice(0, 20);
+    return json(res, 200, { users: found.map(pub) });
+  }
+  if (m === "GET" && path === "/channels") {
+    const mine = [...channels.values()].filter((c) => c.members.has(me.id));
+    return json(res, 200, { channels: mine.map((c) => channelFor(c, me.id)) });
+  }
+  if (m === "POST" && path === "/channels") {
+    const b = (await body(req)) ?? {};
+    if (typeof b.name !== "string" || !b.name.trim() || b.name.length > 80) {
+      return err(res, 400, "validation_error", "name must be 1 to 80 characters");
+    }
+    const c = {
+      id: randomUUID(),
+      kind: "group",
+      name: b.name,
+      description: b.description ?? "",
+      created_at: new Date().toISOString(),
+      members: new Set([me.id]),
+      messages: [],
+    };
+    channels.set(c.id, c);
+    return json(res, 201, channelFor(c, me.id));
+  }
+  if (m === "GET" && path === "/channels/search") {
+    const q = (url.searchParams.get("query") ?? "").toLowerCase();
+    const found = [...channels.values()].filter((c) => c.kind === "group" && c.name.toLowerCase().includes(q));
+    return json(res, 200, { channels: found.map((c) => channelFor(c, me.id)) });
+  }
+  if (m === "POST" && path === "/dms") {
+    const b = (await body(req)) ?? {};
+    const other = users.get(b.user_id);
+    if (!other) return err(res, 404, "user_not_found", "no such user");
+    const key = [me.id, other.id].sort().join(":");
+    let c = [...channels.values()].find((x) => x.dmKey === key);
+    let status = 200;
+    if (!c) {
+      c = {
+        id: randomUUID(),
+        kind: "direct",
+        name: "",
+        description: "",
+        created_at: new Date().toISOString(),
+        members: new Set([me.id, other.id]),
+        messages: [],
+        dmKey: key,
+      };
+      channels.set(c.id, c);
+      status = 201;
+    }
+    return json(res, status, channelFor(c, me.id));
+  }
+  const cm = path.match(/^\/channels\/([^/]+)\/(join|leave|members|messages)$/);
+  if (cm) {
+    const c = channels.get(decodeURIComponent(cm[1]));
+    if (!c) return err(res, 404, "channel_not_found", "no such channel");
+    const what = cm[2];
+    if (m === "POST" && what === "join") {
+      if (c.kind !== "group") return err(res, 403, "forbidden", "cannot join a direct conversation");
+      c.members.add(me.id);
+      return json(res, 200, channelFor(c, me.id));
+    }
+    if (m === "POST" && what === "leave") {
+      c.members.delete(me.id);
+      res.writeHead(204).end();
+      return;
+    }
+    if (!c.members.has(me.id)) return err(res, 403, "not_a_member", "you are not a member of this channel");
+    if (m === "GET" && what === "members") return json(res, 200, { members: [...c.members].map((id) => pub(users.get(id))) });
+    if (m === "GET" && what === "messages") {
+      const limit = Math.min(100, Math.max(1, Number(url.searchParams.get("limit") ?? 50) || 50));
+      const before = url.searchParams.get("before");
+      const after = url.searchParams.get("after");
+      let list = c.messages;
+      if (before) {
+        const i = list.findIndex((x) => x.id === before);
+        if (i < 0) return err(res, 404, "unknown_message", "no such message");
+        list = list.slice(Math.max(0, i - limit), i);
+      } else if (after) {
+        const i = list.findIndex((x) => x.id === after);
+        if (i < 0) return err(res, 404, "unknown_message", "no such message");
+        list = list.slice(i + 1, i + 1 + limit);
+      } else {
+        list = list.slice(-limit);
+      }
+      return json(res, 200, { messages: list });
+    }
+  }
+  return err(res, 404, "not_found", `no route for ${m} ${url.pathname}`);
+}
+
+const MIME = { ".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml", ".map": "application/json" };
+
+function serveStatic(req, res, url) {
+  let p = normalize(join(DIST, decodeURIComponent(url.pathname)));
+  if (!p.startsWith(DIST) || !existsSync(p) || statSync(p).isDirectory()) p = join(DIST, "index.html");
+  if (!existsSync(p)) return err(res, 404, "not_built", "run npm run build first");
+  res.writeHead(200, { "content-type": MIME[extname(p)] ?? "application/octet-stream", "cache-control": "no-cache" });
+  createReadStream(p).pipe(res);
+}
+
+const server = createServer((req, res) => {
+  const url = new URL(req.url, `http://${req.headers.host}`);
+  if (url.pathname.startsWith("/api/")) {
+    api(req, res, url).catch((e) => err(res, 500, "internal", String(e)));
+  } else serveStatic(req, res, url);
+});
+
+const wss = new WebSocketServer({ noServer: true });
+server.on("upgrade", (req, socket, head) => {
+  const url = new URL(req.url, `http://${req.headers.host}`);
+  if (url.pathname !== "/ws") return socket.destroy();
+  const me = authUser(url.searchParams.get("token"));
+  if (!me) {
+    socket.end("HTTP/1.1 401 Unauthorized\r\ncontent-length: 0\r\n\r\n");
+    return;
+  }
+  wss.handleUpgrade(req, socket, head, (ws) => {
+    const set = sockets.get(me.id) ?? new Set();
+    set.add(ws);
+    sockets.set(me.id, set);
+    ws.on("close", () => set.delete(ws));
+    ws.send(JSON.stringify({ type: "ready", user_id: me.id, connection_id: randomUUID() }));
+    ws.on("message", (data) => {
+      let f;
+      try {
+        f = JSON.parse(String(data));
+      } catch {
+        return ws.send(JSON.stringify({ type: "error", code: "malformed_frame", message: "not JSON" }));
+      }
+      if (f.type === "ping") return ws.send(JSON.stringify({ type: "pong" }));
+      if (f.type === "send") {
+        const c = channels.get(f.channel_id);
+        const cmid = f.client_msg_id;
+        if (!c) return ws.send(JSON.stringify({ type: "error", code: "unknown_channel", message: "no such channel", client_msg_id: cmid }));
+        if (!c.members.has(me.id)) return ws.send(JSON.stringify({ type: "error", code: "not_a_member", message: "not a member", client_msg_id: cmid }));
+        const n = [...String(f.body ?? "")].length;
+        if (n < 1 || n > 4000 || !String(f.body).trim()) {
+          return ws.send(JSON.stringify({ type: "error", code: "invalid_body", message: "body must be 1 to 4000 characters", client_msg_id: cmid }));
+        }
+        const id = messageId(me.id, cmid);
+        const existing = c.messages.find((x) => x.id === id);
+        const msg = existing ?? {
+          id,
+          channel_id: c.id,
+          sender_id: me.id,
+          body: f.body,
+          client_msg_id: cmid,
+          created_at: new Date().toISOString(),
+          seq: c.messages.length + 1,
+        };
+        const { seq: _seq, ...ackMsg } = msg;
+        ws.send(JSON.stringify({ type: "ack", client_msg_id: cmid, message: ackMsg }));
+        if (!existing) {
+          c.messages.push(msg);
+          deliver(c, msg);
+        }
+        return;
+      }
+      if (f.type === "resume") {
+        const done = [];
+        for (const [cid, last] of Object.entries(f.channels ?? {})) {
+          const c = channels.get(cid);
+          if (!c || !c.members.has(me.id)) continue;
+          const i = c.messages.findIndex((x) => x.id === last);
+          if (i < 0) {
+            ws.send(JSON.stringify({ type: "error", code: "unknown_message", message: `unknown message ${last}` }));
+            continue;
+          }
+          for (const msg of c.messages.slice(i + 1)) ws.send(JSON.stringify({ type: "message", message: msg }));
+          done.push(cid);
+        }
+        ws.send(JSON.stringify({ type: "resumed", channels: done }));
+        return;
+      }
+      // unknown frame types: ignored
+    });
+  });
+});
+
+server.listen(PORT, "127.0.0.1", () => console.log(`mock chat backend on http://127.0.0.1:${PORT}/ (web root ${DIST})`));

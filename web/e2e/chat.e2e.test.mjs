@@ -1,0 +1,431 @@
+// End-to-end test of the web client against a running stack (nginx on BASE_URL), driving Debian's
+// Chromium through playwright-core. Run: npm run e2e   (BASE_URL defaults to http://127.0.0.1:8080)
+//
+// Two people, each in their own browser context (one desktop-sized, one phone-sized), register,
+// create / find / join a channel, talk both ways, reload, lose the network while the other keeps
+// writing, come back, and must then see every message exactly once and in the same order.
+// Screenshots go to e2e/artifacts/.
+
+import { after, before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { existsSync, mkdirSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+const BASE_URL = (process.env.BASE_URL ?? "http://127.0.0.1:8080").replace(/\/$/, "");
+const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
+const ARTIFACTS = fileURLToPath(new URL("./artifacts/", import.meta.url));
+const WAIT = 15_000; // default for every wait
+const STEP = 90_000; // per step
+
+const run = `${Date.now().toString(36)}${Math.floor(Math.random() * 1e4).toString(36)}`;
+const alice = { username: `alice_${run}`, display: `Alice ${run}`, password: "correct horse 1" };
+const bob = { username: `bob_${run}`, display: `Bob ${run}`, password: "battery staple 2" };
+const channelName = `e2e-${run}`;
+
+const DESKTOP = { width: 1280, height: 800 };
+const PHONE = { width: 390, height: 844 };
+
+let browser;
+let ctxA;
+let ctxB;
+let pageA;
+let pageB;
+const pageErrors = [];
+let failed = false;
+
+mkdirSync(ARTIFACTS, { recursive: true });
+
+async function shot(page, name) {
+  try {
+    await page.screenshot({ path: `${ARTIFACTS}${name}.png`, timeout: WAIT });
+  } catch (e) {
+    console.error(`# screenshot ${name} failed: ${e.message}`);
+  }
+}
+
+/** A step: skipped once an earlier one failed; screenshots both pages when it fails. */
+function step(name, fn) {
+  it(name, { timeout: STEP }, async (t) => {
+    if (failed) {
+      t.skip("an earlier step failed");
+      return;
+    }
+    try {
+      await fn(t);
+    } catch (e) {
+      failed = true;
+      const slug = name.replace(/[^a-z0-9]+/gi, "-").toLowerCase();
+      if (pageA) await shot(pageA, `FAILED-${slug}-a`);
+      if (pageB) await shot(pageB, `FAILED-${slug}-b`);
+      throw e;
+    }
+  });
+}
+
+async function newPage(ctx, label) {
+  const page = await ctx.newPage();
+  page.setDefaultTimeout(WAIT);
+  page.setDefaultNavigationTimeout(WAIT);
+  page.on("pageerror", (err) => pageErrors.push(`${label}: ${err.message}`));
+  page.on("console", (msg) => {
+    if (msg.type() === "error") console.log(`# [${label} console] ${msg.text()}`);
+  });
+  return page;
+}
+
+const connBadge = (page) => page.locator(".conn");
+
+async function waitConnected(page, timeout = WAIT) {
+  await page.locator('.conn[data-status="connected"]').waitFor({ state: "visible", timeout });
+}
+
+async function register(page, who) {
+  await page.goto(`${BASE_URL}/`, { waitUntil: "domcontentloaded" });
+  await page.getByRole("button", { name: "Create account" }).click();
+  await page.getByLabel("Username").fill(who.username);
+  await page.getByLabel(/Display name/).fill(who.display);
+  await page.getByLabel("Password").fill(who.password);
+  await page.locator("form").getByRole("button", { name: "Create an account" }).click();
+  await waitConnected(page);
+}
+
+/** The messages shown in the open conversation, top to bottom. */
+function shown(page) {
+  return page.$$eval("ol.messages > li", (els) =>
+    els.map((e) => ({
+      body: e.querySelector(".msg-body")?.textContent ?? "",
+      seq: e.dataset.seq ? Number(e.dataset.seq) : null,
+      status: e.dataset.status,
+      id: e.dataset.id ?? null,
+    })),
+  );
+}
+
+/** Waits until every body in `bodies` is shown as a confirmed message. */
+async function waitForBodies(page, bodies, timeout = WAIT) {
+  await page.waitForFunction(
+    (want) => {
+      const have = [...document.querySelectorAll('ol.messages > li[data-status="sent"] .msg-body')].map(
+        (e) => e.textContent,
+      );
+      return want.every((b) => have.includes(b));
+    },
+    bodies,
+    { timeout, polling: 100 },
+  );
+}
+
+/** Waits until every shown message has its place (seq), i.e. nothing pending or unplaced. */
+async function waitAllPlaced(page, timeout = WAIT) {
+  await page.waitForFunction(
+    () => [...document.querySelectorAll("ol.messages > li")].every((e) => e.dataset.seq),
+    undefined,
+    { timeout, polling: 100 },
+  );
+}
+
+async function send(page, body) {
+  const box = page.locator("#composer-input");
+  await box.fill(body);
+  await box.press("Enter");
+}
+
+async function openConversation(page, name) {
+  const link = page.locator(".conv-link", { hasText: name });
+  await link.first().waitFor({ state: "visible", timeout: WAIT });
+  await link.first().click();
+  await page.locator("#conv-title", { hasText: name }).waitFor({ timeout: WAIT });
+}
+
+function assertExactlyOnceInOrder(list, expected, who) {
+  const bodies = list.map((m) => m.body);
+  for (const b of expected) {
+    const n = bodies.filter((x) => x === b).length;
+    assert.equal(n, 1, `${who}: "${b}" is shown ${n} times (want exactly once); shown: ${JSON.stringify(bodies)}`);
+  }
+  const positions = expected.map((b) => bodies.indexOf(b));
+  assert.deepEqual(
+    [...positions].sort((a, b) => a - b),
+    positions,
+    `${who}: messages out of order: ${JSON.stringify(bodies)}`,
+  );
+  const seqs = list.map((m) => m.seq);
+  assert.ok(
+    seqs.every((s) => typeof s === "number"),
+    `${who}: some messages have no seq: ${JSON.stringify(list)}`,
+  );
+  for (let i = 1; i < seqs.length; i++) {
+    assert.equal(seqs[i], seqs[i - 1] + 1, `${who}: seq not contiguous at ${i}: ${JSON.stringify(seqs)}`);
+  }
+  const ids = list.map((m) => m.id);
+  assert.equal(new Set(ids).size, ids.length, `${who}: duplicate message ids: ${JSON.stringify(ids)}`);
+}
+
+describe(`web client end to end against ${BASE_URL}`, () => {
+  before(async () => {
+    if (!existsSync(CHROMIUM)) {
+      throw new Error(
+        `Chromium not found at ${CHROMIUM}. Install it with: apt-get install -y chromium ` +
+          `(or set CHROMIUM_PATH to a Chromium binary).`,
+      );
+    }
+    // Is the stack there? An unknown user must get a 401.
+    let status;
+    try {
+      const res = await fetch(`${BASE_URL}/api/v1/auth/login`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ username: "nobody", password: "whatever1" }),
+        signal: AbortSignal.timeout(10_000),
+      });
+      status = res.status;
+    } catch (e) {
+      status = `no answer (${e.cause?.code ?? e.message})`;
+    }
+    if (status !== 401) {
+      throw new Error(
+        `the stack at ${BASE_URL} is not ready: POST /api/v1/auth/login for an unknown user gave ${status}, ` +
+          `want 401. Start it with deploy/stack.sh up (or set BASE_URL).`,
+      );
+    }
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      headless: true,
+      timeout: 30_000,
+      args: ["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"],
+    });
+    ctxA = await browser.newContext({ viewport: DESKTOP });
+    ctxB = await browser.newContext({ viewport: PHONE, isMobile: true, hasTouch: true, deviceScaleFactor: 2 });
+    pageA = await newPage(ctxA, "A");
+    pageB = await newPage(ctxB, "B");
+  });
+
+  after(async () => {
+    await browser?.close().catch(() => {});
+  });
+
+  step("two fresh users register", async () => {
+    await Promise.all([register(pageA, alice), register(pageB, bob)]);
+    await shot(pageA, "01-registered-a-desktop");
+    await shot(pageB, "01-registered-b-phone");
+    assert.match(await connBadge(pageA).innerText(), /Connected/);
+  });
+
+  step("auth errors are shown in words a person understands", async () => {
+    const ctx = await browser.newContext({ viewport: PHONE, isMobile: true, hasTouch: true });
+    try {
+      const page = await newPage(ctx, "C");
+      await page.goto(`${BASE_URL}/`, { waitUntil: "domcontentloaded" });
+      // A taken username.
+      await page.getByRole("button", { name: "Create account" }).click();
+      await page.getByLabel("Username").fill(alice.username.toUpperCase());
+      await page.getByLabel("Password").fill("another password");
+      await page.locator("form").getByRole("button", { name: "Create an account" }).click();
+      await page.getByRole("alert").filter({ hasText: "already taken" }).waitFor({ timeout: WAIT });
+      await shot(page, "02-username-taken-phone");
+      // A wrong password.
+      await page.getByRole("button", { name: "Log in" }).first().click();
+      await page.getByLabel("Username").fill(alice.username);
+      await page.getByLabel("Password").fill("not the password");
+      await page.locator("form").getByRole("button", { name: "Log in" }).click();
+      await page.getByRole("alert").filter({ hasText: "username or password is not right" }).waitFor({ timeout: WAIT });
+      await shot(page, "02-wrong-password-phone");
+    } finally {
+      await ctx.close();
+    }
+  });
+
+  step("A creates a channel", async () => {
+    await pageA.getByRole("link", { name: "New channel" }).click();
+    await pageA.getByLabel("Name").fill(channelName);
+    await pageA.getByLabel(/Description/).fill("Made by the end-to-end test");
+    await pageA.getByRole("button", { name: "Create channel" }).click();
+    await pageA.locator("#conv-title", { hasText: `#${channelName}` }).waitFor({ timeout: WAIT });
+    await pageA.getByText("No messages yet").waitFor({ timeout: WAIT });
+    await shot(pageA, "03-channel-created-a-desktop");
+  });
+
+  step("B finds the channel by search and joins it", async () => {
+    await pageB.getByRole("link", { name: "Find channels" }).click();
+    await pageB.getByLabel("Search channels by name").fill(channelName);
+    const result = pageB.locator(".result", { hasText: channelName });
+    await result.waitFor({ timeout: WAIT });
+    await shot(pageB, "04-search-b-phone");
+    await result.getByRole("button", { name: /Join/ }).click();
+    await pageB.locator("#conv-title", { hasText: `#${channelName}` }).waitFor({ timeout: WAIT });
+  });
+
+  const hello = `Hello from Alice (${run})`;
+  const reply = `Hi Alice, Bob here (${run})`;
+
+  step("they exchange messages both ways", async () => {
+    await send(pageA, hello);
+    await waitForBodies(pageA, [hello]);
+    await waitForBodies(pageB, [hello]);
+    await send(pageB, reply);
+    await waitForBodies(pageB, [reply]);
+    await waitForBodies(pageA, [reply]);
+    await waitAllPlaced(pageA);
+    await waitAllPlaced(pageB);
+    assertExactlyOnceInOrder(await shown(pageA), [hello, reply], "A");
+    assertExactlyOnceInOrder(await shown(pageB), [hello, reply], "B");
+    await shot(pageA, "05-conversation-a-desktop");
+    await shot(pageB, "05-conversation-b-phone");
+  });
+
+  step("B reloads and sees the history", async () => {
+    await pageB.reload({ waitUntil: "domcontentloaded" });
+    await waitConnected(pageB);
+    await pageB.locator("#conv-title", { hasText: `#${channelName}` }).waitFor({ timeout: WAIT });
+    await waitForBodies(pageB, [hello, reply]);
+    assertExactlyOnceInOrder(await shown(pageB), [hello, reply], "B after reload");
+    await shot(pageB, "06-reloaded-b-phone");
+  });
+
+  const missed = [1, 2, 3, 4, 5].map((i) => `While you were away #${i} (${run})`);
+  const queued = `Written offline by Bob (${run})`;
+
+  step("B loses the network, A keeps writing, B comes back and gets everything once, in order", async () => {
+    await ctxB.setOffline(true);
+    await pageB.locator('.conn[data-status="offline"]').waitFor({ timeout: WAIT });
+
+    // Bob writes while offline: it waits, then goes out after the reconnect.
+    await send(pageB, queued);
+    await pageB.locator('ol.messages > li[data-status="sending"]', { hasText: queued }).waitFor({ timeout: WAIT });
+    await pageB.getByText("Waiting for connection").waitFor({ timeout: WAIT });
+    await shot(pageB, "07-offline-b-phone");
+
+    for (const body of missed) {
+      await send(pageA, body);
+      await waitForBodies(pageA, [body]); // acked before the next one
+    }
+    await shot(pageA, "07-sent-while-b-offline-a-desktop");
+
+    await ctxB.setOffline(false);
+    await waitConnected(pageB, 45_000);
+    await waitForBodies(pageB, [hello, reply, ...missed, queued], 30_000);
+    await waitForBodies(pageA, [queued], 30_000);
+    await waitAllPlaced(pageA);
+    await waitAllPlaced(pageB);
+
+    const expected = [hello, reply, ...missed, queued];
+    const listA = await shown(pageA);
+    const listB = await shown(pageB);
+    assertExactlyOnceInOrder(listB, expected, "B after reconnect");
+    assertExactlyOnceInOrder(listA, expected, "A");
+    assert.deepEqual(
+      listB.map((m) => [m.seq, m.body]),
+      listA.map((m) => [m.seq, m.body]),
+      "A and B see the channel in the same order",
+    );
+    await shot(pageB, "08-back-online-b-phone");
+    await shot(pageA, "08-back-online-a-desktop");
+  });
+
+  step("A starts a direct conversation with B, found by user search", async () => {
+    const dm = `A private word (${run})`;
+    await pageA.getByRole("link", { name: "New direct message" }).click();
+    await pageA.getByLabel("Find people by username").fill(bob.username);
+    const result = pageA.locator(".result", { hasText: bob.username });
+    await result.waitFor({ timeout: WAIT });
+    await shot(pageA, "09-user-search-a-desktop");
+    await result.getByRole("button", { name: /Message/ }).click();
+    await pageA.locator("#conv-title", { hasText: bob.display }).waitFor({ timeout: WAIT });
+    await send(pageA, dm);
+    await waitForBodies(pageA, [dm]);
+
+    // B is in the channel view on a phone: go back to the list, the conversation shows up there.
+    await pageB.getByRole("link", { name: "Back to conversations" }).click();
+    await openConversation(pageB, alice.display);
+    await waitForBodies(pageB, [dm]);
+    assertExactlyOnceInOrder(await shown(pageB), [dm], "B in the DM");
+    await shot(pageB, "09-dm-b-phone");
+  });
+
+  const bulk = Array.from({ length: 60 }, (_, i) => `Bulk message ${String(i + 1).padStart(2, "0")} (${run})`);
+
+  step("older history pages load when scrolling up", async () => {
+    // A writes 60 more (through the app's own send path, quicker than typing each one).
+    await openConversation(pageA, channelName);
+    const channelId = await pageA.evaluate(() => decodeURIComponent(location.hash.split("/")[2] ?? ""));
+    assert.ok(channelId, "channel id in the address");
+    await pageA.evaluate(
+      ({ id, bodies }) => {
+        for (const b of bodies) window.chat.send(id, b);
+      },
+      { id: channelId, bodies: bulk },
+    );
+    await waitForBodies(pageA, bulk, 30_000);
+    await waitAllPlaced(pageA, 30_000);
+
+    // B starts afresh: only the newest page is loaded at first.
+    await pageB.goto(`${BASE_URL}/#/c/${encodeURIComponent(channelId)}`, { waitUntil: "domcontentloaded" });
+    await pageB.reload({ waitUntil: "domcontentloaded" });
+    await waitConnected(pageB);
+    await waitForBodies(pageB, bulk.slice(-10));
+    const expected = [hello, reply, ...missed, queued, ...bulk];
+    const first = await shown(pageB);
+    assert.ok(first.length < expected.length, `only a page is shown at first (${first.length} messages)`);
+    await shot(pageB, "09-newest-page-b-phone");
+
+    // Scroll to the top until the beginning of the channel shows.
+    const deadline = Date.now() + 30_000;
+    while (!(await pageB.getByText(`This is the beginning of #${channelName}`).isVisible())) {
+      assert.ok(Date.now() < deadline, "the beginning of the channel never showed up");
+      await pageB.locator(".scroller").evaluate((el) => {
+        el.scrollTop = 0;
+        el.dispatchEvent(new Event("scroll"));
+      });
+      await pageB.waitForTimeout(300);
+    }
+    await waitForBodies(pageB, [hello, reply]);
+    const all = await shown(pageB);
+    assertExactlyOnceInOrder(all, expected, "B after loading older pages");
+    assert.equal(all[0].seq, 1, "the first message has seq 1");
+    await shot(pageB, "09-scrolled-to-top-b-phone");
+  });
+
+  step("screenshots at the other widths", async () => {
+    await pageA.setViewportSize(PHONE);
+    await pageA.getByRole("link", { name: "Back to conversations" }).click();
+    await pageA.locator(".sidebar").waitFor({ timeout: WAIT });
+    await shot(pageA, "10-list-a-phone");
+    await openConversation(pageA, channelName);
+    await shot(pageA, "10-conversation-a-phone");
+    await pageB.setViewportSize(DESKTOP);
+    await openConversation(pageB, channelName);
+    await shot(pageB, "10-conversation-b-desktop");
+  });
+
+  step("A logs out and logs back in", async () => {
+    await pageA.getByRole("button", { name: "Log out" }).click();
+    await pageA.getByRole("heading", { name: "Log in" }).waitFor({ timeout: WAIT });
+    assert.equal(await pageA.evaluate(() => localStorage.getItem("chat.session")), null, "tokens are forgotten");
+    await pageA.getByLabel("Username").fill(alice.username);
+    await pageA.getByLabel("Password").fill(alice.password);
+    await pageA.locator("form").getByRole("button", { name: "Log in" }).click();
+    await waitConnected(pageA);
+    await openConversation(pageA, channelName);
+    await waitForBodies(pageA, bulk.slice(-5)); // the newest page
+    const stored = await pageA.evaluate(() => JSON.parse(localStorage.getItem("chat.session") ?? "null"));
+    assert.ok(stored?.access_token && stored?.refresh_token, "tokens are kept in localStorage");
+  });
+
+  step("B leaves the channel", async () => {
+    await openConversation(pageB, channelName);
+    pageB.once("dialog", (d) => d.accept());
+    await pageB.locator(".conv-header").getByRole("button", { name: /Leave/ }).click();
+    await pageB.locator(".conv-link", { hasText: channelName }).waitFor({ state: "detached", timeout: WAIT });
+    await shot(pageB, "11-left-b-desktop");
+    // After a reload too: the server agrees.
+    await pageB.reload({ waitUntil: "domcontentloaded" });
+    await waitConnected(pageB);
+    await pageB.locator(".conv-link", { hasText: alice.display }).waitFor({ timeout: WAIT });
+    assert.equal(await pageB.locator(".conv-link", { hasText: channelName }).count(), 0);
+  });
+
+  step("no uncaught errors in the pages", async () => {
+    assert.deepEqual(pageErrors, []);
+  });
+});

@@ -1,0 +1,684 @@
+// The application controller: owns the session, the REST client, the WebSocket and the state the
+// UI renders. Every server answer goes through here into the store.
+
+import { Api, makeRefresher } from "../net/api";
+import { ChatSocket, type ConnInfo, type RefreshOutcome } from "../net/socket";
+import { ApiError, describe, describeError } from "../lib/errors";
+import {
+  addOutgoing,
+  applyAck,
+  dropOutgoing,
+  emptyTimeline,
+  findGap,
+  lastPlacedId,
+  mergeMessages,
+  oldestPlaced,
+  resumePoints,
+  sendingEntries,
+  setOutgoingStatus,
+  type Outgoing,
+  type Timeline,
+} from "../lib/messages";
+import { RefreshRefused, TokenManager, type KeyValueStore, type StoredSession } from "../lib/tokens";
+import { Limits, type Channel, type Message, type ServerFrame, type User } from "../lib/types";
+import { uuid } from "../lib/uuid";
+import { Store } from "./store";
+
+export interface ChannelView {
+  tl: Timeline;
+  /** The newest history page was loaded (the conversation was opened at least once). */
+  loadedNewest: boolean;
+  loadingNewest: boolean;
+  loadingOlder: boolean;
+  /** An older page came back empty although seq says there is more: stop asking. */
+  olderExhausted?: boolean;
+  /** Why the history could not be loaded, for a person. */
+  error?: string;
+}
+
+export interface Notice {
+  id: number;
+  kind: "error" | "info";
+  text: string;
+}
+
+export interface AppState {
+  phase: "anonymous" | "ready";
+  me: User | null;
+  conn: ConnInfo;
+  online: boolean;
+  channels: Channel[];
+  channelsLoaded: boolean;
+  channelsError?: string;
+  activeId: string | null;
+  views: Record<string, ChannelView>;
+  unread: Record<string, number>;
+  users: Record<string, User>;
+  notice: Notice | null;
+  /** Text for the screen reader live region (new messages elsewhere, connection changes). */
+  announcement: { id: number; text: string };
+  /** Shown on the login form (e.g. after the session ended). */
+  authMessage?: string;
+}
+
+const ACK_TIMEOUT_MS = 10_000;
+const PLACE_CHECK_MS = 3_000;
+
+const emptyView = (): ChannelView => ({
+  tl: emptyTimeline(),
+  loadedNewest: false,
+  loadingNewest: false,
+  loadingOlder: false,
+});
+
+function memoryStorage(): KeyValueStore {
+  const m = new Map<string, string>();
+  return {
+    getItem: (k) => m.get(k) ?? null,
+    setItem: (k, v) => void m.set(k, v),
+    removeItem: (k) => void m.delete(k),
+  };
+}
+
+function browserStorage(): KeyValueStore {
+  try {
+    const s = window.localStorage;
+    s.setItem("chat.probe", "1");
+    s.removeItem("chat.probe");
+    return s;
+  } catch {
+    return memoryStorage(); // private mode: the session lasts as long as the tab
+  }
+}
+
+function wsUrl(token: string): string {
+  const proto = location.protocol === "https:" ? "wss:" : "ws:";
+  return `${proto}//${location.host}/ws?token=${encodeURIComponent(token)}`;
+}
+
+export class ChatApp {
+  readonly store: Store<AppState>;
+  readonly tokens: TokenManager;
+  readonly api: Api;
+  private readonly socket: ChatSocket;
+  private ackTimers = new Map<string, ReturnType<typeof setTimeout>>();
+  private placeTimers = new Map<string, ReturnType<typeof setTimeout>>();
+  private gapFilling = new Set<string>();
+  private membersLoadedAt = new Map<string, number>();
+  private channelsLoading: Promise<void> | null = null;
+  private channelsAgain = false;
+  private unknownChannels = new Set<string>();
+  private askedForUser = new Set<string>();
+  private noticeSeq = 0;
+  private announceSeq = 0;
+  private connectedOnce = false;
+
+  constructor() {
+    const withLock =
+      typeof navigator !== "undefined" && navigator.locks
+        ? <T,>(name: string, fn: () => Promise<T>) => navigator.locks.request(name, fn) as Promise<T>
+        : undefined;
+    this.tokens = new TokenManager({ storage: browserStorage(), refresh: makeRefresher(), withLock });
+    this.api = new Api(this.tokens);
+    const s = this.tokens.session;
+    this.store = new Store<AppState>({
+      phase: s ? "ready" : "anonymous",
+      me: s ? s.user : null,
+      conn: { status: "stopped" },
+      online: navigator.onLine !== false,
+      channels: [],
+      channelsLoaded: false,
+      activeId: null,
+      views: {},
+      unread: {},
+      users: s ? { [s.user.id]: s.user } : {},
+      notice: null,
+      announcement: { id: 0, text: "" },
+    });
+    this.socket = new ChatSocket({
+      url: wsUrl,
+      getToken: () => this.tokens.accessToken(),
+      refreshToken: () => this.forceRefresh(),
+      onFrame: (f) => this.onFrame(f),
+      onReady: () => this.onReady(),
+      onStatus: (info) => this.onConnStatus(info),
+      onAuthLost: () => this.sessionEnded(),
+      isOnline: () => navigator.onLine !== false,
+    });
+    this.tokens.subscribe((session) => this.onSessionChange(session));
+
+    window.addEventListener("online", () => {
+      this.store.update({ online: true });
+      this.socket.wentOnline();
+    });
+    window.addEventListener("offline", () => {
+      this.store.update({ online: false });
+      this.socket.wentOffline();
+    });
+    window.addEventListener("storage", (e) => {
+      if (e.key === null || e.key === "chat.session") this.tokens.reloadFromStorage();
+    });
+    document.addEventListener("visibilitychange", () => {
+      const id = this.store.get().activeId;
+      if (!document.hidden && id) this.clearUnread(id);
+    });
+  }
+
+  get state(): AppState {
+    return this.store.get();
+  }
+
+  /** Starts the connected part if a session was kept from an earlier visit. */
+  boot(): void {
+    if (this.tokens.session) {
+      this.start();
+      // Check the kept session (and learn a changed display name).
+      this.api.me().then(
+        (me) => this.store.update((s) => ({ me, users: { ...s.users, [me.id]: me } })),
+        (e) => {
+          if (e instanceof ApiError && e.status === 401) this.sessionEnded();
+        },
+      );
+    }
+  }
+
+  // ----- accounts -------------------------------------------------------------------------
+
+  async login(username: string, password: string): Promise<void> {
+    const s = await this.api.login(username, password);
+    this.enter(this.tokens.setSession(s));
+  }
+
+  async register(username: string, password: string, displayName?: string): Promise<void> {
+    const s = await this.api.register(username, password, displayName || undefined);
+    this.enter(this.tokens.setSession(s));
+  }
+
+  async logout(): Promise<void> {
+    const s = this.tokens.session;
+    this.leaveSession();
+    this.store.update({ authMessage: "You have logged out." });
+    if (s) {
+      try {
+        await this.api.logout(s.refresh_token);
+      } catch {
+        /* the refresh token will expire on its own */
+      }
+    }
+  }
+
+  private enter(s: StoredSession): void {
+    this.store.update({
+      phase: "ready",
+      me: s.user,
+      users: { [s.user.id]: s.user },
+      authMessage: undefined,
+      notice: null,
+    });
+    this.start();
+  }
+
+  private start(): void {
+    this.connectedOnce = false;
+    this.socket.start();
+    void this.loadChannels();
+  }
+
+  private onSessionChange(s: StoredSession | null): void {
+    if (s === null && this.state.phase === "ready") this.sessionEnded();
+    else if (s && this.state.phase === "anonymous") this.enter(s); // logged in in another tab
+    else if (s && this.state.me && s.user.id !== this.state.me.id) location.reload(); // another person, another tab
+  }
+
+  private sessionEnded(): void {
+    if (this.state.phase !== "ready") return;
+    this.leaveSession();
+    this.store.update({ authMessage: "Your session has ended. Please log in again." });
+  }
+
+  private leaveSession(): void {
+    // Anonymous first, so the "session cleared" notification below finds nothing to end.
+    this.store.update({ phase: "anonymous" });
+    this.socket.stop();
+    this.tokens.clear();
+    for (const t of this.ackTimers.values()) clearTimeout(t);
+    for (const t of this.placeTimers.values()) clearTimeout(t);
+    this.ackTimers.clear();
+    this.placeTimers.clear();
+    this.membersLoadedAt.clear();
+    this.askedForUser.clear();
+    this.store.update({
+      phase: "anonymous",
+      me: null,
+      conn: { status: "stopped" },
+      channels: [],
+      channelsLoaded: false,
+      channelsError: undefined,
+      activeId: null,
+      views: {},
+      unread: {},
+      users: {},
+      notice: null,
+    });
+  }
+
+  private async forceRefresh(): Promise<RefreshOutcome> {
+    try {
+      await this.tokens.refresh();
+      return "ok";
+    } catch (e) {
+      return e instanceof RefreshRefused ? "refused" : "error";
+    }
+  }
+
+  // ----- notices ----------------------------------------------------------------------------
+
+  notify(text: string, kind: Notice["kind"] = "error"): void {
+    this.store.update({ notice: { id: ++this.noticeSeq, kind, text } });
+  }
+
+  dismissNotice(): void {
+    this.store.update({ notice: null });
+  }
+
+  private announce(text: string): void {
+    this.store.update({ announcement: { id: ++this.announceSeq, text } });
+  }
+
+  private guard(e: unknown): void {
+    if (e instanceof ApiError && e.status === 401) {
+      this.sessionEnded();
+      return;
+    }
+    this.notify(describe(e));
+  }
+
+  // ----- channels ---------------------------------------------------------------------------
+
+  /** Reloads the list; calls while a load is running make one more load after it. */
+  loadChannels(): Promise<void> {
+    if (this.channelsLoading) {
+      this.channelsAgain = true;
+      return this.channelsLoading;
+    }
+    this.channelsLoading = this.fetchChannels().finally(() => {
+      this.channelsLoading = null;
+      if (this.channelsAgain) {
+        this.channelsAgain = false;
+        void this.loadChannels();
+      }
+    });
+    return this.channelsLoading;
+  }
+
+  private async fetchChannels(): Promise<void> {
+    try {
+      const channels = await this.api.channels();
+      this.store.update({ channels, channelsLoaded: true, channelsError: undefined });
+    } catch (e) {
+      if (e instanceof ApiError && e.status === 401) return this.sessionEnded();
+      this.store.update({ channelsLoaded: true, channelsError: describe(e) });
+    }
+  }
+
+  channel(id: string): Channel | undefined {
+    return this.state.channels.find((c) => c.id === id);
+  }
+
+  private addChannel(c: Channel): void {
+    this.store.update((s) => ({
+      channels: s.channels.some((x) => x.id === c.id)
+        ? s.channels.map((x) => (x.id === c.id ? c : x))
+        : [...s.channels, c],
+    }));
+  }
+
+  async createChannel(name: string, description?: string): Promise<Channel> {
+    const c = await this.api.createChannel(name.trim(), description?.trim() || undefined);
+    this.addChannel(c);
+    return c;
+  }
+
+  searchChannels(query: string): Promise<Channel[]> {
+    return this.api.searchChannels(query);
+  }
+
+  async join(id: string): Promise<Channel> {
+    const c = await this.api.join(id);
+    this.addChannel(c);
+    return c;
+  }
+
+  async leave(id: string): Promise<void> {
+    await this.api.leave(id);
+    this.store.update((s) => {
+      const views = { ...s.views };
+      delete views[id];
+      const unread = { ...s.unread };
+      delete unread[id];
+      return { channels: s.channels.filter((c) => c.id !== id), views, unread };
+    });
+  }
+
+  searchUsers(query: string): Promise<User[]> {
+    return this.api.searchUsers(query);
+  }
+
+  async openDm(user: User): Promise<Channel> {
+    const c = await this.api.openDm(user.id);
+    this.addChannel(c);
+    this.store.update((s) => ({ users: { ...s.users, [user.id]: user } }));
+    return c;
+  }
+
+  // ----- conversation -----------------------------------------------------------------------
+
+  /** The conversation shown now (null: none). Loads its history the first time. */
+  setActive(id: string | null): void {
+    if (this.state.activeId !== id) this.store.update({ activeId: id });
+    if (!id) return;
+    this.clearUnread(id);
+    const v = this.state.views[id];
+    if (!v || (!v.loadedNewest && !v.loadingNewest)) void this.loadNewest(id);
+    void this.loadMembers(id);
+  }
+
+  private clearUnread(id: string): void {
+    if (this.state.unread[id]) this.store.update((s) => ({ unread: { ...s.unread, [id]: 0 } }));
+  }
+
+  private view(id: string): ChannelView {
+    return this.state.views[id] ?? emptyView();
+  }
+
+  private patchView(id: string, patch: Partial<ChannelView> | ((v: ChannelView) => Partial<ChannelView>)): void {
+    this.store.update((s) => {
+      const cur = s.views[id] ?? emptyView();
+      const p = typeof patch === "function" ? patch(cur) : patch;
+      return { views: { ...s.views, [id]: { ...cur, ...p } } };
+    });
+  }
+
+  private mergeInto(id: string, messages: Message[]): void {
+    if (messages.length === 0) return;
+    this.patchView(id, (v) => ({ tl: mergeMessages(v.tl, messages) }));
+  }
+
+  async loadNewest(id: string): Promise<void> {
+    this.patchView(id, { loadingNewest: true, error: undefined });
+    try {
+      const page = await this.api.messages(id, { limit: Limits.HISTORY_PAGE });
+      this.mergeInto(id, page);
+      this.patchView(id, { loadedNewest: true, loadingNewest: false });
+      void this.fillGaps(id);
+    } catch (e) {
+      if (e instanceof ApiError && e.status === 401) return this.sessionEnded();
+      this.patchView(id, { loadingNewest: false, error: describe(e) });
+    }
+  }
+
+  async loadOlder(id: string): Promise<void> {
+    const v = this.view(id);
+    const oldest = oldestPlaced(v.tl);
+    if (!oldest || v.loadingOlder || v.olderExhausted) return;
+    this.patchView(id, { loadingOlder: true, error: undefined });
+    try {
+      const page = await this.api.messages(id, { before: oldest.id, limit: Limits.HISTORY_PAGE });
+      const before = this.view(id).tl;
+      this.mergeInto(id, page);
+      const grew = this.view(id).tl !== before;
+      this.patchView(id, { loadingOlder: false, olderExhausted: !grew });
+    } catch (e) {
+      if (e instanceof ApiError && e.status === 401) return this.sessionEnded();
+      this.patchView(id, { loadingOlder: false, error: describe(e) });
+    }
+  }
+
+  /** Fetches what is missing between the messages we have (seq holes), page by page. */
+  async fillGaps(id: string): Promise<void> {
+    if (this.gapFilling.has(id)) return;
+    this.gapFilling.add(id);
+    try {
+      for (let round = 0; round < 50; round++) {
+        const gap = findGap(this.view(id).tl);
+        if (!gap) break;
+        const page = await this.api.messages(id, { after: gap.afterId, limit: Limits.HISTORY_MAX_LIMIT });
+        const before = this.view(id).tl;
+        this.mergeInto(id, page);
+        if (page.length === 0 || this.view(id).tl === before) break; // nothing new: don't spin
+      }
+    } catch {
+      /* try again on the next live message or reconnect */
+    } finally {
+      this.gapFilling.delete(id);
+    }
+  }
+
+  /** Names of the members; `force` for a sender we don't know yet (joined after we looked). */
+  private async loadMembers(id: string, force = false): Promise<void> {
+    const last = this.membersLoadedAt.get(id) ?? 0;
+    if (!force && Date.now() - last < 60_000) return;
+    this.membersLoadedAt.set(id, Date.now());
+    try {
+      const members = await this.api.members(id);
+      this.store.update((s) => {
+        const users = { ...s.users };
+        for (const u of members) users[u.id] = u;
+        return { users };
+      });
+    } catch {
+      /* names fall back to "someone" */
+    }
+  }
+
+  // ----- sending ----------------------------------------------------------------------------
+
+  send(channelId: string, body: string): void {
+    const me = this.state.me;
+    if (!me) return;
+    const out: Outgoing = {
+      client_msg_id: uuid(),
+      channel_id: channelId,
+      sender_id: me.id,
+      body,
+      created_at: new Date().toISOString(),
+      status: "sending",
+    };
+    this.patchView(channelId, (v) => ({ tl: addOutgoing(v.tl, out) }));
+    this.transmit(out);
+  }
+
+  /** Sends a failed message again, with the same client_msg_id: the server won't duplicate it. */
+  retry(channelId: string, clientMsgId: string): void {
+    const out = this.view(channelId).tl.pending.find((p) => p.client_msg_id === clientMsgId);
+    if (!out) return;
+    this.patchView(channelId, (v) => ({ tl: setOutgoingStatus(v.tl, clientMsgId, "sending") }));
+    this.transmit(out);
+  }
+
+  discard(channelId: string, clientMsgId: string): void {
+    this.clearAckTimer(clientMsgId);
+    this.patchView(channelId, (v) => ({ tl: dropOutgoing(v.tl, clientMsgId) }));
+  }
+
+  private transmit(out: Outgoing): void {
+    const sent = this.socket.send({
+      type: "send",
+      channel_id: out.channel_id,
+      client_msg_id: out.client_msg_id,
+      body: out.body,
+    });
+    // Not connected: it waits and goes out after the reconnect (see onReady).
+    if (!sent) return;
+    this.clearAckTimer(out.client_msg_id);
+    this.ackTimers.set(
+      out.client_msg_id,
+      setTimeout(() => {
+        this.ackTimers.delete(out.client_msg_id);
+        this.patchView(out.channel_id, (v) => ({
+          tl: setOutgoingStatus(v.tl, out.client_msg_id, "failed", "Not confirmed by the server in time."),
+        }));
+      }, ACK_TIMEOUT_MS),
+    );
+  }
+
+  private clearAckTimer(clientMsgId: string): void {
+    const t = this.ackTimers.get(clientMsgId);
+    if (t) clearTimeout(t);
+    this.ackTimers.delete(clientMsgId);
+  }
+
+  // ----- the connection ---------------------------------------------------------------------
+
+  private onConnStatus(info: ConnInfo): void {
+    const prev = this.state.conn.status;
+    this.store.update({ conn: info });
+    if (info.status !== "connected") {
+      // In-flight sends wait for the next connection instead of timing out.
+      for (const t of this.ackTimers.values()) clearTimeout(t);
+      this.ackTimers.clear();
+    }
+    if (prev !== info.status) {
+      if (info.status === "connected" && this.connectedOnce) this.announce("Connected again.");
+      if (info.status === "offline") this.announce("You are offline. Messages will be sent when the connection is back.");
+    }
+  }
+
+  private onReady(): void {
+    const again = this.connectedOnce;
+    this.connectedOnce = true;
+    const views = this.state.views;
+
+    // Ask for everything missed in the conversations we know.
+    const channels = resumePoints(Object.fromEntries(Object.entries(views).map(([id, v]) => [id, v.tl])));
+    if (Object.keys(channels).length > 0) this.socket.send({ type: "resume", channels });
+
+    // Conversations we opened that had no message yet: nothing to resume from, so reload.
+    for (const [id, v] of Object.entries(views)) {
+      if (v.loadedNewest && !lastPlacedId(v.tl)) void this.loadNewest(id);
+    }
+
+    // What waited for the connection goes out now (same client_msg_id: never twice).
+    for (const v of Object.values(views)) for (const out of sendingEntries(v.tl)) this.transmit(out);
+
+    // Joined or new direct conversations while away.
+    if (again) void this.loadChannels();
+  }
+
+  private onFrame(f: ServerFrame): void {
+    switch (f.type) {
+      case "message":
+        if (f.message && f.message.channel_id) this.onMessage(f.message);
+        break;
+      case "ack": {
+        const m = f.message;
+        if (!m || !m.channel_id) break;
+        this.clearAckTimer(f.client_msg_id);
+        this.patchView(m.channel_id, (v) => ({ tl: applyAck(v.tl, f.client_msg_id, m) }));
+        this.schedulePlaceCheck(m.channel_id);
+        break;
+      }
+      case "resumed":
+        for (const id of Array.isArray(f.channels) ? f.channels : []) void this.fillGaps(id);
+        break;
+      case "error":
+        this.onErrorFrame(f);
+        break;
+      default:
+        break; // unknown frame types are ignored
+    }
+  }
+
+  private onMessage(m: Message): void {
+    const s = this.state;
+    if (!s.me) return;
+    const before = s.views[m.channel_id]?.tl;
+    this.mergeInto(m.channel_id, [m]);
+    const after = this.state.views[m.channel_id]?.tl;
+    const isNew = before !== after;
+
+    if (!s.channels.some((c) => c.id === m.channel_id) && !this.unknownChannels.has(m.channel_id)) {
+      // A new direct conversation, or a channel joined on another device.
+      this.unknownChannels.add(m.channel_id);
+      void this.loadChannels().then(() => this.unknownChannels.delete(m.channel_id));
+    }
+    if (!s.users[m.sender_id] && !this.askedForUser.has(m.sender_id)) {
+      this.askedForUser.add(m.sender_id);
+      void this.loadMembers(m.channel_id, true);
+    }
+    if (after && findGap(after)) void this.fillGaps(m.channel_id);
+
+    if (!isNew || m.sender_id === s.me.id) return;
+    const visible = s.activeId === m.channel_id && !document.hidden;
+    if (!visible) {
+      this.store.update((st) => ({ unread: { ...st.unread, [m.channel_id]: (st.unread[m.channel_id] ?? 0) + 1 } }));
+    }
+    const who = this.state.users[m.sender_id]?.display_name || "Someone";
+    if (s.activeId === m.channel_id) {
+      const text = m.body.length > 200 ? `${m.body.slice(0, 200)}…` : m.body;
+      this.announce(`${who}: ${text}`);
+    } else {
+      const c = this.channel(m.channel_id);
+      this.announce(c ? `New message in ${c.kind === "direct" ? c.name : `#${c.name}`}` : "New message");
+    }
+  }
+
+  private onErrorFrame(f: Extract<ServerFrame, { type: "error" }>): void {
+    const text = describeError(f.code, f.message);
+    if (f.client_msg_id) {
+      const id = f.client_msg_id;
+      this.clearAckTimer(id);
+      for (const [cid, v] of Object.entries(this.state.views)) {
+        if (v.tl.pending.some((p) => p.client_msg_id === id)) {
+          this.patchView(cid, (cur) => ({ tl: setOutgoingStatus(cur.tl, id, "failed", text) }));
+        }
+      }
+      return;
+    }
+    if (f.code === "unknown_message") {
+      // A resume started from a message the server doesn't know: reload what we show.
+      for (const [id, v] of Object.entries(this.state.views)) if (v.loadedNewest) void this.loadNewest(id);
+      return;
+    }
+    this.notify(text);
+  }
+
+  /** An ack has no seq: if the message frame that places it doesn't come, fetch its place. */
+  private schedulePlaceCheck(id: string): void {
+    if (this.placeTimers.has(id)) return;
+    this.placeTimers.set(
+      id,
+      setTimeout(async () => {
+        this.placeTimers.delete(id);
+        const tl = this.view(id).tl;
+        if (tl.unplaced.length === 0) return;
+        const last = lastPlacedId(tl);
+        try {
+          const page = last
+            ? await this.api.messages(id, { after: last, limit: Limits.HISTORY_MAX_LIMIT })
+            : await this.api.messages(id, { limit: Limits.HISTORY_PAGE });
+          this.mergeInto(id, page);
+        } catch {
+          /* it stays shown as sent */
+        }
+      }, PLACE_CHECK_MS),
+    );
+  }
+
+  // Helpers for the UI.
+  nameOf(userId: string): string {
+    const s = this.state;
+    if (s.me && userId === s.me.id) return s.me.display_name || s.me.username;
+    const u = s.users[userId];
+    return u ? u.display_name || u.username : "Someone";
+  }
+
+  handle(e: unknown): void {
+    this.guard(e);
+  }
+
+  /** Reconnect at once (the person pressed "Try now"). */
+  reconnectNow(): void {
+    this.socket.wentOnline();
+  }
+}

@@ -1,0 +1,78 @@
+// Wire types of the public contract (API.md, crates/chat-types). Every id is a string.
+
+export interface User {
+  id: string;
+  username: string;
+  display_name: string;
+}
+
+export interface Session {
+  user: User;
+  access_token: string;
+  refresh_token: string;
+  /** Seconds until the access token expires. */
+  expires_in: number;
+}
+
+export type ChannelKind = "group" | "direct";
+
+export interface Channel {
+  id: string;
+  kind: ChannelKind;
+  name: string;
+  description: string;
+  created_at: string;
+}
+
+export interface Message {
+  id: string;
+  channel_id: string;
+  sender_id: string;
+  body: string;
+  client_msg_id: string;
+  created_at: string;
+  /** Position in the channel (1, 2, 3, ... without gaps). Absent only in an `ack`. */
+  seq?: number | null;
+}
+
+export interface ErrorBody {
+  error: { code: string; message: string };
+}
+
+// WebSocket frames.
+export type ClientFrame =
+  | { type: "send"; channel_id: string; client_msg_id: string; body: string }
+  | { type: "resume"; channels: Record<string, string> }
+  | { type: "ping" };
+
+export type ServerFrame =
+  | { type: "ready"; user_id: string; connection_id: string }
+  | { type: "ack"; client_msg_id: string; message: Message }
+  | { type: "message"; message: Message }
+  | { type: "resumed"; channels: string[] }
+  | { type: "error"; code: string; message: string; client_msg_id?: string }
+  | { type: "pong" };
+
+/** Close codes of the gateway (crates/chat-types/src/ws.rs). */
+export const CloseCode = {
+  NORMAL: 1000,
+  GOING_AWAY: 1001,
+  PROTOCOL_ERROR: 1008,
+  IDLE_TIMEOUT: 4000,
+  UNAUTHORIZED: 4401,
+  SLOW_CONSUMER: 4408,
+} as const;
+
+/** Limits of the contract (crates/chat-types/src/limits.rs). */
+export const Limits = {
+  USERNAME_MIN: 3,
+  USERNAME_MAX: 32,
+  PASSWORD_MIN: 8,
+  PASSWORD_MAX: 1024,
+  DISPLAY_NAME_MAX: 64,
+  CHANNEL_NAME_MAX: 80,
+  CHANNEL_DESCRIPTION_MAX: 1000,
+  BODY_MAX_CHARS: 4000,
+  HISTORY_PAGE: 50,
+  HISTORY_MAX_LIMIT: 100,
+} as const;
