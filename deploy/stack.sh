@@ -647,8 +647,8 @@ wait_infra() {
 # our services
 
 build_services() {
-    log "building services: cargo build --release --bins (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
-    (cd "$REPO" && cargo build --release --bins) 9>&- || die "cargo build failed (see above)"
+    log "building services: cargo build --release --workspace --bins (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
+    (cd "$REPO" && cargo build --release --workspace --bins) 9>&- || die "cargo build failed (see above)"
 }
 
 service_env() {

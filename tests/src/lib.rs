@@ -4,6 +4,8 @@
 //!
 //! Every wait has a timeout; every name is unique per run, so tests can share one stack.
 
+pub mod harness;
+
 use anyhow::{Context, anyhow, bail};
 use chat_types::rest::{Channel, LoginRequest, MessageList, RegisterRequest, Session};
 use chat_types::ws::{ClientFrame, ServerFrame};

@@ -27,10 +27,16 @@ pub fn bucket_of(seq: i64) -> i64 {
 }
 
 /// Schema files under `migrations/cql`, in order, embedded.
-pub const SCHEMA: &[(&str, &str)] = &[(
-    "0001_messages.cql",
-    include_str!("../../../migrations/cql/0001_messages.cql"),
-)];
+pub const SCHEMA: &[(&str, &str)] = &[
+    (
+        "0001_messages.cql",
+        include_str!("../../../migrations/cql/0001_messages.cql"),
+    ),
+    (
+        "0002_message_offsets.cql",
+        include_str!("../../../migrations/cql/0002_message_offsets.cql"),
+    ),
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum CqlError {
@@ -97,9 +103,18 @@ pub async fn apply_schema(
         .await?;
     for (_name, text) in SCHEMA {
         for stmt in statements(text) {
-            session
+            match session
                 .query_unpaged(stmt.replace("{keyspace}", &cfg.keyspace), &[])
-                .await?;
+                .await
+            {
+                Ok(_) => {}
+                // CQL has no `ADD ... IF NOT EXISTS` on both Cassandra and ScyllaDB: a column
+                // that is already there means this migration ran before.
+                Err(e)
+                    if stmt.contains(" ADD ")
+                        && e.to_string().contains("conflicts with an existing column") => {}
+                Err(e) => return Err(e.into()),
+            }
         }
     }
     session.await_schema_agreement().await.map_err(resp)?;
@@ -126,6 +141,8 @@ fn statements(text: &str) -> Vec<String> {
 pub struct Placement {
     pub channel_id: ChannelId,
     pub seq: i64,
+    /// Offset of the Kafka record that was stored (absent for rows written by older builds).
+    pub kafka_offset: Option<i64>,
 }
 
 type MessageRow = (Uuid, i64, Uuid, Uuid, String, String, DateTime<Utc>);
@@ -160,8 +177,12 @@ impl MessageStore {
                  VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             )
             .await?,
-            insert_id: prep("INSERT INTO message_ids (id, channel_id, seq) VALUES (?, ?, ?)").await?,
-            select_id: prep("SELECT channel_id, seq FROM message_ids WHERE id = ?").await?,
+            insert_id: prep(
+                "INSERT INTO message_ids (id, channel_id, seq, kafka_offset) VALUES (?, ?, ?, ?)",
+            )
+            .await?,
+            select_id: prep("SELECT channel_id, seq, kafka_offset FROM message_ids WHERE id = ?")
+                .await?,
             select_head: prep("SELECT last_seq FROM channel_heads WHERE channel_id = ?").await?,
             update_head: prep("UPDATE channel_heads SET last_seq = ? WHERE channel_id = ?").await?,
             select_range: prep(
@@ -177,10 +198,10 @@ impl MessageStore {
         &self.session
     }
 
-    /// Store messages that already have their `seq`. Idempotent: storing the same message at the
-    /// same position again rewrites identical cells.
-    pub async fn insert(&self, messages: &[Message]) -> Result<(), CqlError> {
-        let writes = messages.iter().flat_map(|m| {
+    /// Store messages that already have their `seq`, each with the offset of its Kafka record.
+    /// Idempotent: storing the same message at the same position again rewrites identical cells.
+    pub async fn insert(&self, messages: &[(Message, i64)]) -> Result<(), CqlError> {
+        let writes = messages.iter().flat_map(|(m, offset)| {
             let seq = m.seq.expect("stored messages have a position");
             let a = self.session.execute_unpaged(
                 &self.insert_message,
@@ -197,7 +218,7 @@ impl MessageStore {
             );
             let b = self
                 .session
-                .execute_unpaged(&self.insert_id, (m.id.0, m.channel_id.0, seq));
+                .execute_unpaged(&self.insert_id, (m.id.0, m.channel_id.0, seq, *offset));
             [
                 futures::future::Either::Left(a),
                 futures::future::Either::Right(b),
@@ -218,13 +239,14 @@ impl MessageStore {
                 .execute_unpaged(&self.select_id, (id.0,))
                 .await?;
             let rows = r.into_rows_result().map_err(resp)?;
-            let row: Option<(Uuid, i64)> = rows.maybe_first_row().map_err(resp)?;
-            Ok::<_, CqlError>(row.map(|(c, seq)| {
+            let row: Option<(Uuid, i64, Option<i64>)> = rows.maybe_first_row().map_err(resp)?;
+            Ok::<_, CqlError>(row.map(|(c, seq, kafka_offset)| {
                 (
                     *id,
                     Placement {
                         channel_id: ChannelId(c),
                         seq,
+                        kafka_offset,
                     },
                 )
             }))

@@ -62,6 +62,9 @@ pub mod close {
     pub const IDLE_TIMEOUT: u16 = 4000;
     /// The client sent a frame that is not a JSON text frame, or over the size limit.
     pub const PROTOCOL_ERROR: u16 = 1008;
+    /// The gateway could not read history to fill a gap: reconnect (after a short backoff) and
+    /// `resume`; nothing is skipped past the gap.
+    pub const TRY_AGAIN_LATER: u16 = 1013;
 }
 
 /// Error codes of `error` frames.

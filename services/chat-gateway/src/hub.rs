@@ -32,6 +32,9 @@ pub enum Outbound {
     Resume { channels: Vec<(ChannelId, i64)> },
     /// The client's first frame was not a `resume`: stop holding live messages.
     GoLive,
+    /// Pushes may have been missed (Redis lost presence): send everything after the last
+    /// position of every channel this connection knows.
+    Resync,
 }
 
 #[derive(Clone)]
@@ -96,6 +99,14 @@ impl Hub {
         let users = self.users.read().expect("hub lock");
         if let Some(list) = users.get(&user) {
             list.iter().for_each(&mut f);
+        }
+    }
+
+    /// Queue `item` to every connection.
+    pub fn offer_all(&self, item: Outbound) {
+        let users = self.users.read().expect("hub lock");
+        for c in users.values().flatten() {
+            c.offer(item.clone());
         }
     }
 

@@ -485,6 +485,7 @@ impl Writer {
             let reason = match code {
                 close::SLOW_CONSUMER => "too far behind: reconnect and resume",
                 close::IDLE_TIMEOUT => "idle timeout",
+                close::TRY_AGAIN_LATER => "history unavailable: reconnect and resume",
                 _ => "gateway going away: reconnect and resume",
             };
             let _ = sink
@@ -520,7 +521,12 @@ impl Writer {
                     }
                     Some(last) if seq > last + 1 => {
                         metrics::counter!("chat_gaps_filled_total").increment(1);
-                        self.catch_up(channel, last, Some(seq - 1), sink).await?;
+                        if !self
+                            .catch_up(channel, last, Some(seq - 1), sink, handle)
+                            .await?
+                        {
+                            return Ok(());
+                        }
                     }
                     _ => {}
                 }
@@ -549,7 +555,9 @@ impl Writer {
                         .unwrap_or(*after)
                         .max(*after);
                     self.last.insert(*channel, from);
-                    self.catch_up(*channel, from, None, sink).await?;
+                    if !self.catch_up(*channel, from, None, sink, handle).await? {
+                        return Ok(());
+                    }
                 }
                 let resumed = ServerFrame::Resumed {
                     channels: channels.iter().map(|(c, _)| *c).collect(),
@@ -558,6 +566,13 @@ impl Writer {
                 self.release(sink, handle).await?;
             }
             Outbound::GoLive => self.release(sink, handle).await?,
+            Outbound::Resync => {
+                let known: Vec<(ChannelId, i64)> =
+                    self.last.iter().map(|(c, s)| (*c, *s)).collect();
+                for (channel, after) in known {
+                    self.catch_up(channel, after, None, sink, handle).await?;
+                }
+            }
         }
         Ok(())
     }
@@ -574,25 +589,32 @@ impl Writer {
     }
 
     /// Send the channel's messages after position `after` up to `until` (or the newest), in
-    /// order, advancing `last`.
+    /// order, advancing `last`. Returns `false` if history could not be read: then the
+    /// connection is closed with 1013 rather than sending anything past a gap, and the client
+    /// resumes exactly where it was.
     async fn catch_up(
         &mut self,
         channel: ChannelId,
         mut after: i64,
         until: Option<i64>,
         sink: &mut Sink,
-    ) -> SinkResult {
+        handle: &ConnHandle,
+    ) -> Result<bool, axum::Error> {
         loop {
             let limit = match until {
-                Some(u) if u <= after => return Ok(()),
+                Some(u) if u <= after => return Ok(true),
                 Some(u) => (u - after).min(HISTORY_PAGE),
                 None => HISTORY_PAGE,
             };
             let page = match self.shared.store.after(channel, after, limit).await {
                 Ok(p) => p,
                 Err(e) => {
-                    tracing::warn!(%channel, error = %e, "history read failed; the client can resume later");
-                    return Ok(());
+                    tracing::warn!(%channel, error = %e, "history read failed; closing so the client resumes");
+                    handle
+                        .kill_code
+                        .store(close::TRY_AGAIN_LATER, Ordering::Relaxed);
+                    handle.kill.cancel();
+                    return Ok(false);
                 }
             };
             let n = page.len() as i64;
@@ -604,7 +626,7 @@ impl Writer {
             }
             self.last.insert(channel, after);
             if n < limit {
-                return Ok(());
+                return Ok(true);
             }
         }
     }

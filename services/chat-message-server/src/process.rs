@@ -141,17 +141,23 @@ impl Processor {
         }
 
         // 4. Positions, in partition order; membership changes applied where they happened.
-        let mut fresh: Vec<Message> = Vec::new();
-        let mut replayed: Vec<(usize, chat_store::cql::Placement)> = Vec::new();
+        let mut fresh: Vec<(Message, i64)> = Vec::new();
         let mut outgoing: Vec<Outgoing> = Vec::with_capacity(batch.len());
         let mut seen_in_batch: HashSet<MessageId> = HashSet::new();
         for r in batch {
             match &r.record {
                 BusRecord::Message(m) => {
                     if let Some(p) = stored.get(&m.id) {
-                        // Stored before: push the stored version again (gateways drop what a
-                        // connection already has, by position).
-                        replayed.push((outgoing.len(), *p));
+                        let head = self.heads.entry(p.channel_id).or_insert(0);
+                        *head = (*head).max(p.seq);
+                        if p.kafka_offset != Some(r.offset) {
+                            // A client's resend of a message stored from an earlier record:
+                            // that record was (or, replayed, will be) pushed. Nothing to do.
+                            continue;
+                        }
+                        // This very record was stored before a crash: it may never have been
+                        // pushed. Push the stored version (gateways drop what a connection
+                        // already has, by position).
                         outgoing.push(Outgoing {
                             event: Event::Message {
                                 message: Message {
@@ -166,8 +172,6 @@ impl Processor {
                             },
                             recipients: self.members_of(p.channel_id),
                         });
-                        let head = self.heads.entry(p.channel_id).or_insert(0);
-                        *head = (*head).max(p.seq);
                         continue;
                     }
                     if !seen_in_batch.insert(m.id) {
@@ -184,7 +188,7 @@ impl Processor {
                         created_at: m.created_at,
                         seq: Some(*head),
                     };
-                    fresh.push(message.clone());
+                    fresh.push((message.clone(), r.offset));
                     outgoing.push(Outgoing {
                         event: Event::Message { message },
                         recipients: self.members_of(m.channel_id),
@@ -214,12 +218,6 @@ impl Processor {
             }
         }
 
-        // A resend whose body differs (its claim was lost with a Redis restart) must be pushed
-        // as stored, not as resent: read those few back.
-        if !replayed.is_empty() {
-            self.fix_replayed_bodies(&mut outgoing, &replayed).await;
-        }
-
         // 5. Store, then move the heads, before anything is pushed or committed.
         if !fresh.is_empty() {
             let store = &self.store;
@@ -230,7 +228,7 @@ impl Processor {
                 return false;
             }
             let mut heads: HashMap<ChannelId, i64> = HashMap::new();
-            for m in &fresh {
+            for (m, _) in &fresh {
                 heads.insert(m.channel_id, m.seq.unwrap_or(0));
             }
             let heads: Vec<(ChannelId, i64)> = heads.into_iter().collect();
@@ -251,24 +249,6 @@ impl Processor {
 
     fn members_of(&self, channel: ChannelId) -> Arc<Vec<UserId>> {
         self.members.get(&channel).cloned().unwrap_or_default()
-    }
-
-    async fn fix_replayed_bodies(
-        &self,
-        outgoing: &mut [Outgoing],
-        replayed: &[(usize, chat_store::cql::Placement)],
-    ) {
-        for (i, p) in replayed {
-            match self.store.range(p.channel_id, p.seq, p.seq).await {
-                Ok(mut v) if v.len() == 1 => {
-                    outgoing[*i].event = Event::Message {
-                        message: v.pop().expect("one"),
-                    };
-                }
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "could not re-read a replayed message"),
-            }
-        }
     }
 }
 

@@ -90,7 +90,7 @@ export function App({ app }: { app: ChatApp }) {
       </a>
       <header class="topbar">
         <h1 class="brand">
-          <Logo /> Chat
+          <Logo /> <span class="brand-text">Chat</span>
         </h1>
         <ConnBadge app={app} conn={state.conn} online={state.online} />
         <div class="me">

@@ -1,0 +1,199 @@
+//! Delivery under failure: real processes of the native stack are killed and restarted in the
+//! middle of a stream, and the harness counts lost, duplicated and reordered messages (all must
+//! be zero, live and in history). These tests change the shared stack, so they run one at a time
+//! (a process-wide lock) and restore every process they stop.
+
+use chat_e2e::harness::Crowd;
+use chat_e2e::{Api, Ws, connect_elsewhere, unique};
+use chat_types::ws::ServerFrame;
+use std::time::Duration;
+use tokio::sync::Mutex;
+
+static SERIAL: Mutex<()> = Mutex::const_new(());
+
+/// `deploy/stack.sh <args>`; returns once the command has finished (a `start` waits for readiness).
+async fn stack(args: &[&str]) -> anyhow::Result<()> {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/stack.sh");
+    let out = tokio::process::Command::new("bash")
+        .arg(script)
+        .args(args)
+        .output()
+        .await?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "stack.sh {args:?} failed: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
+const CLIENTS: usize = 12;
+const CHANNELS: usize = 6;
+const MEMBERS: usize = 4;
+const PER_CHANNEL: usize = 60;
+const PAUSE: Duration = Duration::from_millis(40);
+const SETTLE: Duration = Duration::from_secs(90);
+
+#[tokio::test]
+async fn killing_a_message_server_mid_stream_loses_duplicates_and_reorders_nothing()
+-> anyhow::Result<()> {
+    let _serial = SERIAL.lock().await;
+    let crowd = Crowd::new(CLIENTS, CHANNELS, MEMBERS).await?;
+    let sent = crowd
+        .stream(PER_CHANNEL, PAUSE, || {
+            stack(&["kill", "message-server-1", "-9"])
+        })
+        .await?;
+    let verdict = crowd.finish(sent, SETTLE).await;
+    stack(&["start", "message-server-1"]).await?;
+    verdict?.report_and_check("kill -9 message-server-1")
+}
+
+#[tokio::test]
+async fn killing_a_gateway_makes_its_clients_reconnect_and_resume_exactly() -> anyhow::Result<()> {
+    let _serial = SERIAL.lock().await;
+    let crowd = Crowd::new(CLIENTS, CHANNELS, MEMBERS).await?;
+    let sent = crowd
+        .stream(PER_CHANNEL, PAUSE, || stack(&["kill", "gateway-1", "-9"]))
+        .await?;
+    let verdict = crowd.finish(sent, SETTLE).await;
+    stack(&["start", "gateway-1"]).await?;
+    let verdict = verdict?;
+    verdict.report_and_check("kill -9 gateway-1")?;
+    assert!(
+        verdict.reconnects > 0,
+        "some clients were on gateway-1 and had to reconnect"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_redis_restart_mid_stream_loses_nothing() -> anyhow::Result<()> {
+    let _serial = SERIAL.lock().await;
+    let crowd = Crowd::new(CLIENTS, CHANNELS, MEMBERS).await?;
+    let sent = crowd
+        .stream(PER_CHANNEL, PAUSE, || async {
+            stack(&["kill", "redis", "-9"]).await?;
+            stack(&["start", "redis"]).await
+        })
+        .await?;
+    crowd
+        .finish(sent, SETTLE)
+        .await?
+        .report_and_check("redis restart")
+}
+
+#[tokio::test]
+async fn cassandra_down_for_ten_seconds_makes_messages_late_not_lost() -> anyhow::Result<()> {
+    let _serial = SERIAL.lock().await;
+    let crowd = Crowd::new(CLIENTS, CHANNELS, MEMBERS).await?;
+    let restarter = std::sync::Mutex::new(None);
+    let sent = crowd
+        .stream(PER_CHANNEL, PAUSE, || async {
+            stack(&["kill", "cassandra"]).await?;
+            // The outage itself: ten seconds down, while the stream goes on.
+            *restarter.lock().expect("lock") = Some(tokio::spawn(async {
+                tokio::time::sleep(Duration::from_secs(10)).await;
+                stack(&["start", "cassandra"]).await
+            }));
+            Ok(())
+        })
+        .await?;
+    let handle = restarter.lock().expect("lock").take();
+    if let Some(h) = handle {
+        h.await??;
+    }
+    crowd
+        .finish(sent, SETTLE)
+        .await?
+        .report_and_check("cassandra stopped for 10 s")
+}
+
+#[tokio::test]
+async fn the_same_client_msg_id_sent_three_times_through_two_gateways_is_one_message()
+-> anyhow::Result<()> {
+    let _serial = SERIAL.lock().await;
+    let api = Api::default();
+    let a = api.register("idem-a").await?;
+    let b = api.register("idem-b").await?;
+    let ch = api
+        .create_channel(&a.access_token, &unique("idem-"))
+        .await?;
+    api.join(&b.access_token, ch.id).await?;
+    let mut ws_b = Ws::connect(&b.access_token).await?;
+    let mut first = Ws::connect(&a.access_token).await?;
+    let mut second = connect_elsewhere(&a.access_token, first.gateway()).await?;
+    let cmid = uuid::Uuid::new_v4().to_string();
+    let mut acks = Vec::new();
+    for (which, body) in [(0, "one"), (1, "two"), (0, "three")] {
+        let ws = if which == 0 { &mut first } else { &mut second };
+        ws.send_message(ch.id, &cmid, body).await?;
+        let (m, _) = ws
+            .until(|f| match f {
+                ServerFrame::Ack {
+                    client_msg_id,
+                    message,
+                } if *client_msg_id == cmid => Some(message.clone()),
+                _ => None,
+            })
+            .await?;
+        acks.push(m);
+    }
+    assert!(
+        acks.iter()
+            .all(|m| m.id == acks[0].id && m.body == "one" && m.created_at == acks[0].created_at)
+    );
+
+    // B sees it once: the next message B gets after it is a fresh one, with the next position.
+    let marker = uuid::Uuid::new_v4().to_string();
+    first.send_message(ch.id, &marker, "after").await?;
+    let mut got = Vec::new();
+    while got
+        .last()
+        .is_none_or(|m: &chat_types::Message| m.client_msg_id != marker)
+    {
+        if let ServerFrame::Message { message } = ws_b.next().await? {
+            got.push(message);
+        }
+    }
+    let bodies: Vec<_> = got.iter().map(|m| m.body.as_str()).collect();
+    println!(
+        "same client_msg_id x3 via 2 gateways: sent 3, acked 3 (one id), B received {bodies:?}"
+    );
+    assert_eq!(bodies, ["one", "after"]);
+    assert_eq!(got[1].seq, Some(got[0].seq.unwrap() + 1));
+    let h = api.history(&a.access_token, ch.id, "").await?.messages;
+    assert_eq!(h.len(), 2, "stored once");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_and_then_resumes_gets_everything_once_in_order()
+-> anyhow::Result<()> {
+    let _serial = SERIAL.lock().await;
+    let crowd = Crowd::new(4, 1, 4).await?;
+    let sleeper = 3;
+    crowd.clients[sleeper].pause_reading(true);
+    // Enough traffic (2 KB bodies) to fill socket buffers and the gateway's queue for the sleeper.
+    let ch = crowd.channels[0].id;
+    let body = "z".repeat(2000);
+    let mut sent = 0;
+    for i in 0..6000 {
+        let from = i % 3;
+        crowd.clients[from].send(ch, uuid::Uuid::new_v4().to_string(), format!("{i} {body}"));
+        sent += 1;
+        if i % 200 == 199 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    crowd.clients[sleeper].pause_reading(false);
+    let closes = crowd.clients[sleeper].log.clone();
+    let verdict = crowd.finish(sent, SETTLE).await?;
+    println!(
+        "slow reader's connection losses: {:?}",
+        closes.lock().expect("log").close_reasons
+    );
+    verdict.report_and_check("client paused reading, then resumed")
+}
