@@ -100,3 +100,165 @@ async fn sending_to_a_channel_the_sender_is_not_in_is_refused_with_an_error_fram
     assert!(h.messages.is_empty());
     Ok(())
 }
+
+#[tokio::test]
+async fn every_device_of_a_user_gets_every_message_including_its_own() -> anyhow::Result<()> {
+    let api = Api::default();
+    let a = api.register("multi-a").await?;
+    let b = api.register("multi-b").await?;
+    let ch = api
+        .create_channel(&a.access_token, &unique("multi-"))
+        .await?;
+    api.join(&b.access_token, ch.id).await?;
+    let mut phone = Ws::connect(&a.access_token).await?;
+    let mut laptop = connect_elsewhere(&a.access_token, phone.gateway()).await?;
+    let mut tablet = Ws::connect(&a.access_token).await?;
+    let mut ws_b = Ws::connect(&b.access_token).await?;
+
+    phone
+        .send_message(ch.id, "from-phone", "sent on the phone")
+        .await?;
+    ws_b.send_message(ch.id, "from-b", "sent by b").await?;
+    for (name, ws) in [
+        ("phone", &mut phone),
+        ("laptop", &mut laptop),
+        ("tablet", &mut tablet),
+    ] {
+        let mut bodies = Vec::new();
+        while bodies.len() < 2 {
+            if let ServerFrame::Message { message } = ws.next().await? {
+                bodies.push(message.body);
+            }
+        }
+        bodies.sort();
+        assert_eq!(bodies, ["sent by b", "sent on the phone"], "{name}");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_gateway_delivery_endpoint_is_internal_and_needs_the_credential() -> anyhow::Result<()>
+{
+    let api = Api::default();
+    // Not routed by nginx.
+    let r = api
+        .http
+        .post(format!(
+            "{}{}",
+            api.base,
+            chat_types::internal::DELIVER_PATH
+        ))
+        .json(&serde_json::json!({"events": []}))
+        .send()
+        .await?;
+    // nginx answers itself (no route: 404, or its static handler's 405); a gateway would have
+    // answered 401 or 204.
+    assert!(
+        matches!(r.status().as_u16(), 404 | 405),
+        "the load balancer must not expose the delivery endpoint: {}",
+        r.status()
+    );
+    // On the gateway's internal port, a caller without the credential is refused.
+    let gateway_ops =
+        std::env::var("CHAT_GATEWAY_OPS_URL").unwrap_or_else(|_| "http://127.0.0.1:9101".into());
+    for token in [None, Some("wrong-token-wrong-token")] {
+        let mut req = api
+            .http
+            .post(format!(
+                "{gateway_ops}{}",
+                chat_types::internal::DELIVER_PATH
+            ))
+            .json(&serde_json::json!({"events": []}));
+        if let Some(t) = token {
+            req = req.header(chat_types::internal::INTERNAL_TOKEN_HEADER, t);
+        }
+        assert_eq!(req.send().await?.status(), 401);
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn malformed_and_invalid_frames_get_error_frames_and_the_connection_stays_usable()
+-> anyhow::Result<()> {
+    let api = Api::default();
+    let a = api.register("frames").await?;
+    let ch = api
+        .create_channel(&a.access_token, &unique("frames-"))
+        .await?;
+    let mut ws = Ws::connect(&a.access_token).await?;
+    let cases = [
+        ("not json".to_string(), "malformed_frame", None),
+        (
+            r#"{"type":"teleport"}"#.to_string(),
+            "malformed_frame",
+            None,
+        ),
+        (
+            r#"{"type":"send","channel_id":"nope","client_msg_id":"m1","body":"x"}"#.to_string(),
+            "malformed_frame",
+            Some("m1"),
+        ),
+        (
+            format!(
+                r#"{{"type":"send","channel_id":"{}","client_msg_id":"m2","body":""}}"#,
+                ch.id
+            ),
+            "invalid_body",
+            Some("m2"),
+        ),
+        (
+            format!(
+                r#"{{"type":"send","channel_id":"{}","client_msg_id":"m3","body":"{}"}}"#,
+                ch.id,
+                "é".repeat(4001)
+            ),
+            "invalid_body",
+            Some("m3"),
+        ),
+        (
+            format!(
+                r#"{{"type":"send","channel_id":"{}","client_msg_id":"","body":"x"}}"#,
+                ch.id
+            ),
+            "invalid_client_msg_id",
+            Some(""),
+        ),
+        (
+            format!(
+                r#"{{"type":"send","channel_id":"{}","client_msg_id":"m4","body":"x"}}"#,
+                uuid::Uuid::now_v7()
+            ),
+            "unknown_channel",
+            Some("m4"),
+        ),
+    ];
+    for (text, want, cmid) in cases {
+        ws.send_raw(&text).await?;
+        let (got, _) = ws
+            .until(|f| match f {
+                ServerFrame::Error {
+                    code,
+                    client_msg_id,
+                    ..
+                } => Some((code.clone(), client_msg_id.clone())),
+                _ => None,
+            })
+            .await?;
+        assert_eq!(
+            (got.0.as_str(), got.1.as_deref()),
+            (want, cmid),
+            "{}",
+            &text[..text.len().min(80)]
+        );
+    }
+    // 4000 characters of emoji is a valid body; the stack still works on this connection.
+    ws.send_message(ch.id, "ok", &"🦀".repeat(4000)).await?;
+    let (m, _) = ws
+        .until(|f| match f {
+            ServerFrame::Message { message } => Some(message.clone()),
+            _ => None,
+        })
+        .await?;
+    assert_eq!(m.body.chars().count(), 4000);
+    Ok(())
+}

@@ -197,3 +197,36 @@ async fn a_client_that_stops_reading_and_then_resumes_gets_everything_once_in_or
     );
     verdict.report_and_check("client paused reading, then resumed")
 }
+
+#[tokio::test]
+async fn a_gateway_being_stopped_tells_its_clients_to_reconnect() -> anyhow::Result<()> {
+    let _serial = SERIAL.lock().await;
+    let api = Api::default();
+    let a = api.register("drain").await?;
+    // A connection on gateway-2 (nginx spreads connections; a few tries reach it).
+    let mut ws = None;
+    for _ in 0..20 {
+        let c = Ws::connect(&a.access_token).await?;
+        if c.gateway() == "gateway-2" {
+            ws = Some(c);
+            break;
+        }
+    }
+    let mut ws = ws.expect("a connection on gateway-2");
+    stack(&["kill", "gateway-2"]).await?; // SIGTERM: graceful
+    let err = loop {
+        match ws.next().await {
+            Ok(_) => continue,
+            Err(e) => break e.to_string(),
+        }
+    };
+    stack(&["start", "gateway-2"]).await?;
+    println!("client saw: {err}");
+    assert!(
+        err.contains("1001") || err.contains("Away"),
+        "expected close 1001 going away, got {err}"
+    );
+    // Reconnecting through nginx works at once.
+    Ws::connect(&a.access_token).await?;
+    Ok(())
+}

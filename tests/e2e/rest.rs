@@ -661,3 +661,69 @@ async fn history_pages_cross_partition_buckets_in_channel_order() -> anyhow::Res
     assert_eq!(r.status, 403);
     Ok(())
 }
+
+#[tokio::test]
+async fn the_openapi_document_lists_every_route_and_the_router_serves_each() -> anyhow::Result<()> {
+    let api = Api::default();
+    let doc = api.call("GET", "/api/v1/openapi.json", None, None).await?;
+    assert_eq!(doc.status, 200);
+    let mut documented: Vec<(String, String)> = Vec::new();
+    for (path, ops) in doc.body["paths"].as_object().expect("paths") {
+        for method in ops.as_object().expect("operations").keys() {
+            documented.push((method.to_uppercase(), path.clone()));
+        }
+    }
+    documented.sort();
+    // The contract of API.md, plus the document and its page.
+    let mut contract: Vec<(String, String)> = [
+        ("POST", "/api/v1/auth/register"),
+        ("POST", "/api/v1/auth/login"),
+        ("POST", "/api/v1/auth/refresh"),
+        ("POST", "/api/v1/auth/logout"),
+        ("GET", "/api/v1/users/me"),
+        ("GET", "/api/v1/users"),
+        ("POST", "/api/v1/channels"),
+        ("GET", "/api/v1/channels"),
+        ("GET", "/api/v1/channels/search"),
+        ("POST", "/api/v1/channels/{channel_id}/join"),
+        ("POST", "/api/v1/channels/{channel_id}/leave"),
+        ("GET", "/api/v1/channels/{channel_id}/members"),
+        ("POST", "/api/v1/dms"),
+        ("GET", "/api/v1/channels/{channel_id}/messages"),
+        ("GET", "/api/v1/openapi.json"),
+        ("GET", "/api/v1/docs"),
+    ]
+    .iter()
+    .map(|(m, p)| (m.to_string(), p.to_string()))
+    .collect();
+    contract.sort();
+    assert_eq!(documented, contract);
+
+    // Each documented operation is served: it answers with something other than the router's
+    // "no such endpoint" (404 not_found) or 405.
+    let any_id = uuid::Uuid::now_v7().to_string();
+    for (method, path) in &documented {
+        let r = api
+            .call(method, &path.replace("{channel_id}", &any_id), None, None)
+            .await?;
+        assert!(
+            r.status != 405 && r.error_code() != Some("not_found"),
+            "{method} {path} is documented but not served: {} {}",
+            r.status,
+            r.body
+        );
+    }
+    let unknown = api.call("GET", "/api/v1/no-such-thing", None, None).await?;
+    assert_eq!(
+        (unknown.status, unknown.error_code()),
+        (404, Some("not_found"))
+    );
+    let page = api
+        .http
+        .get(format!("{}/api/v1/docs", api.base))
+        .send()
+        .await?;
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await?.contains("openapi.json"));
+    Ok(())
+}

@@ -12,6 +12,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use base64::Engine;
 use chat_store::pg::{CreateUserError, RotateOutcome};
+use chat_types::ErrorBody;
 use chat_types::UserId;
 use chat_types::limits;
 use chat_types::rest::{LoginRequest, RefreshRequest, RegisterRequest, Session, User};
@@ -19,6 +20,10 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+/// Create an account and a session.
+#[utoipa::path(post, path = "/auth/register", tag = "auth", request_body = RegisterRequest,
+    responses((status = 201, body = Session), (status = 400, body = ErrorBody, description = "invalid_username, invalid_password, invalid_display_name, malformed_json, invalid_field"),
+        (status = 409, body = ErrorBody, description = "username_taken"), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody)))]
 pub async fn register(
     State(s): State<SharedState>,
     ApiJson(req): ApiJson<RegisterRequest>,
@@ -67,6 +72,9 @@ pub async fn register(
     Ok((StatusCode::CREATED, Json(session)))
 }
 
+/// Log in; a wrong password and an unknown user get the same 401.
+#[utoipa::path(post, path = "/auth/login", tag = "auth", request_body = LoginRequest,
+    responses((status = 200, body = Session), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody, description = "invalid_credentials")))]
 pub async fn login(
     State(s): State<SharedState>,
     ApiJson(req): ApiJson<LoginRequest>,
@@ -91,6 +99,9 @@ pub async fn login(
     }
 }
 
+/// Exchange a refresh token for a new session; the token is rotated. A reused token revokes its family.
+#[utoipa::path(post, path = "/auth/refresh", tag = "auth", request_body = RefreshRequest,
+    responses((status = 200, body = Session), (status = 401, body = ErrorBody, description = "invalid_refresh_token, refresh_token_reused")))]
 pub async fn refresh(
     State(s): State<SharedState>,
     ApiJson(req): ApiJson<RefreshRequest>,
@@ -117,6 +128,9 @@ pub async fn refresh(
     }
 }
 
+/// End the session of a refresh token.
+#[utoipa::path(post, path = "/auth/logout", tag = "auth", request_body = RefreshRequest,
+    responses((status = 204), (status = 400, body = ErrorBody)))]
 pub async fn logout(
     State(s): State<SharedState>,
     ApiJson(req): ApiJson<RefreshRequest>,
@@ -126,6 +140,9 @@ pub async fn logout(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// The caller.
+#[utoipa::path(get, path = "/users/me", tag = "users", security(("bearer" = [])),
+    responses((status = 200, body = User), (status = 401, body = ErrorBody)))]
 pub async fn me(State(s): State<SharedState>, AuthUser(me): AuthUser) -> ApiResult<Json<User>> {
     chat_store::pg::user(&s.db, me)
         .await?

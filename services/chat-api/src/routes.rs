@@ -5,7 +5,6 @@ use crate::extract::{ApiJson, AuthUser};
 use crate::{SharedState, auth};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
 use axum::{Json, Router};
 use chat_store::pg::Access;
 use chat_types::bus::{BusRecord, MembershipChange, MembershipRecord};
@@ -13,26 +12,83 @@ use chat_types::rest::{
     Channel, ChannelKind, ChannelList, CreateChannelRequest, CreateDmRequest, MemberList,
     MessageList, UserList,
 };
-use chat_types::{ChannelId, MessageId, UserId, limits};
+use chat_types::{ChannelId, ErrorBody, MessageId, UserId, limits};
 use std::collections::HashMap;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "chat API", version = "1", description = "REST API of the realtime chat. The WebSocket protocol is in docs/protocol.md."),
+    modifiers(&BearerAuth),
+    tags((name = "auth"), (name = "users"), (name = "channels"), (name = "messages"), (name = "docs"))
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme(
+                "bearer",
+                SecurityScheme::Http(
+                    HttpBuilder::new()
+                        .scheme(HttpAuthScheme::Bearer)
+                        .bearer_format("JWT")
+                        .build(),
+                ),
+            );
+    }
+}
+
+/// Every route, each registered together with its OpenAPI description, so the document and the
+/// router cannot disagree. Add routes only through `routes!` here.
+pub fn api_router() -> OpenApiRouter<SharedState> {
+    let v1 = OpenApiRouter::new()
+        .routes(routes!(auth::register))
+        .routes(routes!(auth::login))
+        .routes(routes!(auth::refresh))
+        .routes(routes!(auth::logout))
+        .routes(routes!(auth::me))
+        .routes(routes!(search_users))
+        .routes(routes!(create_channel, my_channels))
+        .routes(routes!(search_channels))
+        .routes(routes!(join))
+        .routes(routes!(leave))
+        .routes(routes!(members))
+        .routes(routes!(history))
+        .routes(routes!(create_dm))
+        .routes(routes!(openapi_json))
+        .routes(routes!(docs_page));
+    OpenApiRouter::with_openapi(ApiDoc::openapi()).nest("/api/v1", v1)
+}
+
+/// The OpenAPI document, built once.
+pub fn openapi() -> &'static utoipa::openapi::OpenApi {
+    static DOC: std::sync::OnceLock<utoipa::openapi::OpenApi> = std::sync::OnceLock::new();
+    DOC.get_or_init(|| api_router().split_for_parts().1)
+}
+
+/// This document (OpenAPI 3.1).
+#[utoipa::path(get, path = "/openapi.json", tag = "docs", responses((status = 200, description = "the OpenAPI document")))]
+async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
+    Json(openapi().clone())
+}
+
+/// A browsable page of this document.
+#[utoipa::path(get, path = "/docs", tag = "docs", responses((status = 200, description = "HTML")))]
+async fn docs_page() -> axum::response::Html<&'static str> {
+    axum::response::Html(include_str!("docs.html"))
+}
 
 pub fn router(state: SharedState) -> Router {
-    let v1 = Router::new()
-        .route("/auth/register", post(auth::register))
-        .route("/auth/login", post(auth::login))
-        .route("/auth/refresh", post(auth::refresh))
-        .route("/auth/logout", post(auth::logout))
-        .route("/users/me", get(auth::me))
-        .route("/users", get(search_users))
-        .route("/channels", post(create_channel).get(my_channels))
-        .route("/channels/search", get(search_channels))
-        .route("/channels/{channel_id}/join", post(join))
-        .route("/channels/{channel_id}/leave", post(leave))
-        .route("/channels/{channel_id}/members", get(members))
-        .route("/channels/{channel_id}/messages", get(history))
-        .route("/dms", post(create_dm));
-    Router::new()
-        .nest("/api/v1", v1)
+    let (router, _) = api_router().split_for_parts();
+    router
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(limits::MAX_REQUEST_BYTES))
         .layer(tower_http::trace::TraceLayer::new_for_http())
@@ -77,6 +133,10 @@ async fn require_member(
 
 // ------------------------------------------------------------------------------------ users
 
+/// Users whose username starts with `query` (ignoring case), at most 20.
+#[utoipa::path(get, path = "/users", tag = "users", security(("bearer" = [])),
+    params(("query" = String, Query, description = "username prefix, 1-32 characters")),
+    responses((status = 200, body = UserList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 async fn search_users(
     State(s): State<SharedState>,
     AuthUser(_): AuthUser,
@@ -95,6 +155,9 @@ async fn search_users(
 
 // ------------------------------------------------------------------------------------ channels
 
+/// Create a group channel; the creator is its first member.
+#[utoipa::path(post, path = "/channels", tag = "channels", security(("bearer" = [])), request_body = CreateChannelRequest,
+    responses((status = 201, body = Channel), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 async fn create_channel(
     State(s): State<SharedState>,
     AuthUser(me): AuthUser,
@@ -126,6 +189,9 @@ async fn create_channel(
     Ok((StatusCode::CREATED, Json(channel)))
 }
 
+/// The caller's groups and direct conversations.
+#[utoipa::path(get, path = "/channels", tag = "channels", security(("bearer" = [])),
+    responses((status = 200, body = ChannelList), (status = 401, body = ErrorBody)))]
 async fn my_channels(
     State(s): State<SharedState>,
     AuthUser(me): AuthUser,
@@ -135,6 +201,10 @@ async fn my_channels(
     }))
 }
 
+/// Group channels anyone may join whose name contains `query` (ignoring case), at most 50.
+#[utoipa::path(get, path = "/channels/search", tag = "channels", security(("bearer" = [])),
+    params(("query" = Option<String>, Query, description = "part of the name; empty lists the newest")),
+    responses((status = 200, body = ChannelList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 async fn search_channels(
     State(s): State<SharedState>,
     AuthUser(_): AuthUser,
@@ -172,6 +242,10 @@ async fn announce(
         .map_err(|e| ApiError::Unavailable(format!("kafka: {e}")))
 }
 
+/// Join a group channel (joining twice is not an error). Takes effect for realtime delivery at once.
+#[utoipa::path(post, path = "/channels/{channel_id}/join", tag = "channels", security(("bearer" = [])), params(("channel_id" = String, Path, description = "channel id (UUID)")),
+    responses((status = 200, body = Channel), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "not_joinable (direct)"), (status = 404, body = ErrorBody)))]
 async fn join(
     State(s): State<SharedState>,
     AuthUser(me): AuthUser,
@@ -199,6 +273,10 @@ async fn join(
         .ok_or_else(channel_not_found)
 }
 
+/// Leave a group channel. Takes effect for realtime delivery at once.
+#[utoipa::path(post, path = "/channels/{channel_id}/leave", tag = "channels", security(("bearer" = [])), params(("channel_id" = String, Path, description = "channel id (UUID)")),
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "not_leavable (direct)"), (status = 404, body = ErrorBody)))]
 async fn leave(
     State(s): State<SharedState>,
     AuthUser(me): AuthUser,
@@ -220,6 +298,10 @@ async fn leave(
     }
 }
 
+/// Members of a channel (members only).
+#[utoipa::path(get, path = "/channels/{channel_id}/members", tag = "channels", security(("bearer" = [])), params(("channel_id" = String, Path, description = "channel id (UUID)")),
+    responses((status = 200, body = MemberList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn members(
     State(s): State<SharedState>,
     AuthUser(me): AuthUser,
@@ -232,6 +314,10 @@ async fn members(
     }))
 }
 
+/// Get or create the direct conversation with a user; the same pair always gets the same channel.
+#[utoipa::path(post, path = "/dms", tag = "channels", security(("bearer" = [])), request_body = CreateDmRequest,
+    responses((status = 200, body = Channel, description = "existing"), (status = 201, body = Channel, description = "created"),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody, description = "user_not_found")))]
 async fn create_dm(
     State(s): State<SharedState>,
     AuthUser(me): AuthUser,
@@ -272,6 +358,14 @@ async fn create_dm(
 
 // ------------------------------------------------------------------------------------ history
 
+/// A page of history in channel order, oldest first (members only).
+#[utoipa::path(get, path = "/channels/{channel_id}/messages", tag = "messages", security(("bearer" = [])),
+    params(("channel_id" = String, Path, description = "channel id (UUID)"),
+        ("before" = Option<String>, Query, description = "message id: the page just before it"),
+        ("after" = Option<String>, Query, description = "message id: the page just after it"),
+        ("limit" = Option<u32>, Query, description = "1-100, default 50")),
+    responses((status = 200, body = MessageList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn history(
     State(s): State<SharedState>,
     AuthUser(me): AuthUser,
