@@ -262,3 +262,34 @@ async fn malformed_and_invalid_frames_get_error_frames_and_the_connection_stays_
     assert_eq!(m.body.chars().count(), 4000);
     Ok(())
 }
+
+#[tokio::test]
+async fn a_websocket_with_a_missing_or_forged_token_is_refused_before_the_upgrade()
+-> anyhow::Result<()> {
+    use tokio_tungstenite::tungstenite::Error;
+    let api = Api::default();
+    let a = api.register("wsauth").await?;
+    let mut parts: Vec<&str> = a.access_token.split('.').collect();
+    parts[2] = "Zm9yZ2VkLXNpZ25hdHVyZQ";
+    let forged = parts.join(".");
+    let base = chat_e2e::base_url().replacen("http", "ws", 1);
+    for url in [
+        format!("{base}/ws"),
+        format!("{base}/ws?token={forged}"),
+        format!("{base}/ws?token=garbage"),
+    ] {
+        match tokio_tungstenite::connect_async(url.as_str()).await {
+            Err(Error::Http(resp)) => assert_eq!(resp.status().as_u16(), 401, "{url}"),
+            other => panic!(
+                "{url}: expected HTTP 401, got {:?}",
+                other.map(|_| "an open socket")
+            ),
+        }
+    }
+    // The query-string form works with a valid token (browsers cannot set headers).
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async(format!("{base}/ws?token={}", a.access_token)).await?;
+    let first = futures::StreamExt::next(&mut ws).await.expect("a frame")?;
+    assert!(first.to_text()?.contains("\"type\":\"ready\""));
+    Ok(())
+}

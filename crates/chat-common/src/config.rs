@@ -184,7 +184,8 @@ pub struct TelemetryConfig {
 impl Default for TelemetryConfig {
     fn default() -> Self {
         TelemetryConfig {
-            filter: "info".into(),
+            // The CQL driver logs every (re)connection at info.
+            filter: "info,scylla=warn".into(),
             json: false,
         }
     }

@@ -14,6 +14,16 @@ use std::sync::Arc;
 pub type ReadyCheck =
     Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
 
+/// A [`ReadyCheck`] from an async function of (a clone of) `state`.
+pub fn ready_check<S, F, Fut>(state: S, check: F) -> ReadyCheck
+where
+    S: Clone + Send + Sync + 'static,
+    F: Fn(S) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), String>> + Send + 'static,
+{
+    Arc::new(move || Box::pin(check(state.clone())))
+}
+
 #[derive(Clone)]
 struct OpsState {
     metrics: PrometheusHandle,

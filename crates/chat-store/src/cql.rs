@@ -110,15 +110,19 @@ pub async fn apply_schema(
                 Ok(_) => {}
                 // CQL has no `ADD ... IF NOT EXISTS` on both Cassandra and ScyllaDB: a column
                 // that is already there means this migration ran before.
-                Err(e)
-                    if stmt.contains(" ADD ")
-                        && e.to_string().contains("conflicts with an existing column") => {}
+                Err(e) if stmt.contains(" ADD ") && column_exists(&e.to_string()) => {}
                 Err(e) => return Err(e.into()),
             }
         }
     }
     session.await_schema_agreement().await.map_err(resp)?;
     Ok(())
+}
+
+/// Whether an `ALTER TABLE ... ADD` failed because the column is there already: Cassandra 5
+/// says "already exists", ScyllaDB and older Cassandra "conflicts with an existing column".
+fn column_exists(error: &str) -> bool {
+    error.contains("already exists") || error.contains("conflicts with an existing column")
 }
 
 /// The statements of a schema file: `--` comments dropped, split on `;`.
@@ -192,6 +196,19 @@ impl MessageStore {
             .await?,
             session,
         })
+    }
+
+    /// Connect to the configured keyspace and prepare every statement.
+    pub async fn connect(cfg: &chat_common::config::CassandraConfig) -> Result<Self, CqlError> {
+        MessageStore::new(Arc::new(connect(cfg, true).await?)).await
+    }
+
+    /// Readiness: one cheap read.
+    pub async fn ping(&self) -> Result<(), String> {
+        self.head(ChannelId(Uuid::nil()))
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("cassandra: {e}"))
     }
 
     pub fn session(&self) -> &Arc<Session> {
@@ -357,6 +374,17 @@ mod tests {
         assert_eq!(bucket_of(1), 0);
         assert_eq!(bucket_of(1023), 0);
         assert_eq!(bucket_of(1024), 1);
+    }
+
+    #[test]
+    fn an_existing_column_is_recognised_in_both_dialects() {
+        assert!(column_exists(
+            "Error message: Column with name 'kafka_offset' already exists"
+        ));
+        assert!(column_exists(
+            "Invalid column name kafka_offset because it conflicts with an existing column"
+        ));
+        assert!(!column_exists("Undefined column name x"));
     }
 
     #[test]

@@ -21,6 +21,15 @@ pub async fn connect(cfg: &chat_common::config::PostgresConfig) -> Result<PgPool
         .await
 }
 
+/// Readiness: one round trip.
+pub async fn ping(db: &PgPool) -> Result<(), String> {
+    sqlx::query("SELECT 1")
+        .execute(db)
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("postgres: {e}"))
+}
+
 fn is_unique_violation(e: &PgError, constraint: &str) -> bool {
     matches!(e, PgError::Database(d) if d.code().as_deref() == Some("23505")
         && d.constraint().is_none_or(|c| c == constraint))

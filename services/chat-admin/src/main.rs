@@ -7,7 +7,6 @@ use anyhow::Context;
 use chat_common::config::{CassandraConfig, KafkaConfig, PostgresConfig, TelemetryConfig};
 use serde::{Deserialize, Serialize};
 use std::future::Future;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 #[derive(Default, Serialize, Deserialize)]
@@ -54,8 +53,7 @@ async fn migrate(cfg: &AdminConfig, timeout: Duration) -> anyhow::Result<()> {
         let session = chat_store::cql::connect(&cfg.cassandra, false).await?;
         chat_store::cql::apply_schema(&session, &cfg.cassandra).await?;
         // Check that the statements the services prepare are valid against the schema.
-        let session = Arc::new(chat_store::cql::connect(&cfg.cassandra, true).await?);
-        chat_store::cql::MessageStore::new(session).await?;
+        chat_store::cql::MessageStore::connect(&cfg.cassandra).await?;
         anyhow::Ok(())
     });
     tokio::try_join!(pg, kafka, cql)?;

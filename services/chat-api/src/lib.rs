@@ -73,8 +73,7 @@ impl Application {
     pub async fn build(cfg: Config, metrics: PrometheusHandle) -> anyhow::Result<Self> {
         let keys = TokenKeys::new(&cfg.auth.secret()?, cfg.auth.access_ttl_secs);
         let db = chat_store::pg::connect(&cfg.postgres).await?;
-        let session = Arc::new(chat_store::cql::connect(&cfg.cassandra, true).await?);
-        let store = chat_store::cql::MessageStore::new(session).await?;
+        let store = chat_store::cql::MessageStore::connect(&cfg.cassandra).await?;
         let producer = chat_store::bus::producer(&cfg.kafka)?;
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let state = Arc::new(AppState {
@@ -99,20 +98,9 @@ impl Application {
     }
 
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let ready = {
-            let s = self.state.clone();
-            let check: chat_common::ops::ReadyCheck = Arc::new(move || {
-                let s = s.clone();
-                Box::pin(async move {
-                    sqlx::query("SELECT 1")
-                        .execute(&s.db)
-                        .await
-                        .map_err(|e| format!("postgres: {e}"))?;
-                    Ok(())
-                })
-            });
-            check
-        };
+        let ready = chat_common::ops::ready_check(self.state.clone(), |s| async move {
+            chat_store::pg::ping(&s.db).await
+        });
         let ops = chat_common::ops::router(self.metrics.clone(), ready);
         let app = routes::router(self.state.clone());
         let ops_stop = shutdown.clone();

@@ -133,8 +133,7 @@ impl Application {
         let keys = TokenKeys::new(&cfg.auth.secret()?, cfg.auth.access_ttl_secs);
         let internal_token = cfg.internal.token()?;
         let db = chat_store::pg::connect(&cfg.postgres).await?;
-        let session = Arc::new(chat_store::cql::connect(&cfg.cassandra, true).await?);
-        let store = MessageStore::new(session).await?;
+        let store = MessageStore::connect(&cfg.cassandra).await?;
         let presence = Presence::connect(&cfg.redis).await?;
         let producer = chat_store::bus::producer(&cfg.kafka)?;
         let http_listener = tokio::net::TcpListener::bind(&cfg.http.listen).await?;
@@ -173,21 +172,10 @@ impl Application {
         let ws_app = axum::Router::new()
             .route("/ws", axum::routing::get(session::upgrade))
             .with_state(shared.clone());
-        let ready = {
-            let s = shared.clone();
-            let check: chat_common::ops::ReadyCheck = Arc::new(move || {
-                let s = s.clone();
-                Box::pin(async move {
-                    s.presence.ping().await.map_err(|e| format!("redis: {e}"))?;
-                    sqlx::query("SELECT 1")
-                        .execute(&s.db)
-                        .await
-                        .map_err(|e| format!("postgres: {e}"))?;
-                    Ok(())
-                })
-            });
-            check
-        };
+        let ready = chat_common::ops::ready_check(shared.clone(), |s| async move {
+            s.presence.ping().await.map_err(|e| format!("redis: {e}"))?;
+            chat_store::pg::ping(&s.db).await
+        });
         let ops_app = chat_common::ops::router(self.metrics.clone(), ready).merge(
             axum::Router::new()
                 .route(

@@ -22,7 +22,6 @@ use chat_common::config::{
 };
 use chat_common::telemetry::PrometheusHandle;
 use serde::{Deserialize, Serialize};
-use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -84,8 +83,7 @@ pub struct Application {
 impl Application {
     pub async fn build(cfg: Config, metrics: PrometheusHandle) -> anyhow::Result<Self> {
         let db = chat_store::pg::connect(&cfg.postgres).await?;
-        let session = Arc::new(chat_store::cql::connect(&cfg.cassandra, true).await?);
-        let store = chat_store::cql::MessageStore::new(session).await?;
+        let store = chat_store::cql::MessageStore::connect(&cfg.cassandra).await?;
         let presence = chat_store::presence::Presence::connect(&cfg.redis).await?;
         let fanout = fanout::Fanout::new(
             presence,

@@ -52,22 +52,10 @@ impl Processor {
     }
 
     pub fn ready_check(&self) -> chat_common::ops::ReadyCheck {
-        let db = self.db.clone();
-        let store = self.store.clone();
-        Arc::new(move || {
-            let db = db.clone();
-            let store = store.clone();
-            Box::pin(async move {
-                sqlx::query("SELECT 1")
-                    .execute(&db)
-                    .await
-                    .map_err(|e| format!("postgres: {e}"))?;
-                store
-                    .head(ChannelId(uuid::Uuid::nil()))
-                    .await
-                    .map_err(|e| format!("cassandra: {e}"))?;
-                Ok(())
-            })
+        let deps = (self.db.clone(), self.store.clone());
+        chat_common::ops::ready_check(deps, |(db, store)| async move {
+            chat_store::pg::ping(&db).await?;
+            store.ping().await
         })
     }
 
