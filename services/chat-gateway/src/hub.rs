@@ -28,6 +28,9 @@ pub enum Outbound {
     },
     /// Any other frame (ready, ack, error, pong).
     Frame(Utf8Bytes),
+    /// The client's first frame is a `resume`: keep holding live messages, however long its
+    /// lookups take, until the `Resume` item that follows.
+    ResumePending,
     /// Send everything after these positions, then `resumed`, then go live.
     Resume { channels: Vec<(ChannelId, i64)> },
     /// The client's first frame was not a `resume`: stop holding live messages.

@@ -125,6 +125,7 @@ async fn run(shared: Arc<Shared>, user: UserId, socket: WebSocket) {
         shared: shared.clone(),
         last: HashMap::new(),
         holding: true,
+        resume_pending: false,
         held: VecDeque::new(),
     };
     let kill = handle.kill.clone();
@@ -176,12 +177,17 @@ async fn read_loop(
                 let parsed = serde_json::from_str::<ClientFrame>(text.as_str());
                 if first {
                     first = false;
-                    if !matches!(parsed, Ok(ClientFrame::Resume { .. })) {
-                        let _ = tx.send(Outbound::GoLive).await;
-                    }
+                    // Tell the writer before any lookup: the hold must not time out while the
+                    // resume is being prepared, or live messages would overtake the catch-up.
+                    let next = if matches!(parsed, Ok(ClientFrame::Resume { .. })) {
+                        Outbound::ResumePending
+                    } else {
+                        Outbound::GoLive
+                    };
+                    let _ = tx.send(next).await;
                 }
                 match parsed {
-                    Ok(f) => handle_frame(shared, user, f, &tx).await,
+                    Ok(f) => handle_frame(shared, user, f, &tx, handle).await,
                     Err(e) => {
                         let _ = tx.send(malformed(text.as_str(), &e)).await;
                     }
@@ -223,6 +229,7 @@ async fn handle_frame(
     user: UserId,
     f: ClientFrame,
     tx: &mpsc::Sender<Outbound>,
+    handle: &ConnHandle,
 ) {
     match f {
         ClientFrame::Ping => {
@@ -238,7 +245,7 @@ async fn handle_frame(
             }
         }
         ClientFrame::Resume { channels } => {
-            let out = resume(shared, user, channels, tx).await;
+            let out = resume(shared, user, channels, tx, handle).await;
             let _ = tx.send(out).await;
         }
     }
@@ -373,28 +380,39 @@ async fn resume(
     user: UserId,
     channels: std::collections::BTreeMap<ChannelId, MessageId>,
     tx: &mpsc::Sender<Outbound>,
+    handle: &ConnHandle,
 ) -> Outbound {
     let ids: Vec<ChannelId> = channels.keys().copied().collect();
     let message_ids: Vec<MessageId> = channels.values().copied().collect();
-    let (members, placements) = tokio::join!(
-        chat_store::pg::member_channels(&shared.db, user, &ids),
-        shared.store.placements(&message_ids),
-    );
-    let (members, placements) = match (members, placements) {
-        (Ok(m), Ok(p)) => (
-            m.into_iter().collect::<HashSet<_>>(),
-            p.into_iter().collect::<HashMap<_, _>>(),
-        ),
-        (m, p) => {
-            tracing::error!(pg = ?m.err(), cql = ?p.err(), "resume lookup failed");
-            let _ = tx
-                .send(error_frame(
-                    error_code::UNAVAILABLE,
-                    "resume failed; send it again",
-                    None,
-                ))
-                .await;
-            return Outbound::GoLive;
+    // A store that just came back (a restarted Cassandra) can fail the first requests on stale
+    // connections: retry briefly. If it still fails, close with 1013 so the client resumes
+    // again: going live without the catch-up would skip messages.
+    let mut attempt = 0;
+    let (members, placements) = loop {
+        let (members, placements) = tokio::join!(
+            chat_store::pg::member_channels(&shared.db, user, &ids),
+            shared.store.placements(&message_ids),
+        );
+        match (members, placements) {
+            (Ok(m), Ok(p)) => {
+                break (
+                    m.into_iter().collect::<HashSet<_>>(),
+                    p.into_iter().collect::<HashMap<_, _>>(),
+                );
+            }
+            (m, p) if attempt >= 3 => {
+                tracing::error!(pg = ?m.err(), cql = ?p.err(), "resume lookup failed; closing so the client resumes again");
+                handle
+                    .kill_code
+                    .store(close::TRY_AGAIN_LATER, Ordering::Relaxed);
+                handle.kill.cancel();
+                return Outbound::GoLive;
+            }
+            (m, p) => {
+                tracing::warn!(pg = ?m.err(), cql = ?p.err(), attempt, "resume lookup failed; retrying");
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
+            }
         }
     };
     let mut positions = Vec::with_capacity(channels.len());
@@ -441,6 +459,8 @@ struct Writer {
     /// Live items are held until the client's first frame (or `resume_hold_ms`), so a `resume`
     /// sent right after `ready` is served before them.
     holding: bool,
+    /// A `resume` is being prepared: the hold lasts until it is served, not a fixed time.
+    resume_pending: bool,
     held: VecDeque<Outbound>,
 }
 
@@ -464,7 +484,7 @@ impl Writer {
                         }
                         sink.flush().await?;
                     }
-                    _ = tokio::time::sleep_until(hold_until), if self.holding => {
+                    _ = tokio::time::sleep_until(hold_until), if self.holding && !self.resume_pending => {
                         self.release(&mut sink, handle).await?;
                         sink.flush().await?;
                     }
@@ -565,6 +585,7 @@ impl Writer {
                 sink.feed(WsMessage::Text(frame(&resumed))).await?;
                 self.release(sink, handle).await?;
             }
+            Outbound::ResumePending => self.resume_pending = true,
             Outbound::GoLive => self.release(sink, handle).await?,
             Outbound::Resync => {
                 let known: Vec<(ChannelId, i64)> =
@@ -578,6 +599,7 @@ impl Writer {
     }
 
     async fn release(&mut self, sink: &mut Sink, handle: &ConnHandle) -> SinkResult {
+        self.resume_pending = false;
         if !self.holding {
             return Ok(());
         }
