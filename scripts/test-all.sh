@@ -50,6 +50,9 @@ cargo test --release --workspace --test conversation --test rest
 step "delivery under failure (kills and restarts real processes, one test at a time)"
 cargo test --release --workspace --test delivery -- --test-threads=1 --nocapture
 
+step "benchmark tool smoke run (chat-bench smoke, a few seconds)"
+"$CARGO_TARGET_DIR/release/chat-bench" smoke
+
 step "compose file check"
 deploy/compose/check.sh
 

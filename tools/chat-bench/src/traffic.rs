@@ -1,0 +1,747 @@
+//! A traffic run: connect every client, send at each step's rate, check every delivery, and
+//! measure latency, throughput, CPU per process and memory. Used by `groups`, `fanout`,
+//! `history` (background load and seeding) and `smoke`.
+
+use crate::fleet::{Fleet, Spread, split};
+use crate::procs::{self, CpuReport, CpuSnap};
+use crate::proto::*;
+use crate::stats::{self, Summary};
+use chat_types::ChannelId;
+use hdrhistogram::Histogram;
+use indicatif::ProgressBar;
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// One client connection of the plan.
+#[derive(Clone, Debug)]
+pub struct ConnPlan {
+    pub token: String,
+    pub channels: Vec<u32>,
+    pub send_to: Vec<u32>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Guard {
+    /// Stop sending when more than this share of the last second's deliveries were slower than
+    /// `slow_ms`...
+    pub slow_share: f64,
+    /// ...or when senders wait for more than this many seconds' worth of their own messages.
+    pub lag_secs: f64,
+}
+
+/// The services' ops ports (never proxied; loopback).
+pub const OPS_PORTS: &[(&str, u16)] = &[
+    ("api", 9100),
+    ("gateway-1", 9101),
+    ("gateway-2", 9102),
+    ("message-server-1", 9201),
+    ("message-server-2", 9202),
+];
+
+async fn scrape_all(api: &crate::api::Api) -> BTreeMap<String, BTreeMap<String, f64>> {
+    let mut out = BTreeMap::new();
+    for (name, port) in OPS_PORTS {
+        out.insert(name.to_string(), api.ops_samples(*port).await);
+    }
+    out
+}
+
+fn counter_deltas(
+    a: &BTreeMap<String, BTreeMap<String, f64>>,
+    b: &BTreeMap<String, BTreeMap<String, f64>>,
+) -> BTreeMap<String, BTreeMap<String, f64>> {
+    let mut out = BTreeMap::new();
+    for (svc, after) in b {
+        let before = a.get(svc);
+        let mut d: BTreeMap<String, f64> = after
+            .iter()
+            .filter(|(k, _)| k.contains("_total") || k.ends_with("_sum") || k.ends_with("_count"))
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    v - before.and_then(|m| m.get(k)).copied().unwrap_or(0.0),
+                )
+            })
+            .filter(|(_, v)| *v != 0.0)
+            .collect();
+        let batches = d.get("chat_batch_seconds_count").copied().unwrap_or(0.0);
+        if batches > 0.0 {
+            let secs = d.get("chat_batch_seconds_sum").copied().unwrap_or(0.0);
+            let records = d.get("chat_records_total").copied().unwrap_or(0.0);
+            d.insert("derived_mean_batch_ms".into(), 1000.0 * secs / batches);
+            d.insert("derived_mean_batch_records".into(), records / batches);
+        }
+        if !d.is_empty() {
+            out.insert(svc.clone(), d);
+        }
+    }
+    out
+}
+
+pub struct TrafficSpec {
+    /// For the services' ops /metrics pages.
+    pub api: crate::api::Api,
+    pub name: String,
+    pub ws_url: String,
+    pub connect_addr: String,
+    pub token_in_query: bool,
+    pub channels: Vec<ChannelId>,
+    pub conns: Vec<ConnPlan>,
+    pub steps: Vec<Step>,
+    pub body_bytes: usize,
+    pub max_unacked: usize,
+    pub slow_ms: u64,
+    pub guard: Option<Guard>,
+    pub drain_secs: f64,
+    pub collect_ids: bool,
+    pub connect_rate: f64,
+    pub spread: Spread,
+    /// Measure CPU per process and the servers' memory.
+    pub measure: bool,
+    pub stack_pids: BTreeMap<String, u32>,
+    /// Told the start time of the first step (for side loads like history readers).
+    pub on_go: Option<tokio::sync::oneshot::Sender<std::time::Instant>>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ConnInfo {
+    pub planned: usize,
+    pub connected: u64,
+    pub failed: usize,
+    pub first_error: Option<String>,
+    pub workers: usize,
+    pub worker_processes: bool,
+    pub source_addresses: u8,
+    pub connect_seconds: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct StepResult {
+    pub target_rate: f64,
+    pub planned_secs: f64,
+    /// How long it really ran (shorter if the saturation guard stopped it).
+    pub secs: f64,
+    pub saturated: bool,
+    pub sent: u64,
+    pub acked: u64,
+    pub skipped: u64,
+    /// Deliveries of the messages sent in this step.
+    pub delivered: u64,
+    pub sent_per_s: f64,
+    pub acked_per_s: f64,
+    /// Deliveries received during this step's window, per second.
+    pub deliveries_per_s: f64,
+    pub e2e: Summary,
+    pub ack: Summary,
+    pub send_lag: Summary,
+    pub cpu: Option<CpuReport>,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Verification {
+    /// Deliveries owed: every acked message, to every connection of its channel.
+    pub expected: u64,
+    pub delivered: u64,
+    /// Owed deliveries that never arrived (after a complete drain); or, if the drain did not
+    /// complete, those known missing (skipped positions).
+    pub lost: u64,
+    /// Owed deliveries still not there when the drain time ran out (late, not known lost).
+    pub late: u64,
+    pub duplicated: u64,
+    pub reordered: u64,
+    pub unacked: u64,
+    pub drain_complete: bool,
+    pub drain_seconds: f64,
+    pub foreign_frames: u64,
+    pub errors: BTreeMap<String, u64>,
+    pub closes: BTreeMap<String, u64>,
+    pub reconnects: u64,
+    pub resent: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Second {
+    pub t: usize,
+    pub sent: u64,
+    pub acked: u64,
+    pub delivered: u64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct TrafficResult {
+    /// Share of all cores busy during the 2 s before the run (the stack idle, before our load).
+    pub machine_busy_before_percent: f64,
+    pub connections: ConnInfo,
+    pub steps: Vec<StepResult>,
+    pub total_e2e: Summary,
+    pub total_ack: Summary,
+    pub verification: Verification,
+    pub timeline: Vec<Second>,
+    /// RSS (KiB) of the servers before connecting, once connected, and at the end of the steps.
+    pub rss_kib: BTreeMap<String, [u64; 3]>,
+    /// Change of the services' own counters (ops /metrics) over the steps, per service; plus
+    /// derived: the message servers' mean batch size and time.
+    pub server_counters: BTreeMap<String, BTreeMap<String, f64>>,
+    #[serde(skip)]
+    pub step_hists: Vec<(String, Histogram<u64>)>,
+    #[serde(skip)]
+    pub ack_hist: Option<Histogram<u64>>,
+    #[serde(skip)]
+    pub acked_ids: Vec<(u32, String)>,
+}
+
+fn rss_all(pids: &BTreeMap<String, u32>) -> BTreeMap<String, u64> {
+    pids.iter()
+        .filter(|(n, _)| n.starts_with("gateway") || *n == "nginx")
+        .map(|(n, p)| (n.clone(), procs::tree_rss_kib(*p)))
+        .collect()
+}
+
+pub async fn run(mut spec: TrafficSpec, bar: &ProgressBar) -> anyhow::Result<TrafficResult> {
+    let run_tag = format!("r{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    let planned_secs: f64 = spec.steps.iter().map(|s| s.secs).sum();
+    let senders_total = spec.conns.iter().filter(|c| !c.send_to.is_empty()).count() as u32;
+
+    // Jobs: connections in contiguous shares; senders numbered over the whole run.
+    let mut ordinal = 0;
+    let all: Vec<JobConn> = spec
+        .conns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let o = ordinal;
+            if !c.send_to.is_empty() {
+                ordinal += 1;
+            }
+            JobConn {
+                idx: i as u32,
+                token: c.token.clone(),
+                source_ip: spec.spread.source_ip(i),
+                channels: c.channels.clone(),
+                send_to: c.send_to.clone(),
+                sender_ordinal: o,
+            }
+        })
+        .collect();
+    let n_workers = spec.spread.workers_for(all.len());
+    let connect_secs_est = all.len() as f64 / spec.connect_rate.max(1.0);
+    let deadline = (connect_secs_est + planned_secs + spec.drain_secs + 120.0) as u64;
+    let jobs: Vec<Job> = split(&all, n_workers)
+        .into_iter()
+        .enumerate()
+        .map(|(w, conns)| {
+            let used: std::collections::BTreeSet<u32> = conns
+                .iter()
+                .flat_map(|c| c.channels.iter().chain(&c.send_to).copied())
+                .collect();
+            Job {
+                worker: w,
+                mode: Mode::Traffic,
+                run_tag: run_tag.clone(),
+                ws_url: spec.ws_url.clone(),
+                connect_addr: spec.connect_addr.clone(),
+                token_in_query: spec.token_in_query,
+                connect_rate: spec.connect_rate / n_workers as f64,
+                channels: used
+                    .into_iter()
+                    .map(|i| JobChannel {
+                        idx: i,
+                        id: spec.channels[i as usize],
+                    })
+                    .collect(),
+                conns,
+                senders_total,
+                body_bytes: spec.body_bytes,
+                max_unacked: spec.max_unacked,
+                slow_ms: spec.slow_ms,
+                collect_ids: spec.collect_ids,
+                reconnect: true,
+                deadline_secs: deadline,
+            }
+        })
+        .collect();
+
+    let machine_busy_before_percent = if spec.measure {
+        let busy = procs::machine_busy(Duration::from_secs(2)).await;
+        if busy > 20.0 {
+            bar.println(format!(
+                "{}: warning: the machine was {busy:.0}% busy before the run (other programs?): results will be disturbed",
+                spec.name
+            ));
+        }
+        busy
+    } else {
+        0.0
+    };
+    let rss_before = if spec.measure {
+        rss_all(&spec.stack_pids)
+    } else {
+        BTreeMap::new()
+    };
+    bar.set_message(format!(
+        "{}: starting {n_workers} worker(s) for {} connections",
+        spec.name,
+        all.len()
+    ));
+    let mut fleet = Fleet::start(jobs, spec.spread.force_processes)?;
+    let connect_started = Instant::now();
+    let (ok, failed, first_error) = fleet
+        .wait_connected(
+            all.len() as u64,
+            Duration::from_secs_f64(connect_secs_est * 3.0 + 60.0),
+            bar,
+        )
+        .await?;
+    let connections = ConnInfo {
+        planned: all.len(),
+        connected: ok,
+        failed: failed.len(),
+        first_error,
+        workers: n_workers,
+        worker_processes: !fleet.in_process,
+        source_addresses: spec.spread.source_ips,
+        connect_seconds: connect_started.elapsed().as_secs_f64(),
+    };
+    if ok == 0 {
+        let _ = fleet.stop().await;
+        anyhow::bail!(
+            "no connection could be opened: {}",
+            connections.first_error.clone().unwrap_or_default()
+        );
+    }
+    // Receiving connections per channel, without the ones that failed.
+    let failed_set: std::collections::HashSet<u32> = failed.iter().copied().collect();
+    let mut channel_conns: HashMap<u32, u32> = HashMap::new();
+    for c in &all {
+        if !failed_set.contains(&c.idx) {
+            for ch in &c.channels {
+                *channel_conns.entry(*ch).or_default() += 1;
+            }
+        }
+    }
+    // Let the connections settle (presence registered, first frames sent).
+    fleet.pump(Duration::from_millis(1500)).await;
+    let rss_connected = if spec.measure {
+        rss_all(&spec.stack_pids)
+    } else {
+        BTreeMap::new()
+    };
+
+    // Go.
+    let t0_wall = std::time::SystemTime::now() + Duration::from_millis(300);
+    let t0_ns = t0_wall
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let t0 = Instant::now() + Duration::from_millis(300);
+    fleet.broadcast(ToWorker::Go {
+        t0_unix_ns: t0_ns,
+        steps: spec.steps.clone(),
+        channel_conns: channel_conns.iter().map(|(c, n)| (*c, *n)).collect(),
+    });
+    if let Some(tx) = spec.on_go.take() {
+        let _ = tx.send(std::time::Instant::now() + Duration::from_millis(300));
+    }
+    let counters_before = if spec.measure {
+        scrape_all(&spec.api).await
+    } else {
+        BTreeMap::new()
+    };
+    fleet
+        .pump(t0.saturating_duration_since(Instant::now()))
+        .await;
+    let mut snaps: Vec<CpuSnap> = Vec::new();
+    if spec.measure {
+        snaps.push(procs::cpu_snapshot(&spec.stack_pids));
+    }
+    bar.set_length((planned_secs * 10.0) as u64);
+    bar.set_position(0);
+    let mut step_secs: Vec<f64> = Vec::new();
+    let mut saturated_at: Option<usize> = None;
+    let mut strikes = 0;
+    let mut step_start = t0;
+    'steps: for (k, step) in spec.steps.iter().enumerate() {
+        let end = step_start + Duration::from_secs_f64(step.secs);
+        fleet.take_interval();
+        while Instant::now() < end {
+            let left = end - Instant::now();
+            fleet.pump(left.min(Duration::from_millis(500))).await;
+            let (interval_delivered, interval_slow) = fleet.take_interval();
+            let t = fleet.totals();
+            let elapsed = t0.elapsed().as_secs_f64();
+            bar.set_position((elapsed * 10.0) as u64);
+            let in_flight = t.sent.saturating_sub(t.echoed);
+            bar.set_message(format!(
+                "{} step {}/{} @ {} msg/s | sent {} acked {} delivered {}/{} | in flight {} | errors {} reconnects {}",
+                spec.name,
+                k + 1,
+                spec.steps.len(),
+                step.rate,
+                t.sent,
+                t.acked,
+                t.delivered,
+                t.expected,
+                in_flight,
+                t.errors,
+                t.reconnects
+            ));
+            if let Some(g) = &spec.guard {
+                let slow = interval_delivered > 0
+                    && interval_slow as f64 / interval_delivered as f64 > g.slow_share;
+                let lag = step.rate > 0.0 && in_flight as f64 > (step.rate * g.lag_secs).max(50.0);
+                if slow || lag {
+                    strikes += 1;
+                } else {
+                    strikes = 0;
+                }
+                if strikes >= 4 {
+                    saturated_at = Some(k);
+                    fleet.broadcast(ToWorker::StopSending);
+                    step_secs.push(step_start.elapsed().as_secs_f64());
+                    if spec.measure {
+                        snaps.push(procs::cpu_snapshot(&spec.stack_pids));
+                    }
+                    bar.println(format!(
+                        "{}: saturated at step {} ({} msg/s): {}; stopping the sends",
+                        spec.name,
+                        k + 1,
+                        step.rate,
+                        if lag {
+                            format!("{in_flight} messages not yet back at their senders")
+                        } else {
+                            format!(
+                                "{interval_slow} of {interval_delivered} deliveries slower than {} ms",
+                                spec.slow_ms
+                            )
+                        }
+                    ));
+                    break 'steps;
+                }
+            }
+        }
+        step_secs.push(step.secs);
+        if spec.measure {
+            snaps.push(procs::cpu_snapshot(&spec.stack_pids));
+        }
+        step_start = end;
+    }
+    fleet.broadcast(ToWorker::StopSending);
+    let server_counters = if spec.measure {
+        counter_deltas(&counters_before, &scrape_all(&spec.api).await)
+    } else {
+        BTreeMap::new()
+    };
+    let rss_end = if spec.measure {
+        rss_all(&spec.stack_pids)
+    } else {
+        BTreeMap::new()
+    };
+
+    // Drain: until every send is acked and every owed delivery arrived, or the time is up.
+    let drain_started = Instant::now();
+    let drain_until = drain_started + Duration::from_secs_f64(spec.drain_secs);
+    let mut drain_complete = false;
+    while Instant::now() < drain_until {
+        fleet.pump(Duration::from_millis(200)).await;
+        let t = fleet.totals();
+        bar.set_message(format!(
+            "{}: draining: delivered {}/{}, unacked {}",
+            spec.name, t.delivered, t.expected, t.unacked
+        ));
+        if t.acked >= t.sent && t.delivered >= t.expected {
+            // One more round of reports: the counters are sampled every 500 ms.
+            fleet.pump(Duration::from_millis(600)).await;
+            let t = fleet.totals();
+            if t.acked >= t.sent && t.delivered >= t.expected {
+                drain_complete = true;
+                break;
+            }
+        }
+    }
+    let drain_seconds = drain_started.elapsed().as_secs_f64();
+    bar.set_message(format!("{}: closing connections", spec.name));
+    let done = fleet.stop().await;
+
+    // ---- merge the workers' reports
+    let n_steps = step_secs.len();
+    let mut e2e: Vec<Histogram<u64>> = (0..n_steps).map(|_| stats::hist(3)).collect();
+    let mut ack: Vec<Histogram<u64>> = (0..n_steps).map(|_| stats::hist(3)).collect();
+    let mut lag: Vec<Histogram<u64>> = (0..n_steps).map(|_| stats::hist(2)).collect();
+    let mut counts = vec![(0u64, 0u64, 0u64, 0u64); n_steps];
+    let mut seconds: Vec<(u64, u64, u64, Histogram<u64>)> = Vec::new();
+    let mut acked_per_channel: HashMap<u32, u64> = HashMap::new();
+    let mut v = Verification {
+        drain_complete,
+        drain_seconds,
+        ..Default::default()
+    };
+    let mut checks = Vec::new();
+    let mut acked_ids = Vec::new();
+    for d in done {
+        for (i, s) in d.steps.iter().enumerate() {
+            let i = i.min(n_steps.saturating_sub(1));
+            if n_steps == 0 {
+                break;
+            }
+            s.e2e.merge_into(&mut e2e[i]);
+            s.ack.merge_into(&mut ack[i]);
+            s.send_lag.merge_into(&mut lag[i]);
+            counts[i].0 += s.sent;
+            counts[i].1 += s.acked;
+            counts[i].2 += s.skipped;
+            counts[i].3 += s.delivered;
+        }
+        for (i, s) in d.timeline.iter().enumerate() {
+            while seconds.len() <= i {
+                seconds.push((0, 0, 0, stats::hist(2)));
+            }
+            seconds[i].0 += s.sent;
+            seconds[i].1 += s.acked;
+            seconds[i].2 += s.delivered;
+            s.e2e.merge_into(&mut seconds[i].3);
+        }
+        for (c, n) in d.acked_per_channel {
+            *acked_per_channel.entry(c).or_default() += n;
+        }
+        checks.extend(d.checks);
+        acked_ids.extend(d.acked_ids);
+        v.unacked += d.unacked;
+        v.foreign_frames += d.foreign;
+        v.reconnects += d.reconnects;
+        v.resent += d.resent;
+        for (k, n) in d.errors {
+            *v.errors.entry(k).or_default() += n;
+        }
+        for (k, n) in d.closes {
+            *v.closes.entry(k).or_default() += n;
+        }
+    }
+    let mut min_base: HashMap<u32, i64> = HashMap::new();
+    for c in &checks {
+        if c.distinct_run > 0 {
+            let e = min_base.entry(c.channel).or_insert(c.base);
+            *e = (*e).min(c.base);
+        }
+    }
+    for c in &checks {
+        let owed = acked_per_channel.get(&c.channel).copied().unwrap_or(0);
+        v.expected += owed;
+        v.delivered += c.distinct_run.min(owed);
+        v.duplicated += c.duplicated;
+        v.reordered += c.reordered;
+        let missing = owed.saturating_sub(c.distinct_run);
+        if drain_complete {
+            v.lost += missing;
+        } else {
+            let head = match (c.distinct_run, min_base.get(&c.channel)) {
+                (n, Some(m)) if n > 0 => (c.base - m).max(0) as u64,
+                _ => 0,
+            };
+            let known = (c.holes + head).min(missing);
+            v.lost += known;
+            v.late += missing - known;
+        }
+    }
+
+    // ---- per step
+    let mut steps = Vec::new();
+    let mut window_start = 0.0;
+    let mut step_hists = Vec::new();
+    for k in 0..n_steps {
+        let secs = step_secs[k];
+        let from = window_start as usize;
+        let to = ((window_start + secs).floor() as usize).max(from + 1);
+        let in_window: u64 = seconds.iter().skip(from).take(to - from).map(|s| s.2).sum();
+        let window = (to - from) as f64;
+        let cpu = (spec.measure && snaps.len() > k + 1)
+            .then(|| procs::cpu_between(&snaps[k], &snaps[k + 1], in_window, "deliveries"));
+        let (sent, acked, skipped, delivered) = counts[k];
+        steps.push(StepResult {
+            target_rate: spec.steps[k].rate,
+            planned_secs: spec.steps[k].secs,
+            secs,
+            saturated: saturated_at == Some(k),
+            sent,
+            acked,
+            skipped,
+            delivered,
+            sent_per_s: sent as f64 / secs.max(1e-9),
+            acked_per_s: acked as f64 / secs.max(1e-9),
+            deliveries_per_s: in_window as f64 / window.max(1e-9),
+            e2e: Summary::of(&e2e[k]),
+            ack: Summary::of(&ack[k]),
+            send_lag: Summary::of(&lag[k]),
+            cpu,
+        });
+        step_hists.push((format!("{} msg/s", spec.steps[k].rate), e2e[k].clone()));
+        window_start += secs;
+    }
+    let mut total_e2e = stats::hist(3);
+    let mut total_ack = stats::hist(3);
+    for h in &e2e {
+        total_e2e.add(h).ok();
+    }
+    for h in &ack {
+        total_ack.add(h).ok();
+    }
+    let timeline = seconds
+        .iter()
+        .enumerate()
+        .map(|(t, s)| Second {
+            t,
+            sent: s.0,
+            acked: s.1,
+            delivered: s.2,
+            p50_ms: if s.3.is_empty() {
+                0.0
+            } else {
+                s.3.value_at_quantile(0.5) as f64 / 1000.0
+            },
+            p99_ms: if s.3.is_empty() {
+                0.0
+            } else {
+                s.3.value_at_quantile(0.99) as f64 / 1000.0
+            },
+        })
+        .collect();
+    let mut rss_kib = BTreeMap::new();
+    for (name, before) in &rss_before {
+        rss_kib.insert(
+            name.clone(),
+            [
+                *before,
+                rss_connected.get(name).copied().unwrap_or(0),
+                rss_end.get(name).copied().unwrap_or(0),
+            ],
+        );
+    }
+    Ok(TrafficResult {
+        machine_busy_before_percent,
+        connections,
+        steps,
+        total_e2e: Summary::of(&total_e2e),
+        total_ack: Summary::of(&total_ack),
+        verification: v,
+        timeline,
+        rss_kib,
+        server_counters,
+        step_hists,
+        ack_hist: Some(total_ack),
+        acked_ids,
+    })
+}
+
+/// Print a traffic result as a table.
+pub fn print(r: &TrafficResult) {
+    let c = &r.connections;
+    if r.machine_busy_before_percent > 0.0 {
+        println!(
+            "machine busy before the run: {:.0}% of all cores",
+            r.machine_busy_before_percent
+        );
+    }
+    println!(
+        "connections: {} of {} open ({} failed) over {} worker(s){} in {:.1} s{}",
+        c.connected,
+        c.planned,
+        c.failed,
+        c.workers,
+        if c.worker_processes {
+            " (child processes)"
+        } else {
+            ""
+        },
+        c.connect_seconds,
+        c.first_error
+            .as_ref()
+            .map(|e| format!("; first error: {e}"))
+            .unwrap_or_default()
+    );
+    println!(
+        "{:>9} {:>6} {:>9} {:>9} {:>11} {:>8} {:>8} {:>8} {:>9} {:>8} {:>9}  busiest processes",
+        "rate",
+        "secs",
+        "sent/s",
+        "acked/s",
+        "deliv/s",
+        "e2e p50",
+        "p90",
+        "p99",
+        "p99.9",
+        "max",
+        "ack p99"
+    );
+    for s in &r.steps {
+        let busiest = s
+            .cpu
+            .as_ref()
+            .map(|c| {
+                c.processes
+                    .iter()
+                    .take(4)
+                    .map(|p| format!("{} {:.0}%", p.process, p.core_percent))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+                    + &format!(
+                        "; other {:.0}% (machine {:.0}% of {} cores)",
+                        c.other_core_percent, c.machine_busy_percent, c.cores
+                    )
+            })
+            .unwrap_or_default();
+        println!(
+            "{:>9} {:>6.1} {:>9.0} {:>9.0} {:>11.0} {:>8} {:>8} {:>8} {:>9} {:>8} {:>9}  {}{}",
+            s.target_rate,
+            s.secs,
+            s.sent_per_s,
+            s.acked_per_s,
+            s.deliveries_per_s,
+            stats::fmt_ms(s.e2e.p50_ms),
+            stats::fmt_ms(s.e2e.p90_ms),
+            stats::fmt_ms(s.e2e.p99_ms),
+            stats::fmt_ms(s.e2e.p999_ms),
+            stats::fmt_ms(s.e2e.max_ms),
+            stats::fmt_ms(s.ack.p99_ms),
+            busiest,
+            if s.saturated { "  SATURATED" } else { "" }
+        );
+    }
+    let v = &r.verification;
+    println!(
+        "deliveries: expected {} delivered {} | lost {} late {} duplicated {} reordered {} | unacked {} | drain {} in {:.1} s | reconnects {} resent {} | errors {:?} | closes {:?}",
+        v.expected,
+        v.delivered,
+        v.lost,
+        v.late,
+        v.duplicated,
+        v.reordered,
+        v.unacked,
+        if v.drain_complete {
+            "complete"
+        } else {
+            "INCOMPLETE"
+        },
+        v.drain_seconds,
+        v.reconnects,
+        v.resent,
+        v.errors,
+        v.closes
+    );
+    for (svc, d) in &r.server_counters {
+        if let (Some(ms), Some(n)) = (
+            d.get("derived_mean_batch_ms"),
+            d.get("derived_mean_batch_records"),
+        ) {
+            println!(
+                "{svc}: {} batches, mean {:.1} records in {:.1} ms",
+                d.get("chat_batch_seconds_count").copied().unwrap_or(0.0),
+                n,
+                ms
+            );
+        }
+    }
+    println!("end-to-end (all steps): {}", r.total_e2e.line());
+    println!("ack (all steps):        {}", r.total_ack.line());
+}
