@@ -172,6 +172,10 @@ impl MessageStore {
             async move {
                 let mut p = s.prepare(q).await?;
                 p.set_consistency(Consistency::LocalQuorum);
+                // Every statement here is idempotent (reads, and writes of the same values to the
+                // same keys). Saying so lets the driver retry a request that failed on a broken
+                // connection, e.g. the first requests after a Cassandra restart.
+                p.set_is_idempotent(true);
                 Ok::<_, CqlError>(p)
             }
         };
