@@ -7,9 +7,10 @@
 #   scripts/bench.sh groups -- --rates 500,1000 --step-secs 10   extra flags for chat-bench
 #   BENCH_OUT=/tmp/b scripts/bench.sh     results elsewhere
 #
-# Scenarios: smoke baseline idle idle-nginx groups fanout history history-light history-quiet.
-# Each run is bounded in
-# time and stops by itself; only loopback addresses are used. The first run registers the
+# Scenarios: smoke baseline warmup idle idle-nginx groups fanout history history-light
+# history-quiet. `warmup` (2 x 15 s of groups traffic, results in a temporary folder) gets the
+# JVMs (Kafka, Cassandra) past their compilation after a restart. Each run is bounded in time and
+# stops by itself; only loopback addresses are used. The first run registers the
 # benchmark users (argon2 on the API: a few minutes for 5,000); later runs reuse them from
 # ~/.cache/chat-bench.
 set -euo pipefail
@@ -30,7 +31,7 @@ while (($#)); do
     scenarios+=("$1")
     shift
 done
-((${#scenarios[@]})) || scenarios=(smoke baseline idle idle-nginx groups fanout history history-light history-quiet)
+((${#scenarios[@]})) || scenarios=(smoke baseline warmup idle idle-nginx groups fanout history history-light history-quiet)
 
 # Whole workspace, release profile: the one build every test and tool shares.
 cargo build --release --workspace
@@ -53,6 +54,7 @@ for s in "${scenarios[@]}"; do
     case $s in
         smoke) run smoke smoke || status=1 ;;
         baseline) run baseline baseline --out-dir "$OUT" || status=1 ;;
+        warmup) run warmup groups --out-dir "${TMPDIR:-/tmp}/chat-bench-warmup" --rates 200,400 --step-secs 15 || status=1 ;;
         idle) run idle idle --out-dir "$OUT" --connections 19900 --target direct || status=1 ;;
         idle-nginx) run idle-nginx idle --out-dir "$OUT" --name idle-nginx --connections 9000 --target nginx || status=1 ;;
         groups) run groups groups --out-dir "$OUT" || status=1 ;;
