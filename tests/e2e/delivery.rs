@@ -105,6 +105,24 @@ async fn cassandra_down_for_ten_seconds_makes_messages_late_not_lost() -> anyhow
     if let Some(h) = handle {
         h.await??;
     }
+    // Cassandra is back; wait until the API reports it can read history again (its driver
+    // reconnects on its own schedule) before the verdict reads history through it.
+    let ready = std::env::var("CHAT_API_OPS_URL")
+        .unwrap_or_else(|_| "http://127.0.0.1:9100".into())
+        + "/readyz";
+    let deadline = tokio::time::Instant::now() + SETTLE;
+    while reqwest::get(&ready)
+        .await
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
+        != 200
+    {
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the API did not become ready again"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     crowd
         .finish(sent, SETTLE)
         .await?

@@ -99,7 +99,9 @@ impl Application {
 
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let ready = chat_common::ops::ready_check(self.state.clone(), |s| async move {
-            chat_store::pg::ping(&s.db).await
+            chat_store::pg::ping(&s.db).await?;
+            // History needs Cassandra: not ready while the driver's pool is reconnecting.
+            s.store.ping().await
         });
         let ops = chat_common::ops::router(self.metrics.clone(), ready);
         let app = routes::router(self.state.clone());
