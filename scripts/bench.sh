@@ -7,7 +7,7 @@
 #   scripts/bench.sh groups -- --rates 500,1000 --step-secs 10   extra flags for chat-bench
 #   BENCH_OUT=/tmp/b scripts/bench.sh     results elsewhere
 #
-# Scenarios: smoke baseline warmup idle idle-nginx groups fanout history history-light
+# Scenarios: warmup smoke baseline idle idle-nginx groups fanout history history-light
 # history-quiet. `warmup` (2 x 15 s of groups traffic, results in a temporary folder) gets the
 # JVMs (Kafka, Cassandra) past their compilation after a restart. Each run is bounded in time and
 # stops by itself; only loopback addresses are used. The first run registers the
@@ -31,7 +31,7 @@ while (($#)); do
     scenarios+=("$1")
     shift
 done
-((${#scenarios[@]})) || scenarios=(smoke baseline warmup idle idle-nginx groups fanout history history-light history-quiet)
+((${#scenarios[@]})) || scenarios=(warmup smoke baseline idle idle-nginx groups fanout history history-light history-quiet)
 
 # Whole workspace, release profile: the one build every test and tool shares.
 cargo build --release --workspace
