@@ -60,6 +60,10 @@ step "swift syntax check"
 scripts/check-swift.sh
 
 step "web client: unit and browser tests"
+# The browser test drives Debian's Chromium; a fresh machine does not have it yet.
+if ! command -v chromium >/dev/null; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+fi
 (cd web && npm ci --no-audit --no-fund && npm test && npm run e2e)
 
 step "all tests passed in $(( $(date +%s) - started ))s"
