@@ -248,3 +248,66 @@ async fn a_gateway_being_stopped_tells_its_clients_to_reconnect() -> anyhow::Res
     Ws::connect(&a.access_token).await?;
     Ok(())
 }
+
+/// Positions stay contiguous across a bucket boundary (1,024 positions per Cassandra partition)
+/// when the message servers lose their cached heads: after a restart each head is found again
+/// from the stored hint and the newest rows, and history's newest page is the true end.
+#[tokio::test]
+async fn positions_continue_across_a_bucket_after_the_message_servers_restart() -> anyhow::Result<()>
+{
+    let _serial = SERIAL.lock().await;
+    let api = Api::default();
+    let a = api.register("bucket").await?;
+    let ch = api
+        .create_channel(&a.access_token, &unique("bucket-"))
+        .await?;
+    let mut ws = Ws::connect(&a.access_token).await?;
+
+    let mut seqs = own_messages(&mut ws, ch.id, 1030).await?;
+    // Graceful stops: the group rebalances at once, and both servers start with empty caches.
+    stack(&["kill", "message-server-1"]).await?;
+    stack(&["kill", "message-server-2"]).await?;
+    stack(&["start", "message-server-1"]).await?;
+    stack(&["start", "message-server-2"]).await?;
+    seqs.extend(own_messages(&mut ws, ch.id, 10).await?);
+    assert_eq!(seqs, (1..=1040).collect::<Vec<i64>>(), "live positions");
+
+    // History, newest page first, then back to the start.
+    let mut stored: Vec<i64> = Vec::new();
+    let mut query = "?limit=100".to_string();
+    loop {
+        let page = api.history(&a.access_token, ch.id, &query).await?.messages;
+        let Some(oldest) = page.first() else { break };
+        query = format!("?limit=100&before={}", oldest.id);
+        let mut older: Vec<i64> = page.iter().filter_map(|m| m.seq).collect();
+        older.append(&mut stored);
+        stored = older;
+    }
+    assert_eq!(stored, (1..=1040).collect::<Vec<i64>>(), "stored positions");
+    println!(
+        "1,040 messages across buckets 0 and 1 with both message servers restarted: positions 1..=1040, live and stored"
+    );
+    Ok(())
+}
+
+/// Send `n` messages from `ws` (pipelined) and return the positions of their live copies.
+async fn own_messages(
+    ws: &mut Ws,
+    channel: chat_types::ChannelId,
+    n: usize,
+) -> anyhow::Result<Vec<i64>> {
+    let run = uuid::Uuid::new_v4();
+    for i in 0..n {
+        ws.send_message(channel, &format!("{run}-{i}"), &format!("message {i}"))
+            .await?;
+    }
+    let mut seqs = Vec::with_capacity(n);
+    while seqs.len() < n {
+        if let ServerFrame::Message { message } = ws.next().await?
+            && message.client_msg_id.starts_with(&run.to_string())
+        {
+            seqs.push(message.seq.unwrap_or_default());
+        }
+    }
+    Ok(seqs)
+}

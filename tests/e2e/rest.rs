@@ -518,7 +518,14 @@ async fn joins_and_leaves_take_effect_for_realtime_delivery_at_once() -> anyhow:
         "B must not see the message sent while it was away"
     );
 
-    // B cannot send while not a member.
+    // B cannot send once the leave is answered, even right after a send of its own was
+    // accepted (the gateway caches memberships; a leave must end that at once).
+    ws_b.send_message(ch.id, "b0", "still here").await?;
+    ws_b.until(|f| match f {
+        ServerFrame::Ack { client_msg_id, .. } if client_msg_id == "b0" => Some(()),
+        _ => None,
+    })
+    .await?;
     api.call(
         "POST",
         &format!("/api/v1/channels/{}/leave", ch.id),

@@ -160,6 +160,7 @@ pub struct MessageStore {
     select_id: PreparedStatement,
     select_head: PreparedStatement,
     update_head: PreparedStatement,
+    select_bucket_max: PreparedStatement,
     select_range: PreparedStatement,
 }
 
@@ -193,6 +194,10 @@ impl MessageStore {
                 .await?,
             select_head: prep("SELECT last_seq FROM channel_heads WHERE channel_id = ?").await?,
             update_head: prep("UPDATE channel_heads SET last_seq = ? WHERE channel_id = ?").await?,
+            select_bucket_max: prep(
+                "SELECT seq FROM messages WHERE channel_id = ? AND bucket = ? LIMIT 1",
+            )
+            .await?,
             select_range: prep(
                 "SELECT channel_id, seq, id, sender_id, body, client_msg_id, created_at FROM messages
                  WHERE channel_id = ? AND bucket = ? AND seq >= ? AND seq <= ?",
@@ -279,7 +284,12 @@ impl MessageStore {
         Ok(self.placements(&[id]).await?.pop().map(|(_, p)| p))
     }
 
-    /// The last position given out in a channel (0 when it has no messages).
+    /// The last stored position of a channel (0 when it has no messages).
+    ///
+    /// `channel_heads` holds only a hint: a stored position at or below the head, moved when a
+    /// channel enters a new bucket (so a batch costs no extra write per channel). The head is
+    /// the newest row of the hint's bucket (newest first, so one row), continued into the next
+    /// bucket while a bucket is full (positions are contiguous).
     pub async fn head(&self, channel: ChannelId) -> Result<i64, CqlError> {
         let r = self
             .session
@@ -287,12 +297,30 @@ impl MessageStore {
             .await?;
         let rows = r.into_rows_result().map_err(resp)?;
         let row: Option<(Option<i64>,)> = rows.maybe_first_row().map_err(resp)?;
-        Ok(row.and_then(|(s,)| s).unwrap_or(0))
+        let mut head = row.and_then(|(s,)| s).unwrap_or(0);
+        let mut bucket = bucket_of(head.max(1));
+        loop {
+            let r = self
+                .session
+                .execute_unpaged(&self.select_bucket_max, (channel.0, bucket))
+                .await?;
+            let rows = r.into_rows_result().map_err(resp)?;
+            let Some((newest,)) = rows.maybe_first_row::<(i64,)>().map_err(resp)? else {
+                return Ok(head);
+            };
+            head = head.max(newest);
+            if bucket_of(newest + 1) == bucket {
+                return Ok(head);
+            }
+            bucket += 1;
+        }
     }
 
-    pub async fn set_heads(&self, heads: &[(ChannelId, i64)]) -> Result<(), CqlError> {
+    /// Move the head hints of channels whose positions entered a new bucket. Each position must
+    /// already be stored: a hint past the stored messages would be taken for the head.
+    pub async fn set_head_hints(&self, hints: &[(ChannelId, i64)]) -> Result<(), CqlError> {
         try_join_all(
-            heads
+            hints
                 .iter()
                 .map(|(c, seq)| self.session.execute_unpaged(&self.update_head, (*seq, c.0))),
         )

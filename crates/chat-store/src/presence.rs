@@ -20,14 +20,50 @@ pub const PRESENCE_TTL: Duration = Duration::from_secs(30);
 /// How long a send claim is remembered: resends later than this create no duplicate in the
 /// store either (message servers recognise the message id), but their ack is rebuilt.
 pub const SEND_CLAIM_TTL: Duration = Duration::from_secs(24 * 3600);
+/// How long a user's membership epoch is kept after their last leave. Gateways trust a cached
+/// membership for much less (`membership_cache_secs`), so an expired epoch is never mistaken
+/// for the one a cache entry was confirmed under.
+pub const MEMBER_EPOCH_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// The answer to [`Presence::claim_send_as_member`].
+#[derive(Debug)]
+pub enum MemberClaim {
+    /// The epoch still holds; the send claim was taken (`None`) or an earlier send of the same
+    /// `client_msg_id` was found (`Some`).
+    Claimed(Option<MessageRecord>),
+    /// The user left a channel since: the cached membership must be checked again. Carries the
+    /// current epoch. No claim was taken.
+    Stale(String),
+}
+
+/// Check the user's membership epoch and, only if it is the expected one, take the send claim:
+/// one round trip and atomic, so a leave cannot slip in between the two.
+const CLAIM_AS_MEMBER: &str = r"
+local epoch = redis.call('GET', KEYS[1]) or '0'
+if epoch ~= ARGV[1] then return {0, epoch} end
+local previous = redis.call('SET', KEYS[2], ARGV[2], 'NX', 'GET', 'PX', ARGV[3])
+if previous then return {1, previous} end
+return {1}
+";
 
 #[derive(Clone)]
 pub struct Presence {
     conn: ConnectionManager,
+    claim_as_member: std::sync::Arc<redis::Script>,
 }
 
 fn presence_key(u: UserId) -> String {
     format!("presence:{u}")
+}
+
+/// `member-epoch:{user}` counts the user's leaves. The API moves it after every leave, before
+/// answering; a gateway's cached memberships are valid only under the epoch they were confirmed in.
+fn epoch_key(u: UserId) -> String {
+    format!("member-epoch:{u}")
+}
+
+fn claim_key(record: &MessageRecord) -> String {
+    format!("send:{}:{}", record.sender_id, record.client_msg_id)
 }
 
 fn now_ms() -> i64 {
@@ -43,7 +79,10 @@ impl Presence {
             .set_number_of_retries(2)
             .set_max_delay(500);
         let conn = ConnectionManager::new_with_config(client, mgr_cfg).await?;
-        Ok(Presence { conn })
+        Ok(Presence {
+            conn,
+            claim_as_member: std::sync::Arc::new(redis::Script::new(CLAIM_AS_MEMBER)),
+        })
     }
 
     pub async fn ping(&self) -> Result<(), RedisError> {
@@ -116,7 +155,7 @@ impl Presence {
         &self,
         record: &MessageRecord,
     ) -> Result<Option<MessageRecord>, RedisError> {
-        let key = format!("send:{}:{}", record.sender_id, record.client_msg_id);
+        let key = claim_key(record);
         let value = serde_json::to_string(record).expect("records serialise");
         let mut c = self.conn.clone();
         let previous: Option<String> = redis::cmd("SET")
@@ -129,5 +168,57 @@ impl Presence {
             .query_async(&mut c)
             .await?;
         Ok(previous.and_then(|p| serde_json::from_str(&p).ok()))
+    }
+
+    /// The user's current membership epoch ("0" if they never left a channel, or long ago).
+    pub async fn member_epoch(&self, user: UserId) -> Result<String, RedisError> {
+        let mut c = self.conn.clone();
+        let epoch: Option<String> = c.get(epoch_key(user)).await?;
+        Ok(epoch.unwrap_or_else(|| "0".into()))
+    }
+
+    /// Move the user's membership epoch: every gateway's cached memberships of the user stop
+    /// counting. Called after a leave is stored, before it is answered.
+    pub async fn bump_member_epoch(&self, user: UserId) -> Result<(), RedisError> {
+        let key = epoch_key(user);
+        let mut p = redis::pipe();
+        p.incr(&key, 1).ignore();
+        p.pexpire(&key, MEMBER_EPOCH_TTL.as_millis() as i64)
+            .ignore();
+        let mut c = self.conn.clone();
+        p.query_async::<()>(&mut c).await
+    }
+
+    /// [`Presence::claim_send`], but only if the sender's membership epoch is still `epoch`.
+    pub async fn claim_send_as_member(
+        &self,
+        record: &MessageRecord,
+        epoch: &str,
+    ) -> Result<MemberClaim, RedisError> {
+        let value = serde_json::to_string(record).expect("records serialise");
+        let mut c = self.conn.clone();
+        let reply: Vec<redis::Value> = self
+            .claim_as_member
+            .key(epoch_key(record.sender_id))
+            .key(claim_key(record))
+            .arg(epoch)
+            .arg(&value)
+            .arg(SEND_CLAIM_TTL.as_millis() as u64)
+            .invoke_async(&mut c)
+            .await?;
+        let text = |v: Option<&redis::Value>| -> Option<String> {
+            v.and_then(|v| redis::from_redis_value::<String>(v).ok())
+        };
+        match reply
+            .first()
+            .and_then(|v| redis::from_redis_value::<i64>(v).ok())
+        {
+            Some(1) => Ok(MemberClaim::Claimed(
+                text(reply.get(1)).and_then(|p| serde_json::from_str(&p).ok()),
+            )),
+            _ => Ok(MemberClaim::Stale(
+                text(reply.get(1)).unwrap_or_else(|| "0".into()),
+            )),
+        }
     }
 }

@@ -1,5 +1,7 @@
 //! The body a message server POSTs to a gateway's internal delivery endpoint. One request carries
-//! every event of a batch for the users on that gateway, in channel order.
+//! every event of a batch for the users on that gateway, in channel order. Consecutive events
+//! with the same recipients (a channel's messages in one batch) share one recipient list: in a
+//! big channel the list, not the message, is most of the bytes.
 
 use crate::bus::MembershipChange;
 use crate::ids::{ChannelId, UserId};
@@ -13,14 +15,16 @@ pub const INTERNAL_TOKEN_HEADER: &str = "x-internal-token";
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeliveryBatch {
-    pub events: Vec<DeliveryEvent>,
+    /// In order: a gateway applies the groups one after another.
+    pub groups: Vec<DeliveryGroup>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DeliveryEvent {
-    /// Users on this gateway who should see the event (every connection of each).
+pub struct DeliveryGroup {
+    /// Users on this gateway who should see the events (every connection of each).
     pub recipients: Vec<UserId>,
-    pub event: Event,
+    /// Delivered to each recipient in this order.
+    pub events: Vec<Event>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -18,7 +18,7 @@
 //! Every id and timestamp is fixed so that the output is deterministic.
 
 use chat_types::bus::{BusRecord, MembershipChange, MembershipRecord, MessageRecord};
-use chat_types::internal::{DeliveryBatch, DeliveryEvent, Event};
+use chat_types::internal::{DeliveryBatch, DeliveryGroup, Event};
 use chat_types::limits;
 use chat_types::rest::{
     Channel, ChannelKind, ChannelList, CreateChannelRequest, CreateDmRequest, ErrorBody,
@@ -412,21 +412,26 @@ fn all_fixtures() -> Vec<Fixture> {
     f.add(
         "internal_delivery_batch",
         &DeliveryBatch {
-            events: vec![
-                DeliveryEvent {
+            groups: vec![
+                DeliveryGroup {
                     recipients: vec![alice().id, bob().id],
-                    event: Event::Message {
-                        message: first_message(),
-                    },
+                    events: vec![
+                        Event::Message {
+                            message: first_message(),
+                        },
+                        Event::Message {
+                            message: second_message(),
+                        },
+                    ],
                 },
-                DeliveryEvent {
-                    recipients: vec![alice().id],
-                    event: Event::Membership {
+                DeliveryGroup {
+                    recipients: vec![bob().id],
+                    events: vec![Event::Membership {
                         channel_id: general_id(),
                         user_id: bob().id,
                         change: MembershipChange::Left,
                         seq: 42,
-                    },
+                    }],
                 },
             ],
         },

@@ -16,7 +16,8 @@ pub mod routes;
 
 use chat_common::auth::TokenKeys;
 use chat_common::config::{
-    AuthConfig, CassandraConfig, KafkaConfig, ListenConfig, PostgresConfig, TelemetryConfig,
+    AuthConfig, CassandraConfig, KafkaConfig, ListenConfig, PostgresConfig, RedisConfig,
+    TelemetryConfig,
 };
 use chat_common::telemetry::PrometheusHandle;
 use serde::{Deserialize, Serialize};
@@ -29,6 +30,8 @@ pub struct Config {
     pub http: ListenConfig,
     pub ops: ListenConfig,
     pub postgres: PostgresConfig,
+    /// Membership epochs (a leave invalidates the gateways' cached memberships).
+    pub redis: RedisConfig,
     pub kafka: KafkaConfig,
     pub cassandra: CassandraConfig,
     pub auth: AuthConfig,
@@ -41,6 +44,7 @@ impl Default for Config {
             http: ListenConfig::new("127.0.0.1:8000"),
             ops: ListenConfig::new("127.0.0.1:9100"),
             postgres: PostgresConfig::default(),
+            redis: RedisConfig::default(),
             kafka: KafkaConfig::default(),
             cassandra: CassandraConfig::default(),
             auth: AuthConfig::with_defaults(),
@@ -52,6 +56,7 @@ impl Default for Config {
 pub struct AppState {
     pub db: sqlx::PgPool,
     pub store: chat_store::cql::MessageStore,
+    pub presence: chat_store::presence::Presence,
     pub producer: rdkafka::producer::FutureProducer,
     pub topic: String,
     pub keys: TokenKeys,
@@ -74,11 +79,13 @@ impl Application {
         let keys = TokenKeys::new(&cfg.auth.secret()?, cfg.auth.access_ttl_secs);
         let db = chat_store::pg::connect(&cfg.postgres).await?;
         let store = chat_store::cql::MessageStore::connect(&cfg.cassandra).await?;
+        let presence = chat_store::presence::Presence::connect(&cfg.redis).await?;
         let producer = chat_store::bus::producer(&cfg.kafka)?;
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let state = Arc::new(AppState {
             db,
             store,
+            presence,
             producer,
             topic: cfg.kafka.topic,
             keys,
@@ -100,6 +107,7 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let ready = chat_common::ops::ready_check(self.state.clone(), |s| async move {
             chat_store::pg::ping(&s.db).await?;
+            s.presence.ping().await.map_err(|e| format!("redis: {e}"))?;
             // History needs Cassandra: not ready while the driver's pool is reconnecting.
             s.store.ping().await
         });

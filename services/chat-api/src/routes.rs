@@ -242,6 +242,15 @@ async fn announce(
         .map_err(|e| ApiError::Unavailable(format!("kafka: {e}")))
 }
 
+/// After a leave is stored and announced, and before it is answered: move the user's membership
+/// epoch, so no gateway accepts a send on a membership it confirmed before the leave.
+async fn end_cached_memberships(s: &SharedState, user: UserId) -> ApiResult<()> {
+    s.presence
+        .bump_member_epoch(user)
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("redis: {e}")))
+}
+
 /// Join a group channel (joining twice is not an error). Takes effect for realtime delivery at once.
 #[utoipa::path(post, path = "/channels/{channel_id}/join", tag = "channels", security(("bearer" = [])), params(("channel_id" = String, Path, description = "channel id (UUID)")),
     responses((status = 200, body = Channel), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
@@ -288,11 +297,16 @@ async fn leave(
         Access::Member(ChannelKind::Direct) | Access::NotMember(ChannelKind::Direct) => Err(
             ApiError::Forbidden("not_leavable", "direct conversations cannot be left".into()),
         ),
-        Access::NotMember(ChannelKind::Group) => Ok(StatusCode::NO_CONTENT),
+        Access::NotMember(ChannelKind::Group) => {
+            // Maybe a retry of a leave whose epoch move failed: move it (again).
+            end_cached_memberships(&s, me).await?;
+            Ok(StatusCode::NO_CONTENT)
+        }
         Access::Member(ChannelKind::Group) => {
             if chat_store::pg::leave(&s.db, channel, me).await? {
                 announce(&s, channel, me, MembershipChange::Left).await?;
             }
+            end_cached_memberships(&s, me).await?;
             Ok(StatusCode::NO_CONTENT)
         }
     }

@@ -1,6 +1,6 @@
 //! `POST /internal/v1/deliver` on the ops port: a message server hands over a batch of events
-//! for users connected here. Each event is serialised once and queued to every connection of
-//! its recipients; nothing here waits on a client.
+//! for users connected here, in groups that share a recipient list. Each event is serialised
+//! once and queued to every connection of its recipients; nothing here waits on a client.
 
 use crate::Shared;
 use crate::hub::Outbound;
@@ -8,6 +8,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::extract::ws::Utf8Bytes;
 use axum::http::{HeaderMap, StatusCode};
+use chat_types::bus::MembershipChange;
 use chat_types::internal::{DeliveryBatch, Event, INTERNAL_TOKEN_HEADER};
 use chat_types::ws::ServerFrame;
 use secrecy::ExposeSecret;
@@ -29,38 +30,48 @@ pub async fn deliver(
         return StatusCode::BAD_REQUEST;
     };
     let mut deliveries = 0u64;
-    for ev in batch.events {
-        let item = match ev.event {
-            Event::Message { message } => {
-                let channel = message.channel_id;
-                let seq = message.seq.unwrap_or(0);
-                let frame = Utf8Bytes::from(
-                    serde_json::to_string(&ServerFrame::Message { message })
-                        .expect("frames serialise"),
-                );
-                Outbound::Live {
-                    channel,
-                    seq,
-                    frame,
+    let mut items: Vec<Outbound> = Vec::new();
+    for group in batch.groups {
+        items.clear();
+        for ev in group.events {
+            items.push(match ev {
+                Event::Message { message } => {
+                    let channel = message.channel_id;
+                    let seq = message.seq.unwrap_or(0);
+                    let frame = Utf8Bytes::from(
+                        serde_json::to_string(&ServerFrame::Message { message })
+                            .expect("frames serialise"),
+                    );
+                    Outbound::Live {
+                        channel,
+                        seq,
+                        frame,
+                    }
                 }
-            }
-            Event::Membership {
-                channel_id,
-                change,
-                seq,
-                ..
-            } => Outbound::Membership {
-                channel: channel_id,
-                change,
-                seq,
-            },
-        };
-        for user in ev.recipients {
-            shared.hub.for_each(user, |conn| {
-                deliveries += 1;
-                conn.offer(item.clone());
+                Event::Membership {
+                    channel_id,
+                    user_id,
+                    change,
+                    seq,
+                } => {
+                    if change == MembershipChange::Left {
+                        // Already stale by the epoch; this also covers an epoch Redis lost.
+                        shared.hub.forget_member(user_id, Some(channel_id));
+                    }
+                    Outbound::Membership {
+                        channel: channel_id,
+                        change,
+                        seq,
+                    }
+                }
             });
         }
+        shared.hub.for_each_of(&group.recipients, |conn| {
+            for item in &items {
+                deliveries += 1;
+                conn.offer(item.clone());
+            }
+        });
     }
     metrics::counter!("chat_deliveries_total").increment(deliveries);
     StatusCode::NO_CONTENT

@@ -7,7 +7,7 @@ use chat_types::bus::MembershipChange;
 use chat_types::{ChannelId, UserId};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -63,33 +63,99 @@ impl ConnHandle {
     }
 }
 
+/// A connected user: their connections here, and the channels they were recently confirmed to
+/// be a member of (so a send does not cost a PostgreSQL query each time).
+#[derive(Default)]
+struct Local {
+    conns: Vec<ConnHandle>,
+    /// The user's membership epoch (Redis) the entries of `member_of` were confirmed under. Every
+    /// send checks it in the same Redis call that takes the send claim; the API moves it after a
+    /// leave, before answering, so a cached membership never outlives a leave.
+    epoch: Option<String>,
+    /// Channel -> when PostgreSQL confirmed the membership. The age limit is a second line of
+    /// defence (Redis losing the epoch), not the mechanism.
+    member_of: HashMap<ChannelId, Instant>,
+}
+
 #[derive(Default)]
 pub struct Hub {
-    users: RwLock<HashMap<UserId, Vec<ConnHandle>>>,
+    users: RwLock<HashMap<UserId, Local>>,
 }
 
 impl Hub {
     /// Add a connection; returns `true` if it is the user's first on this gateway.
     pub fn add(&self, user: UserId, conn: ConnHandle) -> bool {
         let mut users = self.users.write().expect("hub lock");
-        let list = users.entry(user).or_default();
-        list.push(conn);
+        let local = users.entry(user).or_default();
+        local.conns.push(conn);
         metrics::gauge!("chat_connections").increment(1.0);
-        list.len() == 1
+        local.conns.len() == 1
+    }
+
+    /// The epoch under which `user` was confirmed a member of `channel` less than `max_age` ago.
+    pub fn member_epoch(
+        &self,
+        user: UserId,
+        channel: ChannelId,
+        max_age: Duration,
+    ) -> Option<String> {
+        let users = self.users.read().expect("hub lock");
+        let local = users.get(&user)?;
+        let fresh = local
+            .member_of
+            .get(&channel)
+            .is_some_and(|at| at.elapsed() < max_age);
+        if fresh { local.epoch.clone() } else { None }
+    }
+
+    /// Remember that PostgreSQL confirmed the membership, having read `epoch` before asking. A
+    /// different epoch forgets every other channel: they were confirmed under an older one.
+    pub fn remember_member(&self, user: UserId, channel: ChannelId, epoch: String) {
+        let mut users = self.users.write().expect("hub lock");
+        let Some(local) = users.get_mut(&user) else {
+            return;
+        };
+        if local.epoch.as_deref() != Some(epoch.as_str()) {
+            local.member_of.clear();
+            local.epoch = Some(epoch);
+        }
+        local.member_of.insert(channel, Instant::now());
+    }
+
+    /// A `Left` push, or a stale epoch: forget the cached membership(s).
+    pub fn forget_member(&self, user: UserId, channel: Option<ChannelId>) {
+        let mut users = self.users.write().expect("hub lock");
+        if let Some(local) = users.get_mut(&user) {
+            match channel {
+                Some(c) => {
+                    local.member_of.remove(&c);
+                }
+                None => local.member_of.clear(),
+            }
+        }
+    }
+
+    /// Redis lost its data (epochs included): trust no cached membership.
+    pub fn forget_all_memberships(&self) {
+        let mut users = self.users.write().expect("hub lock");
+        for local in users.values_mut() {
+            local.member_of.clear();
+            local.epoch = None;
+        }
     }
 
     /// Remove a connection; returns `true` if it was the user's last on this gateway.
     pub fn remove(&self, user: UserId, conn_id: u64) -> bool {
         let mut users = self.users.write().expect("hub lock");
-        let Some(list) = users.get_mut(&user) else {
+        let Some(local) = users.get_mut(&user) else {
             return false;
         };
-        let before = list.len();
-        list.retain(|c| c.id != conn_id);
-        if list.len() < before {
+        let before = local.conns.len();
+        local.conns.retain(|c| c.id != conn_id);
+        if local.conns.len() < before {
             metrics::gauge!("chat_connections").decrement(1.0);
         }
-        if list.is_empty() {
+        if local.conns.is_empty() {
             users.remove(&user);
             true
         } else {
@@ -97,18 +163,20 @@ impl Hub {
         }
     }
 
-    /// Run `f` on every connection of `user`.
-    pub fn for_each(&self, user: UserId, mut f: impl FnMut(&ConnHandle)) {
-        let users = self.users.read().expect("hub lock");
-        if let Some(list) = users.get(&user) {
-            list.iter().for_each(&mut f);
+    /// Run `f` on every connection of each of `users`, under one read lock.
+    pub fn for_each_of(&self, users: &[UserId], mut f: impl FnMut(&ConnHandle)) {
+        let map = self.users.read().expect("hub lock");
+        for u in users {
+            if let Some(local) = map.get(u) {
+                local.conns.iter().for_each(&mut f);
+            }
         }
     }
 
     /// Queue `item` to every connection.
     pub fn offer_all(&self, item: Outbound) {
         let users = self.users.read().expect("hub lock");
-        for c in users.values().flatten() {
+        for c in users.values().flat_map(|l| &l.conns) {
             c.offer(item.clone());
         }
     }
@@ -127,7 +195,7 @@ impl Hub {
             .read()
             .expect("hub lock")
             .values()
-            .map(Vec::len)
+            .map(|l| l.conns.len())
             .sum()
     }
 
@@ -161,6 +229,7 @@ pub async fn heartbeat(shared: Arc<Shared>) {
             match shared.presence.register(&url, &users).await {
                 Ok(()) => {
                     if lost {
+                        shared.hub.forget_all_memberships();
                         tracing::info!(
                             users = users.len(),
                             "presence registered (redis had no marker)"

@@ -68,6 +68,10 @@ pub struct GatewayConfig {
     pub read_buffer_bytes: usize,
     pub write_buffer_bytes: usize,
     pub max_frame_bytes: usize,
+    /// Longest a channel membership confirmed by PostgreSQL is reused for sends. A leave ends it
+    /// at once (the user's membership epoch in Redis moves); this only bounds what Redis losing
+    /// the epoch could allow.
+    pub membership_cache_secs: u64,
     /// Bounded drain on shutdown.
     pub drain_secs: u64,
 }
@@ -84,6 +88,7 @@ impl Default for GatewayConfig {
             read_buffer_bytes: 4096,
             write_buffer_bytes: 16 * 1024,
             max_frame_bytes: 64 * 1024,
+            membership_cache_secs: 300,
             drain_secs: 5,
         }
     }

@@ -8,6 +8,7 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chat_store::pg::Access;
+use chat_store::presence::MemberClaim;
 use chat_types::bus::{BusRecord, MembershipChange, MessageRecord};
 use chat_types::ws::{ClientFrame, ServerFrame, close, error_code};
 use chat_types::{ChannelId, ErrorBody, Message, MessageId, UserId, limits};
@@ -280,31 +281,6 @@ async fn send(
             Some(client_msg_id),
         ));
     }
-    match chat_store::pg::access(&shared.db, channel, user).await {
-        Ok(Access::Member(_)) => {}
-        Ok(Access::NotMember(_)) => {
-            return Err(error_frame(
-                error_code::NOT_A_MEMBER,
-                "you are not a member of this channel",
-                Some(client_msg_id),
-            ));
-        }
-        Ok(Access::NoSuchChannel) => {
-            return Err(error_frame(
-                error_code::UNKNOWN_CHANNEL,
-                "there is no channel with this id",
-                Some(client_msg_id),
-            ));
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "membership check failed");
-            return Err(error_frame(
-                error_code::UNAVAILABLE,
-                "the message could not be accepted right now; resend it with the same client_msg_id",
-                Some(client_msg_id),
-            ));
-        }
-    }
     // Millisecond precision: what CQL `timestamp` stores, so the ack equals the stored message.
     let now = chrono::Utc::now();
     let created_at = chrono::DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now);
@@ -316,13 +292,9 @@ async fn send(
         client_msg_id,
         created_at,
     };
-    match shared.presence.claim_send(&record).await {
-        // A resend: the first send's body, channel and time are the message.
-        Ok(Some(first)) => record = first,
-        Ok(None) => {}
-        // Without the claim the message id still deduplicates in the store; only a resend's
-        // ack could then carry a newer time.
-        Err(e) => tracing::warn!(error = %e, "send claim failed; continuing without it"),
+    // A resend: the first send's body, channel and time are the message.
+    if let Some(first) = claim_as_member(shared, &record).await? {
+        record = first;
     }
     let cmid = record.client_msg_id.clone();
     let delivery = match chat_store::bus::enqueue(
@@ -371,6 +343,74 @@ async fn send(
         let _ = tx.send(out).await;
     });
     Ok(())
+}
+
+/// Make sure the sender is a member of the channel, then take the send claim (Redis), which
+/// tells a resend from a first send. Usually one Redis call: the membership confirmed earlier
+/// is still good if the user's membership epoch has not moved (no leave since). Otherwise
+/// PostgreSQL decides, and the answer is cached under the epoch read before asking it.
+async fn claim_as_member(
+    shared: &Arc<Shared>,
+    record: &MessageRecord,
+) -> Result<Option<MessageRecord>, Outbound> {
+    let (user, channel) = (record.sender_id, record.channel_id);
+    let max_age = Duration::from_secs(shared.cfg.membership_cache_secs);
+    let mut epoch = None;
+    if let Some(cached) = shared.hub.member_epoch(user, channel, max_age) {
+        match shared.presence.claim_send_as_member(record, &cached).await {
+            Ok(MemberClaim::Claimed(first)) => return Ok(first),
+            Ok(MemberClaim::Stale(current)) => {
+                shared.hub.forget_member(user, None);
+                epoch = Some(current);
+            }
+            Err(e) => tracing::warn!(error = %e, "send claim failed; asking PostgreSQL"),
+        }
+    }
+    let epoch = match epoch {
+        Some(e) => Some(e),
+        None => shared.presence.member_epoch(user).await.ok(),
+    };
+    check_member(shared, user, channel, &record.client_msg_id).await?;
+    if let Some(epoch) = epoch {
+        shared.hub.remember_member(user, channel, epoch);
+    }
+    match shared.presence.claim_send(record).await {
+        Ok(first) => Ok(first),
+        // Without the claim the message id still deduplicates in the store; only a resend's
+        // ack could then carry a newer time.
+        Err(e) => {
+            tracing::warn!(error = %e, "send claim failed; continuing without it");
+            Ok(None)
+        }
+    }
+}
+
+/// The authoritative membership check (PostgreSQL).
+async fn check_member(
+    shared: &Arc<Shared>,
+    user: UserId,
+    channel: ChannelId,
+    client_msg_id: &str,
+) -> Result<(), Outbound> {
+    let (code, message) = match chat_store::pg::access(&shared.db, channel, user).await {
+        Ok(Access::Member(_)) => return Ok(()),
+        Ok(Access::NotMember(_)) => (
+            error_code::NOT_A_MEMBER,
+            "you are not a member of this channel",
+        ),
+        Ok(Access::NoSuchChannel) => (
+            error_code::UNKNOWN_CHANNEL,
+            "there is no channel with this id",
+        ),
+        Err(e) => {
+            tracing::error!(error = %e, "membership check failed");
+            (
+                error_code::UNAVAILABLE,
+                "the message could not be accepted right now; resend it with the same client_msg_id",
+            )
+        }
+    };
+    Err(error_frame(code, message, Some(client_msg_id.to_owned())))
 }
 
 /// Turn a `resume` into positions: only channels the user is a member of, only ids stored in

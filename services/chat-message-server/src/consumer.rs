@@ -20,6 +20,8 @@ use std::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// Counts rebalances, so the processing loop knows when its caches went stale.
+const COMMIT_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+
 pub struct GroupContext {
     generation: Arc<AtomicU64>,
 }
@@ -63,7 +65,10 @@ pub async fn run(
         // A killed server's partitions move after 6 s (the broker's minimum), not 45 s.
         .set("session.timeout.ms", "6000")
         .set("heartbeat.interval.ms", "1500")
-        .set("fetch.wait.max.ms", "5")
+        // A fetch returns as soon as one record is there (fetch.min.bytes = 1), so a long wait
+        // adds no latency; a short one only makes idle consumers poll the broker (measured: 5 ms
+        // kept Kafka 17 % busy with the stack idle).
+        .set("fetch.wait.max.ms", "200")
         .create_with_context(GroupContext {
             generation: generation.clone(),
         })?;
@@ -74,10 +79,21 @@ pub async fn run(
     let max = cfg.message_server.batch_max;
     let mut batch: Vec<Record> = Vec::with_capacity(max);
     let mut last_offsets: HashMap<i32, i64> = HashMap::new();
+    // Offsets are stored after every batch but committed at most every COMMIT_EVERY (and on
+    // revoke and shutdown): each commit is a write to `__consumer_offsets`. A crash replays at
+    // most that much more, which the stored message ids make harmless.
+    let mut last_commit = Instant::now();
+    let mut uncommitted = false;
     loop {
+        let commit_at = tokio::time::Instant::from_std(last_commit + COMMIT_EVERY);
         let first = tokio::select! {
             m = consumer.recv() => m,
             _ = shutdown.cancelled() => break,
+            // Traffic stopped with offsets stored but not committed: commit them now.
+            _ = tokio::time::sleep_until(commit_at), if uncommitted => {
+                commit(&consumer, &mut last_commit, &mut uncommitted);
+                continue;
+            }
         };
         batch.clear();
         last_offsets.clear();
@@ -114,11 +130,13 @@ pub async fn run(
         for (p, o) in &last_offsets {
             tpl.add_partition_offset(&cfg.kafka.topic, *p, rdkafka::Offset::Offset(o + 1))?;
         }
-        if let Err(e) = consumer
-            .store_offsets(&tpl)
-            .and_then(|()| consumer.commit_consumer_state(CommitMode::Async))
-        {
-            tracing::warn!(error = %e, "offset commit failed; the records may be replayed");
+        if let Err(e) = consumer.store_offsets(&tpl) {
+            tracing::warn!(error = %e, "offset store failed; the records may be replayed");
+        } else {
+            uncommitted = true;
+            if last_commit.elapsed() >= COMMIT_EVERY {
+                commit(&consumer, &mut last_commit, &mut uncommitted);
+            }
         }
     }
     // Commit what was handled before leaving the group.
@@ -129,6 +147,18 @@ pub async fn run(
 
 /// Parse a record into the batch; a record that is not a `BusRecord` is counted and skipped
 /// (its offset still advances: it can never become valid).
+fn commit(
+    consumer: &StreamConsumer<GroupContext>,
+    last_commit: &mut Instant,
+    uncommitted: &mut bool,
+) {
+    *last_commit = Instant::now();
+    *uncommitted = false;
+    if let Err(e) = consumer.commit_consumer_state(CommitMode::Async) {
+        tracing::warn!(error = %e, "offset commit failed; the records may be replayed");
+    }
+}
+
 fn take(
     m: &rdkafka::message::BorrowedMessage<'_>,
     batch: &mut Vec<Record>,

@@ -1,7 +1,7 @@
 //! Positions, storage and membership for a batch of records.
 
 use crate::fanout::Fanout;
-use chat_store::cql::MessageStore;
+use chat_store::cql::{MessageStore, bucket_of};
 use chat_types::bus::{BusRecord, MembershipChange};
 use chat_types::internal::Event;
 use chat_types::{ChannelId, Message, MessageId, UserId};
@@ -62,7 +62,9 @@ impl Processor {
     /// Handle a batch. Returns `false` if shutdown interrupted it before it was stored (then
     /// nothing of it may be committed).
     pub async fn handle(&mut self, batch: &[Record], shutdown: &CancellationToken) -> bool {
-        // 1. Which messages are already stored (replays, resends)? One concurrent read per id.
+        // 1-3, concurrently (independent reads, each retried on its own): which messages are
+        // already stored (replays, resends), the heads of channels not cached, and the members
+        // of channels not cached (one query for all of them).
         let ids: Vec<MessageId> = batch
             .iter()
             .filter_map(|r| match &r.record {
@@ -70,55 +72,48 @@ impl Processor {
                 _ => None,
             })
             .collect();
-        let Some(stored) = persist(shutdown, "look up message ids", || {
-            self.store.placements(&ids)
-        })
-        .await
-        else {
+        let channels: HashSet<ChannelId> = batch.iter().map(|r| r.record.channel_id()).collect();
+        let need_head: Vec<ChannelId> = channels
+            .iter()
+            .filter(|c| !self.heads.contains_key(c))
+            .copied()
+            .collect();
+        let need_members: Vec<ChannelId> = channels
+            .iter()
+            .filter(|c| !self.members.contains_key(c))
+            .copied()
+            .collect();
+        let (store, db) = (&self.store, &self.db);
+        let (stored, heads, pairs) = tokio::join!(
+            persist(shutdown, "look up message ids", || store.placements(&ids)),
+            async {
+                if need_head.is_empty() {
+                    return Some(Vec::new());
+                }
+                persist(shutdown, "read channel heads", || async {
+                    futures::future::try_join_all(need_head.iter().map(|c| async move {
+                        Ok::<_, chat_store::cql::CqlError>((*c, store.head(*c).await?))
+                    }))
+                    .await
+                })
+                .await
+            },
+            async {
+                if need_members.is_empty() {
+                    return Some(Vec::new());
+                }
+                persist(shutdown, "load members", || {
+                    chat_store::pg::member_ids_of(db, &need_members)
+                })
+                .await
+            },
+        );
+        let (Some(stored), Some(heads), Some(pairs)) = (stored, heads, pairs) else {
             return false;
         };
         let stored: HashMap<MessageId, chat_store::cql::Placement> = stored.into_iter().collect();
-
-        // 2. Heads of the channels that get new messages and are not cached.
-        let need_head: Vec<ChannelId> = batch
-            .iter()
-            .map(|r| r.record.channel_id())
-            .filter(|c| !self.heads.contains_key(c))
-            .collect::<HashSet<_>>()
-            .into_iter()
-            .collect();
-        if !need_head.is_empty() {
-            let store = &self.store;
-            let Some(heads) = persist(shutdown, "read channel heads", || async {
-                futures::future::try_join_all(need_head.iter().map(|c| async move {
-                    Ok::<_, chat_store::cql::CqlError>((*c, store.head(*c).await?))
-                }))
-                .await
-            })
-            .await
-            else {
-                return false;
-            };
-            self.heads.extend(heads);
-        }
-
-        // 3. Members of the batch's channels that are not cached: one query for all of them.
-        let need_members: Vec<ChannelId> = batch
-            .iter()
-            .map(|r| r.record.channel_id())
-            .filter(|c| !self.members.contains_key(c))
-            .collect::<HashSet<_>>()
-            .into_iter()
-            .collect();
+        self.heads.extend(heads);
         if !need_members.is_empty() {
-            let db = &self.db;
-            let Some(pairs) = persist(shutdown, "load members", || {
-                chat_store::pg::member_ids_of(db, &need_members)
-            })
-            .await
-            else {
-                return false;
-            };
             let mut loaded: HashMap<ChannelId, Vec<UserId>> =
                 need_members.iter().map(|c| (*c, Vec::new())).collect();
             for (c, u) in pairs {
@@ -206,7 +201,7 @@ impl Processor {
             }
         }
 
-        // 5. Store, then move the heads, before anything is pushed or committed.
+        // 5. Store before anything is pushed or committed.
         if !fresh.is_empty() {
             let store = &self.store;
             if persist(shutdown, "store messages", || store.insert(&fresh))
@@ -215,24 +210,39 @@ impl Processor {
             {
                 return false;
             }
-            let mut heads: HashMap<ChannelId, i64> = HashMap::new();
-            for (m, _) in &fresh {
-                heads.insert(m.channel_id, m.seq.unwrap_or(0));
-            }
-            let heads: Vec<(ChannelId, i64)> = heads.into_iter().collect();
-            if persist(shutdown, "store channel heads", || store.set_heads(&heads))
-                .await
-                .is_none()
-            {
-                return false;
-            }
             metrics::counter!("chat_messages_stored_total").increment(fresh.len() as u64);
         }
 
-        // 6. Push. Failures are logged, not retried: the messages are stored, and a gateway
-        // fills any gap from history when the next message of the channel arrives.
-        self.fanout.push(&outgoing).await;
-        true
+        // 6. Push, and meanwhile move the head hints of channels that entered a new bucket
+        // (both before the commit). Not beside the insert: a hint must be a stored position.
+        // Push failures are logged, not retried: the messages are stored, and a gateway fills
+        // any gap from history when the next message of the channel arrives.
+        let mut first_new: HashMap<ChannelId, (i64, i64)> = HashMap::new();
+        for (m, _) in &fresh {
+            let seq = m.seq.unwrap_or(0);
+            first_new
+                .entry(m.channel_id)
+                .and_modify(|(_, last)| *last = seq)
+                .or_insert((seq, seq));
+        }
+        let hints: Vec<(ChannelId, i64)> = first_new
+            .into_iter()
+            .filter(|(_, (first, last))| bucket_of(*last) != bucket_of(*first - 1))
+            .map(|(c, (_, last))| (c, last))
+            .collect();
+        let store = &self.store;
+        let (hints_written, ()) = tokio::join!(
+            async {
+                hints.is_empty()
+                    || persist(shutdown, "store head hints", || {
+                        store.set_head_hints(&hints)
+                    })
+                    .await
+                    .is_some()
+            },
+            self.fanout.push(&outgoing),
+        );
+        hints_written
     }
 
     fn members_of(&self, channel: ChannelId) -> Arc<Vec<UserId>> {
