@@ -3,7 +3,7 @@
 //! once and queued to every connection of its recipients; nothing here waits on a client.
 
 use crate::Shared;
-use crate::hub::Outbound;
+use crate::hub::{LiveMessage, MembershipNote, Outbound};
 use axum::Json;
 use axum::extract::State;
 use axum::extract::ws::Utf8Bytes;
@@ -42,11 +42,11 @@ pub async fn deliver(
                         serde_json::to_string(&ServerFrame::Message { message })
                             .expect("frames serialise"),
                     );
-                    Outbound::Live {
+                    Outbound::Live(Arc::new(LiveMessage {
                         channel,
                         seq,
                         frame,
-                    }
+                    }))
                 }
                 Event::Membership {
                     channel_id,
@@ -58,11 +58,11 @@ pub async fn deliver(
                         // Already stale by the epoch; this also covers an epoch Redis lost.
                         shared.hub.forget_member(user_id, Some(channel_id));
                     }
-                    Outbound::Membership {
+                    Outbound::Membership(Arc::new(MembershipNote {
                         channel: channel_id,
                         change,
                         seq,
-                    }
+                    }))
                 }
             });
         }

@@ -11,23 +11,17 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-/// What a connection's writer is asked to do, in order.
+/// What a connection's writer is asked to do, in order. Kept small (24 bytes): a connection's
+/// queue allocates room for 32 items as soon as it exists, so this size is paid by every idle
+/// connection; bigger payloads live behind an `Arc`, shared by all recipients.
 #[derive(Clone, Debug)]
 pub enum Outbound {
-    /// A channel message at position `seq`, already serialised as a `message` frame.
-    Live {
-        channel: ChannelId,
-        seq: i64,
-        frame: Utf8Bytes,
-    },
-    /// The user joined or left `channel` when its last position was `seq`.
-    Membership {
-        channel: ChannelId,
-        change: MembershipChange,
-        seq: i64,
-    },
-    /// Any other frame (ready, ack, error, pong).
-    Frame(Utf8Bytes),
+    /// A channel message, already serialised as a `message` frame.
+    Live(Arc<LiveMessage>),
+    /// The user joined or left a channel.
+    Membership(Arc<MembershipNote>),
+    /// Any other frame (ready, ack, error, pong), serialised.
+    Frame(String),
     /// The client's first frame is a `resume`: keep holding live messages, however long its
     /// lookups take, until the `Resume` item that follows.
     ResumePending,
@@ -38,6 +32,22 @@ pub enum Outbound {
     /// Pushes may have been missed (Redis lost presence): send everything after the last
     /// position of every channel this connection knows.
     Resync,
+}
+
+/// A channel message at position `seq`.
+#[derive(Debug)]
+pub struct LiveMessage {
+    pub channel: ChannelId,
+    pub seq: i64,
+    pub frame: Utf8Bytes,
+}
+
+/// The user joined or left `channel` when its last position was `seq`.
+#[derive(Debug)]
+pub struct MembershipNote {
+    pub channel: ChannelId,
+    pub change: MembershipChange,
+    pub seq: i64,
 }
 
 #[derive(Clone)]
@@ -240,5 +250,14 @@ pub async fn heartbeat(shared: Arc<Shared>) {
                 Err(e) => tracing::warn!(error = %e, "presence renewal failed"),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_queued_item_stays_small() {
+        // Every connection's queue holds a block of 32 items from the start.
+        assert!(std::mem::size_of::<super::Outbound>() <= 32);
     }
 }

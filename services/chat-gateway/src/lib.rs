@@ -85,7 +85,7 @@ impl Default for GatewayConfig {
             ping_interval_secs: 25,
             idle_timeout_secs: 75,
             resume_hold_ms: 1000,
-            read_buffer_bytes: 4096,
+            read_buffer_bytes: 1024,
             write_buffer_bytes: 16 * 1024,
             max_frame_bytes: 64 * 1024,
             membership_cache_secs: 300,

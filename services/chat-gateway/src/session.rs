@@ -79,8 +79,8 @@ fn unauthorized(code: &str, message: &str) -> Response {
         .into_response()
 }
 
-fn frame(f: &ServerFrame) -> Utf8Bytes {
-    Utf8Bytes::from(serde_json::to_string(f).expect("frames serialise"))
+fn frame(f: &ServerFrame) -> String {
+    serde_json::to_string(f).expect("frames serialise")
 }
 
 fn error_frame(code: &str, message: impl Into<String>, client_msg_id: Option<String>) -> Outbound {
@@ -241,12 +241,16 @@ async fn handle_frame(
             client_msg_id,
             body,
         } => {
-            if let Err(out) = send(shared, user, channel_id, client_msg_id, body, tx).await {
+            // Boxed (here and below): these futures hold database and Redis calls and are
+            // several KiB; inline, every idle connection's task would carry that space.
+            if let Err(out) =
+                Box::pin(send(shared, user, channel_id, client_msg_id, body, tx)).await
+            {
                 let _ = tx.send(out).await;
             }
         }
         ClientFrame::Resume { channels } => {
-            let out = resume(shared, user, channels, tx, handle).await;
+            let out = Box::pin(resume(shared, user, channels, tx, handle)).await;
             let _ = tx.send(out).await;
         }
     }
@@ -559,7 +563,7 @@ impl Writer {
 
     async fn handle(&mut self, item: Outbound, sink: &mut Sink, handle: &ConnHandle) -> SinkResult {
         match item {
-            Outbound::Live { .. } | Outbound::Membership { .. } if self.holding => {
+            Outbound::Live(_) | Outbound::Membership(_) if self.holding => {
                 if self.held.len() >= self.shared.cfg.queue_capacity {
                     handle
                         .kill_code
@@ -569,11 +573,8 @@ impl Writer {
                     self.held.push_back(item);
                 }
             }
-            Outbound::Live {
-                channel,
-                seq,
-                frame,
-            } => {
+            Outbound::Live(live) => {
+                let (channel, seq) = (live.channel, live.seq);
                 match self.last.get(&channel).copied() {
                     Some(last) if seq <= last => {
                         metrics::counter!("chat_replays_dropped_total").increment(1);
@@ -581,8 +582,7 @@ impl Writer {
                     }
                     Some(last) if seq > last + 1 => {
                         metrics::counter!("chat_gaps_filled_total").increment(1);
-                        if !self
-                            .catch_up(channel, last, Some(seq - 1), sink, handle)
+                        if !Box::pin(self.catch_up(channel, last, Some(seq - 1), sink, handle))
                             .await?
                         {
                             return Ok(());
@@ -590,22 +590,18 @@ impl Writer {
                     }
                     _ => {}
                 }
-                sink.feed(WsMessage::Text(frame)).await?;
+                sink.feed(WsMessage::Text(live.frame.clone())).await?;
                 self.last.insert(channel, seq);
             }
-            Outbound::Membership {
-                channel,
-                change,
-                seq,
-            } => match change {
+            Outbound::Membership(note) => match note.change {
                 MembershipChange::Joined => {
-                    self.last.entry(channel).or_insert(seq);
+                    self.last.entry(note.channel).or_insert(note.seq);
                 }
                 MembershipChange::Left => {
-                    self.last.remove(&channel);
+                    self.last.remove(&note.channel);
                 }
             },
-            Outbound::Frame(f) => sink.feed(WsMessage::Text(f)).await?,
+            Outbound::Frame(f) => sink.feed(WsMessage::Text(f.into())).await?,
             Outbound::Resume { channels } => {
                 for (channel, after) in &channels {
                     let from = self
@@ -615,14 +611,14 @@ impl Writer {
                         .unwrap_or(*after)
                         .max(*after);
                     self.last.insert(*channel, from);
-                    if !self.catch_up(*channel, from, None, sink, handle).await? {
+                    if !Box::pin(self.catch_up(*channel, from, None, sink, handle)).await? {
                         return Ok(());
                     }
                 }
                 let resumed = ServerFrame::Resumed {
                     channels: channels.iter().map(|(c, _)| *c).collect(),
                 };
-                sink.feed(WsMessage::Text(frame(&resumed))).await?;
+                sink.feed(WsMessage::Text(frame(&resumed).into())).await?;
                 self.release(sink, handle).await?;
             }
             Outbound::ResumePending => self.resume_pending = true,
@@ -631,7 +627,7 @@ impl Writer {
                 let known: Vec<(ChannelId, i64)> =
                     self.last.iter().map(|(c, s)| (*c, *s)).collect();
                 for (channel, after) in known {
-                    self.catch_up(channel, after, None, sink, handle).await?;
+                    Box::pin(self.catch_up(channel, after, None, sink, handle)).await?;
                 }
             }
         }
@@ -682,8 +678,10 @@ impl Writer {
             let n = page.len() as i64;
             for message in page {
                 let seq = message.seq.unwrap_or(after + 1);
-                sink.feed(WsMessage::Text(frame(&ServerFrame::Message { message })))
-                    .await?;
+                sink.feed(WsMessage::Text(
+                    frame(&ServerFrame::Message { message }).into(),
+                ))
+                .await?;
                 after = seq;
             }
             self.last.insert(channel, after);
