@@ -580,6 +580,10 @@ cdc_raw_directory: $dir/cdc_raw
 auto_snapshot: false
 snapshot_on_duplicate_row_detection: false
 concurrent_compactors: 1
+# The message servers write in unlogged batches of up to 64 statements and ~34 KiB (see
+# MessageStore::insert in crates/chat-store/src/cql.rs); do not log a warning for each one.
+batch_size_warn_threshold: 64KiB
+unlogged_batch_across_partitions_warn_threshold: 64
 EOF
     cat >"$dir/logback.xml" <<'EOF'
 <configuration scan="false">

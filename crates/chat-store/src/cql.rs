@@ -10,7 +10,11 @@ use chrono::{DateTime, Utc};
 use futures::future::try_join_all;
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
+use scylla::serialize::SerializationError;
+use scylla::serialize::row::{RowSerializationContext, SerializeRow};
+use scylla::serialize::writers::RowWriter;
 use scylla::statement::Consistency;
+use scylla::statement::batch::{Batch, BatchType};
 use scylla::statement::prepared::PreparedStatement;
 use std::sync::Arc;
 use std::time::Duration;
@@ -151,13 +155,43 @@ pub struct Placement {
 
 type MessageRow = (Uuid, i64, Uuid, Uuid, String, String, DateTime<Utc>);
 
+/// Statements per write batch, and body bytes per batch (Cassandra refuses batches over
+/// `batch_size_fail_threshold`, 50 KiB by default; a message body is at most ~16 KB).
+const BATCH_STATEMENTS: usize = 64;
+const BATCH_BODY_BYTES: usize = 24 * 1024;
+/// Ids per `IN` read.
+const READ_IDS: usize = 64;
+
+/// The values of one statement of a write batch, which mixes the two inserts.
+enum InsertRow<'a> {
+    Message((Uuid, i64, i64, Uuid, Uuid, &'a str, &'a str, DateTime<Utc>)),
+    Id((Uuid, Uuid, i64, i64)),
+}
+
+impl SerializeRow for InsertRow<'_> {
+    fn serialize(
+        &self,
+        ctx: &RowSerializationContext<'_>,
+        writer: &mut RowWriter,
+    ) -> Result<(), SerializationError> {
+        match self {
+            InsertRow::Message(v) => v.serialize(ctx, writer),
+            InsertRow::Id(v) => v.serialize(ctx, writer),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        false
+    }
+}
+
 /// Prepared statements over one shared session.
 #[derive(Clone)]
 pub struct MessageStore {
     session: Arc<Session>,
     insert_message: PreparedStatement,
     insert_id: PreparedStatement,
-    select_id: PreparedStatement,
+    select_ids: PreparedStatement,
     select_head: PreparedStatement,
     update_head: PreparedStatement,
     select_bucket_max: PreparedStatement,
@@ -190,8 +224,10 @@ impl MessageStore {
                 "INSERT INTO message_ids (id, channel_id, seq, kafka_offset) VALUES (?, ?, ?, ?)",
             )
             .await?,
-            select_id: prep("SELECT channel_id, seq, kafka_offset FROM message_ids WHERE id = ?")
-                .await?,
+            select_ids: prep(
+                "SELECT id, channel_id, seq, kafka_offset FROM message_ids WHERE id IN ?",
+            )
+            .await?,
             select_head: prep("SELECT last_seq FROM channel_heads WHERE channel_id = ?").await?,
             update_head: prep("UPDATE channel_heads SET last_seq = ? WHERE channel_id = ?").await?,
             select_bucket_max: prep(
@@ -226,56 +262,77 @@ impl MessageStore {
 
     /// Store messages that already have their `seq`, each with the offset of its Kafka record.
     /// Idempotent: storing the same message at the same position again rewrites identical cells.
+    /// Unlogged batches (each message's row and id row, many messages per batch): one request
+    /// instead of two per message. Nothing needs the batch to be atomic: the message server
+    /// retries the whole call until it succeeds.
     pub async fn insert(&self, messages: &[(Message, i64)]) -> Result<(), CqlError> {
-        let writes = messages.iter().flat_map(|(m, offset)| {
+        let mut batches: Vec<(Batch, Vec<InsertRow<'_>>)> = Vec::new();
+        let mut body_bytes = 0;
+        for (m, offset) in messages {
             let seq = m.seq.expect("stored messages have a position");
-            let a = self.session.execute_unpaged(
-                &self.insert_message,
-                (
-                    m.channel_id.0,
-                    bucket_of(seq),
-                    seq,
-                    m.id.0,
-                    m.sender_id.0,
-                    m.body.as_str(),
-                    m.client_msg_id.as_str(),
-                    m.created_at,
-                ),
-            );
-            let b = self
-                .session
-                .execute_unpaged(&self.insert_id, (m.id.0, m.channel_id.0, seq, *offset));
-            [
-                futures::future::Either::Left(a),
-                futures::future::Either::Right(b),
-            ]
-        });
-        try_join_all(writes).await?;
+            let full = batches.last().is_none_or(|(_, rows)| {
+                rows.len() + 2 > BATCH_STATEMENTS
+                    || (body_bytes + m.body.len() > BATCH_BODY_BYTES && !rows.is_empty())
+            });
+            if full {
+                let mut batch = Batch::new(BatchType::Unlogged);
+                batch.set_consistency(Consistency::LocalQuorum);
+                batch.set_is_idempotent(true);
+                batches.push((batch, Vec::new()));
+                body_bytes = 0;
+            }
+            body_bytes += m.body.len();
+            let (batch, rows) = batches.last_mut().expect("pushed above");
+            batch.append_statement(self.insert_message.clone());
+            rows.push(InsertRow::Message((
+                m.channel_id.0,
+                bucket_of(seq),
+                seq,
+                m.id.0,
+                m.sender_id.0,
+                m.body.as_str(),
+                m.client_msg_id.as_str(),
+                m.created_at,
+            )));
+            batch.append_statement(self.insert_id.clone());
+            rows.push(InsertRow::Id((m.id.0, m.channel_id.0, seq, *offset)));
+        }
+        try_join_all(
+            batches
+                .iter()
+                .map(|(batch, rows)| self.session.batch(batch, rows)),
+        )
+        .await?;
         Ok(())
     }
 
-    /// Where these message ids are stored, for the ids that are stored.
+    /// Where these message ids are stored, for the ids that are stored (`IN` reads of up to
+    /// [`READ_IDS`] ids, concurrently).
     pub async fn placements(
         &self,
         ids: &[MessageId],
     ) -> Result<Vec<(MessageId, Placement)>, CqlError> {
-        let reads = ids.iter().map(|id| async move {
+        let reads = ids.chunks(READ_IDS).map(|chunk| async move {
+            let keys: Vec<Uuid> = chunk.iter().map(|id| id.0).collect();
             let r = self
                 .session
-                .execute_unpaged(&self.select_id, (id.0,))
+                .execute_unpaged(&self.select_ids, (keys,))
                 .await?;
             let rows = r.into_rows_result().map_err(resp)?;
-            let row: Option<(Uuid, i64, Option<i64>)> = rows.maybe_first_row().map_err(resp)?;
-            Ok::<_, CqlError>(row.map(|(c, seq, kafka_offset)| {
-                (
-                    *id,
-                    Placement {
-                        channel_id: ChannelId(c),
-                        seq,
-                        kafka_offset,
-                    },
-                )
-            }))
+            rows.rows::<(Uuid, Uuid, i64, Option<i64>)>()
+                .map_err(resp)?
+                .map(|row| {
+                    let (id, c, seq, kafka_offset) = row.map_err(resp)?;
+                    Ok::<_, CqlError>((
+                        MessageId(id),
+                        Placement {
+                            channel_id: ChannelId(c),
+                            seq,
+                            kafka_offset,
+                        },
+                    ))
+                })
+                .collect::<Result<Vec<_>, _>>()
         });
         Ok(try_join_all(reads).await?.into_iter().flatten().collect())
     }
