@@ -49,14 +49,24 @@ run() {
     timeout --kill-after=10 600 "$BIN" "$@" "${extra[@]}"
 }
 
+# Restart processes of the stack so they start from a clean memory baseline.
+fresh() {
+    local n
+    for n in "$@"; do
+        deploy/stack.sh kill "$n" >/dev/null && deploy/stack.sh start "$n" >/dev/null || return 1
+    done
+}
+
 status=0
 for s in "${scenarios[@]}"; do
     case $s in
         smoke) run smoke smoke || status=1 ;;
         baseline) run baseline baseline --out-dir "$OUT" || status=1 ;;
         warmup) run warmup groups --out-dir "${TMPDIR:-/tmp}/chat-bench-warmup" --rates 200,400 --step-secs 15 || status=1 ;;
-        idle) run idle idle --out-dir "$OUT" --connections 19900 --target direct || status=1 ;;
-        idle-nginx) run idle-nginx idle --out-dir "$OUT" --name idle-nginx --connections 9000 --target nginx || status=1 ;;
+        # The idle scenarios restart what they measure: an allocator keeps freed memory, so a
+        # process that already served connections would show too little RSS per connection.
+        idle) fresh gateway-1 && run idle idle --out-dir "$OUT" --connections 19900 --target direct || status=1 ;;
+        idle-nginx) fresh gateway-1 gateway-2 nginx && run idle-nginx idle --out-dir "$OUT" --name idle-nginx --connections 19500 --target nginx || status=1 ;;
         groups) run groups groups --out-dir "$OUT" || status=1 ;;
         fanout) run fanout fanout --out-dir "$OUT" || status=1 ;;
         history) run history history --out-dir "$OUT" || status=1 ;;
