@@ -418,8 +418,8 @@ func main() {
 	confPath := filepath.Join(*repo, "deploy", "nginx", "compose.conf")
 	if conf, err := os.ReadFile(confPath); c.check(err == nil, "cannot read %s: %v", confPath, err) {
 		text := string(conf)
-		c.check(regexp.MustCompile(fmt.Sprintf(`(?m)^\s*listen\s+%d\s*;`, topo.lbPort)).MatchString(text),
-			"%s: no `listen %d;`", confPath, topo.lbPort)
+		c.check(regexp.MustCompile(fmt.Sprintf(`(?m)^\s*listen\s+%d(\s+[a-z_=0-9]+)*\s*;`, topo.lbPort)).MatchString(text),
+			"%s: no `listen %d [options];`", confPath, topo.lbPort)
 		upstreams := map[string]bool{}
 		for _, m := range regexp.MustCompile(`(?m)^\s*server\s+([A-Za-z0-9._-]+:\d+)`).FindAllStringSubmatch(text, -1) {
 			upstreams[m[1]] = true
