@@ -262,6 +262,61 @@ fn guard(t: &TrafficOpts) -> Option<Guard> {
     })
 }
 
+/// A measured run of steady traffic through nginx, with the user's traffic options.
+#[allow(clippy::too_many_arguments)]
+fn steady_traffic(
+    c: &Common,
+    t: &TrafficOpts,
+    api: &Api,
+    name: &str,
+    channels: Vec<ChannelId>,
+    conns: Vec<ConnPlan>,
+    steps: Vec<Step>,
+    stack_pids: &BTreeMap<String, u32>,
+) -> TrafficSpec {
+    let (ws_url, connect_addr) = ws_url(&c.base_url);
+    TrafficSpec {
+        api: api.clone(),
+        name: name.into(),
+        ws_url,
+        connect_addr,
+        token_in_query: false,
+        channels,
+        conns,
+        steps,
+        body_bytes: t.body_bytes,
+        max_unacked: t.max_unacked,
+        slow_ms: t.slow_ms,
+        guard: guard(t),
+        drain_secs: t.drain_secs,
+        collect_ids: false,
+        connect_rate: c.connect_rate,
+        spread: spread(c),
+        measure: true,
+        stack_pids: stack_pids.clone(),
+        on_go: None,
+    }
+}
+
+/// The settings every steady-traffic result records, added to a scenario's own.
+fn extend_settings(
+    settings: &mut serde_json::Value,
+    c: &Common,
+    t: &TrafficOpts,
+    r: &TrafficResult,
+) {
+    let common = serde_json::json!({
+        "rates": r.steps.iter().map(|s| s.target_rate).collect::<Vec<_>>(),
+        "step_secs": t.step_secs, "body_bytes": t.body_bytes,
+        "max_unacked": t.max_unacked, "guard": !t.no_guard,
+        "slow_ms": t.slow_ms, "slow_share": t.slow_share, "lag_secs": t.lag_secs,
+        "workers": r.connections.workers, "source_ips": c.source_ips,
+    });
+    if let (Some(s), serde_json::Value::Object(common)) = (settings.as_object_mut(), common) {
+        s.extend(common);
+    }
+}
+
 fn steps_of(t: &TrafficOpts, default: &[f64]) -> Vec<Step> {
     t.rates
         .clone()
@@ -390,28 +445,16 @@ pub async fn groups(a: GroupsArgs) -> anyhow::Result<bool> {
         })
         .collect();
     let pids = procs::stack_pids(&c.stack_dir);
-    let (ws, addr) = ws_url(&c.base_url);
-    let spec = TrafficSpec {
-        api: api.clone(),
-        name: "groups".into(),
-        ws_url: ws,
-        connect_addr: addr,
-        token_in_query: false,
-        channels: layout.channels.iter().map(|c| c.id).collect(),
+    let spec = steady_traffic(
+        c,
+        &a.traffic,
+        &api,
+        "groups",
+        layout.channels.iter().map(|c| c.id).collect(),
         conns,
         steps,
-        body_bytes: a.traffic.body_bytes,
-        max_unacked: a.traffic.max_unacked,
-        slow_ms: a.traffic.slow_ms,
-        guard: guard(&a.traffic),
-        drain_secs: a.traffic.drain_secs,
-        collect_ids: false,
-        connect_rate: c.connect_rate,
-        spread: spread(c),
-        measure: true,
-        stack_pids: pids.clone(),
-        on_go: None,
-    };
+        &pids,
+    );
     let r = traffic::run(spec, &b).await?;
     b.finish_and_clear();
     println!(
@@ -419,14 +462,10 @@ pub async fn groups(a: GroupsArgs) -> anyhow::Result<bool> {
         a.channels, a.members, n
     );
     traffic::print(&r);
-    let settings = serde_json::json!({
+    let mut settings = serde_json::json!({
         "channels": a.channels, "members": a.members, "connections": n,
-        "rates": r.steps.iter().map(|s| s.target_rate).collect::<Vec<_>>(),
-        "step_secs": a.traffic.step_secs, "body_bytes": a.traffic.body_bytes,
-        "max_unacked": a.traffic.max_unacked, "guard": !a.traffic.no_guard,
-        "slow_ms": a.traffic.slow_ms, "slow_share": a.traffic.slow_share, "lag_secs": a.traffic.lag_secs,
-        "workers": r.connections.workers, "source_ips": c.source_ips,
     });
+    extend_settings(&mut settings, c, &a.traffic, &r);
     write_traffic(c, "groups", settings, &pids, &r)?;
     Ok(verdict_ok(&r))
 }
@@ -466,28 +505,16 @@ pub async fn fanout(a: FanoutArgs) -> anyhow::Result<bool> {
         })
         .collect();
     let pids = procs::stack_pids(&c.stack_dir);
-    let (ws, addr) = ws_url(&c.base_url);
-    let spec = TrafficSpec {
-        api: api.clone(),
-        name: "fanout".into(),
-        ws_url: ws,
-        connect_addr: addr,
-        token_in_query: false,
-        channels: vec![layout.channels[0].id],
+    let spec = steady_traffic(
+        c,
+        &a.traffic,
+        &api,
+        "fanout",
+        vec![layout.channels[0].id],
         conns,
         steps,
-        body_bytes: a.traffic.body_bytes,
-        max_unacked: a.traffic.max_unacked,
-        slow_ms: a.traffic.slow_ms,
-        guard: guard(&a.traffic),
-        drain_secs: a.traffic.drain_secs,
-        collect_ids: false,
-        connect_rate: c.connect_rate,
-        spread: spread(c),
-        measure: true,
-        stack_pids: pids.clone(),
-        on_go: None,
-    };
+        &pids,
+    );
     let r = traffic::run(spec, &b).await?;
     b.finish_and_clear();
     println!(
@@ -495,15 +522,11 @@ pub async fn fanout(a: FanoutArgs) -> anyhow::Result<bool> {
         a.members, a.senders
     );
     traffic::print(&r);
-    let settings = serde_json::json!({
+    let mut settings = serde_json::json!({
         "members": a.members, "senders": a.senders,
-        "rates": r.steps.iter().map(|s| s.target_rate).collect::<Vec<_>>(),
         "target_deliveries_per_s": r.steps.iter().map(|s| s.target_rate * a.members as f64).collect::<Vec<_>>(),
-        "step_secs": a.traffic.step_secs, "body_bytes": a.traffic.body_bytes,
-        "max_unacked": a.traffic.max_unacked, "guard": !a.traffic.no_guard,
-        "slow_ms": a.traffic.slow_ms, "slow_share": a.traffic.slow_share, "lag_secs": a.traffic.lag_secs,
-        "workers": r.connections.workers, "source_ips": c.source_ips,
     });
+    extend_settings(&mut settings, c, &a.traffic, &r);
     write_traffic(c, "fanout", settings, &pids, &r)?;
     Ok(verdict_ok(&r))
 }

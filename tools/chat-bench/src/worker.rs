@@ -316,6 +316,28 @@ pub async fn run(
     Ok(())
 }
 
+/// Parse JSON lines (orders to a worker, or its reports) into `tx` until the stream ends or
+/// the receiver is gone; a line that does not parse is reported and skipped.
+async fn forward_lines<R, T>(
+    lines: &mut tokio::io::Lines<R>,
+    tx: &mpsc::UnboundedSender<T>,
+    what: &str,
+) where
+    R: tokio::io::AsyncBufRead + Unpin,
+    T: serde::de::DeserializeOwned,
+{
+    while let Ok(Some(line)) = lines.next_line().await {
+        match serde_json::from_str::<T>(&line) {
+            Ok(m) => {
+                if tx.send(m).is_err() {
+                    return;
+                }
+            }
+            Err(e) => eprintln!("{what} {line:?}: {e}"),
+        }
+    }
+}
+
 /// `chat-bench worker`: a job on stdin (first line), orders on the following lines, reports on
 /// stdout. The parent closing stdin stops the worker.
 pub fn child_main() -> anyhow::Result<()> {
@@ -334,16 +356,7 @@ pub fn child_main() -> anyhow::Result<()> {
         let (to_tx, to_rx) = mpsc::unbounded_channel();
         let (from_tx, mut from_rx) = mpsc::unbounded_channel::<FromWorker>();
         tokio::task::spawn_local(async move {
-            while let Ok(Some(line)) = lines.next_line().await {
-                match serde_json::from_str::<ToWorker>(&line) {
-                    Ok(m) => {
-                        if to_tx.send(m).is_err() {
-                            return;
-                        }
-                    }
-                    Err(e) => eprintln!("chat-bench worker: bad order {line:?}: {e}"),
-                }
-            }
+            forward_lines(&mut lines, &to_tx, "chat-bench worker: bad order").await;
             let _ = to_tx.send(ToWorker::Stop);
         });
         let writer = tokio::task::spawn_local(async move {
@@ -1135,16 +1148,7 @@ impl WorkerHandle {
         });
         tokio::spawn(async move {
             let mut lines = tokio::io::BufReader::new(stdout).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                match serde_json::from_str::<FromWorker>(&line) {
-                    Ok(m) => {
-                        if from_tx.send(m).is_err() {
-                            return;
-                        }
-                    }
-                    Err(e) => eprintln!("chat-bench: bad worker report: {e}"),
-                }
-            }
+            forward_lines(&mut lines, &from_tx, "chat-bench: bad worker report").await;
         });
         Ok(WorkerHandle {
             tx: to_tx,
