@@ -27,7 +27,9 @@ struct Conversation {
     }
 
     func run() async throws {
-        let me = try await api.me()
+        // The stored user, not `GET /users/me`: no REST call may refresh the token before the
+        // socket has met it (see below).
+        guard let me = await tokens.currentUser else { fail("not signed in") }
         var store = MessageStore(currentUserID: me.id)
         let realtime = RealtimeClient(url: endpoint.webSocketURL, tokens: tokens)
 
