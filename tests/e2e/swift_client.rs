@@ -126,7 +126,12 @@ impl Conversation {
     }
 
     /// The next output line `pick` accepts, within `wait`.
-    async fn expect(&mut self, what: &str, wait: Duration, pick: impl Fn(&str) -> bool) -> anyhow::Result<String> {
+    async fn expect(
+        &mut self,
+        what: &str,
+        wait: Duration,
+        pick: impl Fn(&str) -> bool,
+    ) -> anyhow::Result<String> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             match tokio::time::timeout_at(deadline, self.lines.recv()).await {
@@ -140,7 +145,9 @@ impl Conversation {
 
     /// The client's timeline (`/dump`): (seq, message id, status, body) per entry, and the
     /// summary line.
-    async fn dump(&mut self) -> anyhow::Result<(Vec<(Option<i64>, String, String, String)>, String)> {
+    async fn dump(
+        &mut self,
+    ) -> anyhow::Result<(Vec<(Option<i64>, String, String, String)>, String)> {
         self.type_line("/dump").await?;
         let mut entries = Vec::new();
         loop {
@@ -183,37 +190,60 @@ async fn swift_and_rust_clients_chat_and_the_swift_client_resumes_exactly_after_
 -> anyhow::Result<()> {
     let api = Api::default();
     let bob: Session = api.register("bob").await?;
-    let channel = api.create_channel(&bob.access_token, &unique("swift-")).await?;
+    let channel = api
+        .create_channel(&bob.access_token, &unique("swift-"))
+        .await?;
 
     // The Swift user signs up, joins and finds the channel, all through ChatKit's REST client.
     let session = session_file()?;
     let name = unique("swift");
     let signed_in = swift_once(&session, &["register", &name, "correct horse battery"]).await?;
-    ensure!(signed_in.iter().any(|l| l.starts_with("signed in ")), "{signed_in:?}");
+    ensure!(
+        signed_in.iter().any(|l| l.starts_with("signed in ")),
+        "{signed_in:?}"
+    );
     swift_once(&session, &["join", &channel.id.to_string()]).await?;
     let listed = swift_once(&session, &["conversations"]).await?;
     ensure!(
-        listed.iter().any(|l| field(l, "id") == Some(&channel.id.to_string())),
+        listed
+            .iter()
+            .any(|l| field(l, "id") == Some(&channel.id.to_string())),
         "the joined channel is not listed: {listed:?}"
     );
 
     let mut swift = Conversation::open(&session, channel.id)?;
-    let ready = swift.expect("ready", WAIT, |l| l.starts_with("ready ")).await?;
-    let first_connection = field(&ready, "connection").context("connection id")?.to_owned();
-    let gateway = first_connection.split(':').next().unwrap_or_default().to_owned();
-    swift.expect("history", WAIT, |l| l.starts_with("history ")).await?;
+    let ready = swift
+        .expect("ready", WAIT, |l| l.starts_with("ready "))
+        .await?;
+    let first_connection = field(&ready, "connection")
+        .context("connection id")?
+        .to_owned();
+    let gateway = first_connection
+        .split(':')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    swift
+        .expect("history", WAIT, |l| l.starts_with("history "))
+        .await?;
     let mut rust = connect_elsewhere(&bob.access_token, &gateway).await?;
-    println!("swift client on {first_connection}, rust client on {}", rust.connection_id);
+    println!(
+        "swift client on {first_connection}, rust client on {}",
+        rust.connection_id
+    );
 
     // Both ways.
-    rust.send_message(channel.id, &unique("r-"), "hello from rust").await?;
+    rust.send_message(channel.id, &unique("r-"), "hello from rust")
+        .await?;
     swift
         .expect("the Rust message", WAIT, |l| {
             l.starts_with("message ") && field(l, "body") == Some("hello from rust")
         })
         .await?;
     swift.type_line("hello from swift").await?;
-    swift.expect("the ack", WAIT, |l| l.starts_with("acked ")).await?;
+    swift
+        .expect("the ack", WAIT, |l| l.starts_with("acked "))
+        .await?;
     rust.until(|f| match f {
         ServerFrame::Message { message } if message.body == "hello from swift" => Some(()),
         _ => None,
@@ -225,12 +255,14 @@ async fn swift_and_rust_clients_chat_and_the_swift_client_resumes_exactly_after_
     let mut acked = Vec::new();
     for i in 0..20 {
         let client_msg_id = unique("r-");
-        rust.send_message(channel.id, &client_msg_id, &format!("while down {i}")).await?;
+        rust.send_message(channel.id, &client_msg_id, &format!("while down {i}"))
+            .await?;
         let (id, _) = rust
             .until(|f| match f {
-                ServerFrame::Ack { client_msg_id: c, message } if *c == client_msg_id => {
-                    Some(message.id.to_string())
-                }
+                ServerFrame::Ack {
+                    client_msg_id: c,
+                    message,
+                } if *c == client_msg_id => Some(message.id.to_string()),
                 _ => None,
             })
             .await?;
@@ -243,13 +275,18 @@ async fn swift_and_rust_clients_chat_and_the_swift_client_resumes_exactly_after_
             l.starts_with("ready ") && field(l, "connection") != Some(first_connection.as_str())
         })
         .await?;
-    swift.expect("resumed", WAIT, |l| l.starts_with("resumed ")).await?;
+    swift
+        .expect("resumed", WAIT, |l| l.starts_with("resumed "))
+        .await?;
 
     // Every acked message, once, in order: poll the timeline until the last one is there.
     let deadline = tokio::time::Instant::now() + WAIT;
     let (entries, summary) = loop {
         let (entries, summary) = swift.dump().await?;
-        let have = acked.iter().filter(|id| entries.iter().any(|e| &e.1 == *id)).count();
+        let have = acked
+            .iter()
+            .filter(|id| entries.iter().any(|e| &e.1 == *id))
+            .count();
         if have == acked.len() || tokio::time::Instant::now() > deadline {
             break (entries, summary);
         }
@@ -275,14 +312,25 @@ async fn swift_and_rust_clients_chat_and_the_swift_client_resumes_exactly_after_
         acked.len(),
         entries.len(),
     );
-    ensure!(once == acked.len(), "every acked message once: {positions:?}");
-    ensure!(in_order && seqs.len() == acked.len(), "in order without gaps: {seqs:?}");
+    ensure!(
+        once == acked.len(),
+        "every acked message once: {positions:?}"
+    );
+    ensure!(
+        in_order && seqs.len() == acked.len(),
+        "in order without gaps: {seqs:?}"
+    );
     ensure!(timeline_ordered, "timeline ordered by seq: {all_seqs:?}");
-    ensure!(summary.contains("duplicates=0"), "no message delivered twice live: {summary}");
+    ensure!(
+        summary.contains("duplicates=0"),
+        "no message delivered twice live: {summary}"
+    );
 
     // And it still sends after the reconnect.
     swift.type_line("back again").await?;
-    swift.expect("the ack", WAIT, |l| l.starts_with("acked ")).await?;
+    swift
+        .expect("the ack", WAIT, |l| l.starts_with("acked "))
+        .await?;
     rust.until(|f| match f {
         ServerFrame::Message { message } if message.body == "back again" => Some(()),
         _ => None,
@@ -301,7 +349,10 @@ fn expired_access_token(user: &chat_types::UserId) -> anyhow::Result<String> {
     use chat_common::auth::TokenKeys;
     use chat_common::config::AuthConfig;
     let stack_dir = std::env::var("CHAT_STACK_DIR").unwrap_or_else(|_| {
-        format!("{}/.cache/chat-stack", std::env::var("HOME").unwrap_or_default())
+        format!(
+            "{}/.cache/chat-stack",
+            std::env::var("HOME").unwrap_or_default()
+        )
     });
     let config = AuthConfig {
         jwt_secret_file: Some(format!("{stack_dir}/run/secrets/jwt_secret")),
@@ -311,14 +362,19 @@ fn expired_access_token(user: &chat_types::UserId) -> anyhow::Result<String> {
 }
 
 #[tokio::test]
-async fn an_expired_access_token_is_refreshed_and_the_swift_client_connects() -> anyhow::Result<()> {
+async fn an_expired_access_token_is_refreshed_and_the_swift_client_connects() -> anyhow::Result<()>
+{
     let api = Api::default();
     let carol: Session = api.register("carol").await?;
-    let channel = api.create_channel(&carol.access_token, &unique("swift-")).await?;
+    let channel = api
+        .create_channel(&carol.access_token, &unique("swift-"))
+        .await?;
     let expired = expired_access_token(&carol.user.id)?;
     // `exp` is the issuing second; with no leeway it is refused from the next one.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let refused = api.call("GET", "/api/v1/users/me", Some(&expired), None).await?;
+    let refused = api
+        .call("GET", "/api/v1/users/me", Some(&expired), None)
+        .await?;
     ensure!(
         refused.status == 401 && refused.error_code() == Some("token_expired"),
         "the made-up token should be expired: {refused:?}"
@@ -340,9 +396,13 @@ async fn an_expired_access_token_is_refreshed_and_the_swift_client_connects() ->
     )?;
 
     let mut swift = Conversation::open(&session, channel.id)?;
-    let ready = swift.expect("ready", WAIT, |l| l.starts_with("ready ")).await?;
+    let ready = swift
+        .expect("ready", WAIT, |l| l.starts_with("ready "))
+        .await?;
     swift.type_line("sent with a refreshed token").await?;
-    swift.expect("the ack", WAIT, |l| l.starts_with("acked ")).await?;
+    swift
+        .expect("the ack", WAIT, |l| l.starts_with("acked "))
+        .await?;
     swift.quit().await?;
 
     let stored: serde_json::Value = serde_json::from_slice(&std::fs::read(&session)?)?;
@@ -350,10 +410,21 @@ async fn an_expired_access_token_is_refreshed_and_the_swift_client_connects() ->
     let new_refresh = stored["refresh_token"].as_str().unwrap_or_default();
     println!(
         "swift client: upgrade refused with the expired token, refreshed (access token {}, refresh token {}), then {ready}",
-        if new_access != expired { "replaced" } else { "UNCHANGED" },
-        if new_refresh != carol.refresh_token { "rotated" } else { "UNCHANGED" },
+        if new_access != expired {
+            "replaced"
+        } else {
+            "UNCHANGED"
+        },
+        if new_refresh != carol.refresh_token {
+            "rotated"
+        } else {
+            "UNCHANGED"
+        },
     );
-    ensure!(new_access != expired && new_refresh != carol.refresh_token, "the session was not refreshed");
+    ensure!(
+        new_access != expired && new_refresh != carol.refresh_token,
+        "the session was not refreshed"
+    );
     let old = api
         .call(
             "POST",
@@ -362,7 +433,10 @@ async fn an_expired_access_token_is_refreshed_and_the_swift_client_connects() ->
             Some(serde_json::json!({ "refresh_token": carol.refresh_token })),
         )
         .await?;
-    ensure!(old.status == 401, "the old refresh token is dead after rotation: {old:?}");
+    ensure!(
+        old.status == 401,
+        "the old refresh token is dead after rotation: {old:?}"
+    );
     let _ = std::fs::remove_file(&session);
     Ok(())
 }
