@@ -92,6 +92,8 @@ struct Conversation {
     child: Child,
     stdin: ChildStdin,
     lines: mpsc::UnboundedReceiver<String>,
+    /// Every line read so far.
+    seen: Vec<String>,
 }
 
 impl Conversation {
@@ -116,6 +118,7 @@ impl Conversation {
             child,
             stdin,
             lines,
+            seen: Vec::new(),
         })
     }
 
@@ -137,8 +140,12 @@ impl Conversation {
             match tokio::time::timeout_at(deadline, self.lines.recv()).await {
                 Err(_) => bail!("the Swift client printed no {what} within {wait:?}"),
                 Ok(None) => bail!("the Swift client exited before printing {what}"),
-                Ok(Some(line)) if pick(&line) => return Ok(line),
-                Ok(Some(_)) => continue,
+                Ok(Some(line)) => {
+                    self.seen.push(line.clone());
+                    if pick(&line) {
+                        return Ok(line);
+                    }
+                }
             }
         }
     }
@@ -311,6 +318,30 @@ async fn swift_and_rust_clients_chat_and_the_swift_client_resumes_exactly_after_
         once,
         acked.len(),
         entries.len(),
+    );
+    // How they came: replayed after the new `ready` (before `resumed`), or live afterwards.
+    let after_ready = swift
+        .seen
+        .iter()
+        .rposition(|l| l.starts_with("ready "))
+        .unwrap_or_default();
+    let mut replayed = 0;
+    let mut live = 0;
+    let mut in_catch_up = true;
+    for line in &swift.seen[after_ready..] {
+        if line.starts_with("resumed ") {
+            in_catch_up = false;
+        }
+        if line.starts_with("message ") && acked.iter().any(|id| field(line, "id") == Some(id)) {
+            if in_catch_up {
+                replayed += 1
+            } else {
+                live += 1
+            }
+        }
+    }
+    println!(
+        "of the 20: {replayed} replayed by resume, {live} live after it, the rest filled over REST"
     );
     ensure!(
         once == acked.len(),

@@ -51,6 +51,7 @@ struct CLI {
         } catch {
             fail("\(command): \(describe(error))")
         }
+        end(0)
     }
 }
 
@@ -61,7 +62,15 @@ func say(_ line: String) {
 
 func fail(_ message: String) -> Never {
     FileHandle.standardError.write(Data(("chatkit-cli: " + message + "\n").utf8))
-    exit(1)
+    end(1)
+}
+
+/// Ends the process without exit handlers. On Linux, once a `URLSessionWebSocketTask` has run,
+/// neither returning from the async `main` nor `exit()` ended the process: it stayed with one
+/// thread spinning in FoundationNetworking's libcurl loop (measured with Debian's Swift 6.0.3).
+/// Output is written unbuffered, so nothing is lost.
+func end(_ status: Int32) -> Never {
+    _exit(status)
 }
 
 func describe(_ error: any Error) -> String {
