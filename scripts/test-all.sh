@@ -56,8 +56,13 @@ step "benchmark tool smoke run (chat-bench smoke, a few seconds)"
 step "compose file check"
 deploy/compose/check.sh
 
-step "swift syntax check"
+step "iOS client: ChatKit built (warnings as errors) and tested by Swift, static checks"
+# A real Swift 6 compiler (scripts/swift.sh: native, or a cached Debian trixie root it makes
+# once, about 2 minutes).
 scripts/check-swift.sh
+
+step "iOS client: the Swift client (chatkit-cli) with a Rust client through nginx, a gateway killed"
+cargo test --release --workspace --test swift_client -- --test-threads=1 --nocapture
 
 step "web client: unit and browser tests"
 # The browser test drives Debian's Chromium; a fresh machine does not have it yet.

@@ -1,4 +1,5 @@
 import SwiftUI
+import ChatAppCore
 
 @main
 struct ChatApp: App {

@@ -1,13 +1,18 @@
 #!/usr/bin/env python3
-"""Static checks of the iOS client for machines without a Swift toolchain.
+"""Static checks of the iOS client that a compiler does not make.
 
-Run through scripts/check-swift.sh, which provides tree-sitter and the Swift grammar.
+Run through scripts/check-swift.sh (after it has built and tested the package with a real Swift
+compiler), which provides tree-sitter and the Swift grammar. What these add to the compiler: the
+SwiftUI views of ChatApp/ are not compiled off Apple platforms, so their parse (1) is all Linux
+checks of them; the import policy (2); fixtures no test decodes (3); and project.yml (4).
 
 Checks:
 1. Syntax: every .swift file under ios-client/ parses with tree-sitter-swift without ERROR or
    MISSING nodes (reported as file:line:column).
-2. Imports: ChatKit's sources import only Foundation, FoundationNetworking, Observation and
-   (for the Keychain store) Security; the app and the tests import nothing outside the SDK.
+2. Imports: ChatKit's sources import only Foundation, FoundationNetworking, Observation,
+   Network (NWPathMonitor) and (for the Keychain store) Security; ChatAppCore and chatkit-cli only
+   Foundation(Networking), Observation and ChatKit; the app and the tests nothing outside the SDK
+   and the package.
 3. Fixtures: every fixture the Swift tests name (fixture("...") and roundTrip(T.self, "...")
    calls) exists in fixtures/wire/,
    and every client-facing fixture there (rest_*, ws_*, limits) is named by some test.
@@ -30,9 +35,11 @@ import yaml
 SKIP_DIRS = {".build", ".swiftpm", "DerivedData", "build", ".git"}
 
 # What each part of the client may import (module names).
-CHATKIT_IMPORTS = {"Foundation", "FoundationNetworking", "Observation", "Security"}
-APP_IMPORTS = {"SwiftUI", "Foundation", "Observation", "ChatKit"}
-TEST_IMPORTS = {"XCTest", "Foundation", "ChatKit"}
+CHATKIT_IMPORTS = {"Foundation", "FoundationNetworking", "Observation", "Security", "Network"}
+APP_CORE_IMPORTS = {"Foundation", "Observation", "ChatKit"}
+CLI_IMPORTS = {"Foundation", "FoundationNetworking", "ChatKit"}
+APP_IMPORTS = {"SwiftUI", "Foundation", "Observation", "ChatKit", "ChatAppCore"}
+TEST_IMPORTS = {"XCTest", "Foundation", "FoundationNetworking", "ChatKit", "ChatAppCore"}
 MANIFEST_IMPORTS = {"PackageDescription"}
 
 # Fixtures of internal records that no client decodes.
@@ -90,6 +97,10 @@ def allowed_imports(path: Path, client: Path) -> set[str] | None:
     relative = path.relative_to(client).parts
     if path.name == "Package.swift":
         return MANIFEST_IMPORTS
+    if relative[:3] == ("ChatKit", "Sources", "ChatAppCore"):
+        return APP_CORE_IMPORTS
+    if relative[:3] == ("ChatKit", "Sources", "chatkit-cli"):
+        return CLI_IMPORTS
     if relative[:2] == ("ChatKit", "Sources"):
         return CHATKIT_IMPORTS
     if relative[:2] == ("ChatKit", "Tests"):

@@ -1,4 +1,5 @@
 import SwiftUI
+import ChatAppCore
 import ChatKit
 
 /// Groups and direct conversations, and the ways to start new ones.

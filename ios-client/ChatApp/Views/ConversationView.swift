@@ -1,4 +1,5 @@
 import SwiftUI
+import ChatAppCore
 import ChatKit
 
 /// One conversation: its history (older pages load when scrolled to the top), live messages,
@@ -31,8 +32,15 @@ struct ConversationView: View {
                         )
                         .id(entry.id)
                         .onTapGesture {
-                            if case .failed = entry.status {
+                            if !MessageAction.available(for: entry).isEmpty {
                                 selectedFailure = entry
+                            }
+                        }
+                        // The same actions as the tap menu, for VoiceOver (swipe up/down on
+                        // the row): a tap gesture alone is not reachable there.
+                        .accessibilityActions {
+                            ForEach(MessageAction.available(for: entry), id: \.self) { action in
+                                Button(action.title) { session.perform(action, on: entry) }
                             }
                         }
                     }
@@ -89,8 +97,11 @@ struct ConversationView: View {
             titleVisibility: .visible,
             presenting: selectedFailure
         ) { entry in
-            Button("Try Again") { session.retry(entry) }
-            Button("Delete", role: .destructive) { session.discard(entry) }
+            ForEach(MessageAction.available(for: entry), id: \.self) { action in
+                Button(action.title, role: action.isDestructive ? .destructive : nil) {
+                    session.perform(action, on: entry)
+                }
+            }
         } message: { entry in
             if case .failed(_, let reason) = entry.status {
                 Text(reason)

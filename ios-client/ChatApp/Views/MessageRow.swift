@@ -34,6 +34,7 @@ struct MessageRow: View {
                 .foregroundStyle(.secondary)
                 if case .failed = entry.status {
                     Text("Not sent. Tap to retry.")
+                        .accessibilityHint("Actions: Try Again, Delete")
                         .font(.caption2)
                         .foregroundStyle(.red)
                 }

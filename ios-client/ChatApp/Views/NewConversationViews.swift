@@ -1,4 +1,5 @@
 import SwiftUI
+import ChatAppCore
 import ChatKit
 
 /// Creates a group channel; the creator is its first member.

@@ -1,4 +1,5 @@
 import SwiftUI
+import ChatAppCore
 
 /// Sign-in or the conversations, depending on the app's phase.
 struct RootView: View {

@@ -1,4 +1,5 @@
 import SwiftUI
+import ChatAppCore
 import ChatKit
 
 /// The server address, and the account when signed in.

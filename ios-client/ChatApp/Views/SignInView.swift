@@ -1,4 +1,5 @@
 import SwiftUI
+import ChatAppCore
 import ChatKit
 
 /// Sign in, or create an account.

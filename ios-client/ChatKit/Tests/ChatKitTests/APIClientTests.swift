@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
 import XCTest
 @testable import ChatKit
 
@@ -248,7 +251,7 @@ final class TokenManagerTests: XCTestCase {
         XCTAssertEqual(token, "access-2")
 
         // The rotated refresh token is what is kept.
-        let saved = try await store.load()
+        let saved = await store.load()
         XCTAssertEqual(saved?.refreshToken, "refresh-2")
     }
 
@@ -294,7 +297,7 @@ final class TokenManagerTests: XCTestCase {
         }
         let signedIn = await manager.isSignedIn
         XCTAssertFalse(signedIn)
-        let saved = try await store.load()
+        let saved = await store.load()
         XCTAssertNil(saved)
     }
 
@@ -322,7 +325,7 @@ final class TokenManagerTests: XCTestCase {
         let manager = TokenManager(api: APIClient(server: .localDefault, http: http), store: store)
         _ = try await manager.signIn(username: "alice", password: "secret-password")
         await manager.signOut()
-        let saved = try await store.load()
+        let saved = await store.load()
         XCTAssertNil(saved)
         let logoutRecorded = await http.requests.last
         let logout = try XCTUnwrap(logoutRecorded)

@@ -168,14 +168,14 @@ final class MessageTimelineTests: XCTestCase {
 
     func testGapsBetweenLoadedMessagesAreReported() throws {
         var timeline = MessageTimeline(channelID: "c1")
-        timeline.mergePage([Int64(3), 4, 5].map { Sample.message(seq: $0, clientMsgID: "m\($0)") }, cursor: .latest, limit: 50)
+        timeline.mergePage([Int64(3), 4, 5].map { (seq: Int64) in Sample.message(seq: seq, clientMsgID: "m\(seq)") }, cursor: .latest, limit: 50)
         // Missed while offline, then a live one arrives.
         timeline.merge(Sample.message(seq: 9, clientMsgID: "m9"))
         let gap = try XCTUnwrap(timeline.firstGap)
         XCTAssertEqual(gap.afterMessageID, Sample.message(seq: 5, clientMsgID: "m5").id)
         XCTAssertEqual(gap.missing, 6...8)
 
-        timeline.mergePage([Int64(6), 7, 8].map { Sample.message(seq: $0, clientMsgID: "m\($0)") }, cursor: .after(messageID: gap.afterMessageID), limit: 50)
+        timeline.mergePage([Int64(6), 7, 8].map { (seq: Int64) in Sample.message(seq: seq, clientMsgID: "m\(seq)") }, cursor: .after(messageID: gap.afterMessageID), limit: 50)
         XCTAssertNil(timeline.firstGap)
         XCTAssertEqual(timeline.newestPlaced?.seq, 9)
     }

@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
 import XCTest
 @testable import ChatKit
 
@@ -16,7 +19,8 @@ final class RealtimeClientTests: XCTestCase {
         init(
             configuration: RealtimeConfiguration = RealtimeConfiguration(pingInterval: nil, sendTimeout: nil),
             sleeper: TestSleeper = TestSleeper(mode: .immediate),
-            jitter: Double = 1
+            jitter: Double = 1,
+            network: FakeNetwork? = nil
         ) {
             self.sleeper = sleeper
             self.client = RealtimeClient(
@@ -25,7 +29,9 @@ final class RealtimeClientTests: XCTestCase {
                 tokens: tokens,
                 configuration: configuration,
                 sleep: sleeper.function,
-                random: { jitter }
+                random: { jitter },
+                // Never the real monitor: on a Mac it would report the host's network.
+                network: network
             )
             let stream = client.events
             let events = self.events
@@ -144,7 +150,10 @@ final class RealtimeClientTests: XCTestCase {
 
     func testAnUnackedSendTimesOut() async throws {
         let h = Harness(configuration: RealtimeConfiguration(pingInterval: nil, sendTimeout: .seconds(30)))
+        await h.client.start()
+        let connection = try await h.connectAndReady()
         await h.client.send("hi", to: "c1", clientMsgID: "s1")
+        _ = try await connection.nextSent()
         let failed = try await h.event("timeout") { if case .sendFailed = $0 { true } else { false } }
         guard case .sendFailed(let failure) = failed else { return XCTFail("\(failed)") }
         XCTAssertEqual(failure.clientMsgID, "s1")
@@ -154,6 +163,61 @@ final class RealtimeClientTests: XCTestCase {
         XCTAssertTrue(pending.isEmpty)
         let waits = await h.sleeper.requested
         XCTAssertEqual(waits, [.seconds(30)])
+        await h.client.stop()
+    }
+
+    func testTheSendTimeoutDoesNotRunWhileTheClientIsStopped() async throws {
+        // Sleeps end at once here: a timeout armed at enqueue would fail the send right away.
+        let h = Harness(configuration: RealtimeConfiguration(pingInterval: nil, sendTimeout: .seconds(30)))
+        await h.client.send("written offline", to: "c1", clientMsgID: "s1")
+        try await Task.sleep(for: .milliseconds(50))
+        var pending = await h.client.pendingSends
+        XCTAssertEqual(pending.map(\.clientMsgID), ["s1"], "still queued, as the banner promises")
+        var waits = await h.sleeper.requested
+        XCTAssertEqual(waits, [], "no clock runs for a send that has not gone out")
+
+        // Started and stopped again before the server said ready: still no clock.
+        await h.client.start()
+        _ = try await h.transport.nextConnection()
+        await h.client.stop()
+        pending = await h.client.pendingSends
+        XCTAssertEqual(pending.map(\.clientMsgID), ["s1"])
+
+        // On a ready connection it goes out, and only now may it time out.
+        await h.client.start()
+        let connection = try await h.connectAndReady()
+        let sent = try await connection.nextSent()
+        XCTAssertEqual(sent, .send(channelID: "c1", clientMsgID: "s1", body: "written offline"))
+        try await h.event("timeout") { if case .sendFailed = $0 { true } else { false } }
+        waits = await h.sleeper.requested
+        XCTAssertEqual(waits, [.seconds(30)])
+        await h.client.stop()
+    }
+
+    func testALostConnectionStopsTheSendClockUntilTheResend() async throws {
+        let sleeper = TestSleeper(mode: .manual)
+        let h = Harness(configuration: RealtimeConfiguration(pingInterval: nil, sendTimeout: .seconds(60)), sleeper: sleeper)
+        await h.client.start()
+        let first = try await h.connectAndReady()
+        await h.client.send("hi", to: "c1", clientMsgID: "s1")
+        _ = try await first.nextSent()
+        let armed = try await sleeper.nextRequest()
+        XCTAssertEqual(armed, .seconds(60))
+
+        first.networkFails()
+        // The reconnect wait; the send's clock was stopped with the connection.
+        let backoff = try await sleeper.nextRequest()
+        XCTAssertEqual(backoff, .milliseconds(500))
+        // Let the cancelled timeout's sleep be withdrawn, so the oldest sleep is the backoff.
+        try await Task.sleep(for: .milliseconds(50))
+        await sleeper.releaseOldest()
+        let second = try await h.connectAndReady()
+        _ = try await second.nextSent()
+        let rearmed = try await sleeper.nextRequest()
+        XCTAssertEqual(rearmed, .seconds(60), "a fresh clock for the resend")
+        let pending = await h.client.pendingSends
+        XCTAssertEqual(pending.map(\.clientMsgID), ["s1"])
+        await h.client.stop()
     }
 
     // MARK: - Reconnect and resume
@@ -232,16 +296,53 @@ final class RealtimeClientTests: XCTestCase {
         await h.client.stop()
     }
 
-    func testResumePositionsTheServerDoesNotKnowAreDropped() async throws {
+    func testOnlyTheChannelsTheServerRefusedToResumeAreForgotten() async throws {
         let h = Harness()
-        await h.client.noteSeen([Sample.message(seq: 3, channelID: "c1", clientMsgID: "x")])
+        let unknown = Sample.message(seq: 3, channelID: "c1", clientMsgID: "x")
+        let left = Sample.message(seq: 4, channelID: "c2", clientMsgID: "y")
+        let fine = Sample.message(seq: 5, channelID: "c3", clientMsgID: "z")
+        await h.client.noteSeen([unknown, left, fine])
         await h.client.start()
-        let connection = try await h.connectAndReady()
-        _ = try await connection.nextSent()
-        try connection.serverSends(.error(FrameError(code: FrameErrorCode.unknownMessage, message: "unknown")))
-        try await h.event(.serverError(code: FrameErrorCode.unknownMessage, message: "unknown"))
+        let first = try await h.connectAndReady()
+        let resume = try await first.nextSent()
+        XCTAssertEqual(resume, .resume(channels: ["c1": unknown.id, "c2": left.id, "c3": fine.id]))
+
+        // What the gateway answers: one error per refused channel (no channel field), then
+        // `resumed` naming the channels it did resume.
+        try first.serverSends(.error(FrameError(code: FrameErrorCode.unknownMessage, message: "message x is not a stored message of channel c1")))
+        try first.serverSends(.error(FrameError(code: FrameErrorCode.notAMember, message: "not a member of channel c2")))
+        try first.serverSends(.resumed(channelIDs: ["c3"]))
+        try await h.event(.resumeRefused(channelIDs: ["c1", "c2"]))
+        try await h.event(.resumed(channelIDs: ["c3"]))
         let positions = await h.client.resumePositions
-        XCTAssertTrue(positions.isEmpty)
+        XCTAssertEqual(positions, ["c3": fine.id], "the good position is kept")
+
+        // The next reconnect does not ask for the refused channels again.
+        first.serverCloses(code: CloseCode.goingAway)
+        let second = try await h.connectAndReady()
+        let again = try await second.nextSent()
+        XCTAssertEqual(again, .resume(channels: ["c3": fine.id]))
+        await h.client.stop()
+    }
+
+    func testTheNetworkComingBackSkipsTheBackoff() async throws {
+        let sleeper = TestSleeper(mode: .manual)
+        let network = FakeNetwork()
+        let h = Harness(sleeper: sleeper, network: network)
+        await h.transport.failNextConnects(with: Array(repeating: URLError(.notConnectedToInternet), count: 6))
+        await h.client.start()
+        // Offline: attempts fail and the waits grow; release the first few.
+        for _ in 0..<5 {
+            _ = try await sleeper.nextRequest()
+            await sleeper.releaseOldest()
+        }
+        let longWait = try await sleeper.nextRequest()
+        XCTAssertEqual(longWait, .seconds(16))
+
+        // The path monitor says the network is back: no need to sit out the 16 s.
+        network.report(available: true)
+        let connection = try await h.connectAndReady()
+        XCTAssertNotNil(connection)
         await h.client.stop()
     }
 

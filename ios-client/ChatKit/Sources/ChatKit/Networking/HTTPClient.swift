@@ -53,7 +53,11 @@ public final class URLSessionHTTPClient: HTTPClient, @unchecked Sendable {
 
     public convenience init(timeout: TimeInterval = 30) {
         let configuration = URLSessionConfiguration.default
+        #if !canImport(FoundationNetworking)
+        // Fail at once when offline instead of waiting; Linux's Foundation has no such setting
+        // (and never waits).
         configuration.waitsForConnectivity = false
+        #endif
         configuration.requestCachePolicy = .reloadIgnoringLocalCacheData
         self.init(session: URLSession(configuration: configuration), timeout: timeout)
     }

@@ -57,11 +57,16 @@ public struct ServerEndpoint: Sendable, Hashable, Codable {
 
     /// `ws(s)://<host>/<prefix>/ws`.
     public var webSocketURL: URL {
-        var components = URLComponents(url: baseURL, resolvingAgainstBaseURL: false)
-        components?.scheme = baseURL.scheme?.lowercased() == "https" ? "wss" : "ws"
-        components?.percentEncodedPath = (components?.percentEncodedPath ?? "") + "/ws"
         // The base URL was validated, so this cannot fail; fall back to it rather than trap.
-        return components?.url ?? baseURL
+        guard var components = URLComponents(url: baseURL, resolvingAgainstBaseURL: false) else {
+            return baseURL
+        }
+        components.scheme = baseURL.scheme?.lowercased() == "https" ? "wss" : "ws"
+        // Read, then write: `x.path = x.path + ...` through an optional chain is an overlapping
+        // access (an exclusivity error in Swift 6).
+        let path = components.percentEncodedPath
+        components.percentEncodedPath = path + "/ws"
+        return components.url ?? baseURL
     }
 
     /// Percent-encodes one path segment (an id, say), `/` included.

@@ -36,6 +36,9 @@ public actor RealtimeClient {
     /// The user of the session, from the last `ready`.
     public private(set) var userID: String?
 
+    /// Turns "the network is back" into `reconnectNow()`.
+    private var networkWatch: Task<Void, Never>?
+
     /// The run loop; `nil` when stopped.
     private var runTask: Task<Void, Never>?
     /// The connection of the current attempt, and its outgoing frames in order.
@@ -50,6 +53,10 @@ public actor RealtimeClient {
     private var sendTimeouts: [String: Task<Void, Never>] = [:]
     /// Per channel: the newest message seen, the one `resume` names.
     private var lastSeen: [String: ResumePosition] = [:]
+
+    /// The channels the last `resume` on this connection named; those missing from the
+    /// server's `resumed` answer were refused (`unknown_message`, `not_a_member`).
+    private var resumeRequested: Set<String> = []
 
     private struct ResumePosition {
         var seq: Int64
@@ -66,7 +73,8 @@ public actor RealtimeClient {
         tokens: any AccessTokenProvider,
         configuration: RealtimeConfiguration = RealtimeConfiguration(),
         sleep: @escaping @Sendable (Duration) async throws -> Void = { try await Task.sleep(for: $0) },
-        random: @escaping @Sendable () -> Double = { Double.random(in: 0...1) }
+        random: @escaping @Sendable () -> Double = { Double.random(in: 0...1) },
+        network: (any NetworkPathMonitor)? = SystemNetworkPathMonitor.make()
     ) {
         self.url = url
         self.transport = transport
@@ -77,10 +85,14 @@ public actor RealtimeClient {
         let (events, eventSink) = AsyncStream<RealtimeEvent>.makeStream(bufferingPolicy: .unbounded)
         self.events = events
         self.eventSink = eventSink
+        if let network {
+            Task { await self.watch(network) }
+        }
     }
 
     deinit {
         runTask?.cancel()
+        networkWatch?.cancel()
         eventSink.finish()
     }
 
@@ -105,6 +117,8 @@ public actor RealtimeClient {
         outbox?.finish()
         outbox = nil
         isReady = false
+        resumeRequested = []
+        disarmTimeouts()
         socket?.close(code: CloseCode.normal, reason: "client stopped")
         setState(.disconnected)
     }
@@ -112,6 +126,19 @@ public actor RealtimeClient {
     /// Skips the remaining backoff wait (the app came to the foreground, the network returned).
     public func reconnectNow() {
         retryWait?.cancel()
+    }
+
+    /// Reconnects at once whenever `network` reports that a path became available, instead of
+    /// sitting out a backoff of up to 30 s. Runs until the client is deinitialised.
+    private func watch(_ network: any NetworkPathMonitor) {
+        networkWatch?.cancel()
+        let changes = network.availabilityChanges()
+        networkWatch = Task { [weak self] in
+            for await available in changes where available {
+                guard let self else { return }
+                await self.reconnectNow()
+            }
+        }
     }
 
     // MARK: - Sending
@@ -125,7 +152,6 @@ public actor RealtimeClient {
         }
         let pending = PendingSend(clientMsgID: clientMsgID, channelID: channelID, body: body)
         queue.append(pending)
-        armTimeout(for: pending)
         if isReady {
             transmit(pending)
         }
@@ -283,6 +309,8 @@ public actor RealtimeClient {
                 connection = nil
                 outbox = nil
                 isReady = false
+                resumeRequested = []
+                disarmTimeouts()
             }
         }
 
@@ -361,6 +389,7 @@ public actor RealtimeClient {
             // Resume first, then the unacked sends in their original order; the outbox keeps
             // this order on the wire.
             if !lastSeen.isEmpty {
+                resumeRequested = Set(lastSeen.keys)
                 write(.resume(channels: resumePositions))
             }
             for pending in queue {
@@ -386,6 +415,19 @@ public actor RealtimeClient {
             eventSink.yield(.message(message))
 
         case let .resumed(channelIDs):
+            // The server reports each refused channel in its own `error` frame (with no channel
+            // field), then names the channels it did resume. Forget exactly the refused ones: a
+            // channel left on another device (`not_a_member`) or an unknown position
+            // (`unknown_message`) would otherwise be refused again on every reconnect, while the
+            // other channels' positions stay good.
+            let refused = resumeRequested.subtracting(channelIDs).sorted()
+            resumeRequested = []
+            for channelID in refused {
+                lastSeen.removeValue(forKey: channelID)
+            }
+            if !refused.isEmpty {
+                eventSink.yield(.resumeRefused(channelIDs: refused))
+            }
             eventSink.yield(.resumed(channelIDs: channelIDs))
 
         case let .error(error):
@@ -402,11 +444,7 @@ public actor RealtimeClient {
 
     private func handle(_ error: FrameError) {
         guard let clientMsgID = error.clientMsgID else {
-            if error.code == FrameErrorCode.unknownMessage {
-                // The server does not know a message `resume` named. Resume positions are only
-                // a hint; drop them rather than have every reconnect refused the same way.
-                lastSeen.removeAll()
-            }
+            // A refused `resume` channel is handled when `resumed` says which ones went through.
             eventSink.yield(.serverError(code: error.code, message: error.message))
             return
         }
@@ -437,8 +475,22 @@ public actor RealtimeClient {
         sendTimeouts.removeValue(forKey: clientMsgID)?.cancel()
     }
 
+    /// Sends a queued message on the ready connection and starts its ack timeout: the timeout
+    /// measures how long a send that went out waits for its ack, never the time the client
+    /// spends stopped or reconnecting (the banner then promises the message will be sent).
     private func transmit(_ pending: PendingSend) {
         write(.send(channelID: pending.channelID, clientMsgID: pending.clientMsgID, body: pending.body))
+        if sendTimeouts[pending.clientMsgID] == nil {
+            armTimeout(for: pending)
+        }
+    }
+
+    /// The connection is gone (stopped or lost): sends wait for the next one without a clock.
+    private func disarmTimeouts() {
+        for timeout in sendTimeouts.values {
+            timeout.cancel()
+        }
+        sendTimeouts.removeAll()
     }
 
     private func write(_ frame: ClientFrame) {
@@ -469,6 +521,7 @@ public actor RealtimeClient {
             } catch {
                 return
             }
+            guard !Task.isCancelled else { return }
             self.expire(pending.clientMsgID)
         }
     }

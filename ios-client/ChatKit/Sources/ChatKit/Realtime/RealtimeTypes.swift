@@ -45,6 +45,10 @@ public enum RealtimeEvent: Sendable, Hashable {
     case sendFailed(SendFailure)
     /// The server has replayed everything missed in these channels.
     case resumed(channelIDs: [String])
+    /// The server refused to resume these channels (the user left them on another device, or
+    /// the position is not a stored message). Their resume positions are forgotten; reload
+    /// them from history (or drop them from the list). Comes right before `resumed`.
+    case resumeRefused(channelIDs: [String])
     /// An `error` frame unrelated to a send (a refused `resume`, a malformed frame).
     case serverError(code: String, message: String)
 }

@@ -51,11 +51,16 @@ public struct URLSessionTransport: Transport {
 
 /// `@unchecked Sendable`: it holds only `let`s; `URLSession` and `URLSessionWebSocketTask` are
 /// thread-safe but not declared `Sendable` on every platform, and the stream continuation is.
+///
+/// Only the async `send`/`receive` of `URLSessionWebSocketTask` are used: they are the ones that
+/// exist in both Apple's Foundation and swift-corelibs-foundation (Linux), so the code path is
+/// the same on the iPhone and in the Linux test suite.
 final class URLSessionWebSocketConnection: TransportConnection, @unchecked Sendable {
     let incoming: AsyncThrowingStream<TransportEvent, any Error>
     private let continuation: AsyncThrowingStream<TransportEvent, any Error>.Continuation
     private let session: URLSession
     private let task: URLSessionWebSocketTask
+    private let reader: Task<Void, Never>
 
     init(request: URLRequest, configuration: URLSessionConfiguration) {
         let (stream, continuation) = AsyncThrowingStream<TransportEvent, any Error>.makeStream()
@@ -65,21 +70,20 @@ final class URLSessionWebSocketConnection: TransportConnection, @unchecked Senda
         // The session retains its delegate until it is invalidated, which `close` and the
         // delegate's completion callback both do.
         self.session = URLSession(configuration: configuration, delegate: delegate, delegateQueue: nil)
-        self.task = session.webSocketTask(with: request)
+        let task = session.webSocketTask(with: request)
+        self.task = task
         task.resume()
-        receiveNext()
+        self.reader = Task { [task, continuation] in
+            await Self.read(task, into: continuation)
+        }
+    }
+
+    deinit {
+        reader.cancel()
     }
 
     func send(_ text: String) async throws {
-        try await withCheckedThrowingContinuation { (done: CheckedContinuation<Void, any Error>) in
-            task.send(.string(text)) { error in
-                if let error {
-                    done.resume(throwing: error)
-                } else {
-                    done.resume()
-                }
-            }
-        }
+        try await task.send(.string(text))
     }
 
     func close(code: Int, reason: String) {
@@ -87,26 +91,32 @@ final class URLSessionWebSocketConnection: TransportConnection, @unchecked Senda
         task.cancel(with: closeCode, reason: reason.data(using: .utf8))
         continuation.yield(.closed(code: code, reason: reason))
         continuation.finish()
+        reader.cancel()
         session.finishTasksAndInvalidate()
     }
 
-    private func receiveNext() {
-        task.receive { [weak self] result in
-            guard let self else { return }
-            switch result {
-            case .success(.string(let text)):
+    /// Receives until the task fails; the delegate's callbacks then say how the connection ended
+    /// (close code, HTTP status), so a receive error itself ends nothing here.
+    private static func read(
+        _ task: URLSessionWebSocketTask,
+        into continuation: AsyncThrowingStream<TransportEvent, any Error>.Continuation
+    ) async {
+        while !Task.isCancelled {
+            let message: URLSessionWebSocketTask.Message
+            do {
+                message = try await task.receive()
+            } catch {
+                return
+            }
+            switch message {
+            case .string(let text):
                 continuation.yield(.text(text))
-                receiveNext()
-            case .success(.data(let data)):
+            case .data(let data):
                 // The protocol uses text frames only; accept UTF-8 binary ones rather than fail.
                 if let text = String(data: data, encoding: .utf8) {
                     continuation.yield(.text(text))
                 }
-                receiveNext()
-            case .success:
-                receiveNext()
-            case .failure:
-                // The delegate's callbacks say how the connection ended (close code, HTTP status).
+            @unknown default:
                 break
             }
         }
@@ -121,6 +131,14 @@ private final class SocketDelegate: NSObject, URLSessionWebSocketDelegate, @unch
     init(continuation: AsyncThrowingStream<TransportEvent, any Error>.Continuation) {
         self.continuation = continuation
     }
+
+    // Required by swift-corelibs-foundation's protocol (Apple's has a default); nothing to do:
+    // the server's `ready` frame is what says the connection is usable.
+    func urlSession(
+        _ session: URLSession,
+        webSocketTask: URLSessionWebSocketTask,
+        didOpenWithProtocol protocol: String?
+    ) {}
 
     func urlSession(
         _ session: URLSession,

@@ -24,7 +24,7 @@ public struct MessageStore: Sendable, Hashable {
             return merge(message) ? message.channelID : nil
         case .sendFailed(let failure):
             return markFailed(failure)
-        case .stateChanged, .ready, .resumed, .serverError:
+        case .stateChanged, .ready, .resumed, .resumeRefused, .serverError:
             return nil
         }
     }

@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
 import XCTest
 @testable import ChatKit
 
@@ -109,7 +112,7 @@ actor AsyncQueue<Element: Sendable> {
             waiters.append((id, continuation))
             Task {
                 try? await Task.sleep(for: timeout)
-                await self.expire(id, what: what)
+                self.expire(id, what: what)
             }
         }
     }
@@ -322,6 +325,31 @@ actor TestSleeper {
             sleeping.remove(at: index).continuation.resume(throwing: CancellationError())
         } else {
             cancelledBeforeSleeping.insert(id)
+        }
+    }
+}
+
+// MARK: - Network path
+
+/// Plays `NWPathMonitor`: the test reports availability changes.
+final class FakeNetwork: NetworkPathMonitor, @unchecked Sendable {
+    private let lock = NSLock()
+    private var continuations: [AsyncStream<Bool>.Continuation] = []
+
+    func availabilityChanges() -> AsyncStream<Bool> {
+        let (stream, continuation) = AsyncStream<Bool>.makeStream()
+        lock.lock()
+        continuations.append(continuation)
+        lock.unlock()
+        return stream
+    }
+
+    func report(available: Bool) {
+        lock.lock()
+        let all = continuations
+        lock.unlock()
+        for continuation in all {
+            continuation.yield(available)
         }
     }
 }

@@ -8,22 +8,22 @@ import ChatKit
 /// All realtime calls go through one ordered command queue, so that sends leave in the order
 /// the user made them and a stop/start pair from quick backgrounding is not reordered.
 @MainActor @Observable
-final class ChatSession {
-    static let pageSize = 50
+public final class ChatSession {
+    public static let pageSize = 50
 
     /// The signed-in user, refreshed from `GET /users/me` when the session starts.
-    private(set) var user: User
-    private(set) var channels: [Channel] = []
-    private(set) var store: MessageStore
-    private(set) var connection: ConnectionState = .disconnected
-    private(set) var isLoadingChannels = false
-    private(set) var loadingHistory: Set<String> = []
+    public private(set) var user: User
+    public private(set) var channels: [Channel] = []
+    public private(set) var store: MessageStore
+    public private(set) var connection: ConnectionState = .disconnected
+    public private(set) var isLoadingChannels = false
+    public private(set) var loadingHistory: Set<String> = []
     /// Display names of the users met so far (members, search results, DM partners).
-    private(set) var usersByID: [String: User] = [:]
+    public private(set) var usersByID: [String: User] = [:]
     /// The last error of a background action, shown as an alert by the conversation list.
-    var errorMessage: String?
+    public var errorMessage: String?
 
-    let api: APIClient
+    public let api: APIClient
     private let realtime: RealtimeClient
     private let onSessionExpired: @MainActor () -> Void
     private let commands: AsyncStream<Command>.Continuation
@@ -41,10 +41,22 @@ final class ChatSession {
         case forget(channelID: String)
     }
 
-    init(user: User, endpoint: ServerEndpoint, tokens: TokenManager, onSessionExpired: @escaping @MainActor () -> Void) {
+    public init(
+        user: User,
+        endpoint: ServerEndpoint,
+        tokens: any AccessTokenProvider,
+        environment: ChatEnvironment = .live,
+        onSessionExpired: @escaping @MainActor () -> Void
+    ) {
         self.user = user
-        self.api = APIClient(server: endpoint).authenticated(by: tokens)
-        self.realtime = RealtimeClient(url: endpoint.webSocketURL, tokens: tokens)
+        self.api = APIClient(server: endpoint, http: environment.http).authenticated(by: tokens)
+        self.realtime = RealtimeClient(
+            url: endpoint.webSocketURL,
+            transport: environment.transport,
+            tokens: tokens,
+            configuration: environment.realtime,
+            network: environment.network()
+        )
         self.store = MessageStore(currentUserID: user.id)
         self.usersByID = [user.id: user]
         self.onSessionExpired = onSessionExpired
@@ -69,7 +81,7 @@ final class ChatSession {
 
     // MARK: - Lifecycle
 
-    func start() {
+    public func start() {
         guard eventTask == nil else { return }
         let events = realtime.events
         eventTask = Task { [weak self] in
@@ -83,25 +95,25 @@ final class ChatSession {
         Task { await refreshChannels() }
     }
 
-    func becameActive() {
+    public func becameActive() {
         commands.yield(.start)
         commands.yield(.reconnectNow)
         Task { await refreshChannels() }
     }
 
-    func enteredBackground() {
+    public func enteredBackground() {
         // The system suspends the socket anyway; closing it cleanly lets the gateway forget us.
         // Unacked sends stay queued for the next start.
         commands.yield(.stop)
     }
 
-    func reconnectNow() {
+    public func reconnectNow() {
         commands.yield(.start)
         commands.yield(.reconnectNow)
     }
 
     /// Ends the session for good (sign-out, expiry, server change).
-    func shutdown() async {
+    public func shutdown() async {
         eventTask?.cancel()
         commands.finish()
         await commandTask?.value
@@ -110,28 +122,30 @@ final class ChatSession {
 
     // MARK: - Conversations
 
-    var groups: [Channel] {
-        channels.filter { $0.kind != .direct }.sorted { $0.name.localizedCaseInsensitiveCompare($1.name) == .orderedAscending }
+    /// Group channels, most recent activity first.
+    public var groups: [Channel] {
+        ConversationOrder.byRecentActivity(channels.filter { $0.kind != .direct }, store: store)
     }
 
-    var directConversations: [Channel] {
-        channels.filter { $0.kind == .direct }.sorted { $0.name.localizedCaseInsensitiveCompare($1.name) == .orderedAscending }
+    /// Direct conversations, most recent activity first.
+    public var directConversations: [Channel] {
+        ConversationOrder.byRecentActivity(channels.filter { $0.kind == .direct }, store: store)
     }
 
-    func channel(_ id: String) -> Channel? {
+    public func channel(_ id: String) -> Channel? {
         channels.first { $0.id == id }
     }
 
-    func timeline(_ channelID: String) -> MessageTimeline {
+    public func timeline(_ channelID: String) -> MessageTimeline {
         store[channelID]
     }
 
-    func displayName(of userID: String) -> String {
+    public func displayName(of userID: String) -> String {
         usersByID[userID]?.displayName ?? "Someone"
     }
 
     /// Reloads the user's own profile; also surfaces an expired session right at launch.
-    func refreshProfile() async {
+    public func refreshProfile() async {
         do {
             let me = try await api.me()
             user = me
@@ -141,7 +155,7 @@ final class ChatSession {
         }
     }
 
-    func refreshChannels() async {
+    public func refreshChannels() async {
         isLoadingChannels = true
         defer { isLoadingChannels = false }
         do {
@@ -151,23 +165,23 @@ final class ChatSession {
         }
     }
 
-    func createChannel(name: String, description: String?) async throws -> Channel {
+    public func createChannel(name: String, description: String?) async throws -> Channel {
         let channel = try await api.createChannel(name: name, description: description)
         upsert(channel)
         return channel
     }
 
-    func searchChannels(_ query: String) async throws -> [Channel] {
+    public func searchChannels(_ query: String) async throws -> [Channel] {
         try await api.searchChannels(query: query)
     }
 
-    func join(_ channel: Channel) async throws -> Channel {
+    public func join(_ channel: Channel) async throws -> Channel {
         let joined = try await api.joinChannel(id: channel.id)
         upsert(joined)
         return joined
     }
 
-    func leave(_ channel: Channel) async {
+    public func leave(_ channel: Channel) async {
         do {
             try await api.leaveChannel(id: channel.id)
             channels.removeAll { $0.id == channel.id }
@@ -178,7 +192,7 @@ final class ChatSession {
         }
     }
 
-    func searchUsers(_ prefix: String) async throws -> [User] {
+    public func searchUsers(_ prefix: String) async throws -> [User] {
         let users = try await api.searchUsers(prefix: prefix)
         for found in users {
             usersByID[found.id] = found
@@ -186,7 +200,7 @@ final class ChatSession {
         return users.filter { $0.id != user.id }
     }
 
-    func openDirectConversation(with other: User) async throws -> Channel {
+    public func openDirectConversation(with other: User) async throws -> Channel {
         let channel = try await api.openDirectConversation(with: other.id)
         usersByID[other.id] = other
         upsert(channel)
@@ -194,7 +208,7 @@ final class ChatSession {
     }
 
     /// Loads what a conversation screen needs: its newest page and its members' names.
-    func open(_ channelID: String) async {
+    public func open(_ channelID: String) async {
         async let members: Void = loadMembers(channelID)
         if !store[channelID].hasLoadedLatest {
             await loadLatest(channelID)
@@ -202,7 +216,7 @@ final class ChatSession {
         await members
     }
 
-    func loadMembers(_ channelID: String) async {
+    public func loadMembers(_ channelID: String) async {
         do {
             for member in try await api.members(ofChannel: channelID) {
                 usersByID[member.id] = member
@@ -212,7 +226,7 @@ final class ChatSession {
         }
     }
 
-    func members(of channelID: String) async throws -> [User] {
+    public func members(of channelID: String) async throws -> [User] {
         let members = try await api.members(ofChannel: channelID)
         for member in members {
             usersByID[member.id] = member
@@ -222,12 +236,12 @@ final class ChatSession {
 
     // MARK: - History
 
-    func loadLatest(_ channelID: String) async {
+    public func loadLatest(_ channelID: String) async {
         await loadPage(channelID, cursor: .latest)
     }
 
     /// The page before the oldest loaded message (scrolling up).
-    func loadOlder(_ channelID: String) async {
+    public func loadOlder(_ channelID: String) async {
         let timeline = store[channelID]
         guard timeline.hasOlderHistory, let oldest = timeline.oldestMessageID else { return }
         await loadPage(channelID, cursor: .before(messageID: oldest))
@@ -270,7 +284,7 @@ final class ChatSession {
 
     // MARK: - Sending
 
-    func send(_ text: String, to channelID: String) {
+    public func send(_ text: String, to channelID: String) {
         let body = text.trimmingCharacters(in: .whitespacesAndNewlines)
         guard Limits.isValidBody(body) else { return }
         let pending = PendingSend(clientMsgID: UUID().uuidString.lowercased(), channelID: channelID, body: body)
@@ -280,13 +294,13 @@ final class ChatSession {
 
     /// Sends a failed message again, with its original `client_msg_id`: if the first attempt did
     /// reach the server after all, the server keeps one copy.
-    func retry(_ entry: TimelineEntry) {
+    public func retry(_ entry: TimelineEntry) {
         guard case .failed = entry.status else { return }
         store.markPending(channelID: entry.channelID, clientMsgID: entry.clientMsgID)
         commands.yield(.send(PendingSend(clientMsgID: entry.clientMsgID, channelID: entry.channelID, body: entry.body)))
     }
 
-    func discard(_ entry: TimelineEntry) {
+    public func discard(_ entry: TimelineEntry) {
         store.removeUnsent(channelID: entry.channelID, clientMsgID: entry.clientMsgID)
         commands.yield(.cancelSend(clientMsgID: entry.clientMsgID))
     }
@@ -320,13 +334,15 @@ final class ChatSession {
             for channelID in channelIDs where store[channelID].firstGap != nil {
                 Task { await fillGaps(channelID) }
             }
-        case .serverError(let code, _):
-            if code == FrameErrorCode.unknownMessage {
-                // The resume was refused: reload what is on screen from history instead.
-                for (channelID, timeline) in store.timelines where timeline.hasLoadedLatest {
-                    Task { await loadLatest(channelID) }
-                }
+        case .resumeRefused(let channelIDs):
+            // Unknown positions: reload those conversations from history. Channels left on
+            // another device: the channel list no longer has them.
+            for channelID in channelIDs where store[channelID].hasLoadedLatest {
+                Task { await loadLatest(channelID) }
             }
+            Task { await refreshChannels() }
+        case .serverError:
+            break
         }
     }
 

@@ -4,34 +4,38 @@ import ChatKit
 
 /// The app's top level: which server, whether someone is signed in, and their session.
 @MainActor @Observable
-final class AppModel {
-    enum Phase {
+public final class AppModel {
+    public enum Phase {
         /// Looking for credentials kept from the last launch.
         case restoring
         case signedOut
         case signedIn(ChatSession)
     }
 
-    private(set) var phase: Phase = .restoring
-    let settings: ServerSettings
+    public private(set) var phase: Phase = .restoring
+    public let settings: ServerSettings
     /// Something to tell the user on the sign-in screen (an expired session, say).
-    var notice: String?
+    public var notice: String?
 
     @ObservationIgnored private var tokens: TokenManager
+    @ObservationIgnored private let environment: ChatEnvironment
 
-    init(settings: ServerSettings = ServerSettings()) {
+    /// - Parameter environment: where sessions are kept and how the network is reached; the
+    ///   defaults are the device's (Keychain, URLSession, NWPathMonitor). Tests pass fakes.
+    public init(settings: ServerSettings = ServerSettings(), environment: ChatEnvironment = .live) {
         self.settings = settings
-        self.tokens = Self.makeTokenManager(for: settings.endpoint)
+        self.environment = environment
+        self.tokens = Self.makeTokenManager(for: settings.endpoint, environment: environment)
     }
 
-    var session: ChatSession? {
+    public var session: ChatSession? {
         if case .signedIn(let session) = phase { return session }
         return nil
     }
 
     /// Restores the previous session, if there is one. Runs once, at launch or after the
     /// server changed.
-    func restore() async {
+    public func restore() async {
         guard case .restoring = phase else { return }
         do {
             if let user = try await tokens.restore() {
@@ -45,19 +49,19 @@ final class AppModel {
         }
     }
 
-    func signIn(username: String, password: String) async throws {
+    public func signIn(username: String, password: String) async throws {
         let user = try await tokens.signIn(username: username, password: password)
         notice = nil
         startSession(for: user)
     }
 
-    func register(username: String, password: String, displayName: String?) async throws {
+    public func register(username: String, password: String, displayName: String?) async throws {
         let user = try await tokens.register(username: username, password: password, displayName: displayName)
         notice = nil
         startSession(for: user)
     }
 
-    func signOut() async {
+    public func signOut() async {
         await session?.shutdown()
         await tokens.signOut()
         phase = .signedOut
@@ -65,25 +69,25 @@ final class AppModel {
 
     /// Switches servers. Credentials are kept per server, so switching back restores the
     /// session that was there.
-    func changeServer(to endpoint: ServerEndpoint) async {
+    public func changeServer(to endpoint: ServerEndpoint) async {
         guard endpoint != settings.endpoint else { return }
         await session?.shutdown()
         settings.update(to: endpoint)
-        tokens = Self.makeTokenManager(for: endpoint)
+        tokens = Self.makeTokenManager(for: endpoint, environment: environment)
         phase = .restoring
         await restore()
     }
 
-    func appBecameActive() {
+    public func appBecameActive() {
         session?.becameActive()
     }
 
-    func appEnteredBackground() {
+    public func appEnteredBackground() {
         session?.enteredBackground()
     }
 
     private func startSession(for user: User) {
-        let session = ChatSession(user: user, endpoint: settings.endpoint, tokens: tokens) { [weak self] in
+        let session = ChatSession(user: user, endpoint: settings.endpoint, tokens: tokens, environment: environment) { [weak self] in
             self?.sessionExpired()
         }
         phase = .signedIn(session)
@@ -98,11 +102,7 @@ final class AppModel {
         Task { await session.shutdown() }
     }
 
-    private static func makeTokenManager(for endpoint: ServerEndpoint) -> TokenManager {
-        let store = KeychainTokenStore(
-            service: (Bundle.main.bundleIdentifier ?? "ChatApp") + ".session",
-            account: endpoint.baseURL.absoluteString
-        )
-        return TokenManager(api: APIClient(server: endpoint), store: store)
+    private static func makeTokenManager(for endpoint: ServerEndpoint, environment: ChatEnvironment) -> TokenManager {
+        TokenManager(api: APIClient(server: endpoint, http: environment.http), store: environment.tokenStore(endpoint))
     }
 }

@@ -8,18 +8,18 @@ import ChatKit
 /// run without touching the stored value: `-serverURL http://192.168.1.20:8080` (Xcode: scheme,
 /// Run, Arguments), since launch arguments form the defaults' argument domain.
 @MainActor @Observable
-final class ServerSettings {
-    static let key = "serverURL"
+public final class ServerSettings {
+    public static let key = "serverURL"
 
-    private(set) var endpoint: ServerEndpoint
+    public private(set) var endpoint: ServerEndpoint
     private let defaults: UserDefaults
 
-    init(defaults: UserDefaults = .standard) {
+    public init(defaults: UserDefaults = .standard) {
         self.defaults = defaults
         endpoint = defaults.string(forKey: Self.key).flatMap(ServerEndpoint.init(string:)) ?? .localDefault
     }
 
-    func update(to endpoint: ServerEndpoint) {
+    public func update(to endpoint: ServerEndpoint) {
         self.endpoint = endpoint
         defaults.set(endpoint.baseURL.absoluteString, forKey: Self.key)
     }

@@ -1,0 +1,28 @@
+import ChatKit
+import Foundation
+
+/// The order of the conversation list: most recent activity first, like every messenger.
+public enum ConversationOrder {
+    /// A conversation's last activity: its newest known message (loaded, live, or the user's
+    /// own pending send), or its creation when nothing is known.
+    public static func lastActivity(of channel: Channel, in store: MessageStore) -> Date {
+        let newest = store[channel.id].entries.map(\.createdAt).max()
+        return max(newest ?? channel.createdAt, channel.createdAt)
+    }
+
+    /// Newest activity first; ties (no messages, same instant) by name, then id, so the list
+    /// does not shuffle between refreshes.
+    public static func byRecentActivity(_ channels: [Channel], store: MessageStore) -> [Channel] {
+        channels
+            .map { (channel: $0, activity: lastActivity(of: $0, in: store)) }
+            .sorted { a, b in
+                if a.activity != b.activity { return a.activity > b.activity }
+                switch a.channel.name.localizedCaseInsensitiveCompare(b.channel.name) {
+                case .orderedAscending: return true
+                case .orderedDescending: return false
+                case .orderedSame: return a.channel.id < b.channel.id
+                }
+            }
+            .map(\.channel)
+    }
+}

@@ -1,0 +1,2 @@
+// Linux only, see shim.c. Nothing to call from Swift.
+#pragma once

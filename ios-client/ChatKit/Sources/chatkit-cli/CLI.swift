@@ -1,0 +1,161 @@
+import ChatKit
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+/// `chatkit-cli`: a terminal chat client on ChatKit's real stack (`APIClient`, `TokenManager`,
+/// `RealtimeClient` over `URLSessionTransport`), the code the iPhone app runs. Used by people and
+/// by the end-to-end tests (tests/e2e/swift_client.rs), which read its line-oriented output.
+@main
+struct CLI {
+    static let usage = """
+    usage: chatkit-cli [--server URL] [--session FILE] <command>
+
+    commands:
+      register <username> <password> [display name]   create an account and sign in
+      login <username> <password>                      sign in
+      logout
+      whoami
+      conversations                                    list channels and direct conversations
+      create-channel <name>                            create a group channel (prints its id)
+      join <channel-id>
+      send <channel-id> <text>                         send one message and wait for its ack
+      open <channel-id>                                print live messages; each line typed is sent.
+                                                       Commands: /dump (the timeline), /status, /quit
+
+    --server   the load balancer (default http://127.0.0.1:8080, or $CHAT_SERVER)
+    --session  where the session is kept (default ~/.config/chatkit-cli/session.json)
+    """
+
+    static func main() async {
+        var arguments = Array(CommandLine.arguments.dropFirst())
+        var server = ProcessInfo.processInfo.environment["CHAT_SERVER"] ?? "http://127.0.0.1:8080"
+        var sessionPath = ProcessInfo.processInfo.environment["CHAT_SESSION"]
+            ?? NSHomeDirectory() + "/.config/chatkit-cli/session.json"
+        while let flag = arguments.first, flag.hasPrefix("--") {
+            arguments.removeFirst()
+            guard let value = arguments.first else { fail(usage) }
+            arguments.removeFirst()
+            switch flag {
+            case "--server": server = value
+            case "--session": sessionPath = value
+            default: fail(usage)
+            }
+        }
+        guard let endpoint = ServerEndpoint(string: server) else { fail("not a server URL: \(server)") }
+        guard let command = arguments.first else { fail(usage) }
+        let context = Context(endpoint: endpoint, sessionPath: sessionPath)
+        do {
+            try await context.run(command, Array(arguments.dropFirst()))
+        } catch {
+            fail("\(command): \(describe(error))")
+        }
+        end(0)
+    }
+}
+
+/// Prints one line to stdout at once (the tests read it as it comes).
+func say(_ line: String) {
+    FileHandle.standardOutput.write(Data((line + "\n").utf8))
+}
+
+func fail(_ message: String) -> Never {
+    FileHandle.standardError.write(Data(("chatkit-cli: " + message + "\n").utf8))
+    end(1)
+}
+
+/// Ends the process without exit handlers. On Linux, once a `URLSessionWebSocketTask` has run,
+/// neither returning from the async `main` nor `exit()` ended the process: it stayed with one
+/// thread spinning in FoundationNetworking's libcurl loop (measured with Debian's Swift 6.0.3).
+/// Output is written unbuffered, so nothing is lost.
+func end(_ status: Int32) -> Never {
+    _exit(status)
+}
+
+func describe(_ error: any Error) -> String {
+    if let chat = error as? ChatError { return "\(chat)" }
+    return String(describing: error)
+}
+
+struct Context {
+    let endpoint: ServerEndpoint
+    let sessionPath: String
+
+    var tokens: TokenManager {
+        TokenManager(api: APIClient(server: endpoint), store: FileTokenStore(path: sessionPath))
+    }
+
+    func run(_ command: String, _ args: [String]) async throws {
+        switch (command, args.count) {
+        case ("register", 2...):
+            let user = try await tokens.register(
+                username: args[0], password: args[1],
+                displayName: args.count > 2 ? args[2...].joined(separator: " ") : nil
+            )
+            say("signed in user=\(user.id) username=\(user.username)")
+        case ("login", 2):
+            let user = try await tokens.signIn(username: args[0], password: args[1])
+            say("signed in user=\(user.id) username=\(user.username)")
+        case ("logout", 0):
+            await tokens.signOut()
+            say("signed out")
+        case ("whoami", 0):
+            let (api, _) = try await signedIn()
+            let me = try await api.me()
+            say("user=\(me.id) username=\(me.username) name=\(me.displayName)")
+        case ("conversations", 0):
+            let (api, _) = try await signedIn()
+            for channel in try await api.channels() {
+                say("channel id=\(channel.id) kind=\(channel.kind.rawValue) name=\(channel.name)")
+            }
+        case ("create-channel", 1):
+            let (api, _) = try await signedIn()
+            let channel = try await api.createChannel(name: args[0])
+            say("channel id=\(channel.id) kind=\(channel.kind.rawValue) name=\(channel.name)")
+        case ("join", 1):
+            let (api, _) = try await signedIn()
+            let channel = try await api.joinChannel(id: args[0])
+            say("joined id=\(channel.id) name=\(channel.name)")
+        case ("send", 2):
+            try await sendOnce(channelID: args[0], body: args[1])
+        case ("open", 1):
+            let (api, tokens) = try await signedIn()
+            try await Conversation(channelID: args[0], endpoint: endpoint, api: api, tokens: tokens).run()
+        default:
+            fail(CLI.usage)
+        }
+    }
+
+    /// The authenticated API client and token manager of the stored session.
+    func signedIn() async throws -> (APIClient, TokenManager) {
+        let tokens = self.tokens
+        guard try await tokens.restore() != nil else {
+            fail("not signed in (register or login first; session file \(sessionPath))")
+        }
+        return (APIClient(server: endpoint).authenticated(by: tokens), tokens)
+    }
+
+    func sendOnce(channelID: String, body: String) async throws {
+        let (_, tokens) = try await signedIn()
+        let realtime = RealtimeClient(url: endpoint.webSocketURL, tokens: tokens)
+        let events = realtime.events
+        await realtime.start()
+        let pending = await realtime.send(body, to: channelID)
+        for await event in events {
+            switch event {
+            case .acked(let clientMsgID, let message) where clientMsgID == pending.clientMsgID:
+                say("acked client_msg_id=\(clientMsgID) id=\(message.id)")
+                await realtime.stop()
+                return
+            case .sendFailed(let failure) where failure.clientMsgID == pending.clientMsgID:
+                await realtime.stop()
+                fail("send refused: \(failure.code): \(failure.message)")
+            case .stateChanged(.signedOut):
+                fail("session expired: sign in again")
+            default:
+                continue
+            }
+        }
+    }
+}

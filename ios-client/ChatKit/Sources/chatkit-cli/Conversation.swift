@@ -1,0 +1,157 @@
+import ChatKit
+import Foundation
+
+/// `chatkit-cli open <channel>`: one conversation, live. Realtime events and typed lines feed one
+/// loop that owns the `MessageStore`, as the app's session model does.
+///
+/// Output lines (stable; the end-to-end tests parse them):
+///   state <connecting|connected|waiting|disconnected|signed-out>
+///   ready user=<id> connection=<gateway>:<n>
+///   message seq=<n> id=<id> sender=<id> client_msg_id=<id> body=<text>
+///   acked client_msg_id=<id> id=<id>
+///   failed client_msg_id=<id> code=<code>
+///   resumed channels=<id,...>     resume-refused channels=<id,...>
+///   history count=<n>             queued client_msg_id=<id>
+///   /dump:   entry seq=<n|-> id=<id|-> status=<s> client_msg_id=<id> body=<text> ... then
+///            timeline entries=<n> duplicates=<n> readies=<n>
+struct Conversation {
+    let channelID: String
+    let endpoint: ServerEndpoint
+    let api: APIClient
+    let tokens: TokenManager
+
+    private enum Input: Sendable {
+        case event(RealtimeEvent)
+        case line(String)
+        case endOfInput
+    }
+
+    func run() async throws {
+        // The stored user, not `GET /users/me`: no REST call may refresh the token before the
+        // socket has met it (see below).
+        guard let me = await tokens.currentUser else { fail("not signed in") }
+        var store = MessageStore(currentUserID: me.id)
+        let realtime = RealtimeClient(url: endpoint.webSocketURL, tokens: tokens)
+
+        let (inputs, sink) = AsyncStream<Input>.makeStream()
+        let events = realtime.events
+        let eventPump = Task {
+            for await event in events {
+                sink.yield(.event(event))
+            }
+        }
+        // Lines come from a plain thread: reading stdin blocks, and nothing else may block the
+        // cooperative pool.
+        let reader = Thread {
+            while let line = readLine(strippingNewline: true) {
+                sink.yield(.line(line))
+            }
+            sink.yield(.endOfInput)
+        }
+        reader.start()
+
+        // The socket first, then history: a stored session's access token meets the server
+        // on the upgrade request first (a refused one is refreshed by the realtime client).
+        await realtime.start()
+        var seenLive: Set<String> = []
+        var duplicates = 0
+        var readies = 0
+        var loadedHistory = false
+
+        loop: for await input in inputs {
+            switch input {
+            case .event(let event):
+                store.apply(event)
+                switch event {
+                case .stateChanged(let state):
+                    say("state \(Self.name(state))")
+                    if state == .signedOut { fail("session expired: sign in again") }
+                case .ready(let userID, let connectionID):
+                    readies += 1
+                    say("ready user=\(userID) connection=\(connectionID)")
+                    if !loadedHistory {
+                        loadedHistory = true
+                        let page = try await api.messages(inChannel: channelID, cursor: .latest, limit: 50)
+                        store.mergePage(page, channelID: channelID, cursor: .latest, limit: 50)
+                        await realtime.noteSeen(page)
+                        say("history count=\(page.count)")
+                    }
+                case .message(let message) where message.channelID == channelID:
+                    if !seenLive.insert(message.id).inserted { duplicates += 1 }
+                    say("message seq=\(message.seq.map(String.init) ?? "-") id=\(message.id) sender=\(message.senderID) client_msg_id=\(message.clientMsgID) body=\(message.body)")
+                    try await fillGaps(&store, realtime)
+                case .acked(let clientMsgID, let message):
+                    say("acked client_msg_id=\(clientMsgID) id=\(message.id)")
+                case .sendFailed(let failure):
+                    say("failed client_msg_id=\(failure.clientMsgID) code=\(failure.code)")
+                case .resumed(let channelIDs):
+                    say("resumed channels=\(channelIDs.joined(separator: ","))")
+                    try await fillGaps(&store, realtime)
+                case .resumeRefused(let channelIDs):
+                    say("resume-refused channels=\(channelIDs.joined(separator: ","))")
+                case .serverError(let code, let message):
+                    say("server-error code=\(code) message=\(message)")
+                case .message:
+                    break
+                }
+            case .line(let line):
+                switch line.trimmingCharacters(in: .whitespaces) {
+                case "": continue
+                case "/quit": break loop
+                case "/status":
+                    let pending = await realtime.pendingSends
+                    let state = await realtime.state
+                    say("status state=\(Self.name(state)) pending=\(pending.count)")
+                case "/dump":
+                    let timeline = store[channelID]
+                    for entry in timeline.entries {
+                        say("entry seq=\(entry.seq.map(String.init) ?? "-") id=\(entry.messageID ?? "-") status=\(Self.name(entry.status)) client_msg_id=\(entry.clientMsgID) body=\(entry.body)")
+                    }
+                    say("timeline entries=\(timeline.entries.count) duplicates=\(duplicates) readies=\(readies)")
+                default:
+                    let pending = PendingSend(clientMsgID: UUID().uuidString.lowercased(), channelID: channelID, body: line)
+                    store.addPending(pending, at: Date())
+                    await realtime.send(pending.body, to: channelID, clientMsgID: pending.clientMsgID)
+                    say("queued client_msg_id=\(pending.clientMsgID)")
+                }
+            case .endOfInput:
+                break loop
+            }
+        }
+        eventPump.cancel()
+        await realtime.stop()
+        say("bye")
+    }
+
+    /// Fetches what is missing between loaded messages over REST, as the app does.
+    private func fillGaps(_ store: inout MessageStore, _ realtime: RealtimeClient) async throws {
+        for _ in 0..<20 {
+            guard let gap = store[channelID].firstGap else { return }
+            let cursor = HistoryCursor.after(messageID: gap.afterMessageID)
+            let page = try await api.messages(inChannel: channelID, cursor: cursor, limit: Limits.historyMaxLimit)
+            store.mergePage(page, channelID: channelID, cursor: cursor, limit: Limits.historyMaxLimit)
+            await realtime.noteSeen(page)
+            say("filled count=\(page.count) after=\(gap.afterMessageID)")
+            if page.isEmpty { return }
+        }
+    }
+
+    static func name(_ state: ConnectionState) -> String {
+        switch state {
+        case .disconnected: "disconnected"
+        case .connecting: "connecting"
+        case .connected: "connected"
+        case .waitingToReconnect(let attempt, let delay): "waiting attempt=\(attempt) delay=\(delay)"
+        case .signedOut: "signed-out"
+        }
+    }
+
+    static func name(_ status: TimelineEntry.Status) -> String {
+        switch status {
+        case .pending: "pending"
+        case .failed(let code, _): "failed(\(code))"
+        case .sent: "sent"
+        case .delivered: "delivered"
+        }
+    }
+}
