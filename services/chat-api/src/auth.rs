@@ -14,6 +14,7 @@ use base64::Engine;
 use chat_store::pg::{CreateUserError, RotateOutcome};
 use chat_types::ErrorBody;
 use chat_types::UserId;
+use chat_types::error_code as code;
 use chat_types::limits;
 use chat_types::rest::{LoginRequest, RefreshRequest, RegisterRequest, Session, User};
 use rand::RngCore;
@@ -30,7 +31,7 @@ pub async fn register(
 ) -> ApiResult<(StatusCode, Json<Session>)> {
     if !limits::valid_username(&req.username) {
         return Err(ApiError::bad(
-            "invalid_username",
+            code::INVALID_USERNAME,
             format!(
                 "usernames are {} to {} characters of letters, digits, '.', '_' and '-'",
                 limits::USERNAME_MIN,
@@ -45,7 +46,7 @@ pub async fn register(
             if d.chars().count() > limits::DISPLAY_NAME_MAX || d.chars().any(char::is_control) =>
         {
             return Err(ApiError::bad(
-                "invalid_display_name",
+                code::INVALID_DISPLAY_NAME,
                 format!(
                     "display names are at most {} characters, without control characters",
                     limits::DISPLAY_NAME_MAX
@@ -64,7 +65,7 @@ pub async fn register(
         .await
         .map_err(|e| match e {
             CreateUserError::UsernameTaken => {
-                ApiError::Conflict("username_taken", "this username is taken".into())
+                ApiError::Conflict(code::USERNAME_TAKEN, "this username is taken".into())
             }
             CreateUserError::Db(e) => e.into(),
         })?;
@@ -93,7 +94,7 @@ pub async fn login(
     match (user, ok) {
         (Some(user), true) => Ok(Json(new_session(&s, user, Uuid::now_v7()).await?)),
         _ => Err(ApiError::Unauthorized(
-            "invalid_credentials",
+            code::INVALID_CREDENTIALS,
             "wrong username or password".into(),
         )),
     }
@@ -111,18 +112,18 @@ pub async fn refresh(
         RotateOutcome::Rotated { user, family_id } => {
             let user = chat_store::pg::user(&s.db, user).await?.ok_or_else(|| {
                 ApiError::Unauthorized(
-                    "invalid_refresh_token",
+                    code::INVALID_REFRESH_TOKEN,
                     "the account no longer exists".into(),
                 )
             })?;
             Ok(Json(new_session(&s, user, family_id).await?))
         }
         RotateOutcome::Reused => Err(ApiError::Unauthorized(
-            "refresh_token_reused",
+            code::REFRESH_TOKEN_REUSED,
             "this refresh token was already used; the session is revoked, log in again".into(),
         )),
         RotateOutcome::Invalid => Err(ApiError::Unauthorized(
-            "invalid_refresh_token",
+            code::INVALID_REFRESH_TOKEN,
             "the refresh token is unknown, expired or revoked".into(),
         )),
     }
@@ -148,7 +149,7 @@ pub async fn me(State(s): State<SharedState>, AuthUser(me): AuthUser) -> ApiResu
         .await?
         .map(Json)
         .ok_or_else(|| {
-            ApiError::Unauthorized("invalid_token", "the account no longer exists".into())
+            ApiError::Unauthorized(code::INVALID_TOKEN, "the account no longer exists".into())
         })
 }
 
@@ -156,7 +157,7 @@ fn check_password(p: &str) -> ApiResult<()> {
     let n = p.chars().count();
     if !(limits::PASSWORD_MIN..=limits::PASSWORD_MAX).contains(&n) {
         return Err(ApiError::bad(
-            "invalid_password",
+            code::INVALID_PASSWORD,
             format!(
                 "passwords are {} to {} characters",
                 limits::PASSWORD_MIN,

@@ -6,6 +6,7 @@ use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chat_types::ErrorBody;
+use chat_types::error_code as code;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -65,13 +66,13 @@ impl IntoResponse for ApiError {
             ApiError::Unavailable(cause) => {
                 tracing::warn!(cause, "request failed: dependency unavailable");
                 ErrorBody::new(
-                    "unavailable",
+                    code::UNAVAILABLE,
                     "the service is temporarily unavailable; try again",
                 )
             }
             ApiError::Internal(e) => {
                 tracing::error!(error = ?e, "request failed");
-                ErrorBody::new("internal", "an internal error occurred")
+                ErrorBody::new(code::INTERNAL, "an internal error occurred")
             }
         };
         (status, Json(body)).into_response()
@@ -96,28 +97,28 @@ impl From<chat_store::cql::CqlError> for ApiError {
 impl From<JsonRejection> for ApiError {
     fn from(r: JsonRejection) -> Self {
         match r {
-            JsonRejection::JsonDataError(e) => ApiError::bad("invalid_field", e.body_text()),
-            JsonRejection::JsonSyntaxError(e) => ApiError::bad("malformed_json", e.body_text()),
+            JsonRejection::JsonDataError(e) => ApiError::bad(code::INVALID_FIELD, e.body_text()),
+            JsonRejection::JsonSyntaxError(e) => ApiError::bad(code::MALFORMED_JSON, e.body_text()),
             JsonRejection::MissingJsonContentType(_) => ApiError::UnsupportedMediaType(
-                "unsupported_media_type",
+                code::UNSUPPORTED_MEDIA_TYPE,
                 "send the body as JSON with Content-Type: application/json".into(),
             ),
             JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
                 ApiError::PayloadTooLarge(
-                    "payload_too_large",
+                    code::PAYLOAD_TOO_LARGE,
                     format!(
                         "request bodies are limited to {} bytes",
                         chat_types::limits::MAX_REQUEST_BYTES
                     ),
                 )
             }
-            other => ApiError::bad("invalid_body", other.body_text()),
+            other => ApiError::bad(code::INVALID_BODY, other.body_text()),
         }
     }
 }
 
 impl From<QueryRejection> for ApiError {
     fn from(r: QueryRejection) -> Self {
-        ApiError::bad("invalid_query", r.body_text())
+        ApiError::bad(code::INVALID_QUERY, r.body_text())
     }
 }

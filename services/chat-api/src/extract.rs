@@ -3,10 +3,10 @@
 use crate::SharedState;
 use crate::error::ApiError;
 use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::header;
 use axum::http::request::Parts;
-use chat_common::auth::TokenError;
+use chat_common::auth::{TokenError, bearer_token};
 use chat_types::UserId;
+use chat_types::error_code as code;
 use serde::de::DeserializeOwned;
 
 /// `axum::Json` with contract-shaped rejections (malformed JSON, wrong types, too large).
@@ -31,30 +31,29 @@ impl FromRequestParts<SharedState> for AuthUser {
         parts: &mut Parts,
         state: &SharedState,
     ) -> Result<Self, Self::Rejection> {
-        let value = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| {
-                ApiError::Unauthorized(
-                    "missing_token",
+        let token = match bearer_token(&parts.headers) {
+            Ok(Some(token)) => token,
+            Ok(None) => {
+                return Err(ApiError::Unauthorized(
+                    code::MISSING_TOKEN,
                     "send Authorization: Bearer <access_token>".into(),
-                )
-            })?;
-        let token = value.strip_prefix("Bearer ").ok_or_else(|| {
-            ApiError::Unauthorized(
-                "invalid_token",
-                "the Authorization header must be 'Bearer <token>'".into(),
-            )
-        })?;
-        match state.keys.verify_access(token.trim()) {
+                ));
+            }
+            Err(_) => {
+                return Err(ApiError::Unauthorized(
+                    code::INVALID_TOKEN,
+                    "the Authorization header must be 'Bearer <token>'".into(),
+                ));
+            }
+        };
+        match state.keys.verify_access(token) {
             Ok(u) => Ok(AuthUser(u)),
             Err(TokenError::Expired) => Err(ApiError::Unauthorized(
-                "token_expired",
+                code::TOKEN_EXPIRED,
                 "the access token has expired; refresh it".into(),
             )),
             Err(TokenError::Invalid) => Err(ApiError::Unauthorized(
-                "invalid_token",
+                code::INVALID_TOKEN,
                 "the access token is invalid".into(),
             )),
         }

@@ -8,6 +8,7 @@ use axum::http::StatusCode;
 use axum::{Json, Router};
 use chat_store::pg::Access;
 use chat_types::bus::{BusRecord, MembershipChange, MembershipRecord};
+use chat_types::error_code as code;
 use chat_types::rest::{
     Channel, ChannelKind, ChannelList, CreateChannelRequest, CreateDmRequest, MemberList,
     MessageList, UserList,
@@ -96,24 +97,24 @@ pub fn router(state: SharedState) -> Router {
 }
 
 async fn not_found() -> ApiError {
-    ApiError::NotFound("not_found", "no such endpoint".into())
+    ApiError::NotFound(code::NOT_FOUND, "no such endpoint".into())
 }
 
 fn parse_channel_id(s: &str) -> ApiResult<ChannelId> {
     s.parse()
-        .map_err(|_| ApiError::bad("invalid_id", format!("'{s}' is not a valid channel id")))
+        .map_err(|_| ApiError::bad(code::INVALID_ID, format!("'{s}' is not a valid channel id")))
 }
 
 fn channel_not_found() -> ApiError {
     ApiError::NotFound(
-        "channel_not_found",
+        code::CHANNEL_NOT_FOUND,
         "there is no channel with this id".into(),
     )
 }
 
 fn not_a_member() -> ApiError {
     ApiError::Forbidden(
-        "not_a_member",
+        code::NOT_A_MEMBER,
         "you are not a member of this channel".into(),
     )
 }
@@ -145,7 +146,7 @@ async fn search_users(
     let prefix = q.get("query").map(|p| p.trim()).unwrap_or_default();
     if prefix.is_empty() || prefix.chars().count() > limits::USERNAME_MAX {
         return Err(ApiError::bad(
-            "invalid_query",
+            code::INVALID_QUERY,
             format!("query must be 1 to {} characters", limits::USERNAME_MAX),
         ));
     }
@@ -167,7 +168,7 @@ async fn create_channel(
     let n = name.chars().count();
     if n == 0 || n > limits::CHANNEL_NAME_MAX || name.chars().any(char::is_control) {
         return Err(ApiError::bad(
-            "invalid_name",
+            code::INVALID_NAME,
             format!(
                 "channel names are 1 to {} characters, without control characters",
                 limits::CHANNEL_NAME_MAX
@@ -177,7 +178,7 @@ async fn create_channel(
     let description = req.description.as_deref().unwrap_or("").trim();
     if description.chars().count() > limits::CHANNEL_DESCRIPTION_MAX {
         return Err(ApiError::bad(
-            "invalid_description",
+            code::INVALID_DESCRIPTION,
             format!(
                 "descriptions are at most {} characters",
                 limits::CHANNEL_DESCRIPTION_MAX
@@ -213,7 +214,7 @@ async fn search_channels(
     let query = q.get("query").map(|p| p.trim()).unwrap_or_default();
     if query.chars().count() > limits::CHANNEL_NAME_MAX {
         return Err(ApiError::bad(
-            "invalid_query",
+            code::INVALID_QUERY,
             "the query is longer than any channel name",
         ));
     }
@@ -265,7 +266,7 @@ async fn join(
         Access::NoSuchChannel => return Err(channel_not_found()),
         Access::NotMember(ChannelKind::Direct) => {
             return Err(ApiError::Forbidden(
-                "not_joinable",
+                code::NOT_JOINABLE,
                 "direct conversations cannot be joined".into(),
             ));
         }
@@ -294,9 +295,12 @@ async fn leave(
     let channel = parse_channel_id(&channel_id)?;
     match chat_store::pg::access(&s.db, channel, me).await? {
         Access::NoSuchChannel => Err(channel_not_found()),
-        Access::Member(ChannelKind::Direct) | Access::NotMember(ChannelKind::Direct) => Err(
-            ApiError::Forbidden("not_leavable", "direct conversations cannot be left".into()),
-        ),
+        Access::Member(ChannelKind::Direct) | Access::NotMember(ChannelKind::Direct) => {
+            Err(ApiError::Forbidden(
+                code::NOT_LEAVABLE,
+                "direct conversations cannot be left".into(),
+            ))
+        }
         Access::NotMember(ChannelKind::Group) => {
             // Maybe a retry of a leave whose epoch move failed: move it (again).
             end_cached_memberships(&s, me).await?;
@@ -339,13 +343,13 @@ async fn create_dm(
 ) -> ApiResult<(StatusCode, Json<Channel>)> {
     if req.user_id == me {
         return Err(ApiError::bad(
-            "invalid_user",
+            code::INVALID_USER,
             "a direct conversation needs another user",
         ));
     }
     if chat_store::pg::user(&s.db, req.user_id).await?.is_none() {
         return Err(ApiError::NotFound(
-            "user_not_found",
+            code::USER_NOT_FOUND,
             "there is no user with this id".into(),
         ));
     }
@@ -395,7 +399,7 @@ async fn history(
             .filter(|l| (1..=limits::HISTORY_MAX_LIMIT).contains(l))
             .ok_or_else(|| {
                 ApiError::bad(
-                    "invalid_limit",
+                    code::INVALID_LIMIT,
                     format!("limit must be 1 to {}", limits::HISTORY_MAX_LIMIT),
                 )
             })?,
@@ -404,7 +408,7 @@ async fn history(
         q.get(name)
             .map(|v| {
                 v.parse::<MessageId>().map_err(|_| {
-                    ApiError::bad("invalid_cursor", format!("{name} must be a message id"))
+                    ApiError::bad(code::INVALID_CURSOR, format!("{name} must be a message id"))
                 })
             })
             .transpose()
@@ -416,7 +420,7 @@ async fn history(
         match store.placement(id).await? {
             Some(p) if p.channel_id == channel => Ok(p.seq),
             _ => Err(ApiError::NotFound(
-                "message_not_found",
+                code::MESSAGE_NOT_FOUND,
                 "the cursor is not a message of this channel".into(),
             )),
         }
@@ -424,7 +428,7 @@ async fn history(
     let messages = match (before, after) {
         (Some(_), Some(_)) => {
             return Err(ApiError::bad(
-                "invalid_cursor",
+                code::INVALID_CURSOR,
                 "give before or after, not both",
             ));
         }
