@@ -36,6 +36,22 @@ pub struct Config {
     pub cassandra: CassandraConfig,
     pub auth: AuthConfig,
     pub telemetry: TelemetryConfig,
+    pub api: ApiConfig,
+}
+
+/// How the API serves requests.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    /// On shutdown, seconds that requests in flight get to finish before they are dropped
+    /// (below the 15 s after which deploy/stack.sh and compose send SIGKILL).
+    pub drain_secs: u64,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig { drain_secs: 10 }
+    }
 }
 
 impl Default for Config {
@@ -49,6 +65,7 @@ impl Default for Config {
             cassandra: CassandraConfig::default(),
             auth: AuthConfig::with_defaults(),
             telemetry: TelemetryConfig::default(),
+            api: ApiConfig::default(),
         }
     }
 }
@@ -72,6 +89,7 @@ pub struct Application {
     metrics: PrometheusHandle,
     http_listener: tokio::net::TcpListener,
     ops_listener: tokio::net::TcpListener,
+    drain: std::time::Duration,
 }
 
 impl Application {
@@ -97,6 +115,7 @@ impl Application {
             metrics,
             http_listener: tokio::net::TcpListener::bind(&cfg.http.listen).await?,
             ops_listener: tokio::net::TcpListener::bind(&cfg.ops.listen).await?,
+            drain: std::time::Duration::from_secs(cfg.api.drain_secs),
         })
     }
 
@@ -120,10 +139,77 @@ impl Application {
                 .await
         });
         tracing::info!(addr = %self.http_listener.local_addr()?, "api listening");
-        axum::serve(self.http_listener, app)
-            .with_graceful_shutdown(shutdown.cancelled_owned())
-            .await?;
+        let server = axum::serve(self.http_listener, app)
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+            .into_future();
+        drain_bounded(server, &shutdown, self.drain).await?;
         let _ = ops_task.await;
         Ok(())
+    }
+}
+
+/// Run `server` (already told to stop accepting on `shutdown`) until it ends; once `shutdown`
+/// fires, give the requests in flight at most `bound` to finish, then drop them.
+async fn drain_bounded<F, E>(
+    server: F,
+    shutdown: &CancellationToken,
+    bound: std::time::Duration,
+) -> Result<(), E>
+where
+    F: std::future::Future<Output = Result<(), E>>,
+{
+    tokio::pin!(server);
+    tokio::select! {
+        r = &mut server => return r,
+        () = shutdown.cancelled() => {}
+    }
+    match tokio::time::timeout(bound, server).await {
+        Ok(r) => r,
+        Err(_) => {
+            tracing::warn!(
+                ?bound,
+                "drain bound reached: dropping the requests still in flight"
+            );
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    #[tokio::test]
+    async fn the_drain_ends_at_its_bound_when_requests_do_not() {
+        let shutdown = CancellationToken::new();
+        shutdown.cancel();
+        let never = std::future::pending::<Result<(), ()>>();
+        let start = Instant::now();
+        drain_bounded(never, &shutdown, Duration::from_millis(200))
+            .await
+            .unwrap();
+        let took = start.elapsed();
+        assert!(
+            took >= Duration::from_millis(200) && took < Duration::from_secs(2),
+            "{took:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_server_that_finishes_draining_ends_the_drain_at_once() {
+        let shutdown = CancellationToken::new();
+        let stop = shutdown.clone();
+        let server = async move {
+            stop.cancelled().await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            Ok::<(), ()>(())
+        };
+        shutdown.cancel();
+        let start = Instant::now();
+        drain_bounded(server, &shutdown, Duration::from_secs(30))
+            .await
+            .unwrap();
+        assert!(start.elapsed() < Duration::from_secs(5));
     }
 }
