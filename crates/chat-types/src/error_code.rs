@@ -51,6 +51,15 @@ pub const METHOD_NOT_ALLOWED: &str = "method_not_allowed";
 pub const TIMEOUT: &str = "timeout";
 pub const INTERNAL: &str = "internal";
 
+// --- sent by the load balancer (nginx) itself -------------------------------------------------
+
+/// The request could not be read: malformed, or its headers too large (400).
+pub const BAD_REQUEST: &str = "bad_request";
+/// The request URI is too long (414).
+pub const URI_TOO_LONG: &str = "uri_too_long";
+/// The client did not send its request in time (408).
+pub const REQUEST_TIMEOUT: &str = "request_timeout";
+
 // --- REST resources ---------------------------------------------------------------------------
 
 pub const INVALID_USERNAME: &str = "invalid_username";
@@ -77,8 +86,8 @@ pub const WS: &[&str] = &[
     UNAVAILABLE,
 ];
 
-/// Codes of REST error bodies (the API, nginx's own errors, and the gateway's 401 before an
-/// upgrade).
+/// Codes of REST error bodies (the API, nginx's own errors in `deploy/nginx/routes.conf`, and
+/// the gateway's 401 before an upgrade).
 pub const REST: &[&str] = &[
     MISSING_TOKEN,
     INVALID_TOKEN,
@@ -102,6 +111,9 @@ pub const REST: &[&str] = &[
     TIMEOUT,
     UNAVAILABLE,
     INTERNAL,
+    BAD_REQUEST,
+    URI_TOO_LONG,
+    REQUEST_TIMEOUT,
     INVALID_USERNAME,
     INVALID_PASSWORD,
     INVALID_DISPLAY_NAME,
