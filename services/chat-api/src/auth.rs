@@ -1,12 +1,11 @@
-//! Accounts and sessions. Passwords are argon2id hashes, computed on the blocking pool under a
-//! semaphore. Refresh tokens are opaque random strings stored as SHA-256 hashes; each refresh
+//! Accounts and sessions. Passwords are argon2id hashes, computed on the API's hashing threads
+//! ([`crate::hashing`]); logins and registrations are throttled ([`crate::throttle`]). Refresh
+//! tokens are opaque random strings stored as SHA-256 hashes; each refresh
 //! rotates the token, and a reused token revokes its whole family.
 
 use crate::SharedState;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{ApiJson, AuthUser};
-use argon2::password_hash::{PasswordHasher, PasswordVerifier, SaltString};
-use argon2::{Argon2, PasswordHash};
+use crate::extract::{ApiJson, AuthUser, ClientIp};
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -23,10 +22,12 @@ use uuid::Uuid;
 
 /// Create an account and a session.
 #[utoipa::path(post, path = "/auth/register", tag = "auth", request_body = RegisterRequest,
-    responses((status = 201, body = Session), (status = 400, body = ErrorBody, description = "invalid_username, invalid_password, invalid_display_name, malformed_json, invalid_field"),
-        (status = 409, body = ErrorBody, description = "username_taken"), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody)))]
+    responses((status = 201, body = Session), (status = 400, body = ErrorBody, description = "invalid_username, invalid_password, invalid_display_name, malformed_json, invalid_field, nul_character"),
+        (status = 409, body = ErrorBody, description = "username_taken"), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+        (status = 429, body = ErrorBody, description = "rate_limited: too many registrations from this address; see Retry-After")))]
 pub async fn register(
     State(s): State<SharedState>,
+    ClientIp(ip): ClientIp,
     ApiJson(req): ApiJson<RegisterRequest>,
 ) -> ApiResult<(StatusCode, Json<Session>)> {
     if !limits::valid_username(&req.username) {
@@ -42,20 +43,21 @@ pub async fn register(
     check_password(&req.password)?;
     let display_name = match req.display_name.as_deref().map(str::trim) {
         None | Some("") => req.username.clone(),
-        Some(d)
-            if d.chars().count() > limits::DISPLAY_NAME_MAX || d.chars().any(char::is_control) =>
-        {
+        Some(d) if !limits::valid_display_name(d) => {
             return Err(ApiError::bad(
                 code::INVALID_DISPLAY_NAME,
                 format!(
-                    "display names are at most {} characters, without control characters",
+                    "display names are at most {} characters, without control characters or \
+                     invisible format characters (bidi overrides, zero-width spaces)",
                     limits::DISPLAY_NAME_MAX
                 ),
             ));
         }
         Some(d) => d.to_owned(),
     };
-    let hash = hash_password(&s, req.password).await?;
+    // Only well-formed registrations count against the address: a typo costs nothing.
+    s.throttle.register(ip)?;
+    let hash = s.hasher.hash(req.password).await.map_err(hash_error)?;
     let user = User {
         id: UserId::new_v7(),
         username: req.username,
@@ -75,11 +77,14 @@ pub async fn register(
 
 /// Log in; a wrong password and an unknown user get the same 401.
 #[utoipa::path(post, path = "/auth/login", tag = "auth", request_body = LoginRequest,
-    responses((status = 200, body = Session), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody, description = "invalid_credentials")))]
+    responses((status = 200, body = Session), (status = 400, body = ErrorBody, description = "malformed_json, invalid_field, nul_character"), (status = 401, body = ErrorBody, description = "invalid_credentials"),
+        (status = 429, body = ErrorBody, description = "rate_limited: too many attempts from this address or for this account; see Retry-After")))]
 pub async fn login(
     State(s): State<SharedState>,
+    ClientIp(ip): ClientIp,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> ApiResult<Json<Session>> {
+    s.throttle.login(ip, &req.username)?;
     let found = if req.username.len() <= limits::USERNAME_MAX {
         chat_store::pg::user_with_hash(&s.db, &req.username).await?
     } else {
@@ -87,10 +92,14 @@ pub async fn login(
     };
     // Unknown users cost the same argon2 verification as known ones, so timing says nothing.
     let (user, hash) = match found {
-        Some((u, h)) => (Some(u), h),
-        None => (None, dummy_hash().to_owned()),
+        Some((u, h)) => (Some(u), Some(h)),
+        None => (None, None),
     };
-    let ok = verify_password(&s, req.password, hash).await?;
+    let ok = s
+        .hasher
+        .verify(req.password, hash)
+        .await
+        .map_err(hash_error)?;
     match (user, ok) {
         (Some(user), true) => Ok(Json(new_session(&s, user, Uuid::now_v7()).await?)),
         _ => Err(ApiError::Unauthorized(
@@ -154,18 +163,21 @@ pub async fn me(State(s): State<SharedState>, AuthUser(me): AuthUser) -> ApiResu
 }
 
 fn check_password(p: &str) -> ApiResult<()> {
-    let n = p.chars().count();
-    if !(limits::PASSWORD_MIN..=limits::PASSWORD_MAX).contains(&n) {
+    if !limits::valid_password(p) {
         return Err(ApiError::bad(
             code::INVALID_PASSWORD,
             format!(
-                "passwords are {} to {} characters",
+                "passwords are {} to {} characters, not only white space",
                 limits::PASSWORD_MIN,
                 limits::PASSWORD_MAX
             ),
         ));
     }
     Ok(())
+}
+
+fn hash_error(e: crate::hashing::HashError) -> ApiError {
+    ApiError::Internal(e.into())
 }
 
 async fn new_session(s: &SharedState, user: User, family_id: Uuid) -> ApiResult<Session> {
@@ -191,50 +203,4 @@ async fn new_session(s: &SharedState, user: User, family_id: Uuid) -> ApiResult<
 
 fn token_hash(token: &str) -> Vec<u8> {
     Sha256::digest(token.as_bytes()).to_vec()
-}
-
-async fn hash_password(s: &SharedState, password: String) -> ApiResult<String> {
-    let _permit = s
-        .hashing
-        .acquire()
-        .await
-        .map_err(|e| ApiError::Internal(e.into()))?;
-    tokio::task::spawn_blocking(move || {
-        let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
-        Argon2::default()
-            .hash_password(password.as_bytes(), &salt)
-            .map(|h| h.to_string())
-            .map_err(|e| ApiError::Internal(anyhow::anyhow!("argon2: {e}")))
-    })
-    .await
-    .map_err(|e| ApiError::Internal(e.into()))?
-}
-
-async fn verify_password(s: &SharedState, password: String, hash: String) -> ApiResult<bool> {
-    let _permit = s
-        .hashing
-        .acquire()
-        .await
-        .map_err(|e| ApiError::Internal(e.into()))?;
-    tokio::task::spawn_blocking(move || {
-        let parsed = PasswordHash::new(&hash)
-            .map_err(|e| ApiError::Internal(anyhow::anyhow!("stored hash: {e}")))?;
-        Ok(Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok())
-    })
-    .await
-    .map_err(|e| ApiError::Internal(e.into()))?
-}
-
-/// A valid argon2id hash of a random password, verified against for unknown usernames.
-fn dummy_hash() -> &'static str {
-    static H: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    H.get_or_init(|| {
-        let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
-        Argon2::default()
-            .hash_password(Uuid::new_v4().as_bytes(), &salt)
-            .expect("argon2 with default params")
-            .to_string()
-    })
 }

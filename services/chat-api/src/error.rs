@@ -24,6 +24,12 @@ pub enum ApiError {
     PayloadTooLarge(&'static str, String),
     #[error("{1}")]
     UnsupportedMediaType(&'static str, String),
+    #[error("this path does not answer this method")]
+    MethodNotAllowed,
+    #[error("too many requests; retry in {retry_after_secs} s")]
+    RateLimited { retry_after_secs: u64 },
+    #[error("the request took too long")]
+    Timeout,
     #[error("a dependency is unavailable: {0}")]
     Unavailable(String),
     #[error(transparent)]
@@ -46,7 +52,9 @@ impl ApiError {
             ApiError::Conflict(..) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(..) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(..) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Timeout | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -63,6 +71,33 @@ impl IntoResponse for ApiError {
             | ApiError::Conflict(c, m)
             | ApiError::PayloadTooLarge(c, m)
             | ApiError::UnsupportedMediaType(c, m) => ErrorBody::new(*c, m.clone()),
+            // axum adds `Allow` to the response.
+            ApiError::MethodNotAllowed => ErrorBody::new(
+                code::METHOD_NOT_ALLOWED,
+                "this path does not answer this method; see the Allow header",
+            ),
+            ApiError::RateLimited { retry_after_secs } => {
+                let body = ErrorBody::new(
+                    code::RATE_LIMITED,
+                    format!("too many requests; retry in {retry_after_secs} s"),
+                );
+                return (
+                    status,
+                    [(
+                        axum::http::header::RETRY_AFTER,
+                        retry_after_secs.to_string(),
+                    )],
+                    Json(body),
+                )
+                    .into_response();
+            }
+            ApiError::Timeout => {
+                tracing::warn!("request timed out");
+                ErrorBody::new(
+                    code::TIMEOUT,
+                    "the request took too long and was abandoned; try again",
+                )
+            }
             ApiError::Unavailable(cause) => {
                 tracing::warn!(cause, "request failed: dependency unavailable");
                 ErrorBody::new(
