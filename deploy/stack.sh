@@ -76,6 +76,20 @@ fail_start() {
     exit 1
 }
 
+# render_template TEMPLATE KEY=VALUE...: print TEMPLATE with each {{KEY}} replaced by VALUE.
+# The config files of the stores (deploy/<server>/*.template) and nginx's are rendered this way.
+render_template() {
+    local tpl=$1 text kv
+    shift
+    text=$(<"$tpl")
+    for kv in "$@"; do
+        # Quoted replacement: '&' in a value stays literal (bash 5.2 patsub_replacement).
+        text=${text//"{{${kv%%=*}}}"/"${kv#*=}"}
+    done
+    if [[ $text =~ \{\{[A-Z_]+\}\} ]]; then die "$tpl: ${BASH_REMATCH[0]} was not filled in"; fi
+    printf '%s\n' "$text"
+}
+
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"; }
 
 # ---------------------------------------------------------------------------------------------
@@ -407,18 +421,8 @@ start_postgres() {
         as_pg "$bin/initdb" -D "$data" -U postgres -E UTF8 --locale=C.UTF-8 \
             --auth-local=trust --auth-host=scram-sha-256 >>"$logf" 2>&1 ||
             fail_start postgres "initdb failed"
-        cat >>"$data/postgresql.conf" <<EOF
-
-# --- deploy/stack.sh (native test stack) ---
-port = $port
-listen_addresses = '127.0.0.1'
-unix_socket_directories = '$sock'
-max_connections = 300
-shared_buffers = 128MB
-# A test stack: survive process crashes (WAL is still written per commit), not power loss.
-fsync = off
-full_page_writes = off
-EOF
+        render_template "$SCRIPT_DIR/postgres/native.conf.template" PORT="$port" SOCKET_DIR="$sock" \
+            >>"$data/postgresql.conf"
     fi
     # A postmaster.pid left by a killed server whose pid now belongs to an unrelated process would
     # block the start (postgres handles a dead pid itself, and checks for orphaned backends).
@@ -480,44 +484,9 @@ start_kafka() {
     require_free_port kafka "$port"
     require_free_port kafka "$cport"
     mkdir -p "$dir/data"
-    cat >"$dir/server.properties" <<EOF
-# written by deploy/stack.sh
-process.roles=broker,controller
-node.id=1
-controller.quorum.voters=1@127.0.0.1:$cport
-listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
-advertised.listeners=PLAINTEXT://127.0.0.1:$port
-controller.listener.names=CONTROLLER
-inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
-log.dirs=$dir/data
-num.partitions=1
-default.replication.factor=1
-offsets.topic.replication.factor=1
-offsets.topic.num.partitions=16
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
-group.initial.rebalance.delay.ms=0
-# chat-admin migrate creates the topic with its partition count; never create one by accident.
-auto.create.topics.enable=false
-num.network.threads=2
-num.io.threads=4
-EOF
-    cat >"$dir/log4j2.properties" <<'EOF'
-status = warn
-appender.out.type = Console
-appender.out.name = OUT
-appender.out.layout.type = PatternLayout
-appender.out.layout.pattern = [%d] %p %m (%c)%n
-rootLogger.level = INFO
-rootLogger.appenderRef.out.ref = OUT
-logger.state.name = state.change.logger
-logger.state.level = WARN
-logger.request.name = kafka.request.logger
-logger.request.level = WARN
-EOF
+    render_template "$SCRIPT_DIR/kafka/server.properties.template" PORT="$port" CONTROLLER_PORT="$cport" \
+        DIR="$dir" >"$dir/server.properties"
+    cp "$SCRIPT_DIR/kafka/log4j2.properties" "$dir/log4j2.properties"
     if [[ ! -f $dir/data/meta.properties ]]; then
         if [[ ! -s $dir/cluster.id ]]; then
             # A Kafka cluster id: 16 random bytes, base64url without padding.
@@ -553,46 +522,9 @@ start_cassandra() {
         require_free_port cassandra "$p"
     done
     mkdir -p "$dir"/{data,commitlog,saved_caches,hints,cdc_raw}
-    cat >"$dir/cassandra.yaml" <<EOF
-# written by deploy/stack.sh
-cluster_name: chat-native
-num_tokens: 1
-partitioner: org.apache.cassandra.dht.Murmur3Partitioner
-commitlog_sync: periodic
-commitlog_sync_period: 10000ms
-seed_provider:
-  - class_name: org.apache.cassandra.locator.SimpleSeedProvider
-    parameters:
-      - seeds: "127.0.0.1:$CASSANDRA_STORAGE_PORT"
-listen_address: 127.0.0.1
-rpc_address: 127.0.0.1
-storage_port: $CASSANDRA_STORAGE_PORT
-ssl_storage_port: $CASSANDRA_SSL_STORAGE_PORT
-native_transport_port: $port
-start_native_transport: true
-endpoint_snitch: SimpleSnitch
-data_file_directories:
-  - $dir/data
-commitlog_directory: $dir/commitlog
-saved_caches_directory: $dir/saved_caches
-hints_directory: $dir/hints
-cdc_raw_directory: $dir/cdc_raw
-auto_snapshot: false
-snapshot_on_duplicate_row_detection: false
-concurrent_compactors: 1
-# The message servers write in unlogged batches of up to 64 statements and ~34 KiB (see
-# MessageStore::insert in crates/chat-store/src/cql.rs); do not log a warning for each one.
-batch_size_warn_threshold: 64KiB
-unlogged_batch_across_partitions_warn_threshold: 64
-EOF
-    cat >"$dir/logback.xml" <<'EOF'
-<configuration scan="false">
-  <appender name="OUT" class="ch.qos.logback.core.ConsoleAppender">
-    <encoder><pattern>%-5level [%thread] %date{ISO8601} %logger{0} - %msg%n</pattern></encoder>
-  </appender>
-  <root level="INFO"><appender-ref ref="OUT"/></root>
-</configuration>
-EOF
+    render_template "$SCRIPT_DIR/cassandra/cassandra.yaml.template" PORT="$port" DIR="$dir" \
+        STORAGE_PORT="$CASSANDRA_STORAGE_PORT" SSL_STORAGE_PORT="$CASSANDRA_SSL_STORAGE_PORT" >"$dir/cassandra.yaml"
+    cp "$SCRIPT_DIR/cassandra/logback.xml" "$dir/logback.xml"
     spawn cassandra java -Xms768m -Xmx1g \
         -XX:+UseG1GC -XX:+ParallelRefProcEnabled -XX:MaxTenuringThreshold=1 -Djava.net.preferIPv4Stack=true \
         --add-exports java.base/jdk.internal.misc=ALL-UNNAMED \
@@ -743,8 +675,7 @@ prepare_web() {
 }
 
 render_nginx_conf() {
-    local out=$1 tpl api_servers='' gw_servers='' s user_line='' mime=/etc/nginx/mime.types
-    tpl=$(cat "$SCRIPT_DIR/nginx/native.conf.template")
+    local out=$1 api_servers='' gw_servers='' s user_line='' mime=/etc/nginx/mime.types
     for s in "${SERVICES[@]}"; do
         case ${SVC_BIN[$s]} in
             chat-api) api_servers+="        server 127.0.0.1:${SVC_HTTP[$s]} max_fails=1 fail_timeout=5s;"$'\n' ;;
@@ -754,17 +685,10 @@ render_nginx_conf() {
     # Workers run as the invoking user (root on our machines) so they can read the run dir.
     ((EUID == 0)) && user_line='user root;'
     [[ -f $mime ]] || { mime=$RUN_DIR/nginx/mime.types && printf 'types {\n text/html html;\n text/css css;\n application/javascript js mjs;\n application/json json;\n image/svg+xml svg;\n image/png png;\n}\n' >"$mime"; }
-    tpl=${tpl//'{{USER_DIRECTIVE}}'/$user_line}
-    tpl=${tpl//'{{PID_FILE}}'/$(pid_file nginx)}
-    tpl=${tpl//'{{LOG_DIR}}'/$LOG_DIR}
-    tpl=${tpl//'{{RUN_DIR}}'/$RUN_DIR/nginx}
-    tpl=${tpl//'{{MIME_TYPES}}'/$mime}
-    tpl=${tpl//'{{API_SERVERS}}'/${api_servers%$'\n'}}
-    tpl=${tpl//'{{GATEWAY_SERVERS}}'/${gw_servers%$'\n'}}
-    tpl=${tpl//'{{LISTEN}}'/127.0.0.1:$LB_PORT}
-    tpl=${tpl//'{{WEB_ROOT}}'/$WEB_ROOT}
-    tpl=${tpl//'{{ROUTES}}'/$SCRIPT_DIR/nginx/routes.conf}
-    printf '%s\n' "$tpl" >"$out"
+    render_template "$SCRIPT_DIR/nginx/native.conf.template" USER_DIRECTIVE="$user_line" \
+        PID_FILE="$(pid_file nginx)" LOG_DIR="$LOG_DIR" RUN_DIR="$RUN_DIR/nginx" MIME_TYPES="$mime" \
+        API_SERVERS="${api_servers%$'\n'}" GATEWAY_SERVERS="${gw_servers%$'\n'}" \
+        LISTEN="127.0.0.1:$LB_PORT" WEB_ROOT="$WEB_ROOT" ROUTES="$SCRIPT_DIR/nginx/routes.conf" >"$out"
 }
 
 nginx_ready() { curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:$LB_PORT/lb-health"; }

@@ -45,7 +45,7 @@ trap stop_stack EXIT
 deploy/stack.sh up
 
 step "end-to-end tests (through nginx)"
-cargo test --release --workspace --test conversation --test rest
+cargo test --release --workspace --test conversation --test rest --test hardening_api
 
 step "delivery under failure (kills and restarts real processes, one test at a time)"
 cargo test --release --workspace --test delivery -- --test-threads=1 --nocapture

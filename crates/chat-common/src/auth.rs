@@ -1,6 +1,7 @@
 //! JWT access tokens (HS256). The API issues them; the API and the gateways verify them with the
 //! same key from configuration. Refresh tokens are opaque and live in PostgreSQL (see the API).
 
+use axum::http::{HeaderMap, header};
 use chat_types::UserId;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use secrecy::{ExposeSecret, SecretString};
@@ -71,6 +72,23 @@ impl TokenKeys {
     }
 }
 
+/// The token of an `Authorization: Bearer <token>` header, the one reading of it for the API and
+/// the gateways. `Ok(None)`: no `Authorization` header. `Err(TokenError::Invalid)`: a header that
+/// is not a bearer credential (another scheme, no token, not ASCII). The scheme is matched
+/// ignoring case (RFC 9110 section 11.1) and white space around the token is ignored.
+pub fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, TokenError> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let value = value.to_str().map_err(|_| TokenError::Invalid)?.trim();
+    let (scheme, token) = value.split_once(' ').ok_or(TokenError::Invalid)?;
+    let token = token.trim();
+    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
+        return Err(TokenError::Invalid);
+    }
+    Ok(Some(token))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,6 +111,31 @@ mod tests {
         let t = a.issue_access(UserId(Uuid::now_v7()));
         assert_eq!(b.verify_access(&t), Err(TokenError::Invalid));
         assert_eq!(a.verify_access("not.a.jwt"), Err(TokenError::Invalid));
+    }
+
+    fn headers(authorization: Option<&str>) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        if let Some(v) = authorization {
+            h.insert(header::AUTHORIZATION, v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn bearer_token_reads_the_authorization_header() {
+        assert_eq!(bearer_token(&headers(None)), Ok(None));
+        assert_eq!(bearer_token(&headers(Some("Bearer abc"))), Ok(Some("abc")));
+        assert_eq!(
+            bearer_token(&headers(Some("bearer  abc "))),
+            Ok(Some("abc"))
+        );
+        for bad in ["Basic abc", "Bearer", "Bearer   ", "abc", ""] {
+            assert_eq!(
+                bearer_token(&headers(Some(bad))),
+                Err(TokenError::Invalid),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

@@ -26,6 +26,9 @@ pub fn load<T: Serialize + DeserializeOwned + Default>() -> anyhow::Result<T> {
 pub struct PostgresConfig {
     pub url: String,
     pub max_connections: u32,
+    /// PostgreSQL ends any statement running longer than this (its `statement_timeout`), so a
+    /// stuck query cannot hold a connection and a request forever; 0 switches it off.
+    pub statement_timeout_ms: u64,
 }
 
 impl Default for PostgresConfig {
@@ -33,7 +36,27 @@ impl Default for PostgresConfig {
         PostgresConfig {
             url: "postgres://chat:chat@127.0.0.1:15432/chat".into(),
             max_connections: 16,
+            statement_timeout_ms: 10_000,
         }
+    }
+}
+
+impl PostgresConfig {
+    /// `url` with the session settings of this configuration (`statement_timeout`) added as
+    /// connection options, unless the URL already sets them.
+    pub fn connect_url(&self) -> anyhow::Result<String> {
+        if self.statement_timeout_ms == 0 || self.url.contains("statement_timeout") {
+            return Ok(self.url.clone());
+        }
+        if !self.url.starts_with("postgres://") && !self.url.starts_with("postgresql://") {
+            anyhow::bail!("postgres.url must be a postgres:// URL");
+        }
+        let sep = if self.url.contains('?') { '&' } else { '?' };
+        // sqlx reads `options[NAME]=VALUE` as `-c NAME=VALUE` at connection start-up.
+        Ok(format!(
+            "{}{sep}options%5Bstatement_timeout%5D={}",
+            self.url, self.statement_timeout_ms
+        ))
     }
 }
 
@@ -211,5 +234,27 @@ impl ListenConfig {
         ListenConfig {
             listen: addr.to_owned(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_statement_timeout_travels_as_a_connection_option() {
+        let mut pg = PostgresConfig::default();
+        assert_eq!(
+            pg.connect_url().unwrap(),
+            "postgres://chat:chat@127.0.0.1:15432/chat?options%5Bstatement_timeout%5D=10000"
+        );
+        pg.url = "postgres://u:p@h/db?sslmode=disable".into();
+        pg.statement_timeout_ms = 250;
+        assert_eq!(
+            pg.connect_url().unwrap(),
+            "postgres://u:p@h/db?sslmode=disable&options%5Bstatement_timeout%5D=250"
+        );
+        pg.statement_timeout_ms = 0;
+        assert_eq!(pg.connect_url().unwrap(), pg.url);
     }
 }

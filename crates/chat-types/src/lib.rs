@@ -7,11 +7,13 @@
 //! - [`ids`]: `UserId`, `ChannelId`, `MessageId` (UUIDs, JSON strings).
 //! - [`rest`]: request and response bodies of the public REST API (`/api/v1/...`).
 //! - [`ws`]: WebSocket frames, `type`-tagged, and the close codes.
+//! - [`error_code`]: every error code, REST and WebSocket, in one vocabulary.
 //! - [`bus`]: records of the Kafka topic `messages`.
 //! - [`internal`]: the body message servers push to a gateway's delivery endpoint.
 //! - [`limits`]: the limits of the public contract.
 
 pub mod bus;
+pub mod error_code;
 pub mod ids;
 pub mod internal;
 pub mod limits;

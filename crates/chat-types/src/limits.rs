@@ -3,7 +3,8 @@
 /// Usernames: 3 to 32 characters of ASCII letters, digits, `.`, `_`, `-`.
 pub const USERNAME_MIN: usize = 3;
 pub const USERNAME_MAX: usize = 32;
-/// Passwords: at least 8 characters (Unicode scalar values). The upper bound keeps argon2 cheap.
+/// Passwords: at least 8 characters (Unicode scalar values), not only white space. The upper
+/// bound keeps argon2 cheap.
 pub const PASSWORD_MIN: usize = 8;
 pub const PASSWORD_MAX: usize = 1024;
 pub const DISPLAY_NAME_MAX: usize = 64;
@@ -27,6 +28,39 @@ pub fn valid_username(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
+/// Whether `c` may not appear in a name people read (display names, channel names): control
+/// characters (Cc), the line and paragraph separators, and format characters (Cf) such as the
+/// bidi overrides and isolates (U+202A-U+202E, U+2066-U+2069) that make `"\u{202e}gnp.exe"`
+/// read as `exe.png`, zero-width spaces and the byte-order mark. The zero-width joiner and
+/// non-joiner (U+200D, U+200C) stay allowed: emoji sequences and several scripts need them.
+pub fn is_forbidden_in_names(c: char) -> bool {
+    if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') {
+        return true;
+    }
+    if matches!(c, '\u{200c}' | '\u{200d}') {
+        return false;
+    }
+    // General category Cf (Unicode 15.1).
+    matches!(c as u32,
+        0x00AD | 0x0600..=0x0605 | 0x061C | 0x06DD | 0x070F | 0x0890..=0x0891 | 0x08E2 | 0x180E
+        | 0x200B..=0x200F | 0x202A..=0x202E | 0x2060..=0x2064 | 0x2066..=0x206F | 0xFEFF
+        | 0xFFF9..=0xFFFB | 0x110BD | 0x110CD | 0x13430..=0x1343F | 0x1BCA0..=0x1BCA3
+        | 0x1D173..=0x1D17A | 0xE0001 | 0xE0020..=0xE007F)
+}
+
+/// Whether `name` is a valid display name: 1 to 64 characters (after trimming white space), none
+/// of them [forbidden in names](is_forbidden_in_names).
+pub fn valid_display_name(name: &str) -> bool {
+    let name = name.trim();
+    (1..=DISPLAY_NAME_MAX).contains(&name.chars().count())
+        && !name.chars().any(is_forbidden_in_names)
+}
+
+/// Whether `password` is acceptable for a new account: 8 to 1024 characters, not only white space.
+pub fn valid_password(password: &str) -> bool {
+    (PASSWORD_MIN..=PASSWORD_MAX).contains(&password.chars().count()) && !password.trim().is_empty()
+}
+
 /// Whether `body` is a valid message body: 1 to 4000 characters, not only white space.
 pub fn valid_body(body: &str) -> bool {
     let n = body.chars().count();
@@ -45,6 +79,41 @@ mod tests {
         assert!(!valid_username(&"x".repeat(33)));
         assert!(!valid_username("bob smith"));
         assert!(!valid_username("bøb"));
+    }
+
+    #[test]
+    fn names_refuse_controls_bidi_and_invisible_format_characters() {
+        assert!(valid_display_name("Carol 🌸 Ünïcode"));
+        assert!(valid_display_name("Family 👨\u{200d}👩\u{200d}👧"));
+        assert!(valid_display_name("می\u{200c}خواهم"));
+        assert!(valid_display_name(&"é".repeat(DISPLAY_NAME_MAX)));
+        assert!(!valid_display_name(&"é".repeat(DISPLAY_NAME_MAX + 1)));
+        assert!(!valid_display_name("   "));
+        for bad in [
+            "\u{202e}gnp.exe admin",
+            "a\u{2066}b",
+            "zero\u{200b}width",
+            "\u{feff}bom",
+            "soft\u{ad}hyphen",
+            "tag\u{e0041}",
+            "nul\u{0}",
+            "bell\u{7}",
+            "tab\there",
+            "line\u{2028}separator",
+            "c1\u{85}control",
+        ] {
+            assert!(!valid_display_name(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn passwords_of_only_white_space_are_refused() {
+        assert!(valid_password("correct horse"));
+        assert!(valid_password("  spaced  "));
+        assert!(!valid_password("        "));
+        assert!(!valid_password("\t\n \u{3000}    "));
+        assert!(!valid_password("short"));
+        assert!(!valid_password(&"p".repeat(PASSWORD_MAX + 1)));
     }
 
     #[test]

@@ -25,9 +25,21 @@ pub struct Session {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RegisterRequest {
+    /// 3 to 32 of ASCII letters, digits, `.`, `_`, `-`; unique ignoring case.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(min_length = 3, max_length = 32, pattern = "^[A-Za-z0-9._-]{3,32}$")
+    )]
     pub username: String,
+    /// 8 to 1024 characters, not only white space.
+    #[cfg_attr(feature = "openapi", schema(min_length = 8, max_length = 1024))]
     pub password: String,
+    /// At most 64 characters (white space around it is trimmed; empty or absent: the username),
+    /// without control characters (Cc), line or paragraph separators, or format characters (Cf:
+    /// bidi overrides and isolates, zero-width spaces, the byte-order mark) other than the
+    /// zero-width joiner and non-joiner.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(max_length = 64))]
     pub display_name: Option<String>,
 }
 

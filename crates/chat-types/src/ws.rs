@@ -67,16 +67,9 @@ pub mod close {
     pub const TRY_AGAIN_LATER: u16 = 1013;
 }
 
-/// Error codes of `error` frames.
-pub mod error_code {
-    pub const MALFORMED_FRAME: &str = "malformed_frame";
-    pub const NOT_A_MEMBER: &str = "not_a_member";
-    pub const UNKNOWN_CHANNEL: &str = "unknown_channel";
-    pub const INVALID_BODY: &str = "invalid_body";
-    pub const INVALID_CLIENT_MSG_ID: &str = "invalid_client_msg_id";
-    pub const UNKNOWN_MESSAGE: &str = "unknown_message";
-    pub const UNAVAILABLE: &str = "unavailable";
-}
+/// Error codes of `error` frames: the one vocabulary of [`crate::error_code`], re-exported here
+/// so that `ws::error_code::MALFORMED_FRAME` keeps naming the same constant.
+pub use crate::error_code;
 
 #[cfg(test)]
 mod tests {

@@ -12,12 +12,14 @@
 //! # Layout of `fixtures/wire/`
 //! - `rest_*`: request and response bodies of the public REST API.
 //! - `ws_client_*` / `ws_server_*`: WebSocket frames, one file per variant (and per optional field).
-//! - `ws_close_codes`, `ws_error_codes`, `limits`: the named constants, as JSON maps.
+//! - `ws_close_codes`, `ws_error_codes`, `rest_error_codes`, `limits`: the named constants, as
+//!   JSON maps.
 //! - `bus_*`, `internal_*`: internal records (Kafka, gateway delivery); no client decodes them.
 //!
 //! Every id and timestamp is fixed so that the output is deterministic.
 
 use chat_types::bus::{BusRecord, MembershipChange, MembershipRecord, MessageRecord};
+use chat_types::error_code;
 use chat_types::internal::{DeliveryBatch, DeliveryGroup, Event};
 use chat_types::limits;
 use chat_types::rest::{
@@ -25,7 +27,7 @@ use chat_types::rest::{
     LoginRequest, MemberList, Message, MessageList, RefreshRequest, RegisterRequest, Session, User,
     UserList,
 };
-use chat_types::ws::{ClientFrame, ServerFrame, close, error_code};
+use chat_types::ws::{ClientFrame, ServerFrame, close};
 use chat_types::{ChannelId, MessageId, UserId};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -361,18 +363,16 @@ fn all_fixtures() -> Vec<Fixture> {
             "protocol_error": close::PROTOCOL_ERROR,
         }),
     );
-    f.push(
-        "ws_error_codes",
-        json!({
-            "malformed_frame": error_code::MALFORMED_FRAME,
-            "not_a_member": error_code::NOT_A_MEMBER,
-            "unknown_channel": error_code::UNKNOWN_CHANNEL,
-            "invalid_body": error_code::INVALID_BODY,
-            "invalid_client_msg_id": error_code::INVALID_CLIENT_MSG_ID,
-            "unknown_message": error_code::UNKNOWN_MESSAGE,
-            "unavailable": error_code::UNAVAILABLE,
-        }),
-    );
+    // Error codes: every code a client may switch on, as `{"<code>": "<code>"}` maps.
+    let codes = |list: &[&str]| -> Value {
+        Value::Object(
+            list.iter()
+                .map(|c| ((*c).to_owned(), Value::from(*c)))
+                .collect(),
+        )
+    };
+    f.push("ws_error_codes", codes(error_code::WS));
+    f.push("rest_error_codes", codes(error_code::REST));
     f.push(
         "limits",
         json!({

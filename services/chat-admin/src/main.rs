@@ -4,10 +4,31 @@
 //! the servers are still starting.
 
 use anyhow::Context;
+use backon::{ExponentialBuilder, Retryable};
 use chat_common::config::{CassandraConfig, KafkaConfig, PostgresConfig, TelemetryConfig};
+use clap::{Parser, Subcommand};
 use serde::{Deserialize, Serialize};
 use std::future::Future;
 use std::time::{Duration, Instant};
+
+/// One-shot operations on the stores and the broker. Settings come from the usual
+/// configuration (defaults, `$CHAT_CONFIG`, `CHAT__*` variables).
+#[derive(Parser)]
+#[command(name = "chat-admin", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create the Kafka topic, apply the PostgreSQL migrations and the CQL schema.
+    Migrate {
+        /// Seconds to wait for each server to accept the step before giving up.
+        #[arg(long, default_value_t = 180, value_name = "SECONDS")]
+        timeout: u64,
+    },
+}
 
 #[derive(Default, Serialize, Deserialize)]
 #[serde(default)]
@@ -20,22 +41,11 @@ struct AdminConfig {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let timeout = args
-        .iter()
-        .position(|a| a == "--timeout")
-        .and_then(|i| args.get(i + 1))
-        .map(|s| s.parse::<u64>().context("--timeout takes seconds"))
-        .transpose()?
-        .unwrap_or(180);
+    let cli = Cli::parse();
     let cfg: AdminConfig = chat_common::config::load()?;
     chat_common::telemetry::init("chat-admin", &cfg.telemetry);
-    match args.first().map(String::as_str) {
-        Some("migrate") => migrate(&cfg, Duration::from_secs(timeout)).await,
-        _ => {
-            eprintln!("usage: chat-admin migrate [--timeout SECONDS]");
-            std::process::exit(2);
-        }
+    match cli.command {
+        Command::Migrate { timeout } => migrate(&cfg, Duration::from_secs(timeout)).await,
     }
 }
 
@@ -64,26 +74,32 @@ async fn migrate(cfg: &AdminConfig, timeout: Duration) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn retry<F, Fut>(what: &str, timeout: Duration, mut f: F) -> anyhow::Result<()>
+/// Retry `f` until it succeeds or `timeout` has passed: exponential backoff from 250 ms to 5 s
+/// with jitter, so several migrators started together do not knock in step.
+async fn retry<F, Fut>(what: &str, timeout: Duration, f: F) -> anyhow::Result<()>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = anyhow::Result<()>>,
 {
     let start = Instant::now();
-    loop {
-        match f().await {
-            Ok(()) => {
-                println!(
-                    "migrate: {what} done in {:.1}s",
-                    start.elapsed().as_secs_f64()
-                );
-                return Ok(());
-            }
-            Err(e) if start.elapsed() < timeout => {
-                tracing::info!(what, error = %e, "not ready yet, retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-            Err(e) => return Err(e.context(format!("{what}: gave up after {timeout:?}"))),
-        }
-    }
+    let backoff = ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(250))
+        .with_max_delay(Duration::from_secs(5))
+        .with_jitter()
+        .with_total_delay(Some(timeout))
+        .without_max_times();
+    f.retry(backoff)
+        // The attempts count too (a connection attempt can take seconds): no retry once the
+        // time is up.
+        .when(|_| start.elapsed() < timeout)
+        .notify(|e: &anyhow::Error, wait: Duration| {
+            tracing::info!(what, error = %e, ?wait, "not ready yet, retrying");
+        })
+        .await
+        .with_context(|| format!("{what}: gave up after {:.0?}", start.elapsed()))?;
+    println!(
+        "migrate: {what} done in {:.1}s",
+        start.elapsed().as_secs_f64()
+    );
+    Ok(())
 }

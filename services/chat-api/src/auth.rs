@@ -1,12 +1,11 @@
-//! Accounts and sessions. Passwords are argon2id hashes, computed on the blocking pool under a
-//! semaphore. Refresh tokens are opaque random strings stored as SHA-256 hashes; each refresh
+//! Accounts and sessions. Passwords are argon2id hashes, computed on the API's hashing threads
+//! ([`crate::hashing`]); logins and registrations are throttled ([`crate::throttle`]). Refresh
+//! tokens are opaque random strings stored as SHA-256 hashes; each refresh
 //! rotates the token, and a reused token revokes its whole family.
 
 use crate::SharedState;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{ApiJson, AuthUser};
-use argon2::password_hash::{PasswordHasher, PasswordVerifier, SaltString};
-use argon2::{Argon2, PasswordHash};
+use crate::extract::{ApiJson, AuthUser, ClientIp};
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -14,6 +13,7 @@ use base64::Engine;
 use chat_store::pg::{CreateUserError, RotateOutcome};
 use chat_types::ErrorBody;
 use chat_types::UserId;
+use chat_types::error_code as code;
 use chat_types::limits;
 use chat_types::rest::{LoginRequest, RefreshRequest, RegisterRequest, Session, User};
 use rand::RngCore;
@@ -22,15 +22,17 @@ use uuid::Uuid;
 
 /// Create an account and a session.
 #[utoipa::path(post, path = "/auth/register", tag = "auth", request_body = RegisterRequest,
-    responses((status = 201, body = Session), (status = 400, body = ErrorBody, description = "invalid_username, invalid_password, invalid_display_name, malformed_json, invalid_field"),
-        (status = 409, body = ErrorBody, description = "username_taken"), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody)))]
+    responses((status = 201, body = Session), (status = 400, body = ErrorBody, description = "invalid_username, invalid_password, invalid_display_name, malformed_json, invalid_field, nul_character"),
+        (status = 409, body = ErrorBody, description = "username_taken"), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+        (status = 429, body = ErrorBody, description = "rate_limited: too many registrations from this address; see Retry-After")))]
 pub async fn register(
     State(s): State<SharedState>,
+    ClientIp(ip): ClientIp,
     ApiJson(req): ApiJson<RegisterRequest>,
 ) -> ApiResult<(StatusCode, Json<Session>)> {
     if !limits::valid_username(&req.username) {
         return Err(ApiError::bad(
-            "invalid_username",
+            code::INVALID_USERNAME,
             format!(
                 "usernames are {} to {} characters of letters, digits, '.', '_' and '-'",
                 limits::USERNAME_MIN,
@@ -41,20 +43,21 @@ pub async fn register(
     check_password(&req.password)?;
     let display_name = match req.display_name.as_deref().map(str::trim) {
         None | Some("") => req.username.clone(),
-        Some(d)
-            if d.chars().count() > limits::DISPLAY_NAME_MAX || d.chars().any(char::is_control) =>
-        {
+        Some(d) if !limits::valid_display_name(d) => {
             return Err(ApiError::bad(
-                "invalid_display_name",
+                code::INVALID_DISPLAY_NAME,
                 format!(
-                    "display names are at most {} characters, without control characters",
+                    "display names are at most {} characters, without control characters or \
+                     invisible format characters (bidi overrides, zero-width spaces)",
                     limits::DISPLAY_NAME_MAX
                 ),
             ));
         }
         Some(d) => d.to_owned(),
     };
-    let hash = hash_password(&s, req.password).await?;
+    // Only well-formed registrations count against the address: a typo costs nothing.
+    s.throttle.register(ip)?;
+    let hash = s.hasher.hash(req.password).await.map_err(hash_error)?;
     let user = User {
         id: UserId::new_v7(),
         username: req.username,
@@ -64,7 +67,7 @@ pub async fn register(
         .await
         .map_err(|e| match e {
             CreateUserError::UsernameTaken => {
-                ApiError::Conflict("username_taken", "this username is taken".into())
+                ApiError::Conflict(code::USERNAME_TAKEN, "this username is taken".into())
             }
             CreateUserError::Db(e) => e.into(),
         })?;
@@ -74,11 +77,14 @@ pub async fn register(
 
 /// Log in; a wrong password and an unknown user get the same 401.
 #[utoipa::path(post, path = "/auth/login", tag = "auth", request_body = LoginRequest,
-    responses((status = 200, body = Session), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody, description = "invalid_credentials")))]
+    responses((status = 200, body = Session), (status = 400, body = ErrorBody, description = "malformed_json, invalid_field, nul_character"), (status = 401, body = ErrorBody, description = "invalid_credentials"),
+        (status = 429, body = ErrorBody, description = "rate_limited: too many attempts from this address or for this account; see Retry-After")))]
 pub async fn login(
     State(s): State<SharedState>,
+    ClientIp(ip): ClientIp,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> ApiResult<Json<Session>> {
+    s.throttle.login(ip, &req.username)?;
     let found = if req.username.len() <= limits::USERNAME_MAX {
         chat_store::pg::user_with_hash(&s.db, &req.username).await?
     } else {
@@ -86,14 +92,18 @@ pub async fn login(
     };
     // Unknown users cost the same argon2 verification as known ones, so timing says nothing.
     let (user, hash) = match found {
-        Some((u, h)) => (Some(u), h),
-        None => (None, dummy_hash().to_owned()),
+        Some((u, h)) => (Some(u), Some(h)),
+        None => (None, None),
     };
-    let ok = verify_password(&s, req.password, hash).await?;
+    let ok = s
+        .hasher
+        .verify(req.password, hash)
+        .await
+        .map_err(hash_error)?;
     match (user, ok) {
         (Some(user), true) => Ok(Json(new_session(&s, user, Uuid::now_v7()).await?)),
         _ => Err(ApiError::Unauthorized(
-            "invalid_credentials",
+            code::INVALID_CREDENTIALS,
             "wrong username or password".into(),
         )),
     }
@@ -111,18 +121,18 @@ pub async fn refresh(
         RotateOutcome::Rotated { user, family_id } => {
             let user = chat_store::pg::user(&s.db, user).await?.ok_or_else(|| {
                 ApiError::Unauthorized(
-                    "invalid_refresh_token",
+                    code::INVALID_REFRESH_TOKEN,
                     "the account no longer exists".into(),
                 )
             })?;
             Ok(Json(new_session(&s, user, family_id).await?))
         }
         RotateOutcome::Reused => Err(ApiError::Unauthorized(
-            "refresh_token_reused",
+            code::REFRESH_TOKEN_REUSED,
             "this refresh token was already used; the session is revoked, log in again".into(),
         )),
         RotateOutcome::Invalid => Err(ApiError::Unauthorized(
-            "invalid_refresh_token",
+            code::INVALID_REFRESH_TOKEN,
             "the refresh token is unknown, expired or revoked".into(),
         )),
     }
@@ -148,23 +158,26 @@ pub async fn me(State(s): State<SharedState>, AuthUser(me): AuthUser) -> ApiResu
         .await?
         .map(Json)
         .ok_or_else(|| {
-            ApiError::Unauthorized("invalid_token", "the account no longer exists".into())
+            ApiError::Unauthorized(code::INVALID_TOKEN, "the account no longer exists".into())
         })
 }
 
 fn check_password(p: &str) -> ApiResult<()> {
-    let n = p.chars().count();
-    if !(limits::PASSWORD_MIN..=limits::PASSWORD_MAX).contains(&n) {
+    if !limits::valid_password(p) {
         return Err(ApiError::bad(
-            "invalid_password",
+            code::INVALID_PASSWORD,
             format!(
-                "passwords are {} to {} characters",
+                "passwords are {} to {} characters, not only white space",
                 limits::PASSWORD_MIN,
                 limits::PASSWORD_MAX
             ),
         ));
     }
     Ok(())
+}
+
+fn hash_error(e: crate::hashing::HashError) -> ApiError {
+    ApiError::Internal(e.into())
 }
 
 async fn new_session(s: &SharedState, user: User, family_id: Uuid) -> ApiResult<Session> {
@@ -190,50 +203,4 @@ async fn new_session(s: &SharedState, user: User, family_id: Uuid) -> ApiResult<
 
 fn token_hash(token: &str) -> Vec<u8> {
     Sha256::digest(token.as_bytes()).to_vec()
-}
-
-async fn hash_password(s: &SharedState, password: String) -> ApiResult<String> {
-    let _permit = s
-        .hashing
-        .acquire()
-        .await
-        .map_err(|e| ApiError::Internal(e.into()))?;
-    tokio::task::spawn_blocking(move || {
-        let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
-        Argon2::default()
-            .hash_password(password.as_bytes(), &salt)
-            .map(|h| h.to_string())
-            .map_err(|e| ApiError::Internal(anyhow::anyhow!("argon2: {e}")))
-    })
-    .await
-    .map_err(|e| ApiError::Internal(e.into()))?
-}
-
-async fn verify_password(s: &SharedState, password: String, hash: String) -> ApiResult<bool> {
-    let _permit = s
-        .hashing
-        .acquire()
-        .await
-        .map_err(|e| ApiError::Internal(e.into()))?;
-    tokio::task::spawn_blocking(move || {
-        let parsed = PasswordHash::new(&hash)
-            .map_err(|e| ApiError::Internal(anyhow::anyhow!("stored hash: {e}")))?;
-        Ok(Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok())
-    })
-    .await
-    .map_err(|e| ApiError::Internal(e.into()))?
-}
-
-/// A valid argon2id hash of a random password, verified against for unknown usernames.
-fn dummy_hash() -> &'static str {
-    static H: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    H.get_or_init(|| {
-        let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
-        Argon2::default()
-            .hash_password(Uuid::new_v4().as_bytes(), &salt)
-            .expect("argon2 with default params")
-            .to_string()
-    })
 }

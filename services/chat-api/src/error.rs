@@ -6,6 +6,7 @@ use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chat_types::ErrorBody;
+use chat_types::error_code as code;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -23,6 +24,12 @@ pub enum ApiError {
     PayloadTooLarge(&'static str, String),
     #[error("{1}")]
     UnsupportedMediaType(&'static str, String),
+    #[error("this path does not answer this method")]
+    MethodNotAllowed,
+    #[error("too many requests; retry in {retry_after_secs} s")]
+    RateLimited { retry_after_secs: u64 },
+    #[error("the request took too long")]
+    Timeout,
     #[error("a dependency is unavailable: {0}")]
     Unavailable(String),
     #[error(transparent)]
@@ -45,7 +52,9 @@ impl ApiError {
             ApiError::Conflict(..) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(..) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(..) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Timeout | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -62,16 +71,43 @@ impl IntoResponse for ApiError {
             | ApiError::Conflict(c, m)
             | ApiError::PayloadTooLarge(c, m)
             | ApiError::UnsupportedMediaType(c, m) => ErrorBody::new(*c, m.clone()),
+            // axum adds `Allow` to the response.
+            ApiError::MethodNotAllowed => ErrorBody::new(
+                code::METHOD_NOT_ALLOWED,
+                "this path does not answer this method; see the Allow header",
+            ),
+            ApiError::RateLimited { retry_after_secs } => {
+                let body = ErrorBody::new(
+                    code::RATE_LIMITED,
+                    format!("too many requests; retry in {retry_after_secs} s"),
+                );
+                return (
+                    status,
+                    [(
+                        axum::http::header::RETRY_AFTER,
+                        retry_after_secs.to_string(),
+                    )],
+                    Json(body),
+                )
+                    .into_response();
+            }
+            ApiError::Timeout => {
+                tracing::warn!("request timed out");
+                ErrorBody::new(
+                    code::TIMEOUT,
+                    "the request took too long and was abandoned; try again",
+                )
+            }
             ApiError::Unavailable(cause) => {
                 tracing::warn!(cause, "request failed: dependency unavailable");
                 ErrorBody::new(
-                    "unavailable",
+                    code::UNAVAILABLE,
                     "the service is temporarily unavailable; try again",
                 )
             }
             ApiError::Internal(e) => {
                 tracing::error!(error = ?e, "request failed");
-                ErrorBody::new("internal", "an internal error occurred")
+                ErrorBody::new(code::INTERNAL, "an internal error occurred")
             }
         };
         (status, Json(body)).into_response()
@@ -96,28 +132,28 @@ impl From<chat_store::cql::CqlError> for ApiError {
 impl From<JsonRejection> for ApiError {
     fn from(r: JsonRejection) -> Self {
         match r {
-            JsonRejection::JsonDataError(e) => ApiError::bad("invalid_field", e.body_text()),
-            JsonRejection::JsonSyntaxError(e) => ApiError::bad("malformed_json", e.body_text()),
+            JsonRejection::JsonDataError(e) => ApiError::bad(code::INVALID_FIELD, e.body_text()),
+            JsonRejection::JsonSyntaxError(e) => ApiError::bad(code::MALFORMED_JSON, e.body_text()),
             JsonRejection::MissingJsonContentType(_) => ApiError::UnsupportedMediaType(
-                "unsupported_media_type",
+                code::UNSUPPORTED_MEDIA_TYPE,
                 "send the body as JSON with Content-Type: application/json".into(),
             ),
             JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
                 ApiError::PayloadTooLarge(
-                    "payload_too_large",
+                    code::PAYLOAD_TOO_LARGE,
                     format!(
                         "request bodies are limited to {} bytes",
                         chat_types::limits::MAX_REQUEST_BYTES
                     ),
                 )
             }
-            other => ApiError::bad("invalid_body", other.body_text()),
+            other => ApiError::bad(code::INVALID_BODY, other.body_text()),
         }
     }
 }
 
 impl From<QueryRejection> for ApiError {
     fn from(r: QueryRejection) -> Self {
-        ApiError::bad("invalid_query", r.body_text())
+        ApiError::bad(code::INVALID_QUERY, r.body_text())
     }
 }

@@ -1,23 +1,35 @@
-//! Extractors whose rejections are the contract's error bodies.
+//! Extractors whose rejections are the contract's error bodies, and the client's address.
 
 use crate::SharedState;
 use crate::error::ApiError;
-use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::header;
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Query, Request};
+use axum::http::HeaderMap;
 use axum::http::request::Parts;
-use chat_common::auth::TokenError;
+use chat_common::auth::{TokenError, bearer_token};
 use chat_types::UserId;
+use chat_types::error_code as code;
+use ipnet::IpNet;
 use serde::de::DeserializeOwned;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 
-/// `axum::Json` with contract-shaped rejections (malformed JSON, wrong types, too large).
+/// `axum::Json` with contract-shaped rejections (malformed JSON, wrong types, too large, a NUL
+/// character in any string).
 pub struct ApiJson<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let axum::Json(v) = axum::Json::<T>::from_request(req, state).await?;
-        Ok(ApiJson(v))
+        // Read as a JSON value first: NUL characters are refused in every field at once, and
+        // the shape is checked after.
+        let axum::Json(v) = axum::Json::<serde_json::Value>::from_request(req, state).await?;
+        if let Some(field) = nul_in(&v, "") {
+            return Err(nul_error(&format!("the field '{}'", field.escape_debug())));
+        }
+        serde_json::from_value(v)
+            .map(ApiJson)
+            .map_err(|e| ApiError::bad(code::INVALID_FIELD, format!("invalid body: {e}")))
     }
 }
 
@@ -31,32 +43,168 @@ impl FromRequestParts<SharedState> for AuthUser {
         parts: &mut Parts,
         state: &SharedState,
     ) -> Result<Self, Self::Rejection> {
-        let value = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| {
-                ApiError::Unauthorized(
-                    "missing_token",
+        let token = match bearer_token(&parts.headers) {
+            Ok(Some(token)) => token,
+            Ok(None) => {
+                return Err(ApiError::Unauthorized(
+                    code::MISSING_TOKEN,
                     "send Authorization: Bearer <access_token>".into(),
-                )
-            })?;
-        let token = value.strip_prefix("Bearer ").ok_or_else(|| {
-            ApiError::Unauthorized(
-                "invalid_token",
-                "the Authorization header must be 'Bearer <token>'".into(),
-            )
-        })?;
-        match state.keys.verify_access(token.trim()) {
+                ));
+            }
+            Err(_) => {
+                return Err(ApiError::Unauthorized(
+                    code::INVALID_TOKEN,
+                    "the Authorization header must be 'Bearer <token>'".into(),
+                ));
+            }
+        };
+        match state.keys.verify_access(token) {
             Ok(u) => Ok(AuthUser(u)),
             Err(TokenError::Expired) => Err(ApiError::Unauthorized(
-                "token_expired",
+                code::TOKEN_EXPIRED,
                 "the access token has expired; refresh it".into(),
             )),
             Err(TokenError::Invalid) => Err(ApiError::Unauthorized(
-                "invalid_token",
+                code::INVALID_TOKEN,
                 "the access token is invalid".into(),
             )),
         }
+    }
+}
+
+/// Where a NUL character (U+0000) sits in a JSON value (`description`, `members[2]`), if any:
+/// no stored text may hold one (PostgreSQL refuses it), so requests carrying one are refused.
+fn nul_in(v: &serde_json::Value, path: &str) -> Option<String> {
+    match v {
+        serde_json::Value::String(s) => s.contains('\0').then(|| path.to_owned()),
+        serde_json::Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| nul_in(item, &format!("{path}[{i}]"))),
+        serde_json::Value::Object(map) => map.iter().find_map(|(k, item)| {
+            let here = if path.is_empty() {
+                k.clone()
+            } else {
+                format!("{path}.{k}")
+            };
+            if k.contains('\0') {
+                Some(here)
+            } else {
+                nul_in(item, &here)
+            }
+        }),
+        _ => None,
+    }
+}
+
+fn nul_error(place: &str) -> ApiError {
+    ApiError::bad(
+        code::NUL_CHARACTER,
+        format!("{place} contains a NUL character (U+0000), which text may not hold"),
+    )
+}
+
+/// Query parameters as text, with contract-shaped rejections; a NUL character is refused.
+pub struct ApiQuery(pub HashMap<String, String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ApiQuery {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Query(q) = Query::<HashMap<String, String>>::from_request_parts(parts, state).await?;
+        if let Some((k, _)) = q.iter().find(|(k, v)| k.contains('\0') || v.contains('\0')) {
+            return Err(nul_error(&format!(
+                "the query parameter '{}'",
+                k.escape_debug()
+            )));
+        }
+        Ok(ApiQuery(q))
+    }
+}
+
+/// The client's address: the peer's, or, when the peer is a trusted proxy (the load balancer),
+/// the address it reports in `X-Real-IP` (set by nginx, replacing any the client sent) or else
+/// the last entry of `X-Forwarded-For` (the one the proxy appended).
+pub struct ClientIp(pub IpAddr);
+
+impl FromRequestParts<SharedState> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &SharedState,
+    ) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip());
+        Ok(ClientIp(client_ip(
+            peer,
+            &parts.headers,
+            &state.trusted_proxies,
+        )))
+    }
+}
+
+fn client_ip(peer: Option<IpAddr>, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+    let unspecified = IpAddr::from([0, 0, 0, 0]);
+    let Some(peer) = peer else {
+        return unspecified;
+    };
+    if !trusted.iter().any(|n| n.contains(&peer)) {
+        return peer;
+    }
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    header("x-real-ip")
+        .and_then(|v| v.trim().parse().ok())
+        .or_else(|| {
+            header("x-forwarded-for")
+                .and_then(|v| v.rsplit(',').next())
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(peer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn nul_characters_are_found_wherever_they_are() {
+        assert_eq!(nul_in(&json!({"a": "x", "b": [1, "y"]}), ""), None);
+        assert_eq!(
+            nul_in(&json!({"name": "ok", "description": "a\u{0}b"}), ""),
+            Some("description".into())
+        );
+        assert_eq!(
+            nul_in(&json!({"x": {"list": ["ok", "\u{0}"]}}), ""),
+            Some("x.list[1]".into())
+        );
+        assert_eq!(nul_in(&json!({"k\u{0}": 1}), ""), Some("k\u{0}".into()));
+    }
+
+    #[test]
+    fn the_client_address_is_believed_only_from_trusted_proxies() {
+        let trusted = vec!["127.0.0.1/32".parse().unwrap()];
+        let mut h = HeaderMap::new();
+        h.insert("x-real-ip", "203.0.113.9".parse().unwrap());
+        h.insert("x-forwarded-for", "1.2.3.4, 198.51.100.1".parse().unwrap());
+        let proxy_ip: IpAddr = "127.0.0.1".parse().unwrap();
+        let proxy = Some(proxy_ip);
+        let stranger: IpAddr = "192.0.2.44".parse().unwrap();
+        assert_eq!(
+            client_ip(proxy, &h, &trusted),
+            "203.0.113.9".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(client_ip(Some(stranger), &h, &trusted), stranger);
+        h.remove("x-real-ip");
+        // The proxy's own entry is the last one; what the client sent before it is not believed.
+        assert_eq!(
+            client_ip(proxy, &h, &trusted),
+            "198.51.100.1".parse::<IpAddr>().unwrap()
+        );
+        h.insert("x-forwarded-for", "garbage".parse().unwrap());
+        assert_eq!(client_ip(proxy, &h, &trusted), proxy_ip);
     }
 }

@@ -6,13 +6,17 @@
 //! # Layout
 //! - [`error`]: the API's error type and its JSON body.
 //! - [`extract`]: JSON and authentication extractors with contract-shaped rejections.
-//! - [`auth`]: register, login, refresh (rotating), logout; argon2id off the runtime.
-//! - [`routes`]: users, channels, direct conversations, history.
+//! - [`auth`]: register, login, refresh (rotating), logout.
+//! - [`hashing`]: argon2id on a fixed pool of threads, each reusing its memory.
+//! - [`throttle`]: login and registration limits per client address and per account.
+//! - [`routes`]: users, channels, direct conversations, history; the router and its layers.
 
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod hashing;
 pub mod routes;
+pub mod throttle;
 
 use chat_common::auth::TokenKeys;
 use chat_common::config::{
@@ -36,6 +40,39 @@ pub struct Config {
     pub cassandra: CassandraConfig,
     pub auth: AuthConfig,
     pub telemetry: TelemetryConfig,
+    pub api: ApiConfig,
+}
+
+/// How the API serves requests.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    /// On shutdown, seconds that requests in flight get to finish before they are dropped
+    /// (below the 15 s after which deploy/stack.sh and compose send SIGKILL).
+    pub drain_secs: u64,
+    /// A request not answered within this many seconds gets 503 `timeout` (below nginx's 60 s
+    /// proxy timeout, so the client gets our answer rather than a gateway timeout).
+    pub request_timeout_secs: u64,
+    /// Threads computing argon2 hashes (each keeps 19 MiB); 0: one per core, at most 4.
+    pub hash_threads: usize,
+    /// Comma-separated addresses or networks of the load balancers, whose `X-Real-IP` /
+    /// `X-Forwarded-For` name the client. By default loopback and the private networks, where
+    /// nginx runs in the native stack and in compose.
+    pub trusted_proxies: String,
+    pub rate_limits: throttle::RateLimitConfig,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            drain_secs: 10,
+            request_timeout_secs: 30,
+            hash_threads: 0,
+            trusted_proxies: "127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7"
+                .into(),
+            rate_limits: throttle::RateLimitConfig::default(),
+        }
+    }
 }
 
 impl Default for Config {
@@ -49,6 +86,7 @@ impl Default for Config {
             cassandra: CassandraConfig::default(),
             auth: AuthConfig::with_defaults(),
             telemetry: TelemetryConfig::default(),
+            api: ApiConfig::default(),
         }
     }
 }
@@ -61,8 +99,9 @@ pub struct AppState {
     pub topic: String,
     pub keys: TokenKeys,
     pub refresh_ttl_secs: u64,
-    /// Bounds concurrent argon2 work (memory-hard: 19 MiB each) to the number of cores.
-    pub hashing: tokio::sync::Semaphore,
+    pub hasher: hashing::HashPool,
+    pub throttle: throttle::Throttle,
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -72,16 +111,29 @@ pub struct Application {
     metrics: PrometheusHandle,
     http_listener: tokio::net::TcpListener,
     ops_listener: tokio::net::TcpListener,
+    drain: std::time::Duration,
+    request_timeout: std::time::Duration,
 }
 
 impl Application {
     pub async fn build(cfg: Config, metrics: PrometheusHandle) -> anyhow::Result<Self> {
         let keys = TokenKeys::new(&cfg.auth.secret()?, cfg.auth.access_ttl_secs);
-        let db = chat_store::pg::connect(&cfg.postgres).await?;
+        let throttle = throttle::Throttle::new(&cfg.api.rate_limits)?;
+        let trusted_proxies =
+            throttle::parse_networks("api.trusted_proxies", &cfg.api.trusted_proxies)?;
+        // Every statement of the API ends within postgres.statement_timeout_ms.
+        let pg = PostgresConfig {
+            url: cfg.postgres.connect_url()?,
+            ..cfg.postgres.clone()
+        };
+        let db = chat_store::pg::connect(&pg).await?;
         let store = chat_store::cql::MessageStore::connect(&cfg.cassandra).await?;
         let presence = chat_store::presence::Presence::connect(&cfg.redis).await?;
         let producer = chat_store::bus::producer(&cfg.kafka)?;
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let hash_threads = match cfg.api.hash_threads {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get().min(4)),
+            n => n,
+        };
         let state = Arc::new(AppState {
             db,
             store,
@@ -90,13 +142,17 @@ impl Application {
             topic: cfg.kafka.topic,
             keys,
             refresh_ttl_secs: cfg.auth.refresh_ttl_secs,
-            hashing: tokio::sync::Semaphore::new(cores),
+            hasher: hashing::HashPool::start(hash_threads)?,
+            throttle,
+            trusted_proxies,
         });
         Ok(Application {
             state,
             metrics,
             http_listener: tokio::net::TcpListener::bind(&cfg.http.listen).await?,
             ops_listener: tokio::net::TcpListener::bind(&cfg.ops.listen).await?,
+            drain: std::time::Duration::from_secs(cfg.api.drain_secs),
+            request_timeout: std::time::Duration::from_secs(cfg.api.request_timeout_secs),
         })
     }
 
@@ -112,7 +168,19 @@ impl Application {
             s.store.ping().await
         });
         let ops = chat_common::ops::router(self.metrics.clone(), ready);
-        let app = routes::router(self.state.clone());
+        let app = routes::router(self.state.clone(), self.request_timeout);
+        // Throttle buckets of clients and accounts not seen for a while are dropped.
+        let throttle_state = self.state.clone();
+        let throttle_stop = shutdown.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+            loop {
+                tokio::select! {
+                    _ = every.tick() => throttle_state.throttle.forget_idle(),
+                    () = throttle_stop.cancelled() => return,
+                }
+            }
+        });
         let ops_stop = shutdown.clone();
         let ops_task = tokio::spawn(async move {
             axum::serve(self.ops_listener, ops)
@@ -120,10 +188,79 @@ impl Application {
                 .await
         });
         tracing::info!(addr = %self.http_listener.local_addr()?, "api listening");
-        axum::serve(self.http_listener, app)
-            .with_graceful_shutdown(shutdown.cancelled_owned())
-            .await?;
+        // The peer address feeds the client address (throttling behind a trusted proxy).
+        let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
+        let server = axum::serve(self.http_listener, app)
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+            .into_future();
+        drain_bounded(server, &shutdown, self.drain).await?;
         let _ = ops_task.await;
         Ok(())
+    }
+}
+
+/// Run `server` (already told to stop accepting on `shutdown`) until it ends; once `shutdown`
+/// fires, give the requests in flight at most `bound` to finish, then drop them.
+async fn drain_bounded<F, E>(
+    server: F,
+    shutdown: &CancellationToken,
+    bound: std::time::Duration,
+) -> Result<(), E>
+where
+    F: std::future::Future<Output = Result<(), E>>,
+{
+    tokio::pin!(server);
+    tokio::select! {
+        r = &mut server => return r,
+        () = shutdown.cancelled() => {}
+    }
+    match tokio::time::timeout(bound, server).await {
+        Ok(r) => r,
+        Err(_) => {
+            tracing::warn!(
+                ?bound,
+                "drain bound reached: dropping the requests still in flight"
+            );
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    #[tokio::test]
+    async fn the_drain_ends_at_its_bound_when_requests_do_not() {
+        let shutdown = CancellationToken::new();
+        shutdown.cancel();
+        let never = std::future::pending::<Result<(), ()>>();
+        let start = Instant::now();
+        drain_bounded(never, &shutdown, Duration::from_millis(200))
+            .await
+            .unwrap();
+        let took = start.elapsed();
+        assert!(
+            took >= Duration::from_millis(200) && took < Duration::from_secs(2),
+            "{took:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_server_that_finishes_draining_ends_the_drain_at_once() {
+        let shutdown = CancellationToken::new();
+        let stop = shutdown.clone();
+        let server = async move {
+            stop.cancelled().await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            Ok::<(), ()>(())
+        };
+        shutdown.cancel();
+        let start = Instant::now();
+        drain_bounded(server, &shutdown, Duration::from_secs(30))
+            .await
+            .unwrap();
+        assert!(start.elapsed() < Duration::from_secs(5));
     }
 }

@@ -1,19 +1,19 @@
 //! Users, channels, direct conversations and history.
 
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{ApiJson, AuthUser};
+use crate::extract::{ApiJson, ApiQuery, AuthUser};
 use crate::{SharedState, auth};
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::StatusCode;
 use axum::{Json, Router};
 use chat_store::pg::Access;
 use chat_types::bus::{BusRecord, MembershipChange, MembershipRecord};
+use chat_types::error_code as code;
 use chat_types::rest::{
     Channel, ChannelKind, ChannelList, CreateChannelRequest, CreateDmRequest, MemberList,
     MessageList, UserList,
 };
 use chat_types::{ChannelId, ErrorBody, MessageId, UserId, limits};
-use std::collections::HashMap;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -86,34 +86,59 @@ async fn docs_page() -> axum::response::Html<&'static str> {
     axum::response::Html(include_str!("docs.html"))
 }
 
-pub fn router(state: SharedState) -> Router {
+/// The API's router: every route, JSON answers for unknown paths and wrong methods (with
+/// `Allow`), the body limit, and a bound on how long a request may take.
+pub fn router(state: SharedState, request_timeout: std::time::Duration) -> Router {
     let (router, _) = api_router().split_for_parts();
     router
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limits::MAX_REQUEST_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            request_timeout,
+            answer_within,
+        ))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }
 
 async fn not_found() -> ApiError {
-    ApiError::NotFound("not_found", "no such endpoint".into())
+    ApiError::NotFound(code::NOT_FOUND, "no such endpoint".into())
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}
+
+/// Middleware: answer 503 `timeout` for a request not done within `limit` (its handler is
+/// dropped, which also releases its database connection).
+async fn answer_within(
+    State(limit): State<std::time::Duration>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::Timeout.into_response(),
+    }
 }
 
 fn parse_channel_id(s: &str) -> ApiResult<ChannelId> {
     s.parse()
-        .map_err(|_| ApiError::bad("invalid_id", format!("'{s}' is not a valid channel id")))
+        .map_err(|_| ApiError::bad(code::INVALID_ID, format!("'{s}' is not a valid channel id")))
 }
 
 fn channel_not_found() -> ApiError {
     ApiError::NotFound(
-        "channel_not_found",
+        code::CHANNEL_NOT_FOUND,
         "there is no channel with this id".into(),
     )
 }
 
 fn not_a_member() -> ApiError {
     ApiError::Forbidden(
-        "not_a_member",
+        code::NOT_A_MEMBER,
         "you are not a member of this channel".into(),
     )
 }
@@ -140,12 +165,12 @@ async fn require_member(
 async fn search_users(
     State(s): State<SharedState>,
     AuthUser(_): AuthUser,
-    Query(q): Query<HashMap<String, String>>,
+    ApiQuery(q): ApiQuery,
 ) -> ApiResult<Json<UserList>> {
     let prefix = q.get("query").map(|p| p.trim()).unwrap_or_default();
     if prefix.is_empty() || prefix.chars().count() > limits::USERNAME_MAX {
         return Err(ApiError::bad(
-            "invalid_query",
+            code::INVALID_QUERY,
             format!("query must be 1 to {} characters", limits::USERNAME_MAX),
         ));
     }
@@ -165,11 +190,12 @@ async fn create_channel(
 ) -> ApiResult<(StatusCode, Json<Channel>)> {
     let name = req.name.trim();
     let n = name.chars().count();
-    if n == 0 || n > limits::CHANNEL_NAME_MAX || name.chars().any(char::is_control) {
+    if n == 0 || n > limits::CHANNEL_NAME_MAX || name.chars().any(limits::is_forbidden_in_names) {
         return Err(ApiError::bad(
-            "invalid_name",
+            code::INVALID_NAME,
             format!(
-                "channel names are 1 to {} characters, without control characters",
+                "channel names are 1 to {} characters, without control or invisible format \
+                 characters (bidi overrides, zero-width spaces)",
                 limits::CHANNEL_NAME_MAX
             ),
         ));
@@ -177,7 +203,7 @@ async fn create_channel(
     let description = req.description.as_deref().unwrap_or("").trim();
     if description.chars().count() > limits::CHANNEL_DESCRIPTION_MAX {
         return Err(ApiError::bad(
-            "invalid_description",
+            code::INVALID_DESCRIPTION,
             format!(
                 "descriptions are at most {} characters",
                 limits::CHANNEL_DESCRIPTION_MAX
@@ -208,12 +234,12 @@ async fn my_channels(
 async fn search_channels(
     State(s): State<SharedState>,
     AuthUser(_): AuthUser,
-    Query(q): Query<HashMap<String, String>>,
+    ApiQuery(q): ApiQuery,
 ) -> ApiResult<Json<ChannelList>> {
     let query = q.get("query").map(|p| p.trim()).unwrap_or_default();
     if query.chars().count() > limits::CHANNEL_NAME_MAX {
         return Err(ApiError::bad(
-            "invalid_query",
+            code::INVALID_QUERY,
             "the query is longer than any channel name",
         ));
     }
@@ -242,6 +268,29 @@ async fn announce(
         .map_err(|e| ApiError::Unavailable(format!("kafka: {e}")))
 }
 
+/// Announce `user`'s membership of `channel` as PostgreSQL has it now, and again while
+/// PostgreSQL has changed meanwhile. Used on every join and leave, including the retried ones
+/// that find the change already made (their first announcement may have failed after the commit:
+/// message servers apply a repeated change idempotently). A concurrent join and leave of the
+/// same user can announce in the opposite order of their commits; the re-check makes the last
+/// announcement on the partition the committed state, and the message servers keep the last.
+async fn announce_membership(s: &SharedState, channel: ChannelId, user: UserId) -> ApiResult<()> {
+    let state = |access: Access| match access {
+        Access::Member(_) => MembershipChange::Joined,
+        Access::NotMember(_) | Access::NoSuchChannel => MembershipChange::Left,
+    };
+    let mut change = state(chat_store::pg::access(&s.db, channel, user).await?);
+    for _ in 0..3 {
+        announce(s, channel, user, change).await?;
+        let now = state(chat_store::pg::access(&s.db, channel, user).await?);
+        if now == change {
+            return Ok(());
+        }
+        change = now;
+    }
+    Ok(())
+}
+
 /// After a leave is stored and announced, and before it is answered: move the user's membership
 /// epoch, so no gateway accepts a send on a membership it confirmed before the leave.
 async fn end_cached_memberships(s: &SharedState, user: UserId) -> ApiResult<()> {
@@ -265,15 +314,15 @@ async fn join(
         Access::NoSuchChannel => return Err(channel_not_found()),
         Access::NotMember(ChannelKind::Direct) => {
             return Err(ApiError::Forbidden(
-                "not_joinable",
+                code::NOT_JOINABLE,
                 "direct conversations cannot be joined".into(),
             ));
         }
-        Access::Member(_) => {}
+        // Already a member: maybe the retry of a join whose announcement failed.
+        Access::Member(_) => announce_membership(&s, channel, me).await?,
         Access::NotMember(ChannelKind::Group) => {
-            if chat_store::pg::join(&s.db, channel, me).await? {
-                announce(&s, channel, me, MembershipChange::Joined).await?;
-            }
+            chat_store::pg::join(&s.db, channel, me).await?;
+            announce_membership(&s, channel, me).await?;
         }
     }
     chat_store::pg::channel_for(&s.db, channel, me)
@@ -294,18 +343,21 @@ async fn leave(
     let channel = parse_channel_id(&channel_id)?;
     match chat_store::pg::access(&s.db, channel, me).await? {
         Access::NoSuchChannel => Err(channel_not_found()),
-        Access::Member(ChannelKind::Direct) | Access::NotMember(ChannelKind::Direct) => Err(
-            ApiError::Forbidden("not_leavable", "direct conversations cannot be left".into()),
-        ),
+        Access::Member(ChannelKind::Direct) | Access::NotMember(ChannelKind::Direct) => {
+            Err(ApiError::Forbidden(
+                code::NOT_LEAVABLE,
+                "direct conversations cannot be left".into(),
+            ))
+        }
         Access::NotMember(ChannelKind::Group) => {
-            // Maybe a retry of a leave whose epoch move failed: move it (again).
+            // Maybe the retry of a leave whose announcement or epoch move failed: do them again.
+            announce_membership(&s, channel, me).await?;
             end_cached_memberships(&s, me).await?;
             Ok(StatusCode::NO_CONTENT)
         }
         Access::Member(ChannelKind::Group) => {
-            if chat_store::pg::leave(&s.db, channel, me).await? {
-                announce(&s, channel, me, MembershipChange::Left).await?;
-            }
+            chat_store::pg::leave(&s.db, channel, me).await?;
+            announce_membership(&s, channel, me).await?;
             end_cached_memberships(&s, me).await?;
             Ok(StatusCode::NO_CONTENT)
         }
@@ -339,23 +391,23 @@ async fn create_dm(
 ) -> ApiResult<(StatusCode, Json<Channel>)> {
     if req.user_id == me {
         return Err(ApiError::bad(
-            "invalid_user",
+            code::INVALID_USER,
             "a direct conversation needs another user",
         ));
     }
     if chat_store::pg::user(&s.db, req.user_id).await?.is_none() {
         return Err(ApiError::NotFound(
-            "user_not_found",
+            code::USER_NOT_FOUND,
             "there is no user with this id".into(),
         ));
     }
     let (channel, created) =
         chat_store::pg::get_or_create_dm(&s.db, ChannelId::new_v7(), me, req.user_id).await?;
-    if created {
-        // Both members are new to the channel; message servers that cached it empty learn it.
-        for u in [me, req.user_id] {
-            announce(&s, channel, u, MembershipChange::Joined).await?;
-        }
+    // Both members are new to a created channel; message servers that cached it empty learn
+    // it. An existing one is announced again: this may be the retry of a request whose
+    // announcement failed after the commit (members of a direct channel never change).
+    for u in [me, req.user_id] {
+        announce(&s, channel, u, MembershipChange::Joined).await?;
     }
     let view = chat_store::pg::channel_for(&s.db, channel, me)
         .await?
@@ -384,7 +436,7 @@ async fn history(
     State(s): State<SharedState>,
     AuthUser(me): AuthUser,
     Path(channel_id): Path<String>,
-    Query(q): Query<HashMap<String, String>>,
+    ApiQuery(q): ApiQuery,
 ) -> ApiResult<Json<MessageList>> {
     let channel = parse_channel_id(&channel_id)?;
     let limit = match q.get("limit") {
@@ -395,7 +447,7 @@ async fn history(
             .filter(|l| (1..=limits::HISTORY_MAX_LIMIT).contains(l))
             .ok_or_else(|| {
                 ApiError::bad(
-                    "invalid_limit",
+                    code::INVALID_LIMIT,
                     format!("limit must be 1 to {}", limits::HISTORY_MAX_LIMIT),
                 )
             })?,
@@ -404,7 +456,7 @@ async fn history(
         q.get(name)
             .map(|v| {
                 v.parse::<MessageId>().map_err(|_| {
-                    ApiError::bad("invalid_cursor", format!("{name} must be a message id"))
+                    ApiError::bad(code::INVALID_CURSOR, format!("{name} must be a message id"))
                 })
             })
             .transpose()
@@ -416,7 +468,7 @@ async fn history(
         match store.placement(id).await? {
             Some(p) if p.channel_id == channel => Ok(p.seq),
             _ => Err(ApiError::NotFound(
-                "message_not_found",
+                code::MESSAGE_NOT_FOUND,
                 "the cursor is not a message of this channel".into(),
             )),
         }
@@ -424,7 +476,7 @@ async fn history(
     let messages = match (before, after) {
         (Some(_), Some(_)) => {
             return Err(ApiError::bad(
-                "invalid_cursor",
+                code::INVALID_CURSOR,
                 "give before or after, not both",
             ));
         }
@@ -433,4 +485,46 @@ async fn history(
         (None, None) => s.store.latest(channel, limit).await?,
     };
     Ok(Json(MessageList { messages }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::Request;
+    use std::time::Duration;
+    use tower::ServiceExt;
+
+    #[tokio::test]
+    async fn a_request_over_its_time_gets_a_json_503() {
+        let app: Router = Router::new()
+            .route(
+                "/slow",
+                axum::routing::get(|| async {
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                    "late"
+                }),
+            )
+            .route("/fast", axum::routing::get(|| async { "ok" }))
+            .layer(axum::middleware::from_fn_with_state(
+                Duration::from_millis(100),
+                answer_within,
+            ));
+        let slow = app
+            .clone()
+            .oneshot(Request::get("/slow").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(slow.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body = axum::body::to_bytes(slow.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["error"]["code"], "timeout");
+        let fast = app
+            .oneshot(Request::get("/fast").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(fast.status(), StatusCode::OK);
+    }
 }

@@ -1,0 +1,153 @@
+//! Every error code of the public contract, REST (`{"error": {"code", ...}}`) and WebSocket
+//! (`error` frames), in one vocabulary: a code means the same thing wherever it appears.
+//!
+//! [`REST`] and [`WS`] list the codes each side sends; the wire fixtures
+//! (`fixtures/wire/rest_error_codes.json`, `ws_error_codes.json`) are written from them.
+
+// --- shared by REST and the WebSocket -------------------------------------------------------
+
+/// Not a member of the channel (REST 403; `error` frame for `send` / `resume`).
+pub const NOT_A_MEMBER: &str = "not_a_member";
+/// A dependency (store, broker) is unavailable: retry (REST 503; `error` frame: resend with the
+/// same `client_msg_id`).
+pub const UNAVAILABLE: &str = "unavailable";
+/// A message body is invalid (WebSocket: empty, only white space or too long); REST: a request
+/// body that could not be read.
+pub const INVALID_BODY: &str = "invalid_body";
+/// Too many requests: wait for `Retry-After` seconds (REST 429).
+pub const RATE_LIMITED: &str = "rate_limited";
+
+// --- WebSocket `error` frames ----------------------------------------------------------------
+
+pub const MALFORMED_FRAME: &str = "malformed_frame";
+pub const UNKNOWN_CHANNEL: &str = "unknown_channel";
+pub const INVALID_CLIENT_MSG_ID: &str = "invalid_client_msg_id";
+pub const UNKNOWN_MESSAGE: &str = "unknown_message";
+
+// --- authentication (REST, and the WebSocket upgrade's 401) ---------------------------------
+
+pub const MISSING_TOKEN: &str = "missing_token";
+pub const INVALID_TOKEN: &str = "invalid_token";
+pub const TOKEN_EXPIRED: &str = "token_expired";
+pub const INVALID_CREDENTIALS: &str = "invalid_credentials";
+pub const INVALID_REFRESH_TOKEN: &str = "invalid_refresh_token";
+pub const REFRESH_TOKEN_REUSED: &str = "refresh_token_reused";
+
+// --- REST request shape -----------------------------------------------------------------------
+
+pub const MALFORMED_JSON: &str = "malformed_json";
+pub const INVALID_FIELD: &str = "invalid_field";
+pub const UNSUPPORTED_MEDIA_TYPE: &str = "unsupported_media_type";
+pub const PAYLOAD_TOO_LARGE: &str = "payload_too_large";
+/// A text field or query parameter contains U+0000, which no stored text may hold.
+pub const NUL_CHARACTER: &str = "nul_character";
+pub const INVALID_QUERY: &str = "invalid_query";
+pub const INVALID_ID: &str = "invalid_id";
+pub const INVALID_LIMIT: &str = "invalid_limit";
+pub const INVALID_CURSOR: &str = "invalid_cursor";
+pub const NOT_FOUND: &str = "not_found";
+pub const METHOD_NOT_ALLOWED: &str = "method_not_allowed";
+/// The request took longer than the API allows (REST 503); retry.
+pub const TIMEOUT: &str = "timeout";
+pub const INTERNAL: &str = "internal";
+
+// --- sent by the load balancer (nginx) itself -------------------------------------------------
+
+/// The request could not be read: malformed, or its headers too large (400).
+pub const BAD_REQUEST: &str = "bad_request";
+/// The request URI is too long (414).
+pub const URI_TOO_LONG: &str = "uri_too_long";
+/// The client did not send its request in time (408).
+pub const REQUEST_TIMEOUT: &str = "request_timeout";
+
+// --- REST resources ---------------------------------------------------------------------------
+
+pub const INVALID_USERNAME: &str = "invalid_username";
+pub const INVALID_PASSWORD: &str = "invalid_password";
+pub const INVALID_DISPLAY_NAME: &str = "invalid_display_name";
+pub const USERNAME_TAKEN: &str = "username_taken";
+pub const INVALID_NAME: &str = "invalid_name";
+pub const INVALID_DESCRIPTION: &str = "invalid_description";
+pub const CHANNEL_NOT_FOUND: &str = "channel_not_found";
+pub const NOT_JOINABLE: &str = "not_joinable";
+pub const NOT_LEAVABLE: &str = "not_leavable";
+pub const INVALID_USER: &str = "invalid_user";
+pub const USER_NOT_FOUND: &str = "user_not_found";
+pub const MESSAGE_NOT_FOUND: &str = "message_not_found";
+
+/// Codes of `error` frames (`docs/protocol.md`).
+pub const WS: &[&str] = &[
+    MALFORMED_FRAME,
+    NOT_A_MEMBER,
+    UNKNOWN_CHANNEL,
+    INVALID_BODY,
+    INVALID_CLIENT_MSG_ID,
+    UNKNOWN_MESSAGE,
+    UNAVAILABLE,
+];
+
+/// Codes of REST error bodies (the API, nginx's own errors in `deploy/nginx/routes.conf`, and
+/// the gateway's 401 before an upgrade).
+pub const REST: &[&str] = &[
+    MISSING_TOKEN,
+    INVALID_TOKEN,
+    TOKEN_EXPIRED,
+    INVALID_CREDENTIALS,
+    INVALID_REFRESH_TOKEN,
+    REFRESH_TOKEN_REUSED,
+    MALFORMED_JSON,
+    INVALID_FIELD,
+    INVALID_BODY,
+    UNSUPPORTED_MEDIA_TYPE,
+    PAYLOAD_TOO_LARGE,
+    NUL_CHARACTER,
+    INVALID_QUERY,
+    INVALID_ID,
+    INVALID_LIMIT,
+    INVALID_CURSOR,
+    NOT_FOUND,
+    METHOD_NOT_ALLOWED,
+    RATE_LIMITED,
+    TIMEOUT,
+    UNAVAILABLE,
+    INTERNAL,
+    BAD_REQUEST,
+    URI_TOO_LONG,
+    REQUEST_TIMEOUT,
+    INVALID_USERNAME,
+    INVALID_PASSWORD,
+    INVALID_DISPLAY_NAME,
+    USERNAME_TAKEN,
+    INVALID_NAME,
+    INVALID_DESCRIPTION,
+    CHANNEL_NOT_FOUND,
+    NOT_A_MEMBER,
+    NOT_JOINABLE,
+    NOT_LEAVABLE,
+    INVALID_USER,
+    USER_NOT_FOUND,
+    MESSAGE_NOT_FOUND,
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn codes_are_snake_case_and_listed_once() {
+        for list in [REST, WS] {
+            let unique: BTreeSet<_> = list.iter().collect();
+            assert_eq!(unique.len(), list.len(), "a code is listed twice");
+            for code in list {
+                assert!(
+                    !code.is_empty()
+                        && code.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+                        && !code.starts_with('_')
+                        && !code.ends_with('_'),
+                    "{code} is not snake_case"
+                );
+            }
+        }
+    }
+}
