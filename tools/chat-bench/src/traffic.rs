@@ -3,6 +3,7 @@
 //! `history` (background load and seeding) and `smoke`.
 
 use crate::fleet::{Fleet, Spread, split};
+use crate::ops;
 use crate::procs::{self, CpuReport, CpuSnap};
 use crate::proto::*;
 use crate::stats::{self, Summary};
@@ -31,58 +32,9 @@ pub struct Guard {
     pub lag_secs: f64,
 }
 
-/// The services' ops ports (never proxied; loopback).
-pub const OPS_PORTS: &[(&str, u16)] = &[
-    ("api", 9100),
-    ("gateway-1", 9101),
-    ("gateway-2", 9102),
-    ("message-server-1", 9201),
-    ("message-server-2", 9202),
-];
-
-async fn scrape_all(api: &crate::api::Api) -> BTreeMap<String, BTreeMap<String, f64>> {
-    let mut out = BTreeMap::new();
-    for (name, port) in OPS_PORTS {
-        out.insert(name.to_string(), api.ops_samples(*port).await);
-    }
-    out
-}
-
-fn counter_deltas(
-    a: &BTreeMap<String, BTreeMap<String, f64>>,
-    b: &BTreeMap<String, BTreeMap<String, f64>>,
-) -> BTreeMap<String, BTreeMap<String, f64>> {
-    let mut out = BTreeMap::new();
-    for (svc, after) in b {
-        let before = a.get(svc);
-        let mut d: BTreeMap<String, f64> = after
-            .iter()
-            .filter(|(k, _)| k.contains("_total") || k.ends_with("_sum") || k.ends_with("_count"))
-            .map(|(k, v)| {
-                (
-                    k.clone(),
-                    v - before.and_then(|m| m.get(k)).copied().unwrap_or(0.0),
-                )
-            })
-            .filter(|(_, v)| *v != 0.0)
-            .collect();
-        let batches = d.get("chat_batch_seconds_count").copied().unwrap_or(0.0);
-        if batches > 0.0 {
-            let secs = d.get("chat_batch_seconds_sum").copied().unwrap_or(0.0);
-            let records = d.get("chat_records_total").copied().unwrap_or(0.0);
-            d.insert("derived_mean_batch_ms".into(), 1000.0 * secs / batches);
-            d.insert("derived_mean_batch_records".into(), records / batches);
-        }
-        if !d.is_empty() {
-            out.insert(svc.clone(), d);
-        }
-    }
-    out
-}
-
 pub struct TrafficSpec {
     /// For the services' ops /metrics pages.
-    pub api: crate::api::Api,
+    pub http: reqwest::Client,
     pub name: String,
     pub ws_url: String,
     pub connect_addr: String,
@@ -201,12 +153,131 @@ fn rss_all(pids: &BTreeMap<String, u32>) -> BTreeMap<String, u64> {
         .collect()
 }
 
+/// Run a traffic spec: connect, go, the steps (until saturation), drain, stop, and the merged
+/// result of every worker's report.
 pub async fn run(mut spec: TrafficSpec, bar: &ProgressBar) -> anyhow::Result<TrafficResult> {
     let run_tag = format!("r{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    let (all, jobs) = jobs_of(&spec, &run_tag);
+    let n_workers = jobs.len();
+    let machine_busy_before_percent = if spec.measure {
+        let busy = procs::machine_busy(Duration::from_secs(2)).await;
+        if busy > 20.0 {
+            bar.println(format!(
+                "{}: warning: the machine was {busy:.0}% busy before the run (other programs?): results will be disturbed",
+                spec.name
+            ));
+        }
+        busy
+    } else {
+        0.0
+    };
+    let rss_before = rss_if(&spec);
+    bar.set_message(format!(
+        "{}: starting {n_workers} worker(s) for {} connections",
+        spec.name,
+        all.len()
+    ));
+    let mut fleet = Fleet::start(jobs, spec.spread.force_processes)?;
+    let (connections, channel_conns) = connect(&mut fleet, &spec, &all, bar).await?;
+    if connections.connected == 0 {
+        let _ = fleet.stop().await;
+        anyhow::bail!(
+            "no connection could be opened: {}",
+            connections.first_error.clone().unwrap_or_default()
+        );
+    }
+    // Let the connections settle (presence registered, first frames sent).
+    fleet.pump(Duration::from_millis(1500)).await;
+    let rss_connected = rss_if(&spec);
+
+    let t0 = go(&fleet, &mut spec, &channel_conns);
+    let counters_before = if spec.measure {
+        ops::scrape_all(&spec.http).await
+    } else {
+        BTreeMap::new()
+    };
+    fleet
+        .pump(t0.saturating_duration_since(Instant::now()))
+        .await;
+    let ran = run_steps(&mut fleet, &spec, t0, bar).await;
+    fleet.broadcast(ToWorker::StopSending);
+    let server_counters = if spec.measure {
+        ops::counter_deltas(&counters_before, &ops::scrape_all(&spec.http).await)
+    } else {
+        BTreeMap::new()
+    };
+    let rss_end = rss_if(&spec);
+    let (drain_complete, drain_seconds) = drain(&mut fleet, &spec, bar).await;
+    bar.set_message(format!("{}: closing connections", spec.name));
+    let done = fleet.stop().await;
+
+    let mut m = Merged::of(done, ran.step_secs.len());
+    m.v.drain_complete = drain_complete;
+    m.v.drain_seconds = drain_seconds;
+    m.verify();
+    let (steps, step_hists) = m.step_results(&spec, &ran);
+    let mut total_e2e = stats::hist(3);
+    let mut total_ack = stats::hist(3);
+    for h in &m.e2e {
+        total_e2e.add(h).ok();
+    }
+    for h in &m.ack {
+        total_ack.add(h).ok();
+    }
+    let rss_kib = rss_before
+        .iter()
+        .map(|(name, before)| {
+            let at = |m: &BTreeMap<String, u64>| m.get(name).copied().unwrap_or(0);
+            (name.clone(), [*before, at(&rss_connected), at(&rss_end)])
+        })
+        .collect();
+    Ok(TrafficResult {
+        machine_busy_before_percent,
+        connections,
+        steps,
+        total_e2e: Summary::of(&total_e2e),
+        total_ack: Summary::of(&total_ack),
+        timeline: m.timeline(),
+        verification: m.v,
+        rss_kib,
+        server_counters,
+        step_hists,
+        ack_hist: Some(total_ack),
+        acked_ids: m.acked_ids,
+    })
+}
+
+/// Start the steps 300 ms from now on every worker (and tell `on_go`); returns that instant.
+fn go(fleet: &Fleet, spec: &mut TrafficSpec, channel_conns: &HashMap<u32, u32>) -> Instant {
+    let t0_wall = std::time::SystemTime::now() + Duration::from_millis(300);
+    let t0_ns = t0_wall
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let t0 = Instant::now() + Duration::from_millis(300);
+    fleet.broadcast(ToWorker::Go {
+        t0_unix_ns: t0_ns,
+        steps: spec.steps.clone(),
+        channel_conns: channel_conns.iter().map(|(c, n)| (*c, *n)).collect(),
+    });
+    if let Some(tx) = spec.on_go.take() {
+        let _ = tx.send(std::time::Instant::now() + Duration::from_millis(300));
+    }
+    t0
+}
+
+fn rss_if(spec: &TrafficSpec) -> BTreeMap<String, u64> {
+    if spec.measure {
+        rss_all(&spec.stack_pids)
+    } else {
+        BTreeMap::new()
+    }
+}
+
+/// Every connection of the run, and the workers' jobs: connections in contiguous shares,
+/// senders numbered over the whole run.
+fn jobs_of(spec: &TrafficSpec, run_tag: &str) -> (Vec<JobConn>, Vec<Job>) {
     let planned_secs: f64 = spec.steps.iter().map(|s| s.secs).sum();
     let senders_total = spec.conns.iter().filter(|c| !c.send_to.is_empty()).count() as u32;
-
-    // Jobs: connections in contiguous shares; senders numbered over the whole run.
     let mut ordinal = 0;
     let all: Vec<JobConn> = spec
         .conns
@@ -230,7 +301,7 @@ pub async fn run(mut spec: TrafficSpec, bar: &ProgressBar) -> anyhow::Result<Tra
     let n_workers = spec.spread.workers_for(all.len());
     let connect_secs_est = all.len() as f64 / spec.connect_rate.max(1.0);
     let deadline = (connect_secs_est + planned_secs + spec.drain_secs + 120.0) as u64;
-    let jobs: Vec<Job> = split(&all, n_workers)
+    let jobs = split(&all, n_workers)
         .into_iter()
         .enumerate()
         .map(|(w, conns)| {
@@ -241,7 +312,7 @@ pub async fn run(mut spec: TrafficSpec, bar: &ProgressBar) -> anyhow::Result<Tra
             Job {
                 worker: w,
                 mode: Mode::Traffic,
-                run_tag: run_tag.clone(),
+                run_tag: run_tag.to_string(),
                 ws_url: spec.ws_url.clone(),
                 connect_addr: spec.connect_addr.clone(),
                 token_in_query: spec.token_in_query,
@@ -264,31 +335,19 @@ pub async fn run(mut spec: TrafficSpec, bar: &ProgressBar) -> anyhow::Result<Tra
             }
         })
         .collect();
+    (all, jobs)
+}
 
-    let machine_busy_before_percent = if spec.measure {
-        let busy = procs::machine_busy(Duration::from_secs(2)).await;
-        if busy > 20.0 {
-            bar.println(format!(
-                "{}: warning: the machine was {busy:.0}% busy before the run (other programs?): results will be disturbed",
-                spec.name
-            ));
-        }
-        busy
-    } else {
-        0.0
-    };
-    let rss_before = if spec.measure {
-        rss_all(&spec.stack_pids)
-    } else {
-        BTreeMap::new()
-    };
-    bar.set_message(format!(
-        "{}: starting {n_workers} worker(s) for {} connections",
-        spec.name,
-        all.len()
-    ));
-    let mut fleet = Fleet::start(jobs, spec.spread.force_processes)?;
+/// Wait for every connection to open or fail; the receiving connections per channel (without
+/// the failed ones).
+async fn connect(
+    fleet: &mut Fleet,
+    spec: &TrafficSpec,
+    all: &[JobConn],
+    bar: &ProgressBar,
+) -> anyhow::Result<(ConnInfo, HashMap<u32, u32>)> {
     let connect_started = Instant::now();
+    let connect_secs_est = all.len() as f64 / spec.connect_rate.max(1.0);
     let (ok, failed, first_error) = fleet
         .wait_connected(
             all.len() as u64,
@@ -301,69 +360,49 @@ pub async fn run(mut spec: TrafficSpec, bar: &ProgressBar) -> anyhow::Result<Tra
         connected: ok,
         failed: failed.len(),
         first_error,
-        workers: n_workers,
+        workers: fleet.workers.len(),
         worker_processes: !fleet.in_process,
         source_addresses: spec.spread.source_ips,
         connect_seconds: connect_started.elapsed().as_secs_f64(),
     };
-    if ok == 0 {
-        let _ = fleet.stop().await;
-        anyhow::bail!(
-            "no connection could be opened: {}",
-            connections.first_error.clone().unwrap_or_default()
-        );
-    }
-    // Receiving connections per channel, without the ones that failed.
     let failed_set: std::collections::HashSet<u32> = failed.iter().copied().collect();
     let mut channel_conns: HashMap<u32, u32> = HashMap::new();
-    for c in &all {
+    for c in all {
         if !failed_set.contains(&c.idx) {
             for ch in &c.channels {
                 *channel_conns.entry(*ch).or_default() += 1;
             }
         }
     }
-    // Let the connections settle (presence registered, first frames sent).
-    fleet.pump(Duration::from_millis(1500)).await;
-    let rss_connected = if spec.measure {
-        rss_all(&spec.stack_pids)
-    } else {
-        BTreeMap::new()
-    };
+    Ok((connections, channel_conns))
+}
 
-    // Go.
-    let t0_wall = std::time::SystemTime::now() + Duration::from_millis(300);
-    let t0_ns = t0_wall
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    let t0 = Instant::now() + Duration::from_millis(300);
-    fleet.broadcast(ToWorker::Go {
-        t0_unix_ns: t0_ns,
-        steps: spec.steps.clone(),
-        channel_conns: channel_conns.iter().map(|(c, n)| (*c, *n)).collect(),
-    });
-    if let Some(tx) = spec.on_go.take() {
-        let _ = tx.send(std::time::Instant::now() + Duration::from_millis(300));
-    }
-    let counters_before = if spec.measure {
-        scrape_all(&spec.api).await
-    } else {
-        BTreeMap::new()
+/// What the steps came to: how long each ran, where it saturated, CPU snapshots between them.
+struct Ran {
+    step_secs: Vec<f64>,
+    saturated_at: Option<usize>,
+    snaps: Vec<CpuSnap>,
+}
+
+/// The steps, one after another, until the last or until the saturation guard stops the sends.
+async fn run_steps(fleet: &mut Fleet, spec: &TrafficSpec, t0: Instant, bar: &ProgressBar) -> Ran {
+    let planned_secs: f64 = spec.steps.iter().map(|s| s.secs).sum();
+    let mut ran = Ran {
+        step_secs: Vec::new(),
+        saturated_at: None,
+        snaps: Vec::new(),
     };
-    fleet
-        .pump(t0.saturating_duration_since(Instant::now()))
-        .await;
-    let mut snaps: Vec<CpuSnap> = Vec::new();
-    if spec.measure {
-        snaps.push(procs::cpu_snapshot(&spec.stack_pids));
-    }
+    let snap = |ran: &mut Ran| {
+        if spec.measure {
+            ran.snaps.push(procs::cpu_snapshot(&spec.stack_pids));
+        }
+    };
+    snap(&mut ran);
     bar.set_length((planned_secs * 10.0) as u64);
     bar.set_position(0);
-    let mut step_secs: Vec<f64> = Vec::new();
-    let mut saturated_at: Option<usize> = None;
     let mut strikes = 0;
     let mut step_start = t0;
-    'steps: for (k, step) in spec.steps.iter().enumerate() {
+    for (k, step) in spec.steps.iter().enumerate() {
         let end = step_start + Duration::from_secs_f64(step.secs);
         fleet.take_interval();
         while Instant::now() < end {
@@ -371,8 +410,7 @@ pub async fn run(mut spec: TrafficSpec, bar: &ProgressBar) -> anyhow::Result<Tra
             fleet.pump(left.min(Duration::from_millis(500))).await;
             let (interval_delivered, interval_slow) = fleet.take_interval();
             let t = fleet.totals();
-            let elapsed = t0.elapsed().as_secs_f64();
-            bar.set_position((elapsed * 10.0) as u64);
+            bar.set_position((t0.elapsed().as_secs_f64() * 10.0) as u64);
             let in_flight = t.sent.saturating_sub(t.echoed);
             bar.set_message(format!(
                 "{} step {}/{} @ {} msg/s | sent {} acked {} delivered {}/{} | in flight {} | errors {} reconnects {}",
@@ -388,59 +426,43 @@ pub async fn run(mut spec: TrafficSpec, bar: &ProgressBar) -> anyhow::Result<Tra
                 t.errors,
                 t.reconnects
             ));
-            if let Some(g) = &spec.guard {
-                let slow = interval_delivered > 0
-                    && interval_slow as f64 / interval_delivered as f64 > g.slow_share;
-                let lag = step.rate > 0.0 && in_flight as f64 > (step.rate * g.lag_secs).max(50.0);
-                if slow || lag {
-                    strikes += 1;
+            let Some(g) = &spec.guard else { continue };
+            let slow = interval_delivered > 0
+                && interval_slow as f64 / interval_delivered as f64 > g.slow_share;
+            let lag = step.rate > 0.0 && in_flight as f64 > (step.rate * g.lag_secs).max(50.0);
+            strikes = if slow || lag { strikes + 1 } else { 0 };
+            if strikes >= 4 {
+                ran.saturated_at = Some(k);
+                fleet.broadcast(ToWorker::StopSending);
+                ran.step_secs.push(step_start.elapsed().as_secs_f64());
+                snap(&mut ran);
+                let why = if lag {
+                    format!("{in_flight} messages not yet back at their senders")
                 } else {
-                    strikes = 0;
-                }
-                if strikes >= 4 {
-                    saturated_at = Some(k);
-                    fleet.broadcast(ToWorker::StopSending);
-                    step_secs.push(step_start.elapsed().as_secs_f64());
-                    if spec.measure {
-                        snaps.push(procs::cpu_snapshot(&spec.stack_pids));
-                    }
-                    bar.println(format!(
-                        "{}: saturated at step {} ({} msg/s): {}; stopping the sends",
-                        spec.name,
-                        k + 1,
-                        step.rate,
-                        if lag {
-                            format!("{in_flight} messages not yet back at their senders")
-                        } else {
-                            format!(
-                                "{interval_slow} of {interval_delivered} deliveries slower than {} ms",
-                                spec.slow_ms
-                            )
-                        }
-                    ));
-                    break 'steps;
-                }
+                    format!(
+                        "{interval_slow} of {interval_delivered} deliveries slower than {} ms",
+                        spec.slow_ms
+                    )
+                };
+                bar.println(format!(
+                    "{}: saturated at step {} ({} msg/s): {why}; stopping the sends",
+                    spec.name,
+                    k + 1,
+                    step.rate,
+                ));
+                return ran;
             }
         }
-        step_secs.push(step.secs);
-        if spec.measure {
-            snaps.push(procs::cpu_snapshot(&spec.stack_pids));
-        }
+        ran.step_secs.push(step.secs);
+        snap(&mut ran);
         step_start = end;
     }
-    fleet.broadcast(ToWorker::StopSending);
-    let server_counters = if spec.measure {
-        counter_deltas(&counters_before, &scrape_all(&spec.api).await)
-    } else {
-        BTreeMap::new()
-    };
-    let rss_end = if spec.measure {
-        rss_all(&spec.stack_pids)
-    } else {
-        BTreeMap::new()
-    };
+    ran
+}
 
-    // Drain: until every send is acked and every owed delivery arrived, or the time is up.
+/// Until every send is acked and every owed delivery arrived, or the drain time is up:
+/// (complete, seconds).
+async fn drain(fleet: &mut Fleet, spec: &TrafficSpec, bar: &ProgressBar) -> (bool, f64) {
     let drain_started = Instant::now();
     let drain_until = drain_started + Duration::from_secs_f64(spec.drain_secs);
     let mut drain_complete = false;
@@ -461,53 +483,72 @@ pub async fn run(mut spec: TrafficSpec, bar: &ProgressBar) -> anyhow::Result<Tra
             }
         }
     }
-    let drain_seconds = drain_started.elapsed().as_secs_f64();
-    bar.set_message(format!("{}: closing connections", spec.name));
-    let done = fleet.stop().await;
+    (drain_complete, drain_started.elapsed().as_secs_f64())
+}
 
-    // ---- merge the workers' reports
-    let n_steps = step_secs.len();
-    let mut e2e: Vec<Histogram<u64>> = (0..n_steps).map(|_| stats::hist(3)).collect();
-    let mut ack: Vec<Histogram<u64>> = (0..n_steps).map(|_| stats::hist(3)).collect();
-    let mut lag: Vec<Histogram<u64>> = (0..n_steps).map(|_| stats::hist(2)).collect();
-    let mut counts = vec![(0u64, 0u64, 0u64, 0u64); n_steps];
-    let mut seconds: Vec<(u64, u64, u64, Histogram<u64>)> = Vec::new();
-    let mut acked_per_channel: HashMap<u32, u64> = HashMap::new();
-    let mut v = Verification {
-        drain_complete,
-        drain_seconds,
-        ..Default::default()
-    };
-    let mut checks = Vec::new();
-    let mut acked_ids = Vec::new();
-    for d in done {
+/// The workers' final reports, merged.
+struct Merged {
+    e2e: Vec<Histogram<u64>>,
+    ack: Vec<Histogram<u64>>,
+    lag: Vec<Histogram<u64>>,
+    /// Per step: (sent, acked, skipped, delivered).
+    counts: Vec<(u64, u64, u64, u64)>,
+    /// Per second: (sent, acked, delivered, latency).
+    seconds: Vec<(u64, u64, u64, Histogram<u64>)>,
+    acked_per_channel: HashMap<u32, u64>,
+    checks: Vec<ChanCheck>,
+    acked_ids: Vec<(u32, String)>,
+    v: Verification,
+}
+
+impl Merged {
+    fn of(done: Vec<Done>, n_steps: usize) -> Merged {
+        let mut m = Merged {
+            e2e: (0..n_steps).map(|_| stats::hist(3)).collect(),
+            ack: (0..n_steps).map(|_| stats::hist(3)).collect(),
+            lag: (0..n_steps).map(|_| stats::hist(2)).collect(),
+            counts: vec![(0, 0, 0, 0); n_steps],
+            seconds: Vec::new(),
+            acked_per_channel: HashMap::new(),
+            checks: Vec::new(),
+            acked_ids: Vec::new(),
+            v: Verification::default(),
+        };
+        for d in done {
+            m.add(d, n_steps);
+        }
+        m
+    }
+
+    fn add(&mut self, d: Done, n_steps: usize) {
         for (i, s) in d.steps.iter().enumerate() {
             let i = i.min(n_steps.saturating_sub(1));
             if n_steps == 0 {
                 break;
             }
-            s.e2e.merge_into(&mut e2e[i]);
-            s.ack.merge_into(&mut ack[i]);
-            s.send_lag.merge_into(&mut lag[i]);
-            counts[i].0 += s.sent;
-            counts[i].1 += s.acked;
-            counts[i].2 += s.skipped;
-            counts[i].3 += s.delivered;
+            s.e2e.merge_into(&mut self.e2e[i]);
+            s.ack.merge_into(&mut self.ack[i]);
+            s.send_lag.merge_into(&mut self.lag[i]);
+            self.counts[i].0 += s.sent;
+            self.counts[i].1 += s.acked;
+            self.counts[i].2 += s.skipped;
+            self.counts[i].3 += s.delivered;
         }
         for (i, s) in d.timeline.iter().enumerate() {
-            while seconds.len() <= i {
-                seconds.push((0, 0, 0, stats::hist(2)));
+            while self.seconds.len() <= i {
+                self.seconds.push((0, 0, 0, stats::hist(2)));
             }
-            seconds[i].0 += s.sent;
-            seconds[i].1 += s.acked;
-            seconds[i].2 += s.delivered;
-            s.e2e.merge_into(&mut seconds[i].3);
+            self.seconds[i].0 += s.sent;
+            self.seconds[i].1 += s.acked;
+            self.seconds[i].2 += s.delivered;
+            s.e2e.merge_into(&mut self.seconds[i].3);
         }
         for (c, n) in d.acked_per_channel {
-            *acked_per_channel.entry(c).or_default() += n;
+            *self.acked_per_channel.entry(c).or_default() += n;
         }
-        checks.extend(d.checks);
-        acked_ids.extend(d.acked_ids);
+        self.checks.extend(d.checks);
+        self.acked_ids.extend(d.acked_ids);
+        let v = &mut self.v;
         v.unacked += d.unacked;
         v.foreign_frames += d.foreign;
         v.reconnects += d.reconnects;
@@ -519,119 +560,107 @@ pub async fn run(mut spec: TrafficSpec, bar: &ProgressBar) -> anyhow::Result<Tra
             *v.closes.entry(k).or_default() += n;
         }
     }
-    let mut min_base: HashMap<u32, i64> = HashMap::new();
-    for c in &checks {
-        if c.distinct_run > 0 {
-            let e = min_base.entry(c.channel).or_insert(c.base);
-            *e = (*e).min(c.base);
+
+    /// Deliveries owed and made, per connection and channel: lost (or late, when the drain did
+    /// not complete), duplicated, reordered.
+    fn verify(&mut self) {
+        let mut min_base: HashMap<u32, i64> = HashMap::new();
+        for c in &self.checks {
+            if c.distinct_run > 0 {
+                let e = min_base.entry(c.channel).or_insert(c.base);
+                *e = (*e).min(c.base);
+            }
         }
-    }
-    for c in &checks {
-        let owed = acked_per_channel.get(&c.channel).copied().unwrap_or(0);
-        v.expected += owed;
-        v.delivered += c.distinct_run.min(owed);
-        v.duplicated += c.duplicated;
-        v.reordered += c.reordered;
-        let missing = owed.saturating_sub(c.distinct_run);
-        if drain_complete {
-            v.lost += missing;
-        } else {
-            let head = match (c.distinct_run, min_base.get(&c.channel)) {
-                (n, Some(m)) if n > 0 => (c.base - m).max(0) as u64,
-                _ => 0,
-            };
-            let known = (c.holes + head).min(missing);
-            v.lost += known;
-            v.late += missing - known;
+        let v = &mut self.v;
+        for c in &self.checks {
+            let owed = self.acked_per_channel.get(&c.channel).copied().unwrap_or(0);
+            v.expected += owed;
+            v.delivered += c.distinct_run.min(owed);
+            v.duplicated += c.duplicated;
+            v.reordered += c.reordered;
+            let missing = owed.saturating_sub(c.distinct_run);
+            if v.drain_complete {
+                v.lost += missing;
+            } else {
+                let head = match (c.distinct_run, min_base.get(&c.channel)) {
+                    (n, Some(m)) if n > 0 => (c.base - m).max(0) as u64,
+                    _ => 0,
+                };
+                let known = (c.holes + head).min(missing);
+                v.lost += known;
+                v.late += missing - known;
+            }
         }
     }
 
-    // ---- per step
-    let mut steps = Vec::new();
-    let mut window_start = 0.0;
-    let mut step_hists = Vec::new();
-    for k in 0..n_steps {
-        let secs = step_secs[k];
-        let from = window_start as usize;
-        let to = ((window_start + secs).floor() as usize).max(from + 1);
-        let in_window: u64 = seconds.iter().skip(from).take(to - from).map(|s| s.2).sum();
-        let window = (to - from) as f64;
-        let cpu = (spec.measure && snaps.len() > k + 1)
-            .then(|| procs::cpu_between(&snaps[k], &snaps[k + 1], in_window, "deliveries"));
-        let (sent, acked, skipped, delivered) = counts[k];
-        steps.push(StepResult {
-            target_rate: spec.steps[k].rate,
-            planned_secs: spec.steps[k].secs,
-            secs,
-            saturated: saturated_at == Some(k),
-            sent,
-            acked,
-            skipped,
-            delivered,
-            sent_per_s: sent as f64 / secs.max(1e-9),
-            acked_per_s: acked as f64 / secs.max(1e-9),
-            deliveries_per_s: in_window as f64 / window.max(1e-9),
-            e2e: Summary::of(&e2e[k]),
-            ack: Summary::of(&ack[k]),
-            send_lag: Summary::of(&lag[k]),
-            cpu,
-        });
-        step_hists.push((format!("{} msg/s", spec.steps[k].rate), e2e[k].clone()));
-        window_start += secs;
+    /// Each step's numbers, and its latency histogram for the plots.
+    fn step_results(
+        &self,
+        spec: &TrafficSpec,
+        ran: &Ran,
+    ) -> (Vec<StepResult>, Vec<(String, Histogram<u64>)>) {
+        let mut steps = Vec::new();
+        let mut step_hists = Vec::new();
+        let mut window_start = 0.0;
+        for (k, &secs) in ran.step_secs.iter().enumerate() {
+            let from = window_start as usize;
+            let to = ((window_start + secs).floor() as usize).max(from + 1);
+            let in_window: u64 = self
+                .seconds
+                .iter()
+                .skip(from)
+                .take(to - from)
+                .map(|s| s.2)
+                .sum();
+            let window = (to - from) as f64;
+            let cpu = (spec.measure && ran.snaps.len() > k + 1).then(|| {
+                procs::cpu_between(&ran.snaps[k], &ran.snaps[k + 1], in_window, "deliveries")
+            });
+            let (sent, acked, skipped, delivered) = self.counts[k];
+            steps.push(StepResult {
+                target_rate: spec.steps[k].rate,
+                planned_secs: spec.steps[k].secs,
+                secs,
+                saturated: ran.saturated_at == Some(k),
+                sent,
+                acked,
+                skipped,
+                delivered,
+                sent_per_s: sent as f64 / secs.max(1e-9),
+                acked_per_s: acked as f64 / secs.max(1e-9),
+                deliveries_per_s: in_window as f64 / window.max(1e-9),
+                e2e: Summary::of(&self.e2e[k]),
+                ack: Summary::of(&self.ack[k]),
+                send_lag: Summary::of(&self.lag[k]),
+                cpu,
+            });
+            step_hists.push((format!("{} msg/s", spec.steps[k].rate), self.e2e[k].clone()));
+            window_start += secs;
+        }
+        (steps, step_hists)
     }
-    let mut total_e2e = stats::hist(3);
-    let mut total_ack = stats::hist(3);
-    for h in &e2e {
-        total_e2e.add(h).ok();
-    }
-    for h in &ack {
-        total_ack.add(h).ok();
-    }
-    let timeline = seconds
-        .iter()
-        .enumerate()
-        .map(|(t, s)| Second {
-            t,
-            sent: s.0,
-            acked: s.1,
-            delivered: s.2,
-            p50_ms: if s.3.is_empty() {
+
+    fn timeline(&self) -> Vec<Second> {
+        let q = |h: &Histogram<u64>, q: f64| {
+            if h.is_empty() {
                 0.0
             } else {
-                s.3.value_at_quantile(0.5) as f64 / 1000.0
-            },
-            p99_ms: if s.3.is_empty() {
-                0.0
-            } else {
-                s.3.value_at_quantile(0.99) as f64 / 1000.0
-            },
-        })
-        .collect();
-    let mut rss_kib = BTreeMap::new();
-    for (name, before) in &rss_before {
-        rss_kib.insert(
-            name.clone(),
-            [
-                *before,
-                rss_connected.get(name).copied().unwrap_or(0),
-                rss_end.get(name).copied().unwrap_or(0),
-            ],
-        );
+                h.value_at_quantile(q) as f64 / 1000.0
+            }
+        };
+        self.seconds
+            .iter()
+            .enumerate()
+            .map(|(t, s)| Second {
+                t,
+                sent: s.0,
+                acked: s.1,
+                delivered: s.2,
+                p50_ms: q(&s.3, 0.5),
+                p99_ms: q(&s.3, 0.99),
+            })
+            .collect()
     }
-    Ok(TrafficResult {
-        machine_busy_before_percent,
-        connections,
-        steps,
-        total_e2e: Summary::of(&total_e2e),
-        total_ack: Summary::of(&total_ack),
-        verification: v,
-        timeline,
-        rss_kib,
-        server_counters,
-        step_hists,
-        ack_hist: Some(total_ack),
-        acked_ids,
-    })
 }
 
 /// Print a traffic result as a table.
@@ -660,54 +689,7 @@ pub fn print(r: &TrafficResult) {
             .map(|e| format!("; first error: {e}"))
             .unwrap_or_default()
     );
-    println!(
-        "{:>9} {:>6} {:>9} {:>9} {:>11} {:>8} {:>8} {:>8} {:>9} {:>8} {:>9}  busiest processes",
-        "rate",
-        "secs",
-        "sent/s",
-        "acked/s",
-        "deliv/s",
-        "e2e p50",
-        "p90",
-        "p99",
-        "p99.9",
-        "max",
-        "ack p99"
-    );
-    for s in &r.steps {
-        let busiest = s
-            .cpu
-            .as_ref()
-            .map(|c| {
-                c.processes
-                    .iter()
-                    .take(4)
-                    .map(|p| format!("{} {:.0}%", p.process, p.core_percent))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-                    + &format!(
-                        "; other {:.0}% (machine {:.0}% of {} cores)",
-                        c.other_core_percent, c.machine_busy_percent, c.cores
-                    )
-            })
-            .unwrap_or_default();
-        println!(
-            "{:>9} {:>6.1} {:>9.0} {:>9.0} {:>11.0} {:>8} {:>8} {:>8} {:>9} {:>8} {:>9}  {}{}",
-            s.target_rate,
-            s.secs,
-            s.sent_per_s,
-            s.acked_per_s,
-            s.deliveries_per_s,
-            stats::fmt_ms(s.e2e.p50_ms),
-            stats::fmt_ms(s.e2e.p90_ms),
-            stats::fmt_ms(s.e2e.p99_ms),
-            stats::fmt_ms(s.e2e.p999_ms),
-            stats::fmt_ms(s.e2e.max_ms),
-            stats::fmt_ms(s.ack.p99_ms),
-            busiest,
-            if s.saturated { "  SATURATED" } else { "" }
-        );
-    }
+    print_steps(&r.steps);
     let v = &r.verification;
     println!(
         "deliveries: expected {} delivered {} | lost {} late {} duplicated {} reordered {} | unacked {} | drain {} in {:.1} s | reconnects {} resent {} | errors {:?} | closes {:?}",
@@ -744,4 +726,56 @@ pub fn print(r: &TrafficResult) {
     }
     println!("end-to-end (all steps): {}", r.total_e2e.line());
     println!("ack (all steps):        {}", r.total_ack.line());
+}
+
+/// The steps as a table: rates, latency percentiles, the busiest processes.
+fn print_steps(steps: &[StepResult]) {
+    println!(
+        "{:>9} {:>6} {:>9} {:>9} {:>11} {:>8} {:>8} {:>8} {:>9} {:>8} {:>9}  busiest processes",
+        "rate",
+        "secs",
+        "sent/s",
+        "acked/s",
+        "deliv/s",
+        "e2e p50",
+        "p90",
+        "p99",
+        "p99.9",
+        "max",
+        "ack p99"
+    );
+    for s in steps {
+        let busiest = s
+            .cpu
+            .as_ref()
+            .map(|c| {
+                c.processes
+                    .iter()
+                    .take(4)
+                    .map(|p| format!("{} {:.0}%", p.process, p.core_percent))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+                    + &format!(
+                        "; other {:.0}% (machine {:.0}% of {} cores)",
+                        c.other_core_percent, c.machine_busy_percent, c.cores
+                    )
+            })
+            .unwrap_or_default();
+        println!(
+            "{:>9} {:>6.1} {:>9.0} {:>9.0} {:>11.0} {:>8} {:>8} {:>8} {:>9} {:>8} {:>9}  {}{}",
+            s.target_rate,
+            s.secs,
+            s.sent_per_s,
+            s.acked_per_s,
+            s.deliveries_per_s,
+            stats::fmt_ms(s.e2e.p50_ms),
+            stats::fmt_ms(s.e2e.p90_ms),
+            stats::fmt_ms(s.e2e.p99_ms),
+            stats::fmt_ms(s.e2e.p999_ms),
+            stats::fmt_ms(s.e2e.max_ms),
+            stats::fmt_ms(s.ack.p99_ms),
+            busiest,
+            if s.saturated { "  SATURATED" } else { "" }
+        );
+    }
 }
