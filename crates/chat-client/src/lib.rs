@@ -18,6 +18,9 @@ pub mod rest;
 pub mod resume;
 pub mod ws;
 
+#[cfg(test)]
+mod tests;
+
 pub use error::Error;
 pub use rest::{Api, DirectChannel, Page, Reply};
 pub use resume::{Backoff, Outbox};
