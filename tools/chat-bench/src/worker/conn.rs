@@ -2,7 +2,9 @@
 //! positions; on a drop it reconnects through `chat-client` (`resume` from the last message it
 //! has, then every unacked send again), exactly as `docs/protocol.md` tells clients to.
 
-use super::state::{Plan, W};
+use super::positions::{ChanState, Seen};
+use super::schedule::Schedule;
+use super::state::W;
 use crate::proto::*;
 use crate::stats;
 use chat_client::{Backoff, Connection, Error, Outbox};
@@ -10,7 +12,6 @@ use chat_types::ws::ClientFrame;
 use chat_types::{ChannelId, MessageId};
 use serde::Deserialize;
 use std::borrow::Cow;
-use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -24,129 +25,6 @@ pub fn now_ns() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)
-}
-
-/// What one connection knows of one channel: which positions it got, in which order.
-pub(super) struct ChanState {
-    idx: u32,
-    id: String,
-    base: Option<i64>,
-    /// Bit k: position base + k arrived.
-    bits: Vec<u64>,
-    max: i64,
-    below: BTreeSet<i64>,
-    distinct_run: u64,
-    duplicated: u64,
-    reordered: u64,
-}
-
-enum Seen {
-    New,
-    Late,
-    Duplicate,
-}
-
-impl ChanState {
-    fn new(idx: u32, id: String) -> ChanState {
-        ChanState {
-            idx,
-            id,
-            base: None,
-            bits: Vec::new(),
-            max: 0,
-            below: BTreeSet::new(),
-            distinct_run: 0,
-            duplicated: 0,
-            reordered: 0,
-        }
-    }
-
-    fn observe(&mut self, seq: i64) -> Seen {
-        let Some(base) = self.base else {
-            self.base = Some(seq);
-            self.bits = vec![1];
-            self.max = seq;
-            return Seen::New;
-        };
-        if seq < base {
-            return if self.below.insert(seq) {
-                self.reordered += 1;
-                Seen::Late
-            } else {
-                self.duplicated += 1;
-                Seen::Duplicate
-            };
-        }
-        let off = (seq - base) as usize;
-        let (word, bit) = (off / 64, off % 64);
-        if self.bits.len() <= word {
-            self.bits.resize(word + 1, 0);
-        }
-        if self.bits[word] & (1 << bit) != 0 {
-            self.duplicated += 1;
-            return Seen::Duplicate;
-        }
-        self.bits[word] |= 1 << bit;
-        if seq < self.max {
-            self.reordered += 1;
-            Seen::Late
-        } else {
-            self.max = seq;
-            Seen::New
-        }
-    }
-
-    fn holes(&self) -> u64 {
-        let Some(base) = self.base else { return 0 };
-        let span = (self.max - base + 1) as u64;
-        let have: u64 = self.bits.iter().map(|w| w.count_ones() as u64).sum();
-        span.saturating_sub(have)
-    }
-
-    fn check(&self, conn: u32) -> ChanCheck {
-        ChanCheck {
-            conn,
-            channel: self.idx,
-            base: self.base.unwrap_or(0),
-            distinct_run: self.distinct_run,
-            holes: self.holes(),
-            duplicated: self.duplicated,
-            reordered: self.reordered,
-        }
-    }
-}
-
-/// When this connection sends next: evenly spread over all senders, at each step's rate.
-pub(super) struct Schedule {
-    plan: Rc<Plan>,
-    ordinal: f64,
-    senders: f64,
-    step: usize,
-    n: u64,
-}
-
-impl Schedule {
-    /// The next send time (seconds after t0), moving to later steps as needed.
-    fn next(&mut self) -> Option<f64> {
-        loop {
-            let s = self.plan.steps.get(self.step)?;
-            let start = if self.step == 0 {
-                0.0
-            } else {
-                self.plan.ends[self.step - 1]
-            };
-            let end = self.plan.ends[self.step];
-            if s.rate > 0.0 {
-                let period = self.senders / s.rate;
-                let t = start + (self.ordinal / self.senders + self.n as f64) * period;
-                if t < end {
-                    return Some(t);
-                }
-            }
-            self.step += 1;
-            self.n = 0;
-        }
-    }
 }
 
 /// The parts of a server frame the bench counts, borrowed from the text: a delivery costs no
@@ -613,26 +491,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn positions_in_order_are_clean() {
-        let mut c = ChanState::new(0, String::new());
-        for s in 10..200 {
-            assert!(matches!(c.observe(s), Seen::New));
-        }
-        assert_eq!((c.holes(), c.duplicated, c.reordered), (0, 0, 0));
-    }
-
-    #[test]
-    fn duplicates_holes_and_reordering_are_counted() {
-        let mut c = ChanState::new(0, String::new());
-        for s in [5, 6, 8, 7, 7, 9, 12, 4, 4] {
-            c.observe(s);
-        }
-        assert_eq!(c.duplicated, 2, "7 and 4 twice");
-        assert_eq!(c.reordered, 2, "7 after 8, 4 after everything");
-        assert_eq!(c.holes(), 2, "10 and 11 never came");
-    }
-
-    #[test]
     fn bodies_carry_sender_and_time() {
         assert_eq!(
             parse_body("run1 17 123456 xxxx", "run1"),
@@ -640,44 +498,5 @@ mod tests {
         );
         assert_eq!(parse_body("other 17 123456 xxxx", "run1"), None);
         assert_eq!(parse_body("run1 x", "run1"), None);
-    }
-
-    #[test]
-    fn schedule_spreads_senders_and_follows_steps() {
-        let plan = Rc::new(Plan {
-            t0_ns: 0,
-            t0: Instant::now(),
-            steps: vec![
-                Step {
-                    rate: 10.0,
-                    secs: 1.0,
-                },
-                Step {
-                    rate: 0.0,
-                    secs: 1.0,
-                },
-                Step {
-                    rate: 20.0,
-                    secs: 1.0,
-                },
-            ],
-            ends: vec![1.0, 2.0, 3.0],
-        });
-        // 2 senders: each sends rate/2 per second; sender 1 is half a period later.
-        let mut s = Schedule {
-            plan,
-            ordinal: 1.0,
-            senders: 2.0,
-            step: 0,
-            n: 0,
-        };
-        let mut times = Vec::new();
-        while let Some(t) = s.next() {
-            times.push(t);
-            s.n += 1;
-        }
-        assert_eq!(times.len(), 5 + 10);
-        assert!((times[0] - 0.1).abs() < 1e-9);
-        assert!((times[5] - 2.05).abs() < 1e-9);
     }
 }

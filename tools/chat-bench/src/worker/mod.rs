@@ -6,9 +6,13 @@
 //! # Layout
 //! - `state`: what the connections share (the job, orders as watch channels, counters) and the
 //!   reports made from it.
-//! - `conn`: one connection: schedule, sends, delivery checks, reconnect through `chat-client`.
+//! - `conn`: one connection: its sends, the frames it reads, reconnect through `chat-client`.
+//! - `positions`: the delivery check of one channel on one connection (pure).
+//! - `schedule`: when a sender sends (pure).
 
 mod conn;
+mod positions;
+mod schedule;
 mod state;
 
 pub use conn::now_ns;

@@ -1,6 +1,17 @@
 //! A traffic run: connect every client, send at each step's rate, check every delivery, and
 //! measure latency, throughput, CPU per process and memory. Used by `groups`, `fanout`,
 //! `history` (background load and seeding) and `smoke`.
+//!
+//! # Layout
+//! - this file: the spec, the result types, and the run's phases (jobs, connect, go, steps,
+//!   drain).
+//! - `merge`: the workers' final reports merged into the result and the delivery verification.
+//! - `print`: the result as a table.
+
+mod merge;
+mod print;
+
+pub use print::print;
 
 use crate::fleet::{Fleet, Spread, split};
 use crate::ops;
@@ -10,6 +21,7 @@ use crate::stats::{self, Summary};
 use chat_types::ChannelId;
 use hdrhistogram::Histogram;
 use indicatif::ProgressBar;
+use merge::Merged;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -378,10 +390,12 @@ async fn connect(
 }
 
 /// What the steps came to: how long each ran, where it saturated, CPU snapshots between them.
-struct Ran {
-    step_secs: Vec<f64>,
-    saturated_at: Option<usize>,
-    snaps: Vec<CpuSnap>,
+pub struct Ran {
+    /// How long each step that ran lasted (the saturated one: until it was stopped).
+    pub step_secs: Vec<f64>,
+    pub saturated_at: Option<usize>,
+    /// Before the first step and after each.
+    pub snaps: Vec<CpuSnap>,
 }
 
 /// The steps, one after another, until the last or until the saturation guard stops the sends.
@@ -484,298 +498,4 @@ async fn drain(fleet: &mut Fleet, spec: &TrafficSpec, bar: &ProgressBar) -> (boo
         }
     }
     (drain_complete, drain_started.elapsed().as_secs_f64())
-}
-
-/// The workers' final reports, merged.
-struct Merged {
-    e2e: Vec<Histogram<u64>>,
-    ack: Vec<Histogram<u64>>,
-    lag: Vec<Histogram<u64>>,
-    /// Per step: (sent, acked, skipped, delivered).
-    counts: Vec<(u64, u64, u64, u64)>,
-    /// Per second: (sent, acked, delivered, latency).
-    seconds: Vec<(u64, u64, u64, Histogram<u64>)>,
-    acked_per_channel: HashMap<u32, u64>,
-    checks: Vec<ChanCheck>,
-    acked_ids: Vec<(u32, String)>,
-    v: Verification,
-}
-
-impl Merged {
-    fn of(done: Vec<Done>, n_steps: usize) -> Merged {
-        let mut m = Merged {
-            e2e: (0..n_steps).map(|_| stats::hist(3)).collect(),
-            ack: (0..n_steps).map(|_| stats::hist(3)).collect(),
-            lag: (0..n_steps).map(|_| stats::hist(2)).collect(),
-            counts: vec![(0, 0, 0, 0); n_steps],
-            seconds: Vec::new(),
-            acked_per_channel: HashMap::new(),
-            checks: Vec::new(),
-            acked_ids: Vec::new(),
-            v: Verification::default(),
-        };
-        for d in done {
-            m.add(d, n_steps);
-        }
-        m
-    }
-
-    fn add(&mut self, d: Done, n_steps: usize) {
-        for (i, s) in d.steps.iter().enumerate() {
-            let i = i.min(n_steps.saturating_sub(1));
-            if n_steps == 0 {
-                break;
-            }
-            s.e2e.merge_into(&mut self.e2e[i]);
-            s.ack.merge_into(&mut self.ack[i]);
-            s.send_lag.merge_into(&mut self.lag[i]);
-            self.counts[i].0 += s.sent;
-            self.counts[i].1 += s.acked;
-            self.counts[i].2 += s.skipped;
-            self.counts[i].3 += s.delivered;
-        }
-        for (i, s) in d.timeline.iter().enumerate() {
-            while self.seconds.len() <= i {
-                self.seconds.push((0, 0, 0, stats::hist(2)));
-            }
-            self.seconds[i].0 += s.sent;
-            self.seconds[i].1 += s.acked;
-            self.seconds[i].2 += s.delivered;
-            s.e2e.merge_into(&mut self.seconds[i].3);
-        }
-        for (c, n) in d.acked_per_channel {
-            *self.acked_per_channel.entry(c).or_default() += n;
-        }
-        self.checks.extend(d.checks);
-        self.acked_ids.extend(d.acked_ids);
-        let v = &mut self.v;
-        v.unacked += d.unacked;
-        v.foreign_frames += d.foreign;
-        v.reconnects += d.reconnects;
-        v.resent += d.resent;
-        for (k, n) in d.errors {
-            *v.errors.entry(k).or_default() += n;
-        }
-        for (k, n) in d.closes {
-            *v.closes.entry(k).or_default() += n;
-        }
-    }
-
-    /// Deliveries owed and made, per connection and channel: lost (or late, when the drain did
-    /// not complete), duplicated, reordered.
-    fn verify(&mut self) {
-        let mut min_base: HashMap<u32, i64> = HashMap::new();
-        for c in &self.checks {
-            if c.distinct_run > 0 {
-                let e = min_base.entry(c.channel).or_insert(c.base);
-                *e = (*e).min(c.base);
-            }
-        }
-        let v = &mut self.v;
-        for c in &self.checks {
-            let owed = self.acked_per_channel.get(&c.channel).copied().unwrap_or(0);
-            v.expected += owed;
-            v.delivered += c.distinct_run.min(owed);
-            v.duplicated += c.duplicated;
-            v.reordered += c.reordered;
-            let missing = owed.saturating_sub(c.distinct_run);
-            if v.drain_complete {
-                v.lost += missing;
-            } else {
-                let head = match (c.distinct_run, min_base.get(&c.channel)) {
-                    (n, Some(m)) if n > 0 => (c.base - m).max(0) as u64,
-                    _ => 0,
-                };
-                let known = (c.holes + head).min(missing);
-                v.lost += known;
-                v.late += missing - known;
-            }
-        }
-    }
-
-    /// Each step's numbers, and its latency histogram for the plots.
-    fn step_results(
-        &self,
-        spec: &TrafficSpec,
-        ran: &Ran,
-    ) -> (Vec<StepResult>, Vec<(String, Histogram<u64>)>) {
-        let mut steps = Vec::new();
-        let mut step_hists = Vec::new();
-        let mut window_start = 0.0;
-        for (k, &secs) in ran.step_secs.iter().enumerate() {
-            let from = window_start as usize;
-            let to = ((window_start + secs).floor() as usize).max(from + 1);
-            let in_window: u64 = self
-                .seconds
-                .iter()
-                .skip(from)
-                .take(to - from)
-                .map(|s| s.2)
-                .sum();
-            let window = (to - from) as f64;
-            let cpu = (spec.measure && ran.snaps.len() > k + 1).then(|| {
-                procs::cpu_between(&ran.snaps[k], &ran.snaps[k + 1], in_window, "deliveries")
-            });
-            let (sent, acked, skipped, delivered) = self.counts[k];
-            steps.push(StepResult {
-                target_rate: spec.steps[k].rate,
-                planned_secs: spec.steps[k].secs,
-                secs,
-                saturated: ran.saturated_at == Some(k),
-                sent,
-                acked,
-                skipped,
-                delivered,
-                sent_per_s: sent as f64 / secs.max(1e-9),
-                acked_per_s: acked as f64 / secs.max(1e-9),
-                deliveries_per_s: in_window as f64 / window.max(1e-9),
-                e2e: Summary::of(&self.e2e[k]),
-                ack: Summary::of(&self.ack[k]),
-                send_lag: Summary::of(&self.lag[k]),
-                cpu,
-            });
-            step_hists.push((format!("{} msg/s", spec.steps[k].rate), self.e2e[k].clone()));
-            window_start += secs;
-        }
-        (steps, step_hists)
-    }
-
-    fn timeline(&self) -> Vec<Second> {
-        let q = |h: &Histogram<u64>, q: f64| {
-            if h.is_empty() {
-                0.0
-            } else {
-                h.value_at_quantile(q) as f64 / 1000.0
-            }
-        };
-        self.seconds
-            .iter()
-            .enumerate()
-            .map(|(t, s)| Second {
-                t,
-                sent: s.0,
-                acked: s.1,
-                delivered: s.2,
-                p50_ms: q(&s.3, 0.5),
-                p99_ms: q(&s.3, 0.99),
-            })
-            .collect()
-    }
-}
-
-/// Print a traffic result as a table.
-pub fn print(r: &TrafficResult) {
-    let c = &r.connections;
-    if r.machine_busy_before_percent > 0.0 {
-        println!(
-            "machine busy before the run: {:.0}% of all cores",
-            r.machine_busy_before_percent
-        );
-    }
-    println!(
-        "connections: {} of {} open ({} failed) over {} worker(s){} in {:.1} s{}",
-        c.connected,
-        c.planned,
-        c.failed,
-        c.workers,
-        if c.worker_processes {
-            " (child processes)"
-        } else {
-            ""
-        },
-        c.connect_seconds,
-        c.first_error
-            .as_ref()
-            .map(|e| format!("; first error: {e}"))
-            .unwrap_or_default()
-    );
-    print_steps(&r.steps);
-    let v = &r.verification;
-    println!(
-        "deliveries: expected {} delivered {} | lost {} late {} duplicated {} reordered {} | unacked {} | drain {} in {:.1} s | reconnects {} resent {} | errors {:?} | closes {:?}",
-        v.expected,
-        v.delivered,
-        v.lost,
-        v.late,
-        v.duplicated,
-        v.reordered,
-        v.unacked,
-        if v.drain_complete {
-            "complete"
-        } else {
-            "INCOMPLETE"
-        },
-        v.drain_seconds,
-        v.reconnects,
-        v.resent,
-        v.errors,
-        v.closes
-    );
-    for (svc, d) in &r.server_counters {
-        if let (Some(ms), Some(n)) = (
-            d.get("derived_mean_batch_ms"),
-            d.get("derived_mean_batch_records"),
-        ) {
-            println!(
-                "{svc}: {} batches, mean {:.1} records in {:.1} ms",
-                d.get("chat_batch_seconds_count").copied().unwrap_or(0.0),
-                n,
-                ms
-            );
-        }
-    }
-    println!("end-to-end (all steps): {}", r.total_e2e.line());
-    println!("ack (all steps):        {}", r.total_ack.line());
-}
-
-/// The steps as a table: rates, latency percentiles, the busiest processes.
-fn print_steps(steps: &[StepResult]) {
-    println!(
-        "{:>9} {:>6} {:>9} {:>9} {:>11} {:>8} {:>8} {:>8} {:>9} {:>8} {:>9}  busiest processes",
-        "rate",
-        "secs",
-        "sent/s",
-        "acked/s",
-        "deliv/s",
-        "e2e p50",
-        "p90",
-        "p99",
-        "p99.9",
-        "max",
-        "ack p99"
-    );
-    for s in steps {
-        let busiest = s
-            .cpu
-            .as_ref()
-            .map(|c| {
-                c.processes
-                    .iter()
-                    .take(4)
-                    .map(|p| format!("{} {:.0}%", p.process, p.core_percent))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-                    + &format!(
-                        "; other {:.0}% (machine {:.0}% of {} cores)",
-                        c.other_core_percent, c.machine_busy_percent, c.cores
-                    )
-            })
-            .unwrap_or_default();
-        println!(
-            "{:>9} {:>6.1} {:>9.0} {:>9.0} {:>11.0} {:>8} {:>8} {:>8} {:>9} {:>8} {:>9}  {}{}",
-            s.target_rate,
-            s.secs,
-            s.sent_per_s,
-            s.acked_per_s,
-            s.deliveries_per_s,
-            stats::fmt_ms(s.e2e.p50_ms),
-            stats::fmt_ms(s.e2e.p90_ms),
-            stats::fmt_ms(s.e2e.p99_ms),
-            stats::fmt_ms(s.e2e.p999_ms),
-            stats::fmt_ms(s.e2e.max_ms),
-            stats::fmt_ms(s.ack.p99_ms),
-            busiest,
-            if s.saturated { "  SATURATED" } else { "" }
-        );
-    }
 }
