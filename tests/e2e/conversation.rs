@@ -1,25 +1,27 @@
 //! The first conversation, through nginx only: two users on two different gateways.
 
-use chat_e2e::{Api, Ws, connect_elsewhere, unique};
+use chat_client::Page;
+use chat_e2e::{api, connect, connect_elsewhere, register, unique};
 use chat_types::ws::ServerFrame;
 
 #[tokio::test]
 async fn a_message_reaches_a_member_on_another_gateway_and_history() -> anyhow::Result<()> {
-    let api = Api::default();
-    let a = api.register("alice").await?;
-    let b = api.register("bob").await?;
+    let api = api();
+    let a = register(&api, "alice").await?;
+    let b = register(&api, "bob").await?;
     let channel = api
-        .create_channel(&a.access_token, &unique("general-"))
+        .create_channel(&a.access_token, &unique("general-"), None)
         .await?;
     api.join(&b.access_token, channel.id).await?;
 
-    let mut ws_a = Ws::connect(&a.access_token).await?;
+    let mut ws_a = connect(&a.access_token).await?;
     // B must be on the other gateway: this fails if fan-out reached only the sender's gateway.
     let mut ws_b = connect_elsewhere(&b.access_token, ws_a.gateway()).await?;
     assert_ne!(ws_a.gateway(), ws_b.gateway());
     println!(
         "alice on {}, bob on {}",
-        ws_a.connection_id, ws_b.connection_id
+        ws_a.connection_id(),
+        ws_b.connection_id()
     );
 
     let cmid = uuid::Uuid::new_v4().to_string();
@@ -58,10 +60,10 @@ async fn a_message_reaches_a_member_on_another_gateway_and_history() -> anyhow::
     assert_eq!(own.id, acked.id);
 
     for token in [&a.access_token, &b.access_token] {
-        let h = api.history(token, channel.id, "").await?;
-        assert_eq!(h.messages.len(), 1);
-        assert_eq!(h.messages[0].id, acked.id);
-        assert_eq!(h.messages[0].body, "hello, bob 👋");
+        let h = api.history(token, channel.id, Page::default()).await?;
+        assert_eq!(h.len(), 1);
+        assert_eq!(h[0].id, acked.id);
+        assert_eq!(h[0].body, "hello, bob 👋");
     }
     Ok(())
 }
@@ -69,14 +71,14 @@ async fn a_message_reaches_a_member_on_another_gateway_and_history() -> anyhow::
 #[tokio::test]
 async fn sending_to_a_channel_the_sender_is_not_in_is_refused_with_an_error_frame()
 -> anyhow::Result<()> {
-    let api = Api::default();
-    let owner = api.register("owner").await?;
-    let stranger = api.register("stranger").await?;
+    let api = api();
+    let owner = register(&api, "owner").await?;
+    let stranger = register(&api, "stranger").await?;
     let channel = api
-        .create_channel(&owner.access_token, &unique("private-"))
+        .create_channel(&owner.access_token, &unique("private-"), None)
         .await?;
 
-    let mut ws = Ws::connect(&stranger.access_token).await?;
+    let mut ws = connect(&stranger.access_token).await?;
     ws.send_message(channel.id, "c-1", "let me in").await?;
     let (code, _) = ws
         .until(|f| match f {
@@ -91,29 +93,31 @@ async fn sending_to_a_channel_the_sender_is_not_in_is_refused_with_an_error_fram
     assert_eq!(code, "not_a_member");
 
     // The connection stays usable.
-    ws.send_raw(r#"{"type":"ping"}"#).await?;
+    ws.send_text(r#"{"type":"ping"}"#).await?;
     ws.until(|f| matches!(f, ServerFrame::Pong).then_some(()))
         .await?;
 
     // Nothing was stored.
-    let h = api.history(&owner.access_token, channel.id, "").await?;
-    assert!(h.messages.is_empty());
+    let h = api
+        .history(&owner.access_token, channel.id, Page::default())
+        .await?;
+    assert!(h.is_empty());
     Ok(())
 }
 
 #[tokio::test]
 async fn every_device_of_a_user_gets_every_message_including_its_own() -> anyhow::Result<()> {
-    let api = Api::default();
-    let a = api.register("multi-a").await?;
-    let b = api.register("multi-b").await?;
+    let api = api();
+    let a = register(&api, "multi-a").await?;
+    let b = register(&api, "multi-b").await?;
     let ch = api
-        .create_channel(&a.access_token, &unique("multi-"))
+        .create_channel(&a.access_token, &unique("multi-"), None)
         .await?;
     api.join(&b.access_token, ch.id).await?;
-    let mut phone = Ws::connect(&a.access_token).await?;
+    let mut phone = connect(&a.access_token).await?;
     let mut laptop = connect_elsewhere(&a.access_token, phone.gateway()).await?;
-    let mut tablet = Ws::connect(&a.access_token).await?;
-    let mut ws_b = Ws::connect(&b.access_token).await?;
+    let mut tablet = connect(&a.access_token).await?;
+    let mut ws_b = connect(&b.access_token).await?;
 
     phone
         .send_message(ch.id, "from-phone", "sent on the phone")
@@ -126,7 +130,7 @@ async fn every_device_of_a_user_gets_every_message_including_its_own() -> anyhow
     ] {
         let mut bodies = Vec::new();
         while bodies.len() < 2 {
-            if let ServerFrame::Message { message } = ws.next().await? {
+            if let ServerFrame::Message { message } = ws.next_frame().await? {
                 bodies.push(message.body);
             }
         }
@@ -139,15 +143,11 @@ async fn every_device_of_a_user_gets_every_message_including_its_own() -> anyhow
 #[tokio::test]
 async fn the_gateway_delivery_endpoint_is_internal_and_needs_the_credential() -> anyhow::Result<()>
 {
-    let api = Api::default();
+    let api = api();
     // Not routed by nginx.
     let r = api
-        .http
-        .post(format!(
-            "{}{}",
-            api.base,
-            chat_types::internal::DELIVER_PATH
-        ))
+        .http()
+        .post(api.url(chat_types::internal::DELIVER_PATH))
         .json(&serde_json::json!({"events": []}))
         .send()
         .await?;
@@ -163,7 +163,7 @@ async fn the_gateway_delivery_endpoint_is_internal_and_needs_the_credential() ->
         std::env::var("CHAT_GATEWAY_OPS_URL").unwrap_or_else(|_| "http://127.0.0.1:9101".into());
     for token in [None, Some("wrong-token-wrong-token")] {
         let mut req = api
-            .http
+            .http()
             .post(format!(
                 "{gateway_ops}{}",
                 chat_types::internal::DELIVER_PATH
@@ -180,12 +180,12 @@ async fn the_gateway_delivery_endpoint_is_internal_and_needs_the_credential() ->
 #[tokio::test]
 async fn malformed_and_invalid_frames_get_error_frames_and_the_connection_stays_usable()
 -> anyhow::Result<()> {
-    let api = Api::default();
-    let a = api.register("frames").await?;
+    let api = api();
+    let a = register(&api, "frames").await?;
     let ch = api
-        .create_channel(&a.access_token, &unique("frames-"))
+        .create_channel(&a.access_token, &unique("frames-"), None)
         .await?;
-    let mut ws = Ws::connect(&a.access_token).await?;
+    let mut ws = connect(&a.access_token).await?;
     let cases = [
         ("not json".to_string(), "malformed_frame", None),
         (
@@ -233,7 +233,7 @@ async fn malformed_and_invalid_frames_get_error_frames_and_the_connection_stays_
         ),
     ];
     for (text, want, cmid) in cases {
-        ws.send_raw(&text).await?;
+        ws.send_text(&text).await?;
         let (got, _) = ws
             .until(|f| match f {
                 ServerFrame::Error {
@@ -267,8 +267,8 @@ async fn malformed_and_invalid_frames_get_error_frames_and_the_connection_stays_
 async fn a_websocket_with_a_missing_or_forged_token_is_refused_before_the_upgrade()
 -> anyhow::Result<()> {
     use tokio_tungstenite::tungstenite::Error;
-    let api = Api::default();
-    let a = api.register("wsauth").await?;
+    let api = api();
+    let a = register(&api, "wsauth").await?;
     let mut parts: Vec<&str> = a.access_token.split('.').collect();
     parts[2] = "Zm9yZ2VkLXNpZ25hdHVyZQ";
     let forged = parts.join(".");

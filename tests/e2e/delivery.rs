@@ -3,8 +3,9 @@
 //! be zero, live and in history). These tests change the shared stack, so they run one at a time
 //! (a process-wide lock) and restore every process they stop.
 
+use chat_client::{Connection, Page};
 use chat_e2e::harness::Crowd;
-use chat_e2e::{Api, Ws, connect_elsewhere, unique};
+use chat_e2e::{api, connect, connect_elsewhere, register, unique};
 use chat_types::ws::ServerFrame;
 use std::time::Duration;
 use tokio::sync::Mutex;
@@ -133,15 +134,15 @@ async fn cassandra_down_for_ten_seconds_makes_messages_late_not_lost() -> anyhow
 async fn the_same_client_msg_id_sent_three_times_through_two_gateways_is_one_message()
 -> anyhow::Result<()> {
     let _serial = SERIAL.lock().await;
-    let api = Api::default();
-    let a = api.register("idem-a").await?;
-    let b = api.register("idem-b").await?;
+    let api = api();
+    let a = register(&api, "idem-a").await?;
+    let b = register(&api, "idem-b").await?;
     let ch = api
-        .create_channel(&a.access_token, &unique("idem-"))
+        .create_channel(&a.access_token, &unique("idem-"), None)
         .await?;
     api.join(&b.access_token, ch.id).await?;
-    let mut ws_b = Ws::connect(&b.access_token).await?;
-    let mut first = Ws::connect(&a.access_token).await?;
+    let mut ws_b = connect(&b.access_token).await?;
+    let mut first = connect(&a.access_token).await?;
     let mut second = connect_elsewhere(&a.access_token, first.gateway()).await?;
     let cmid = uuid::Uuid::new_v4().to_string();
     let mut acks = Vec::new();
@@ -172,7 +173,7 @@ async fn the_same_client_msg_id_sent_three_times_through_two_gateways_is_one_mes
         .last()
         .is_none_or(|m: &chat_types::Message| m.client_msg_id != marker)
     {
-        if let ServerFrame::Message { message } = ws_b.next().await? {
+        if let ServerFrame::Message { message } = ws_b.next_frame().await? {
             got.push(message);
         }
     }
@@ -182,7 +183,7 @@ async fn the_same_client_msg_id_sent_three_times_through_two_gateways_is_one_mes
     );
     assert_eq!(bodies, ["one", "after"]);
     assert_eq!(got[1].seq, Some(got[0].seq.unwrap() + 1));
-    let h = api.history(&a.access_token, ch.id, "").await?.messages;
+    let h = api.history(&a.access_token, ch.id, Page::default()).await?;
     assert_eq!(h.len(), 2, "stored once");
     Ok(())
 }
@@ -219,12 +220,12 @@ async fn a_client_that_stops_reading_and_then_resumes_gets_everything_once_in_or
 #[tokio::test]
 async fn a_gateway_being_stopped_tells_its_clients_to_reconnect() -> anyhow::Result<()> {
     let _serial = SERIAL.lock().await;
-    let api = Api::default();
-    let a = api.register("drain").await?;
+    let api = api();
+    let a = register(&api, "drain").await?;
     // A connection on gateway-2 (nginx spreads connections; a few tries reach it).
     let mut ws = None;
     for _ in 0..20 {
-        let c = Ws::connect(&a.access_token).await?;
+        let c = connect(&a.access_token).await?;
         if c.gateway() == "gateway-2" {
             ws = Some(c);
             break;
@@ -233,7 +234,7 @@ async fn a_gateway_being_stopped_tells_its_clients_to_reconnect() -> anyhow::Res
     let mut ws = ws.expect("a connection on gateway-2");
     stack(&["kill", "gateway-2"]).await?; // SIGTERM: graceful
     let err = loop {
-        match ws.next().await {
+        match ws.next_frame().await {
             Ok(_) => continue,
             Err(e) => break e.to_string(),
         }
@@ -245,7 +246,7 @@ async fn a_gateway_being_stopped_tells_its_clients_to_reconnect() -> anyhow::Res
         "expected close 1001 going away, got {err}"
     );
     // Reconnecting through nginx works at once.
-    Ws::connect(&a.access_token).await?;
+    connect(&a.access_token).await?;
     Ok(())
 }
 
@@ -256,12 +257,12 @@ async fn a_gateway_being_stopped_tells_its_clients_to_reconnect() -> anyhow::Res
 async fn positions_continue_across_a_bucket_after_the_message_servers_restart() -> anyhow::Result<()>
 {
     let _serial = SERIAL.lock().await;
-    let api = Api::default();
-    let a = api.register("bucket").await?;
+    let api = api();
+    let a = register(&api, "bucket").await?;
     let ch = api
-        .create_channel(&a.access_token, &unique("bucket-"))
+        .create_channel(&a.access_token, &unique("bucket-"), None)
         .await?;
-    let mut ws = Ws::connect(&a.access_token).await?;
+    let mut ws = connect(&a.access_token).await?;
 
     let mut seqs = own_messages(&mut ws, ch.id, 1030).await?;
     // Graceful stops: the group rebalances at once, and both servers start with empty caches.
@@ -274,11 +275,11 @@ async fn positions_continue_across_a_bucket_after_the_message_servers_restart() 
 
     // History, newest page first, then back to the start.
     let mut stored: Vec<i64> = Vec::new();
-    let mut query = "?limit=100".to_string();
+    let mut query = Page::newest(100);
     loop {
-        let page = api.history(&a.access_token, ch.id, &query).await?.messages;
+        let page = api.history(&a.access_token, ch.id, query).await?;
         let Some(oldest) = page.first() else { break };
-        query = format!("?limit=100&before={}", oldest.id);
+        query = Page::before(oldest.id, 100);
         let mut older: Vec<i64> = page.iter().filter_map(|m| m.seq).collect();
         older.append(&mut stored);
         stored = older;
@@ -292,7 +293,7 @@ async fn positions_continue_across_a_bucket_after_the_message_servers_restart() 
 
 /// Send `n` messages from `ws` (pipelined) and return the positions of their live copies.
 async fn own_messages(
-    ws: &mut Ws,
+    ws: &mut Connection,
     channel: chat_types::ChannelId,
     n: usize,
 ) -> anyhow::Result<Vec<i64>> {
@@ -303,7 +304,7 @@ async fn own_messages(
     }
     let mut seqs = Vec::with_capacity(n);
     while seqs.len() < n {
-        if let ServerFrame::Message { message } = ws.next().await?
+        if let ServerFrame::Message { message } = ws.next_frame().await?
             && message.client_msg_id.starts_with(&run.to_string())
         {
             seqs.push(message.seq.unwrap_or_default());

@@ -1,39 +1,34 @@
-//! The REST API through nginx: every endpoint's success path and its error paths.
+//! The REST API through nginx: every endpoint's success path and its error paths. Calls the
+//! types cannot express (mistyped fields, malformed JSON) go through `Api::call` or raw HTTP.
 
-use chat_e2e::{Api, Ws, unique};
-use chat_types::rest::{Channel, ChannelKind, ChannelList, MemberList, Session, User, UserList};
+use chat_client::{Api, DirectChannel, Error, Page};
+use chat_e2e::{PASSWORD as PW, api, connect, register, unique};
+use chat_types::rest::{ChannelKind, Session};
 use chat_types::ws::ServerFrame;
 use serde_json::json;
 
-const PW: &str = "correct horse battery";
+/// The status and error code of a refused call.
+fn refused<T: std::fmt::Debug>(r: Result<T, Error>) -> (Option<u16>, Option<String>) {
+    let e = r.expect_err("the call should be refused");
+    (e.status(), e.code().map(String::from))
+}
+
+/// `(Some(status), Some(code))`, to compare with [`refused`].
+fn want(status: u16, code: &str) -> (Option<u16>, Option<String>) {
+    (Some(status), Some(code.to_string()))
+}
 
 #[tokio::test]
 async fn register_login_me_and_their_error_paths() -> anyhow::Result<()> {
-    let api = Api::default();
+    let api = api();
     let name = unique("Carol.");
-    let r = api
-        .call(
-            "POST",
-            "/api/v1/auth/register",
-            None,
-            Some(json!({"username": name, "password": PW, "display_name": "Carol 🌸 Ünïcode"})),
-        )
-        .await?;
-    assert_eq!(r.status, 201, "{:?}", r.body);
-    let s: Session = r.json()?;
+    let s = api.register(&name, PW, Some("Carol 🌸 Ünïcode")).await?;
     assert_eq!(s.user.display_name, "Carol 🌸 Ünïcode");
     assert!(s.expires_in > 0);
 
     // Unique ignoring case.
-    let r = api
-        .call(
-            "POST",
-            "/api/v1/auth/register",
-            None,
-            Some(json!({"username": name.to_lowercase(), "password": PW})),
-        )
-        .await?;
-    assert_eq!((r.status, r.error_code()), (409, Some("username_taken")));
+    let r = api.register(&name.to_lowercase(), PW, None).await;
+    assert_eq!(refused(r), want(409, "username_taken"));
 
     for (body, code) in [
         (
@@ -60,66 +55,55 @@ async fn register_login_me_and_their_error_paths() -> anyhow::Result<()> {
         ),
     ] {
         let r = api
-            .call("POST", "/api/v1/auth/register", None, Some(body.clone()))
+            .call("POST", "/api/v1/auth/register", None, Some(&body))
             .await?;
         assert_eq!((r.status, r.error_code()), (400, Some(code)), "{body}");
     }
 
     // Malformed JSON, wrong content type, oversized body.
-    let raw = |body: &'static str, ctype: &'static str| {
-        api.http
-            .post(format!("{}/api/v1/auth/register", api.base))
+    let raw = |body: String, ctype: &'static str| {
+        api.http()
+            .post(api.url("/api/v1/auth/register"))
             .header("content-type", ctype)
             .body(body)
             .send()
     };
-    let r = raw("{not json", "application/json").await?;
+    let r = raw("{not json".into(), "application/json").await?;
     assert_eq!(r.status(), 400);
     assert_eq!(
         r.json::<serde_json::Value>().await?["error"]["code"],
         "malformed_json"
     );
-    let r = raw("{}", "text/plain").await?;
+    let r = raw("{}".into(), "text/plain").await?;
     assert_eq!(r.status(), 415);
     let big = format!(
         r#"{{"username":"x","password":"{}"}}"#,
         "p".repeat(1_100_000)
     );
-    let r = api
-        .http
-        .post(format!("{}/api/v1/auth/register", api.base))
-        .header("content-type", "application/json")
-        .body(big)
-        .send()
-        .await?;
+    let r = raw(big, "application/json").await?;
     assert_eq!(r.status(), 413);
     assert!(r.json::<serde_json::Value>().await?["error"]["code"].is_string());
 
     // Login: the same 401 for a wrong password and an unknown user.
-    let ok = api.login(&name.to_uppercase(), PW).await?;
-    assert_eq!(ok.status, 200, "login ignores case");
-    let wrong = api.login(&name, "wrong password").await?;
-    let unknown = api.login(&unique("nobody"), PW).await?;
-    assert_eq!((wrong.status, unknown.status), (401, 401));
-    assert_eq!(wrong.body, unknown.body);
+    api.login(&name.to_uppercase(), PW)
+        .await
+        .expect("login ignores case");
+    let wrong = api.login(&name, "wrong password").await.unwrap_err();
+    let unknown = api.login(&unique("nobody"), PW).await.unwrap_err();
+    assert_eq!((wrong.status(), unknown.status()), (Some(401), Some(401)));
+    assert_eq!(
+        wrong.to_string(),
+        unknown.to_string(),
+        "same code and message"
+    );
 
     // me: valid, missing, forged tokens.
-    let me: User = api
-        .call("GET", "/api/v1/users/me", Some(&s.access_token), None)
-        .await?
-        .json()?;
-    assert_eq!(me, s.user);
+    assert_eq!(api.me(&s.access_token).await?, s.user);
     let r = api.call("GET", "/api/v1/users/me", None, None).await?;
     assert_eq!((r.status, r.error_code()), (401, Some("missing_token")));
     let forged = forge(&s.access_token);
-    let r = api
-        .call("GET", "/api/v1/users/me", Some(&forged), None)
-        .await?;
-    assert_eq!((r.status, r.error_code()), (401, Some("invalid_token")));
-    let r = api
-        .call("GET", "/api/v1/users/me", Some("garbage"), None)
-        .await?;
-    assert_eq!((r.status, r.error_code()), (401, Some("invalid_token")));
+    assert_eq!(refused(api.me(&forged).await), want(401, "invalid_token"));
+    assert_eq!(refused(api.me("garbage").await), want(401, "invalid_token"));
     Ok(())
 }
 
@@ -132,129 +116,53 @@ fn forge(token: &str) -> String {
 
 #[tokio::test]
 async fn refresh_rotates_and_a_reused_token_revokes_the_family() -> anyhow::Result<()> {
-    let api = Api::default();
-    let s = api.register("rot").await?;
-    let r1 = api
-        .call(
-            "POST",
-            "/api/v1/auth/refresh",
-            None,
-            Some(json!({"refresh_token": s.refresh_token})),
-        )
-        .await?;
-    assert_eq!(r1.status, 200);
-    let s1: Session = r1.json()?;
+    let api = api();
+    let s = register(&api, "rot").await?;
+    let s1 = api.refresh(&s.refresh_token).await?;
     assert_ne!(s1.refresh_token, s.refresh_token);
-    let me = api
-        .call("GET", "/api/v1/users/me", Some(&s1.access_token), None)
-        .await?;
-    assert_eq!(me.status, 200);
+    api.me(&s1.access_token).await?;
 
     // Replaying the first token: refused, and the newer token dies with it.
-    let replay = api
-        .call(
-            "POST",
-            "/api/v1/auth/refresh",
-            None,
-            Some(json!({"refresh_token": s.refresh_token})),
-        )
-        .await?;
-    assert_eq!(
-        (replay.status, replay.error_code()),
-        (401, Some("refresh_token_reused"))
-    );
-    let after = api
-        .call(
-            "POST",
-            "/api/v1/auth/refresh",
-            None,
-            Some(json!({"refresh_token": s1.refresh_token})),
-        )
-        .await?;
-    assert_eq!(after.status, 401);
+    let replay = api.refresh(&s.refresh_token).await;
+    assert_eq!(refused(replay), want(401, "refresh_token_reused"));
+    let after = api.refresh(&s1.refresh_token).await;
+    assert_eq!(refused(after).0, Some(401));
 
     // Logout ends a session; unknown tokens are refused.
-    let t = api.register("out").await?;
-    let r = api
-        .call(
-            "POST",
-            "/api/v1/auth/logout",
-            None,
-            Some(json!({"refresh_token": t.refresh_token})),
-        )
-        .await?;
-    assert_eq!(r.status, 204);
-    let r = api
-        .call(
-            "POST",
-            "/api/v1/auth/refresh",
-            None,
-            Some(json!({"refresh_token": t.refresh_token})),
-        )
-        .await?;
-    assert_eq!(
-        (r.status, r.error_code()),
-        (401, Some("invalid_refresh_token"))
-    );
-    let r = api
-        .call(
-            "POST",
-            "/api/v1/auth/refresh",
-            None,
-            Some(json!({"refresh_token": "nope"})),
-        )
-        .await?;
-    assert_eq!(r.status, 401);
+    let t = register(&api, "out").await?;
+    api.logout(&t.refresh_token).await?;
+    let r = api.refresh(&t.refresh_token).await;
+    assert_eq!(refused(r), want(401, "invalid_refresh_token"));
+    assert_eq!(refused(api.refresh("nope").await).0, Some(401));
     Ok(())
 }
 
 #[tokio::test]
 async fn users_are_found_by_prefix() -> anyhow::Result<()> {
-    let api = Api::default();
-    let s = api.register("zed").await?;
+    let api = api();
+    let s = register(&api, "zed").await?;
     let prefix = &s.user.username[..8];
-    let found: UserList = api
-        .call(
-            "GET",
-            &format!("/api/v1/users?query={}", prefix.to_uppercase()),
-            Some(&s.access_token),
-            None,
-        )
-        .await?
-        .json()?;
-    assert!(found.users.iter().any(|u| u.id == s.user.id));
-    let r = api
-        .call("GET", "/api/v1/users?query=", Some(&s.access_token), None)
+    let found = api
+        .search_users(&s.access_token, &prefix.to_uppercase())
         .await?;
-    assert_eq!((r.status, r.error_code()), (400, Some("invalid_query")));
-    let r = api
-        .call(
-            "GET",
-            "/api/v1/users?query=%25",
-            Some(&s.access_token),
-            None,
-        )
-        .await?;
-    assert_eq!(r.status, 200, "LIKE wildcards are literal");
+    assert!(found.iter().any(|u| u.id == s.user.id));
+    let r = api.search_users(&s.access_token, "").await;
+    assert_eq!(refused(r), want(400, "invalid_query"));
+    api.search_users(&s.access_token, "%")
+        .await
+        .expect("LIKE wildcards are literal");
     Ok(())
 }
 
 #[tokio::test]
 async fn channels_can_be_created_found_joined_listed_and_left() -> anyhow::Result<()> {
-    let api = Api::default();
-    let a = api.register("chan-a").await?;
-    let b = api.register("chan-b").await?;
+    let api = api();
+    let a = register(&api, "chan-a").await?;
+    let b = register(&api, "chan-b").await?;
     let name = unique("Rust Lovers ");
-    let r = api
-        .call(
-            "POST",
-            "/api/v1/channels",
-            Some(&a.access_token),
-            Some(json!({"name": name, "description": "all things 🦀"})),
-        )
+    let ch = api
+        .create_channel(&a.access_token, &name, Some("all things 🦀"))
         .await?;
-    assert_eq!(r.status, 201);
-    let ch: Channel = r.json()?;
     assert_eq!(
         (ch.kind, ch.description.as_str()),
         (ChannelKind::Group, "all things 🦀")
@@ -271,86 +179,48 @@ async fn channels_can_be_created_found_joined_listed_and_left() -> anyhow::Resul
                 "POST",
                 "/api/v1/channels",
                 Some(&a.access_token),
-                Some(body.clone()),
+                Some(&body),
             )
             .await?;
         assert_eq!(r.status, 400, "{body}");
     }
     let r = api
-        .call("POST", "/api/v1/channels", None, Some(json!({"name": "x"})))
+        .call(
+            "POST",
+            "/api/v1/channels",
+            None,
+            Some(&json!({"name": "x"})),
+        )
         .await?;
     assert_eq!(r.status, 401);
 
     // Search by a part of the name, ignoring case.
     let part = name[5..12].to_uppercase();
-    let found: ChannelList = api
-        .call(
-            "GET",
-            &format!("/api/v1/channels/search?query={}", urlencode(&part)),
-            Some(&b.access_token),
-            None,
-        )
-        .await?
-        .json()?;
-    assert!(
-        found.channels.iter().any(|c| c.id == ch.id),
-        "search for {part}"
-    );
+    let found = api.search_channels(&b.access_token, &part).await?;
+    assert!(found.iter().any(|c| c.id == ch.id), "search for {part}");
 
     // Non-members: no members list, no history.
-    let r = api
-        .call(
-            "GET",
-            &format!("/api/v1/channels/{}/members", ch.id),
-            Some(&b.access_token),
-            None,
-        )
-        .await?;
-    assert_eq!((r.status, r.error_code()), (403, Some("not_a_member")));
-    let r = api
-        .call(
-            "GET",
-            &format!("/api/v1/channels/{}/messages", ch.id),
-            Some(&b.access_token),
-            None,
-        )
-        .await?;
-    assert_eq!((r.status, r.error_code()), (403, Some("not_a_member")));
+    let r = api.members(&b.access_token, ch.id).await;
+    assert_eq!(refused(r), want(403, "not_a_member"));
+    let r = api.history(&b.access_token, ch.id, Page::default()).await;
+    assert_eq!(refused(r), want(403, "not_a_member"));
 
     // Join twice is fine.
     assert_eq!(api.join(&b.access_token, ch.id).await?.id, ch.id);
     assert_eq!(api.join(&b.access_token, ch.id).await?.id, ch.id);
-    let members: MemberList = api
-        .call(
-            "GET",
-            &format!("/api/v1/channels/{}/members", ch.id),
-            Some(&b.access_token),
-            None,
-        )
-        .await?
-        .json()?;
-    let mut ids: Vec<_> = members.members.iter().map(|u| u.id).collect();
+    let members = api.members(&b.access_token, ch.id).await?;
+    let mut ids: Vec<_> = members.iter().map(|u| u.id).collect();
     ids.sort();
-    let mut want = vec![a.user.id, b.user.id];
-    want.sort();
-    assert_eq!(ids, want);
-    let mine: ChannelList = api
-        .call("GET", "/api/v1/channels", Some(&b.access_token), None)
-        .await?
-        .json()?;
-    assert!(mine.channels.iter().any(|c| c.id == ch.id));
+    let mut want_ids = vec![a.user.id, b.user.id];
+    want_ids.sort();
+    assert_eq!(ids, want_ids);
+    let mine = api.channels(&b.access_token).await?;
+    assert!(mine.iter().any(|c| c.id == ch.id));
 
     // Unknown and malformed ids.
-    let unknown = uuid::Uuid::now_v7();
-    let r = api
-        .call(
-            "POST",
-            &format!("/api/v1/channels/{unknown}/join"),
-            Some(&b.access_token),
-            None,
-        )
-        .await?;
-    assert_eq!((r.status, r.error_code()), (404, Some("channel_not_found")));
+    let unknown = chat_types::ChannelId(uuid::Uuid::now_v7());
+    let r = api.join(&b.access_token, unknown).await;
+    assert_eq!(refused(r), want(404, "channel_not_found"));
     let r = api
         .call(
             "POST",
@@ -362,55 +232,14 @@ async fn channels_can_be_created_found_joined_listed_and_left() -> anyhow::Resul
     assert_eq!((r.status, r.error_code()), (400, Some("invalid_id")));
 
     // Leave: gone from my list; leaving again is harmless.
-    let r = api
-        .call(
-            "POST",
-            &format!("/api/v1/channels/{}/leave", ch.id),
-            Some(&b.access_token),
-            None,
-        )
-        .await?;
-    assert_eq!(r.status, 204);
-    let r = api
-        .call(
-            "POST",
-            &format!("/api/v1/channels/{}/leave", ch.id),
-            Some(&b.access_token),
-            None,
-        )
-        .await?;
-    assert_eq!(r.status, 204);
-    let mine: ChannelList = api
-        .call("GET", "/api/v1/channels", Some(&b.access_token), None)
-        .await?
-        .json()?;
-    assert!(!mine.channels.iter().any(|c| c.id == ch.id));
+    api.leave(&b.access_token, ch.id).await?;
+    api.leave(&b.access_token, ch.id).await?;
+    let mine = api.channels(&b.access_token).await?;
+    assert!(!mine.iter().any(|c| c.id == ch.id));
     Ok(())
 }
 
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
-async fn ask_dm(api: &Api, me: &Session, other: &Session) -> anyhow::Result<chat_e2e::Reply> {
-    api.call(
-        "POST",
-        "/api/v1/dms",
-        Some(&me.access_token),
-        Some(json!({"user_id": other.user.id})),
-    )
-    .await
-}
-
-async fn next_message(ws: &mut Ws) -> anyhow::Result<chat_types::Message> {
+async fn next_message(ws: &mut chat_client::Connection) -> anyhow::Result<chat_types::Message> {
     let (m, _) = ws
         .until(|f| match f {
             ServerFrame::Message { message } => Some(message.clone()),
@@ -420,75 +249,59 @@ async fn next_message(ws: &mut Ws) -> anyhow::Result<chat_types::Message> {
     Ok(m)
 }
 
+async fn dm(api: &Api, me: &Session, other: &Session) -> chat_client::Result<DirectChannel> {
+    api.open_dm(&me.access_token, other.user.id).await
+}
+
 #[tokio::test]
 async fn concurrent_direct_conversation_requests_yield_one_channel() -> anyhow::Result<()> {
-    let api = Api::default();
-    let a = api.register("dm-a").await?;
-    let b = api.register("dm-b").await?;
-    let (ra, rb) = tokio::join!(ask_dm(&api, &a, &b), ask_dm(&api, &b, &a));
+    let api = api();
+    let a = register(&api, "dm-a").await?;
+    let b = register(&api, "dm-b").await?;
+    let (ra, rb) = tokio::join!(dm(&api, &a, &b), dm(&api, &b, &a));
     let (ra, rb) = (ra?, rb?);
-    let (ca, cb): (Channel, Channel) = (ra.json()?, rb.json()?);
+    let (ca, cb) = (&ra.channel, &rb.channel);
     assert_eq!(ca.id, cb.id, "the same pair always gets the same channel");
-    let mut statuses = [ra.status, rb.status];
-    statuses.sort();
-    assert_eq!(statuses, [200, 201], "exactly one request created it");
+    assert_ne!(ra.created, rb.created, "exactly one request created it");
     assert_eq!(ca.kind, ChannelKind::Direct);
     assert_eq!(ca.name, b.user.display_name, "named after the other user");
     assert_eq!(cb.name, a.user.display_name);
 
-    let again = ask_dm(&api, &a, &b).await?;
-    assert_eq!((again.status, again.json::<Channel>()?.id), (200, ca.id));
+    let again = dm(&api, &a, &b).await?;
+    assert_eq!((again.created, again.channel.id), (false, ca.id));
 
-    let r = api
-        .call(
-            "POST",
-            "/api/v1/dms",
-            Some(&a.access_token),
-            Some(json!({"user_id": a.user.id})),
-        )
-        .await?;
-    assert_eq!(r.status, 400);
-    let r = api
-        .call(
-            "POST",
-            "/api/v1/dms",
-            Some(&a.access_token),
-            Some(json!({"user_id": uuid::Uuid::now_v7()})),
-        )
-        .await?;
-    assert_eq!((r.status, r.error_code()), (404, Some("user_not_found")));
-    let r = api
-        .call(
-            "POST",
-            &format!("/api/v1/channels/{}/join", ca.id),
-            Some(&api.register("dm-c").await?.access_token),
-            None,
-        )
-        .await?;
-    assert_eq!(r.status, 403, "direct conversations cannot be joined");
+    let r = api.open_dm(&a.access_token, a.user.id).await;
+    assert_eq!(refused(r).0, Some(400));
+    let nobody = chat_types::UserId(uuid::Uuid::now_v7());
+    let r = api.open_dm(&a.access_token, nobody).await;
+    assert_eq!(refused(r), want(404, "user_not_found"));
+    let c = register(&api, "dm-c").await?;
+    let r = api.join(&c.access_token, ca.id).await;
+    assert_eq!(
+        refused(r).0,
+        Some(403),
+        "direct conversations cannot be joined"
+    );
 
     // Both can talk in it right away.
-    let mut ws_b = Ws::connect(&b.access_token).await?;
-    let mut ws_a = Ws::connect(&a.access_token).await?;
+    let mut ws_b = connect(&b.access_token).await?;
+    let mut ws_a = connect(&a.access_token).await?;
     ws_a.send_message(ca.id, "dm-1", "psst").await?;
-    let (m, _) = ws_b
-        .until(|f| match f {
-            ServerFrame::Message { message } => Some(message.clone()),
-            _ => None,
-        })
-        .await?;
+    let m = next_message(&mut ws_b).await?;
     assert_eq!((m.channel_id, m.body.as_str()), (ca.id, "psst"));
     Ok(())
 }
 
 #[tokio::test]
 async fn joins_and_leaves_take_effect_for_realtime_delivery_at_once() -> anyhow::Result<()> {
-    let api = Api::default();
-    let a = api.register("jl-a").await?;
-    let b = api.register("jl-b").await?;
-    let ch = api.create_channel(&a.access_token, &unique("jl-")).await?;
-    let mut ws_a = Ws::connect(&a.access_token).await?;
-    let mut ws_b = Ws::connect(&b.access_token).await?;
+    let api = api();
+    let a = register(&api, "jl-a").await?;
+    let b = register(&api, "jl-b").await?;
+    let ch = api
+        .create_channel(&a.access_token, &unique("jl-"), None)
+        .await?;
+    let mut ws_a = connect(&a.access_token).await?;
+    let mut ws_b = connect(&b.access_token).await?;
 
     // Joined: the very next message reaches B.
     api.join(&b.access_token, ch.id).await?;
@@ -497,15 +310,7 @@ async fn joins_and_leaves_take_effect_for_realtime_delivery_at_once() -> anyhow:
 
     // Left: a message sent after the leave answer never reaches B. B re-joins and gets the next
     // one; had the first been delivered, it would have come before it (one order per channel).
-    let r = api
-        .call(
-            "POST",
-            &format!("/api/v1/channels/{}/leave", ch.id),
-            Some(&b.access_token),
-            None,
-        )
-        .await?;
-    assert_eq!(r.status, 204);
+    api.leave(&b.access_token, ch.id).await?;
     ws_a.send_message(ch.id, "m2", "while away").await?;
     next_message(&mut ws_a).await?; // m1 own copy
     let m2 = next_message(&mut ws_a).await?;
@@ -526,13 +331,7 @@ async fn joins_and_leaves_take_effect_for_realtime_delivery_at_once() -> anyhow:
         _ => None,
     })
     .await?;
-    api.call(
-        "POST",
-        &format!("/api/v1/channels/{}/leave", ch.id),
-        Some(&b.access_token),
-        None,
-    )
-    .await?;
+    api.leave(&b.access_token, ch.id).await?;
     ws_b.send_message(ch.id, "b1", "hi?").await?;
     let (code, _) = ws_b
         .until(|f| match f {
@@ -546,16 +345,16 @@ async fn joins_and_leaves_take_effect_for_realtime_delivery_at_once() -> anyhow:
 
 #[tokio::test]
 async fn history_pages_cross_partition_buckets_in_channel_order() -> anyhow::Result<()> {
-    let api = Api::default();
-    let a = api.register("hist").await?;
-    let outsider = api.register("hist-x").await?;
+    let api = api();
+    let a = register(&api, "hist").await?;
+    let outsider = register(&api, "hist-x").await?;
     let ch = api
-        .create_channel(&a.access_token, &unique("hist-"))
+        .create_channel(&a.access_token, &unique("hist-"), None)
         .await?;
     let other = api
-        .create_channel(&a.access_token, &unique("hist-o-"))
+        .create_channel(&a.access_token, &unique("hist-o-"), None)
         .await?;
-    let mut ws = Ws::connect(&a.access_token).await?;
+    let mut ws = connect(&a.access_token).await?;
     // 1100 messages: positions 1..=1100 span buckets 0 and 1 (1024 per bucket).
     const N: usize = 1100;
     for i in 1..=N {
@@ -564,13 +363,13 @@ async fn history_pages_cross_partition_buckets_in_channel_order() -> anyhow::Res
     }
     let mut last_seq = 0;
     while last_seq < N as i64 {
-        if let ServerFrame::Message { message } = ws.next().await? {
+        if let ServerFrame::Message { message } = ws.next_frame().await? {
             assert_eq!(message.seq, Some(last_seq + 1), "live order");
             last_seq += 1;
         }
     }
 
-    let latest = api.history(&a.access_token, ch.id, "").await?.messages;
+    let latest = api.history(&a.access_token, ch.id, Page::default()).await?;
     assert_eq!(latest.len(), 50);
     assert_eq!(latest.last().unwrap().body, format!("message {N}"));
     assert_eq!(latest.first().unwrap().seq, Some(N as i64 - 49));
@@ -580,13 +379,8 @@ async fn history_pages_cross_partition_buckets_in_channel_order() -> anyhow::Res
     loop {
         let first = all.first().unwrap().id;
         let page = api
-            .history(
-                &a.access_token,
-                ch.id,
-                &format!("?before={first}&limit=100"),
-            )
-            .await?
-            .messages;
+            .history(&a.access_token, ch.id, Page::before(first, 100))
+            .await?;
         if page.is_empty() {
             break;
         }
@@ -600,18 +394,14 @@ async fn history_pages_cross_partition_buckets_in_channel_order() -> anyhow::Res
     }
     // Forward from position 1000 crosses into bucket 1.
     let page = api
-        .history(
-            &a.access_token,
-            ch.id,
-            &format!("?after={}&limit=30", all[999].id),
-        )
-        .await?
-        .messages;
+        .history(&a.access_token, ch.id, Page::after(all[999].id, 30))
+        .await?;
     assert_eq!(
         page.iter().map(|m| m.seq.unwrap()).collect::<Vec<_>>(),
         (1001..=1030).collect::<Vec<_>>()
     );
 
+    // Queries the typed pages cannot make: raw.
     for (query, status, code) in [
         ("?limit=0".to_string(), 400, "invalid_limit"),
         ("?limit=101".to_string(), 400, "invalid_limit"),
@@ -648,34 +438,25 @@ async fn history_pages_cross_partition_buckets_in_channel_order() -> anyhow::Res
             _ => None,
         })
         .await?;
+    let before_other = Page {
+        before: Some(om.id),
+        ..Page::default()
+    };
+    let r = api.history(&a.access_token, ch.id, before_other).await;
+    assert_eq!(refused(r).0, Some(404));
     let r = api
-        .call(
-            "GET",
-            &format!("/api/v1/channels/{}/messages?before={}", ch.id, om.id),
-            Some(&a.access_token),
-            None,
-        )
-        .await?;
-    assert_eq!(r.status, 404);
-    let r = api
-        .call(
-            "GET",
-            &format!("/api/v1/channels/{}/messages", ch.id),
-            Some(&outsider.access_token),
-            None,
-        )
-        .await?;
-    assert_eq!(r.status, 403);
+        .history(&outsider.access_token, ch.id, Page::default())
+        .await;
+    assert_eq!(refused(r).0, Some(403));
     Ok(())
 }
 
 #[tokio::test]
 async fn the_openapi_document_lists_every_route_and_the_router_serves_each() -> anyhow::Result<()> {
-    let api = Api::default();
-    let doc = api.call("GET", "/api/v1/openapi.json", None, None).await?;
-    assert_eq!(doc.status, 200);
+    let api = api();
+    let doc = api.openapi().await?;
     let mut documented: Vec<(String, String)> = Vec::new();
-    for (path, ops) in doc.body["paths"].as_object().expect("paths") {
+    for (path, ops) in doc["paths"].as_object().expect("paths") {
         for method in ops.as_object().expect("operations").keys() {
             documented.push((method.to_uppercase(), path.clone()));
         }
@@ -725,11 +506,7 @@ async fn the_openapi_document_lists_every_route_and_the_router_serves_each() -> 
         (unknown.status, unknown.error_code()),
         (404, Some("not_found"))
     );
-    let page = api
-        .http
-        .get(format!("{}/api/v1/docs", api.base))
-        .send()
-        .await?;
+    let page = api.http().get(api.url("/api/v1/docs")).send().await?;
     assert_eq!(page.status(), 200);
     assert!(page.text().await?.contains("openapi.json"));
     Ok(())

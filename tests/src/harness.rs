@@ -5,15 +5,18 @@
 //! loss they reconnect through nginx with backoff, send `resume` with the last message id seen
 //! per channel, and resend every unacked send with its original `client_msg_id`.
 
-use crate::{Api, Ws};
 use anyhow::{Context, bail};
+use chat_client::{Api, Backoff, Connection, Connector, Outbox, Page};
 use chat_types::rest::{Channel, Session};
-use chat_types::ws::{ClientFrame, ServerFrame};
+use chat_types::ws::{ServerFrame, error_code};
 use chat_types::{ChannelId, Message, MessageId};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
+
+/// Reconnect delays of the test clients: short, so an outage costs a test seconds, not minutes.
+const BACKOFF: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
 
 /// What one client saw.
 #[derive(Default)]
@@ -44,15 +47,17 @@ pub struct Client {
 }
 
 impl Client {
-    pub async fn start(session: Session, channels: Vec<ChannelId>) -> anyhow::Result<Client> {
+    pub async fn start(session: Session) -> anyhow::Result<Client> {
         let log = Arc::new(Mutex::new(Log::default()));
         let (tx, rx) = mpsc::unbounded_channel();
         let (reading, reading_rx) = watch::channel(true);
         let (stop, stop_rx) = watch::channel(false);
-        let first = Ws::connect(&session.access_token).await?;
+        // No read timeout: a quiet connection is not a lost one.
+        let connector = Connector::for_base(&crate::base_url());
+        let first = connector.connect(&session.access_token).await?;
         let task = tokio::spawn(run(
+            connector,
             session.access_token.clone(),
-            channels,
             first,
             rx,
             log.clone(),
@@ -88,105 +93,87 @@ impl Client {
     }
 }
 
+/// The client's life: serve a connection until it is lost, reconnect (`resume`, resend), again.
 async fn run(
+    connector: Connector,
     token: String,
-    channels: Vec<ChannelId>,
-    mut ws: Ws,
+    mut ws: Connection,
     mut outgoing: mpsc::UnboundedReceiver<Outgoing>,
     log: Arc<Mutex<Log>>,
     mut reading: watch::Receiver<bool>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut unacked: BTreeMap<String, (ChannelId, String)> = BTreeMap::new();
-    let mut last_seen: HashMap<ChannelId, MessageId> = HashMap::new();
-    let mut backoff = Duration::from_millis(100);
-    'session: loop {
-        // One connection's life.
-        let err: anyhow::Error = loop {
-            let read_ok = *reading.borrow();
-            tokio::select! {
-                _ = stop.changed() => return,
-                _ = reading.changed() => continue,
-                out = outgoing.recv() => {
-                    let Some(o) = out else { return };
-                    unacked.insert(o.client_msg_id.clone(), (o.channel, o.body.clone()));
-                    if let Err(e) = ws.send(&ClientFrame::Send { channel_id: o.channel, client_msg_id: o.client_msg_id, body: o.body }).await {
-                        break e;
-                    }
-                }
-                frame = ws.next_within(Duration::from_secs(3600)), if read_ok => {
-                    let frame = match frame {
-                        Ok(Some(f)) => f,
-                        Ok(None) => continue,
-                        Err(e) => break e,
-                    };
-                    backoff = Duration::from_millis(100);
-                    let mut l = log.lock().expect("log");
-                    match frame {
-                        ServerFrame::Message { message } => {
-                            last_seen.insert(message.channel_id, message.id);
-                            l.received.push(message);
-                        }
-                        ServerFrame::Ack { client_msg_id, message } => {
-                            unacked.remove(&client_msg_id);
-                            l.acked.insert(client_msg_id, message);
-                        }
-                        ServerFrame::Error { code, client_msg_id: Some(cmid), .. } if code == "unavailable" => {
-                            // Stays in `unacked`; resent after the next reconnect or right away.
-                            if let Some((c, b)) = unacked.get(&cmid).cloned() {
-                                drop(l);
-                                tokio::time::sleep(Duration::from_millis(200)).await;
-                                if let Err(e) = ws.send(&ClientFrame::Send { channel_id: c, client_msg_id: cmid, body: b }).await {
-                                    break e;
-                                }
-                            }
-                        }
-                        _ => {}
-                    }
-                }
-            }
-        };
+    let mut outbox = Outbox::new();
+    loop {
+        let lost = serve(
+            &mut ws,
+            &mut outbox,
+            &mut outgoing,
+            &log,
+            &mut reading,
+            &mut stop,
+        )
+        .await;
+        let Err(err) = lost else { return };
         log.lock()
             .expect("log")
             .close_reasons
             .push(format!("{err:#}"));
-        // Reconnect through nginx, resume, resend.
-        loop {
-            if *stop.borrow() {
-                return;
+        let stopped = || *stop.borrow();
+        match outbox
+            .reconnect(&connector, &token, None, &BACKOFF, stopped)
+            .await
+        {
+            Some((fresh, _)) => {
+                log.lock().expect("log").reconnects += 1;
+                ws = fresh;
             }
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(2));
-            let Ok(mut fresh) = Ws::connect(&token).await else {
-                continue;
-            };
-            let resume: BTreeMap<ChannelId, MessageId> = channels
-                .iter()
-                .filter_map(|c| last_seen.get(c).map(|m| (*c, *m)))
-                .collect();
-            if fresh
-                .send(&ClientFrame::Resume { channels: resume })
-                .await
-                .is_err()
-            {
-                continue;
+            None => return,
+        }
+    }
+}
+
+/// One connection's life: `Ok` when the client stops, the error when the connection is lost.
+async fn serve(
+    ws: &mut Connection,
+    outbox: &mut Outbox,
+    outgoing: &mut mpsc::UnboundedReceiver<Outgoing>,
+    log: &Mutex<Log>,
+    reading: &mut watch::Receiver<bool>,
+    stop: &mut watch::Receiver<bool>,
+) -> chat_client::Result<()> {
+    loop {
+        let read_ok = *reading.borrow();
+        tokio::select! {
+            _ = stop.changed() => return Ok(()),
+            _ = reading.changed() => continue,
+            out = outgoing.recv() => {
+                let Some(o) = out else { return Ok(()) };
+                outbox.sent(o.channel, o.client_msg_id.clone(), o.body.clone());
+                ws.send_message(o.channel, &o.client_msg_id, &o.body).await?;
             }
-            for (cmid, (c, b)) in &unacked {
-                if fresh
-                    .send(&ClientFrame::Send {
-                        channel_id: *c,
-                        client_msg_id: cmid.clone(),
-                        body: b.clone(),
-                    })
-                    .await
-                    .is_err()
-                {
-                    continue;
+            frame = ws.next_frame(), if read_ok => {
+                let frame = frame?;
+                outbox.observe(&frame);
+                match frame {
+                    ServerFrame::Message { message } => {
+                        log.lock().expect("log").received.push(message);
+                    }
+                    ServerFrame::Ack { client_msg_id, message } => {
+                        log.lock().expect("log").acked.insert(client_msg_id, message);
+                    }
+                    ServerFrame::Error { code, client_msg_id: Some(cmid), .. }
+                        if code == error_code::UNAVAILABLE =>
+                    {
+                        // Not durable yet: the same send again, with the same client_msg_id.
+                        if let Some(again) = outbox.resend_frame(&cmid) {
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                            ws.send(&again).await?;
+                        }
+                    }
+                    _ => {}
                 }
             }
-            log.lock().expect("log").reconnects += 1;
-            ws = fresh;
-            continue 'session;
         }
     }
 }
@@ -203,18 +190,21 @@ pub struct Crowd {
 impl Crowd {
     /// `users` users; `channels` channels of `per_channel` members each, assigned round-robin.
     pub async fn new(users: usize, channels: usize, per_channel: usize) -> anyhow::Result<Crowd> {
-        let api = Api::default();
+        let api = crate::api();
         let mut sessions = Vec::with_capacity(users);
         for _ in 0..users {
-            sessions.push(api.register("crowd").await?);
+            sessions.push(crate::register(&api, "crowd").await?);
         }
         let mut chans = Vec::with_capacity(channels);
         let mut members = Vec::with_capacity(channels);
-        let mut my_channels: Vec<Vec<ChannelId>> = vec![Vec::new(); users];
         for c in 0..channels {
             let owner = c % users;
             let ch = api
-                .create_channel(&sessions[owner].access_token, &crate::unique("crowd-"))
+                .create_channel(
+                    &sessions[owner].access_token,
+                    &crate::unique("crowd-"),
+                    None,
+                )
                 .await?;
             let mut m = vec![owner];
             for k in 1..per_channel {
@@ -224,15 +214,12 @@ impl Crowd {
                     m.push(u);
                 }
             }
-            for u in &m {
-                my_channels[*u].push(ch.id);
-            }
             members.push(m);
             chans.push(ch);
         }
         let mut clients = Vec::with_capacity(users);
-        for (s, mine) in sessions.into_iter().zip(my_channels) {
-            clients.push(Client::start(s, mine).await?);
+        for s in sessions {
+            clients.push(Client::start(s).await?);
         }
         Ok(Crowd {
             api,
@@ -335,11 +322,11 @@ impl Crowd {
         for (c, ch) in self.channels.iter().enumerate() {
             let token = &self.clients[self.members[c][0]].session.access_token;
             let mut all: Vec<Message> = Vec::new();
-            let mut query = "?limit=100".to_string();
+            let mut page_of = Page::newest(100);
             loop {
-                let page = self.api.history(token, ch.id, &query).await?.messages;
+                let page = self.api.history(token, ch.id, page_of).await?;
                 let Some(first) = page.first() else { break };
-                query = format!("?limit=100&before={}", first.id);
+                page_of = Page::before(first.id, 100);
                 let n = page.len();
                 all.splice(0..0, page);
                 if n < 100 {

@@ -7,8 +7,8 @@
 //! (which channels exist with which members) are reused while every member is still the same
 //! user. A file lock serialises concurrent runs on the same pool.
 
-use crate::api::{Api, Refreshed};
 use anyhow::Context;
+use chat_client::Api;
 use chat_types::rest::Session;
 use chat_types::{ChannelId, UserId};
 use futures::StreamExt;
@@ -72,6 +72,16 @@ pub struct Pool {
 }
 
 const PASSWORD: &str = "chat-bench password 1";
+
+/// A session, or `None` when the server refused the credentials (401: a refresh token already
+/// rotated by another run, a user the server no longer knows).
+fn refused_is_none(r: chat_client::Result<Session>) -> anyhow::Result<Option<Session>> {
+    match r {
+        Ok(s) => Ok(Some(s)),
+        Err(e) if e.status() == Some(401) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
 
 pub fn now_secs() -> u64 {
     SystemTime::now()
@@ -161,13 +171,10 @@ impl Pool {
                     let u = file.users[i].clone();
                     async move {
                         let r = async {
-                            if let Refreshed::Ok(s) = api.refresh(&u.refresh_token).await? {
+                            if let Some(s) = refused_is_none(api.refresh(&u.refresh_token).await)? {
                                 return Ok(Some(s));
                             }
-                            match api.login(&u.username, &u.password).await? {
-                                Refreshed::Ok(s) => Ok(Some(s)),
-                                Refreshed::Refused => Ok(None),
-                            }
+                            refused_is_none(api.login(&u.username, &u.password).await)
                         }
                         .await;
                         (i, r)
@@ -199,14 +206,14 @@ impl Pool {
             ));
             let tag = &uuid::Uuid::new_v4().simple().to_string()[..6];
             for chunk in todo.chunks(200) {
-                let made: Vec<(Option<usize>, anyhow::Result<Session>)> =
+                let made: Vec<(Option<usize>, chat_client::Result<Session>)> =
                     futures::stream::iter(chunk.iter().enumerate().map(|(k, slot)| {
                         let name = format!(
                             "bench-{}-{tag}-{}-{k}",
                             &self.name[..self.name.len().min(6)],
                             file.users.len()
                         );
-                        async move { (*slot, api.register(&name, PASSWORD).await) }
+                        async move { (*slot, api.register(&name, PASSWORD, None).await) }
                     }))
                     .buffer_unordered(concurrency.max(1))
                     .inspect(|_| bar.inc(1))

@@ -64,23 +64,6 @@ pub struct Fleet {
     interval_slow: u64,
 }
 
-/// Progress summed over the workers.
-#[derive(Clone, Debug, Default)]
-pub struct Totals {
-    pub open: u64,
-    pub failed: u64,
-    pub sent: u64,
-    pub acked: u64,
-    pub unacked: u64,
-    pub delivered: u64,
-    pub expected: u64,
-    pub echoed: u64,
-    pub errors: u64,
-    pub reconnects: u64,
-    pub dropped: u64,
-    pub pongs: u64,
-}
-
 impl Fleet {
     pub fn start(jobs: Vec<Job>, force_processes: bool) -> anyhow::Result<Fleet> {
         let in_process = jobs.len() == 1 && !force_processes;
@@ -144,21 +127,11 @@ impl Fleet {
         }
     }
 
-    pub fn totals(&self) -> Totals {
-        let mut t = Totals::default();
+    /// The workers' latest counts, summed.
+    pub fn totals(&self) -> Counts {
+        let mut t = Counts::default();
         for p in &self.latest {
-            t.open += p.open;
-            t.failed += p.failed;
-            t.sent += p.sent;
-            t.acked += p.acked;
-            t.unacked += p.unacked;
-            t.delivered += p.delivered;
-            t.expected += p.expected;
-            t.echoed += p.echoed;
-            t.errors += p.errors;
-            t.reconnects += p.reconnects;
-            t.dropped += p.dropped;
-            t.pongs += p.pongs;
+            t += &p.counts;
         }
         t
     }

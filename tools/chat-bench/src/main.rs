@@ -5,9 +5,9 @@
 //! Scenarios: `idle`, `groups`, `fanout`, `history`, and `smoke` (a few-second check for the test
 //! suite). See `docs/benchmarks.md`.
 
-mod api;
 mod cache;
 mod fleet;
+mod ops;
 mod procs;
 mod proto;
 mod report;

@@ -322,18 +322,6 @@ pub fn raise_nofile() -> u64 {
     }
 }
 
-/// A gauge or counter from a Prometheus text page (the first sample of that name).
-pub fn metric(text: &str, name: &str) -> Option<f64> {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .find(|l| {
-            l.strip_prefix(name)
-                .is_some_and(|r| r.starts_with(' ') || r.starts_with('{'))
-        })
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -344,13 +332,5 @@ mod tests {
         assert!(s.ticks.contains_key(SELF));
         assert!(s.machine.1 > 0);
         assert!(rss_kib(std::process::id()).unwrap_or(0) > 0);
-    }
-
-    #[test]
-    fn metrics_are_found_by_exact_name() {
-        let page = "# TYPE x gauge\nchat_connections_total 9\nchat_connections 12\n";
-        assert_eq!(metric(page, "chat_connections"), Some(12.0));
-        assert_eq!(metric(page, "chat_connections_total"), Some(9.0));
-        assert_eq!(metric(page, "nope"), None);
     }
 }

@@ -91,9 +91,9 @@ pub enum ToWorker {
     Stop,
 }
 
+/// Running counts of a worker; the coordinator sums them over its workers.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct Progress {
-    pub worker: usize,
+pub struct Counts {
     pub open: u64,
     pub failed: u64,
     pub sent: u64,
@@ -109,6 +109,29 @@ pub struct Progress {
     pub reconnects: u64,
     pub dropped: u64,
     pub pongs: u64,
+}
+
+impl std::ops::AddAssign<&Counts> for Counts {
+    fn add_assign(&mut self, o: &Counts) {
+        self.open += o.open;
+        self.failed += o.failed;
+        self.sent += o.sent;
+        self.acked += o.acked;
+        self.unacked += o.unacked;
+        self.delivered += o.delivered;
+        self.expected += o.expected;
+        self.echoed += o.echoed;
+        self.errors += o.errors;
+        self.reconnects += o.reconnects;
+        self.dropped += o.dropped;
+        self.pongs += o.pongs;
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Progress {
+    pub worker: usize,
+    pub counts: Counts,
     /// Since the previous progress report: deliveries, and those slower than `slow_ms`.
     pub interval_delivered: u64,
     pub interval_slow: u64,

@@ -1,0 +1,162 @@
+//! The services' ops ports (loopback, never proxied): their Prometheus `/metrics` pages, read
+//! with `prometheus-parse`.
+
+use prometheus_parse::{Scrape, Value};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// The services' ops ports.
+pub const OPS_PORTS: &[(&str, u16)] = &[
+    ("api", 9100),
+    ("gateway-1", 9101),
+    ("gateway-2", 9102),
+    ("message-server-1", 9201),
+    ("message-server-2", 9202),
+];
+
+/// The page of one ops port, parsed (`None` if it cannot be read).
+async fn scrape(http: &reqwest::Client, port: u16) -> Option<Scrape> {
+    let text = http
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .timeout(Duration::from_secs(3))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    parse(&text)
+}
+
+fn parse(text: &str) -> Option<Scrape> {
+    Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).ok()
+}
+
+/// Every plain sample of a page, keyed `name` or `name{labels}`; summary quantiles and
+/// histogram buckets are left out (their `_sum` and `_count` stay).
+fn plain_samples(scrape: &Scrape) -> BTreeMap<String, f64> {
+    scrape
+        .samples
+        .iter()
+        .filter_map(|s| {
+            let v = match s.value {
+                Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => v,
+                Value::Histogram(_) | Value::Summary(_) => return None,
+            };
+            let key = if s.labels.is_empty() {
+                s.metric.clone()
+            } else {
+                format!("{}{{{}}}", s.metric, s.labels)
+            };
+            Some((key, v))
+        })
+        .collect()
+}
+
+/// Every plain sample of an ops port's page (empty if it cannot be read).
+pub async fn samples(http: &reqwest::Client, port: u16) -> BTreeMap<String, f64> {
+    scrape(http, port)
+        .await
+        .map(|s| plain_samples(&s))
+        .unwrap_or_default()
+}
+
+/// The first sample named `name` on an ops port's page (a gauge such as `chat_connections`).
+pub async fn metric(http: &reqwest::Client, port: u16, name: &str) -> Option<f64> {
+    first(&scrape(http, port).await?, name)
+}
+
+fn first(scrape: &Scrape, name: &str) -> Option<f64> {
+    scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == name)
+        .and_then(|s| match s.value {
+            Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => Some(v),
+            _ => None,
+        })
+}
+
+/// The samples of every service's ops page.
+pub async fn scrape_all(http: &reqwest::Client) -> BTreeMap<String, BTreeMap<String, f64>> {
+    let mut out = BTreeMap::new();
+    for (name, port) in OPS_PORTS {
+        out.insert(name.to_string(), samples(http, *port).await);
+    }
+    out
+}
+
+/// How much each service's counters (and histogram sums and counts) grew from `a` to `b`,
+/// plus the message servers' mean batch size and time.
+pub fn counter_deltas(
+    a: &BTreeMap<String, BTreeMap<String, f64>>,
+    b: &BTreeMap<String, BTreeMap<String, f64>>,
+) -> BTreeMap<String, BTreeMap<String, f64>> {
+    let mut out = BTreeMap::new();
+    for (svc, after) in b {
+        let before = a.get(svc);
+        let mut d: BTreeMap<String, f64> = after
+            .iter()
+            .filter(|(k, _)| k.contains("_total") || k.ends_with("_sum") || k.ends_with("_count"))
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    v - before.and_then(|m| m.get(k)).copied().unwrap_or(0.0),
+                )
+            })
+            .filter(|(_, v)| *v != 0.0)
+            .collect();
+        let batches = d.get("chat_batch_seconds_count").copied().unwrap_or(0.0);
+        if batches > 0.0 {
+            let secs = d.get("chat_batch_seconds_sum").copied().unwrap_or(0.0);
+            let records = d.get("chat_records_total").copied().unwrap_or(0.0);
+            d.insert("derived_mean_batch_ms".into(), 1000.0 * secs / batches);
+            d.insert("derived_mean_batch_records".into(), records / batches);
+        }
+        if !d.is_empty() {
+            out.insert(svc.clone(), d);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PAGE: &str = "# TYPE chat_connections_total counter
+chat_connections_total 9
+# TYPE chat_connections gauge
+chat_connections 12
+# TYPE chat_pushes_total counter
+chat_pushes_total{result=\"ok\"} 3
+# TYPE chat_batch_seconds summary
+chat_batch_seconds{quantile=\"0.5\"} 0.01
+chat_batch_seconds_sum 0.5
+chat_batch_seconds_count 20
+";
+
+    #[test]
+    fn metrics_are_found_by_exact_name() {
+        let s = parse(PAGE).unwrap();
+        assert_eq!(first(&s, "chat_connections"), Some(12.0));
+        assert_eq!(first(&s, "chat_connections_total"), Some(9.0));
+        assert_eq!(first(&s, "nope"), None);
+    }
+
+    #[test]
+    fn plain_samples_keep_labels_sums_and_counts_but_not_quantiles() {
+        let s = plain_samples(&parse(PAGE).unwrap());
+        let keys: Vec<&str> = s.keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            [
+                "chat_batch_seconds_count",
+                "chat_batch_seconds_sum",
+                "chat_connections",
+                "chat_connections_total",
+                "chat_pushes_total{result=\"ok\"}",
+            ]
+        );
+    }
+}
