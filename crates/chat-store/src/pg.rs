@@ -4,11 +4,12 @@
 
 use chat_types::{Channel, ChannelId, ChannelKind, User, UserId};
 use chrono::{DateTime, Utc};
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::postgres::PgPoolOptions;
 use std::time::Duration;
 use uuid::Uuid;
 
 pub use sqlx::Error as PgError;
+pub use sqlx::postgres::PgPool;
 
 /// Migrations under `migrations/postgres`, embedded in every binary that needs them.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");

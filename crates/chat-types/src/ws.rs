@@ -60,8 +60,10 @@ pub mod close {
     pub const SLOW_CONSUMER: u16 = 4408;
     /// Nothing was heard from the client (no frame, no pong) for too long.
     pub const IDLE_TIMEOUT: u16 = 4000;
-    /// The client sent a frame that is not a JSON text frame, or over the size limit.
+    /// The client broke the protocol (policy violation). Do not reconnect in a loop.
     pub const PROTOCOL_ERROR: u16 = 1008;
+    /// The client sent a frame over the size limit. Do not resend it: it will never fit.
+    pub const MESSAGE_TOO_BIG: u16 = 1009;
     /// The gateway could not read history to fill a gap: reconnect (after a short backoff) and
     /// `resume`; nothing is skipped past the gap.
     pub const TRY_AGAIN_LATER: u16 = 1013;

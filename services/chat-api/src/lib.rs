@@ -56,9 +56,9 @@ impl Default for Config {
 pub struct AppState {
     pub db: sqlx::PgPool,
     pub store: chat_store::cql::MessageStore,
-    pub presence: chat_store::presence::Presence,
-    pub producer: rdkafka::producer::FutureProducer,
-    pub topic: String,
+    pub redis: chat_store::Redis,
+    pub epochs: chat_store::epochs::MemberEpochs,
+    pub producer: chat_store::bus::Producer,
     pub keys: TokenKeys,
     pub refresh_ttl_secs: u64,
     /// Bounds concurrent argon2 work (memory-hard: 19 MiB each) to the number of cores.
@@ -79,15 +79,15 @@ impl Application {
         let keys = TokenKeys::new(&cfg.auth.secret()?, cfg.auth.access_ttl_secs);
         let db = chat_store::pg::connect(&cfg.postgres).await?;
         let store = chat_store::cql::MessageStore::connect(&cfg.cassandra).await?;
-        let presence = chat_store::presence::Presence::connect(&cfg.redis).await?;
-        let producer = chat_store::bus::producer(&cfg.kafka)?;
+        let redis = chat_store::Redis::connect(&cfg.redis).await?;
+        let producer = chat_store::bus::Producer::new(&cfg.kafka)?;
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let state = Arc::new(AppState {
             db,
             store,
-            presence,
+            epochs: chat_store::epochs::MemberEpochs::new(redis.clone()),
+            redis,
             producer,
-            topic: cfg.kafka.topic,
             keys,
             refresh_ttl_secs: cfg.auth.refresh_ttl_secs,
             hashing: tokio::sync::Semaphore::new(cores),
@@ -107,7 +107,7 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let ready = chat_common::ops::ready_check(self.state.clone(), |s| async move {
             chat_store::pg::ping(&s.db).await?;
-            s.presence.ping().await.map_err(|e| format!("redis: {e}"))?;
+            s.redis.ping().await.map_err(|e| format!("redis: {e}"))?;
             // History needs Cassandra: not ready while the driver's pool is reconnecting.
             s.store.ping().await
         });
