@@ -46,6 +46,9 @@ pub enum ServerFrame {
         message: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         client_msg_id: Option<String>,
+        /// With `rate_limited`: wait at least this long before resending.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_after_ms: Option<u64>,
     },
     Pong,
 }
@@ -78,6 +81,10 @@ pub mod error_code {
     pub const INVALID_CLIENT_MSG_ID: &str = "invalid_client_msg_id";
     pub const UNKNOWN_MESSAGE: &str = "unknown_message";
     pub const UNAVAILABLE: &str = "unavailable";
+    /// Too many sends: the frame's `retry_after_ms` says when to resend (same client_msg_id).
+    pub const RATE_LIMITED: &str = "rate_limited";
+    /// A WebSocket upgrade refused (HTTP 429): the user holds too many connections.
+    pub const TOO_MANY_CONNECTIONS: &str = "too_many_connections";
 }
 
 #[cfg(test)]
@@ -101,6 +108,7 @@ mod tests {
             code: "x".into(),
             message: "y".into(),
             client_msg_id: None,
+            retry_after_ms: None,
         })
         .unwrap();
         assert_eq!(s, r#"{"type":"error","code":"x","message":"y"}"#);

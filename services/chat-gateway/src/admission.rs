@@ -1,6 +1,6 @@
-//! The one gate a send passes before it is produced: the frame's fields are valid, the sender is
-//! a member of the channel, and the send claim is taken (which tells a resend from a first send,
-//! through any gateway). One call, [`Admission::admit`]; the answer is the record to produce or
+//! The one gate a send passes before it is produced: the sender is within their send rate, the
+//! frame's fields are valid, the sender is a member of the channel, and the send claim is taken
+//! (which tells a resend from a first send, through any gateway). One call, [`Admission::admit`]; the answer is the record to produce or
 //! the refusal to tell the client.
 //!
 //! Membership is usually one Redis call: a membership PostgreSQL confirmed earlier is trusted
@@ -14,15 +14,20 @@ use chat_store::pg::{Access, PgPool};
 use chat_types::bus::MessageRecord;
 use chat_types::ws::error_code;
 use chat_types::{ChannelId, MessageId, UserId, limits};
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use std::collections::HashMap;
+use std::num::NonZeroU32;
 use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
-/// Why a send was refused: an `error` frame's code and message.
+/// Why a send was refused: an `error` frame's code and message, and for `rate_limited` when
+/// to resend.
 #[derive(Debug, PartialEq)]
 pub struct Refused {
     pub code: &'static str,
     pub message: String,
+    pub retry_after: Option<Duration>,
 }
 
 impl Refused {
@@ -30,6 +35,17 @@ impl Refused {
         Refused {
             code,
             message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    fn rate_limited(wait: Duration) -> Self {
+        Refused {
+            retry_after: Some(wait),
+            ..Refused::new(
+                error_code::RATE_LIMITED,
+                "too many messages; resend this one (same client_msg_id) after retry_after_ms",
+            )
         }
     }
 
@@ -51,8 +67,17 @@ struct Confirmed {
     channels: HashMap<ChannelId, Instant>,
 }
 
+/// A user's send rate: a token bucket per user (per gateway: a user connected to two gateways
+/// has two buckets, which the burst size allows for).
+#[derive(Clone, Copy, Debug)]
+pub struct SendRate {
+    pub per_second: NonZeroU32,
+    pub burst: NonZeroU32,
+}
+
 pub struct Admission {
     db: PgPool,
+    sends: DefaultKeyedRateLimiter<UserId>,
     claims: SendClaims,
     epochs: MemberEpochs,
     /// Longest a confirmed membership is reused.
@@ -61,9 +86,16 @@ pub struct Admission {
 }
 
 impl Admission {
-    pub fn new(db: PgPool, claims: SendClaims, epochs: MemberEpochs, max_age: Duration) -> Self {
+    pub fn new(
+        db: PgPool,
+        claims: SendClaims,
+        epochs: MemberEpochs,
+        max_age: Duration,
+        rate: SendRate,
+    ) -> Self {
         Admission {
             db,
+            sends: RateLimiter::keyed(Quota::per_second(rate.per_second).allow_burst(rate.burst)),
             claims,
             epochs,
             max_age,
@@ -80,6 +112,11 @@ impl Admission {
         client_msg_id: String,
         body: String,
     ) -> Result<MessageRecord, Refused> {
+        if let Err(not_until) = self.sends.check_key(&user) {
+            metrics::counter!("chat_sends_rate_limited_total").increment(1);
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            return Err(Refused::rate_limited(wait.max(Duration::from_millis(1))));
+        }
         validate(&client_msg_id, &body)?;
         // Millisecond precision: what CQL `timestamp` stores, so the ack equals the stored one.
         let now = chrono::Utc::now();
@@ -148,6 +185,9 @@ impl Admission {
             .write()
             .expect("admission lock")
             .retain(|u, _| connected(u));
+        // Buckets that are full again carry no information: drop them.
+        self.sends.retain_recent();
+        self.sends.shrink_to_fit();
     }
 
     fn cached_epoch(&self, user: UserId, channel: ChannelId) -> Option<String> {

@@ -192,6 +192,14 @@ impl Hub {
         }
     }
 
+    pub fn connections_of(&self, user: &UserId) -> usize {
+        self.users
+            .read()
+            .expect("hub lock")
+            .get(user)
+            .map_or(0, Vec::len)
+    }
+
     pub fn is_connected(&self, user: &UserId) -> bool {
         self.users.read().expect("hub lock").contains_key(user)
     }

@@ -35,6 +35,7 @@ use chat_store::epochs::MemberEpochs;
 use chat_store::pg::PgPool;
 use chat_store::presence::Presence;
 use serde::{Deserialize, Serialize};
+use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -70,6 +71,16 @@ pub struct GatewayConfig {
     /// Sends of one connection waiting for Kafka at a time; past that its socket is not read
     /// until acks come back.
     pub max_sends_in_flight: usize,
+    /// A user's sends per second (token bucket per user and gateway); past it a send is
+    /// refused with `rate_limited` and a retry time.
+    pub sends_per_second: NonZeroU32,
+    pub send_burst: NonZeroU32,
+    /// Frames per second one connection may send (any type); past it its socket is not read
+    /// for a while (back-pressure, no error).
+    pub frames_per_second: NonZeroU32,
+    pub frame_burst: NonZeroU32,
+    /// Connections one user may hold on one gateway; more are refused with 429.
+    pub max_connections_per_user: usize,
     pub ping_interval_secs: u64,
     /// A connection silent (no frame, no pong) this long is closed.
     pub idle_timeout_secs: u64,
@@ -96,6 +107,11 @@ impl Default for GatewayConfig {
             queue_capacity: 4096,
             queue_bytes: 4 * 1024 * 1024,
             max_sends_in_flight: 64,
+            sends_per_second: nz(20),
+            send_burst: nz(200),
+            frames_per_second: nz(100),
+            frame_burst: nz(400),
+            max_connections_per_user: 32,
             ping_interval_secs: 25,
             idle_timeout_secs: 75,
             resume_hold_ms: 1000,
@@ -106,6 +122,10 @@ impl Default for GatewayConfig {
             drain_secs: 5,
         }
     }
+}
+
+fn nz(n: u32) -> NonZeroU32 {
+    NonZeroU32::new(n).expect("non-zero")
 }
 
 impl Default for Config {
@@ -170,6 +190,10 @@ impl Application {
             SendClaims::new(redis.clone()),
             MemberEpochs::new(redis.clone()),
             Duration::from_secs(cfg.gateway.membership_cache_secs),
+            admission::SendRate {
+                per_second: cfg.gateway.sends_per_second,
+                burst: cfg.gateway.send_burst,
+            },
         );
         let shared = Arc::new(Shared {
             cfg: cfg.gateway,

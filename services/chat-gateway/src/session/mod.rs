@@ -54,6 +54,16 @@ pub async fn upgrade(
             return unauthorized("invalid_token", "the access token is invalid");
         }
     };
+    if shared.hub.connections_of(&user) >= shared.cfg.max_connections_per_user {
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            axum::Json(ErrorBody::new(
+                chat_types::ws::error_code::TOO_MANY_CONNECTIONS,
+                "this user has too many open connections on this gateway",
+            )),
+        )
+            .into_response();
+    }
     if shared.shutdown.is_cancelled() {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -145,6 +155,15 @@ pub(crate) fn error_frame(
     message: impl Into<String>,
     client_msg_id: Option<String>,
 ) -> Outbound {
+    refusal_frame(code, message, client_msg_id, None)
+}
+
+pub(crate) fn refusal_frame(
+    code: &str,
+    message: impl Into<String>,
+    client_msg_id: Option<String>,
+    retry_after: Option<std::time::Duration>,
+) -> Outbound {
     let client_msg_id =
         client_msg_id.filter(|c| c.chars().count() <= chat_types::limits::CLIENT_MSG_ID_MAX);
     Outbound::Frame(
@@ -152,6 +171,7 @@ pub(crate) fn error_frame(
             code: code.into(),
             message: message.into(),
             client_msg_id,
+            retry_after_ms: retry_after.map(|d| d.as_millis().try_into().unwrap_or(u64::MAX)),
         })
         .expect("frames serialise"),
     )

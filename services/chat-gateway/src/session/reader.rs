@@ -3,7 +3,7 @@
 //! `max_sends_in_flight` sends of one connection wait for Kafka at a time (past that, this
 //! socket is not read until acks come back, so one client cannot fill the shared producer).
 
-use super::error_frame;
+use super::{error_frame, refusal_frame};
 use crate::Shared;
 use crate::admission::Refused;
 use crate::hub::{ConnHandle, Outbound};
@@ -13,6 +13,7 @@ use chat_types::ws::{ClientFrame, ServerFrame, close, error_code};
 use chat_types::{ChannelId, UserId};
 use futures::StreamExt;
 use futures::stream::SplitStream;
+use governor::{Quota, RateLimiter};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -26,6 +27,11 @@ pub(super) async fn run(
 ) {
     let idle = Duration::from_secs(shared.cfg.idle_timeout_secs);
     let sends = Arc::new(Semaphore::new(shared.cfg.max_sends_in_flight));
+    // Every frame (pings included) draws from this bucket; past it the socket is simply not
+    // read for a while, so a flood costs the gateway nothing and slows only its sender.
+    let frames = RateLimiter::direct(
+        Quota::per_second(shared.cfg.frames_per_second).allow_burst(shared.cfg.frame_burst),
+    );
     let mut deadline = Instant::now() + idle;
     let mut first = true;
     loop {
@@ -43,12 +49,14 @@ pub(super) async fn run(
                 // tungstenite's size limit: say so (1009), so the client does not resend it.
                 if e.to_string().contains("Space limit exceeded") {
                     handle.state.close(close::MESSAGE_TOO_BIG);
+                    tokio::time::sleep(LINGER).await;
                 }
                 return;
             }
             None => return,
         };
         deadline = Instant::now() + idle;
+        frames.until_ready().await;
         match msg {
             WsMessage::Text(text) => {
                 let parsed = serde_json::from_str::<ClientFrame>(text.as_str());
@@ -82,6 +90,13 @@ pub(super) async fn run(
         }
     }
 }
+
+/// The client is still sending the rest of a frame that was refused, and the WebSocket stream
+/// ends at the refusal. Closing the socket with those bytes unread makes the kernel reset the
+/// connection, and a reset can overtake the close frame (1009) the writer is sending: the
+/// client would see a bare reset and reconnect to resend. So keep the socket open a moment
+/// after the close frame has gone (what nginx calls a lingering close), then let it go.
+const LINGER: Duration = Duration::from_secs(1);
 
 /// An `error` frame for input that is not a valid client frame, naming the `client_msg_id`
 /// when one can be found so the client knows which send failed.
@@ -133,7 +148,12 @@ async fn handle_frame(
             .await
             {
                 handle
-                    .send(error_frame(refused.code, refused.message, Some(cmid)))
+                    .send(refusal_frame(
+                        refused.code,
+                        refused.message,
+                        Some(cmid),
+                        refused.retry_after,
+                    ))
                     .await;
             }
         }
