@@ -195,15 +195,17 @@ async fn a_client_that_stops_reading_and_then_resumes_gets_everything_once_in_or
     let crowd = Crowd::new(4, 1, 4).await?;
     let sleeper = 3;
     crowd.clients[sleeper].pause_reading(true);
-    // Enough traffic (2 KB bodies) to fill socket buffers and the gateway's queue for the sleeper.
+    // Enough traffic to fill the socket buffers on the way and the gateway's queue for the
+    // sleeper (4 MiB): ~11 MB of 12 KB bodies. Three senders, so the send rate limit (a burst
+    // of 200 per user, then 20/s) costs a few seconds; refused sends are resent when told.
     let ch = crowd.channels[0].id;
-    let body = "z".repeat(2000);
+    let body = "\u{1F600}".repeat(3000);
     let mut sent = 0;
-    for i in 0..6000 {
+    for i in 0..900 {
         let from = i % 3;
         crowd.clients[from].send(ch, uuid::Uuid::new_v4().to_string(), format!("{i} {body}"));
         sent += 1;
-        if i % 200 == 199 {
+        if i % 150 == 149 {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }

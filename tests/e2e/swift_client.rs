@@ -9,7 +9,7 @@
 //! the same path. Run one test at a time (`--test-threads=1`): the first kills a gateway.
 
 use anyhow::{Context, bail, ensure};
-use chat_e2e::{Api, base_url, connect_elsewhere, unique};
+use chat_e2e::{api, base_url, connect_elsewhere, register, unique};
 use chat_types::ChannelId;
 use chat_types::rest::Session;
 use chat_types::ws::ServerFrame;
@@ -195,10 +195,10 @@ async fn stack(args: &[&str]) -> anyhow::Result<()> {
 #[tokio::test]
 async fn swift_and_rust_clients_chat_and_the_swift_client_resumes_exactly_after_its_gateway_is_killed()
 -> anyhow::Result<()> {
-    let api = Api::default();
-    let bob: Session = api.register("bob").await?;
+    let api = api();
+    let bob: Session = register(&api, "bob").await?;
     let channel = api
-        .create_channel(&bob.access_token, &unique("swift-"))
+        .create_channel(&bob.access_token, &unique("swift-"), None)
         .await?;
 
     // The Swift user signs up, joins and finds the channel, all through ChatKit's REST client.
@@ -236,7 +236,7 @@ async fn swift_and_rust_clients_chat_and_the_swift_client_resumes_exactly_after_
     let mut rust = connect_elsewhere(&bob.access_token, &gateway).await?;
     println!(
         "swift client on {first_connection}, rust client on {}",
-        rust.connection_id
+        rust.connection_id()
     );
 
     // Both ways.
@@ -395,10 +395,10 @@ fn expired_access_token(user: &chat_types::UserId) -> anyhow::Result<String> {
 #[tokio::test]
 async fn an_expired_access_token_is_refreshed_and_the_swift_client_connects() -> anyhow::Result<()>
 {
-    let api = Api::default();
-    let carol: Session = api.register("carol").await?;
+    let api = api();
+    let carol: Session = register(&api, "carol").await?;
     let channel = api
-        .create_channel(&carol.access_token, &unique("swift-"))
+        .create_channel(&carol.access_token, &unique("swift-"), None)
         .await?;
     let expired = expired_access_token(&carol.user.id)?;
     // `exp` is the issuing second; with no leeway it is refused from the next one.
@@ -461,7 +461,7 @@ async fn an_expired_access_token_is_refreshed_and_the_swift_client_connects() ->
             "POST",
             "/api/v1/auth/refresh",
             None,
-            Some(serde_json::json!({ "refresh_token": carol.refresh_token })),
+            Some(&serde_json::json!({ "refresh_token": carol.refresh_token })),
         )
         .await?;
     ensure!(

@@ -10,10 +10,11 @@ use chat_client::{Api, Backoff, Connection, Connector, Outbox, Page};
 use chat_types::rest::{Channel, Session};
 use chat_types::ws::{ServerFrame, error_code};
 use chat_types::{ChannelId, Message, MessageId};
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
 
 /// Reconnect delays of the test clients: short, so an outage costs a test seconds, not minutes.
 const BACKOFF: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
@@ -142,11 +143,20 @@ async fn serve(
     reading: &mut watch::Receiver<bool>,
     stop: &mut watch::Receiver<bool>,
 ) -> chat_client::Result<()> {
+    // Sends refused with `rate_limited`, due for a resend at their retry time.
+    let mut later: BTreeSet<(Instant, String)> = BTreeSet::new();
     loop {
         let read_ok = *reading.borrow();
+        let next_due = later.first().map(|(at, _)| *at);
         tokio::select! {
             _ = stop.changed() => return Ok(()),
             _ = reading.changed() => continue,
+            _ = tokio::time::sleep_until(next_due.unwrap_or_else(Instant::now)), if next_due.is_some() => {
+                let Some((_, cmid)) = later.pop_first() else { continue };
+                if let Some(again) = outbox.resend_frame(&cmid) {
+                    ws.send(&again).await?;
+                }
+            }
             out = outgoing.recv() => {
                 let Some(o) = out else { return Ok(()) };
                 outbox.sent(o.channel, o.client_msg_id.clone(), o.body.clone());
@@ -170,6 +180,13 @@ async fn serve(
                             tokio::time::sleep(Duration::from_millis(200)).await;
                             ws.send(&again).await?;
                         }
+                    }
+                    ServerFrame::Error { code, client_msg_id: Some(cmid), retry_after_ms, .. }
+                        if code == error_code::RATE_LIMITED =>
+                    {
+                        // Over the send rate: the same send again once the gateway says so.
+                        let wait = Duration::from_millis(retry_after_ms.unwrap_or(1000));
+                        later.insert((Instant::now() + wait, cmid));
                     }
                     _ => {}
                 }

@@ -1,14 +1,23 @@
-//! One module per store, each with documented repository functions.
+//! One module per store, each with documented repository functions. Services use these types,
+//! never the store clients (`sqlx`, `scylla`, `redis`, `rdkafka`) directly.
 //!
 //! # Layout
 //! - [`pg`]: PostgreSQL: users, channels, memberships, refresh tokens; migrations in
 //!   `migrations/postgres/` (embedded).
 //! - [`cql`]: Cassandra/ScyllaDB: messages, bucketed by channel position; schema in
 //!   `migrations/cql/` (embedded).
-//! - [`presence`]: Redis: which gateway each connected user is on, with expiry.
-//! - [`bus`]: Kafka: the producer of the `messages` topic and the topic's creation.
+//! - Redis, one type per purpose over one shared connection ([`redis_conn`]):
+//!   [`presence`] (which gateway each connected user is on, with expiry), [`claims`] (send
+//!   claims that make resends idempotent), [`epochs`] (membership epochs that end cached
+//!   memberships at a leave).
+//! - [`bus`]: Kafka: the producer and the consumer group of the `messages` topic, its creation.
 
 pub mod bus;
+pub mod claims;
 pub mod cql;
+pub mod epochs;
 pub mod pg;
 pub mod presence;
+pub mod redis_conn;
+
+pub use redis_conn::Redis;

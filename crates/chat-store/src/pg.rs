@@ -4,20 +4,25 @@
 
 use chat_types::{Channel, ChannelId, ChannelKind, User, UserId};
 use chrono::{DateTime, Utc};
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::postgres::PgPoolOptions;
 use std::time::Duration;
 use uuid::Uuid;
 
 pub use sqlx::Error as PgError;
+pub use sqlx::postgres::PgPool;
 
 /// Migrations under `migrations/postgres`, embedded in every binary that needs them.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
 
+/// A pool whose every statement ends within `statement_timeout_ms` (a connection option).
 pub async fn connect(cfg: &chat_common::config::PostgresConfig) -> Result<PgPool, PgError> {
+    let url = cfg
+        .connect_url()
+        .map_err(|e| PgError::Configuration(e.into()))?;
     PgPoolOptions::new()
         .max_connections(cfg.max_connections)
         .acquire_timeout(Duration::from_secs(5))
-        .connect(&cfg.url)
+        .connect(&url)
         .await
 }
 

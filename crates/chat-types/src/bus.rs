@@ -3,6 +3,7 @@
 //! reason: a message server sees a join or leave exactly where it happened among the messages.
 
 use crate::ids::{ChannelId, MessageId, UserId};
+use crate::rest::Message;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -34,6 +35,22 @@ pub struct MessageRecord {
     pub body: String,
     pub client_msg_id: String,
     pub created_at: DateTime<Utc>,
+}
+
+impl MessageRecord {
+    /// The public message this record becomes, at position `seq` once a message server gave it
+    /// one (`None` in an ack: the position is not known yet).
+    pub fn to_message(&self, seq: Option<i64>) -> Message {
+        Message {
+            id: self.id,
+            channel_id: self.channel_id,
+            sender_id: self.sender_id,
+            body: self.body.clone(),
+            client_msg_id: self.client_msg_id.clone(),
+            created_at: self.created_at,
+            seq,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

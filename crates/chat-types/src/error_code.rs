@@ -14,7 +14,8 @@ pub const UNAVAILABLE: &str = "unavailable";
 /// A message body is invalid (WebSocket: empty, only white space or too long); REST: a request
 /// body that could not be read.
 pub const INVALID_BODY: &str = "invalid_body";
-/// Too many requests: wait for `Retry-After` seconds (REST 429).
+/// Too many requests: wait for `Retry-After` seconds (REST 429); on the WebSocket, resend the
+/// refused `send` (same `client_msg_id`) after the frame's `retry_after_ms`.
 pub const RATE_LIMITED: &str = "rate_limited";
 
 // --- WebSocket `error` frames ----------------------------------------------------------------
@@ -23,6 +24,8 @@ pub const MALFORMED_FRAME: &str = "malformed_frame";
 pub const UNKNOWN_CHANNEL: &str = "unknown_channel";
 pub const INVALID_CLIENT_MSG_ID: &str = "invalid_client_msg_id";
 pub const UNKNOWN_MESSAGE: &str = "unknown_message";
+/// A WebSocket upgrade refused (HTTP 429): the user holds too many connections on the gateway.
+pub const TOO_MANY_CONNECTIONS: &str = "too_many_connections";
 
 // --- authentication (REST, and the WebSocket upgrade's 401) ---------------------------------
 
@@ -84,6 +87,7 @@ pub const WS: &[&str] = &[
     INVALID_CLIENT_MSG_ID,
     UNKNOWN_MESSAGE,
     UNAVAILABLE,
+    RATE_LIMITED,
 ];
 
 /// Codes of REST error bodies (the API, nginx's own errors in `deploy/nginx/routes.conf`, and
@@ -114,6 +118,7 @@ pub const REST: &[&str] = &[
     BAD_REQUEST,
     URI_TOO_LONG,
     REQUEST_TIMEOUT,
+    TOO_MANY_CONNECTIONS,
     INVALID_USERNAME,
     INVALID_PASSWORD,
     INVALID_DISPLAY_NAME,

@@ -46,6 +46,9 @@ pub enum ServerFrame {
         message: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         client_msg_id: Option<String>,
+        /// With `rate_limited`: wait at least this long before resending.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_after_ms: Option<u64>,
     },
     Pong,
 }
@@ -60,8 +63,10 @@ pub mod close {
     pub const SLOW_CONSUMER: u16 = 4408;
     /// Nothing was heard from the client (no frame, no pong) for too long.
     pub const IDLE_TIMEOUT: u16 = 4000;
-    /// The client sent a frame that is not a JSON text frame, or over the size limit.
+    /// The client broke the protocol (policy violation). Do not reconnect in a loop.
     pub const PROTOCOL_ERROR: u16 = 1008;
+    /// The client sent a frame over the size limit. Do not resend it: it will never fit.
+    pub const MESSAGE_TOO_BIG: u16 = 1009;
     /// The gateway could not read history to fill a gap: reconnect (after a short backoff) and
     /// `resume`; nothing is skipped past the gap.
     pub const TRY_AGAIN_LATER: u16 = 1013;
@@ -92,6 +97,7 @@ mod tests {
             code: "x".into(),
             message: "y".into(),
             client_msg_id: None,
+            retry_after_ms: None,
         })
         .unwrap();
         assert_eq!(s, r#"{"type":"error","code":"x","message":"y"}"#);

@@ -197,6 +197,10 @@ fn server_frame_fixture_name(frame: &ServerFrame) -> &'static str {
         ServerFrame::Message { .. } => "ws_server_message",
         ServerFrame::Resumed { .. } => "ws_server_resumed",
         ServerFrame::Error {
+            retry_after_ms: Some(_),
+            ..
+        } => "ws_server_error_rate_limited",
+        ServerFrame::Error {
             client_msg_id: None,
             ..
         } => "ws_server_error",
@@ -340,11 +344,19 @@ fn all_fixtures() -> Vec<Fixture> {
             code: error_code::MALFORMED_FRAME.into(),
             message: "expected a JSON text frame with a `type` field".into(),
             client_msg_id: None,
+            retry_after_ms: None,
         },
         ServerFrame::Error {
             code: error_code::NOT_A_MEMBER.into(),
             message: "you are not a member of this channel".into(),
             client_msg_id: Some(CLIENT_MSG_ID_2.into()),
+            retry_after_ms: None,
+        },
+        ServerFrame::Error {
+            code: error_code::RATE_LIMITED.into(),
+            message: "too many messages; resend this one after retry_after_ms".into(),
+            client_msg_id: Some(CLIENT_MSG_ID_2.into()),
+            retry_after_ms: Some(250),
         },
         ServerFrame::Pong,
     ];
@@ -360,6 +372,7 @@ fn all_fixtures() -> Vec<Fixture> {
             "unauthorized": close::UNAUTHORIZED,
             "slow_consumer": close::SLOW_CONSUMER,
             "idle_timeout": close::IDLE_TIMEOUT,
+            "message_too_big": close::MESSAGE_TOO_BIG,
             "protocol_error": close::PROTOCOL_ERROR,
         }),
     );

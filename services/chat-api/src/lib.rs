@@ -94,9 +94,9 @@ impl Default for Config {
 pub struct AppState {
     pub db: sqlx::PgPool,
     pub store: chat_store::cql::MessageStore,
-    pub presence: chat_store::presence::Presence,
-    pub producer: rdkafka::producer::FutureProducer,
-    pub topic: String,
+    pub redis: chat_store::Redis,
+    pub epochs: chat_store::epochs::MemberEpochs,
+    pub producer: chat_store::bus::Producer,
     pub keys: TokenKeys,
     pub refresh_ttl_secs: u64,
     pub hasher: hashing::HashPool,
@@ -121,15 +121,10 @@ impl Application {
         let throttle = throttle::Throttle::new(&cfg.api.rate_limits)?;
         let trusted_proxies =
             throttle::parse_networks("api.trusted_proxies", &cfg.api.trusted_proxies)?;
-        // Every statement of the API ends within postgres.statement_timeout_ms.
-        let pg = PostgresConfig {
-            url: cfg.postgres.connect_url()?,
-            ..cfg.postgres.clone()
-        };
-        let db = chat_store::pg::connect(&pg).await?;
+        let db = chat_store::pg::connect(&cfg.postgres).await?;
         let store = chat_store::cql::MessageStore::connect(&cfg.cassandra).await?;
-        let presence = chat_store::presence::Presence::connect(&cfg.redis).await?;
-        let producer = chat_store::bus::producer(&cfg.kafka)?;
+        let redis = chat_store::Redis::connect(&cfg.redis).await?;
+        let producer = chat_store::bus::Producer::new(&cfg.kafka)?;
         let hash_threads = match cfg.api.hash_threads {
             0 => std::thread::available_parallelism().map_or(2, |n| n.get().min(4)),
             n => n,
@@ -137,9 +132,9 @@ impl Application {
         let state = Arc::new(AppState {
             db,
             store,
-            presence,
+            epochs: chat_store::epochs::MemberEpochs::new(redis.clone()),
+            redis,
             producer,
-            topic: cfg.kafka.topic,
             keys,
             refresh_ttl_secs: cfg.auth.refresh_ttl_secs,
             hasher: hashing::HashPool::start(hash_threads)?,
@@ -163,7 +158,7 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let ready = chat_common::ops::ready_check(self.state.clone(), |s| async move {
             chat_store::pg::ping(&s.db).await?;
-            s.presence.ping().await.map_err(|e| format!("redis: {e}"))?;
+            s.redis.ping().await.map_err(|e| format!("redis: {e}"))?;
             // History needs Cassandra: not ready while the driver's pool is reconnecting.
             s.store.ping().await
         });

@@ -262,7 +262,8 @@ async fn announce(
         user_id: user,
         change,
     });
-    chat_store::bus::send(&s.producer, &s.topic, &record)
+    s.producer
+        .send(&record)
         .await
         .map(|_| ())
         .map_err(|e| ApiError::Unavailable(format!("kafka: {e}")))
@@ -294,8 +295,8 @@ async fn announce_membership(s: &SharedState, channel: ChannelId, user: UserId) 
 /// After a leave is stored and announced, and before it is answered: move the user's membership
 /// epoch, so no gateway accepts a send on a membership it confirmed before the leave.
 async fn end_cached_memberships(s: &SharedState, user: UserId) -> ApiResult<()> {
-    s.presence
-        .bump_member_epoch(user)
+    s.epochs
+        .bump(user)
         .await
         .map_err(|e| ApiError::Unavailable(format!("redis: {e}")))
 }

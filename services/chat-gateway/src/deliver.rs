@@ -5,27 +5,42 @@
 use crate::Shared;
 use crate::hub::{LiveMessage, MembershipNote, Outbound};
 use axum::Json;
+use axum::extract::Request;
 use axum::extract::State;
 use axum::extract::ws::Utf8Bytes;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use chat_types::bus::MembershipChange;
 use chat_types::internal::{DeliveryBatch, Event, INTERNAL_TOKEN_HEADER};
 use chat_types::ws::ServerFrame;
 use secrecy::ExposeSecret;
 use std::sync::Arc;
+use subtle::ConstantTimeEq;
 
-pub async fn deliver(
+/// Refuses a request without the internal credential before its body is read (a layer, so the
+/// up to 64 MiB a batch may be are never buffered for a caller who is not a message server).
+pub async fn require_credential(
     State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
-    body: Result<Json<DeliveryBatch>, axum::extract::rejection::JsonRejection>,
-) -> StatusCode {
-    let presented = headers
+    request: Request,
+    next: Next,
+) -> Response {
+    let presented = request
+        .headers()
         .get(INTERNAL_TOKEN_HEADER)
         .map(|v| v.as_bytes())
         .unwrap_or_default();
-    if !constant_time_eq(presented, shared.internal_token.expose_secret().as_bytes()) {
-        return StatusCode::UNAUTHORIZED;
+    let expected = shared.internal_token.expose_secret().as_bytes();
+    if !bool::from(presented.ct_eq(expected)) {
+        return StatusCode::UNAUTHORIZED.into_response();
     }
+    next.run(request).await
+}
+
+pub async fn deliver(
+    State(shared): State<Arc<Shared>>,
+    body: Result<Json<DeliveryBatch>, axum::extract::rejection::JsonRejection>,
+) -> StatusCode {
     let Ok(Json(batch)) = body else {
         return StatusCode::BAD_REQUEST;
     };
@@ -56,7 +71,7 @@ pub async fn deliver(
                 } => {
                     if change == MembershipChange::Left {
                         // Already stale by the epoch; this also covers an epoch Redis lost.
-                        shared.hub.forget_member(user_id, Some(channel_id));
+                        shared.admission.forget(user_id, Some(channel_id));
                     }
                     Outbound::Membership(Arc::new(MembershipNote {
                         channel: channel_id,
@@ -75,8 +90,4 @@ pub async fn deliver(
     }
     metrics::counter!("chat_deliveries_total").increment(deliveries);
     StatusCode::NO_CONTENT
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

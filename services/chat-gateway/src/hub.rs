@@ -6,8 +6,9 @@ use axum::extract::ws::Utf8Bytes;
 use chat_types::bus::MembershipChange;
 use chat_types::{ChannelId, UserId};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -54,118 +55,118 @@ pub struct MembershipNote {
 pub struct ConnHandle {
     pub id: u64,
     pub tx: mpsc::Sender<Outbound>,
-    /// Cancelled to close the connection; the code says why.
-    pub kill: CancellationToken,
-    pub kill_code: Arc<std::sync::atomic::AtomicU16>,
+    pub state: Arc<ConnState>,
 }
 
-impl ConnHandle {
-    /// Queue an item; a full queue means the client is not reading: close it (it will resume).
-    pub fn offer(&self, item: Outbound) {
-        if let Err(mpsc::error::TrySendError::Full(_)) = self.tx.try_send(item) {
-            metrics::counter!("chat_slow_consumers_total").increment(1);
-            self.kill_code.store(
-                chat_types::ws::close::SLOW_CONSUMER,
-                std::sync::atomic::Ordering::Relaxed,
-            );
+/// What a connection's handle, reader and writer share.
+pub struct ConnState {
+    /// Cancelled to close the connection; `kill_code` says why.
+    pub kill: CancellationToken,
+    pub kill_code: AtomicU16,
+    /// Bytes of frames queued and not yet written: the queue is bounded in bytes as well as in
+    /// items, so a client that stops reading cannot make the gateway hold megabytes for it.
+    pub queued_bytes: AtomicUsize,
+    pub max_queued_bytes: usize,
+}
+
+impl ConnState {
+    pub fn new(kill: CancellationToken, max_queued_bytes: usize) -> Self {
+        ConnState {
+            kill,
+            kill_code: AtomicU16::new(chat_types::ws::close::GOING_AWAY),
+            queued_bytes: AtomicUsize::new(0),
+            max_queued_bytes,
+        }
+    }
+
+    /// Close the connection with `code` (the first reason given wins).
+    pub fn close(&self, code: u16) {
+        if !self.kill.is_cancelled() {
+            self.kill_code.store(code, Ordering::Relaxed);
             self.kill.cancel();
+        }
+    }
+
+    /// The writer took an item off the queue.
+    pub fn dequeued(&self, item: &Outbound) {
+        self.queued_bytes.fetch_sub(item.size(), Ordering::Relaxed);
+    }
+}
+
+impl Outbound {
+    /// Bytes this item holds for its connection (a shared frame is counted in full: the bound
+    /// is per connection).
+    pub fn size(&self) -> usize {
+        match self {
+            Outbound::Live(l) => l.frame.len(),
+            Outbound::Frame(f) => f.len(),
+            _ => 0,
         }
     }
 }
 
-/// A connected user: their connections here, and the channels they were recently confirmed to
-/// be a member of (so a send does not cost a PostgreSQL query each time).
-#[derive(Default)]
-struct Local {
-    conns: Vec<ConnHandle>,
-    /// The user's membership epoch (Redis) the entries of `member_of` were confirmed under. Every
-    /// send checks it in the same Redis call that takes the send claim; the API moves it after a
-    /// leave, before answering, so a cached membership never outlives a leave.
-    epoch: Option<String>,
-    /// Channel -> when PostgreSQL confirmed the membership. The age limit is a second line of
-    /// defence (Redis losing the epoch), not the mechanism.
-    member_of: HashMap<ChannelId, Instant>,
+impl ConnHandle {
+    /// Queue an item without waiting; a full queue (by count or by bytes) means the client is
+    /// not reading: close it (it will resume).
+    pub fn offer(&self, item: Outbound) {
+        let size = item.size();
+        let queued = self.state.queued_bytes.fetch_add(size, Ordering::Relaxed) + size;
+        let refused = if queued > self.state.max_queued_bytes {
+            Some(size)
+        } else {
+            match self.tx.try_send(item) {
+                Ok(()) => None,
+                Err(mpsc::error::TrySendError::Full(_)) => Some(size),
+                // The connection is closing; nothing to account for any more.
+                Err(mpsc::error::TrySendError::Closed(_)) => return,
+            }
+        };
+        if let Some(size) = refused {
+            self.state.queued_bytes.fetch_sub(size, Ordering::Relaxed);
+            metrics::counter!("chat_slow_consumers_total").increment(1);
+            self.state.close(chat_types::ws::close::SLOW_CONSUMER);
+        }
+    }
+
+    /// Queue an item, waiting for room (the connection's own replies: acks, pongs, errors;
+    /// waiting here stops reading the client's socket, which is the back-pressure wanted).
+    pub async fn send(&self, item: Outbound) {
+        let size = item.size();
+        self.state.queued_bytes.fetch_add(size, Ordering::Relaxed);
+        if self.tx.send(item).await.is_err() {
+            self.state.queued_bytes.fetch_sub(size, Ordering::Relaxed);
+        }
+    }
 }
 
+/// The users connected here, with their connections.
 #[derive(Default)]
 pub struct Hub {
-    users: RwLock<HashMap<UserId, Local>>,
+    users: RwLock<HashMap<UserId, Vec<ConnHandle>>>,
 }
 
 impl Hub {
     /// Add a connection; returns `true` if it is the user's first on this gateway.
     pub fn add(&self, user: UserId, conn: ConnHandle) -> bool {
         let mut users = self.users.write().expect("hub lock");
-        let local = users.entry(user).or_default();
-        local.conns.push(conn);
+        let conns = users.entry(user).or_default();
+        conns.push(conn);
         metrics::gauge!("chat_connections").increment(1.0);
-        local.conns.len() == 1
-    }
-
-    /// The epoch under which `user` was confirmed a member of `channel` less than `max_age` ago.
-    pub fn member_epoch(
-        &self,
-        user: UserId,
-        channel: ChannelId,
-        max_age: Duration,
-    ) -> Option<String> {
-        let users = self.users.read().expect("hub lock");
-        let local = users.get(&user)?;
-        let fresh = local
-            .member_of
-            .get(&channel)
-            .is_some_and(|at| at.elapsed() < max_age);
-        if fresh { local.epoch.clone() } else { None }
-    }
-
-    /// Remember that PostgreSQL confirmed the membership, having read `epoch` before asking. A
-    /// different epoch forgets every other channel: they were confirmed under an older one.
-    pub fn remember_member(&self, user: UserId, channel: ChannelId, epoch: String) {
-        let mut users = self.users.write().expect("hub lock");
-        let Some(local) = users.get_mut(&user) else {
-            return;
-        };
-        if local.epoch.as_deref() != Some(epoch.as_str()) {
-            local.member_of.clear();
-            local.epoch = Some(epoch);
-        }
-        local.member_of.insert(channel, Instant::now());
-    }
-
-    /// A `Left` push, or a stale epoch: forget the cached membership(s).
-    pub fn forget_member(&self, user: UserId, channel: Option<ChannelId>) {
-        let mut users = self.users.write().expect("hub lock");
-        if let Some(local) = users.get_mut(&user) {
-            match channel {
-                Some(c) => {
-                    local.member_of.remove(&c);
-                }
-                None => local.member_of.clear(),
-            }
-        }
-    }
-
-    /// Redis lost its data (epochs included): trust no cached membership.
-    pub fn forget_all_memberships(&self) {
-        let mut users = self.users.write().expect("hub lock");
-        for local in users.values_mut() {
-            local.member_of.clear();
-            local.epoch = None;
-        }
+        conns.len() == 1
     }
 
     /// Remove a connection; returns `true` if it was the user's last on this gateway.
     pub fn remove(&self, user: UserId, conn_id: u64) -> bool {
         let mut users = self.users.write().expect("hub lock");
-        let Some(local) = users.get_mut(&user) else {
+        let Some(conns) = users.get_mut(&user) else {
             return false;
         };
-        let before = local.conns.len();
-        local.conns.retain(|c| c.id != conn_id);
-        if local.conns.len() < before {
+        let before = conns.len();
+        conns.retain(|c| c.id != conn_id);
+        if conns.len() < before {
             metrics::gauge!("chat_connections").decrement(1.0);
         }
-        if local.conns.is_empty() {
+        if conns.is_empty() {
             users.remove(&user);
             true
         } else {
@@ -177,8 +178,8 @@ impl Hub {
     pub fn for_each_of(&self, users: &[UserId], mut f: impl FnMut(&ConnHandle)) {
         let map = self.users.read().expect("hub lock");
         for u in users {
-            if let Some(local) = map.get(u) {
-                local.conns.iter().for_each(&mut f);
+            if let Some(conns) = map.get(u) {
+                conns.iter().for_each(&mut f);
             }
         }
     }
@@ -186,9 +187,21 @@ impl Hub {
     /// Queue `item` to every connection.
     pub fn offer_all(&self, item: Outbound) {
         let users = self.users.read().expect("hub lock");
-        for c in users.values().flat_map(|l| &l.conns) {
+        for c in users.values().flatten() {
             c.offer(item.clone());
         }
+    }
+
+    pub fn connections_of(&self, user: &UserId) -> usize {
+        self.users
+            .read()
+            .expect("hub lock")
+            .get(user)
+            .map_or(0, Vec::len)
+    }
+
+    pub fn is_connected(&self, user: &UserId) -> bool {
+        self.users.read().expect("hub lock").contains_key(user)
     }
 
     pub fn users(&self) -> Vec<UserId> {
@@ -205,7 +218,7 @@ impl Hub {
             .read()
             .expect("hub lock")
             .values()
-            .map(|l| l.conns.len())
+            .map(Vec::len)
             .sum()
     }
 
@@ -215,7 +228,9 @@ impl Hub {
 }
 
 /// Renew every local user's presence every 10 s; check every second that Redis still has our
-/// marker, and re-register everyone at once when it does not (Redis restarted empty).
+/// marker, and when it does not (Redis restarted empty), register everyone again at once and
+/// resync every connection from history: pushes made while nobody was registered reached
+/// nobody, and a channel that then goes quiet would otherwise keep the hole.
 pub async fn heartbeat(shared: Arc<Shared>) {
     let url = shared.cfg.internal_url.clone();
     let id = shared.cfg.id.clone();
@@ -234,21 +249,28 @@ pub async fn heartbeat(shared: Arc<Shared>) {
                 continue;
             }
         };
-        if lost || n.is_multiple_of(10) {
-            let users = shared.hub.users();
-            match shared.presence.register(&url, &users).await {
-                Ok(()) => {
-                    if lost {
-                        shared.hub.forget_all_memberships();
-                        tracing::info!(
-                            users = users.len(),
-                            "presence registered (redis had no marker)"
-                        );
-                    }
-                    let _ = shared.presence.set_marker(&id).await;
+        if !lost && !n.is_multiple_of(10) {
+            continue;
+        }
+        shared
+            .admission
+            .retain_users(|u| shared.hub.is_connected(u));
+        let users = shared.hub.users();
+        match shared.presence.register(&url, &users).await {
+            Ok(()) => {
+                if lost {
+                    // Registered first: from here on pushes reach us again, and everything
+                    // pushed before is stored, so the resync's history reads cover it.
+                    shared.admission.forget_all();
+                    shared.hub.offer_all(Outbound::Resync);
+                    tracing::info!(
+                        users = users.len(),
+                        "presence registered and connections resynced (redis had no marker)"
+                    );
                 }
-                Err(e) => tracing::warn!(error = %e, "presence renewal failed"),
+                let _ = shared.presence.set_marker(&id).await;
             }
+            Err(e) => tracing::warn!(error = %e, "presence renewal failed"),
         }
     }
 }

@@ -11,10 +11,13 @@
 //!   client is exactly once and in order even when pushes were replayed or missed.
 //!
 //! # Layout
+//! - [`session`]: one connection: authentication, the reader, the writer and the sequencer
+//!   that orders what the writer sends.
+//! - [`admission`]: the one gate a send passes (fields, membership, send claim).
 //! - [`hub`]: the local registry of connections and the presence heartbeat.
-//! - [`session`]: one connection: authentication, the reader and the writer.
 //! - [`deliver`]: the internal delivery endpoint.
 
+pub mod admission;
 pub mod deliver;
 pub mod hub;
 pub mod session;
@@ -25,9 +28,14 @@ use chat_common::config::{
     RedisConfig, TelemetryConfig,
 };
 use chat_common::telemetry::PrometheusHandle;
+use chat_store::bus::Producer;
+use chat_store::claims::SendClaims;
 use chat_store::cql::MessageStore;
+use chat_store::epochs::MemberEpochs;
+use chat_store::pg::PgPool;
 use chat_store::presence::Presence;
 use serde::{Deserialize, Serialize};
+use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -58,6 +66,21 @@ pub struct GatewayConfig {
     pub internal_url: String,
     /// Frames queued per connection before it counts as a slow consumer and is closed.
     pub queue_capacity: usize,
+    /// Bytes of frames queued per connection before it counts as a slow consumer.
+    pub queue_bytes: usize,
+    /// Sends of one connection waiting for Kafka at a time; past that its socket is not read
+    /// until acks come back.
+    pub max_sends_in_flight: usize,
+    /// A user's sends per second (token bucket per user and gateway); past it a send is
+    /// refused with `rate_limited` and a retry time.
+    pub sends_per_second: NonZeroU32,
+    pub send_burst: NonZeroU32,
+    /// Frames per second one connection may send (any type); past it its socket is not read
+    /// for a while (back-pressure, no error).
+    pub frames_per_second: NonZeroU32,
+    pub frame_burst: NonZeroU32,
+    /// Connections one user may hold on one gateway; more are refused with 429.
+    pub max_connections_per_user: usize,
     pub ping_interval_secs: u64,
     /// A connection silent (no frame, no pong) this long is closed.
     pub idle_timeout_secs: u64,
@@ -82,6 +105,13 @@ impl Default for GatewayConfig {
             id: "gateway-1".into(),
             internal_url: "http://127.0.0.1:9101".into(),
             queue_capacity: 4096,
+            queue_bytes: 4 * 1024 * 1024,
+            max_sends_in_flight: 64,
+            sends_per_second: nz(20),
+            send_burst: nz(200),
+            frames_per_second: nz(100),
+            frame_burst: nz(400),
+            max_connections_per_user: 32,
             ping_interval_secs: 25,
             idle_timeout_secs: 75,
             resume_hold_ms: 1000,
@@ -92,6 +122,10 @@ impl Default for GatewayConfig {
             drain_secs: 5,
         }
     }
+}
+
+fn nz(n: u32) -> NonZeroU32 {
+    NonZeroU32::new(n).expect("non-zero")
 }
 
 impl Default for Config {
@@ -114,15 +148,17 @@ impl Default for Config {
 /// What every connection and handler shares.
 pub struct Shared {
     pub cfg: GatewayConfig,
-    pub topic: String,
-    pub db: sqlx::PgPool,
+    pub db: PgPool,
     pub store: MessageStore,
     pub presence: Presence,
-    pub producer: rdkafka::producer::FutureProducer,
+    pub admission: admission::Admission,
+    pub producer: Producer,
     pub keys: TokenKeys,
     pub internal_token: secrecy::SecretString,
     pub hub: hub::Hub,
+    /// The process's shutdown token: connections, handlers and the heartbeat race it.
     pub shutdown: CancellationToken,
+    /// Every task of the gateway, waited for (bounded) at shutdown.
     pub tasks: TaskTracker,
 }
 
@@ -134,26 +170,42 @@ pub struct Application {
 }
 
 impl Application {
-    pub async fn build(cfg: Config, metrics: PrometheusHandle) -> anyhow::Result<Self> {
+    /// Connect to the stores and bind both listeners. `shutdown` is the one token everything
+    /// the gateway runs races; cancelling it starts the drain of [`Self::run_until_stopped`].
+    pub async fn build(
+        cfg: Config,
+        metrics: PrometheusHandle,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<Self> {
         let keys = TokenKeys::new(&cfg.auth.secret()?, cfg.auth.access_ttl_secs);
         let internal_token = cfg.internal.token()?;
         let db = chat_store::pg::connect(&cfg.postgres).await?;
         let store = MessageStore::connect(&cfg.cassandra).await?;
-        let presence = Presence::connect(&cfg.redis).await?;
-        let producer = chat_store::bus::producer(&cfg.kafka)?;
+        let redis = chat_store::Redis::connect(&cfg.redis).await?;
+        let producer = Producer::new(&cfg.kafka)?;
         let http_listener = tokio::net::TcpListener::bind(&cfg.http.listen).await?;
         let ops_listener = tokio::net::TcpListener::bind(&cfg.ops.listen).await?;
+        let admission = admission::Admission::new(
+            db.clone(),
+            SendClaims::new(redis.clone()),
+            MemberEpochs::new(redis.clone()),
+            Duration::from_secs(cfg.gateway.membership_cache_secs),
+            admission::SendRate {
+                per_second: cfg.gateway.sends_per_second,
+                burst: cfg.gateway.send_burst,
+            },
+        );
         let shared = Arc::new(Shared {
             cfg: cfg.gateway,
-            topic: cfg.kafka.topic,
             db,
             store,
-            presence,
+            presence: Presence::new(redis),
+            admission,
             producer,
             keys,
             internal_token,
             hub: hub::Hub::default(),
-            shutdown: CancellationToken::new(),
+            shutdown,
             tasks: TaskTracker::new(),
         });
         Ok(Application {
@@ -172,7 +224,10 @@ impl Application {
         self.ops_listener.local_addr().expect("bound")
     }
 
-    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+    /// Serve until the shutdown token is cancelled, then drain: every client is told to
+    /// reconnect elsewhere (1001) and deregistered, acks in flight are sent, all bounded by
+    /// `drain_secs`.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let shared = self.shared.clone();
         let ws_app = axum::Router::new()
             .route("/ws", axum::routing::get(session::upgrade))
@@ -188,40 +243,40 @@ impl Application {
                     axum::routing::post(deliver::deliver),
                 )
                 .layer(axum::extract::DefaultBodyLimit::max(64 * 1024 * 1024))
+                .route_layer(axum::middleware::from_fn_with_state(
+                    shared.clone(),
+                    deliver::require_credential,
+                ))
                 .with_state(shared.clone()),
         );
 
-        let heartbeat = tokio::spawn(hub::heartbeat(shared.clone()));
-        let http_stop = shutdown.clone();
-        let http = tokio::spawn(async move {
-            axum::serve(self.http_listener, ws_app)
+        let stop = shared.shutdown.clone();
+        shared.tasks.spawn(hub::heartbeat(shared.clone()));
+        let (http_listener, ops_listener) = (self.http_listener, self.ops_listener);
+        let http_stop = stop.clone();
+        shared.tasks.spawn(async move {
+            if let Err(e) = axum::serve(http_listener, ws_app)
                 .with_graceful_shutdown(http_stop.cancelled_owned())
                 .await
+            {
+                tracing::error!(error = %e, "websocket server failed");
+            }
         });
-        let ops_stop = shared.shutdown.clone();
-        let ops = tokio::spawn(async move {
-            axum::serve(self.ops_listener, ops_app)
+        let ops_stop = stop.clone();
+        shared.tasks.spawn(async move {
+            if let Err(e) = axum::serve(ops_listener, ops_app)
                 .with_graceful_shutdown(ops_stop.cancelled_owned())
                 .await
+            {
+                tracing::error!(error = %e, "ops server failed");
+            }
         });
         tracing::info!(gateway = %shared.cfg.id, "gateway running");
 
-        shutdown.cancelled().await;
-        // Tell every client to reconnect elsewhere, deregister them, and wait (bounded).
+        stop.cancelled().await;
         tracing::info!(connections = shared.hub.len(), "draining connections");
-        shared.shutdown.cancel();
-        shared.tasks.close();
-        let drained = tokio::time::timeout(
-            Duration::from_secs(shared.cfg.drain_secs),
-            shared.tasks.wait(),
-        )
-        .await;
-        if drained.is_err() {
-            tracing::warn!("drain timed out");
-        }
-        heartbeat.abort();
-        let _ = http.await;
-        let _ = ops.await;
+        chat_common::shutdown::drain(&shared.tasks, Duration::from_secs(shared.cfg.drain_secs))
+            .await;
         Ok(())
     }
 }

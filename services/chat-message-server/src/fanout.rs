@@ -1,33 +1,59 @@
 //! Pushing a batch's events to the gateways of their recipients: one presence lookup for all
 //! recipients (one pipelined Redis round trip), then one request per gateway, all concurrent,
-//! each with a time limit, so an unreachable gateway holds up nobody else.
+//! each with a time limit, so an unreachable gateway holds up nobody else. A push that fails is
+//! retried in the background a few times within [`RETRY_WITHIN`], so a gateway that failed for
+//! a moment still gets every message of a channel that then goes quiet; late copies are harmless
+//! (a gateway drops what a connection already has, by position).
 
-use crate::process::Outgoing;
+use bytes::Bytes;
 use chat_store::presence::Presence;
 use chat_types::UserId;
-use chat_types::internal::{DELIVER_PATH, DeliveryBatch, DeliveryGroup, INTERNAL_TOKEN_HEADER};
+use chat_types::internal::{
+    DELIVER_PATH, DeliveryBatch, DeliveryGroup, Event, INTERNAL_TOKEN_HEADER,
+};
 use secrecy::{ExposeSecret, SecretString};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio_util::task::TaskTracker;
 
+/// Retries of a failed push are spread over about this long (with jitter), then given up: a
+/// gateway still failing by then is taken for dead, and its clients resume elsewhere.
+pub const RETRY_WITHIN: Duration = Duration::from_millis(1500);
+
+/// An event to push, with the users who receive it: a channel's members (one `Arc` shared by
+/// all of the channel's events in a batch) or the one user a membership change concerns.
+#[derive(Clone)]
+pub struct Outgoing {
+    pub event: Event,
+    pub recipients: Arc<Vec<UserId>>,
+}
+
+#[derive(Clone)]
 pub struct Fanout {
     presence: Presence,
+    pusher: Pusher,
+}
+
+/// Posts delivery batches to gateways, retrying a failed one in the background.
+#[derive(Clone)]
+struct Pusher {
     http: reqwest::Client,
     token: SecretString,
+    /// Background retries, waited for (bounded) at shutdown.
+    retries: TaskTracker,
 }
 
 impl Fanout {
-    pub fn new(presence: Presence, token: SecretString, timeout: Duration) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(Duration::from_millis(500))
-            .pool_max_idle_per_host(8)
-            .build()?;
+    pub fn new(
+        presence: Presence,
+        token: SecretString,
+        timeout: Duration,
+        retries: TaskTracker,
+    ) -> anyhow::Result<Self> {
         Ok(Fanout {
             presence,
-            http,
-            token,
+            pusher: Pusher::new(token, timeout, retries)?,
         })
     }
 
@@ -42,15 +68,36 @@ impl Fanout {
             .into_iter()
             .collect();
         users.sort_unstable();
-        let gateways = match self.presence.gateways_of(&users).await {
-            Ok(g) => g,
+        match self.presence.gateways_of(&users).await {
+            Ok(gateways) => self.push_to(outgoing, &users, &gateways).await,
             Err(e) => {
-                // Stored already; connected clients fill the gap when the next message arrives.
+                // Stored already; look the recipients up again shortly, so that a channel
+                // that goes quiet now still reaches its connected members.
                 metrics::counter!("chat_presence_errors_total").increment(1);
-                tracing::warn!(error = %e, "presence lookup failed; skipping live push of this batch");
-                return;
+                tracing::warn!(error = %e, "presence lookup failed; retrying the push in the background");
+                let this = self.clone();
+                let outgoing = outgoing.to_vec();
+                self.pusher.retries.spawn(async move {
+                    let delays = chat_common::retry::backoff(
+                        Duration::from_millis(100),
+                        RETRY_WITHIN / 4,
+                        Some(3),
+                    );
+                    for delay in delays {
+                        tokio::time::sleep(delay).await;
+                        if let Ok(gateways) = this.presence.gateways_of(&users).await {
+                            this.push_to(&outgoing, &users, &gateways).await;
+                            return;
+                        }
+                    }
+                    tracing::warn!("gave up looking up presence; gateways resync when it is back");
+                });
             }
-        };
+        }
+    }
+
+    /// Push to the gateways `gateways[i]` of each `users[i]`.
+    async fn push_to(&self, outgoing: &[Outgoing], users: &[UserId], gateways: &[Vec<String>]) {
         let where_is: HashMap<UserId, &Vec<String>> = users
             .iter()
             .copied()
@@ -98,24 +145,138 @@ impl Fanout {
         }
 
         let pushes = batches.into_iter().map(|(gateway, groups)| async move {
-            let n: usize = groups.iter().map(|g| g.events.len()).sum();
+            let events: usize = groups.iter().map(|g| g.events.len()).sum();
             let url = format!("{gateway}{DELIVER_PATH}");
-            let res = self
-                .http
-                .post(&url)
-                .header(INTERNAL_TOKEN_HEADER, self.token.expose_secret())
-                .json(&DeliveryBatch { groups })
-                .send()
-                .await
-                .and_then(|r| r.error_for_status());
-            match res {
-                Ok(_) => metrics::counter!("chat_pushes_total", "result" => "ok").increment(1),
-                Err(e) => {
-                    metrics::counter!("chat_pushes_total", "result" => "error").increment(1);
-                    tracing::warn!(%gateway, events = n, error = %e, "push to gateway failed");
-                }
+            let body = Bytes::from(
+                serde_json::to_vec(&DeliveryBatch { groups }).expect("batches serialise"),
+            );
+            if let Err(e) = self.pusher.post(&url, body.clone()).await {
+                tracing::warn!(%gateway, events, error = %e, "push to gateway failed; retrying in the background");
+                self.pusher.retry_later(url, body);
             }
         });
         futures::future::join_all(pushes).await;
+    }
+}
+
+impl Pusher {
+    fn new(token: SecretString, timeout: Duration, retries: TaskTracker) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(Duration::from_millis(500))
+            .pool_max_idle_per_host(8)
+            .build()?;
+        Ok(Pusher {
+            http,
+            token,
+            retries,
+        })
+    }
+
+    async fn post(&self, url: &str, body: Bytes) -> Result<(), reqwest::Error> {
+        let res = self
+            .http
+            .post(url)
+            .header(INTERNAL_TOKEN_HEADER, self.token.expose_secret())
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body)
+            .send()
+            .await
+            .and_then(|r| r.error_for_status());
+        let result = if res.is_ok() { "ok" } else { "error" };
+        metrics::counter!("chat_pushes_total", "result" => result).increment(1);
+        res.map(|_| ())
+    }
+
+    fn retry_later(&self, url: String, body: Bytes) {
+        let this = self.clone();
+        self.retries.spawn(async move {
+            let delays =
+                chat_common::retry::backoff(Duration::from_millis(100), RETRY_WITHIN / 4, Some(3));
+            for delay in delays {
+                tokio::time::sleep(delay).await;
+                match this.post(&url, body.clone()).await {
+                    Ok(()) => {
+                        metrics::counter!("chat_push_retries_total", "result" => "ok").increment(1);
+                        return;
+                    }
+                    Err(e) => tracing::debug!(%url, error = %e, "push retry failed"),
+                }
+            }
+            metrics::counter!("chat_push_retries_total", "result" => "gave_up").increment(1);
+            tracing::warn!(%url, "gave up pushing to gateway; its clients resume elsewhere");
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A real HTTP server standing in for a gateway whose delivery endpoint fails `failures`
+    /// times, then takes the batch.
+    async fn flaky_gateway(failures: usize) -> (String, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let taken = Arc::new(AtomicUsize::new(0));
+        let (c, t) = (calls.clone(), taken.clone());
+        let app = axum::Router::new().route(
+            DELIVER_PATH,
+            axum::routing::post(move || {
+                let (c, t) = (c.clone(), t.clone());
+                async move {
+                    if c.fetch_add(1, Ordering::SeqCst) < failures {
+                        axum::http::StatusCode::SERVICE_UNAVAILABLE
+                    } else {
+                        t.fetch_add(1, Ordering::SeqCst);
+                        axum::http::StatusCode::NO_CONTENT
+                    }
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}{DELIVER_PATH}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (url, calls, taken)
+    }
+
+    fn pusher(retries: &TaskTracker) -> Pusher {
+        Pusher::new(
+            "t".to_owned().into(),
+            Duration::from_secs(1),
+            retries.clone(),
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_push_that_fails_for_a_moment_is_delivered_by_a_retry_within_the_limit() {
+        let (url, calls, taken) = flaky_gateway(2).await;
+        let retries = TaskTracker::new();
+        let p = pusher(&retries);
+        let started = std::time::Instant::now();
+        assert!(p.post(&url, Bytes::from_static(b"{}")).await.is_err());
+        p.retry_later(url, Bytes::from_static(b"{}"));
+        retries.close();
+        retries.wait().await;
+        assert_eq!(taken.load(Ordering::SeqCst), 1, "the batch got through");
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+        assert!(started.elapsed() < Duration::from_secs(2));
+    }
+
+    #[tokio::test]
+    async fn a_gateway_that_keeps_failing_is_given_up_after_a_bounded_number_of_retries() {
+        let (url, calls, taken) = flaky_gateway(usize::MAX).await;
+        let retries = TaskTracker::new();
+        let p = pusher(&retries);
+        p.retry_later(url, Bytes::from_static(b"{}"));
+        retries.close();
+        retries.wait().await;
+        assert_eq!(taken.load(Ordering::SeqCst), 0);
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            3,
+            "three retries, then it gives up"
+        );
     }
 }

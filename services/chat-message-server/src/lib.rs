@@ -10,7 +10,7 @@
 //! # Layout
 //! - [`consumer`]: the Kafka loop, rebalances and commits.
 //! - [`process`]: positions, storage and the membership cache.
-//! - [`fanout`]: presence lookup and the pushes to gateways.
+//! - [`fanout`]: presence lookup and the pushes to gateways (with background retries).
 
 pub mod consumer;
 pub mod fanout;
@@ -22,7 +22,9 @@ use chat_common::config::{
 };
 use chat_common::telemetry::PrometheusHandle;
 use serde::{Deserialize, Serialize};
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default)]
@@ -46,6 +48,11 @@ pub struct MessageServerConfig {
     pub batch_max: usize,
     /// Time limit of one push to a gateway, milliseconds.
     pub push_timeout_ms: u64,
+    /// Channels whose position and member list stay cached between batches (least recently
+    /// used beyond that are read again when needed).
+    pub channels_cached: usize,
+    /// Bounded drain on shutdown: the batch in hand, the final commit, push retries.
+    pub drain_secs: u64,
 }
 
 impl Default for MessageServerConfig {
@@ -54,6 +61,8 @@ impl Default for MessageServerConfig {
             id: "message-server-1".into(),
             batch_max: 1000,
             push_timeout_ms: 2000,
+            channels_cached: 100_000,
+            drain_secs: 10,
         }
     }
 }
@@ -74,28 +83,46 @@ impl Default for Config {
 }
 
 pub struct Application {
-    cfg: Config,
+    cfg: MessageServerConfig,
     metrics: PrometheusHandle,
+    consumer: chat_store::bus::GroupConsumer,
     processor: process::Processor,
+    tasks: TaskTracker,
+    shutdown: CancellationToken,
     ops_listener: tokio::net::TcpListener,
 }
 
 impl Application {
-    pub async fn build(cfg: Config, metrics: PrometheusHandle) -> anyhow::Result<Self> {
+    /// Connect to the stores, join the consumer group and bind the ops listener. `shutdown` is
+    /// the one token everything the server runs races.
+    pub async fn build(
+        cfg: Config,
+        metrics: PrometheusHandle,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<Self> {
         let db = chat_store::pg::connect(&cfg.postgres).await?;
         let store = chat_store::cql::MessageStore::connect(&cfg.cassandra).await?;
-        let presence = chat_store::presence::Presence::connect(&cfg.redis).await?;
+        let redis = chat_store::Redis::connect(&cfg.redis).await?;
+        let tasks = TaskTracker::new();
+        let ms = cfg.message_server;
         let fanout = fanout::Fanout::new(
-            presence,
+            chat_store::presence::Presence::new(redis),
             cfg.internal.token()?,
-            std::time::Duration::from_millis(cfg.message_server.push_timeout_ms),
+            Duration::from_millis(ms.push_timeout_ms),
+            tasks.clone(),
         )?;
-        let processor = process::Processor::new(db, store, fanout);
+        let processor =
+            process::Processor::new(db, store, fanout, ms.channels_cached, ms.batch_max);
+        let consumer = chat_store::bus::GroupConsumer::subscribe(&cfg.kafka, &ms.id)?;
+        tracing::info!(topic = %cfg.kafka.topic, group = %cfg.kafka.consumer_group, "consuming");
         let ops_listener = tokio::net::TcpListener::bind(&cfg.ops.listen).await?;
         Ok(Application {
-            cfg,
+            cfg: ms,
             metrics,
+            consumer,
             processor,
+            tasks,
+            shutdown,
             ops_listener,
         })
     }
@@ -104,18 +131,30 @@ impl Application {
         self.ops_listener.local_addr().expect("bound")
     }
 
-    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+    /// Consume until `shutdown`, then drain: the batch in hand is finished and committed, push
+    /// retries get the rest of the bound.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let shutdown = self.shutdown;
         let ready = self.processor.ready_check();
         let ops = chat_common::ops::router(self.metrics.clone(), ready);
-        let ops_shutdown = shutdown.clone();
-        let ops_task = tokio::spawn(async move {
-            axum::serve(self.ops_listener, ops)
-                .with_graceful_shutdown(ops_shutdown.cancelled_owned())
+        let ops_stop = shutdown.clone();
+        let listener = self.ops_listener;
+        self.tasks.spawn(async move {
+            if let Err(e) = axum::serve(listener, ops)
+                .with_graceful_shutdown(ops_stop.cancelled_owned())
                 .await
+            {
+                tracing::error!(error = %e, "ops server failed");
+            }
         });
-        let result = consumer::run(&self.cfg, self.processor, shutdown.clone()).await;
-        shutdown.cancel();
-        let _ = ops_task.await;
-        result
+        self.tasks.spawn(consumer::run(
+            self.consumer,
+            self.processor,
+            self.cfg.batch_max,
+            shutdown.clone(),
+        ));
+        shutdown.cancelled().await;
+        chat_common::shutdown::drain(&self.tasks, Duration::from_secs(self.cfg.drain_secs)).await;
+        Ok(())
     }
 }

@@ -148,6 +148,25 @@ final class RealtimeClientTests: XCTestCase {
         await h.client.stop()
     }
 
+    func testARateLimitedSendIsResentAfterTheTimeTheServerNames() async throws {
+        let h = Harness()
+        await h.client.start()
+        let connection = try await h.connectAndReady()
+        await h.client.send("hi", to: "c1", clientMsgID: "s1")
+        let first = try await connection.nextSent()
+
+        try connection.serverSends(.error(FrameError(
+            code: FrameErrorCode.rateLimited, message: "slow down", clientMsgID: "s1", retryAfterMs: 250
+        )))
+        let retry = try await connection.nextSent()
+        XCTAssertEqual(retry, first, "the same frame, same client_msg_id")
+        let waits = await h.sleeper.requested
+        XCTAssertTrue(waits.contains(.milliseconds(250)), "waited as told: \(waits)")
+        let pending = await h.client.pendingSends
+        XCTAssertEqual(pending.map(\.clientMsgID), ["s1"])
+        await h.client.stop()
+    }
+
     func testAnUnackedSendTimesOut() async throws {
         let h = Harness(configuration: RealtimeConfiguration(pingInterval: nil, sendTimeout: .seconds(30)))
         await h.client.start()

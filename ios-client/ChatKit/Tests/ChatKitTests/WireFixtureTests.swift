@@ -186,6 +186,13 @@ final class WireFixtureTests: XCTestCase {
             message: "you are not a member of this channel",
             clientMsgID: secondClientMsgID
         )))
+        let limited = try roundTrip(ServerFrame.self, "ws_server_error_rate_limited")
+        XCTAssertEqual(limited, .error(FrameError(
+            code: FrameErrorCode.rateLimited,
+            message: "too many messages; resend this one after retry_after_ms",
+            clientMsgID: secondClientMsgID,
+            retryAfterMs: 250
+        )))
     }
 
     func testPongFrame() throws {
@@ -207,6 +214,7 @@ final class WireFixtureTests: XCTestCase {
             "slow_consumer": CloseCode.slowConsumer,
             "idle_timeout": CloseCode.idleTimeout,
             "protocol_error": CloseCode.protocolError,
+            "message_too_big": CloseCode.messageTooBig,
         ])
     }
 
@@ -220,7 +228,20 @@ final class WireFixtureTests: XCTestCase {
             "invalid_client_msg_id": FrameErrorCode.invalidClientMsgID,
             "unknown_message": FrameErrorCode.unknownMessage,
             "unavailable": FrameErrorCode.unavailable,
+            "rate_limited": FrameErrorCode.rateLimited,
         ])
+    }
+
+    func testRestErrorCodesAreOneVocabularyWithTheFrames() throws {
+        let codes = try JSONDecoder().decode([String: String].self, from: try fixture("rest_error_codes"))
+        XCTAssertFalse(codes.isEmpty)
+        for (key, value) in codes {
+            XCTAssertEqual(key, value)
+        }
+        // The codes both sides send mean the same thing.
+        for shared in [FrameErrorCode.notAMember, FrameErrorCode.unavailable, FrameErrorCode.rateLimited] {
+            XCTAssertEqual(codes[shared], shared)
+        }
     }
 
     func testLimitsMatchTheServer() throws {

@@ -63,17 +63,21 @@ public struct FrameError: Sendable, Hashable, Codable {
     public var message: String
     /// Set when the refused request was a `send`.
     public var clientMsgID: String?
+    /// With `rate_limited`: resend (same client_msg_id) after this many milliseconds.
+    public var retryAfterMs: Int?
 
-    public init(code: String, message: String, clientMsgID: String? = nil) {
+    public init(code: String, message: String, clientMsgID: String? = nil, retryAfterMs: Int? = nil) {
         self.code = code
         self.message = message
         self.clientMsgID = clientMsgID
+        self.retryAfterMs = retryAfterMs
     }
 
     enum CodingKeys: String, CodingKey {
         case code
         case message
         case clientMsgID = "client_msg_id"
+        case retryAfterMs = "retry_after_ms"
     }
 }
 
@@ -100,6 +104,7 @@ public enum ServerFrame: Sendable, Hashable, Codable {
         case message
         case channels
         case code
+        case retryAfterMs = "retry_after_ms"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -124,7 +129,8 @@ public enum ServerFrame: Sendable, Hashable, Codable {
             self = .error(FrameError(
                 code: try container.decode(String.self, forKey: .code),
                 message: try container.decode(String.self, forKey: .message),
-                clientMsgID: try container.decodeIfPresent(String.self, forKey: .clientMsgID)
+                clientMsgID: try container.decodeIfPresent(String.self, forKey: .clientMsgID),
+                retryAfterMs: try container.decodeIfPresent(Int.self, forKey: .retryAfterMs)
             ))
         case "pong":
             self = .pong
@@ -155,6 +161,7 @@ public enum ServerFrame: Sendable, Hashable, Codable {
             try container.encode(error.code, forKey: .code)
             try container.encode(error.message, forKey: .message)
             try container.encodeIfPresent(error.clientMsgID, forKey: .clientMsgID)
+            try container.encodeIfPresent(error.retryAfterMs, forKey: .retryAfterMs)
         case .pong:
             try container.encode("pong", forKey: .type)
         case let .unknown(type):
@@ -169,8 +176,10 @@ public enum CloseCode {
     public static let normal = 1000
     /// The gateway is shutting down: reconnect (through the load balancer) and `resume`.
     public static let goingAway = 1001
-    /// The client sent a frame that is not a JSON text frame, or one over the size limit.
+    /// The client broke the protocol: do not reconnect in a loop.
     public static let protocolError = 1008
+    /// The client sent a frame over the size limit: do not resend it.
+    public static let messageTooBig = 1009
     /// Nothing was heard from the client (no frame, no pong) for too long.
     public static let idleTimeout = 4000
     /// The access token is missing, malformed, forged or expired: refresh it, then reconnect.
@@ -189,4 +198,6 @@ public enum FrameErrorCode {
     public static let unknownMessage = "unknown_message"
     /// The server could not take the request now; the same request may succeed later.
     public static let unavailable = "unavailable"
+    /// Too many sends: resend after the frame's `retryAfterMs`, same client_msg_id.
+    public static let rateLimited = "rate_limited"
 }

@@ -454,6 +454,11 @@ public actor RealtimeClient {
             scheduleResend(pending)
             return
         }
+        if error.code == FrameErrorCode.rateLimited, let pending {
+            // Over the send rate: keep it queued and resend when the server says.
+            scheduleResend(pending, after: .milliseconds(error.retryAfterMs ?? 1000))
+            return
+        }
         complete(clientMsgID: clientMsgID)
         eventSink.yield(.sendFailed(SendFailure(
             clientMsgID: clientMsgID,
@@ -498,8 +503,8 @@ public actor RealtimeClient {
         outbox.yield(String(decoding: data, as: UTF8.self))
     }
 
-    private func scheduleResend(_ pending: PendingSend) {
-        let delay = configuration.backoff.delay(attempt: 0, unit: random())
+    private func scheduleResend(_ pending: PendingSend, after wait: Duration? = nil) {
+        let delay = wait ?? configuration.backoff.delay(attempt: 0, unit: random())
         let sleep = self.sleep
         Task {
             try? await sleep(delay)

@@ -1,0 +1,153 @@
+//! A member of a consumer group of the `messages` topic, for at-least-once handling: offsets are
+//! stored only when the caller says a batch is handled, and committed on a cadence, on revoke
+//! and on shutdown. A rebalance moves a generation counter, so the caller knows when what it
+//! cached about its partitions went stale (another member may have moved them on meanwhile).
+
+use chat_common::config::KafkaConfig;
+use chat_types::bus::BusRecord;
+use futures::FutureExt;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message as _;
+use rdkafka::{ClientConfig, ClientContext, TopicPartitionList};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// One record of a batch, parsed.
+pub struct Consumed {
+    pub partition: i32,
+    pub offset: i64,
+    pub record: BusRecord,
+}
+
+/// Records taken together, and the last offset seen per partition (malformed records included:
+/// they can never become valid, so their offsets advance too).
+#[derive(Default)]
+pub struct Batch {
+    pub records: Vec<Consumed>,
+    pub last_offsets: HashMap<i32, i64>,
+}
+
+struct GroupContext {
+    generation: Arc<AtomicU64>,
+}
+
+impl ClientContext for GroupContext {}
+
+impl ConsumerContext for GroupContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            // Everything handled so far has its offset stored; commit it before the partitions
+            // go, so the next owner does not replay them.
+            if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
+                tracing::debug!(error = %e, "commit on revoke (nothing to commit is fine)");
+            }
+            tracing::info!(partitions = tpl.count(), "partitions revoked");
+        }
+        self.generation.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance {
+            tracing::info!(partitions = tpl.count(), "partitions assigned");
+        }
+        self.generation.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+pub struct GroupConsumer {
+    inner: StreamConsumer<GroupContext>,
+    topic: String,
+    generation: Arc<AtomicU64>,
+}
+
+impl GroupConsumer {
+    /// Join `cfg.consumer_group` and subscribe to the topic. `client_id` names this member in
+    /// the broker's logs.
+    pub fn subscribe(cfg: &KafkaConfig, client_id: &str) -> Result<Self, KafkaError> {
+        let generation = Arc::new(AtomicU64::new(0));
+        let inner: StreamConsumer<GroupContext> = ClientConfig::new()
+            .set("bootstrap.servers", &cfg.brokers)
+            .set("group.id", &cfg.consumer_group)
+            .set("client.id", client_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            // A killed member's partitions move after 6 s (the broker's minimum), not 45 s.
+            .set("session.timeout.ms", "6000")
+            .set("heartbeat.interval.ms", "1500")
+            // A fetch returns as soon as one record is there (fetch.min.bytes = 1), so a long
+            // wait adds no latency; a short one only makes idle consumers poll the broker
+            // (measured: 5 ms kept Kafka 17 % busy with the stack idle).
+            .set("fetch.wait.max.ms", "200")
+            .create_with_context(GroupContext {
+                generation: generation.clone(),
+            })?;
+        inner.subscribe(&[&cfg.topic])?;
+        Ok(GroupConsumer {
+            inner,
+            topic: cfg.topic.clone(),
+            generation,
+        })
+    }
+
+    /// Moves on every rebalance.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
+    /// Wait for a record, then take whatever else is already fetched without waiting, up to
+    /// `max` records: batches grow with load and cost no latency when it is light. Cancel-safe.
+    pub async fn next_batch(&self, max: usize, batch: &mut Batch) -> Result<(), KafkaError> {
+        batch.records.clear();
+        batch.last_offsets.clear();
+        let first = self.inner.recv().await?;
+        take(&first, batch);
+        while batch.records.len() < max {
+            match self.inner.recv().now_or_never() {
+                Some(Ok(m)) => take(&m, batch),
+                _ => break,
+            }
+        }
+        Ok(())
+    }
+
+    /// The batch is handled: store the offsets after it, to be committed by [`Self::commit`].
+    pub fn handled(&self, batch: &Batch) -> Result<(), KafkaError> {
+        let mut tpl = TopicPartitionList::new();
+        for (p, o) in &batch.last_offsets {
+            tpl.add_partition_offset(&self.topic, *p, rdkafka::Offset::Offset(o + 1))?;
+        }
+        self.inner.store_offsets(&tpl)
+    }
+
+    /// Commit the stored offsets; `wait` blocks until the broker has them (shutdown).
+    pub fn commit(&self, wait: bool) -> Result<(), KafkaError> {
+        let mode = if wait {
+            CommitMode::Sync
+        } else {
+            CommitMode::Async
+        };
+        self.inner.commit_consumer_state(mode)
+    }
+}
+
+/// Parse a record into the batch; a record that is not a `BusRecord` is counted and skipped.
+fn take(m: &rdkafka::message::BorrowedMessage<'_>, batch: &mut Batch) {
+    batch.last_offsets.insert(m.partition(), m.offset());
+    match m.payload().map(serde_json::from_slice::<BusRecord>) {
+        Some(Ok(record)) => batch.records.push(Consumed {
+            partition: m.partition(),
+            offset: m.offset(),
+            record,
+        }),
+        other => {
+            metrics::counter!("chat_records_malformed_total").increment(1);
+            tracing::error!(partition = m.partition(), offset = m.offset(),
+                error = ?other.and_then(Result::err), "skipping a record that is not a BusRecord");
+        }
+    }
+}

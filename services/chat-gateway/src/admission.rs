@@ -1,0 +1,285 @@
+//! The one gate a send passes before it is produced: the sender is within their send rate, the
+//! frame's fields are valid, the sender is a member of the channel, and the send claim is taken
+//! (which tells a resend from a first send, through any gateway). One call, [`Admission::admit`]; the answer is the record to produce or
+//! the refusal to tell the client.
+//!
+//! Membership is usually one Redis call: a membership PostgreSQL confirmed earlier is trusted
+//! while the user's membership epoch is unchanged (the API moves it after every leave, before
+//! answering), and the epoch is checked in the same atomic call that takes the claim. Otherwise
+//! PostgreSQL decides, and the answer is cached under the epoch read before asking it.
+
+use chat_store::claims::{MemberClaim, SendClaims};
+use chat_store::epochs::MemberEpochs;
+use chat_store::pg::{Access, PgPool};
+use chat_types::bus::MessageRecord;
+use chat_types::ws::error_code;
+use chat_types::{ChannelId, MessageId, UserId, limits};
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::RwLock;
+use std::time::{Duration, Instant};
+
+/// Why a send was refused: an `error` frame's code and message, and for `rate_limited` when
+/// to resend.
+#[derive(Debug, PartialEq)]
+pub struct Refused {
+    pub code: &'static str,
+    pub message: String,
+    pub retry_after: Option<Duration>,
+}
+
+impl Refused {
+    fn new(code: &'static str, message: impl Into<String>) -> Self {
+        Refused {
+            code,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    fn rate_limited(wait: Duration) -> Self {
+        Refused {
+            retry_after: Some(wait),
+            ..Refused::new(
+                error_code::RATE_LIMITED,
+                "too many messages; resend this one (same client_msg_id) after retry_after_ms",
+            )
+        }
+    }
+
+    pub fn unavailable() -> Self {
+        Refused::new(
+            error_code::UNAVAILABLE,
+            "the message could not be accepted right now; resend it with the same client_msg_id",
+        )
+    }
+}
+
+/// The memberships PostgreSQL confirmed for one connected user.
+#[derive(Default)]
+struct Confirmed {
+    /// The user's membership epoch (Redis) the entries were confirmed under.
+    epoch: String,
+    /// Channel -> when PostgreSQL confirmed the membership. The age limit is a second line of
+    /// defence (Redis losing the epoch), not the mechanism.
+    channels: HashMap<ChannelId, Instant>,
+}
+
+/// A user's send rate: a token bucket per user (per gateway: a user connected to two gateways
+/// has two buckets, which the burst size allows for).
+#[derive(Clone, Copy, Debug)]
+pub struct SendRate {
+    pub per_second: NonZeroU32,
+    pub burst: NonZeroU32,
+}
+
+pub struct Admission {
+    db: PgPool,
+    sends: DefaultKeyedRateLimiter<UserId>,
+    claims: SendClaims,
+    epochs: MemberEpochs,
+    /// Longest a confirmed membership is reused.
+    max_age: Duration,
+    confirmed: RwLock<HashMap<UserId, Confirmed>>,
+}
+
+impl Admission {
+    pub fn new(
+        db: PgPool,
+        claims: SendClaims,
+        epochs: MemberEpochs,
+        max_age: Duration,
+        rate: SendRate,
+    ) -> Self {
+        Admission {
+            db,
+            sends: RateLimiter::keyed(Quota::per_second(rate.per_second).allow_burst(rate.burst)),
+            claims,
+            epochs,
+            max_age,
+            confirmed: RwLock::default(),
+        }
+    }
+
+    /// Admit a send: the record to produce (the first send's, when this is a resend: its body,
+    /// channel and time are the message), or why not.
+    pub async fn admit(
+        &self,
+        user: UserId,
+        channel: ChannelId,
+        client_msg_id: String,
+        body: String,
+    ) -> Result<MessageRecord, Refused> {
+        if let Err(not_until) = self.sends.check_key(&user) {
+            metrics::counter!("chat_sends_rate_limited_total").increment(1);
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            return Err(Refused::rate_limited(wait.max(Duration::from_millis(1))));
+        }
+        validate(&client_msg_id, &body)?;
+        // Millisecond precision: what CQL `timestamp` stores, so the ack equals the stored one.
+        let now = chrono::Utc::now();
+        let created_at =
+            chrono::DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now);
+        let record = MessageRecord {
+            id: MessageId::derive(user, &client_msg_id),
+            channel_id: channel,
+            sender_id: user,
+            body,
+            client_msg_id,
+            created_at,
+        };
+        let mut epoch = None;
+        if let Some(cached) = self.cached_epoch(user, channel) {
+            match self.claims.claim_as_member(&record, &cached).await {
+                Ok(MemberClaim::Claimed(first)) => return Ok(first.unwrap_or(record)),
+                Ok(MemberClaim::Stale(current)) => {
+                    self.forget(user, None);
+                    epoch = Some(current);
+                }
+                Err(e) => tracing::warn!(error = %e, "send claim failed; asking PostgreSQL"),
+            }
+        }
+        let epoch = match epoch {
+            Some(e) => Some(e),
+            None => self.epochs.current(user).await.ok(),
+        };
+        self.check_member(user, channel).await?;
+        if let Some(epoch) = epoch {
+            self.remember(user, channel, epoch);
+        }
+        match self.claims.claim(&record).await {
+            Ok(first) => Ok(first.unwrap_or(record)),
+            // Without the claim the message id still deduplicates in the store; only a resend's
+            // ack could then carry a newer time.
+            Err(e) => {
+                tracing::warn!(error = %e, "send claim failed; continuing without it");
+                Ok(record)
+            }
+        }
+    }
+
+    /// A `Left` push (one channel), or a stale epoch (`None`: all): forget cached memberships.
+    pub fn forget(&self, user: UserId, channel: Option<ChannelId>) {
+        let mut confirmed = self.confirmed.write().expect("admission lock");
+        if let Some(c) = confirmed.get_mut(&user) {
+            match channel {
+                Some(channel) => {
+                    c.channels.remove(&channel);
+                }
+                None => c.channels.clear(),
+            }
+        }
+    }
+
+    /// Redis lost its data (epochs included): trust no cached membership.
+    pub fn forget_all(&self) {
+        self.confirmed.write().expect("admission lock").clear();
+    }
+
+    /// Keep cached memberships only of users still connected here (the heartbeat calls this;
+    /// it bounds the cache by the connected users).
+    pub fn retain_users(&self, connected: impl Fn(&UserId) -> bool) {
+        self.confirmed
+            .write()
+            .expect("admission lock")
+            .retain(|u, _| connected(u));
+        // Buckets that are full again carry no information: drop them.
+        self.sends.retain_recent();
+        self.sends.shrink_to_fit();
+    }
+
+    fn cached_epoch(&self, user: UserId, channel: ChannelId) -> Option<String> {
+        let confirmed = self.confirmed.read().expect("admission lock");
+        let c = confirmed.get(&user)?;
+        let fresh = c
+            .channels
+            .get(&channel)
+            .is_some_and(|at| at.elapsed() < self.max_age);
+        fresh.then(|| c.epoch.clone())
+    }
+
+    /// Remember that PostgreSQL confirmed the membership, having read `epoch` before asking. A
+    /// different epoch forgets every other channel: they were confirmed under an older one.
+    fn remember(&self, user: UserId, channel: ChannelId, epoch: String) {
+        let mut confirmed = self.confirmed.write().expect("admission lock");
+        let c = confirmed.entry(user).or_default();
+        if c.epoch != epoch {
+            c.channels.clear();
+            c.epoch = epoch;
+        }
+        c.channels.insert(channel, Instant::now());
+    }
+
+    /// The authoritative membership check (PostgreSQL).
+    async fn check_member(&self, user: UserId, channel: ChannelId) -> Result<(), Refused> {
+        match chat_store::pg::access(&self.db, channel, user).await {
+            Ok(Access::Member(_)) => Ok(()),
+            Ok(Access::NotMember(_)) => Err(Refused::new(
+                error_code::NOT_A_MEMBER,
+                "you are not a member of this channel",
+            )),
+            Ok(Access::NoSuchChannel) => Err(Refused::new(
+                error_code::UNKNOWN_CHANNEL,
+                "there is no channel with this id",
+            )),
+            Err(e) => {
+                tracing::error!(error = %e, "membership check failed");
+                Err(Refused::unavailable())
+            }
+        }
+    }
+}
+
+/// The frame's own fields, before anything is asked of a store.
+fn validate(client_msg_id: &str, body: &str) -> Result<(), Refused> {
+    let cmid_len = client_msg_id.chars().count();
+    if cmid_len == 0 || cmid_len > limits::CLIENT_MSG_ID_MAX {
+        return Err(Refused::new(
+            error_code::INVALID_CLIENT_MSG_ID,
+            format!(
+                "client_msg_id must be 1 to {} characters",
+                limits::CLIENT_MSG_ID_MAX
+            ),
+        ));
+    }
+    if !limits::valid_body(body) {
+        return Err(Refused::new(
+            error_code::INVALID_BODY,
+            format!(
+                "body must be 1 to {} characters and not only white space",
+                limits::BODY_MAX_CHARS
+            ),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_send_with_a_bad_client_msg_id_or_body_is_refused_before_any_store_is_asked() {
+        let long_id = "x".repeat(limits::CLIENT_MSG_ID_MAX + 1);
+        assert_eq!(
+            validate(&long_id, "hi").unwrap_err().code,
+            error_code::INVALID_CLIENT_MSG_ID
+        );
+        assert_eq!(
+            validate("", "hi").unwrap_err().code,
+            error_code::INVALID_CLIENT_MSG_ID
+        );
+        assert_eq!(
+            validate("c1", "  \n").unwrap_err().code,
+            error_code::INVALID_BODY
+        );
+        let long_body = "é".repeat(limits::BODY_MAX_CHARS + 1);
+        assert_eq!(
+            validate("c1", &long_body).unwrap_err().code,
+            error_code::INVALID_BODY
+        );
+        assert!(validate("c1", &"é".repeat(limits::BODY_MAX_CHARS)).is_ok());
+    }
+}

@@ -1,0 +1,180 @@
+//! One WebSocket connection: authentication at the upgrade, then a reader (client frames) and a
+//! writer (everything sent to the client, in order) that end together.
+//!
+//! # Layout
+//! - [`reader`]: client frames: `send` through [`crate::admission`], `resume`, `ping`.
+//! - [`resume`]: turning a `resume` frame into positions to catch up from.
+//! - [`writer`]: the socket's sending half, driven by the [`sequencer`].
+//! - [`sequencer`]: the ordering logic (replays dropped, gaps filled, hold until resumed), pure.
+
+mod reader;
+mod resume;
+pub mod sequencer;
+mod writer;
+
+use crate::Shared;
+use crate::hub::{ConnHandle, ConnState, Outbound};
+use axum::extract::ws::{WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use chat_common::auth::{TokenError, bearer_token};
+use chat_types::error_code;
+use chat_types::ws::ServerFrame;
+use chat_types::{ErrorBody, UserId};
+use futures::StreamExt;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::sync::mpsc;
+
+static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
+
+pub async fn upgrade(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let token = match bearer_token(&headers) {
+        Ok(Some(t)) => Some(t),
+        Ok(None) => query.get("token").map(String::as_str),
+        Err(_) => return unauthorized(error_code::INVALID_TOKEN, "the access token is invalid"),
+    };
+    let Some(token) = token else {
+        return unauthorized(
+            error_code::MISSING_TOKEN,
+            "an access token is required (Authorization header or ?token=)",
+        );
+    };
+    let user = match shared.keys.verify_access(token) {
+        Ok(u) => u,
+        Err(TokenError::Expired) => {
+            return unauthorized(error_code::TOKEN_EXPIRED, "the access token has expired");
+        }
+        Err(TokenError::Invalid) => {
+            return unauthorized(error_code::INVALID_TOKEN, "the access token is invalid");
+        }
+    };
+    if shared.hub.connections_of(&user) >= shared.cfg.max_connections_per_user {
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            axum::Json(ErrorBody::new(
+                error_code::TOO_MANY_CONNECTIONS,
+                "this user has too many open connections on this gateway",
+            )),
+        )
+            .into_response();
+    }
+    if shared.shutdown.is_cancelled() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(ErrorBody::new(
+                error_code::UNAVAILABLE,
+                "this gateway is shutting down",
+            )),
+        )
+            .into_response();
+    }
+    let cfg = &shared.cfg;
+    ws.read_buffer_size(cfg.read_buffer_bytes)
+        .write_buffer_size(cfg.write_buffer_bytes)
+        .max_write_buffer_size(cfg.write_buffer_bytes.max(cfg.max_frame_bytes) * 4)
+        .max_message_size(cfg.max_frame_bytes)
+        .max_frame_size(cfg.max_frame_bytes)
+        .on_upgrade(move |socket| run(shared, user, socket))
+}
+
+fn unauthorized(code: &str, message: &str) -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        axum::Json(ErrorBody::new(code, message)),
+    )
+        .into_response()
+}
+
+#[tracing::instrument(name = "connection", skip_all, fields(user_id = %user, conn_id))]
+async fn run(shared: Arc<Shared>, user: UserId, socket: WebSocket) {
+    let _in_flight = shared.tasks.token();
+    let id = NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed);
+    tracing::Span::current().record("conn_id", id);
+    let (tx, rx) = mpsc::channel(shared.cfg.queue_capacity);
+    let handle = ConnHandle {
+        id,
+        tx,
+        state: Arc::new(ConnState::new(
+            shared.shutdown.child_token(),
+            shared.cfg.queue_bytes,
+        )),
+    };
+    // Register before `ready`: from here on, every message pushed for this user reaches this
+    // connection, and everything before it is in history (message servers store, then push).
+    if shared.hub.add(user, handle.clone())
+        && let Err(e) = shared
+            .presence
+            .register(&shared.cfg.internal_url, &[user])
+            .await
+    {
+        tracing::warn!(error = %e, "presence registration failed; the heartbeat will retry");
+    }
+    let connection_id = format!("{}:{}", shared.cfg.id, id);
+    handle
+        .send(Outbound::Frame(
+            serde_json::to_string(&ServerFrame::Ready {
+                user_id: user,
+                connection_id,
+            })
+            .expect("frames serialise"),
+        ))
+        .await;
+
+    let (sink, stream) = socket.split();
+    let state = handle.state.clone();
+    let w = async {
+        writer::run(&shared, sink, rx, &state).await;
+        state.kill.cancel();
+    };
+    let r = async {
+        reader::run(&shared, user, stream, &handle).await;
+        state.kill.cancel();
+    };
+    tokio::join!(w, r);
+
+    if shared.hub.remove(user, id)
+        && let Err(e) = shared
+            .presence
+            .unregister(&shared.cfg.internal_url, &[user])
+            .await
+    {
+        tracing::debug!(error = %e, "presence removal failed; the entry will lapse");
+    }
+}
+
+/// An `error` frame. The `client_msg_id` is echoed only when it is one a send could have
+/// used: an oversized one would make every refusal as big as the client's garbage.
+pub(crate) fn error_frame(
+    code: &str,
+    message: impl Into<String>,
+    client_msg_id: Option<String>,
+) -> Outbound {
+    refusal_frame(code, message, client_msg_id, None)
+}
+
+pub(crate) fn refusal_frame(
+    code: &str,
+    message: impl Into<String>,
+    client_msg_id: Option<String>,
+    retry_after: Option<std::time::Duration>,
+) -> Outbound {
+    let client_msg_id =
+        client_msg_id.filter(|c| c.chars().count() <= chat_types::limits::CLIENT_MSG_ID_MAX);
+    Outbound::Frame(
+        serde_json::to_string(&ServerFrame::Error {
+            code: code.into(),
+            message: message.into(),
+            client_msg_id,
+            retry_after_ms: retry_after.map(|d| d.as_millis().try_into().unwrap_or(u64::MAX)),
+        })
+        .expect("frames serialise"),
+    )
+}

@@ -1,0 +1,220 @@
+//! The reading half of a connection: client frames in, replies queued for the writer. A `send`
+//! is admitted by [`crate::admission`], produced to Kafka and acked once Kafka has it; at most
+//! `max_sends_in_flight` sends of one connection wait for Kafka at a time (past that, this
+//! socket is not read until acks come back, so one client cannot fill the shared producer).
+
+use super::{error_frame, refusal_frame};
+use crate::Shared;
+use crate::admission::Refused;
+use crate::hub::{ConnHandle, Outbound};
+use axum::extract::ws::{Message as WsMessage, WebSocket};
+use chat_types::bus::{BusRecord, MessageRecord};
+use chat_types::ws::{ClientFrame, ServerFrame, close, error_code};
+use chat_types::{ChannelId, UserId};
+use futures::StreamExt;
+use futures::stream::SplitStream;
+use governor::{Quota, RateLimiter};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+
+pub(super) async fn run(
+    shared: &Arc<Shared>,
+    user: UserId,
+    mut stream: SplitStream<WebSocket>,
+    handle: &ConnHandle,
+) {
+    let idle = Duration::from_secs(shared.cfg.idle_timeout_secs);
+    let sends = Arc::new(Semaphore::new(shared.cfg.max_sends_in_flight));
+    // Every frame (pings included) draws from this bucket; past it the socket is simply not
+    // read for a while, so a flood costs the gateway nothing and slows only its sender.
+    let frames = RateLimiter::direct(
+        Quota::per_second(shared.cfg.frames_per_second).allow_burst(shared.cfg.frame_burst),
+    );
+    let mut deadline = Instant::now() + idle;
+    let mut first = true;
+    loop {
+        let msg = tokio::select! {
+            m = stream.next() => m,
+            _ = handle.state.kill.cancelled() => return,
+            _ = tokio::time::sleep_until(deadline) => {
+                handle.state.close(close::IDLE_TIMEOUT);
+                return;
+            }
+        };
+        let msg = match msg {
+            Some(Ok(msg)) => msg,
+            Some(Err(e)) => {
+                // tungstenite's size limit: say so (1009), so the client does not resend it.
+                if e.to_string().contains("Space limit exceeded") {
+                    handle.state.close(close::MESSAGE_TOO_BIG);
+                    tokio::time::sleep(LINGER).await;
+                }
+                return;
+            }
+            None => return,
+        };
+        deadline = Instant::now() + idle;
+        frames.until_ready().await;
+        match msg {
+            WsMessage::Text(text) => {
+                let parsed = serde_json::from_str::<ClientFrame>(text.as_str());
+                if first {
+                    first = false;
+                    // Tell the writer before any lookup: the hold must not time out while the
+                    // resume is being prepared, or live messages would overtake the catch-up.
+                    let next = if matches!(parsed, Ok(ClientFrame::Resume { .. })) {
+                        Outbound::ResumePending
+                    } else {
+                        Outbound::GoLive
+                    };
+                    handle.send(next).await;
+                }
+                match parsed {
+                    Ok(f) => handle_frame(shared, user, f, handle, &sends).await,
+                    Err(e) => handle.send(malformed(text.as_str(), &e)).await,
+                }
+            }
+            WsMessage::Binary(_) => {
+                handle
+                    .send(error_frame(
+                        error_code::MALFORMED_FRAME,
+                        "binary frames are not supported; send JSON text frames",
+                        None,
+                    ))
+                    .await;
+            }
+            WsMessage::Close(_) => return,
+            WsMessage::Ping(_) | WsMessage::Pong(_) => {}
+        }
+    }
+}
+
+/// The client is still sending the rest of a frame that was refused, and the WebSocket stream
+/// ends at the refusal. Closing the socket with those bytes unread makes the kernel reset the
+/// connection, and a reset can overtake the close frame (1009) the writer is sending: the
+/// client would see a bare reset and reconnect to resend. So keep the socket open a moment
+/// after the close frame has gone (what nginx calls a lingering close), then let it go.
+const LINGER: Duration = Duration::from_secs(1);
+
+/// An `error` frame for input that is not a valid client frame, naming the `client_msg_id`
+/// when one can be found so the client knows which send failed.
+fn malformed(text: &str, e: &serde_json::Error) -> Outbound {
+    let value: Option<serde_json::Value> = serde_json::from_str(text).ok();
+    let cmid = value
+        .as_ref()
+        .and_then(|v| v.get("client_msg_id"))
+        .and_then(|v| v.as_str())
+        .map(str::to_owned);
+    let message = match value {
+        None => format!("not valid JSON: {e}"),
+        Some(_) => format!("not a valid frame: {e}"),
+    };
+    error_frame(error_code::MALFORMED_FRAME, message, cmid)
+}
+
+async fn handle_frame(
+    shared: &Arc<Shared>,
+    user: UserId,
+    f: ClientFrame,
+    handle: &ConnHandle,
+    sends: &Arc<Semaphore>,
+) {
+    match f {
+        ClientFrame::Ping => {
+            let pong = serde_json::to_string(&ServerFrame::Pong).expect("frames serialise");
+            handle.send(Outbound::Frame(pong)).await;
+        }
+        ClientFrame::Send {
+            channel_id,
+            client_msg_id,
+            body,
+        } => {
+            let Ok(permit) = sends.clone().acquire_owned().await else {
+                return;
+            };
+            // Boxed (here and below): these futures hold database and Redis calls and are
+            // several KiB; inline, every idle connection's task would carry that space.
+            if let Err((refused, cmid)) = Box::pin(send(
+                shared,
+                user,
+                channel_id,
+                client_msg_id,
+                body,
+                handle,
+                permit,
+            ))
+            .await
+            {
+                handle
+                    .send(refusal_frame(
+                        refused.code,
+                        refused.message,
+                        Some(cmid),
+                        refused.retry_after,
+                    ))
+                    .await;
+            }
+        }
+        ClientFrame::Resume { channels } => {
+            let out = Box::pin(super::resume::lookup(shared, user, channels, handle)).await;
+            handle.send(out).await;
+        }
+    }
+}
+
+/// Admit, produce, and ack once Kafka has the record (in a task: meanwhile this client's
+/// frames keep being read). The permit is held until the ack is queued.
+async fn send(
+    shared: &Arc<Shared>,
+    user: UserId,
+    channel: ChannelId,
+    client_msg_id: String,
+    body: String,
+    handle: &ConnHandle,
+    permit: OwnedSemaphorePermit,
+) -> Result<(), (Refused, String)> {
+    let record = match shared
+        .admission
+        .admit(user, channel, client_msg_id.clone(), body)
+        .await
+    {
+        Ok(record) => record,
+        Err(refused) => return Err((refused, client_msg_id)),
+    };
+    let delivery = match shared.producer.enqueue(&BusRecord::Message(record.clone())) {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::error!(error = %e, "kafka enqueue failed");
+            return Err((Refused::unavailable(), record.client_msg_id));
+        }
+    };
+    let handle = handle.clone();
+    shared.tasks.spawn(async move {
+        let out = match delivery.durable().await {
+            Ok(_) => {
+                metrics::counter!("chat_sends_acked_total").increment(1);
+                ack(&record)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "kafka did not take the record");
+                let refused = Refused::unavailable();
+                error_frame(refused.code, refused.message, Some(record.client_msg_id))
+            }
+        };
+        handle.send(out).await;
+        drop(permit);
+    });
+    Ok(())
+}
+
+fn ack(record: &MessageRecord) -> Outbound {
+    Outbound::Frame(
+        serde_json::to_string(&ServerFrame::Ack {
+            client_msg_id: record.client_msg_id.clone(),
+            message: record.to_message(None),
+        })
+        .expect("frames serialise"),
+    )
+}
