@@ -27,6 +27,10 @@ stop_stack() {
 step "rustfmt"
 cargo fmt --all -- --check
 
+step "unused dependencies (cargo machete)"
+command -v cargo-machete >/dev/null || cargo install --locked cargo-machete
+cargo machete
+
 step "clippy (-D warnings)"
 cargo clippy --release --workspace --all-targets -- -D warnings
 
@@ -45,10 +49,14 @@ trap stop_stack EXIT
 deploy/stack.sh up
 
 step "end-to-end tests (through nginx)"
-cargo test --release --workspace --test conversation --test rest --test hardening_api
+cargo test --release --workspace --test conversation --test rest --test hardening_api --test credentials
+# Floods and hoarding: rate limits, pacing, connection caps, 1009 (prints what it measured).
+cargo test --release --workspace --test abuse -- --nocapture
 
 step "delivery under failure (kills and restarts real processes, one test at a time)"
 cargo test --release --workspace --test delivery -- --test-threads=1 --nocapture
+# Redis loses its data, then every channel goes quiet: all acked messages still arrive live.
+cargo test --release --workspace --test quiet -- --nocapture
 
 step "benchmark tool smoke run (chat-bench smoke, a few seconds)"
 "$CARGO_TARGET_DIR/release/chat-bench" smoke

@@ -372,26 +372,6 @@ async fn swift_and_rust_clients_chat_and_the_swift_client_resumes_exactly_after_
     Ok(())
 }
 
-/// An access token that expired while the app was suspended: the stored session still looks
-/// fresh to the client (its `refresh_after` is ahead), so the socket meets the server with it.
-/// The token is made with the stack's own signing key, expired on arrival, because the stack's
-/// tokens live 15 minutes.
-fn expired_access_token(user: &chat_types::UserId) -> anyhow::Result<String> {
-    use chat_common::auth::TokenKeys;
-    use chat_common::config::AuthConfig;
-    let stack_dir = std::env::var("CHAT_STACK_DIR").unwrap_or_else(|_| {
-        format!(
-            "{}/.cache/chat-stack",
-            std::env::var("HOME").unwrap_or_default()
-        )
-    });
-    let config = AuthConfig {
-        jwt_secret_file: Some(format!("{stack_dir}/run/secrets/jwt_secret")),
-        ..AuthConfig::with_defaults()
-    };
-    Ok(TokenKeys::new(&config.secret()?, 0).issue_access(*user))
-}
-
 #[tokio::test]
 async fn an_expired_access_token_is_refreshed_and_the_swift_client_connects() -> anyhow::Result<()>
 {
@@ -400,7 +380,9 @@ async fn an_expired_access_token_is_refreshed_and_the_swift_client_connects() ->
     let channel = api
         .create_channel(&carol.access_token, &unique("swift-"), None)
         .await?;
-    let expired = expired_access_token(&carol.user.id)?;
+    // A token that expired while the app was suspended: the stored session still looks fresh
+    // to the client (its `refresh_after` is ahead), so the socket meets the server with it.
+    let expired = chat_e2e::access_token(&carol.user.id, 0)?;
     // `exp` is the issuing second; with no leeway it is refused from the next one.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let refused = api

@@ -61,3 +61,22 @@ pub async fn connect_elsewhere(token: &str, not: &str) -> anyhow::Result<Connect
     }
     anyhow::bail!("every connection landed on {not}: is only one gateway behind nginx?")
 }
+
+/// An access token for `user` valid for `secs` seconds, signed with the native stack's key
+/// (`$CHAT_STACK_DIR/run/secrets/jwt_secret`): the way to hold a token that is about to expire,
+/// or has (`secs` = 0), without waiting out the API's 15 minutes.
+pub fn access_token(user: &chat_types::UserId, secs: u64) -> anyhow::Result<String> {
+    use chat_common::auth::TokenKeys;
+    use chat_common::config::AuthConfig;
+    let stack_dir = std::env::var("CHAT_STACK_DIR").unwrap_or_else(|_| {
+        format!(
+            "{}/.cache/chat-stack",
+            std::env::var("HOME").unwrap_or_default()
+        )
+    });
+    let config = AuthConfig {
+        jwt_secret_file: Some(format!("{stack_dir}/run/secrets/jwt_secret")),
+        ..AuthConfig::with_defaults()
+    };
+    Ok(TokenKeys::new(&config.secret()?, secs).issue_access(*user))
+}

@@ -60,6 +60,12 @@ impl TokenKeys {
     }
 
     pub fn verify_access(&self, token: &str) -> Result<UserId, TokenError> {
+        self.verify_access_until(token).map(|(user, _)| user)
+    }
+
+    /// The user, and when the token stops being valid (unix seconds): a WebSocket authorised
+    /// by it is closed then (4401), so a connection never outlives its credentials.
+    pub fn verify_access_until(&self, token: &str) -> Result<(UserId, i64), TokenError> {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
@@ -68,7 +74,7 @@ impl TokenKeys {
         if data.claims.typ != "access" {
             return Err(TokenError::Invalid);
         }
-        Ok(UserId(data.claims.sub))
+        Ok((UserId(data.claims.sub), data.claims.exp))
     }
 }
 

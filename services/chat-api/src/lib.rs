@@ -151,10 +151,6 @@ impl Application {
         })
     }
 
-    pub fn http_addr(&self) -> std::net::SocketAddr {
-        self.http_listener.local_addr().expect("bound")
-    }
-
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let ready = chat_common::ops::ready_check(self.state.clone(), |s| async move {
             chat_store::pg::ping(&s.db).await?;

@@ -216,14 +216,6 @@ impl Application {
         })
     }
 
-    pub fn http_addr(&self) -> std::net::SocketAddr {
-        self.http_listener.local_addr().expect("bound")
-    }
-
-    pub fn ops_addr(&self) -> std::net::SocketAddr {
-        self.ops_listener.local_addr().expect("bound")
-    }
-
     /// Serve until the shutdown token is cancelled, then drain: every client is told to
     /// reconnect elsewhere (1001) and deregistered, acks in flight are sent, all bounded by
     /// `drain_secs`.

@@ -127,10 +127,6 @@ impl Application {
         })
     }
 
-    pub fn ops_addr(&self) -> std::net::SocketAddr {
-        self.ops_listener.local_addr().expect("bound")
-    }
-
     /// Consume until `shutdown`, then drain: the batch in hand is finished and committed, push
     /// retries get the rest of the bound.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {

@@ -47,7 +47,7 @@ pub async fn upgrade(
             "an access token is required (Authorization header or ?token=)",
         );
     };
-    let user = match shared.keys.verify_access(token) {
+    let (user, expires) = match shared.keys.verify_access_until(token) {
         Ok(u) => u,
         Err(TokenError::Expired) => {
             return unauthorized(error_code::TOKEN_EXPIRED, "the access token has expired");
@@ -82,7 +82,7 @@ pub async fn upgrade(
         .max_write_buffer_size(cfg.write_buffer_bytes.max(cfg.max_frame_bytes) * 4)
         .max_message_size(cfg.max_frame_bytes)
         .max_frame_size(cfg.max_frame_bytes)
-        .on_upgrade(move |socket| run(shared, user, socket))
+        .on_upgrade(move |socket| run(shared, user, expires, socket))
 }
 
 fn unauthorized(code: &str, message: &str) -> Response {
@@ -94,7 +94,7 @@ fn unauthorized(code: &str, message: &str) -> Response {
 }
 
 #[tracing::instrument(name = "connection", skip_all, fields(user_id = %user, conn_id))]
-async fn run(shared: Arc<Shared>, user: UserId, socket: WebSocket) {
+async fn run(shared: Arc<Shared>, user: UserId, expires: i64, socket: WebSocket) {
     let _in_flight = shared.tasks.token();
     let id = NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed);
     tracing::Span::current().record("conn_id", id);
@@ -135,7 +135,7 @@ async fn run(shared: Arc<Shared>, user: UserId, socket: WebSocket) {
         state.kill.cancel();
     };
     let r = async {
-        reader::run(&shared, user, stream, &handle).await;
+        reader::run(&shared, user, expires, stream, &handle).await;
         state.kill.cancel();
     };
     tokio::join!(w, r);

@@ -22,9 +22,13 @@ use tokio::time::Instant;
 pub(super) async fn run(
     shared: &Arc<Shared>,
     user: UserId,
+    expires: i64,
     mut stream: SplitStream<WebSocket>,
     handle: &ConnHandle,
 ) {
+    // The access token's end: from then on the connection is no longer authorised.
+    let left = (expires - chrono::Utc::now().timestamp()).max(0) as u64;
+    let unauthorised_at = Instant::now() + Duration::from_secs(left);
     let idle = Duration::from_secs(shared.cfg.idle_timeout_secs);
     let sends = Arc::new(Semaphore::new(shared.cfg.max_sends_in_flight));
     // Every frame (pings included) draws from this bucket; past it the socket is simply not
@@ -40,6 +44,10 @@ pub(super) async fn run(
             _ = handle.state.kill.cancelled() => return,
             _ = tokio::time::sleep_until(deadline) => {
                 handle.state.close(close::IDLE_TIMEOUT);
+                return;
+            }
+            _ = tokio::time::sleep_until(unauthorised_at) => {
+                handle.state.close(close::UNAUTHORIZED);
                 return;
             }
         };
