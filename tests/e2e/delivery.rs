@@ -5,7 +5,7 @@
 
 use chat_client::{Connection, Page};
 use chat_e2e::harness::Crowd;
-use chat_e2e::{api, connect, connect_elsewhere, register, unique};
+use chat_e2e::{api, connect, connect_elsewhere, register, senders, unique};
 use chat_types::ws::ServerFrame;
 use std::time::Duration;
 use tokio::sync::Mutex;
@@ -265,14 +265,15 @@ async fn positions_continue_across_a_bucket_after_the_message_servers_restart() 
         .create_channel(&a.access_token, &unique("bucket-"), None)
         .await?;
     let mut ws = connect(&a.access_token).await?;
+    let mut from = senders(&api, ch.id, 6).await?;
 
-    let mut seqs = own_messages(&mut ws, ch.id, 1030).await?;
+    let mut seqs = live_positions(&mut from, &mut ws, ch.id, 1030).await?;
     // Graceful stops: the group rebalances at once, and both servers start with empty caches.
     stack(&["kill", "message-server-1"]).await?;
     stack(&["kill", "message-server-2"]).await?;
     stack(&["start", "message-server-1"]).await?;
     stack(&["start", "message-server-2"]).await?;
-    seqs.extend(own_messages(&mut ws, ch.id, 10).await?);
+    seqs.extend(live_positions(&mut from, &mut ws, ch.id, 10).await?);
     assert_eq!(seqs, (1..=1040).collect::<Vec<i64>>(), "live positions");
 
     // History, newest page first, then back to the start.
@@ -293,15 +294,19 @@ async fn positions_continue_across_a_bucket_after_the_message_servers_restart() 
     Ok(())
 }
 
-/// Send `n` messages from `ws` (pipelined) and return the positions of their live copies.
-async fn own_messages(
+/// Send `n` messages from `from` (round robin, pipelined) and return the positions of their
+/// live copies as `ws` receives them.
+async fn live_positions(
+    from: &mut [Connection],
     ws: &mut Connection,
     channel: chat_types::ChannelId,
     n: usize,
 ) -> anyhow::Result<Vec<i64>> {
     let run = uuid::Uuid::new_v4();
+    let senders = from.len();
     for i in 0..n {
-        ws.send_message(channel, &format!("{run}-{i}"), &format!("message {i}"))
+        from[i % senders]
+            .send_message(channel, &format!("{run}-{i}"), &format!("message {i}"))
             .await?;
     }
     let mut seqs = Vec::with_capacity(n);
