@@ -49,3 +49,19 @@ async fn readyz(State(s): State<OpsState>) -> (StatusCode, String) {
 async fn render_metrics(State(s): State<OpsState>) -> String {
     s.metrics.render()
 }
+
+/// Serve `app` on `listener` until `stop` is cancelled (then finish the requests in hand); a
+/// failure is logged under `what`. Spawned on a service's task tracker, so the drain waits.
+pub async fn serve(
+    what: &'static str,
+    listener: tokio::net::TcpListener,
+    app: Router,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    if let Err(e) = axum::serve(listener, app)
+        .with_graceful_shutdown(stop.cancelled_owned())
+        .await
+    {
+        tracing::error!(error = %e, server = what, "server failed");
+    }
+}

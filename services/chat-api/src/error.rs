@@ -5,6 +5,7 @@ use axum::Json;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use chat_store::pg::PgError;
 use chat_types::ErrorBody;
 use chat_types::error_code as code;
 
@@ -114,10 +115,10 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<sqlx::Error> for ApiError {
-    fn from(e: sqlx::Error) -> Self {
+impl From<PgError> for ApiError {
+    fn from(e: PgError) -> Self {
         match e {
-            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) => ApiError::Unavailable(e.to_string()),
+            PgError::PoolTimedOut | PgError::Io(_) => ApiError::Unavailable(e.to_string()),
             e => ApiError::Internal(e.into()),
         }
     }

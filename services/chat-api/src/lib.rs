@@ -27,6 +27,7 @@ use chat_common::telemetry::PrometheusHandle;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default)]
@@ -92,7 +93,7 @@ impl Default for Config {
 }
 
 pub struct AppState {
-    pub db: sqlx::PgPool,
+    pub db: chat_store::pg::PgPool,
     pub store: chat_store::cql::MessageStore,
     pub redis: chat_store::Redis,
     pub epochs: chat_store::epochs::MemberEpochs,
@@ -113,10 +114,19 @@ pub struct Application {
     ops_listener: tokio::net::TcpListener,
     drain: std::time::Duration,
     request_timeout: std::time::Duration,
+    /// The process's shutdown token, and every task of the API, drained (bounded) at the end.
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
 }
 
 impl Application {
-    pub async fn build(cfg: Config, metrics: PrometheusHandle) -> anyhow::Result<Self> {
+    /// Connect to the stores and bind both listeners. `shutdown` is the one token everything
+    /// the API runs races; cancelling it starts the drain of [`Self::run_until_stopped`].
+    pub async fn build(
+        cfg: Config,
+        metrics: PrometheusHandle,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<Self> {
         let keys = TokenKeys::new(&cfg.auth.secret()?, cfg.auth.access_ttl_secs);
         let throttle = throttle::Throttle::new(&cfg.api.rate_limits)?;
         let trusted_proxies =
@@ -148,10 +158,15 @@ impl Application {
             ops_listener: tokio::net::TcpListener::bind(&cfg.ops.listen).await?,
             drain: std::time::Duration::from_secs(cfg.api.drain_secs),
             request_timeout: std::time::Duration::from_secs(cfg.api.request_timeout_secs),
+            shutdown,
+            tasks: TaskTracker::new(),
         })
     }
 
-    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+    /// Serve until the shutdown token is cancelled, then let requests in flight finish, at most
+    /// `api.drain_secs`.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let shutdown = self.shutdown.clone();
         let ready = chat_common::ops::ready_check(self.state.clone(), |s| async move {
             chat_store::pg::ping(&s.db).await?;
             s.redis.ping().await.map_err(|e| format!("redis: {e}"))?;
@@ -163,7 +178,7 @@ impl Application {
         // Throttle buckets of clients and accounts not seen for a while are dropped.
         let throttle_state = self.state.clone();
         let throttle_stop = shutdown.clone();
-        tokio::spawn(async move {
+        self.tasks.spawn(async move {
             let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
             loop {
                 tokio::select! {
@@ -172,86 +187,26 @@ impl Application {
                 }
             }
         });
-        let ops_stop = shutdown.clone();
-        let ops_task = tokio::spawn(async move {
-            axum::serve(self.ops_listener, ops)
-                .with_graceful_shutdown(ops_stop.cancelled_owned())
-                .await
-        });
+        self.tasks.spawn(chat_common::ops::serve(
+            "ops",
+            self.ops_listener,
+            ops,
+            shutdown.clone(),
+        ));
         tracing::info!(addr = %self.http_listener.local_addr()?, "api listening");
         // The peer address feeds the client address (throttling behind a trusted proxy).
         let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-        let server = axum::serve(self.http_listener, app)
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-            .into_future();
-        drain_bounded(server, &shutdown, self.drain).await?;
-        let _ = ops_task.await;
+        let (listener, stop) = (self.http_listener, shutdown.clone());
+        self.tasks.spawn(async move {
+            if let Err(e) = axum::serve(listener, app)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await
+            {
+                tracing::error!(error = %e, "api server failed");
+            }
+        });
+        shutdown.cancelled().await;
+        chat_common::shutdown::drain(&self.tasks, self.drain).await;
         Ok(())
-    }
-}
-
-/// Run `server` (already told to stop accepting on `shutdown`) until it ends; once `shutdown`
-/// fires, give the requests in flight at most `bound` to finish, then drop them.
-async fn drain_bounded<F, E>(
-    server: F,
-    shutdown: &CancellationToken,
-    bound: std::time::Duration,
-) -> Result<(), E>
-where
-    F: std::future::Future<Output = Result<(), E>>,
-{
-    tokio::pin!(server);
-    tokio::select! {
-        r = &mut server => return r,
-        () = shutdown.cancelled() => {}
-    }
-    match tokio::time::timeout(bound, server).await {
-        Ok(r) => r,
-        Err(_) => {
-            tracing::warn!(
-                ?bound,
-                "drain bound reached: dropping the requests still in flight"
-            );
-            Ok(())
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::time::{Duration, Instant};
-
-    #[tokio::test]
-    async fn the_drain_ends_at_its_bound_when_requests_do_not() {
-        let shutdown = CancellationToken::new();
-        shutdown.cancel();
-        let never = std::future::pending::<Result<(), ()>>();
-        let start = Instant::now();
-        drain_bounded(never, &shutdown, Duration::from_millis(200))
-            .await
-            .unwrap();
-        let took = start.elapsed();
-        assert!(
-            took >= Duration::from_millis(200) && took < Duration::from_secs(2),
-            "{took:?}"
-        );
-    }
-
-    #[tokio::test]
-    async fn a_server_that_finishes_draining_ends_the_drain_at_once() {
-        let shutdown = CancellationToken::new();
-        let stop = shutdown.clone();
-        let server = async move {
-            stop.cancelled().await;
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            Ok::<(), ()>(())
-        };
-        shutdown.cancel();
-        let start = Instant::now();
-        drain_bounded(server, &shutdown, Duration::from_secs(30))
-            .await
-            .unwrap();
-        assert!(start.elapsed() < Duration::from_secs(5));
     }
 }

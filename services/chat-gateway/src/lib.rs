@@ -244,25 +244,13 @@ impl Application {
 
         let stop = shared.shutdown.clone();
         shared.tasks.spawn(hub::heartbeat(shared.clone()));
-        let (http_listener, ops_listener) = (self.http_listener, self.ops_listener);
-        let http_stop = stop.clone();
-        shared.tasks.spawn(async move {
-            if let Err(e) = axum::serve(http_listener, ws_app)
-                .with_graceful_shutdown(http_stop.cancelled_owned())
-                .await
-            {
-                tracing::error!(error = %e, "websocket server failed");
-            }
-        });
-        let ops_stop = stop.clone();
-        shared.tasks.spawn(async move {
-            if let Err(e) = axum::serve(ops_listener, ops_app)
-                .with_graceful_shutdown(ops_stop.cancelled_owned())
-                .await
-            {
-                tracing::error!(error = %e, "ops server failed");
-            }
-        });
+        let serve = chat_common::ops::serve;
+        shared
+            .tasks
+            .spawn(serve("websocket", self.http_listener, ws_app, stop.clone()));
+        shared
+            .tasks
+            .spawn(serve("ops", self.ops_listener, ops_app, stop.clone()));
         tracing::info!(gateway = %shared.cfg.id, "gateway running");
 
         stop.cancelled().await;

@@ -133,16 +133,12 @@ impl Application {
         let shutdown = self.shutdown;
         let ready = self.processor.ready_check();
         let ops = chat_common::ops::router(self.metrics.clone(), ready);
-        let ops_stop = shutdown.clone();
-        let listener = self.ops_listener;
-        self.tasks.spawn(async move {
-            if let Err(e) = axum::serve(listener, ops)
-                .with_graceful_shutdown(ops_stop.cancelled_owned())
-                .await
-            {
-                tracing::error!(error = %e, "ops server failed");
-            }
-        });
+        self.tasks.spawn(chat_common::ops::serve(
+            "ops",
+            self.ops_listener,
+            ops,
+            shutdown.clone(),
+        ));
         self.tasks.spawn(consumer::run(
             self.consumer,
             self.processor,
