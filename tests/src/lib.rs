@@ -85,7 +85,11 @@ pub fn access_token(user: &chat_types::UserId, secs: u64) -> anyhow::Result<Stri
 /// Connections of `count` new members of `channel`, to spread a burst of sends over several
 /// users: one user may send 200 messages at once, then 20 a second (the gateways' default send
 /// rate), so a test that fills a channel quickly sends from a few users.
-pub async fn senders(api: &Api, channel: ChannelId, count: usize) -> anyhow::Result<Vec<Connection>> {
+pub async fn senders(
+    api: &Api,
+    channel: ChannelId,
+    count: usize,
+) -> anyhow::Result<Vec<Connection>> {
     let mut out = Vec::with_capacity(count);
     for _ in 0..count {
         let s = register(api, "sender").await?;
