@@ -282,6 +282,23 @@ impl Crowd {
 
     /// Wait until every send is acked and every member holds every message of its channels
     /// (or `limit` passes), then stop the clients and judge.
+    /// Wait (bounded) until every client has received at least `n` messages.
+    pub async fn wait_received(&self, n: usize, limit: Duration) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + limit;
+        while self
+            .clients
+            .iter()
+            .any(|c| c.log.lock().expect("log").received.len() < n)
+        {
+            anyhow::ensure!(
+                tokio::time::Instant::now() < deadline,
+                "not every client received {n} messages within {limit:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
+    }
+
     pub async fn finish(self, sent: usize, limit: Duration) -> anyhow::Result<Verdict> {
         let deadline = tokio::time::Instant::now() + limit;
         loop {

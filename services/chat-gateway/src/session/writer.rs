@@ -69,7 +69,7 @@ pub(super) async fn run(
             close::IDLE_TIMEOUT => "idle timeout",
             close::TRY_AGAIN_LATER => "history unavailable: reconnect and resume",
             close::MESSAGE_TOO_BIG => "frame too big: do not resend it",
-            close::UNAUTHORIZED => "access token expired or revoked: refresh, then reconnect",
+            close::UNAUTHORIZED => "access token expired: refresh, then reconnect",
             _ => "gateway going away: reconnect and resume",
         };
         let _ = sink
