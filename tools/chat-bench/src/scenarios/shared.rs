@@ -329,13 +329,18 @@ fn write_traffic(
         &format!("{name}: throughput over time"),
         &report::timeline_panels(&name, r),
     )?;
+    print_outputs(&json, &lat, &thr);
+    Ok(())
+}
+
+/// Where a scenario wrote its results and plots (the last lines of every scenario's output).
+pub fn print_outputs(json: &Path, latency: &Path, throughput: &Path) {
     println!(
         "results: {}\nplots:   {}\n         {}",
         json.display(),
-        lat.display(),
-        thr.display()
+        latency.display(),
+        throughput.display()
     );
-    Ok(())
 }
 
 fn verdict_ok(r: &TrafficResult) -> bool {

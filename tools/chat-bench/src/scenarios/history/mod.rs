@@ -7,7 +7,7 @@
 
 mod reads;
 
-use super::shared::{Setup, envelope, spread, ws_url};
+use super::shared::{Setup, envelope, print_outputs, spread, ws_url};
 use crate::Common;
 use crate::cache::{CachedUser, Layout};
 use crate::procs;
@@ -396,12 +396,7 @@ fn write(
         &format!("{name}: reads and load over time"),
         &panels(&name, result),
     )?;
-    println!(
-        "results: {}\nplots:   {}\n         {}",
-        json.display(),
-        lat.display(),
-        thr.display()
-    );
+    print_outputs(&json, &lat, &thr);
     Ok(())
 }
 
