@@ -14,7 +14,7 @@ static SERIAL: Mutex<()> = Mutex::const_new(());
 
 /// `deploy/stack.sh <args>`; returns once the command has finished (a `start` waits for readiness).
 async fn stack(args: &[&str]) -> anyhow::Result<()> {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/stack.sh");
+    let script = chat_e2e::repo_root().join("deploy/stack.sh");
     let out = tokio::process::Command::new("bash")
         .arg(script)
         .args(args)

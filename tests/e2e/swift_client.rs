@@ -25,10 +25,7 @@ use tokio::sync::mpsc;
 const WAIT: Duration = Duration::from_secs(60);
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ has a parent")
-        .to_path_buf()
+    chat_e2e::repo_root()
 }
 
 fn cli() -> anyhow::Result<PathBuf> {

@@ -98,3 +98,16 @@ pub async fn senders(
     }
     Ok(out)
 }
+
+/// The checkout the tests run from. Read at run time (`cargo test` sets `CARGO_MANIFEST_DIR`):
+/// the build directory is shared between checkouts, and a test binary compiled in another
+/// checkout must not reach into that one.
+pub fn repo_root() -> std::path::PathBuf {
+    let manifest = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into());
+    manifest
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}

@@ -35,7 +35,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use uuid::Uuid;
 
 const UPDATE_HINT: &str = "run `UPDATE_FIXTURES=1 cargo test -p chat-types --test fixtures`";
@@ -457,8 +457,13 @@ fn all_fixtures() -> Vec<Fixture> {
 // Comparing with, and writing to, fixtures/wire/
 // ---------------------------------------------------------------------------------------------
 
+/// Read at run time (`cargo test` sets `CARGO_MANIFEST_DIR`): the build directory is shared
+/// between checkouts, and a binary compiled in another one must check this one's fixtures.
 fn fixtures_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/wire")
+    let manifest = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into());
+    manifest.join("../../fixtures/wire")
 }
 
 /// `json` with the keys of every object in sorted order, whether or not some crate of the build
