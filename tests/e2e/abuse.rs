@@ -77,17 +77,17 @@ async fn a_flooding_sender_is_rate_limited_resends_lose_nothing_and_others_are_n
         }
     }
     assert!(limited > 0, "a burst past {SEND_BURST} is rate limited");
-    // History: every message once, nothing lost to the limiter.
-    let mut bodies = Vec::new();
-    let mut page = Page::newest(100);
-    loop {
-        let messages = api.history(&normal.access_token, ch.id, page).await?;
-        let Some(first) = messages.first() else {
-            break;
-        };
-        page = Page::before(first.id, 100);
-        bodies.extend(messages.iter().map(|m| m.body.clone()));
-    }
+    // History: every message once, nothing lost to the limiter. An ack means Kafka has the
+    // message, not yet the store: read until the last acked one is stored (bounded).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let bodies = loop {
+        let bodies = all_bodies(&api, &normal.access_token, ch.id).await?;
+        let stored = bodies.iter().filter(|b| b.starts_with("flood ")).count();
+        if stored >= total || Instant::now() >= deadline {
+            break bodies;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     let flood: Vec<&String> = bodies.iter().filter(|b| b.starts_with("flood ")).collect();
     let distinct: HashSet<&&String> = flood.iter().collect();
     println!(
@@ -98,6 +98,27 @@ async fn a_flooding_sender_is_rate_limited_resends_lose_nothing_and_others_are_n
     assert_eq!(flood.len(), total);
     assert_eq!(distinct.len(), total);
     Ok(())
+}
+
+/// Every message body of a channel, oldest first.
+async fn all_bodies(
+    api: &chat_client::Api,
+    token: &str,
+    channel: chat_types::ChannelId,
+) -> anyhow::Result<Vec<String>> {
+    let mut bodies = Vec::new();
+    let mut page = Page::newest(100);
+    loop {
+        let messages = api.history(token, channel, page).await?;
+        let Some(first) = messages.first() else {
+            break;
+        };
+        page = Page::before(first.id, 100);
+        let mut older: Vec<String> = messages.iter().map(|m| m.body.clone()).collect();
+        older.append(&mut bodies);
+        bodies = older;
+    }
+    Ok(bodies)
 }
 
 #[tokio::test]
