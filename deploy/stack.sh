@@ -19,6 +19,7 @@
 #                       secrets/ of the current stack; jars/ the Maven downloads (kept across runs)
 #   CARGO_TARGET_DIR    where the services are built (default ~/.cache/chat-target)
 #   CHAT_STACK_TIMEOUT  seconds to wait for each server to be ready (default 180)
+#   CHAT_REDIS_MAXMEMORY  Redis's memory bound, never evicting (default 1gb)
 #   CHAT_STACK_BUILD_WEB=false   same as --no-web
 #   CHAT__*             passed through to the services (the stack's own settings win)
 set -euo pipefail
@@ -38,6 +39,7 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/chat-target}
 BIN_DIR=$CARGO_TARGET_DIR/release
 
 WAIT_TIMEOUT=${CHAT_STACK_TIMEOUT:-180}
+REDIS_MAXMEMORY=${CHAT_REDIS_MAXMEMORY:-1gb}
 STOP_TIMEOUT=15        # services: SIGTERM, then SIGKILL after this many seconds
 INFRA_STOP_TIMEOUT=40  # stores and broker get longer to shut down cleanly
 MIGRATE_TIMEOUT=300
@@ -473,6 +475,16 @@ start_redis() {
 
 redis_ready() { [[ $(redis-cli -h 127.0.0.1 -p "${INFRA_PORT[redis]}" ping 2>/dev/null) == PONG ]]; }
 
+# A memory bound that never evicts: presence, membership epochs and send claims are what the
+# delivery guarantees rest on, and an evicted presence or epoch key would silently break them.
+# Past the bound writes fail loudly instead (sizing: docs/operations.md). Applied to a running
+# Redis too, so an older stack gets it at the next `up`.
+setup_redis() {
+    local r=(redis-cli -h 127.0.0.1 -p "${INFRA_PORT[redis]}")
+    "${r[@]}" CONFIG SET maxmemory "$REDIS_MAXMEMORY" >/dev/null
+    "${r[@]}" CONFIG SET maxmemory-policy noeviction >/dev/null
+}
+
 # ---------------------------------------------------------------------------------------------
 # Kafka (single combined broker + controller, KRaft)
 
@@ -573,7 +585,7 @@ wait_infra() {
     local name=$1
     case $name in
         postgres) wait_ready postgres pg_ready && setup_postgres ;;
-        redis) wait_ready redis redis_ready ;;
+        redis) wait_ready redis redis_ready && setup_redis ;;
         kafka) wait_ready kafka kafka_ready ;;
         cassandra) wait_ready cassandra cassandra_ready ;;
     esac

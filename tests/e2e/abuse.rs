@@ -1,6 +1,7 @@
 //! Abuse through nginx: a client that floods sends is slowed with `rate_limited` and loses
 //! nothing; a ping flood is paced, not amplified; a user cannot hoard connections; oversized
-//! frames and garbage ids get answers that do not invite a resend loop.
+//! frames and garbage ids get answers that do not invite a resend loop; what a send leaves in
+//! Redis is small, and Redis never evicts what the guarantees rest on.
 
 use chat_client::Page;
 use chat_e2e::{api, connect, register, unique};
@@ -219,6 +220,76 @@ async fn an_oversized_frame_closes_with_1009_and_a_huge_client_msg_id_is_not_ech
         err.close_code(),
         Some(1009),
         "closed with 1009 (message too big), got {err}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_send_leaves_a_small_claim_in_redis_whatever_its_size_and_redis_never_evicts()
+-> anyhow::Result<()> {
+    let api = api();
+    let a = register(&api, "claim-").await?;
+    let ch = api
+        .create_channel(&a.access_token, &unique("claim-"), None)
+        .await?;
+    let mut ws = connect(&a.access_token).await?;
+    // The longest body (4,000 characters, 16 KB of UTF-8): the whole message used to be
+    // parked in Redis for 24 h with each send.
+    let body = "\u{1F600}".repeat(4000);
+    let cmid = uuid::Uuid::new_v4().to_string();
+    ws.send_message(ch.id, &cmid, &body).await?;
+    let (acked, _) = ws
+        .until(|f| match f {
+            ServerFrame::Ack {
+                client_msg_id,
+                message,
+            } if *client_msg_id == cmid => Some(message.clone()),
+            _ => None,
+        })
+        .await?;
+    let mut r = chat_e2e::redis().await?;
+    let key = format!("claim:{}", acked.id.0.simple());
+    let usage: Option<u64> = redis::cmd("MEMORY")
+        .arg("USAGE")
+        .arg(&key)
+        .query_async(&mut r)
+        .await?;
+    let ttl: i64 = redis::cmd("TTL").arg(&key).query_async(&mut r).await?;
+    println!("claim of a 16 KB send: {usage:?} bytes in Redis, ttl {ttl} s");
+    let usage = usage.ok_or_else(|| anyhow::anyhow!("no claim {key} in Redis"))?;
+    assert!(usage < 256, "a claim takes {usage} bytes");
+    assert!(ttl > 0, "a claim expires");
+
+    // A resend of the same message is acked with the first one, the time included.
+    ws.send_message(ch.id, &cmid, &body).await?;
+    let (again, _) = ws
+        .until(|f| match f {
+            ServerFrame::Ack {
+                client_msg_id,
+                message,
+            } if *client_msg_id == cmid => Some(message.clone()),
+            _ => None,
+        })
+        .await?;
+    assert_eq!(again, acked);
+
+    let policy: Vec<String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("maxmemory*")
+        .query_async(&mut r)
+        .await?;
+    println!("redis: {policy:?}");
+    let get = |name: &str| {
+        policy
+            .chunks(2)
+            .find(|kv| kv[0] == name)
+            .map(|kv| kv[1].clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(get("maxmemory-policy"), "noeviction");
+    assert!(
+        get("maxmemory").parse::<u64>()? > 0,
+        "Redis has a memory bound"
     );
     Ok(())
 }

@@ -202,15 +202,11 @@ async fn a_client_that_stops_reading_and_then_resumes_gets_everything_once_in_or
     let mut sent = 1;
     crowd.wait_received(1, Duration::from_secs(10)).await?;
     crowd.clients[sleeper].pause_reading(true);
-    // ~3.6 MB of 12 KB bodies from three senders (within the send rate): fills the socket
-    // buffers on the way but stays under the gateway's 4 MiB queue for the sleeper. Past it the
-    // connection is closed with 4408 and the client resumes; that path lost 2 of 3,604 messages
-    // in one run under load, most likely a race (a
-    // resume that reaches a busy gateway after the 1 s hold can skip the messages between the
-    // client's position and the first live one), to be found and fixed
-    // before this test drives the sleeper past the queue again.
+    // ~10.8 MB of 12 KB bodies from three senders (within the send rate): more than the
+    // gateway's 4 MiB queue for the sleeper, so its connection is closed with 4408 (slow
+    // consumer) and it reconnects and resumes, while the senders go on, on a busy gateway.
     let body = "\u{1F600}".repeat(3000);
-    for i in 0..300 {
+    for i in 0..900 {
         let from = i % 3;
         crowd.clients[from].send(ch, uuid::Uuid::new_v4().to_string(), format!("{i} {body}"));
         sent += 1;

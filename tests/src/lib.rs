@@ -111,3 +111,11 @@ pub fn repo_root() -> std::path::PathBuf {
         .expect("tests/ has a parent")
         .to_path_buf()
 }
+
+/// A connection to the native stack's Redis (`CHAT_REDIS_ADDR`, default 127.0.0.1:16379), for
+/// tests that look at what the services keep there.
+pub async fn redis() -> anyhow::Result<redis::aio::MultiplexedConnection> {
+    let addr = std::env::var("CHAT_REDIS_ADDR").unwrap_or_else(|_| "127.0.0.1:16379".into());
+    let client = redis::Client::open(format!("redis://{addr}/"))?;
+    Ok(client.get_multiplexed_async_connection().await?)
+}

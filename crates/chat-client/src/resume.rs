@@ -158,7 +158,14 @@ impl Outbox {
             if stop() {
                 return None;
             }
-            let Ok(mut conn) = connector.connect_from(token, source).await else {
+            // Announce the resume at the upgrade when there is one, so the gateway holds live
+            // messages for it however long it takes to arrive.
+            let opened = if self.last_seen.is_empty() {
+                connector.connect_from(token, source).await
+            } else {
+                connector.connect_resuming(token, source).await
+            };
+            let Ok(mut conn) = opened else {
                 continue;
             };
             if let Ok(resent) = self.replay(&mut conn).await {

@@ -89,6 +89,20 @@ impl Connector {
 
     /// [`Connector::connect`] from a given local address (spreads source ports over addresses).
     pub async fn connect_from(&self, token: &str, source: Option<IpAddr>) -> Result<Connection> {
+        self.open(token, source, false).await
+    }
+
+    /// A connection whose first frame will be a `resume` (`?resume=1`): the gateway holds live
+    /// messages until that `resume` is served, with no time limit, so none can overtake it.
+    pub async fn connect_resuming(
+        &self,
+        token: &str,
+        source: Option<IpAddr>,
+    ) -> Result<Connection> {
+        self.open(token, source, true).await
+    }
+
+    async fn open(&self, token: &str, source: Option<IpAddr>, resume: bool) -> Result<Connection> {
         let addr = match self.addr {
             Some(a) => a,
             None => self.resolve().await?,
@@ -107,10 +121,17 @@ impl Connector {
             .map_err(|_| Error::Timeout("tcp connect"))?
             .map_err(io)?;
         stream.set_nodelay(true).map_err(io)?;
-        let url = if self.token_in_query {
-            format!("{}?token={token}", self.url)
-        } else {
+        let mut query = Vec::new();
+        if self.token_in_query {
+            query.push(format!("token={token}"));
+        }
+        if resume {
+            query.push("resume=1".to_string());
+        }
+        let url = if query.is_empty() {
             self.url.clone()
+        } else {
+            format!("{}?{}", self.url, query.join("&"))
         };
         let mut req = url.into_client_request()?;
         if !self.token_in_query {

@@ -8,7 +8,8 @@
 //! answering), and the epoch is checked in the same atomic call that takes the claim. Otherwise
 //! PostgreSQL decides, and the answer is cached under the epoch read before asking it.
 
-use chat_store::claims::{MemberClaim, SendClaims};
+use chat_store::claims::{FirstSend, MemberClaim, SendClaims};
+use chat_store::cql::MessageStore;
 use chat_store::epochs::MemberEpochs;
 use chat_store::pg::{Access, PgPool};
 use chat_types::bus::MessageRecord;
@@ -77,6 +78,8 @@ pub struct SendRate {
 
 pub struct Admission {
     db: PgPool,
+    /// Where a resend that differs from its first send finds the original.
+    store: MessageStore,
     sends: DefaultKeyedRateLimiter<UserId>,
     claims: SendClaims,
     epochs: MemberEpochs,
@@ -88,6 +91,7 @@ pub struct Admission {
 impl Admission {
     pub fn new(
         db: PgPool,
+        store: MessageStore,
         claims: SendClaims,
         epochs: MemberEpochs,
         max_age: Duration,
@@ -95,6 +99,7 @@ impl Admission {
     ) -> Self {
         Admission {
             db,
+            store,
             sends: RateLimiter::keyed(Quota::per_second(rate.per_second).allow_burst(rate.burst)),
             claims,
             epochs,
@@ -133,7 +138,7 @@ impl Admission {
         let mut epoch = None;
         if let Some(cached) = self.cached_epoch(user, channel) {
             match self.claims.claim_as_member(&record, &cached).await {
-                Ok(MemberClaim::Claimed(first)) => return Ok(first.unwrap_or(record)),
+                Ok(MemberClaim::Claimed(first)) => return self.first_or(record, first).await,
                 Ok(MemberClaim::Stale(current)) => {
                     self.forget(user, None);
                     epoch = Some(current);
@@ -150,7 +155,7 @@ impl Admission {
             self.remember(user, channel, epoch);
         }
         match self.claims.claim(&record).await {
-            Ok(first) => Ok(first.unwrap_or(record)),
+            Ok(first) => self.first_or(record, first).await,
             // Without the claim the message id still deduplicates in the store; only a resend's
             // ack could then carry a newer time.
             Err(e) => {
@@ -158,6 +163,66 @@ impl Admission {
                 Ok(record)
             }
         }
+    }
+
+    /// The record to produce: `record` for a first send; for a resend, the first send's message.
+    /// A resend of the same body to the same channel is that message with the first one's time;
+    /// one that differs (a `client_msg_id` reused for something else) is answered with the
+    /// stored original, which an acked first send soon is: waited for briefly, else the client
+    /// is told to resend later.
+    async fn first_or(
+        &self,
+        record: MessageRecord,
+        first: Option<FirstSend>,
+    ) -> Result<MessageRecord, Refused> {
+        let Some(first) = first else {
+            return Ok(record);
+        };
+        if let Some(same) = first.same_message(&record) {
+            return Ok(same);
+        }
+        metrics::counter!("chat_sends_reused_client_msg_id_total").increment(1);
+        let mut delays = chat_common::retry::backoff(
+            Duration::from_millis(50),
+            Duration::from_millis(400),
+            Some(6),
+        );
+        loop {
+            match self.stored(record.id, first.channel_id).await {
+                Ok(Some(original)) => {
+                    return Ok(MessageRecord {
+                        id: original.id,
+                        channel_id: original.channel_id,
+                        sender_id: original.sender_id,
+                        body: original.body,
+                        client_msg_id: original.client_msg_id,
+                        created_at: original.created_at,
+                    });
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "reading a resent message's original failed"),
+            }
+            match delays.next() {
+                Some(delay) => tokio::time::sleep(delay).await,
+                None => return Err(Refused::unavailable()),
+            }
+        }
+    }
+
+    /// The stored message `id` of `channel`, if it is stored yet.
+    async fn stored(
+        &self,
+        id: MessageId,
+        channel: ChannelId,
+    ) -> Result<Option<chat_types::Message>, chat_store::cql::CqlError> {
+        let Some(p) = self.store.placement(id).await? else {
+            return Ok(None);
+        };
+        if p.channel_id != channel {
+            return Ok(None);
+        }
+        let page = self.store.after(channel, p.seq - 1, 1).await?;
+        Ok(page.into_iter().find(|m| m.id == id))
     }
 
     /// A `Left` push (one channel), or a stale epoch (`None`: all): forget cached memberships.

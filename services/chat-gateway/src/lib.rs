@@ -95,6 +95,10 @@ pub struct GatewayConfig {
     /// at once (the user's membership epoch in Redis moves); this only bounds what Redis losing
     /// the epoch could allow.
     pub membership_cache_secs: u64,
+    /// How long a send claim is kept in Redis (~170 bytes each): a resend within it is acked
+    /// with the first send's time; a later one still creates no second message. Sizing:
+    /// docs/operations.md.
+    pub send_claim_ttl_secs: u64,
     /// Bounded drain on shutdown.
     pub drain_secs: u64,
 }
@@ -119,6 +123,7 @@ impl Default for GatewayConfig {
             write_buffer_bytes: 16 * 1024,
             max_frame_bytes: 64 * 1024,
             membership_cache_secs: 300,
+            send_claim_ttl_secs: 24 * 3600,
             drain_secs: 5,
         }
     }
@@ -187,7 +192,11 @@ impl Application {
         let ops_listener = tokio::net::TcpListener::bind(&cfg.ops.listen).await?;
         let admission = admission::Admission::new(
             db.clone(),
-            SendClaims::new(redis.clone()),
+            store.clone(),
+            SendClaims::new(
+                redis.clone(),
+                Duration::from_secs(cfg.gateway.send_claim_ttl_secs),
+            ),
             MemberEpochs::new(redis.clone()),
             Duration::from_secs(cfg.gateway.membership_cache_secs),
             admission::SendRate {

@@ -260,8 +260,10 @@ final class RealtimeClientTests: XCTestCase {
         let sent = try await first.nextSent()
         XCTAssertEqual(sent, .send(channelID: "c1", clientMsgID: "s1", body: "unacked"))
 
+        XCTAssertEqual(first.request.url?.absoluteString, "ws://chat.test/ws", "nothing to resume yet")
         first.serverCloses(code: CloseCode.goingAway)
         let second = try await h.connectAndReady()
+        XCTAssertEqual(second.request.url?.absoluteString, "ws://chat.test/ws?resume=1", "the resume is announced")
         let resume = try await second.nextSent()
         let resend = try await second.nextSent()
         XCTAssertEqual(resume, .resume(channels: ["c1": m6.id, "c2": m7.id]))

@@ -56,6 +56,22 @@ pub async fn upgrade(
             return unauthorized(error_code::INVALID_TOKEN, "the access token is invalid");
         }
     };
+    // `?resume=1`: the client's first frame will be a `resume`; hold live messages until it is
+    // served, however long that takes on a busy gateway (without it: at most `resume_hold_ms`).
+    let resume_announced = match query.get("resume").map(String::as_str) {
+        None | Some("0") | Some("false") => false,
+        Some("1") | Some("true") => true,
+        Some(_) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                axum::Json(ErrorBody::new(
+                    error_code::INVALID_QUERY,
+                    "resume must be 1 or 0 (true or false)",
+                )),
+            )
+                .into_response();
+        }
+    };
     if shared.hub.connections_of(&user) >= shared.cfg.max_connections_per_user {
         return (
             StatusCode::TOO_MANY_REQUESTS,
@@ -82,7 +98,7 @@ pub async fn upgrade(
         .max_write_buffer_size(cfg.write_buffer_bytes.max(cfg.max_frame_bytes) * 4)
         .max_message_size(cfg.max_frame_bytes)
         .max_frame_size(cfg.max_frame_bytes)
-        .on_upgrade(move |socket| run(shared, user, expires, socket))
+        .on_upgrade(move |socket| run(shared, user, expires, resume_announced, socket))
 }
 
 fn unauthorized(code: &str, message: &str) -> Response {
@@ -94,7 +110,13 @@ fn unauthorized(code: &str, message: &str) -> Response {
 }
 
 #[tracing::instrument(name = "connection", skip_all, fields(user_id = %user, conn_id))]
-async fn run(shared: Arc<Shared>, user: UserId, expires: i64, socket: WebSocket) {
+async fn run(
+    shared: Arc<Shared>,
+    user: UserId,
+    expires: i64,
+    resume_announced: bool,
+    socket: WebSocket,
+) {
     let _in_flight = shared.tasks.token();
     let id = NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed);
     tracing::Span::current().record("conn_id", id);
@@ -131,7 +153,7 @@ async fn run(shared: Arc<Shared>, user: UserId, expires: i64, socket: WebSocket)
     let (sink, stream) = socket.split();
     let state = handle.state.clone();
     let w = async {
-        writer::run(&shared, sink, rx, &state).await;
+        writer::run(&shared, sink, rx, &state, resume_announced).await;
         state.kill.cancel();
     };
     let r = async {

@@ -7,7 +7,11 @@
 //!   first ([`Step::Fetch`], answered by [`Sequencer::fetched`]);
 //! - live messages are held after `ready` until the client's first frame (or a time limit), so
 //!   a `resume` sent right after connecting is served before them;
-//! - `resume` and `resync` send everything after a position, then go on live.
+//! - `resume` and `resync` send everything after a position, then go on live;
+//! - a client that announced its `resume` at the upgrade (`?resume=1`) is held without a time
+//!   limit; a `resume` that arrives after the hold ended anyway (a client that did not announce
+//!   it, slower than the limit) still gets every message it missed: those older than the live
+//!   ones already written follow late (a "backfill", out of order) rather than never.
 
 use crate::hub::{LiveMessage, Outbound};
 use axum::extract::ws::Utf8Bytes;
@@ -48,6 +52,13 @@ enum Work {
     },
     /// A live message whose gap was just filled: sent unless the fill already covered it.
     AfterFill(Arc<LiveMessage>),
+    /// Send the channel's messages after `after` up to `until` without moving the channel's
+    /// position: what a late `resume` missed below the live messages already written.
+    Backfill {
+        channel: ChannelId,
+        after: i64,
+        until: i64,
+    },
     Write(Utf8Bytes),
     Release,
 }
@@ -59,12 +70,19 @@ struct Fetching {
     after: i64,
     until: Option<i64>,
     limit: i64,
+    /// A [`Work::Backfill`] page: the channel's position stays where it is.
+    backfill: bool,
 }
 
 #[derive(Debug)]
 pub struct Sequencer {
     /// Per channel, the last position this connection was sent.
     last: HashMap<ChannelId, i64>,
+    /// Channels whose first message on this connection was a live one, with no position known
+    /// from the client yet: the seq of that first message. A later `resume` below it backfills.
+    unanchored: HashMap<ChannelId, i64>,
+    /// The client announced a `resume` at the upgrade: no time limit on the hold.
+    resume_announced: bool,
     /// Live items wait in `held` until the client's first frame or the hold time ends.
     holding: bool,
     /// The first frame was a `resume` still being looked up: hold until it is served.
@@ -82,9 +100,13 @@ pub fn frame(f: &ServerFrame) -> Utf8Bytes {
 }
 
 impl Sequencer {
-    pub fn new(hold_max: usize) -> Self {
+    /// `resume_announced`: the client said at the upgrade that its first frame is a `resume`,
+    /// so live messages are held until that frame however long it takes.
+    pub fn new(hold_max: usize, resume_announced: bool) -> Self {
         Sequencer {
             last: HashMap::new(),
+            unanchored: HashMap::new(),
+            resume_announced,
             holding: true,
             resume_pending: false,
             held: VecDeque::new(),
@@ -102,7 +124,7 @@ impl Sequencer {
 
     /// Whether the hold-time limit still matters (live items held, no resume being prepared).
     pub fn waits_for_hold_timer(&self) -> bool {
-        self.holding && !self.resume_pending
+        self.holding && !self.resume_pending && !self.resume_announced
     }
 
     /// The hold time after `ready` is over: go live.
@@ -128,6 +150,11 @@ impl Sequencer {
                     after,
                     until,
                 } => self.catch_up(channel, after, until),
+                Work::Backfill {
+                    channel,
+                    after,
+                    until,
+                } => self.backfill(channel, after, until),
             };
             if let Some(step) = step {
                 if matches!(step, Step::Close(_)) {
@@ -151,6 +178,17 @@ impl Sequencer {
         for message in page {
             after = message.seq.unwrap_or(after + 1);
             unfolded.push(Work::Write(frame(&ServerFrame::Message { message })));
+        }
+        if f.backfill {
+            if full && let Some(until) = f.until {
+                unfolded.push(Work::Backfill {
+                    channel: f.channel,
+                    after,
+                    until,
+                });
+            }
+            self.push_front(unfolded);
+            return;
         }
         self.last.insert(f.channel, after);
         if full {
@@ -205,23 +243,33 @@ impl Sequencer {
                     }
                     MembershipChange::Left => {
                         self.last.remove(&note.channel);
+                        self.unanchored.remove(&note.channel);
                     }
                 }
                 None
             }
             Outbound::Frame(f) => Some(Step::Write(f.into())),
             Outbound::Resume { channels } => {
-                // Known gap (issue 12): a resume that arrives after the hold expired, for a
-                // channel whose live messages were already written, starts after the newest
-                // one written, so messages between the client's position and it are skipped.
                 let mut unfolded = Vec::with_capacity(channels.len() + 2);
                 for (channel, after) in &channels {
-                    let from = self
-                        .last
-                        .get(channel)
-                        .copied()
-                        .unwrap_or(*after)
-                        .max(*after);
+                    let first_live = self.unanchored.remove(channel);
+                    let from = match self.last.get(channel).copied() {
+                        Some(last) => last.max(*after),
+                        None => *after,
+                    };
+                    // Live messages of this channel were written before the client said where
+                    // it was (the hold ended first): what lies between its position and the
+                    // first of them is sent now, late, rather than lost.
+                    if let Some(first) = first_live
+                        && *after < first - 1
+                    {
+                        metrics::counter!("chat_late_resume_backfills_total").increment(1);
+                        unfolded.push(Work::Backfill {
+                            channel: *channel,
+                            after: *after,
+                            until: first - 1,
+                        });
+                    }
                     self.last.insert(*channel, from);
                     unfolded.push(Work::CatchUp {
                         channel: *channel,
@@ -263,9 +311,15 @@ impl Sequencer {
 
     /// Write a live message unless it is a replay (at or below the last position sent).
     fn write_live(&mut self, live: &LiveMessage) -> Option<Step> {
-        if self.last.get(&live.channel).is_some_and(|l| live.seq <= *l) {
-            metrics::counter!("chat_replays_dropped_total").increment(1);
-            return None;
+        match self.last.get(&live.channel) {
+            Some(l) if live.seq <= *l => {
+                metrics::counter!("chat_replays_dropped_total").increment(1);
+                return None;
+            }
+            Some(_) => {}
+            None => {
+                self.unanchored.insert(live.channel, live.seq);
+            }
         }
         self.last.insert(live.channel, live.seq);
         Some(Step::Write(live.frame.clone()))
@@ -282,6 +336,26 @@ impl Sequencer {
             after,
             until,
             limit,
+            backfill: false,
+        });
+        Some(Step::Fetch {
+            channel,
+            after,
+            limit,
+        })
+    }
+
+    fn backfill(&mut self, channel: ChannelId, after: i64, until: i64) -> Option<Step> {
+        if until <= after {
+            return None;
+        }
+        let limit = (until - after).min(HISTORY_PAGE);
+        self.fetching = Some(Fetching {
+            channel,
+            after,
+            until: Some(until),
+            limit,
+            backfill: true,
         });
         Some(Step::Fetch {
             channel,
@@ -358,7 +432,7 @@ mod tests {
     impl Driver {
         fn new() -> Self {
             Driver {
-                seq: Sequencer::new(4),
+                seq: Sequencer::new(4, false),
                 stored: HashMap::new(),
                 fail_reads: false,
                 fetches: 0,
@@ -559,5 +633,47 @@ mod tests {
         d.seq.offer(live(chan(1), 9));
         assert_eq!(d.run(), ["c1:9"]);
         assert_eq!(d.fetches, 1);
+    }
+
+    #[test]
+    fn an_announced_resume_is_waited_for_without_a_time_limit() {
+        let mut d = Driver::new();
+        d.seq = Sequencer::new(4, true);
+        d.stored.insert(chan(1), 3);
+        d.seq.offer(live(chan(1), 3));
+        assert!(!d.seq.waits_for_hold_timer());
+        d.seq.hold_expired();
+        assert!(d.run().is_empty(), "held until the resume");
+        d.seq.offer(Outbound::ResumePending);
+        d.seq.offer(Outbound::Resume {
+            channels: vec![(chan(1), 1)],
+        });
+        assert_eq!(d.run(), ["c1:2", "c1:3", "resumed"]);
+    }
+
+    #[test]
+    fn a_resume_after_the_hold_ended_still_gets_what_it_missed_below_the_live_ones() {
+        let mut d = Driver::new();
+        d.stored.insert(chan(1), 250);
+        d.stored.insert(chan(2), 4);
+        d.seq.offer(live(chan(1), 240));
+        d.seq.offer(live(chan(2), 4));
+        d.seq.hold_expired();
+        assert_eq!(d.run(), ["c1:240", "c2:4"]);
+        d.seq.offer(live(chan(1), 241));
+        d.seq.offer(Outbound::Resume {
+            channels: vec![(chan(1), 10), (chan(2), 3)],
+        });
+        let seen = d.run();
+        let expected: Vec<String> = ["c1:241".to_string()]
+            .into_iter()
+            .chain((11..=239).map(|s| format!("c1:{s}")))
+            .chain((242..=250).map(|s| format!("c1:{s}")))
+            .chain(["resumed".to_string()])
+            .collect();
+        assert_eq!(seen, expected, "nothing missing, nothing twice");
+        d.seq.offer(live(chan(1), 250));
+        d.seq.offer(live(chan(1), 251));
+        assert_eq!(d.run(), ["c1:251"]);
     }
 }

@@ -22,9 +22,10 @@ pub(super) async fn run(
     mut sink: Sink,
     mut rx: mpsc::Receiver<Outbound>,
     state: &ConnState,
+    resume_announced: bool,
 ) {
     let cfg = &shared.cfg;
-    let mut seq = Sequencer::new(cfg.queue_capacity);
+    let mut seq = Sequencer::new(cfg.queue_capacity, resume_announced);
     let mut ping = tokio::time::interval(Duration::from_secs(cfg.ping_interval_secs));
     ping.tick().await;
     let hold_until = Instant::now() + Duration::from_millis(cfg.resume_hold_ms);

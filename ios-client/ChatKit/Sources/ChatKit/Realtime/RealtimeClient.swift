@@ -57,6 +57,8 @@ public actor RealtimeClient {
     /// The channels the last `resume` on this connection named; those missing from the
     /// server's `resumed` answer were refused (`unknown_message`, `not_a_member`).
     private var resumeRequested: Set<String> = []
+    /// The current connection was opened with `?resume=1`: its first frame must come at once.
+    private var announcedResume = false
 
     private struct ResumePosition {
         var seq: Int64
@@ -339,9 +341,18 @@ public actor RealtimeClient {
 
     private func upgradeRequest(token: String) -> URLRequest {
         var target = url
-        if configuration.tokenPlacement == .query,
-           var components = URLComponents(url: url, resolvingAgainstBaseURL: false) {
-            components.queryItems = (components.queryItems ?? []) + [URLQueryItem(name: "token", value: token)]
+        var items: [URLQueryItem] = []
+        if configuration.tokenPlacement == .query {
+            items.append(URLQueryItem(name: "token", value: token))
+        }
+        // A `resume` will be the first frame: announce it, so the gateway holds live messages
+        // until it is served however long that takes (otherwise at most 1 s).
+        announcedResume = !lastSeen.isEmpty
+        if announcedResume {
+            items.append(URLQueryItem(name: "resume", value: "1"))
+        }
+        if !items.isEmpty, var components = URLComponents(url: url, resolvingAgainstBaseURL: false) {
+            components.queryItems = (components.queryItems ?? []) + items
             target = components.url ?? url
         }
         var request = URLRequest(url: target)
@@ -391,6 +402,9 @@ public actor RealtimeClient {
             if !lastSeen.isEmpty {
                 resumeRequested = Set(lastSeen.keys)
                 write(.resume(channels: resumePositions))
+            } else if announcedResume {
+                // Announced, but nothing is left to resume: any first frame releases the hold.
+                write(.ping)
             }
             for pending in queue {
                 transmit(pending)
