@@ -31,7 +31,7 @@ while (($#)); do
     scenarios+=("$1")
     shift
 done
-((${#scenarios[@]})) || scenarios=(warmup smoke baseline idle idle-nginx groups fanout history history-light history-quiet)
+((${#scenarios[@]})) || scenarios=(warmup smoke baseline idle idle-nginx groups fanout history history-light history-quiet abuse)
 
 # Whole workspace, release profile: the one build every test and tool shares.
 cargo build --release --workspace
@@ -72,6 +72,7 @@ for s in "${scenarios[@]}"; do
         history) run history history --out-dir "$OUT" || status=1 ;;
         history-light) run history-light history --out-dir "$OUT" --name history-light --load-rate 100 || status=1 ;;
         history-quiet) run history-quiet history --out-dir "$OUT" --name history-quiet --load-rate 0 || status=1 ;;
+        abuse) run abuse abuse || status=1 ;;
         *)
             echo "bench: unknown scenario $s" >&2
             status=2

@@ -2,7 +2,7 @@
 //! WebSockets through nginx), checks every delivery (lost, duplicated, reordered, by `seq`), and
 //! reports latency, throughput, memory per connection and CPU per process as JSON and SVG plots.
 //!
-//! Scenarios: `idle`, `groups`, `fanout`, `history`, and `smoke` (a few-second check for the test
+//! Scenarios: `idle`, `groups`, `fanout`, `history`, `abuse`, and `smoke` (a few-second check for the test
 //! suite). See `docs/benchmarks.md`.
 
 mod cache;
@@ -43,6 +43,9 @@ enum Cmd {
     /// A few seconds of a tiny groups run; exits non-zero if anything is lost, duplicated,
     /// reordered, or nothing was delivered.
     Smoke(scenarios::SmokeArgs),
+    /// 100 normal clients chatting, in rounds without and with a flooding user and a
+    /// connection-hoarding user: nothing lost, and the normal clients' p99 within 20 %.
+    Abuse(scenarios::AbuseArgs),
     /// CPU and memory of the idle stack (no load), for comparison with the scenarios.
     Baseline(scenarios::BaselineArgs),
     /// (internal) a worker process: a job on stdin, reports on stdout.
@@ -122,6 +125,7 @@ fn main() -> std::process::ExitCode {
             Cmd::Fanout(a) => scenarios::fanout(a).await,
             Cmd::History(a) => scenarios::history(a).await,
             Cmd::Smoke(a) => scenarios::smoke(a).await,
+            Cmd::Abuse(a) => scenarios::abuse(a).await,
             Cmd::Baseline(a) => scenarios::baseline(a).await,
             Cmd::Worker => unreachable!(),
         }

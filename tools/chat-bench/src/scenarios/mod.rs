@@ -3,8 +3,9 @@
 //! # Layout
 //! - `shared`: the set-up every scenario starts from (API client, cached user pool, channel
 //!   layouts, progress bar), the steady-traffic spec, and the result files.
-//! - `groups`, `fanout`, `idle`, `history`, `smoke`, `baseline`: one scenario each.
+//! - `groups`, `fanout`, `idle`, `history`, `smoke`, `baseline`, `abuse`: one scenario each.
 
+mod abuse;
 mod baseline;
 mod fanout;
 mod groups;
@@ -13,6 +14,7 @@ mod idle;
 mod shared;
 mod smoke;
 
+pub use abuse::{AbuseArgs, abuse};
 pub use baseline::{BaselineArgs, baseline};
 pub use fanout::{FanoutArgs, fanout};
 pub use groups::{GroupsArgs, groups};
