@@ -201,7 +201,7 @@ async fn flood(
         };
         while !stop.load(Ordering::Relaxed) {
             n += 1;
-            let frame = if n % 4 == 0 {
+            let frame = if n.is_multiple_of(4) {
                 ClientFrame::Ping
             } else {
                 ClientFrame::Send {
