@@ -293,3 +293,35 @@ async fn a_send_leaves_a_small_claim_in_redis_whatever_its_size_and_redis_never_
     );
     Ok(())
 }
+
+/// The gateways' internal delivery endpoint (ops port, never behind nginx) answers a caller
+/// without the internal credential before reading the body: a stranger cannot make a gateway
+/// buffer the 64 MiB a batch may be.
+#[tokio::test]
+async fn the_delivery_endpoint_refuses_a_stranger_before_reading_the_body() -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect("127.0.0.1:9101").await?;
+    let announced = 60 * 1024 * 1024;
+    s.write_all(
+        format!(
+            "POST /internal/v1/deliver HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\nx-internal-token: not-the-token\r\ncontent-length: {announced}\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await?;
+    s.write_all(&[b' '; 1024]).await?;
+    // The rest of the 60 MB never comes: only a server that answers before reading it replies.
+    let mut reply = vec![0u8; 512];
+    let started = Instant::now();
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut reply))
+        .await
+        .map_err(|_| anyhow::anyhow!("no answer while the body was outstanding"))??;
+    let head = String::from_utf8_lossy(&reply[..n]);
+    println!(
+        "stranger with a 60 MB body announced: {:?} after {:?}",
+        head.lines().next(),
+        started.elapsed()
+    );
+    assert!(head.starts_with("HTTP/1.1 401"), "{head}");
+    Ok(())
+}
