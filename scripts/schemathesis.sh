@@ -7,7 +7,7 @@
 # failure makes it exit non-zero.
 #   CHAT_URL      base URL (default http://127.0.0.1:8080)
 #   CHAT_VENV     virtualenv schemathesis is installed into (default ~/.cache/chat-venv)
-#   ST_EXAMPLES   examples per operation (default 40)
+#   ST_EXAMPLES   examples per operation (default 100)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 url="${CHAT_URL:-http://127.0.0.1:8080}"
@@ -32,10 +32,9 @@ trap 'rm -rf "$report"' EXIT
 cd "$report"
 "$venv/bin/st" run "$url/api/v1/openapi.json" \
   --checks all \
-  --max-examples "${ST_EXAMPLES:-40}" \
+  --max-examples "${ST_EXAMPLES:-100}" \
   --generation-deterministic \
   --request-timeout 10 \
   --workers 1 \
-  --generation-database none \
   --no-color \
   -H "Authorization: Bearer $token"
