@@ -3,7 +3,7 @@
 # API through nginx, with every check: responses must be documented (status, headers, body
 # schema, content type), requests valid by the document accepted, invalid ones refused with a
 # 4xx, no 5xx. Needs the stack up (deploy/stack.sh up). Bounded: a fixed number of examples per
-# operation and a deterministic seed, so a run takes about a minute and repeats itself; any
+# operation and a deterministic seed, so a run takes 1 to 1.5 minutes and repeats itself; any
 # failure makes it exit non-zero.
 #   CHAT_URL      base URL (default http://127.0.0.1:8080)
 #   CHAT_VENV     virtualenv schemathesis is installed into (default ~/.cache/chat-venv)
@@ -15,7 +15,13 @@ venv="${CHAT_VENV:-$HOME/.cache/chat-venv}"
 version=4.32.5
 
 if ! "$venv/bin/st" --version 2>/dev/null | grep -qF "$version"; then
-  [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+  if [ ! -x "$venv/bin/python" ]; then
+    # A fresh Debian/Ubuntu may lack the venv module.
+    python3 -m venv "$venv" 2>/dev/null || {
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv
+      python3 -m venv "$venv"
+    }
+  fi
   "$venv/bin/pip" install -q --disable-pip-version-check "schemathesis==$version"
 fi
 
