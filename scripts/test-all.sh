@@ -44,12 +44,19 @@ step "unit tests"
 cargo test --release --workspace --lib --bins
 cargo test --release --workspace --test fixtures
 
+step "fuzzing (cargo-fuzz on stable: client frames, REST bodies, history cursors; 30 s each)"
+# Installs cargo-fuzz once (~/.cargo/bin); builds in $CARGO_TARGET_DIR/fuzz.
+scripts/fuzz.sh
+
 step "native stack"
 trap stop_stack EXIT
 deploy/stack.sh up
 
 step "end-to-end tests (through nginx)"
 cargo test --release --workspace --test conversation --test rest --test hardening_api --test credentials --test resume
+# The OpenAPI document against the live API (schemathesis, every check, a fixed number of
+# examples per operation; installs itself into ~/.cache/chat-venv once).
+scripts/schemathesis.sh
 # Floods and hoarding: rate limits, pacing, connection caps, 1009 (prints what it measured).
 cargo test --release --workspace --test abuse -- --nocapture
 

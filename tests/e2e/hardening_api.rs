@@ -129,6 +129,17 @@ async fn nul_characters_are_refused_as_bad_input_not_500() {
         assert_eq!(status, 400, "{what}: {v}");
         assert_eq!(code(&v), Some("nul_character"), "{what}: {v}");
     }
+    // Fields the API does not read are ignored, whatever they hold (the OpenAPI document
+    // allows additional properties).
+    let r = c
+        .post(url("/api/v1/channels"))
+        .bearer_auth(&token)
+        .json(&json!({"name": unique("c-"), "extra\u{0000}": "a\u{0000}b", "more": ["\u{0000}"]}))
+        .send()
+        .await
+        .unwrap();
+    let (status, _, v) = body(r).await;
+    assert_eq!(status, 201, "unknown fields with NUL characters: {v}");
 }
 
 #[tokio::test]

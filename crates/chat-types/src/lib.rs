@@ -11,12 +11,17 @@
 //! - [`bus`]: records of the Kafka topic `messages`.
 //! - [`internal`]: the body message servers push to a gateway's delivery endpoint.
 //! - [`limits`]: the limits of the public contract.
+//! - [`patterns`]: the same limits as regular expressions (the OpenAPI document's `pattern`s).
+//! - `openapi` (feature `openapi`): JSON schemas of the constrained fields and query parameters.
 
 pub mod bus;
 pub mod error_code;
 pub mod ids;
 pub mod internal;
 pub mod limits;
+#[cfg(feature = "openapi")]
+pub mod openapi;
+pub mod patterns;
 pub mod rest;
 pub mod ws;
 

@@ -56,9 +56,39 @@ pub fn valid_display_name(name: &str) -> bool {
         && !name.chars().any(is_forbidden_in_names)
 }
 
+/// Whether `name` is a valid channel name: 1 to 80 characters (after trimming white space),
+/// none of them [forbidden in names](is_forbidden_in_names).
+pub fn valid_channel_name(name: &str) -> bool {
+    let name = name.trim();
+    (1..=CHANNEL_NAME_MAX).contains(&name.chars().count())
+        && !name.chars().any(is_forbidden_in_names)
+}
+
+/// Whether `description` is a valid channel description: at most 1000 characters after
+/// trimming white space. (NUL characters are refused in every field, before this.)
+pub fn valid_description(description: &str) -> bool {
+    description.trim().chars().count() <= CHANNEL_DESCRIPTION_MAX && !description.contains('\0')
+}
+
+/// Whether `query` is a valid `GET /users?query=`: 1 to 32 characters after trimming, no NUL.
+pub fn valid_user_query(query: &str) -> bool {
+    (1..=USERNAME_MAX).contains(&query.trim().chars().count()) && !query.contains('\0')
+}
+
+/// Whether `query` is a valid `GET /channels/search?query=`: at most 80 characters after
+/// trimming (no channel name is longer), no NUL.
+pub fn valid_channel_query(query: &str) -> bool {
+    query.trim().chars().count() <= CHANNEL_NAME_MAX && !query.contains('\0')
+}
+
 /// Whether `password` is acceptable for a new account: 8 to 1024 characters, not only white space.
 pub fn valid_password(password: &str) -> bool {
     (PASSWORD_MIN..=PASSWORD_MAX).contains(&password.chars().count()) && !password.trim().is_empty()
+}
+
+/// Whether `id` is a valid `client_msg_id`: 1 to 128 characters.
+pub fn valid_client_msg_id(id: &str) -> bool {
+    (1..=CLIENT_MSG_ID_MAX).contains(&id.chars().count())
 }
 
 /// Whether `body` is a valid message body: 1 to 4000 characters, not only white space.

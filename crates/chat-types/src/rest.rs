@@ -32,21 +32,23 @@ pub struct RegisterRequest {
     )]
     pub username: String,
     /// 8 to 1024 characters, not only white space.
-    #[cfg_attr(feature = "openapi", schema(min_length = 8, max_length = 1024))]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::password))]
     pub password: String,
     /// At most 64 characters (white space around it is trimmed; empty or absent: the username),
     /// without control characters (Cc), line or paragraph separators, or format characters (Cf:
     /// bidi overrides and isolates, zero-width spaces, the byte-order mark) other than the
     /// zero-width joiner and non-joiner.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "openapi", schema(max_length = 64))]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::display_name))]
     pub display_name: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LoginRequest {
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::text))]
     pub username: String,
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::text))]
     pub password: String,
 }
 
@@ -54,6 +56,7 @@ pub struct LoginRequest {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RefreshRequest {
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::text))]
     pub refresh_token: String,
 }
 
@@ -88,8 +91,10 @@ pub struct Channel {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreateChannelRequest {
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::channel_name))]
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::description))]
     pub description: Option<String>,
 }
 
@@ -137,6 +142,57 @@ pub struct Message {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MessageList {
     pub messages: Vec<Message>,
+}
+
+/// The query of `GET /channels/{channel_id}/messages`, checked: `before` and `after` are
+/// message ids, `limit` is 1 to 100 (default 50). With both cursors, the page is the messages
+/// between them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HistoryQuery {
+    pub before: Option<MessageId>,
+    pub after: Option<MessageId>,
+    pub limit: u32,
+}
+
+impl HistoryQuery {
+    /// Parse the raw query values; the error is an [error code](crate::error_code) and a
+    /// message for the client.
+    pub fn parse(
+        before: Option<&str>,
+        after: Option<&str>,
+        limit: Option<&str>,
+    ) -> Result<Self, (&'static str, String)> {
+        use crate::{error_code, limits};
+        let limit = match limit {
+            None => limits::HISTORY_DEFAULT_LIMIT,
+            Some(l) => l
+                .parse::<u32>()
+                .ok()
+                .filter(|l| (1..=limits::HISTORY_MAX_LIMIT).contains(l))
+                .ok_or_else(|| {
+                    (
+                        error_code::INVALID_LIMIT,
+                        format!("limit must be 1 to {}", limits::HISTORY_MAX_LIMIT),
+                    )
+                })?,
+        };
+        let cursor = |name: &str, v: Option<&str>| {
+            v.map(|v| {
+                v.parse::<MessageId>().map_err(|_| {
+                    (
+                        error_code::INVALID_CURSOR,
+                        format!("{name} must be a message id"),
+                    )
+                })
+            })
+            .transpose()
+        };
+        Ok(HistoryQuery {
+            before: cursor("before", before)?,
+            after: cursor("after", after)?,
+            limit,
+        })
+    }
 }
 
 /// Every error response: `{"error": {"code", "message"}}`.

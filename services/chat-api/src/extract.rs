@@ -9,27 +9,30 @@ use chat_common::auth::{TokenError, bearer_token};
 use chat_types::UserId;
 use chat_types::error_code as code;
 use ipnet::IpNet;
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 
 /// `axum::Json` with contract-shaped rejections (malformed JSON, wrong types, too large, a NUL
-/// character in any string).
+/// character in any field the body type has).
 pub struct ApiJson<T>(pub T);
 
-impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+impl<T: DeserializeOwned + Serialize, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        // Read as a JSON value first: NUL characters are refused in every field at once, and
-        // the shape is checked after.
         let axum::Json(v) = axum::Json::<serde_json::Value>::from_request(req, state).await?;
-        if let Some(field) = nul_in(&v, "") {
+        let body: T = serde_json::from_value(v)
+            .map_err(|e| ApiError::bad(code::INVALID_FIELD, format!("invalid body: {e}")))?;
+        // NUL characters are refused in the fields the API reads (written back as JSON: every
+        // field of the type, and only those). Unknown fields are ignored, whatever they hold,
+        // as the document allows them.
+        let known = serde_json::to_value(&body).map_err(|e| ApiError::Internal(e.into()))?;
+        if let Some(field) = nul_in(&known, "") {
             return Err(nul_error(&format!("the field '{}'", field.escape_debug())));
         }
-        serde_json::from_value(v)
-            .map(ApiJson)
-            .map_err(|e| ApiError::bad(code::INVALID_FIELD, format!("invalid body: {e}")))
+        Ok(ApiJson(body))
     }
 }
 

@@ -5,6 +5,7 @@
 //!
 //! # Layout
 //! - [`error`]: the API's error type and its JSON body.
+//! - [`doc`]: the statuses every operation of the OpenAPI document can answer.
 //! - [`extract`]: JSON and authentication extractors with contract-shaped rejections.
 //! - [`auth`]: register, login, refresh (rotating), logout.
 //! - [`hashing`]: argon2id on a fixed pool of threads, each reusing its memory.
@@ -12,6 +13,7 @@
 //! - [`routes`]: users, channels, direct conversations, history; the router and its layers.
 
 pub mod auth;
+pub mod doc;
 pub mod error;
 pub mod extract;
 pub mod hashing;

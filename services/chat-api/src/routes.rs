@@ -10,8 +10,8 @@ use chat_store::pg::Access;
 use chat_types::bus::{BusRecord, MembershipChange, MembershipRecord};
 use chat_types::error_code as code;
 use chat_types::rest::{
-    Channel, ChannelKind, ChannelList, CreateChannelRequest, CreateDmRequest, MemberList,
-    MessageList, UserList,
+    Channel, ChannelKind, ChannelList, CreateChannelRequest, CreateDmRequest, HistoryQuery,
+    MemberList, MessageList, UserList,
 };
 use chat_types::{ChannelId, ErrorBody, MessageId, UserId, limits};
 use utoipa::OpenApi;
@@ -22,6 +22,8 @@ use utoipa_axum::routes;
 #[openapi(
     info(title = "chat API", version = "1", description = "REST API of the realtime chat. The WebSocket protocol is in docs/protocol.md."),
     modifiers(&BearerAuth),
+    // Schemas of query parameters (referenced by the operations that take them).
+    components(schemas(chat_types::openapi::UserQuery, chat_types::openapi::ChannelQuery, chat_types::openapi::HistoryLimit)),
     tags((name = "auth"), (name = "users"), (name = "channels"), (name = "messages"), (name = "docs"))
 )]
 struct ApiDoc;
@@ -68,10 +70,15 @@ pub fn api_router() -> OpenApiRouter<SharedState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi()).nest("/api/v1", v1)
 }
 
-/// The OpenAPI document, built once.
+/// The OpenAPI document, built once, with the statuses every operation shares
+/// ([`crate::doc`]; added once all routes are in).
 pub fn openapi() -> &'static utoipa::openapi::OpenApi {
     static DOC: std::sync::OnceLock<utoipa::openapi::OpenApi> = std::sync::OnceLock::new();
-    DOC.get_or_init(|| api_router().split_for_parts().1)
+    DOC.get_or_init(|| {
+        let mut doc = api_router().split_for_parts().1;
+        utoipa::Modify::modify(&crate::doc::CommonResponses, &mut doc);
+        doc
+    })
 }
 
 /// This document (OpenAPI 3.1).
@@ -160,21 +167,21 @@ async fn require_member(
 
 /// Users whose username starts with `query` (ignoring case), at most 20.
 #[utoipa::path(get, path = "/users", tag = "users", security(("bearer" = [])),
-    params(("query" = String, Query, description = "username prefix, 1-32 characters")),
-    responses((status = 200, body = UserList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+    params(("query" = chat_types::openapi::UserQuery, Query, description = "username prefix, 1-32 characters once trimmed")),
+    responses((status = 200, body = UserList), (status = 400, body = ErrorBody, description = "invalid_query, nul_character"), (status = 401, body = ErrorBody)))]
 async fn search_users(
     State(s): State<SharedState>,
     AuthUser(_): AuthUser,
     ApiQuery(q): ApiQuery,
 ) -> ApiResult<Json<UserList>> {
-    let prefix = q.get("query").map(|p| p.trim()).unwrap_or_default();
-    if prefix.is_empty() || prefix.chars().count() > limits::USERNAME_MAX {
+    let prefix = q.get("query").map(String::as_str).unwrap_or_default();
+    if !limits::valid_user_query(prefix) {
         return Err(ApiError::bad(
             code::INVALID_QUERY,
             format!("query must be 1 to {} characters", limits::USERNAME_MAX),
         ));
     }
-    let users = chat_store::pg::search_users(&s.db, prefix, 20).await?;
+    let users = chat_store::pg::search_users(&s.db, prefix.trim(), 20).await?;
     Ok(Json(UserList { users }))
 }
 
@@ -189,8 +196,7 @@ async fn create_channel(
     ApiJson(req): ApiJson<CreateChannelRequest>,
 ) -> ApiResult<(StatusCode, Json<Channel>)> {
     let name = req.name.trim();
-    let n = name.chars().count();
-    if n == 0 || n > limits::CHANNEL_NAME_MAX || name.chars().any(limits::is_forbidden_in_names) {
+    if !limits::valid_channel_name(name) {
         return Err(ApiError::bad(
             code::INVALID_NAME,
             format!(
@@ -201,7 +207,7 @@ async fn create_channel(
         ));
     }
     let description = req.description.as_deref().unwrap_or("").trim();
-    if description.chars().count() > limits::CHANNEL_DESCRIPTION_MAX {
+    if !limits::valid_description(description) {
         return Err(ApiError::bad(
             code::INVALID_DESCRIPTION,
             format!(
@@ -229,22 +235,22 @@ async fn my_channels(
 
 /// Group channels anyone may join whose name contains `query` (ignoring case), at most 50.
 #[utoipa::path(get, path = "/channels/search", tag = "channels", security(("bearer" = [])),
-    params(("query" = Option<String>, Query, description = "part of the name; empty lists the newest")),
+    params(("query" = Option<chat_types::openapi::ChannelQuery>, Query, description = "part of the name; empty or absent lists the newest")),
     responses((status = 200, body = ChannelList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 async fn search_channels(
     State(s): State<SharedState>,
     AuthUser(_): AuthUser,
     ApiQuery(q): ApiQuery,
 ) -> ApiResult<Json<ChannelList>> {
-    let query = q.get("query").map(|p| p.trim()).unwrap_or_default();
-    if query.chars().count() > limits::CHANNEL_NAME_MAX {
+    let query = q.get("query").map(String::as_str).unwrap_or_default();
+    if !limits::valid_channel_query(query) {
         return Err(ApiError::bad(
             code::INVALID_QUERY,
             "the query is longer than any channel name",
         ));
     }
     Ok(Json(ChannelList {
-        channels: chat_store::pg::search_groups(&s.db, query, 50).await?,
+        channels: chat_store::pg::search_groups(&s.db, query.trim(), 50).await?,
     }))
 }
 
@@ -302,7 +308,7 @@ async fn end_cached_memberships(s: &SharedState, user: UserId) -> ApiResult<()> 
 }
 
 /// Join a group channel (joining twice is not an error). Takes effect for realtime delivery at once.
-#[utoipa::path(post, path = "/channels/{channel_id}/join", tag = "channels", security(("bearer" = [])), params(("channel_id" = String, Path, description = "channel id (UUID)")),
+#[utoipa::path(post, path = "/channels/{channel_id}/join", tag = "channels", security(("bearer" = [])), params(("channel_id" = ChannelId, Path, description = "channel id (UUID)")),
     responses((status = 200, body = Channel), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody, description = "not_joinable (direct)"), (status = 404, body = ErrorBody)))]
 async fn join(
@@ -333,7 +339,7 @@ async fn join(
 }
 
 /// Leave a group channel. Takes effect for realtime delivery at once.
-#[utoipa::path(post, path = "/channels/{channel_id}/leave", tag = "channels", security(("bearer" = [])), params(("channel_id" = String, Path, description = "channel id (UUID)")),
+#[utoipa::path(post, path = "/channels/{channel_id}/leave", tag = "channels", security(("bearer" = [])), params(("channel_id" = ChannelId, Path, description = "channel id (UUID)")),
     responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody, description = "not_leavable (direct)"), (status = 404, body = ErrorBody)))]
 async fn leave(
@@ -366,7 +372,7 @@ async fn leave(
 }
 
 /// Members of a channel (members only).
-#[utoipa::path(get, path = "/channels/{channel_id}/members", tag = "channels", security(("bearer" = [])), params(("channel_id" = String, Path, description = "channel id (UUID)")),
+#[utoipa::path(get, path = "/channels/{channel_id}/members", tag = "channels", security(("bearer" = [])), params(("channel_id" = ChannelId, Path, description = "channel id (UUID)")),
     responses((status = 200, body = MemberList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn members(
@@ -384,16 +390,20 @@ async fn members(
 /// Get or create the direct conversation with a user; the same pair always gets the same channel.
 #[utoipa::path(post, path = "/dms", tag = "channels", security(("bearer" = [])), request_body = CreateDmRequest,
     responses((status = 200, body = Channel, description = "existing"), (status = 201, body = Channel, description = "created"),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody, description = "user_not_found")))]
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "invalid_user: the user id is the caller's own (no conversation with oneself)"),
+        (status = 404, body = ErrorBody, description = "user_not_found")))]
 async fn create_dm(
     State(s): State<SharedState>,
     AuthUser(me): AuthUser,
     ApiJson(req): ApiJson<CreateDmRequest>,
 ) -> ApiResult<(StatusCode, Json<Channel>)> {
     if req.user_id == me {
-        return Err(ApiError::bad(
+        // 403, not 400: the request is well-formed (any user id is), the caller may just not
+        // open a conversation with themselves.
+        return Err(ApiError::Forbidden(
             code::INVALID_USER,
-            "a direct conversation needs another user",
+            "a direct conversation needs another user".into(),
         ));
     }
     if chat_store::pg::user(&s.db, req.user_id).await?.is_none() {
@@ -425,14 +435,16 @@ async fn create_dm(
 
 // ------------------------------------------------------------------------------------ history
 
-/// A page of history in channel order, oldest first (members only).
+/// A page of history in channel order, oldest first (members only): the newest messages, the
+/// ones just before `before`, just after `after`, or between `after` and `before`.
 #[utoipa::path(get, path = "/channels/{channel_id}/messages", tag = "messages", security(("bearer" = [])),
-    params(("channel_id" = String, Path, description = "channel id (UUID)"),
-        ("before" = Option<String>, Query, description = "message id: the page just before it"),
-        ("after" = Option<String>, Query, description = "message id: the page just after it"),
-        ("limit" = Option<u32>, Query, description = "1-100, default 50")),
-    responses((status = 200, body = MessageList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    params(("channel_id" = ChannelId, Path, description = "channel id (UUID)"),
+        ("before" = Option<MessageId>, Query, description = "message id: the page just before it"),
+        ("after" = Option<MessageId>, Query, description = "message id: the page just after it; with before, the messages between the two (from just after this one)"),
+        ("limit" = Option<chat_types::openapi::HistoryLimit>, Query, description = "1-100, default 50")),
+    responses((status = 200, body = MessageList), (status = 400, body = ErrorBody, description = "invalid_id, invalid_limit, invalid_cursor, nul_character"),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody, description = "not_a_member"),
+        (status = 404, body = ErrorBody, description = "channel_not_found, message_not_found (the cursor is not a message of this channel)")))]
 async fn history(
     State(s): State<SharedState>,
     AuthUser(me): AuthUser,
@@ -440,29 +452,14 @@ async fn history(
     ApiQuery(q): ApiQuery,
 ) -> ApiResult<Json<MessageList>> {
     let channel = parse_channel_id(&channel_id)?;
-    let limit = match q.get("limit") {
-        None => limits::HISTORY_DEFAULT_LIMIT,
-        Some(l) => l
-            .parse::<u32>()
-            .ok()
-            .filter(|l| (1..=limits::HISTORY_MAX_LIMIT).contains(l))
-            .ok_or_else(|| {
-                ApiError::bad(
-                    code::INVALID_LIMIT,
-                    format!("limit must be 1 to {}", limits::HISTORY_MAX_LIMIT),
-                )
-            })?,
-    } as i64;
-    let cursor = |name: &str| -> ApiResult<Option<MessageId>> {
-        q.get(name)
-            .map(|v| {
-                v.parse::<MessageId>().map_err(|_| {
-                    ApiError::bad(code::INVALID_CURSOR, format!("{name} must be a message id"))
-                })
-            })
-            .transpose()
-    };
-    let (before, after) = (cursor("before")?, cursor("after")?);
+    let arg = |name: &str| q.get(name).map(String::as_str);
+    let HistoryQuery {
+        before,
+        after,
+        limit,
+    } = HistoryQuery::parse(arg("before"), arg("after"), arg("limit"))
+        .map_err(|(c, message)| ApiError::bad(c, message))?;
+    let limit = i64::from(limit);
     require_member(&s, channel, me).await?;
     let store = &s.store;
     let position = |id: MessageId| async move {
@@ -475,11 +472,14 @@ async fn history(
         }
     };
     let messages = match (before, after) {
-        (Some(_), Some(_)) => {
-            return Err(ApiError::bad(
-                code::INVALID_CURSOR,
-                "give before or after, not both",
-            ));
+        // Both: the messages between them, from just after `after`, at most `limit`. (Any pair
+        // of message ids is a valid request, so both cursors get a meaning rather than a 400.)
+        (Some(b), Some(a)) => {
+            let (b, a) = (position(b).await?, position(a).await?);
+            match limit.min(b - a - 1) {
+                n if n > 0 => s.store.after(channel, a, n).await?,
+                _ => Vec::new(),
+            }
         }
         (Some(b), None) => s.store.before(channel, position(b).await?, limit).await?,
         (None, Some(a)) => s.store.after(channel, position(a).await?, limit).await?,

@@ -299,8 +299,7 @@ impl Admission {
 
 /// The frame's own fields, before anything is asked of a store.
 fn validate(client_msg_id: &str, body: &str) -> Result<(), Refused> {
-    let cmid_len = client_msg_id.chars().count();
-    if cmid_len == 0 || cmid_len > limits::CLIENT_MSG_ID_MAX {
+    if !limits::valid_client_msg_id(client_msg_id) {
         return Err(Refused::new(
             error_code::INVALID_CLIENT_MSG_ID,
             format!(
