@@ -49,7 +49,8 @@ trap stop_stack EXIT
 deploy/stack.sh up
 
 step "end-to-end tests (through nginx)"
-cargo test --release --workspace --test conversation --test rest --test hardening_api --test credentials
+cargo test --release --workspace --test conversation --test rest --test hardening_api --test credentials \
+    --test directory
 # Floods and hoarding: rate limits, pacing, connection caps, 1009 (prints what it measured).
 cargo test --release --workspace --test abuse -- --nocapture
 
