@@ -156,6 +156,7 @@ pub struct DirectoryEntry {
     pub description: String,
     pub member_count: u32,
     /// When the channel last received a message; `null` when it has none yet.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub last_activity_at: Option<DateTime<Utc>>,
     /// Whether the caller is a member.
     pub is_member: bool,
@@ -168,6 +169,7 @@ pub struct DirectoryPage {
     pub channels: Vec<DirectoryEntry>,
     /// Pass as `cursor` (with the same `sort`) for the next page; `null` on the last page.
     /// Opaque: its form may change.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub next_cursor: Option<String>,
 }
 

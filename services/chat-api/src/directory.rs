@@ -24,7 +24,7 @@ use chrono::DateTime;
 /// channel exactly once in a stable order.
 #[utoipa::path(get, path = "/channels/directory", tag = "channels", security(("bearer" = [])),
     params(
-        ("sort" = Option<DirectorySort>, Query, description = "`members` (default) or `activity`"),
+        ("sort" = inline(Option<DirectorySort>), Query, description = "`members` (default) or `activity`"),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "page size, 1-100, default 20"),
         ("cursor" = Option<String>, Query, max_length = 200, description = "`next_cursor` of the previous page, with the same `sort`")),
     responses((status = 200, body = DirectoryPage),
@@ -175,5 +175,81 @@ mod tests {
         for raw in ["%%%", "bm9wZQ==", "garbage!", &"A".repeat(300)] {
             assert_eq!(decode_cursor(raw), None, "{raw}");
         }
+    }
+}
+
+#[cfg(test)]
+mod openapi_tests {
+    use serde_json::{Value, json};
+
+    /// The OpenAPI document declares the directory's contract: the sort enum, the page-size
+    /// bounds, the cursor's length, the error statuses, and the entry's fields.
+    #[test]
+    fn the_openapi_document_declares_the_directory_contract() {
+        let doc = serde_json::to_value(crate::routes::openapi()).unwrap();
+        let op = &doc["paths"]["/api/v1/channels/directory"]["get"];
+        let param = |name: &str| -> Value {
+            op["parameters"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|p| p["name"] == name)
+                .unwrap_or_else(|| panic!("parameter {name}: {op}"))
+                .clone()
+        };
+        let limit = param("limit");
+        assert_eq!(
+            (&limit["schema"]["minimum"], &limit["schema"]["maximum"]),
+            (&json!(1), &json!(100)),
+            "{limit}"
+        );
+        assert_eq!(param("cursor")["schema"]["maxLength"], json!(200));
+        // Inline: a `$ref` to a schema the document does not list would leave clients guessing.
+        let sort = param("sort");
+        assert_eq!(
+            sort["schema"]["enum"],
+            json!(["members", "activity"]),
+            "{sort}"
+        );
+        let schemas = &doc["components"]["schemas"];
+        for status in ["200", "400", "401"] {
+            assert!(op["responses"][status].is_object(), "{status}: {op}");
+        }
+        let entry = &schemas["DirectoryEntry"];
+        let mut required: Vec<&str> = entry["required"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        required.sort();
+        assert_eq!(
+            required,
+            [
+                "description",
+                "id",
+                "is_member",
+                "last_activity_at",
+                "member_count",
+                "name"
+            ],
+            "{entry}"
+        );
+        assert_eq!(
+            entry["properties"]["id"]["$ref"],
+            "#/components/schemas/ChannelId"
+        );
+        assert_eq!(schemas["ChannelId"]["format"], "uuid");
+        assert_eq!(
+            schemas["DirectoryPage"]["properties"]["next_cursor"]["type"],
+            json!(["string", "null"])
+        );
+        let created = &doc["paths"]["/api/v1/channels"]["post"]["responses"];
+        assert!(created["409"].is_object(), "{created}");
+        let users = &doc["paths"]["/api/v1/users"]["get"]["parameters"][0]["schema"];
+        assert_eq!(
+            (&users["minLength"], &users["maxLength"]),
+            (&json!(1), &json!(64))
+        );
     }
 }
