@@ -2,14 +2,18 @@
 //! message time moves forward, in one coalesced statement per batch (not one per message).
 //!
 //! Best effort by design: the directory's order may lag, but a message must never wait on it.
-//! A failure is logged and counted (`chat_activity_errors_total`), never retried, and never
-//! fails or delays the batch beyond the one statement; the next message of the channel moves
-//! the time again.
+//! A failure (or a statement slower than [`TIME_LIMIT`]) is logged and counted
+//! (`chat_activity_errors_total`), never retried, and never fails the batch; the next message
+//! of the channel moves the time again.
 
 use chat_store::pg::PgPool;
 use chat_types::{ChannelId, Message};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
+use std::time::Duration;
+
+/// How long a batch waits for its activity update at most (PostgreSQL slow or unreachable).
+pub const TIME_LIMIT: Duration = Duration::from_millis(500);
 
 /// Record the newest message time of each channel among `stored` (the batch's new messages).
 pub async fn record(db: &PgPool, stored: &[(Message, i64)]) {
@@ -17,13 +21,21 @@ pub async fn record(db: &PgPool, stored: &[(Message, i64)]) {
     if latest.is_empty() {
         return;
     }
-    match chat_store::directory::record_activity(db, &latest).await {
-        Ok(moved) => metrics::counter!("chat_activity_updates_total").increment(moved),
-        Err(e) => {
-            metrics::counter!("chat_activity_errors_total").increment(1);
-            tracing::warn!(error = %e, channels = latest.len(), "could not record channel activity");
+    let update = chat_store::directory::record_activity(db, &latest);
+    let error = match tokio::time::timeout(TIME_LIMIT, update).await {
+        Ok(Ok(moved)) => {
+            metrics::counter!("chat_activity_updates_total").increment(moved);
+            return;
         }
-    }
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => format!("no answer within {TIME_LIMIT:?}"),
+    };
+    metrics::counter!("chat_activity_errors_total").increment(1);
+    tracing::warn!(
+        error,
+        channels = latest.len(),
+        "could not record channel activity"
+    );
 }
 
 /// Each channel once, with the latest `created_at` of its messages.
