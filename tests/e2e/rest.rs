@@ -501,6 +501,8 @@ async fn the_openapi_document_lists_every_route_and_the_router_serves_each() -> 
         ("POST", "/api/v1/channels"),
         ("GET", "/api/v1/channels"),
         ("GET", "/api/v1/channels/search"),
+        // docs/protocol.md: finding channels.
+        ("GET", "/api/v1/channels/directory"),
         ("POST", "/api/v1/channels/{channel_id}/join"),
         ("POST", "/api/v1/channels/{channel_id}/leave"),
         ("GET", "/api/v1/channels/{channel_id}/members"),

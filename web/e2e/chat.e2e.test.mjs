@@ -247,7 +247,7 @@ describe(`web client end to end against ${BASE_URL}`, () => {
   });
 
   step("B finds the channel by search and joins it", async () => {
-    await pageB.getByRole("link", { name: "Find channels" }).click();
+    await pageB.getByRole("link", { name: "Browse channels" }).click();
     await pageB.getByLabel("Search channels by name").fill(channelName);
     const result = pageB.locator(".result", { hasText: channelName });
     await result.waitFor({ timeout: WAIT });
@@ -323,10 +323,11 @@ describe(`web client end to end against ${BASE_URL}`, () => {
     await shot(pageA, "08-back-online-a-desktop");
   });
 
-  step("A starts a direct conversation with B, found by user search", async () => {
+  step("A starts a direct conversation with B, found by display name", async () => {
     const dm = `A private word (${run})`;
     await pageA.getByRole("link", { name: "New direct message" }).click();
-    await pageA.getByLabel("Find people by username").fill(bob.username);
+    // Part of Bob's display name in other letters' case: not a username prefix.
+    await pageA.getByLabel("Find people by name or username").fill(bob.display.slice(1).toUpperCase());
     const result = pageA.locator(".result", { hasText: bob.username });
     await result.waitFor({ timeout: WAIT });
     await shot(pageA, "09-user-search-a-desktop");
@@ -341,6 +342,69 @@ describe(`web client end to end against ${BASE_URL}`, () => {
     await waitForBodies(pageB, [dm]);
     assertExactlyOnceInOrder(await shown(pageB), [dm], "B in the DM");
     await shot(pageB, "09-dm-b-phone");
+  });
+
+  const lively = `e2e-dir-${run}`;
+  const news = `Fresh news in the directory (${run})`;
+
+  step("A browses the channel directory by activity with the keyboard and joins a channel", async () => {
+    // B makes a channel and writes in it (through the app's own calls): the newest activity.
+    await pageB.evaluate(
+      async ({ name, body }) => {
+        const c = await window.chat.createChannel(name, "Lively");
+        window.chat.send(c.id, body);
+      },
+      { name: lively, body: news },
+    );
+
+    await pageA.getByRole("link", { name: "Browse channels" }).click();
+    await pageA.locator("#browse-title", { hasText: "Browse channels" }).waitFor({ timeout: WAIT });
+    const directory = pageA.getByRole("list", { name: "Channel directory" });
+    await directory.locator(".result").first().waitFor({ timeout: WAIT });
+    await pageA.getByRole("status").filter({ hasText: /Showing \d+ channels/ }).waitFor({ timeout: WAIT });
+    await shot(pageA, "09-directory-members-a-desktop");
+
+    // Switch the order with the keyboard: arrow keys move within the radio group.
+    await pageA.getByRole("radio", { name: "Most members" }).focus();
+    await pageA.keyboard.press("ArrowDown");
+    assert.ok(await pageA.getByRole("radio", { name: "Recent activity" }).isChecked());
+
+    // The message is acked before the message server records the activity: reload the order
+    // (switch back and forth) until the channel leads it, within a bound.
+    const entry = directory.locator(".result", { hasText: `#${lively}` });
+    const deadline = Date.now() + WAIT;
+    while (!(await directory.locator(".result").first().filter({ hasText: `#${lively}` }).count())) {
+      assert.ok(Date.now() < deadline, `#${lively} never came first by recent activity`);
+      await pageA.waitForTimeout(300);
+      await pageA.getByRole("radio", { name: "Most members" }).check();
+      await pageA.getByRole("radio", { name: "Recent activity" }).check();
+      await directory.locator(".result").first().waitFor({ timeout: WAIT });
+    }
+    assert.match(await entry.innerText(), /1 member/);
+    assert.match(await entry.innerText(), /active just now/);
+    // A's own channel is there to open, not to join.
+    const own = directory.locator(".result", { hasText: `#${channelName}` });
+    if (await own.count()) assert.equal(await own.getByRole("button", { name: /Join/ }).count(), 0);
+
+    // More pages on request.
+    const before = await directory.locator(".result").count();
+    const more = pageA.getByRole("button", { name: "Load more channels" });
+    if (await more.count()) {
+      await more.click();
+      await pageA.waitForFunction(
+        (n) => document.querySelectorAll('[aria-label="Channel directory"] .result').length > n,
+        before,
+        { timeout: WAIT, polling: 100 },
+      );
+    }
+    await shot(pageA, "09-directory-activity-a-desktop");
+
+    // Join with the keyboard: focus the button, press Enter.
+    await entry.getByRole("button", { name: /Join/ }).focus();
+    await pageA.keyboard.press("Enter");
+    await pageA.locator("#conv-title", { hasText: `#${lively}` }).waitFor({ timeout: WAIT });
+    await waitForBodies(pageA, [news]);
+    await shot(pageA, "09-joined-from-directory-a-desktop");
   });
 
   const bulk = Array.from({ length: 60 }, (_, i) => `Bulk message ${String(i + 1).padStart(2, "0")} (${run})`);

@@ -52,6 +52,18 @@ describe("Api", () => {
     expect(calls[1].url).toBe("/api/v1/channels/c1/messages");
   });
 
+  it("asks the directory for a sort, a page size and the cursor of the previous page", async () => {
+    const { api, calls, responses } = setup(async () => session(2));
+    const entry = { id: "c1", name: "x", description: "", member_count: 3, last_activity_at: null, is_member: false };
+    responses.push(json(200, { channels: [entry], next_cursor: "bTEu+/=" }), json(200, { channels: [], next_cursor: null }));
+    const first = await api.directory("members", null, 20);
+    const last = await api.directory("activity", first.next_cursor);
+    expect(calls[0].url).toBe("/api/v1/channels/directory?sort=members&limit=20");
+    expect(calls[1].url).toBe("/api/v1/channels/directory?sort=activity&cursor=bTEu%2B%2F%3D");
+    expect(first.channels).toEqual([entry]);
+    expect(last).toEqual({ channels: [], next_cursor: null });
+  });
+
   it("refreshes once on a 401 and retries with the new token", async () => {
     const refresh = vi.fn(async () => session(2));
     const { api, calls, responses, tokens } = setup(refresh);

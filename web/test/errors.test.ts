@@ -15,6 +15,7 @@ describe("describeError", () => {
     expect(describeError("invalid_name", "x", 400)).toMatch(/Channel names/);
     expect(describeError("invalid_user", "a direct conversation needs another user", 400)).toMatch(/yourself/);
     expect(describeError("channel_not_found", "x", 404)).toMatch(/does not exist/);
+    expect(describeError("channel_name_taken", "x", 409)).toMatch(/exists already.*Browse channels/);
     // A serde message is no help to a person.
     expect(describeError("invalid_field", "Failed to deserialize the JSON body", 400)).toMatch(/check what you entered/);
   });

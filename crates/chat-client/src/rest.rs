@@ -3,8 +3,9 @@
 
 use crate::{Error, Result};
 use chat_types::rest::{
-    Channel, ChannelList, CreateChannelRequest, CreateDmRequest, ErrorBody, LoginRequest,
-    MemberList, MessageList, RefreshRequest, RegisterRequest, Session, User, UserList,
+    Channel, ChannelList, CreateChannelRequest, CreateDmRequest, DirectoryPage, DirectorySort,
+    ErrorBody, LoginRequest, MemberList, MessageList, RefreshRequest, RegisterRequest, Session,
+    User, UserList,
 };
 use chat_types::{ChannelId, Message, MessageId, UserId};
 use serde::Serialize;
@@ -208,12 +209,13 @@ impl Api {
         self.get(token, "/api/v1/users/me").await
     }
 
-    /// `GET /users?query=<prefix>`: users whose name starts with `prefix`, ignoring case.
-    pub async fn search_users(&self, token: &str, prefix: &str) -> Result<Vec<User>> {
+    /// `GET /users?query=<text>`: users whose username starts with `text` or whose display
+    /// name contains it, ignoring case; the exact username first, at most 20.
+    pub async fn search_users(&self, token: &str, text: &str) -> Result<Vec<User>> {
         let req = self
             .http
             .get(self.url("/api/v1/users"))
-            .query(&[("query", prefix)])
+            .query(&[("query", text)])
             .bearer_auth(token);
         Ok(self.expect::<UserList>(req, &[200]).await?.0.users)
     }
@@ -248,6 +250,33 @@ impl Api {
             .query(&[("query", text)])
             .bearer_auth(token);
         Ok(self.expect::<ChannelList>(req, &[200]).await?.0.channels)
+    }
+
+    /// `GET /channels/directory`: one page of group channels in `sort`'s order (the server's
+    /// default, by members, when `None`); pass the page's `next_cursor` for the next one.
+    pub async fn channel_directory(
+        &self,
+        token: &str,
+        sort: Option<DirectorySort>,
+        limit: Option<u32>,
+        cursor: Option<&str>,
+    ) -> Result<DirectoryPage> {
+        let mut query: Vec<(&str, String)> = Vec::new();
+        if let Some(s) = sort {
+            query.push(("sort", s.as_str().to_string()));
+        }
+        if let Some(l) = limit {
+            query.push(("limit", l.to_string()));
+        }
+        if let Some(c) = cursor {
+            query.push(("cursor", c.to_string()));
+        }
+        let req = self
+            .http
+            .get(self.url("/api/v1/channels/directory"))
+            .query(&query)
+            .bearer_auth(token);
+        Ok(self.expect::<DirectoryPage>(req, &[200]).await?.0)
     }
 
     /// `POST /channels/{id}/join`: joining twice is not an error.

@@ -4,6 +4,7 @@
 //! # Layout
 //! - [`pg`]: PostgreSQL: users, channels, memberships, refresh tokens; migrations in
 //!   `migrations/postgres/` (embedded).
+//! - [`directory`]: PostgreSQL too: the channel directory and channel activity.
 //! - [`cql`]: Cassandra/ScyllaDB: messages, bucketed by channel position; schema in
 //!   `migrations/cql/` (embedded).
 //! - Redis, one type per purpose over one shared connection ([`redis_conn`]):
@@ -15,6 +16,7 @@
 pub mod bus;
 pub mod claims;
 pub mod cql;
+pub mod directory;
 pub mod epochs;
 pub mod pg;
 pub mod presence;

@@ -124,14 +124,28 @@ pub async fn user(db: &PgPool, id: UserId) -> Result<Option<User>, PgError> {
     Ok(row.map(User::from))
 }
 
-/// Users whose username starts with `prefix` (ignoring case), alphabetically.
-pub async fn search_users(db: &PgPool, prefix: &str, limit: i64) -> Result<Vec<User>, PgError> {
+/// People search: users whose username starts with `query` or whose display name contains it,
+/// ignoring case. Ranked: the exact username first, then username prefixes, then display names
+/// that start with the query, then display names that contain it; alphabetically by username
+/// within each rank. The username prefix uses `users_username_prefix_idx`, the display-name
+/// substring the trigram index `users_display_name_trgm_idx` (a bitmap OR of both).
+pub async fn search_users(db: &PgPool, query: &str, limit: i64) -> Result<Vec<User>, PgError> {
+    let q = query.to_lowercase();
+    let escaped = escape_like(&q);
     let rows: Vec<UserRow> = sqlx::query_as(
         "SELECT id, username, display_name FROM users
-         WHERE lower(username) LIKE $1 ESCAPE '\\'
-         ORDER BY lower(username) LIMIT $2",
+         WHERE lower(username) LIKE $1 ESCAPE '\\' OR lower(display_name) LIKE $2 ESCAPE '\\'
+         ORDER BY CASE WHEN lower(username) = $3 THEN 0
+                       WHEN lower(username) LIKE $1 ESCAPE '\\' THEN 1
+                       WHEN lower(display_name) LIKE $4 ESCAPE '\\' THEN 2
+                       ELSE 3 END,
+                  lower(username)
+         LIMIT $5",
     )
-    .bind(format!("{}%", escape_like(&prefix.to_lowercase())))
+    .bind(format!("{escaped}%"))
+    .bind(format!("%{escaped}%"))
+    .bind(&q)
+    .bind(format!("{escaped}%"))
     .bind(limit)
     .fetch_all(db)
     .await?;
@@ -260,6 +274,16 @@ impl From<ChannelRow> for Channel {
     }
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum CreateChannelError {
+    /// A group channel has this name already, ignoring case and Unicode compatibility forms
+    /// (the unique index `channels_group_name_key` decides, also between concurrent creations).
+    #[error("channel name taken")]
+    NameTaken,
+    #[error(transparent)]
+    Db(#[from] PgError),
+}
+
 /// Create a group channel with its creator as the first member, in one transaction.
 pub async fn create_group(
     db: &PgPool,
@@ -267,7 +291,7 @@ pub async fn create_group(
     name: &str,
     description: &str,
     creator: UserId,
-) -> Result<Channel, PgError> {
+) -> Result<Channel, CreateChannelError> {
     let mut tx = db.begin().await?;
     let row: ChannelRow = sqlx::query_as(
         "INSERT INTO channels (id, kind, name, description, created_by) VALUES ($1, 'group', $2, $3, $4)
@@ -278,7 +302,14 @@ pub async fn create_group(
     .bind(description)
     .bind(creator.0)
     .fetch_one(&mut *tx)
-    .await?;
+    .await
+    .map_err(|e| {
+        if is_unique_violation(&e, "channels_group_name_key") {
+            CreateChannelError::NameTaken
+        } else {
+            CreateChannelError::Db(e)
+        }
+    })?;
     sqlx::query("INSERT INTO memberships (channel_id, user_id) VALUES ($1, $2)")
         .bind(id.0)
         .bind(creator.0)

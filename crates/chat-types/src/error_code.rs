@@ -48,6 +48,8 @@ pub const INVALID_QUERY: &str = "invalid_query";
 pub const INVALID_ID: &str = "invalid_id";
 pub const INVALID_LIMIT: &str = "invalid_limit";
 pub const INVALID_CURSOR: &str = "invalid_cursor";
+/// An unknown `sort` of the channel directory.
+pub const INVALID_SORT: &str = "invalid_sort";
 pub const NOT_FOUND: &str = "not_found";
 pub const METHOD_NOT_ALLOWED: &str = "method_not_allowed";
 /// The request took longer than the API allows (REST 503); retry.
@@ -70,6 +72,8 @@ pub const INVALID_PASSWORD: &str = "invalid_password";
 pub const INVALID_DISPLAY_NAME: &str = "invalid_display_name";
 pub const USERNAME_TAKEN: &str = "username_taken";
 pub const INVALID_NAME: &str = "invalid_name";
+/// A group channel already has this name, ignoring case and Unicode compatibility forms (409).
+pub const CHANNEL_NAME_TAKEN: &str = "channel_name_taken";
 pub const INVALID_DESCRIPTION: &str = "invalid_description";
 pub const CHANNEL_NOT_FOUND: &str = "channel_not_found";
 pub const NOT_JOINABLE: &str = "not_joinable";
@@ -109,6 +113,7 @@ pub const REST: &[&str] = &[
     INVALID_ID,
     INVALID_LIMIT,
     INVALID_CURSOR,
+    INVALID_SORT,
     NOT_FOUND,
     METHOD_NOT_ALLOWED,
     RATE_LIMITED,
@@ -124,6 +129,7 @@ pub const REST: &[&str] = &[
     INVALID_DISPLAY_NAME,
     USERNAME_TAKEN,
     INVALID_NAME,
+    CHANNEL_NAME_TAKEN,
     INVALID_DESCRIPTION,
     CHANNEL_NOT_FOUND,
     NOT_A_MEMBER,

@@ -19,6 +19,12 @@ pub const MAX_REQUEST_BYTES: usize = 1024 * 1024;
 /// History page size.
 pub const HISTORY_DEFAULT_LIMIT: u32 = 50;
 pub const HISTORY_MAX_LIMIT: u32 = 100;
+/// Channel directory page size.
+pub const DIRECTORY_DEFAULT_LIMIT: u32 = 20;
+pub const DIRECTORY_MAX_LIMIT: u32 = 100;
+/// People search: most users in one answer, and the longest query (a display name).
+pub const USER_SEARCH_LIMIT: u32 = 20;
+pub const USER_QUERY_MAX: usize = DISPLAY_NAME_MAX;
 
 /// Whether `name` is a valid username (length and alphabet; uniqueness is the store's job).
 pub fn valid_username(name: &str) -> bool {
@@ -70,9 +76,9 @@ pub fn valid_description(description: &str) -> bool {
     description.trim().chars().count() <= CHANNEL_DESCRIPTION_MAX && !description.contains('\0')
 }
 
-/// Whether `query` is a valid `GET /users?query=`: 1 to 32 characters after trimming, no NUL.
+/// Whether `query` is a valid `GET /users?query=`: 1 to 64 characters after trimming, no NUL.
 pub fn valid_user_query(query: &str) -> bool {
-    (1..=USERNAME_MAX).contains(&query.trim().chars().count()) && !query.contains('\0')
+    (1..=USER_QUERY_MAX).contains(&query.trim().chars().count()) && !query.contains('\0')
 }
 
 /// Whether `query` is a valid `GET /channels/search?query=`: at most 80 characters after

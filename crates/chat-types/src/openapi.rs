@@ -89,7 +89,8 @@ query_schema!(
     /// `GET /users?query=`.
     UserQuery,
     patterns::user_query(),
-    "username prefix (ignoring case): 1 to 32 characters once trimmed, no NUL"
+    "username prefix or part of a display name (ignoring case): 1 to 64 characters once \
+     trimmed, no NUL"
 );
 query_schema!(
     /// `GET /channels/search?query=`.

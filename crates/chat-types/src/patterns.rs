@@ -132,9 +132,10 @@ pub fn password() -> String {
     format!("^{any}*{}{any}*$", none_of(&[NUL, WHITE_SPACE]))
 }
 
-/// `GET /users?query=`: a username prefix, 1 to 32 characters once trimmed, no NUL.
+/// `GET /users?query=`: a username prefix or part of a display name, 1 to 64 characters once
+/// trimmed, no NUL.
 pub fn user_query() -> String {
-    trimmed(&[NUL], limits::USERNAME_MAX, false)
+    trimmed(&[NUL], limits::USER_QUERY_MAX, false)
 }
 
 /// `GET /channels/search?query=`: at most 80 characters once trimmed, no NUL.

@@ -122,6 +122,62 @@ pub struct MemberList {
     pub members: Vec<User>,
 }
 
+/// The orders of the channel directory (`GET /channels/directory?sort=`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum DirectorySort {
+    /// Most members first (the default).
+    #[default]
+    Members,
+    /// Most recent message first; channels without messages last, newest first.
+    Activity,
+}
+
+impl DirectorySort {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DirectorySort::Members => "members",
+            DirectorySort::Activity => "activity",
+        }
+    }
+
+    /// The sort named in a query string (`members`, `activity`).
+    pub fn parse(s: &str) -> Option<DirectorySort> {
+        match s {
+            "members" => Some(DirectorySort::Members),
+            "activity" => Some(DirectorySort::Activity),
+            _ => None,
+        }
+    }
+}
+
+/// A group channel as the directory lists it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DirectoryEntry {
+    pub id: ChannelId,
+    pub name: String,
+    pub description: String,
+    pub member_count: u32,
+    /// When the channel last received a message; `null` when it has none yet.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub last_activity_at: Option<DateTime<Utc>>,
+    /// Whether the caller is a member.
+    pub is_member: bool,
+}
+
+/// One page of the channel directory.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DirectoryPage {
+    pub channels: Vec<DirectoryEntry>,
+    /// Pass as `cursor` (with the same `sort`) for the next page; `null` on the last page.
+    /// Opaque: its form may change.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub next_cursor: Option<String>,
+}
+
 /// A stored message.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

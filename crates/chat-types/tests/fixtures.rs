@@ -23,9 +23,9 @@ use chat_types::error_code;
 use chat_types::internal::{DeliveryBatch, DeliveryGroup, Event};
 use chat_types::limits;
 use chat_types::rest::{
-    Channel, ChannelKind, ChannelList, CreateChannelRequest, CreateDmRequest, ErrorBody,
-    LoginRequest, MemberList, Message, MessageList, RefreshRequest, RegisterRequest, Session, User,
-    UserList,
+    Channel, ChannelKind, ChannelList, CreateChannelRequest, CreateDmRequest, DirectoryEntry,
+    DirectoryPage, ErrorBody, LoginRequest, MemberList, Message, MessageList, RefreshRequest,
+    RegisterRequest, Session, User, UserList,
 };
 use chat_types::ws::{ClientFrame, ServerFrame, close};
 use chat_types::{ChannelId, MessageId, UserId};
@@ -281,6 +281,39 @@ fn all_fixtures() -> Vec<Fixture> {
             channels: vec![group_channel(), direct_channel()],
         },
     );
+    // The directory: one channel with activity, one without (`null`), and the cursor of a
+    // next page; the last page has `next_cursor: null`.
+    f.add(
+        "rest_directory_page",
+        &DirectoryPage {
+            channels: vec![
+                DirectoryEntry {
+                    id: general_id(),
+                    name: "general".into(),
+                    description: "Company-wide announcements and chatter".into(),
+                    member_count: 42,
+                    last_activity_at: Some(at("2025-01-15T10:02:03.456789Z")),
+                    is_member: true,
+                },
+                DirectoryEntry {
+                    id: ChannelId(Uuid::from_u128(0x0190_a2b4_0000_7000_8000_0000_0000_0003)),
+                    name: "random".into(),
+                    description: String::new(),
+                    member_count: 1,
+                    last_activity_at: None,
+                    is_member: false,
+                },
+            ],
+            next_cursor: Some("bTEuMS4wMTkwYTJiNC0wMDAwLTcwMDAtODAwMC0wMDAwMDAwMDAwMDM".into()),
+        },
+    );
+    f.add(
+        "rest_directory_page_last",
+        &DirectoryPage {
+            channels: vec![],
+            next_cursor: None,
+        },
+    );
     f.add(
         "rest_user_list",
         &UserList {
@@ -401,6 +434,10 @@ fn all_fixtures() -> Vec<Fixture> {
             "max_request_bytes": limits::MAX_REQUEST_BYTES,
             "history_default_limit": limits::HISTORY_DEFAULT_LIMIT,
             "history_max_limit": limits::HISTORY_MAX_LIMIT,
+            "directory_default_limit": limits::DIRECTORY_DEFAULT_LIMIT,
+            "directory_max_limit": limits::DIRECTORY_MAX_LIMIT,
+            "user_search_limit": limits::USER_SEARCH_LIMIT,
+            "user_query_max": limits::USER_QUERY_MAX,
         }),
     );
 

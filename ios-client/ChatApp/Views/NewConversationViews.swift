@@ -93,6 +93,9 @@ struct BrowseChannelsView: View {
     var body: some View {
         NavigationStack {
             List {
+                if query.isEmpty {
+                    ChannelDirectorySection(session: session, onOpen: onOpen)
+                }
                 if let errorMessage {
                     Text(errorMessage).foregroundStyle(.red)
                 }
@@ -125,11 +128,7 @@ struct BrowseChannelsView: View {
             }
             .overlay {
                 if query.isEmpty {
-                    ContentUnavailableView(
-                        "Find a channel",
-                        systemImage: "number",
-                        description: Text("Type part of a channel's name.")
-                    )
+                    EmptyView() // the directory lists every channel
                 } else if isSearching && results.isEmpty {
                     ProgressView()
                 } else if !isSearching && results.isEmpty && errorMessage == nil {
@@ -183,7 +182,7 @@ struct BrowseChannelsView: View {
     }
 }
 
-/// Finds a user by username prefix and opens the direct conversation with them.
+/// Finds a user by display name or username prefix and opens the direct conversation with them.
 struct NewDirectMessageView: View {
     let session: ChatSession
     let onOpen: (Channel) -> Void
@@ -226,7 +225,7 @@ struct NewDirectMessageView: View {
                     ContentUnavailableView(
                         "Find someone",
                         systemImage: "person.crop.circle.badge.questionmark",
-                        description: Text("Type the beginning of a username.")
+                        description: Text("Type part of a name, or the beginning of a username.")
                     )
                 } else if isSearching && results.isEmpty {
                     ProgressView()
@@ -234,7 +233,7 @@ struct NewDirectMessageView: View {
                     ContentUnavailableView.search(text: query)
                 }
             }
-            .searchable(text: $query, placement: .navigationBarDrawer(displayMode: .always), prompt: "Username")
+            .searchable(text: $query, placement: .navigationBarDrawer(displayMode: .always), prompt: "Name or username")
             .textInputAutocapitalization(.never)
             .autocorrectionDisabled()
             .navigationTitle("New Message")

@@ -10,9 +10,11 @@
 //! - [`auth`]: register, login, refresh (rotating), logout.
 //! - [`hashing`]: argon2id on a fixed pool of threads, each reusing its memory.
 //! - [`throttle`]: login and registration limits per client address and per account.
+//! - [`directory`]: the channel directory (paged by member count or activity).
 //! - [`routes`]: users, channels, direct conversations, history; the router and its layers.
 
 pub mod auth;
+pub mod directory;
 pub mod doc;
 pub mod error;
 pub mod extract;

@@ -60,6 +60,7 @@ pub fn api_router() -> OpenApiRouter<SharedState> {
         .routes(routes!(search_users))
         .routes(routes!(create_channel, my_channels))
         .routes(routes!(search_channels))
+        .routes(routes!(crate::directory::channel_directory))
         .routes(routes!(join))
         .routes(routes!(leave))
         .routes(routes!(members))
@@ -165,31 +166,40 @@ async fn require_member(
 
 // ------------------------------------------------------------------------------------ users
 
-/// Users whose username starts with `query` (ignoring case), at most 20.
+/// People search: users whose username starts with `query` or whose display name contains it
+/// (ignoring case), at most 20. Ranked: the exact username first, then username prefixes, then
+/// display names starting with `query`, then display names containing it.
 #[utoipa::path(get, path = "/users", tag = "users", security(("bearer" = [])),
-    params(("query" = chat_types::openapi::UserQuery, Query, description = "username prefix, 1-32 characters once trimmed")),
+    params(("query" = chat_types::openapi::UserQuery, Query, description = "username prefix or part of a display name, 1-64 characters once trimmed")),
     responses((status = 200, body = UserList), (status = 400, body = ErrorBody, description = "invalid_query, nul_character"), (status = 401, body = ErrorBody)))]
 async fn search_users(
     State(s): State<SharedState>,
     AuthUser(_): AuthUser,
     ApiQuery(q): ApiQuery,
 ) -> ApiResult<Json<UserList>> {
-    let prefix = q.get("query").map(String::as_str).unwrap_or_default();
-    if !limits::valid_user_query(prefix) {
+    let query = q.get("query").map(String::as_str).unwrap_or_default();
+    if !limits::valid_user_query(query) {
         return Err(ApiError::bad(
             code::INVALID_QUERY,
-            format!("query must be 1 to {} characters", limits::USERNAME_MAX),
+            format!("query must be 1 to {} characters", limits::USER_QUERY_MAX),
         ));
     }
-    let users = chat_store::pg::search_users(&s.db, prefix.trim(), 20).await?;
+    let users = chat_store::pg::search_users(
+        &s.db,
+        query.trim(),
+        i64::from(limits::USER_SEARCH_LIMIT),
+    )
+    .await?;
     Ok(Json(UserList { users }))
 }
 
 // ------------------------------------------------------------------------------------ channels
 
-/// Create a group channel; the creator is its first member.
+/// Create a group channel; the creator is its first member. Group channel names are unique
+/// ignoring case and Unicode compatibility forms (409 `channel_name_taken`).
 #[utoipa::path(post, path = "/channels", tag = "channels", security(("bearer" = [])), request_body = CreateChannelRequest,
-    responses((status = 201, body = Channel), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+    responses((status = 201, body = Channel), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "channel_name_taken")))]
 async fn create_channel(
     State(s): State<SharedState>,
     AuthUser(me): AuthUser,
@@ -216,8 +226,15 @@ async fn create_channel(
             ),
         ));
     }
-    let channel =
-        chat_store::pg::create_group(&s.db, ChannelId::new_v7(), name, description, me).await?;
+    let channel = chat_store::pg::create_group(&s.db, ChannelId::new_v7(), name, description, me)
+        .await
+        .map_err(|e| match e {
+            chat_store::pg::CreateChannelError::NameTaken => ApiError::Conflict(
+                code::CHANNEL_NAME_TAKEN,
+                format!("a channel named '{name}' exists already (names ignore case)"),
+            ),
+            chat_store::pg::CreateChannelError::Db(e) => e.into(),
+        })?;
     Ok((StatusCode::CREATED, Json(channel)))
 }
 

@@ -10,8 +10,10 @@
 //! # Layout
 //! - [`consumer`]: the Kafka loop, rebalances and commits.
 //! - [`process`]: positions, storage and the membership cache.
+//! - [`activity`]: each batch moves its channels' last activity (the directory's order).
 //! - [`fanout`]: presence lookup and the pushes to gateways (with background retries).
 
+pub mod activity;
 pub mod consumer;
 pub mod fanout;
 pub mod process;

@@ -77,6 +77,9 @@ impl Processor {
         };
         let (fresh, outgoing) = assign(batch, &stored, &mut state);
         let done = self.store_and_push(&fresh, &outgoing, shutdown).await;
+        if done {
+            crate::activity::record(&self.db, &fresh).await;
+        }
         for (c, h) in state.heads {
             self.heads.put(c, h);
         }

@@ -20,7 +20,15 @@ import {
   type Timeline,
 } from "../lib/messages";
 import { RefreshRefused, TokenManager, type KeyValueStore, type StoredSession } from "../lib/tokens";
-import { Limits, type Channel, type Message, type ServerFrame, type User } from "../lib/types";
+import {
+  Limits,
+  type Channel,
+  type DirectoryPage,
+  type DirectorySort,
+  type Message,
+  type ServerFrame,
+  type User,
+} from "../lib/types";
 import { uuid } from "../lib/uuid";
 import { Store } from "./store";
 
@@ -341,6 +349,10 @@ export class ChatApp {
 
   searchChannels(query: string): Promise<Channel[]> {
     return this.api.searchChannels(query);
+  }
+
+  channelDirectory(sort: DirectorySort, cursor?: string | null): Promise<DirectoryPage> {
+    return this.api.directory(sort, cursor, Limits.DIRECTORY_DEFAULT_LIMIT);
   }
 
   async join(id: string): Promise<Channel> {

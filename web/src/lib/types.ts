@@ -24,6 +24,27 @@ export interface Channel {
   created_at: string;
 }
 
+/** The orders of the channel directory. */
+export type DirectorySort = "members" | "activity";
+
+/** A group channel as the directory lists it (`GET /channels/directory`). */
+export interface DirectoryEntry {
+  id: string;
+  name: string;
+  description: string;
+  member_count: number;
+  /** Time of the channel's latest message; null before its first. */
+  last_activity_at: string | null;
+  /** Whether the caller is a member. */
+  is_member: boolean;
+}
+
+export interface DirectoryPage {
+  channels: DirectoryEntry[];
+  /** Pass back (with the same sort) for the next page; null on the last page. */
+  next_cursor: string | null;
+}
+
 export interface Message {
   id: string;
   channel_id: string;
@@ -75,4 +96,7 @@ export const Limits = {
   BODY_MAX_CHARS: 4000,
   HISTORY_PAGE: 50,
   HISTORY_MAX_LIMIT: 100,
+  DIRECTORY_DEFAULT_LIMIT: 20,
+  DIRECTORY_MAX_LIMIT: 100,
+  USER_QUERY_MAX: 64,
 } as const;

@@ -2,7 +2,7 @@
 
 import { ApiError, NETWORK_ERROR } from "../lib/errors";
 import { RefreshRefused, type TokenManager } from "../lib/tokens";
-import type { Channel, ErrorBody, Message, Session, User } from "../lib/types";
+import type { Channel, DirectoryPage, DirectorySort, ErrorBody, Message, Session, User } from "../lib/types";
 
 type FetchFn = typeof fetch;
 
@@ -141,6 +141,15 @@ export class Api {
   async searchChannels(query: string): Promise<Channel[]> {
     const r = await this.request<{ channels: Channel[] }>("GET", `/channels/search?query=${encodeURIComponent(query)}`);
     return r.channels ?? [];
+  }
+
+  /** One page of the channel directory; pass the previous page's `next_cursor` for the next. */
+  async directory(sort: DirectorySort, cursor?: string | null, limit?: number): Promise<DirectoryPage> {
+    const params = new URLSearchParams({ sort });
+    if (limit) params.set("limit", String(limit));
+    if (cursor) params.set("cursor", cursor);
+    const r = await this.request<DirectoryPage>("GET", `/channels/directory?${params}`);
+    return { channels: r.channels ?? [], next_cursor: r.next_cursor ?? null };
   }
 
   join(channelId: string): Promise<Channel> {

@@ -63,7 +63,7 @@ export function App({ app }: { app: ChatApp }) {
         {state.channelsLoaded && (
           <p>
             You are not a member of this conversation, or it no longer exists.{" "}
-            <a href={href({ name: "browse" })}>Find channels</a>
+            <a href={href({ name: "browse" })}>Browse channels</a>
           </p>
         )}
       </section>

@@ -8,6 +8,7 @@ import { channelNameProblem } from "../lib/validate";
 import { useMounted } from "./hooks";
 import { go, href } from "./route";
 import { IconBack } from "./icons";
+import { ChannelDirectory } from "./Directory";
 
 function PanelHeader({ title, narrow, id }: { title: string; narrow: boolean; id: string }) {
   return (
@@ -173,7 +174,7 @@ export function BrowseChannels({ app, state, narrow }: { app: ChatApp; state: Ap
 
   return (
     <section class="panel" aria-labelledby="browse-title">
-      <PanelHeader title="Find channels" narrow={narrow} id="browse-title" />
+      <PanelHeader title="Browse channels" narrow={narrow} id="browse-title" />
       <div class="panel-body">
         <form
           role="search"
@@ -202,7 +203,8 @@ export function BrowseChannels({ app, state, narrow }: { app: ChatApp; state: Ap
             {joinError ?? error}
           </p>
         )}
-        <p class="muted small" role="status">
+        {query.trim() === "" && <ChannelDirectory app={app} />}
+        <p class="muted small" role="status" hidden={query.trim() === ""}>
           {busy
             ? "Searching…"
             : results === null
@@ -274,7 +276,7 @@ export function NewDirect({ app, state, narrow }: { app: ChatApp; state: AppStat
           }}
         >
           <div class="field">
-            <label for="dm-q">Find people by username</label>
+            <label for="dm-q">Find people by name or username</label>
             <div class="inline">
               <input
                 id="dm-q"
@@ -283,6 +285,7 @@ export function NewDirect({ app, state, narrow }: { app: ChatApp; state: AppStat
                 autocomplete="off"
                 autocapitalize="none"
                 spellcheck={false}
+                maxLength={Limits.USER_QUERY_MAX}
                 value={query}
                 onInput={(e) => setQuery(e.currentTarget.value)}
               />
@@ -299,7 +302,7 @@ export function NewDirect({ app, state, narrow }: { app: ChatApp; state: AppStat
           {busy
             ? "Searching…"
             : others === null
-              ? "Type the beginning of a username."
+              ? "Type part of a name, or the beginning of a username."
               : others.length === 0
                 ? "Nobody found."
                 : `${others.length} ${others.length === 1 ? "person" : "people"} found.`}

@@ -44,7 +44,7 @@ export function Sidebar({ state, route }: { state: AppState; route: Route }) {
         </a>
         <a class={`button${route.name === "browse" ? " is-active" : ""}`} href={href({ name: "browse" })}>
           <IconSearch />
-          Find channels
+          Browse channels
         </a>
         <a class={`button${route.name === "dm" ? " is-active" : ""}`} href={href({ name: "dm" })}>
           <IconAt />

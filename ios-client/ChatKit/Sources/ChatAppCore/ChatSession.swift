@@ -175,6 +175,13 @@ public final class ChatSession {
         try await api.searchChannels(query: query)
     }
 
+    /// Join a channel found in the directory.
+    public func join(channelID: String) async throws -> Channel {
+        let joined = try await api.joinChannel(id: channelID)
+        upsert(joined)
+        return joined
+    }
+
     public func join(_ channel: Channel) async throws -> Channel {
         let joined = try await api.joinChannel(id: channel.id)
         upsert(joined)
@@ -192,8 +199,9 @@ public final class ChatSession {
         }
     }
 
-    public func searchUsers(_ prefix: String) async throws -> [User] {
-        let users = try await api.searchUsers(prefix: prefix)
+    /// People whose display name contains `text` or whose username starts with it.
+    public func searchUsers(_ text: String) async throws -> [User] {
+        let users = try await api.searchUsers(query: text)
         for found in users {
             usersByID[found.id] = found
         }

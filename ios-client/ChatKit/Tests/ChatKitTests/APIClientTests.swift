@@ -85,6 +85,27 @@ final class APIClientTests: XCTestCase {
         try assertSameJSON(try XCTUnwrap(requests[7].body), try fixture("rest_create_dm_request"))
     }
 
+    func testTheDirectoryIsAskedForASortAPageSizeAndTheNextCursor() async throws {
+        let (api, http) = client { request, _ in
+            if request.target.hasPrefix("/api/v1/users?") { return .json(200, try fixture("rest_user_list")) }
+            return request.target.contains("cursor=")
+                ? .json(200, try fixture("rest_directory_page_last"))
+                : .json(200, try fixture("rest_directory_page"))
+        }
+        let first = try await api.channelDirectory()
+        XCTAssertEqual(first.channels.count, 2)
+        let cursor = try XCTUnwrap(first.nextCursor)
+        let last = try await api.channelDirectory(sort: .activity, cursor: cursor, limit: 500)
+        XCTAssertNil(last.nextCursor)
+        _ = try await api.searchUsers(query: "Zoë Q")
+        let targets = await http.requests.map(\.target)
+        XCTAssertEqual(targets, [
+            "/api/v1/channels/directory?sort=members",
+            "/api/v1/channels/directory?sort=activity&limit=100&cursor=\(cursor)",
+            "/api/v1/users?query=Zo%C3%AB%20Q",
+        ])
+    }
+
     func testHistoryCursorsAndLimit() async throws {
         let (api, http) = client { _, _ in .json(200, try fixture("rest_message_list")) }
         let page = try await api.messages(inChannel: "c1")

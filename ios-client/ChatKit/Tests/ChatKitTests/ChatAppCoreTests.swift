@@ -151,4 +151,101 @@ final class ChatAppCoreTests: XCTestCase, @unchecked Sendable {
         XCTAssertTrue(session.timeline("c1").entries.isEmpty)
         await session.shutdown()
     }
+
+    // MARK: - Channel directory
+
+    private static func entry(_ id: String, members: Int, member: Bool = false) -> DirectoryEntry {
+        DirectoryEntry(id: id, name: "chan \(id)", description: "", memberCount: members, lastActivityAt: nil, isMember: member)
+    }
+
+    /// A directory over scripted pages: `pages[sort]` answers the first request of that sort,
+    /// then the one with cursor "<sort>-2", and so on.
+    @MainActor
+    private func makeDirectory(_ pages: [String: [DirectoryPage]]) -> (ChannelDirectory, ScriptedHTTP) {
+        let http = ScriptedHTTP { request, _ in
+            let query = URLComponents(url: request.url, resolvingAgainstBaseURL: false)?.queryItems ?? []
+            let sort = query.first { $0.name == "sort" }?.value ?? "members"
+            let cursor = query.first { $0.name == "cursor" }?.value
+            let index = cursor.flatMap { Int($0.split(separator: "-").last ?? "") } ?? 1
+            guard let list = pages[sort], list.indices.contains(index - 1) else {
+                return .json(400, Data(#"{"error":{"code":"invalid_cursor","message":"no such page"}}"#.utf8))
+            }
+            return try .json(200, encoding: list[index - 1])
+        }
+        let api = APIClient(server: ServerEndpoint(string: "http://chat.test")!, http: http, tokens: FakeTokens())
+        return (ChannelDirectory(api: api, pageSize: 2), http)
+    }
+
+    @MainActor
+    func testTheDirectoryLoadsPageAfterPageAndEachChannelOnce() async throws {
+        let (directory, http) = makeDirectory([
+            "members": [
+                DirectoryPage(channels: [Self.entry("a", members: 9), Self.entry("b", members: 5)], nextCursor: "members-2"),
+                // "b" gained members between the requests and comes back: it keeps its first place.
+                DirectoryPage(channels: [Self.entry("b", members: 6), Self.entry("c", members: 2)], nextCursor: "members-3"),
+                DirectoryPage(channels: [Self.entry("d", members: 1)], nextCursor: nil),
+            ],
+        ])
+        XCTAssertFalse(directory.canLoadMore, "nothing loaded yet")
+        await directory.reload()
+        XCTAssertEqual(directory.entries.map(\.id), ["a", "b"])
+        XCTAssertTrue(directory.canLoadMore)
+        await directory.loadNextPage()
+        await directory.loadNextPage()
+        XCTAssertEqual(directory.entries.map(\.id), ["a", "b", "c", "d"])
+        XCTAssertEqual(directory.entries[1].memberCount, 5)
+        XCTAssertTrue(directory.isComplete)
+        XCTAssertFalse(directory.canLoadMore)
+        await directory.loadNextPage() // past the end: no request
+        let targets = await http.requests.map(\.target)
+        XCTAssertEqual(targets, [
+            "/api/v1/channels/directory?sort=members&limit=2",
+            "/api/v1/channels/directory?sort=members&limit=2&cursor=members-2",
+            "/api/v1/channels/directory?sort=members&limit=2&cursor=members-3",
+        ])
+    }
+
+    @MainActor
+    func testSwitchingTheSortStartsAgainFromTheFirstPage() async throws {
+        let (directory, http) = makeDirectory([
+            "members": [DirectoryPage(channels: [Self.entry("a", members: 9), Self.entry("b", members: 5)], nextCursor: "members-2")],
+            "activity": [DirectoryPage(channels: [Self.entry("b", members: 5)], nextCursor: nil)],
+        ])
+        await directory.reload()
+        await directory.setSort(.activity)
+        XCTAssertEqual(directory.sort, .activity)
+        XCTAssertEqual(directory.entries.map(\.id), ["b"])
+        XCTAssertTrue(directory.isComplete)
+        await directory.setSort(.activity) // the same sort: nothing happens
+        let targets = await http.requests.map(\.target)
+        XCTAssertEqual(targets.last, "/api/v1/channels/directory?sort=activity&limit=2")
+        XCTAssertEqual(targets.count, 2)
+    }
+
+    @MainActor
+    func testJoiningFromTheDirectoryCountsTheUserOnce() async throws {
+        let (directory, _) = makeDirectory([
+            "members": [DirectoryPage(channels: [Self.entry("a", members: 3), Self.entry("b", members: 1, member: true)], nextCursor: nil)],
+        ])
+        await directory.reload()
+        directory.markJoined("a")
+        directory.markJoined("a")
+        directory.markJoined("b")
+        XCTAssertEqual(directory.entries.map(\.memberCount), [4, 1])
+        XCTAssertEqual(directory.entries.map(\.isMember), [true, true])
+        XCTAssertEqual(ChannelDirectory.membersLabel(1), "1 member")
+        XCTAssertEqual(ChannelDirectory.membersLabel(4), "4 members")
+    }
+
+    @MainActor
+    func testADirectoryErrorIsShownAndTheListKept() async throws {
+        let (directory, _) = makeDirectory([
+            "members": [DirectoryPage(channels: [Self.entry("a", members: 3)], nextCursor: "members-9")],
+        ])
+        await directory.reload()
+        await directory.loadNextPage() // the scripted server refuses page 9
+        XCTAssertEqual(directory.entries.map(\.id), ["a"])
+        XCTAssertNotNil(directory.errorMessage)
+        XCTAssertFalse(directory.isComplete)
+    }
 }

@@ -99,6 +99,19 @@ final class WireFixtureTests: XCTestCase {
         XCTAssertEqual(members.members.map(\.id), [alice, bob])
     }
 
+    func testDirectoryPages() throws {
+        let page = try roundTrip(DirectoryPage.self, "rest_directory_page")
+        XCTAssertEqual(page.channels.map(\.id), [general, "0190a2b4-0000-7000-8000-000000000003"])
+        XCTAssertEqual(page.channels.map(\.memberCount), [42, 1])
+        XCTAssertEqual(page.channels.map(\.isMember), [true, false])
+        let activity = try XCTUnwrap(page.channels[0].lastActivityAt)
+        XCTAssertEqual(activity.timeIntervalSince1970, 1_736_935_323.456789, accuracy: 0.000_001)
+        XCTAssertNil(page.channels[1].lastActivityAt, "no message yet: null")
+        XCTAssertNotNil(page.nextCursor)
+        let last = try roundTrip(DirectoryPage.self, "rest_directory_page_last")
+        XCTAssertEqual(last, DirectoryPage(channels: [], nextCursor: nil))
+    }
+
     func testMessageWithMicrosecondTimestamp() throws {
         let message = try roundTrip(Message.self, "rest_message")
         XCTAssertEqual(message.id, "e306304c-6327-59de-a612-0d1570b3b35e")
@@ -259,6 +272,10 @@ final class WireFixtureTests: XCTestCase {
             "max_request_bytes": Limits.maxRequestBytes,
             "history_default_limit": Limits.historyDefaultLimit,
             "history_max_limit": Limits.historyMaxLimit,
+            "directory_default_limit": Limits.directoryDefaultLimit,
+            "directory_max_limit": Limits.directoryMaxLimit,
+            "user_search_limit": Limits.userSearchLimit,
+            "user_query_max": Limits.userQueryMax,
         ])
     }
 }

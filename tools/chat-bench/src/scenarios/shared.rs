@@ -96,13 +96,16 @@ impl Setup {
             "layout {name}: creating {} channels, {joins} joins (cached for later runs)",
             members.len()
         ));
+        // Channel names are unique (ignoring case): a layout made again (new users, another
+        // shape) must not reuse the names of the one it replaces, which still exist.
+        let tag = &uuid::Uuid::new_v4().simple().to_string()[..8];
         let mut channels = Vec::with_capacity(members.len());
         for (k, m) in members.iter().enumerate() {
             let owner = &users[m[0]];
             let ch = api
                 .create_channel(
                     &owner.access_token,
-                    &format!("bench {name} #{k}"),
+                    &format!("bench {name} {tag} #{k}"),
                     Some("chat-bench"),
                 )
                 .await?;

@@ -16,6 +16,12 @@ public enum Limits {
     public static let maxRequestBytes = 1024 * 1024
     public static let historyDefaultLimit = 50
     public static let historyMaxLimit = 100
+    /// Channel directory page size.
+    public static let directoryDefaultLimit = 20
+    public static let directoryMaxLimit = 100
+    /// People search: most users in one answer, and the longest query (a display name).
+    public static let userSearchLimit = 20
+    public static let userQueryMax = 64
 
     /// 3 to 32 ASCII letters, digits, `.`, `_` or `-`.
     public static func isValidUsername(_ name: String) -> Bool {

@@ -76,10 +76,16 @@ public struct APIClient: Sendable {
         try await call("GET", "users/me")
     }
 
-    /// `GET /users?query=<prefix>`.
-    public func searchUsers(prefix: String) async throws -> [User] {
-        let list: UserList = try await call("GET", "users", query: [URLQueryItem(name: "query", value: prefix)])
+    /// `GET /users?query=<text>`: people whose username starts with `text` or whose display name
+    /// contains it, ignoring case; the exact username first, at most 20.
+    public func searchUsers(query text: String) async throws -> [User] {
+        let list: UserList = try await call("GET", "users", query: [URLQueryItem(name: "query", value: text)])
         return list.users
+    }
+
+    /// The same search; `prefix` was its only use before display names matched too.
+    public func searchUsers(prefix: String) async throws -> [User] {
+        try await searchUsers(query: prefix)
     }
 
     // MARK: - Channels
@@ -99,6 +105,20 @@ public struct APIClient: Sendable {
     public func searchChannels(query: String) async throws -> [Channel] {
         let list: ChannelList = try await call("GET", "channels/search", query: [URLQueryItem(name: "query", value: query)])
         return list.channels
+    }
+
+    /// `GET /channels/directory`: one page of every group channel in `sort`'s order. Pass the
+    /// previous page's `nextCursor` (with the same sort) for the next one. `limit` is clamped to
+    /// 1...100; `nil` leaves the server's default (20).
+    public func channelDirectory(sort: DirectorySort = .members, cursor: String? = nil, limit: Int? = nil) async throws -> DirectoryPage {
+        var query = [URLQueryItem(name: "sort", value: sort.rawValue)]
+        if let limit {
+            query.append(URLQueryItem(name: "limit", value: String(min(max(limit, 1), Limits.directoryMaxLimit))))
+        }
+        if let cursor {
+            query.append(URLQueryItem(name: "cursor", value: cursor))
+        }
+        return try await call("GET", "channels/directory", query: query)
     }
 
     /// `POST /channels/{id}/join`. Joining twice is not an error.
