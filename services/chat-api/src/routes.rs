@@ -184,12 +184,9 @@ async fn search_users(
             format!("query must be 1 to {} characters", limits::USER_QUERY_MAX),
         ));
     }
-    let users = chat_store::pg::search_users(
-        &s.db,
-        query.trim(),
-        i64::from(limits::USER_SEARCH_LIMIT),
-    )
-    .await?;
+    let users =
+        chat_store::pg::search_users(&s.db, query.trim(), i64::from(limits::USER_SEARCH_LIMIT))
+            .await?;
     Ok(Json(UserList { users }))
 }
 
