@@ -4,7 +4,7 @@
 use crate::{Error, Result};
 use chat_types::rest::{
     Channel, ChannelList, CreateChannelRequest, CreateDmRequest, ErrorBody, LoginRequest,
-    MemberList, MessageList, RefreshRequest, RegisterRequest, Session, User, UserList,
+    MemberList, MessageList, RefreshRequest, RegisterRequest, Session, User, UserList, WsTicket,
 };
 use chat_types::{ChannelId, Message, MessageId, UserId};
 use serde::Serialize;
@@ -201,6 +201,16 @@ impl Api {
         self.expect_empty(req, 204).await
     }
 
+    /// `POST /ws-tickets`: a single-use ticket for `/ws?ticket=` (see
+    /// [`crate::Connector::connect_with_ticket`]).
+    pub async fn ws_ticket(&self, token: &str) -> Result<WsTicket> {
+        let req = self
+            .http
+            .post(self.url("/api/v1/ws-tickets"))
+            .bearer_auth(token);
+        Ok(self.expect(req, &[201]).await?.0)
+    }
+
     // ------------------------------------------------------------------------------ users
 
     /// `GET /users/me`.
@@ -361,7 +371,7 @@ impl Api {
 }
 
 /// The error of an unexpected status: the contract's error body when there is one.
-fn refusal(status: u16, bytes: &[u8]) -> Error {
+pub(crate) fn refusal(status: u16, bytes: &[u8]) -> Error {
     match serde_json::from_slice::<ErrorBody>(bytes) {
         Ok(b) => Error::Api {
             status,
