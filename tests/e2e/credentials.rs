@@ -153,6 +153,40 @@ async fn a_reused_refresh_token_closes_every_socket_of_its_session() -> anyhow::
 }
 
 #[tokio::test]
+async fn logging_out_everywhere_closes_every_session_of_the_user() -> anyhow::Result<()> {
+    let api = api();
+    let phone = register(&api, "everywhere-").await?;
+    let laptop = api.login(&phone.user.username, PASSWORD).await?;
+    let a = connect(&phone.access_token).await?;
+    let b = connect_elsewhere(&laptop.access_token, a.gateway()).await?;
+    // Someone else's socket stays.
+    let stranger = register(&api, "bystander-").await?;
+    let mut kept = connect(&stranger.access_token).await?;
+
+    let started = Instant::now();
+    api.logout_all(&phone.access_token).await?;
+    let wait = Duration::from_secs(3);
+    let (ca, cb) = tokio::join!(closed(a, started, wait), closed(b, started, wait));
+    assert_revoked("the calling session's socket", &ca);
+    assert_revoked("the other session's socket", &cb);
+    for s in [&phone, &laptop] {
+        assert_eq!(
+            refusal(api.me(&s.access_token).await),
+            want(401, "token_revoked")
+        );
+        assert_eq!(
+            refusal(api.refresh(&s.refresh_token).await).0,
+            Some(401),
+            "refresh tokens end too"
+        );
+    }
+    kept.send(&ClientFrame::Ping).await?;
+    kept.until(|f| matches!(f, ServerFrame::Pong).then_some(()))
+        .await?;
+    Ok(())
+}
+
+#[tokio::test]
 async fn a_websocket_ticket_opens_one_socket_once() -> anyhow::Result<()> {
     let api = api();
     let s = register(&api, "ticket-").await?;

@@ -201,6 +201,15 @@ impl Api {
         self.expect_empty(req, 204).await
     }
 
+    /// `POST /auth/logout-all`: 204; every session of the caller ends.
+    pub async fn logout_all(&self, token: &str) -> Result<()> {
+        let req = self
+            .http
+            .post(self.url("/api/v1/auth/logout-all"))
+            .bearer_auth(token);
+        self.expect_empty(req, 204).await
+    }
+
     /// `POST /ws-tickets`: a single-use ticket for `/ws?ticket=` (see
     /// [`crate::Connector::connect_with_ticket`]).
     pub async fn ws_ticket(&self, token: &str) -> Result<WsTicket> {

@@ -243,6 +243,23 @@ pub async fn revoke_refresh_family(
     Ok(row.map(|(user, family)| (UserId(user), family)))
 }
 
+/// Revoke every refresh-token family of `user` still in use (logout everywhere). Returns the
+/// families (sessions) revoked now, each once.
+pub async fn revoke_user_families(db: &PgPool, user: UserId) -> Result<Vec<Uuid>, PgError> {
+    let rows: Vec<(Uuid,)> = sqlx::query_as(
+        "UPDATE refresh_tokens SET revoked_at = now()
+         WHERE user_id = $1 AND revoked_at IS NULL
+         RETURNING family_id",
+    )
+    .bind(user.0)
+    .fetch_all(db)
+    .await?;
+    let mut families: Vec<Uuid> = rows.into_iter().map(|(f,)| f).collect();
+    families.sort_unstable();
+    families.dedup();
+    Ok(families)
+}
+
 // ---------------------------------------------------------------- channels
 
 #[derive(sqlx::FromRow)]

@@ -60,10 +60,22 @@ impl Revocations {
     /// gateway. One pipelined round trip; the key is set before the announcement, so a socket
     /// opened while the message travels is refused at its upgrade.
     pub async fn revoke(&self, revoked: Revoked, ttl: Duration) -> Result<(), RedisError> {
+        self.revoke_all(&[revoked], ttl).await
+    }
+
+    /// [`Revocations::revoke`] for several sessions in one round trip.
+    pub async fn revoke_all(&self, revoked: &[Revoked], ttl: Duration) -> Result<(), RedisError> {
+        if revoked.is_empty() {
+            return Ok(());
+        }
         let mut p = redis::pipe();
-        p.set_ex(revoked_key(revoked.sid), 1, ttl.as_secs().max(1))
-            .ignore();
-        p.publish(REVOKED_CHANNEL, revoked.encode()).ignore();
+        for r in revoked {
+            p.set_ex(revoked_key(r.sid), 1, ttl.as_secs().max(1))
+                .ignore();
+        }
+        for r in revoked {
+            p.publish(REVOKED_CHANNEL, r.encode()).ignore();
+        }
         let mut c = self.redis.conn();
         p.query_async::<()>(&mut c).await
     }

@@ -8,7 +8,7 @@
 //! refresh token that was already rotated away ends its session too (someone holds a copy).
 //! Ending a session revokes its access tokens at once, over REST and on every gateway, whose
 //! sockets of that session close with 4401 ([`chat_store::revocations`]). Other sessions of the
-//! user (other devices) are not touched.
+//! user (other devices) are not touched, unless the user logs out everywhere.
 
 use crate::SharedState;
 use crate::error::{ApiError, ApiResult};
@@ -169,6 +169,43 @@ pub async fn logout(
     {
         revoke_session(&s, user, family_id).await?;
     }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// End every session of the caller (logout everywhere: a lost device, a leaked password): all
+/// refresh tokens, their access tokens (401 `token_revoked`) and sockets (4401), the caller's
+/// own included. Access tokens minted before sessions were in tokens cannot be revoked; they
+/// expire within `auth.access_ttl_secs`.
+#[utoipa::path(post, path = "/auth/logout-all", tag = "auth", security(("bearer" = [])),
+    responses((status = 204),
+        (status = 401, body = ErrorBody, description = "missing_token, invalid_token, token_expired, token_revoked"),
+        (status = 503, body = ErrorBody, description = "unavailable: the sessions could not be revoked now; retry")))]
+pub async fn logout_all(
+    State(s): State<SharedState>,
+    AuthAccess(access): AuthAccess,
+) -> ApiResult<StatusCode> {
+    let mut families = chat_store::pg::revoke_user_families(&s.db, access.user).await?;
+    // The caller's own session, even if PostgreSQL had it revoked already (a retry).
+    if let Some(sid) = access.sid
+        && !families.contains(&sid)
+    {
+        families.push(sid);
+    }
+    let revoked: Vec<Revoked> = families
+        .iter()
+        .map(|&sid| Revoked {
+            user: access.user,
+            sid,
+        })
+        .collect();
+    s.revocations
+        .revoke_all(
+            &revoked,
+            std::time::Duration::from_secs(s.keys.access_ttl_secs),
+        )
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("redis: {e}")))?;
+    tracing::info!(user_id = %access.user, sessions = revoked.len(), "every session revoked");
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -54,6 +54,7 @@ pub fn api_router() -> OpenApiRouter<SharedState> {
         .routes(routes!(auth::login))
         .routes(routes!(auth::refresh))
         .routes(routes!(auth::logout))
+        .routes(routes!(auth::logout_all))
         .routes(routes!(auth::ws_ticket))
         .routes(routes!(auth::me))
         .routes(routes!(search_users))
