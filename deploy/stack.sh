@@ -21,6 +21,8 @@
 #   CHAT_STACK_TIMEOUT  seconds to wait for each server to be ready (default 180)
 #   CHAT_REDIS_MAXMEMORY  Redis's memory bound, never evicting (default 1gb)
 #   CHAT_STACK_BUILD_WEB=false   same as --no-web
+#   CHAT_WS_CONNS_PER_ADDRESS    nginx's cap on concurrent WebSockets per client address
+#                       (default 256; loopback is exempt)
 #   CHAT__*             passed through to the services (the stack's own settings win)
 set -euo pipefail
 umask 022
@@ -700,7 +702,8 @@ render_nginx_conf() {
     render_template "$SCRIPT_DIR/nginx/native.conf.template" USER_DIRECTIVE="$user_line" \
         PID_FILE="$(pid_file nginx)" LOG_DIR="$LOG_DIR" RUN_DIR="$RUN_DIR/nginx" MIME_TYPES="$mime" \
         API_SERVERS="${api_servers%$'\n'}" GATEWAY_SERVERS="${gw_servers%$'\n'}" \
-        LISTEN="127.0.0.1:$LB_PORT" WEB_ROOT="$WEB_ROOT" ROUTES="$SCRIPT_DIR/nginx/routes.conf" >"$out"
+        LISTEN="127.0.0.1:$LB_PORT" WEB_ROOT="$WEB_ROOT" ROUTES="$SCRIPT_DIR/nginx/routes.conf" \
+        WS_CONNS_PER_ADDRESS="${CHAT_WS_CONNS_PER_ADDRESS:-256}" >"$out"
 }
 
 nginx_ready() { curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:$LB_PORT/lb-health"; }

@@ -490,7 +490,8 @@ async fn the_openapi_document_lists_every_route_and_the_router_serves_each() -> 
         }
     }
     documented.sort();
-    // The contract of API.md, plus the document and its page.
+    // The contract of API.md, plus the document and its page, WebSocket tickets and logout
+    // everywhere.
     let mut contract: Vec<(String, String)> = [
         ("POST", "/api/v1/auth/register"),
         ("POST", "/api/v1/auth/login"),
@@ -510,6 +511,8 @@ async fn the_openapi_document_lists_every_route_and_the_router_serves_each() -> 
         ("GET", "/api/v1/channels/{channel_id}/messages"),
         ("GET", "/api/v1/openapi.json"),
         ("GET", "/api/v1/docs"),
+        ("POST", "/api/v1/ws-tickets"),
+        ("POST", "/api/v1/auth/logout-all"),
     ]
     .iter()
     .map(|(m, p)| (m.to_string(), p.to_string()))

@@ -123,6 +123,12 @@ async function api(req, res, url) {
   const token = (req.headers.authorization ?? "").replace(/^Bearer /, "");
   const me = authUser(token);
   if (!me) return err(res, 401, "unauthorized", "missing or expired access token");
+  if (m === "POST" && path === "/ws-tickets") {
+    // Single use, 30 s, like the real API.
+    const ticket = randomUUID();
+    wsTickets.set(ticket, { userId: me.id, until: Date.now() + 30_000 });
+    return json(res, 201, { ticket, expires_in: 30 });
+  }
 
   if (m === "GET" && path === "/users/me") return json(res, 200, pub(me));
   if (m === "GET" && path === "/users") {
@@ -235,11 +241,20 @@ const server = createServer((req, res) => {
   } else serveStatic(req, res, url);
 });
 
+/** WebSocket tickets: ticket -> { userId, until }. */
+const wsTickets = new Map();
 const wss = new WebSocketServer({ noServer: true });
 server.on("upgrade", (req, socket, head) => {
   const url = new URL(req.url, `http://${req.headers.host}`);
   if (url.pathname !== "/ws") return socket.destroy();
-  const me = authUser(url.searchParams.get("token"));
+  const ticket = url.searchParams.get("ticket");
+  const granted = ticket ? wsTickets.get(ticket) : undefined;
+  if (ticket) wsTickets.delete(ticket);
+  const me = ticket
+    ? granted && granted.until > Date.now()
+      ? users.get(granted.userId)
+      : undefined
+    : authUser(url.searchParams.get("token"));
   if (!me) {
     socket.end("HTTP/1.1 401 Unauthorized\r\ncontent-length: 0\r\n\r\n");
     return;

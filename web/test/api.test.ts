@@ -1,5 +1,5 @@
 import { describe, expect, it, vi } from "vitest";
-import { Api, makeRefresher } from "../src/net/api";
+import { Api, fetchWsTicket, makeRefresher } from "../src/net/api";
 import { ApiError } from "../src/lib/errors";
 import { RefreshRefused, TokenManager, type KeyValueStore } from "../src/lib/tokens";
 import type { Session } from "../src/lib/types";
@@ -133,5 +133,23 @@ describe("makeRefresher", () => {
     const err = await down("r1").catch((e) => e);
     expect(err).not.toBeInstanceOf(RefreshRefused);
     expect(err).toMatchObject({ status: 503 });
+  });
+});
+
+describe("fetchWsTicket", () => {
+  it("asks for a ticket with the bearer token and returns it", async () => {
+    const fetchFn = vi.fn(async (_url: RequestInfo | URL, _init?: RequestInit) => json(201, { ticket: "tk", expires_in: 30 }));
+    await expect(fetchWsTicket("a1", "/api/v1", fetchFn as unknown as typeof fetch)).resolves.toBe("tk");
+    const [url, init] = fetchFn.mock.calls[0];
+    expect(String(url)).toBe("/api/v1/ws-tickets");
+    expect(init?.method).toBe("POST");
+    expect(new Headers(init?.headers).get("authorization")).toBe("Bearer a1");
+  });
+
+  it("turns a refusal into an ApiError with the status and code", async () => {
+    const fetchFn = vi.fn(async () => json(401, { error: { code: "token_revoked", message: "ended" } }));
+    const err = await fetchWsTicket("a1", "/api/v1", fetchFn as unknown as typeof fetch).catch((e) => e);
+    expect(err).toBeInstanceOf(ApiError);
+    expect(err).toMatchObject({ status: 401, code: "token_revoked" });
   });
 });

@@ -1,6 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { ChatSocket, type ConnInfo, type RefreshOutcome } from "../src/net/socket";
 import type { ServerFrame } from "../src/lib/types";
+import { ApiError } from "../src/lib/errors";
 
 class FakeWs {
   static all: FakeWs[] = [];
@@ -41,7 +42,13 @@ class FakeWs {
 
 const last = () => FakeWs.all[FakeWs.all.length - 1];
 
-function setup(opts: { refresh?: () => Promise<RefreshOutcome>; online?: () => boolean } = {}) {
+function setup(
+  opts: {
+    refresh?: () => Promise<RefreshOutcome>;
+    online?: () => boolean;
+    url?: (token: string) => string | Promise<string>;
+  } = {},
+) {
   let token = 1;
   const frames: ServerFrame[] = [];
   const statuses: ConnInfo["status"][] = [];
@@ -55,7 +62,7 @@ function setup(opts: { refresh?: () => Promise<RefreshOutcome>; online?: () => b
       }),
   );
   const sock = new ChatSocket({
-    url: (t) => `ws://x/ws?token=${t}`,
+    url: opts.url ?? ((t) => `ws://x/ws?token=${t}`),
     getToken: async () => `t${token}`,
     refreshToken,
     onFrame: (f) => frames.push(f),
@@ -133,6 +140,37 @@ describe("ChatSocket", () => {
     expect(refreshToken).toHaveBeenCalledTimes(1);
     expect(FakeWs.all).toHaveLength(2);
     expect(last().url).toBe("ws://x/ws?token=t2");
+  });
+
+  it("opens the socket at the URL it asked for (a ticket) and refreshes when the ticket is refused", async () => {
+    let refuse = true;
+    const { sock, refreshToken } = setup({
+      url: async (t) => {
+        if (refuse) {
+          refuse = false;
+          throw new ApiError(401, "token_revoked", "session ended");
+        }
+        return `ws://x/ws?ticket=for-${t}`;
+      },
+    });
+    sock.start();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(refreshToken).toHaveBeenCalledTimes(1);
+    expect(FakeWs.all).toHaveLength(1);
+    expect(last().url).toBe("ws://x/ws?ticket=for-t2");
+  });
+
+  it("logs out when the ticket is refused and so is the refresh", async () => {
+    const { sock, onAuthLost } = setup({
+      refresh: async () => "refused",
+      url: async () => {
+        throw new ApiError(401, "token_revoked", "session ended");
+      },
+    });
+    sock.start();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(onAuthLost).toHaveBeenCalledTimes(1);
+    expect(FakeWs.all).toHaveLength(0);
   });
 
   it("logs out when the refresh after a 4401 is refused", async () => {

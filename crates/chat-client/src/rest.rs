@@ -5,7 +5,7 @@ use crate::{Error, Result};
 use chat_types::rest::{
     Channel, ChannelList, CreateChannelRequest, CreateDmRequest, DirectoryPage, DirectorySort,
     ErrorBody, LoginRequest, MemberList, MessageList, RefreshRequest, RegisterRequest, Session,
-    User, UserList,
+    User, UserList, WsTicket,
 };
 use chat_types::{ChannelId, Message, MessageId, UserId};
 use serde::Serialize;
@@ -202,6 +202,25 @@ impl Api {
         self.expect_empty(req, 204).await
     }
 
+    /// `POST /auth/logout-all`: 204; every session of the caller ends.
+    pub async fn logout_all(&self, token: &str) -> Result<()> {
+        let req = self
+            .http
+            .post(self.url("/api/v1/auth/logout-all"))
+            .bearer_auth(token);
+        self.expect_empty(req, 204).await
+    }
+
+    /// `POST /ws-tickets`: a single-use ticket for `/ws?ticket=` (see
+    /// [`crate::Connector::connect_with_ticket`]).
+    pub async fn ws_ticket(&self, token: &str) -> Result<WsTicket> {
+        let req = self
+            .http
+            .post(self.url("/api/v1/ws-tickets"))
+            .bearer_auth(token);
+        Ok(self.expect(req, &[201]).await?.0)
+    }
+
     // ------------------------------------------------------------------------------ users
 
     /// `GET /users/me`.
@@ -390,7 +409,7 @@ impl Api {
 }
 
 /// The error of an unexpected status: the contract's error body when there is one.
-fn refusal(status: u16, bytes: &[u8]) -> Error {
+pub(crate) fn refusal(status: u16, bytes: &[u8]) -> Error {
     match serde_json::from_slice::<ErrorBody>(bytes) {
         Ok(b) => Error::Api {
             status,

@@ -89,7 +89,12 @@ impl Connector {
 
     /// [`Connector::connect`] from a given local address (spreads source ports over addresses).
     pub async fn connect_from(&self, token: &str, source: Option<IpAddr>) -> Result<Connection> {
-        self.open(token, source, false).await
+        let credential = if self.token_in_query {
+            Credential::QueryToken(token)
+        } else {
+            Credential::Header(token)
+        };
+        self.open(credential, source, false).await
     }
 
     /// A connection whose first frame will be a `resume` (`?resume=1`): the gateway holds live
@@ -99,10 +104,26 @@ impl Connector {
         token: &str,
         source: Option<IpAddr>,
     ) -> Result<Connection> {
-        self.open(token, source, true).await
+        let credential = if self.token_in_query {
+            Credential::QueryToken(token)
+        } else {
+            Credential::Header(token)
+        };
+        self.open(credential, source, true).await
     }
 
-    async fn open(&self, token: &str, source: Option<IpAddr>, resume: bool) -> Result<Connection> {
+    /// Open a connection with a single-use ticket (`?ticket=`, from
+    /// [`crate::Api::ws_ticket`]), as browsers do, and wait for its `ready` frame.
+    pub async fn connect_with_ticket(&self, ticket: &str) -> Result<Connection> {
+        self.open(Credential::Ticket(ticket), None, false).await
+    }
+
+    async fn open(
+        &self,
+        credential: Credential<'_>,
+        source: Option<IpAddr>,
+        resume: bool,
+    ) -> Result<Connection> {
         let addr = match self.addr {
             Some(a) => a,
             None => self.resolve().await?,
@@ -121,10 +142,11 @@ impl Connector {
             .map_err(|_| Error::Timeout("tcp connect"))?
             .map_err(io)?;
         stream.set_nodelay(true).map_err(io)?;
-        let mut query = Vec::new();
-        if self.token_in_query {
-            query.push(format!("token={token}"));
-        }
+        let mut query = match credential {
+            Credential::Header(_) => Vec::new(),
+            Credential::QueryToken(token) => vec![format!("token={token}")],
+            Credential::Ticket(ticket) => vec![format!("ticket={ticket}")],
+        };
         if resume {
             query.push("resume=1".to_string());
         }
@@ -134,7 +156,7 @@ impl Connector {
             format!("{}?{}", self.url, query.join("&"))
         };
         let mut req = url.into_client_request()?;
-        if !self.token_in_query {
+        if let Credential::Header(token) = credential {
             let value = format!("Bearer {token}")
                 .parse()
                 .map_err(|_| Error::Request("token is not a valid header value".into()))?;
@@ -149,7 +171,8 @@ impl Connector {
             ),
         )
         .await
-        .map_err(|_| Error::Timeout("websocket handshake"))??;
+        .map_err(|_| Error::Timeout("websocket handshake"))?
+        .map_err(upgrade_refused)?;
         let mut conn = Connection {
             stream,
             user_id: UserId(Default::default()),
@@ -180,6 +203,29 @@ impl Connector {
             .map_err(io)?
             .next()
             .ok_or_else(|| Error::Request(format!("cannot resolve {}", self.url)))
+    }
+}
+
+/// How a connection proves who it is.
+#[derive(Clone, Copy)]
+enum Credential<'a> {
+    /// `Authorization: Bearer <token>`.
+    Header(&'a str),
+    /// `?token=<token>`.
+    QueryToken(&'a str),
+    /// `?ticket=<ticket>`.
+    Ticket(&'a str),
+}
+
+/// An upgrade refused with the contract's error body becomes [`Error::Api`], so callers see its
+/// status and `code` as they do for REST.
+fn upgrade_refused(e: tokio_tungstenite::tungstenite::Error) -> Error {
+    match e {
+        tokio_tungstenite::tungstenite::Error::Http(res) => {
+            let body = res.body().as_deref().unwrap_or_default();
+            crate::rest::refusal(res.status().as_u16(), body)
+        }
+        e => e.into(),
     }
 }
 

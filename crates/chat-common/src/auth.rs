@@ -1,5 +1,10 @@
 //! JWT access tokens (HS256). The API issues them; the API and the gateways verify them with the
 //! same key from configuration. Refresh tokens are opaque and live in PostgreSQL (see the API).
+//!
+//! An access token names its session (`sid`, the refresh-token family it was issued with), so a
+//! logout or a detected refresh-token reuse can revoke exactly the tokens of that session (see
+//! `chat_store::revocations`). Tokens minted before `sid` existed carry none and stay valid until
+//! they expire.
 
 use axum::http::{HeaderMap, header};
 use chat_types::UserId;
@@ -15,6 +20,19 @@ struct Claims {
     exp: i64,
     /// Token type; only `access` is accepted where an access token is expected.
     typ: String,
+    /// The session (refresh-token family) the token belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sid: Option<Uuid>,
+}
+
+/// What a verified access token says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Access {
+    pub user: UserId,
+    /// The session it was issued in; `None` for tokens older than sessions in tokens.
+    pub sid: Option<Uuid>,
+    /// When it stops being valid (unix seconds).
+    pub expires: i64,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -47,25 +65,34 @@ impl TokenKeys {
         }
     }
 
+    /// An access token without a session (as minted before sessions were in tokens): it can
+    /// only expire, never be revoked. Tests use it to hold such a token.
     pub fn issue_access(&self, user: UserId) -> String {
+        self.issue(user, None)
+    }
+
+    /// An access token of `user` in session `sid` (the refresh-token family).
+    pub fn issue(&self, user: UserId, sid: Option<Uuid>) -> String {
         let now = chrono::Utc::now().timestamp();
         let claims = Claims {
             sub: user.0,
             iat: now,
             exp: now + self.access_ttl_secs as i64,
             typ: "access".into(),
+            sid,
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .expect("HS256 encoding of plain claims cannot fail")
     }
 
     pub fn verify_access(&self, token: &str) -> Result<UserId, TokenError> {
-        self.verify_access_until(token).map(|(user, _)| user)
+        self.verify(token).map(|a| a.user)
     }
 
-    /// The user, and when the token stops being valid (unix seconds): a WebSocket authorised
-    /// by it is closed then (4401), so a connection never outlives its credentials.
-    pub fn verify_access_until(&self, token: &str) -> Result<(UserId, i64), TokenError> {
+    /// The user, the session and when the token stops being valid: a WebSocket authorised by
+    /// it is closed then (4401), so a connection never outlives its credentials. Whether the
+    /// session was revoked is the caller's check (it needs Redis).
+    pub fn verify(&self, token: &str) -> Result<Access, TokenError> {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
@@ -74,7 +101,11 @@ impl TokenKeys {
         if data.claims.typ != "access" {
             return Err(TokenError::Invalid);
         }
-        Ok((UserId(data.claims.sub), data.claims.exp))
+        Ok(Access {
+            user: UserId(data.claims.sub),
+            sid: data.claims.sid,
+            expires: data.claims.exp,
+        })
     }
 }
 
@@ -108,6 +139,18 @@ mod tests {
         let k = keys("0123456789abcdef0123456789abcdef", 60);
         let u = UserId(Uuid::now_v7());
         assert_eq!(k.verify_access(&k.issue_access(u)), Ok(u));
+    }
+
+    #[test]
+    fn session_tokens_name_their_session_and_older_tokens_none() {
+        let k = keys("0123456789abcdef0123456789abcdef", 60);
+        let u = UserId(Uuid::now_v7());
+        let sid = Uuid::now_v7();
+        let a = k.verify(&k.issue(u, Some(sid))).unwrap();
+        assert_eq!((a.user, a.sid), (u, Some(sid)));
+        let legacy = k.verify(&k.issue_access(u)).unwrap();
+        assert_eq!((legacy.user, legacy.sid), (u, None));
+        assert!(!k.issue_access(u).is_empty());
     }
 
     #[test]

@@ -10,7 +10,8 @@
 //! - Redis, one type per purpose over one shared connection ([`redis_conn`]):
 //!   [`presence`] (which gateway each connected user is on, with expiry), [`claims`] (send
 //!   claims that make resends idempotent), [`epochs`] (membership epochs that end cached
-//!   memberships at a leave).
+//!   memberships at a leave), [`revocations`] (revoked sessions, and the pub/sub channel that
+//!   closes their sockets), [`ws_tickets`] (single-use tickets that open a WebSocket).
 //! - [`bus`]: Kafka: the producer and the consumer group of the `messages` topic, its creation.
 
 pub mod bus;
@@ -21,5 +22,7 @@ pub mod epochs;
 pub mod pg;
 pub mod presence;
 pub mod redis_conn;
+pub mod revocations;
+pub mod ws_tickets;
 
 pub use redis_conn::Redis;

@@ -188,8 +188,9 @@ pub async fn insert_refresh_token(
 pub enum RotateOutcome {
     /// The token was valid and is now used; issue the next one in `family_id`.
     Rotated { user: UserId, family_id: Uuid },
-    /// The token had been used before: its family is now revoked.
-    Reused,
+    /// The token had been used before: its family (the session `family_id` of `user`) is now
+    /// revoked.
+    Reused { user: UserId, family_id: Uuid },
     /// Unknown, expired or revoked.
     Invalid,
 }
@@ -215,36 +216,62 @@ pub async fn rotate_refresh_token(
     }
     // Not usable: if it was already used, someone replayed it. Revoke the family so that the
     // thief's (or the victim's) newer token stops working too.
-    let revoked: Option<(Uuid,)> = sqlx::query_as(
+    sqlx::query(
         "UPDATE refresh_tokens SET revoked_at = now()
          WHERE family_id = (SELECT family_id FROM refresh_tokens WHERE token_hash = $1 AND used_at IS NOT NULL)
-           AND revoked_at IS NULL
-         RETURNING family_id",
-    )
-    .bind(token_hash)
-    .fetch_optional(db)
-    .await?;
-    let was_used: Option<(bool,)> =
-        sqlx::query_as("SELECT used_at IS NOT NULL FROM refresh_tokens WHERE token_hash = $1")
-            .bind(token_hash)
-            .fetch_optional(db)
-            .await?;
-    Ok(match (revoked, was_used) {
-        (_, Some((true,))) => RotateOutcome::Reused,
-        _ => RotateOutcome::Invalid,
-    })
-}
-
-/// Revoke the family of a refresh token (logout). Returns whether the token was known.
-pub async fn revoke_refresh_family(db: &PgPool, token_hash: &[u8]) -> Result<bool, PgError> {
-    let r = sqlx::query(
-        "UPDATE refresh_tokens SET revoked_at = coalesce(revoked_at, now())
-         WHERE family_id = (SELECT family_id FROM refresh_tokens WHERE token_hash = $1)",
+           AND revoked_at IS NULL",
     )
     .bind(token_hash)
     .execute(db)
     .await?;
-    Ok(r.rows_affected() > 0)
+    let was_used: Option<(bool, Uuid, Uuid)> = sqlx::query_as(
+        "SELECT used_at IS NOT NULL, user_id, family_id FROM refresh_tokens WHERE token_hash = $1",
+    )
+    .bind(token_hash)
+    .fetch_optional(db)
+    .await?;
+    Ok(match was_used {
+        Some((true, user, family_id)) => RotateOutcome::Reused {
+            user: UserId(user),
+            family_id,
+        },
+        _ => RotateOutcome::Invalid,
+    })
+}
+
+/// Revoke the family of a refresh token (logout). Returns the user and the family (the
+/// session whose access tokens must stop working too) if the token was known, also when the
+/// family was revoked before (a repeated logout revokes the session's tokens again).
+pub async fn revoke_refresh_family(
+    db: &PgPool,
+    token_hash: &[u8],
+) -> Result<Option<(UserId, Uuid)>, PgError> {
+    let row: Option<(Uuid, Uuid)> = sqlx::query_as(
+        "UPDATE refresh_tokens SET revoked_at = coalesce(revoked_at, now())
+         WHERE family_id = (SELECT family_id FROM refresh_tokens WHERE token_hash = $1)
+         RETURNING user_id, family_id",
+    )
+    .bind(token_hash)
+    .fetch_optional(db)
+    .await?;
+    Ok(row.map(|(user, family)| (UserId(user), family)))
+}
+
+/// Revoke every refresh-token family of `user` still in use (logout everywhere). Returns the
+/// families (sessions) revoked now, each once.
+pub async fn revoke_user_families(db: &PgPool, user: UserId) -> Result<Vec<Uuid>, PgError> {
+    let rows: Vec<(Uuid,)> = sqlx::query_as(
+        "UPDATE refresh_tokens SET revoked_at = now()
+         WHERE user_id = $1 AND revoked_at IS NULL
+         RETURNING family_id",
+    )
+    .bind(user.0)
+    .fetch_all(db)
+    .await?;
+    let mut families: Vec<Uuid> = rows.into_iter().map(|(f,)| f).collect();
+    families.sort_unstable();
+    families.dedup();
+    Ok(families)
 }
 
 // ---------------------------------------------------------------- channels

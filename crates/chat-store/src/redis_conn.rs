@@ -1,5 +1,5 @@
 //! The one Redis connection a process shares between its Redis-backed types ([`crate::presence`],
-//! [`crate::claims`], [`crate::epochs`]): a multiplexed connection that reconnects by itself.
+//! [`crate::claims`], [`crate::epochs`], [`crate::revocations`], [`crate::ws_tickets`]): a multiplexed connection that reconnects by itself.
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use std::time::Duration;

@@ -32,6 +32,12 @@ pub const TOO_MANY_CONNECTIONS: &str = "too_many_connections";
 pub const MISSING_TOKEN: &str = "missing_token";
 pub const INVALID_TOKEN: &str = "invalid_token";
 pub const TOKEN_EXPIRED: &str = "token_expired";
+/// The access token's session ended (logout, or its refresh token was reused): log in again,
+/// or refresh if the client still holds a valid refresh token of another session (401).
+pub const TOKEN_REVOKED: &str = "token_revoked";
+/// A WebSocket ticket (`/ws?ticket=`) that is unknown, expired or already used (401): ask for
+/// a new one.
+pub const INVALID_TICKET: &str = "invalid_ticket";
 pub const INVALID_CREDENTIALS: &str = "invalid_credentials";
 pub const INVALID_REFRESH_TOKEN: &str = "invalid_refresh_token";
 pub const REFRESH_TOKEN_REUSED: &str = "refresh_token_reused";
@@ -100,6 +106,8 @@ pub const REST: &[&str] = &[
     MISSING_TOKEN,
     INVALID_TOKEN,
     TOKEN_EXPIRED,
+    TOKEN_REVOKED,
+    INVALID_TICKET,
     INVALID_CREDENTIALS,
     INVALID_REFRESH_TOKEN,
     REFRESH_TOKEN_REUSED,

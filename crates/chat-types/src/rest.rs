@@ -22,6 +22,16 @@ pub struct Session {
     pub expires_in: u64,
 }
 
+/// A single-use ticket that opens one WebSocket (`/ws?ticket=<ticket>`), for clients that
+/// cannot set the `Authorization` header (browsers): the access token stays out of URLs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct WsTicket {
+    pub ticket: String,
+    /// Seconds until the ticket can no longer be used.
+    pub expires_in: u64,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RegisterRequest {

@@ -25,7 +25,7 @@ use chat_types::limits;
 use chat_types::rest::{
     Channel, ChannelKind, ChannelList, CreateChannelRequest, CreateDmRequest, DirectoryEntry,
     DirectoryPage, ErrorBody, LoginRequest, MemberList, Message, MessageList, RefreshRequest,
-    RegisterRequest, Session, User, UserList,
+    RegisterRequest, Session, User, UserList, WsTicket,
 };
 use chat_types::ws::{ClientFrame, ServerFrame, close};
 use chat_types::{ChannelId, MessageId, UserId};
@@ -224,6 +224,13 @@ fn all_fixtures() -> Vec<Fixture> {
             access_token: "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl".into(),
             refresh_token: "rt_3q2-7wEAAAAAAAAAAAAAAAAAAAAAAA".into(),
             expires_in: 900,
+        },
+    );
+    f.add(
+        "rest_ws_ticket",
+        &WsTicket {
+            ticket: "wst_Qm9vdHN0cmFwcGVkIHRpY2tldA".into(),
+            expires_in: 30,
         },
     );
     f.add(

@@ -5,7 +5,7 @@ use crate::error::ApiError;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Query, Request};
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
-use chat_common::auth::{TokenError, bearer_token};
+use chat_common::auth::{Access, TokenError, bearer_token};
 use chat_types::UserId;
 use chat_types::error_code as code;
 use ipnet::IpNet;
@@ -36,7 +36,8 @@ impl<T: DeserializeOwned + Serialize, S: Send + Sync> FromRequest<S> for ApiJson
     }
 }
 
-/// The caller, from a valid `Authorization: Bearer <access token>`.
+/// The caller, from a valid `Authorization: Bearer <access token>` of a session that was not
+/// revoked.
 pub struct AuthUser(pub UserId);
 
 impl FromRequestParts<SharedState> for AuthUser {
@@ -46,33 +47,71 @@ impl FromRequestParts<SharedState> for AuthUser {
         parts: &mut Parts,
         state: &SharedState,
     ) -> Result<Self, Self::Rejection> {
-        let token = match bearer_token(&parts.headers) {
-            Ok(Some(token)) => token,
-            Ok(None) => {
-                return Err(ApiError::Unauthorized(
-                    code::MISSING_TOKEN,
-                    "send Authorization: Bearer <access_token>".into(),
-                ));
-            }
-            Err(_) => {
-                return Err(ApiError::Unauthorized(
-                    code::INVALID_TOKEN,
-                    "the Authorization header must be 'Bearer <token>'".into(),
-                ));
-            }
-        };
-        match state.keys.verify_access(token) {
-            Ok(u) => Ok(AuthUser(u)),
-            Err(TokenError::Expired) => Err(ApiError::Unauthorized(
+        authenticate(parts, state).await.map(|a| AuthUser(a.user))
+    }
+}
+
+/// [`AuthUser`] with all the token says: its session and its end.
+pub struct AuthAccess(pub Access);
+
+impl FromRequestParts<SharedState> for AuthAccess {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &SharedState,
+    ) -> Result<Self, Self::Rejection> {
+        authenticate(parts, state).await.map(AuthAccess)
+    }
+}
+
+async fn authenticate(parts: &Parts, state: &SharedState) -> Result<Access, ApiError> {
+    let token = match bearer_token(&parts.headers) {
+        Ok(Some(token)) => token,
+        Ok(None) => {
+            return Err(ApiError::Unauthorized(
+                code::MISSING_TOKEN,
+                "send Authorization: Bearer <access_token>".into(),
+            ));
+        }
+        Err(_) => {
+            return Err(ApiError::Unauthorized(
+                code::INVALID_TOKEN,
+                "the Authorization header must be 'Bearer <token>'".into(),
+            ));
+        }
+    };
+    let access = match state.keys.verify(token) {
+        Ok(a) => a,
+        Err(TokenError::Expired) => {
+            return Err(ApiError::Unauthorized(
                 code::TOKEN_EXPIRED,
                 "the access token has expired; refresh it".into(),
-            )),
-            Err(TokenError::Invalid) => Err(ApiError::Unauthorized(
+            ));
+        }
+        Err(TokenError::Invalid) => {
+            return Err(ApiError::Unauthorized(
                 code::INVALID_TOKEN,
                 "the access token is invalid".into(),
-            )),
+            ));
         }
+    };
+    // One Redis round trip per request: a revoked session must stop working at once, not at
+    // its tokens' expiry. Without Redis the answer is unknown, and unknown is not yes.
+    if let Some(sid) = access.sid
+        && state
+            .revocations
+            .is_revoked(sid)
+            .await
+            .map_err(|e| ApiError::Unavailable(format!("redis: {e}")))?
+    {
+        return Err(ApiError::Unauthorized(
+            code::TOKEN_REVOKED,
+            "this session has ended (logged out, or its refresh token was reused); log in again"
+                .into(),
+        ));
     }
+    Ok(access)
 }
 
 /// Where a NUL character (U+0000) sits in a JSON value (`description`, `members[2]`), if any:

@@ -7,7 +7,8 @@
 //! - [`error`]: the API's error type and its JSON body.
 //! - [`doc`]: the statuses every operation of the OpenAPI document can answer.
 //! - [`extract`]: JSON and authentication extractors with contract-shaped rejections.
-//! - [`auth`]: register, login, refresh (rotating), logout.
+//! - [`auth`]: register, login, refresh (rotating), logout (revoking the session), WebSocket
+//!   tickets.
 //! - [`hashing`]: argon2id on a fixed pool of threads, each reusing its memory.
 //! - [`throttle`]: login and registration limits per client address and per account.
 //! - [`directory`]: the channel directory (paged by member count or activity).
@@ -39,7 +40,8 @@ pub struct Config {
     pub http: ListenConfig,
     pub ops: ListenConfig,
     pub postgres: PostgresConfig,
-    /// Membership epochs (a leave invalidates the gateways' cached memberships).
+    /// Membership epochs (a leave invalidates the gateways' cached memberships), revoked
+    /// sessions, WebSocket tickets.
     pub redis: RedisConfig,
     pub kafka: KafkaConfig,
     pub cassandra: CassandraConfig,
@@ -101,6 +103,8 @@ pub struct AppState {
     pub store: chat_store::cql::MessageStore,
     pub redis: chat_store::Redis,
     pub epochs: chat_store::epochs::MemberEpochs,
+    pub revocations: chat_store::revocations::Revocations,
+    pub tickets: chat_store::ws_tickets::WsTickets,
     pub producer: chat_store::bus::Producer,
     pub keys: TokenKeys,
     pub refresh_ttl_secs: u64,
@@ -147,6 +151,8 @@ impl Application {
             db,
             store,
             epochs: chat_store::epochs::MemberEpochs::new(redis.clone()),
+            revocations: chat_store::revocations::Revocations::new(redis.clone()),
+            tickets: chat_store::ws_tickets::WsTickets::new(redis.clone()),
             redis,
             producer,
             keys,

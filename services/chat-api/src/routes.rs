@@ -56,6 +56,8 @@ pub fn api_router() -> OpenApiRouter<SharedState> {
         .routes(routes!(auth::login))
         .routes(routes!(auth::refresh))
         .routes(routes!(auth::logout))
+        .routes(routes!(auth::logout_all))
+        .routes(routes!(auth::ws_ticket))
         .routes(routes!(auth::me))
         .routes(routes!(search_users))
         .routes(routes!(create_channel, my_channels))

@@ -6,11 +6,12 @@ use axum::extract::ws::Utf8Bytes;
 use chat_types::bus::MembershipChange;
 use chat_types::{ChannelId, UserId};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
 /// What a connection's writer is asked to do, in order. Kept small (24 bytes): a connection's
 /// queue allocates room for 32 items as soon as it exists, so this size is paid by every idle
@@ -54,6 +55,9 @@ pub struct MembershipNote {
 #[derive(Clone)]
 pub struct ConnHandle {
     pub id: u64,
+    /// The session (refresh-token family) the connection was authorised in; `None` for tokens
+    /// minted before sessions were in tokens. Revoking the session closes the connection.
+    pub sid: Option<Uuid>,
     pub tx: mpsc::Sender<Outbound>,
     pub state: Arc<ConnState>,
 }
@@ -67,6 +71,9 @@ pub struct ConnState {
     /// items, so a client that stops reading cannot make the gateway hold megabytes for it.
     pub queued_bytes: AtomicUsize,
     pub max_queued_bytes: usize,
+    /// Closed because its session was revoked (4401, like an expired token; the close reason
+    /// tells the two apart for people reading logs).
+    pub revoked: AtomicBool,
 }
 
 impl ConnState {
@@ -76,7 +83,16 @@ impl ConnState {
             kill_code: AtomicU16::new(chat_types::ws::close::GOING_AWAY),
             queued_bytes: AtomicUsize::new(0),
             max_queued_bytes,
+            revoked: AtomicBool::new(false),
         }
+    }
+
+    /// The connection's session was revoked: close it with 4401.
+    pub fn revoke(&self) {
+        if !self.kill.is_cancelled() {
+            self.revoked.store(true, Ordering::Relaxed);
+        }
+        self.close(chat_types::ws::close::UNAUTHORIZED);
     }
 
     /// Close the connection with `code` (the first reason given wins).
@@ -190,6 +206,30 @@ impl Hub {
         for c in users.values().flatten() {
             c.offer(item.clone());
         }
+    }
+
+    /// Close (4401) every connection of `user` authorised in session `sid`; how many.
+    pub fn revoke_session(&self, user: UserId, sid: Uuid) -> usize {
+        let mut closed = 0;
+        self.for_each_of(&[user], |c| {
+            if c.sid == Some(sid) {
+                c.state.revoke();
+                closed += 1;
+            }
+        });
+        closed
+    }
+
+    /// Every session with a connection here, with its user (each once).
+    pub fn sessions(&self) -> Vec<(UserId, Uuid)> {
+        let users = self.users.read().expect("hub lock");
+        let mut out: Vec<(UserId, Uuid)> = users
+            .iter()
+            .flat_map(|(u, conns)| conns.iter().filter_map(|c| c.sid.map(|s| (*u, s))))
+            .collect();
+        out.sort_unstable_by_key(|(_, s)| *s);
+        out.dedup();
+        out
     }
 
     pub fn connections_of(&self, user: &UserId) -> usize {

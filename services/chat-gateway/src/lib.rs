@@ -16,10 +16,12 @@
 //! - [`admission`]: the one gate a send passes (fields, membership, send claim).
 //! - [`hub`]: the local registry of connections and the presence heartbeat.
 //! - [`deliver`]: the internal delivery endpoint.
+//! - [`revocation`]: closing the sockets of revoked sessions (logout, refresh-token reuse).
 
 pub mod admission;
 pub mod deliver;
 pub mod hub;
+pub mod revocation;
 pub mod session;
 
 use chat_common::auth::TokenKeys;
@@ -34,6 +36,8 @@ use chat_store::cql::MessageStore;
 use chat_store::epochs::MemberEpochs;
 use chat_store::pg::PgPool;
 use chat_store::presence::Presence;
+use chat_store::revocations::Revocations;
+use chat_store::ws_tickets::WsTickets;
 use serde::{Deserialize, Serialize};
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -156,6 +160,11 @@ pub struct Shared {
     pub db: PgPool,
     pub store: MessageStore,
     pub presence: Presence,
+    /// Revoked sessions: checked at the upgrade; their live sockets are closed by [`revocation`].
+    pub revocations: Revocations,
+    /// Single-use tickets that open a socket (`/ws?ticket=`).
+    pub tickets: WsTickets,
+    pub recent_revocations: revocation::RecentRevocations,
     pub admission: admission::Admission,
     pub producer: Producer,
     pub keys: TokenKeys,
@@ -169,6 +178,8 @@ pub struct Shared {
 
 pub struct Application {
     shared: Arc<Shared>,
+    /// For the revocation subscription, which needs a connection of its own.
+    redis_url: String,
     metrics: PrometheusHandle,
     http_listener: tokio::net::TcpListener,
     ops_listener: tokio::net::TcpListener,
@@ -208,7 +219,10 @@ impl Application {
             cfg: cfg.gateway,
             db,
             store,
-            presence: Presence::new(redis),
+            presence: Presence::new(redis.clone()),
+            revocations: Revocations::new(redis.clone()),
+            tickets: WsTickets::new(redis),
+            recent_revocations: revocation::RecentRevocations::default(),
             admission,
             producer,
             keys,
@@ -219,6 +233,7 @@ impl Application {
         });
         Ok(Application {
             shared,
+            redis_url: cfg.redis.url.clone(),
             metrics,
             http_listener,
             ops_listener,
@@ -253,6 +268,9 @@ impl Application {
 
         let stop = shared.shutdown.clone();
         shared.tasks.spawn(hub::heartbeat(shared.clone()));
+        shared
+            .tasks
+            .spawn(revocation::follow(shared.clone(), self.redis_url.clone()));
         let serve = chat_common::ops::serve;
         shared
             .tasks

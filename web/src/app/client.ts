@@ -1,7 +1,7 @@
 // The application controller: owns the session, the REST client, the WebSocket and the state the
 // UI renders. Every server answer goes through here into the store.
 
-import { Api, makeRefresher } from "../net/api";
+import { Api, fetchWsTicket, makeRefresher } from "../net/api";
 import { ChatSocket, type ConnInfo, type RefreshOutcome } from "../net/socket";
 import { ApiError, describe, describeError } from "../lib/errors";
 import {
@@ -99,9 +99,11 @@ function browserStorage(): KeyValueStore {
   }
 }
 
-function wsUrl(token: string): string {
+/** The socket's URL, with a fresh single-use ticket: the access token stays out of URLs. */
+async function wsUrl(token: string): Promise<string> {
+  const ticket = await fetchWsTicket(token);
   const proto = location.protocol === "https:" ? "wss:" : "ws:";
-  return `${proto}//${location.host}/ws?token=${encodeURIComponent(token)}`;
+  return `${proto}//${location.host}/ws?ticket=${encodeURIComponent(ticket)}`;
 }
 
 export class ChatApp {

@@ -53,6 +53,25 @@ export function makeRefresher(base = "/api/v1", fetchFn: FetchFn = (...a) => fet
   };
 }
 
+/**
+ * POST /ws-tickets: a single-use ticket (valid for seconds) that opens one WebSocket, so the
+ * access token never appears in a URL (browsers cannot set headers on a WebSocket).
+ */
+export async function fetchWsTicket(
+  token: string,
+  base = "/api/v1",
+  fetchFn: FetchFn = (...a) => fetch(...a),
+): Promise<string> {
+  const res = await call(fetchFn, `${base}/ws-tickets`, {
+    method: "POST",
+    headers: { accept: "application/json", authorization: `Bearer ${token}` },
+  });
+  if (res.status !== 201) throw await readError(res);
+  const body = (await res.json()) as { ticket?: unknown };
+  if (typeof body.ticket !== "string") throw new ApiError(res.status, "unexpected_body", "no ticket");
+  return body.ticket;
+}
+
 export interface HistoryQuery {
   before?: string;
   after?: string;

@@ -1,8 +1,10 @@
-// The WebSocket to /ws: connects with the access token, keeps the connection alive with pings,
-// and reconnects after any drop (backoff with jitter; refresh the token first after a 4401).
+// The WebSocket to /ws: connects with a single-use ticket bought with the access token (the
+// token itself never goes into a URL), keeps the connection alive with pings, and reconnects
+// after any drop (backoff with jitter; refresh the token first after a 4401 or a refused ticket).
 // What to do once connected (resume, resend) is the owner's business, told through `onReady`.
 
 import { Backoff, closeAction, soonDelay } from "../lib/backoff";
+import { ApiError } from "../lib/errors";
 import type { ClientFrame, ServerFrame } from "../lib/types";
 
 export type ConnStatus = "connecting" | "connected" | "reconnecting" | "offline" | "stopped";
@@ -16,8 +18,11 @@ export interface ConnInfo {
 export type RefreshOutcome = "ok" | "refused" | "error";
 
 export interface SocketDeps {
-  /** URL of the socket for a token, e.g. wss://host/ws?token=... */
-  url: (token: string) => string;
+  /**
+   * URL of the socket for a token, e.g. wss://host/ws?ticket=... (may ask the API for the
+   * ticket). A rejection with an ApiError of status 401 means the token was refused.
+   */
+  url: (token: string) => string | Promise<string>;
   /** A usable access token (refreshed if due), or null when logged out. */
   getToken: () => Promise<string | null>;
   /** Forces a token refresh (after a 4401). */
@@ -140,9 +145,23 @@ export class ChatSocket {
       this.deps.onAuthLost();
       return;
     }
+    let url: string;
+    try {
+      url = await this.deps.url(token);
+    } catch (e) {
+      if (!this.running || gen !== this.generation) return;
+      if (e instanceof ApiError && e.status === 401) {
+        // The token was refused (expired, revoked): as after a 4401.
+        this.refreshThenReconnect();
+      } else {
+        this.scheduleRetry(this.backoff.next());
+      }
+      return;
+    }
+    if (!this.running || gen !== this.generation) return;
     let ws: WebSocket;
     try {
-      ws = this.deps.createSocket ? this.deps.createSocket(this.deps.url(token)) : new WebSocket(this.deps.url(token));
+      ws = this.deps.createSocket ? this.deps.createSocket(url) : new WebSocket(url);
     } catch {
       this.scheduleRetry(this.backoff.next());
       return;
@@ -232,19 +251,7 @@ export class ChatSocket {
 
     const action = closeAction(code);
     if (action === "refresh_then_reconnect") {
-      this.unauthorizedInRow++;
-      this.setStatus({ status: "reconnecting" });
-      void this.deps.refreshToken().then((outcome) => {
-        if (!this.running) return;
-        if (outcome === "refused") {
-          this.running = false;
-          this.setStatus({ status: "stopped" });
-          this.deps.onAuthLost();
-          return;
-        }
-        // First 4401: at once. Again and again: something is off, back off.
-        this.scheduleRetry(this.unauthorizedInRow <= 1 && outcome === "ok" ? 0 : this.backoff.next());
-      });
+      this.refreshThenReconnect();
       return;
     }
     if (!opened && !wasReady) {
@@ -267,6 +274,24 @@ export class ChatSocket {
       }
     }
     this.scheduleRetry(action === "reconnect_soon" ? soonDelay(this.deps.random) : this.backoff.next());
+  }
+
+  /** After a 4401 (token expired, session revoked) or a refused ticket: refresh, then retry. */
+  private refreshThenReconnect(): void {
+    this.unauthorizedInRow++;
+    this.setStatus({ status: "reconnecting" });
+    void this.deps.refreshToken().then((outcome) => {
+      if (!this.running) return;
+      if (outcome === "refused") {
+        // Logged out (here or elsewhere) or the session was revoked: stop.
+        this.running = false;
+        this.setStatus({ status: "stopped" });
+        this.deps.onAuthLost();
+        return;
+      }
+      // First 4401: at once. Again and again: something is off, back off.
+      this.scheduleRetry(this.unauthorizedInRow <= 1 && outcome === "ok" ? 0 : this.backoff.next());
+    });
   }
 
   private scheduleRetry(delay: number): void {

@@ -135,6 +135,17 @@ final class WireFixtureTests: XCTestCase {
         XCTAssertEqual(body.error.message, "that username is already taken")
     }
 
+    /// Browsers open their socket with a single-use ticket (`POST /ws-tickets`); this client
+    /// sets the Authorization header instead and has no type for it. The shape is still
+    /// checked here, so a change to it shows up on this side too.
+    func testWebSocketTicketShape() throws {
+        let object = try JSONSerialization.jsonObject(with: try fixture("rest_ws_ticket"))
+        let fields = try XCTUnwrap(object as? [String: Any])
+        XCTAssertEqual(Set(fields.keys), ["ticket", "expires_in"])
+        XCTAssertNotNil(fields["ticket"] as? String)
+        XCTAssertEqual(fields["expires_in"] as? Int, 30)
+    }
+
     // MARK: - Client frames
 
     func testSendFrame() throws {

@@ -18,7 +18,7 @@ use axum::extract::ws::{WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use chat_common::auth::{TokenError, bearer_token};
+use chat_common::auth::{Access, TokenError, bearer_token};
 use chat_types::error_code;
 use chat_types::ws::ServerFrame;
 use chat_types::{ErrorBody, UserId};
@@ -27,35 +27,19 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::mpsc;
+use uuid::Uuid;
 
 static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
 
+/// Open a socket for a client authorised by, in this order: an `Authorization: Bearer` header,
+/// a single-use `?ticket=` (from `POST /api/v1/ws-tickets`), or `?token=` (API.md). A revoked
+/// session is refused like an expired token, with its own code.
 pub async fn upgrade(
     State(shared): State<Arc<Shared>>,
     headers: HeaderMap,
     Query(query): Query<HashMap<String, String>>,
     ws: WebSocketUpgrade,
 ) -> Response {
-    let token = match bearer_token(&headers) {
-        Ok(Some(t)) => Some(t),
-        Ok(None) => query.get("token").map(String::as_str),
-        Err(_) => return unauthorized(error_code::INVALID_TOKEN, "the access token is invalid"),
-    };
-    let Some(token) = token else {
-        return unauthorized(
-            error_code::MISSING_TOKEN,
-            "an access token is required (Authorization header or ?token=)",
-        );
-    };
-    let (user, expires) = match shared.keys.verify_access_until(token) {
-        Ok(u) => u,
-        Err(TokenError::Expired) => {
-            return unauthorized(error_code::TOKEN_EXPIRED, "the access token has expired");
-        }
-        Err(TokenError::Invalid) => {
-            return unauthorized(error_code::INVALID_TOKEN, "the access token is invalid");
-        }
-    };
     // `?resume=1`: the client's first frame will be a `resume`; hold live messages until it is
     // served, however long that takes on a busy gateway (without it: at most `resume_hold_ms`).
     let resume_announced = match query.get("resume").map(String::as_str) {
@@ -72,6 +56,11 @@ pub async fn upgrade(
                 .into_response();
         }
     };
+    let access = match authorise(&shared, &headers, &query).await {
+        Ok(a) => a,
+        Err(refusal) => return refusal,
+    };
+    let (user, expires) = (access.user, access.expires);
     if shared.hub.connections_of(&user) >= shared.cfg.max_connections_per_user {
         return (
             StatusCode::TOO_MANY_REQUESTS,
@@ -98,7 +87,99 @@ pub async fn upgrade(
         .max_write_buffer_size(cfg.write_buffer_bytes.max(cfg.max_frame_bytes) * 4)
         .max_message_size(cfg.max_frame_bytes)
         .max_frame_size(cfg.max_frame_bytes)
-        .on_upgrade(move |socket| run(shared, user, expires, resume_announced, socket))
+        .on_upgrade(move |socket| run(shared, user, access.sid, expires, resume_announced, socket))
+}
+
+/// Who the upgrade is for, or the refusal to answer with.
+async fn authorise(
+    shared: &Shared,
+    headers: &HeaderMap,
+    query: &HashMap<String, String>,
+) -> Result<Access, Response> {
+    let header = match bearer_token(headers) {
+        Ok(t) => t,
+        Err(_) => {
+            return Err(unauthorized(
+                error_code::INVALID_TOKEN,
+                "the access token is invalid",
+            ));
+        }
+    };
+    let access = match (header, query.get("ticket")) {
+        (None, Some(ticket)) => {
+            // Taken (GETDEL) whatever happens next: a ticket opens at most one socket.
+            let grant = shared
+                .tickets
+                .take(ticket)
+                .await
+                .map_err(|e| redis_unavailable(&e))?;
+            let Some(grant) = grant else {
+                return Err(unauthorized(
+                    error_code::INVALID_TICKET,
+                    "the ticket is unknown, expired or already used; ask for a new one",
+                ));
+            };
+            if grant.expires <= chrono::Utc::now().timestamp() {
+                return Err(unauthorized(
+                    error_code::TOKEN_EXPIRED,
+                    "the access token the ticket was made with has expired",
+                ));
+            }
+            Access {
+                user: grant.user,
+                sid: grant.sid,
+                expires: grant.expires,
+            }
+        }
+        (header, _) => {
+            let Some(token) = header.or_else(|| query.get("token").map(String::as_str)) else {
+                return Err(unauthorized(
+                    error_code::MISSING_TOKEN,
+                    "an access token is required (Authorization header, ?ticket= or ?token=)",
+                ));
+            };
+            match shared.keys.verify(token) {
+                Ok(a) => a,
+                Err(TokenError::Expired) => {
+                    return Err(unauthorized(
+                        error_code::TOKEN_EXPIRED,
+                        "the access token has expired",
+                    ));
+                }
+                Err(TokenError::Invalid) => {
+                    return Err(unauthorized(
+                        error_code::INVALID_TOKEN,
+                        "the access token is invalid",
+                    ));
+                }
+            }
+        }
+    };
+    if let Some(sid) = access.sid
+        && shared
+            .revocations
+            .is_revoked(sid)
+            .await
+            .map_err(|e| redis_unavailable(&e))?
+    {
+        return Err(unauthorized(
+            error_code::TOKEN_REVOKED,
+            "this session has ended (logged out, or its refresh token was reused); log in again",
+        ));
+    }
+    Ok(access)
+}
+
+fn redis_unavailable(e: &chat_store::redis_conn::RedisError) -> Response {
+    tracing::warn!(error = %e, "redis unavailable at an upgrade");
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        axum::Json(ErrorBody::new(
+            error_code::UNAVAILABLE,
+            "credentials cannot be checked now; retry",
+        )),
+    )
+        .into_response()
 }
 
 fn unauthorized(code: &str, message: &str) -> Response {
@@ -113,6 +194,7 @@ fn unauthorized(code: &str, message: &str) -> Response {
 async fn run(
     shared: Arc<Shared>,
     user: UserId,
+    sid: Option<Uuid>,
     expires: i64,
     resume_announced: bool,
     socket: WebSocket,
@@ -123,6 +205,7 @@ async fn run(
     let (tx, rx) = mpsc::channel(shared.cfg.queue_capacity);
     let handle = ConnHandle {
         id,
+        sid,
         tx,
         state: Arc::new(ConnState::new(
             shared.shutdown.child_token(),
@@ -138,6 +221,10 @@ async fn run(
             .await
     {
         tracing::warn!(error = %e, "presence registration failed; the heartbeat will retry");
+    }
+    // Revoked after the upgrade's check and announced before we registered: close at once.
+    if sid.is_some_and(|sid| shared.recent_revocations.contains(sid)) {
+        handle.state.revoke();
     }
     let connection_id = format!("{}:{}", shared.cfg.id, id);
     handle

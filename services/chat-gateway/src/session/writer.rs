@@ -70,6 +70,9 @@ pub(super) async fn run(
             close::IDLE_TIMEOUT => "idle timeout",
             close::TRY_AGAIN_LATER => "history unavailable: reconnect and resume",
             close::MESSAGE_TOO_BIG => "frame too big: do not resend it",
+            close::UNAUTHORIZED if state.revoked.load(Ordering::Relaxed) => {
+                "session revoked: log in again"
+            }
             close::UNAUTHORIZED => "access token expired: refresh, then reconnect",
             _ => "gateway going away: reconnect and resume",
         };
