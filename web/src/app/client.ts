@@ -99,11 +99,14 @@ function browserStorage(): KeyValueStore {
   }
 }
 
-/** The socket's URL, with a fresh single-use ticket: the access token stays out of URLs. */
-async function wsUrl(token: string): Promise<string> {
+/** The socket's URL, with a fresh single-use ticket: the access token stays out of URLs.
+ * `resume`: the first frame will be a `resume`, so the gateway holds live messages until it is
+ * served (docs/protocol.md, "Reconnect and resume"). */
+export async function wsUrl(token: string, resume: boolean): Promise<string> {
   const ticket = await fetchWsTicket(token);
   const proto = location.protocol === "https:" ? "wss:" : "ws:";
-  return `${proto}//${location.host}/ws?ticket=${encodeURIComponent(ticket)}`;
+  const announce = resume ? "&resume=1" : "";
+  return `${proto}//${location.host}/ws?ticket=${encodeURIComponent(ticket)}${announce}`;
 }
 
 export class ChatApp {
@@ -122,6 +125,8 @@ export class ChatApp {
   private noticeSeq = 0;
   private announceSeq = 0;
   private connectedOnce = false;
+  /** The current socket was opened with `resume=1`: its first frame must follow at once. */
+  private announcedResume = false;
 
   constructor() {
     const withLock =
@@ -146,7 +151,10 @@ export class ChatApp {
       announcement: { id: 0, text: "" },
     });
     this.socket = new ChatSocket({
-      url: wsUrl,
+      url: (token) => {
+        this.announcedResume = Object.keys(this.resumeChannels()).length > 0;
+        return wsUrl(token, this.announcedResume);
+      },
       getToken: () => this.tokens.accessToken(),
       refreshToken: () => this.forceRefresh(),
       onFrame: (f) => this.onFrame(f),
@@ -558,14 +566,22 @@ export class ChatApp {
     }
   }
 
+  /** Per conversation, the last message placed: where `resume` starts. */
+  private resumeChannels(): Record<string, string> {
+    const views = this.state.views;
+    return resumePoints(Object.fromEntries(Object.entries(views).map(([id, v]) => [id, v.tl])));
+  }
+
   private onReady(): void {
     const again = this.connectedOnce;
     this.connectedOnce = true;
     const views = this.state.views;
 
     // Ask for everything missed in the conversations we know.
-    const channels = resumePoints(Object.fromEntries(Object.entries(views).map(([id, v]) => [id, v.tl])));
+    const channels = this.resumeChannels();
     if (Object.keys(channels).length > 0) this.socket.send({ type: "resume", channels });
+    // Announced but nothing is left to resume: any first frame releases the held messages.
+    else if (this.announcedResume) this.socket.send({ type: "ping" });
 
     // Conversations we opened that had no message yet: nothing to resume from, so reload.
     for (const [id, v] of Object.entries(views)) {
