@@ -237,16 +237,7 @@ async fn a_send_leaves_a_small_claim_in_redis_whatever_its_size_and_redis_never_
     // parked in Redis for 24 h with each send.
     let body = "\u{1F600}".repeat(4000);
     let cmid = uuid::Uuid::new_v4().to_string();
-    ws.send_message(ch.id, &cmid, &body).await?;
-    let (acked, _) = ws
-        .until(|f| match f {
-            ServerFrame::Ack {
-                client_msg_id,
-                message,
-            } if *client_msg_id == cmid => Some(message.clone()),
-            _ => None,
-        })
-        .await?;
+    let acked = ws.send_acked(ch.id, &cmid, &body).await?;
     let mut r = chat_e2e::redis().await?;
     let key = format!("claim:{}", acked.id.0.simple());
     let usage: Option<u64> = redis::cmd("MEMORY")
@@ -261,16 +252,7 @@ async fn a_send_leaves_a_small_claim_in_redis_whatever_its_size_and_redis_never_
     assert!(ttl > 0, "a claim expires");
 
     // A resend of the same message is acked with the first one, the time included.
-    ws.send_message(ch.id, &cmid, &body).await?;
-    let (again, _) = ws
-        .until(|f| match f {
-            ServerFrame::Ack {
-                client_msg_id,
-                message,
-            } if *client_msg_id == cmid => Some(message.clone()),
-            _ => None,
-        })
-        .await?;
+    let again = ws.send_acked(ch.id, &cmid, &body).await?;
     assert_eq!(again, acked);
 
     let policy: Vec<String> = redis::cmd("CONFIG")

@@ -25,38 +25,18 @@ async fn a_message_reaches_a_member_on_another_gateway_and_history() -> anyhow::
     );
 
     let cmid = uuid::Uuid::new_v4().to_string();
-    ws_a.send_message(channel.id, &cmid, "hello, bob 👋")
-        .await?;
-    let (acked, _) = ws_a
-        .until(|f| match f {
-            ServerFrame::Ack {
-                client_msg_id,
-                message,
-            } if *client_msg_id == cmid => Some(message.clone()),
-            _ => None,
-        })
-        .await?;
+    let acked = ws_a.send_acked(channel.id, &cmid, "hello, bob 👋").await?;
     assert_eq!(acked.body, "hello, bob 👋");
     assert_eq!(acked.sender_id, a.user.id);
 
-    let (got, _) = ws_b
-        .until(|f| match f {
-            ServerFrame::Message { message } => Some(message.clone()),
-            _ => None,
-        })
-        .await?;
+    let got = ws_b.next_message().await?;
     assert_eq!(got.id, acked.id);
     assert_eq!(got.body, "hello, bob 👋");
     assert_eq!(got.created_at, acked.created_at);
     assert_eq!(got.seq, Some(1));
 
     // The sender's own connection gets the message frame too (its place in the channel).
-    let (own, _) = ws_a
-        .until(|f| match f {
-            ServerFrame::Message { message } => Some(message.clone()),
-            _ => None,
-        })
-        .await?;
+    let own = ws_a.next_message().await?;
     assert_eq!(own.id, acked.id);
 
     for token in [&a.access_token, &b.access_token] {
@@ -253,12 +233,7 @@ async fn malformed_and_invalid_frames_get_error_frames_and_the_connection_stays_
     }
     // 4000 characters of emoji is a valid body; the stack still works on this connection.
     ws.send_message(ch.id, "ok", &"🦀".repeat(4000)).await?;
-    let (m, _) = ws
-        .until(|f| match f {
-            ServerFrame::Message { message } => Some(message.clone()),
-            _ => None,
-        })
-        .await?;
+    let m = ws.next_message().await?;
     assert_eq!(m.body.chars().count(), 4000);
     Ok(())
 }

@@ -148,16 +148,7 @@ async fn the_same_client_msg_id_sent_three_times_through_two_gateways_is_one_mes
     let mut acks = Vec::new();
     for (which, body) in [(0, "one"), (1, "two"), (0, "three")] {
         let ws = if which == 0 { &mut first } else { &mut second };
-        ws.send_message(ch.id, &cmid, body).await?;
-        let (m, _) = ws
-            .until(|f| match f {
-                ServerFrame::Ack {
-                    client_msg_id,
-                    message,
-                } if *client_msg_id == cmid => Some(message.clone()),
-                _ => None,
-            })
-            .await?;
+        let m = ws.send_acked(ch.id, &cmid, body).await?;
         acks.push(m);
     }
     assert!(

@@ -9,7 +9,6 @@ use chat_client::{Api, Error};
 use chat_e2e::{PASSWORD, TIMEOUT, api, connect, register, unique};
 use chat_types::ChannelId;
 use chat_types::rest::{DirectoryEntry, DirectorySort, Session};
-use chat_types::ws::ServerFrame;
 use std::collections::HashMap;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -200,16 +199,7 @@ async fn the_channel_that_just_received_a_message_leads_the_activity_order() -> 
     let cmid = uuid::Uuid::new_v4().to_string();
     ws.send_message(older.id, &uuid::Uuid::new_v4().to_string(), "first")
         .await?;
-    ws.send_message(busy.id, &cmid, "news").await?;
-    let (acked, _) = ws
-        .until(|f| match f {
-            ServerFrame::Ack {
-                client_msg_id,
-                message,
-            } if *client_msg_id == cmid => Some(message.clone()),
-            _ => None,
-        })
-        .await?;
+    let acked = ws.send_acked(busy.id, &cmid, "news").await?;
 
     // An ack means Kafka has the message; the message server records the activity after it
     // stores the batch. Wait for that, within a bound.

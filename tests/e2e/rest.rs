@@ -240,12 +240,7 @@ async fn channels_can_be_created_found_joined_listed_and_left() -> anyhow::Resul
 }
 
 async fn next_message(ws: &mut chat_client::Connection) -> anyhow::Result<chat_types::Message> {
-    let (m, _) = ws
-        .until(|f| match f {
-            ServerFrame::Message { message } => Some(message.clone()),
-            _ => None,
-        })
-        .await?;
+    let m = ws.next_message().await?;
     Ok(m)
 }
 

@@ -12,33 +12,8 @@ use std::time::Duration;
 /// Longer than the gateway's hold for an unannounced resume (`resume_hold_ms`, 1 s).
 const PAST_THE_HOLD: Duration = Duration::from_millis(1600);
 
-async fn send_acked(
-    ws: &mut Connection,
-    channel: ChannelId,
-    body: &str,
-) -> anyhow::Result<Message> {
-    let cmid = uuid::Uuid::new_v4().to_string();
-    ws.send_message(channel, &cmid, body).await?;
-    let (m, _) = ws
-        .until(|f| match f {
-            ServerFrame::Ack {
-                client_msg_id,
-                message,
-            } if *client_msg_id == cmid => Some(message.clone()),
-            _ => None,
-        })
-        .await?;
-    Ok(m)
-}
-
-async fn next_message(ws: &mut Connection) -> anyhow::Result<Message> {
-    let (m, _) = ws
-        .until(|f| match f {
-            ServerFrame::Message { message } => Some(message.clone()),
-            _ => None,
-        })
-        .await?;
-    Ok(m)
+fn cmid() -> String {
+    uuid::Uuid::new_v4().to_string()
 }
 
 /// Message bodies, and whether `resumed` came, until `resumed` (or nothing for `quiet`).
@@ -71,16 +46,16 @@ async fn reader_who_missed_three() -> anyhow::Result<(Connection, String, Channe
     let mut ws_a = connect(&a.access_token).await?;
     let mut ws_b = connect(&b.access_token).await?;
     ws_b.send(&chat_types::ws::ClientFrame::Ping).await?;
-    send_acked(&mut ws_a, ch, "m1").await?;
-    let first = next_message(&mut ws_b).await?;
+    ws_a.send_acked(ch, &cmid(), "m1").await?;
+    let first = ws_b.next_message().await?;
     assert_eq!(first.body, "m1");
     ws_b.close(Duration::from_secs(2)).await;
     for body in ["m2", "m3", "m4"] {
-        send_acked(&mut ws_a, ch, body).await?;
+        ws_a.send_acked(ch, &cmid(), body).await?;
     }
     // An ack means Kafka has it: wait until the message server has stored and pushed m4 (the
     // sender's own connection gets it too), so none of them reaches B's next connection live.
-    while next_message(&mut ws_a).await?.body != "m4" {}
+    while ws_a.next_message().await?.body != "m4" {}
     Ok((ws_a, b.access_token, ch, first))
 }
 
@@ -98,8 +73,8 @@ async fn a_resume_that_comes_after_live_messages_still_gets_what_was_missed() ->
     // start flowing, and m5 arrives before the client has said where it was.
     let mut ws_b = connect(&token_b).await?;
     tokio::time::sleep(PAST_THE_HOLD).await;
-    send_acked(&mut ws_a, ch, "m5").await?;
-    assert_eq!(next_message(&mut ws_b).await?.body, "m5");
+    ws_a.send_acked(ch, &cmid(), "m5").await?;
+    assert_eq!(ws_b.next_message().await?.body, "m5");
     ws_b.send(&resume(ch, &first)).await?;
     let seen = read_until_resumed(&mut ws_b, Duration::from_secs(5)).await?;
     println!("late resume after m5 live: {seen:?}");
@@ -108,12 +83,8 @@ async fn a_resume_that_comes_after_live_messages_still_gets_what_was_missed() ->
         ["m2", "m3", "m4", "resumed"],
         "the messages between the resume position and the first live one arrive, once"
     );
-    send_acked(&mut ws_a, ch, "m6").await?;
-    assert_eq!(
-        next_message(&mut ws_b).await?.body,
-        "m6",
-        "then live goes on"
-    );
+    ws_a.send_acked(ch, &cmid(), "m6").await?;
+    assert_eq!(ws_b.next_message().await?.body, "m6", "then live goes on");
     Ok(())
 }
 
@@ -121,7 +92,7 @@ async fn a_resume_that_comes_after_live_messages_still_gets_what_was_missed() ->
 async fn an_announced_resume_is_waited_for_however_long_it_takes() -> anyhow::Result<()> {
     let (mut ws_a, token_b, ch, first) = reader_who_missed_three().await?;
     let mut ws_b = connector().connect_resuming(&token_b, None).await?;
-    send_acked(&mut ws_a, ch, "m5").await?;
+    ws_a.send_acked(ch, &cmid(), "m5").await?;
     // Well past the unannounced hold: nothing may overtake the resume still to come.
     let early = ws_b.next_within(PAST_THE_HOLD).await?;
     assert!(
@@ -134,7 +105,7 @@ async fn an_announced_resume_is_waited_for_however_long_it_takes() -> anyhow::Re
     // m5 may come from history (before `resumed`) or live right after it: in order either way.
     let mut all = seen.clone();
     if !all.contains(&"m5".to_string()) {
-        all.push(next_message(&mut ws_b).await?.body);
+        all.push(ws_b.next_message().await?.body);
     }
     all.retain(|s| s != "resumed");
     assert_eq!(all, ["m2", "m3", "m4", "m5"]);

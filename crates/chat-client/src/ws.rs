@@ -6,9 +6,9 @@
 //! network, and the workspace builds `tokio-tungstenite` without TLS.
 
 use crate::{Error, Result};
-use chat_types::ChannelId;
 use chat_types::UserId;
 use chat_types::ws::{ClientFrame, ServerFrame};
+use chat_types::{ChannelId, Message};
 use futures::{SinkExt, StreamExt};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -280,6 +280,38 @@ impl Connection {
             body: body.into(),
         })
         .await
+    }
+
+    /// Send a message and wait for its `ack` (frames before it are passed over): the message as
+    /// acked (no `seq` yet: an ack means Kafka has it, not yet the store).
+    pub async fn send_acked(
+        &mut self,
+        channel: ChannelId,
+        client_msg_id: &str,
+        body: &str,
+    ) -> Result<Message> {
+        self.send_message(channel, client_msg_id, body).await?;
+        let (m, _) = self
+            .until(|f| match f {
+                ServerFrame::Ack {
+                    client_msg_id: c,
+                    message,
+                } if c == client_msg_id => Some(message.clone()),
+                _ => None,
+            })
+            .await?;
+        Ok(m)
+    }
+
+    /// The next `message` frame (other frames are passed over).
+    pub async fn next_message(&mut self) -> Result<Message> {
+        let (m, _) = self
+            .until(|f| match f {
+                ServerFrame::Message { message } => Some(message.clone()),
+                _ => None,
+            })
+            .await?;
+        Ok(m)
     }
 
     /// The next text frame as it came. Control frames are answered by the library and skipped;
