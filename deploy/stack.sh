@@ -626,9 +626,15 @@ start_service() {
     local name=$1 bin pid port
     bin=$BIN_DIR/${SVC_BIN[$name]}
     if pid=$(running_pid "$name"); then
-        log "$name already running (pid $pid)"
-        START_AT[$name]=$SECONDS
-        return 0
+        # A process running another binary than the one just built (rebuilt since, or from
+        # another build directory) would test old code: replace it.
+        if [[ $(readlink "/proc/$pid/exe" 2>/dev/null) == "$(readlink -f "$bin")" ]]; then
+            log "$name already running (pid $pid)"
+            START_AT[$name]=$SECONDS
+            return 0
+        fi
+        log "$name runs another build than $bin: restarting it"
+        stop_server "$name"
     fi
     [[ -x $bin ]] || die "$bin not found: build first (deploy/stack.sh up)"
     [[ -s $SECRETS_DIR/jwt_secret ]] || ensure_secrets
