@@ -80,10 +80,29 @@ impl Revocations {
         p.query_async::<()>(&mut c).await
     }
 
-    /// Whether `sid` was revoked (and its tokens may still be unexpired).
+    /// Whether `sid` was revoked (and its tokens may still be unexpired). A restarted Redis
+    /// fails the first command on the old connection (the connection manager reconnects after
+    /// it): retried briefly, so a restart costs callers a few milliseconds, not a 503. A Redis
+    /// that stays down is an error: nothing is accepted unchecked.
     pub async fn is_revoked(&self, sid: Uuid) -> Result<bool, RedisError> {
-        let mut c = self.redis.conn();
-        c.exists(revoked_key(sid)).await
+        let mut delays = chat_common::retry::backoff(
+            std::time::Duration::from_millis(50),
+            std::time::Duration::from_millis(400),
+            Some(3),
+        );
+        loop {
+            let mut c = self.redis.conn();
+            match c.exists(revoked_key(sid)).await {
+                Ok(revoked) => return Ok(revoked),
+                Err(e) => match delays.next() {
+                    Some(delay) => {
+                        tracing::debug!(error = %e, ?delay, "revocation check failed; retrying");
+                        tokio::time::sleep(delay).await;
+                    }
+                    None => return Err(e),
+                },
+            }
+        }
     }
 
     /// Which of `sids` are revoked (same order): one pipelined round trip.
