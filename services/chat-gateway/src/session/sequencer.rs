@@ -172,11 +172,22 @@ impl Sequencer {
         let Some(f) = self.fetching.take() else {
             return;
         };
-        let full = page.len() as i64 >= f.limit;
+        let mut full = page.len() as i64 >= f.limit;
         let mut after = f.after;
         let mut unfolded: Vec<Work> = Vec::with_capacity(page.len() + 1);
         for message in page {
-            after = message.seq.unwrap_or(after + 1);
+            // Only the unbroken run of positions counts. A message server stores a batch in
+            // several concurrent writes, so a read racing it (a catch-up reaching the newest
+            // messages) can see later rows before earlier ones; sending past such a hole would
+            // make the missing ones look like replays when their push comes. They are pushed
+            // once their whole batch is stored, and arrive live, in order.
+            let seq = message.seq.unwrap_or(after + 1);
+            if seq != after + 1 {
+                metrics::counter!("chat_history_holes_total").increment(1);
+                full = false;
+                break;
+            }
+            after = seq;
             unfolded.push(Work::Write(frame(&ServerFrame::Message { message })));
         }
         if f.backfill {
@@ -425,6 +436,8 @@ mod tests {
     struct Driver {
         seq: Sequencer,
         stored: HashMap<ChannelId, i64>,
+        /// Positions stored but not visible to reads yet (a batch being written).
+        invisible: Vec<(ChannelId, i64)>,
         fail_reads: bool,
         fetches: usize,
     }
@@ -434,6 +447,7 @@ mod tests {
             Driver {
                 seq: Sequencer::new(4, false),
                 stored: HashMap::new(),
+                invisible: Vec::new(),
                 fail_reads: false,
                 fetches: 0,
             }
@@ -459,6 +473,7 @@ mod tests {
                         }
                         let head = self.stored.get(&channel).copied().unwrap_or(0);
                         let page = ((after + 1)..=head.min(after + limit))
+                            .filter(|s| !self.invisible.contains(&(channel, *s)))
                             .map(|s| message(channel, s))
                             .collect();
                         self.seq.fetched(page);
@@ -675,5 +690,28 @@ mod tests {
         d.seq.offer(live(chan(1), 250));
         d.seq.offer(live(chan(1), 251));
         assert_eq!(d.run(), ["c1:251"]);
+    }
+
+    #[test]
+    fn a_catch_up_stops_at_a_position_not_visible_yet_and_live_delivery_brings_the_rest() {
+        let mut d = Driver::new();
+        d.seq = Sequencer::new(100, true);
+        d.stored.insert(chan(1), 5);
+        // 3 is being written while 4 and 5 are already readable.
+        d.invisible.push((chan(1), 3));
+        d.seq.offer(Outbound::ResumePending);
+        d.seq.offer(Outbound::Resume {
+            channels: vec![(chan(1), 1)],
+        });
+        assert_eq!(d.run(), ["c1:2", "resumed"]);
+        d.invisible.clear();
+        for s in 3..=5 {
+            d.seq.offer(live(chan(1), s));
+        }
+        assert_eq!(
+            d.run(),
+            ["c1:3", "c1:4", "c1:5"],
+            "nothing taken for a replay"
+        );
     }
 }
