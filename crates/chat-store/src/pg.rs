@@ -12,7 +12,15 @@ pub use sqlx::Error as PgError;
 pub use sqlx::postgres::PgPool;
 
 /// Migrations under `migrations/postgres`, embedded in every binary that needs them.
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
+///
+/// Migrations applied by a newer release that this binary does not know are accepted: every
+/// migration is additive, so rolling a release back (or an older checkout sharing a development
+/// database) must not refuse to start. A known migration whose text changed still fails.
+pub fn migrator() -> sqlx::migrate::Migrator {
+    let mut m = sqlx::migrate!("../../migrations/postgres");
+    m.set_ignore_missing(true);
+    m
+}
 
 /// A pool whose every statement ends within `statement_timeout_ms` (a connection option).
 pub async fn connect(cfg: &chat_common::config::PostgresConfig) -> Result<PgPool, PgError> {

@@ -52,7 +52,7 @@ async fn main() -> anyhow::Result<()> {
 async fn migrate(cfg: &AdminConfig, timeout: Duration) -> anyhow::Result<()> {
     let pg = retry("postgres", timeout, || async {
         let pool = chat_store::pg::connect(&cfg.postgres).await?;
-        chat_store::pg::MIGRATOR.run(&pool).await?;
+        chat_store::pg::migrator().run(&pool).await?;
         anyhow::Ok(())
     });
     let kafka = retry("kafka", timeout, || async {
