@@ -3,9 +3,9 @@
 
 use crate::{Error, Result};
 use chat_types::rest::{
-    Channel, ChannelList, CreateChannelRequest, CreateDmRequest, DirectoryPage, DirectorySort,
-    ErrorBody, LoginRequest, MemberList, MessageList, RefreshRequest, RegisterRequest, Session,
-    User, UserList, WsTicket,
+    Channel, ChannelList, Conversation, ConversationList, CreateChannelRequest, CreateDmRequest,
+    DirectoryPage, DirectorySort, ErrorBody, LoginRequest, MemberList, MessageList, RefreshRequest,
+    RegisterRequest, Session, User, UserList, WsTicket,
 };
 use chat_types::{ChannelId, Message, MessageId, UserId};
 use serde::Serialize;
@@ -258,6 +258,13 @@ impl Api {
     /// `GET /channels`: the caller's groups and direct conversations.
     pub async fn channels(&self, token: &str) -> Result<Vec<Channel>> {
         let list: ChannelList = self.get(token, "/api/v1/channels").await?;
+        Ok(list.channels)
+    }
+
+    /// `GET /channels` with read state: the caller's conversations, most recent activity
+    /// first, with the last message, read position, unread and mention counts.
+    pub async fn conversations(&self, token: &str) -> Result<Vec<Conversation>> {
+        let list: ConversationList = self.get(token, "/api/v1/channels").await?;
         Ok(list.channels)
     }
 

@@ -303,6 +303,15 @@ impl Connection {
         Ok(m)
     }
 
+    /// A `mark_read` frame: this user has read `channel` up to `seq`.
+    pub async fn mark_read(&mut self, channel: ChannelId, seq: i64) -> Result<()> {
+        self.send(&ClientFrame::MarkRead {
+            channel_id: channel,
+            seq,
+        })
+        .await
+    }
+
     /// The next `message` frame (other frames are passed over).
     pub async fn next_message(&mut self) -> Result<Message> {
         let (m, _) = self

@@ -5,13 +5,16 @@
 //! - [`pg`]: PostgreSQL: users, channels, memberships, refresh tokens; migrations in
 //!   `migrations/postgres/` (embedded).
 //! - [`directory`]: PostgreSQL too: the channel directory and channel activity.
+//! - [`read_state`]: PostgreSQL too: read marks, the message log unread counts come from, the
+//!   conversation list.
 //! - [`cql`]: Cassandra/ScyllaDB: messages, bucketed by channel position; schema in
 //!   `migrations/cql/` (embedded).
 //! - Redis, one type per purpose over one shared connection ([`redis_conn`]):
 //!   [`presence`] (which gateway each connected user is on, with expiry), [`claims`] (send
 //!   claims that make resends idempotent), [`epochs`] (membership epochs that end cached
 //!   memberships at a leave), [`revocations`] (revoked sessions, and the pub/sub channel that
-//!   closes their sockets), [`ws_tickets`] (single-use tickets that open a WebSocket).
+//!   closes their sockets), [`ws_tickets`] (single-use tickets that open a WebSocket), [`read_feed`] (read marks
+//!   passed on to a user's other devices).
 //! - [`bus`]: Kafka: the producer and the consumer group of the `messages` topic, its creation.
 
 pub mod bus;
@@ -21,6 +24,8 @@ pub mod directory;
 pub mod epochs;
 pub mod pg;
 pub mod presence;
+pub mod read_feed;
+pub mod read_state;
 pub mod redis_conn;
 pub mod revocations;
 pub mod ws_tickets;

@@ -285,7 +285,7 @@ pub async fn revoke_user_families(db: &PgPool, user: UserId) -> Result<Vec<Uuid>
 // ---------------------------------------------------------------- channels
 
 #[derive(sqlx::FromRow)]
-struct ChannelRow {
+pub(crate) struct ChannelRow {
     id: Uuid,
     kind: String,
     name: String,
@@ -376,27 +376,6 @@ pub async fn channel_for(
     Ok(row.map(Channel::from))
 }
 
-/// The caller's channels, groups and direct conversations, oldest first.
-pub async fn channels_of(db: &PgPool, user: UserId) -> Result<Vec<Channel>, PgError> {
-    let rows: Vec<ChannelRow> = sqlx::query_as(
-        "SELECT c.id, c.kind,
-                CASE WHEN c.kind = 'direct' THEN coalesce(other.display_name, c.name) ELSE c.name END AS name,
-                c.description, c.created_at
-         FROM memberships m
-         JOIN channels c ON c.id = m.channel_id
-         LEFT JOIN LATERAL (
-             SELECT u.display_name FROM memberships m2 JOIN users u ON u.id = m2.user_id
-             WHERE c.kind = 'direct' AND m2.channel_id = c.id AND m2.user_id <> $1 LIMIT 1
-         ) other ON true
-         WHERE m.user_id = $1
-         ORDER BY c.created_at, c.id",
-    )
-    .bind(user.0)
-    .fetch_all(db)
-    .await?;
-    Ok(rows.into_iter().map(Channel::from).collect())
-}
-
 /// Group channels whose name contains `query` (ignoring case); an empty query lists the newest.
 pub async fn search_groups(db: &PgPool, query: &str, limit: i64) -> Result<Vec<Channel>, PgError> {
     let rows: Vec<ChannelRow> = sqlx::query_as(
@@ -464,9 +443,13 @@ pub async fn member_channels(
 }
 
 /// Add a member. Returns `true` if they were not a member before.
+/// A new member has read everything before they joined: their read mark starts at the
+/// channel's newest message.
 pub async fn join(db: &PgPool, channel: ChannelId, user: UserId) -> Result<bool, PgError> {
     let r = sqlx::query(
-        "INSERT INTO memberships (channel_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        "INSERT INTO memberships (channel_id, user_id, read_seq)
+         VALUES ($1, $2, coalesce((SELECT max(seq) FROM channel_messages WHERE channel_id = $1), 0))
+         ON CONFLICT DO NOTHING",
     )
     .bind(channel.0)
     .bind(user.0)

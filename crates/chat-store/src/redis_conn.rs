@@ -1,5 +1,5 @@
 //! The one Redis connection a process shares between its Redis-backed types ([`crate::presence`],
-//! [`crate::claims`], [`crate::epochs`], [`crate::revocations`], [`crate::ws_tickets`]): a multiplexed connection that reconnects by itself.
+//! [`crate::claims`], [`crate::epochs`], [`crate::revocations`], [`crate::ws_tickets`], [`crate::read_feed`]): a multiplexed connection that reconnects by itself.
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use std::time::Duration;
@@ -33,5 +33,28 @@ impl Redis {
 
     pub(crate) fn conn(&self) -> ConnectionManager {
         self.0.clone()
+    }
+}
+
+/// A subscription to one pub/sub channel on a connection of its own (a subscribed connection
+/// can do nothing else), made within `timeout`. The stream ends when the connection does; the
+/// caller subscribes again (and makes up for what it may have missed meanwhile).
+pub(crate) async fn subscribe(
+    url: &str,
+    channel: &str,
+    timeout: Duration,
+) -> Result<redis::aio::PubSubStream, RedisError> {
+    let connect = async {
+        let client = redis::Client::open(url)?;
+        let mut pubsub = client.get_async_pubsub().await?;
+        pubsub.subscribe(channel).await?;
+        Ok::<_, RedisError>(pubsub.into_on_message())
+    };
+    match tokio::time::timeout(timeout, connect).await {
+        Ok(r) => r,
+        Err(_) => Err(RedisError::from(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("subscribing to {channel} timed out"),
+        ))),
     }
 }

@@ -129,19 +129,8 @@ pub struct RevocationFeed {
 impl RevocationFeed {
     /// Connect and subscribe, within `timeout`.
     pub async fn subscribe(url: &str, timeout: Duration) -> Result<Self, RedisError> {
-        let connect = async {
-            let client = redis::Client::open(url)?;
-            let mut pubsub = client.get_async_pubsub().await?;
-            pubsub.subscribe(REVOKED_CHANNEL).await?;
-            Ok::<_, RedisError>(pubsub.into_on_message())
-        };
-        match tokio::time::timeout(timeout, connect).await {
-            Ok(r) => r.map(|stream| RevocationFeed { stream }),
-            Err(_) => Err(RedisError::from(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "subscribing to session revocations timed out",
-            ))),
-        }
+        let stream = crate::redis_conn::subscribe(url, REVOKED_CHANNEL, timeout).await?;
+        Ok(RevocationFeed { stream })
     }
 
     /// The next revocation; `None` once the connection ended. Messages that are not

@@ -24,6 +24,8 @@ pub const MALFORMED_FRAME: &str = "malformed_frame";
 pub const UNKNOWN_CHANNEL: &str = "unknown_channel";
 pub const INVALID_CLIENT_MSG_ID: &str = "invalid_client_msg_id";
 pub const UNKNOWN_MESSAGE: &str = "unknown_message";
+/// A `mark_read` whose `seq` is not a position (below 1).
+pub const INVALID_SEQ: &str = "invalid_seq";
 /// A WebSocket upgrade refused (HTTP 429): the user holds too many connections on the gateway.
 pub const TOO_MANY_CONNECTIONS: &str = "too_many_connections";
 
@@ -98,6 +100,7 @@ pub const WS: &[&str] = &[
     UNKNOWN_MESSAGE,
     UNAVAILABLE,
     RATE_LIMITED,
+    INVALID_SEQ,
 ];
 
 /// Codes of REST error bodies (the API, nginx's own errors in `deploy/nginx/routes.conf`, and

@@ -26,6 +26,13 @@ pub const DIRECTORY_MAX_LIMIT: u32 = 100;
 pub const USER_SEARCH_LIMIT: u32 = 20;
 pub const USER_QUERY_MAX: usize = DISPLAY_NAME_MAX;
 
+/// `GET /channels`: unread messages are counted up to this many (a client shows "9999+").
+pub const UNREAD_COUNT_MAX: u32 = 9_999;
+/// `GET /channels`: characters of the last message's body in its preview.
+pub const PREVIEW_MAX_CHARS: usize = 140;
+/// Distinct `@username` mentions recognised in one message.
+pub const MENTIONS_MAX: usize = 20;
+
 /// Whether `name` is a valid username (length and alphabet; uniqueness is the store's job).
 pub fn valid_username(name: &str) -> bool {
     (USERNAME_MIN..=USERNAME_MAX).contains(&name.len())
@@ -103,6 +110,39 @@ pub fn valid_body(body: &str) -> bool {
     (1..=BODY_MAX_CHARS).contains(&n) && !body.trim().is_empty()
 }
 
+/// The usernames a body mentions, lowercased, each once, in order, at most [`MENTIONS_MAX`]:
+/// `@` at the start or after a character that cannot be in a username, followed by a valid
+/// username (the longest run of username characters). `a@b.c` is not a mention; `(@bob)` is.
+/// Whether such a user exists and is a member is the message server's question.
+pub fn mentioned_usernames(body: &str) -> Vec<String> {
+    let is_name = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-');
+    let bytes = body.as_bytes();
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() && out.len() < MENTIONS_MAX {
+        if bytes[i] == b'@' && (i == 0 || !is_name(bytes[i - 1]) && bytes[i - 1] != b'@') {
+            let start = i + 1;
+            let mut end = start;
+            while end < bytes.len() && is_name(bytes[end]) {
+                end += 1;
+            }
+            // A sentence's full stop is not part of the name: "thanks @bob."
+            let mut name = &body[start..end];
+            name = name.trim_end_matches('.');
+            if valid_username(name) {
+                let lower = name.to_ascii_lowercase();
+                if !out.contains(&lower) {
+                    out.push(lower);
+                }
+            }
+            i = end.max(i + 1);
+        } else {
+            i += 1;
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,5 +199,19 @@ mod tests {
         assert!(valid_body("🦀"));
         assert!(!valid_body(""));
         assert!(!valid_body("   \n"));
+    }
+
+    #[test]
+    fn mentions_are_recognised_where_people_write_them() {
+        assert_eq!(mentioned_usernames("hi @Bob and @alice."), ["bob", "alice"]);
+        assert_eq!(
+            mentioned_usernames("@bob @BOB (@carol) @x"),
+            ["bob", "carol"]
+        );
+        assert!(mentioned_usernames("mail a@b.com or @@bob").is_empty());
+        assert!(mentioned_usernames("@").is_empty());
+        assert_eq!(mentioned_usernames("é@dave"), ["dave"]);
+        let many: String = (0..30).map(|i| format!("@user{i} ")).collect();
+        assert_eq!(mentioned_usernames(&many).len(), MENTIONS_MAX);
     }
 }

@@ -120,6 +120,44 @@ pub struct ChannelList {
     pub channels: Vec<Channel>,
 }
 
+/// `GET /channels`: the caller's conversations, most recent activity first, each with its read
+/// state. The `Channel` fields of API.md, plus the fields below.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Conversation {
+    #[serde(flatten)]
+    pub channel: Channel,
+    /// The newest message (`null` in a channel without messages).
+    pub last_message: Option<LastMessage>,
+    /// The position of the newest message (0 without messages).
+    pub head_seq: i64,
+    /// How far the caller has read: every message up to this position (0: nothing yet).
+    pub read_seq: i64,
+    /// Messages after `read_seq` that others sent (counted up to
+    /// [`crate::limits::UNREAD_COUNT_MAX`]).
+    pub unread_count: u32,
+    /// Of those, the ones that mention the caller (`@username`).
+    pub mention_count: u32,
+}
+
+/// The newest message of a conversation, for the list: a preview, not the message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct LastMessage {
+    pub id: MessageId,
+    pub seq: i64,
+    pub sender_id: UserId,
+    /// The body's first [`crate::limits::PREVIEW_MAX_CHARS`] characters.
+    pub preview: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ConversationList {
+    pub channels: Vec<Conversation>,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UserList {

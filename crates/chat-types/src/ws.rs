@@ -19,6 +19,12 @@ pub enum ClientFrame {
         channels: BTreeMap<ChannelId, MessageId>,
     },
     Ping,
+    /// I have read `channel_id` up to position `seq` (a message's or any later frame's). Only
+    /// moves forward; send it as often as messages are shown: the gateway coalesces.
+    MarkRead {
+        channel_id: ChannelId,
+        seq: i64,
+    },
 }
 
 /// Frames the server sends.
@@ -51,6 +57,11 @@ pub enum ServerFrame {
         retry_after_ms: Option<u64>,
     },
     Pong,
+    /// Another connection of yours marked `channel_id` read up to `seq`. Keep the highest.
+    Read {
+        channel_id: ChannelId,
+        seq: i64,
+    },
 }
 
 /// Close codes the gateway uses. Codes 4000-4999 are ours; the others are RFC 6455's.

@@ -23,9 +23,10 @@ use chat_types::error_code;
 use chat_types::internal::{DeliveryBatch, DeliveryGroup, Event};
 use chat_types::limits;
 use chat_types::rest::{
-    Channel, ChannelKind, ChannelList, CreateChannelRequest, CreateDmRequest, DirectoryEntry,
-    DirectoryPage, ErrorBody, LoginRequest, MemberList, Message, MessageList, RefreshRequest,
-    RegisterRequest, Session, User, UserList, WsTicket,
+    Channel, ChannelKind, ChannelList, Conversation, ConversationList, CreateChannelRequest,
+    CreateDmRequest, DirectoryEntry, DirectoryPage, ErrorBody, LastMessage, LoginRequest,
+    MemberList, Message, MessageList, RefreshRequest, RegisterRequest, Session, User, UserList,
+    WsTicket,
 };
 use chat_types::ws::{ClientFrame, ServerFrame, close};
 use chat_types::{ChannelId, MessageId, UserId};
@@ -185,6 +186,7 @@ fn client_frame_fixture_name(frame: &ClientFrame) -> &'static str {
         ClientFrame::Send { .. } => "ws_client_send",
         ClientFrame::Resume { .. } => "ws_client_resume",
         ClientFrame::Ping => "ws_client_ping",
+        ClientFrame::MarkRead { .. } => "ws_client_mark_read",
     }
 }
 
@@ -209,6 +211,7 @@ fn server_frame_fixture_name(frame: &ServerFrame) -> &'static str {
             ..
         } => "ws_server_error_for_send",
         ServerFrame::Pong => "ws_server_pong",
+        ServerFrame::Read { .. } => "ws_server_read",
     }
 }
 
@@ -288,6 +291,38 @@ fn all_fixtures() -> Vec<Fixture> {
             channels: vec![group_channel(), direct_channel()],
         },
     );
+    // `GET /channels` with read state: one conversation with an unread message that mentions
+    // the caller, one without messages (`last_message: null`).
+    let second = second_message();
+    f.add(
+        "rest_conversation_list",
+        &ConversationList {
+            channels: vec![
+                Conversation {
+                    channel: group_channel(),
+                    last_message: Some(LastMessage {
+                        id: second.id,
+                        seq: 2,
+                        sender_id: second.sender_id,
+                        preview: second.body.clone(),
+                        created_at: second.created_at,
+                    }),
+                    head_seq: 2,
+                    read_seq: 1,
+                    unread_count: 1,
+                    mention_count: 1,
+                },
+                Conversation {
+                    channel: direct_channel(),
+                    last_message: None,
+                    head_seq: 0,
+                    read_seq: 0,
+                    unread_count: 0,
+                    mention_count: 0,
+                },
+            ],
+        },
+    );
     // The directory: one channel with activity, one without (`null`), and the cursor of a
     // next page; the last page has `next_cursor: null`.
     f.add(
@@ -359,6 +394,10 @@ fn all_fixtures() -> Vec<Fixture> {
             ]),
         },
         ClientFrame::Ping,
+        ClientFrame::MarkRead {
+            channel_id: general_id(),
+            seq: 2,
+        },
     ];
     for frame in &client_frames {
         f.add(client_frame_fixture_name(frame), frame);
@@ -399,6 +438,10 @@ fn all_fixtures() -> Vec<Fixture> {
             retry_after_ms: Some(250),
         },
         ServerFrame::Pong,
+        ServerFrame::Read {
+            channel_id: general_id(),
+            seq: 2,
+        },
     ];
     for frame in &server_frames {
         f.add(server_frame_fixture_name(frame), frame);

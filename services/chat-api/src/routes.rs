@@ -10,8 +10,8 @@ use chat_store::pg::Access;
 use chat_types::bus::{BusRecord, MembershipChange, MembershipRecord};
 use chat_types::error_code as code;
 use chat_types::rest::{
-    Channel, ChannelKind, ChannelList, CreateChannelRequest, CreateDmRequest, HistoryQuery,
-    MemberList, MessageList, UserList,
+    Channel, ChannelKind, ChannelList, ConversationList, CreateChannelRequest, CreateDmRequest,
+    HistoryQuery, MemberList, MessageList, UserList,
 };
 use chat_types::{ChannelId, ErrorBody, MessageId, UserId, limits};
 use utoipa::OpenApi;
@@ -237,15 +237,16 @@ async fn create_channel(
     Ok((StatusCode::CREATED, Json(channel)))
 }
 
-/// The caller's groups and direct conversations.
+/// The caller's groups and direct conversations, most recent activity first, each with its
+/// last message and the caller's read position, unread and mention counts.
 #[utoipa::path(get, path = "/channels", tag = "channels", security(("bearer" = [])),
-    responses((status = 200, body = ChannelList), (status = 401, body = ErrorBody)))]
+    responses((status = 200, body = ConversationList), (status = 401, body = ErrorBody)))]
 async fn my_channels(
     State(s): State<SharedState>,
     AuthUser(me): AuthUser,
-) -> ApiResult<Json<ChannelList>> {
-    Ok(Json(ChannelList {
-        channels: chat_store::pg::channels_of(&s.db, me).await?,
+) -> ApiResult<Json<ConversationList>> {
+    Ok(Json(ConversationList {
+        channels: chat_store::read_state::conversations_of(&s.db, me).await?,
     }))
 }
 

@@ -225,6 +225,20 @@ impl Admission {
         Ok(page.into_iter().find(|m| m.id == id))
     }
 
+    /// Whether `user` may act in `channel` (read marks, and later other per-channel frames):
+    /// the membership confirmed for sends when fresh, else PostgreSQL's answer (remembered).
+    pub async fn ensure_member(&self, user: UserId, channel: ChannelId) -> Result<(), Refused> {
+        if self.cached_epoch(user, channel).is_some() {
+            return Ok(());
+        }
+        let epoch = self.epochs.current(user).await.ok();
+        self.check_member(user, channel).await?;
+        if let Some(epoch) = epoch {
+            self.remember(user, channel, epoch);
+        }
+        Ok(())
+    }
+
     /// A `Left` push (one channel), or a stale epoch (`None`: all): forget cached memberships.
     pub fn forget(&self, user: UserId, channel: Option<ChannelId>) {
         let mut confirmed = self.confirmed.write().expect("admission lock");

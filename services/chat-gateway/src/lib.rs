@@ -17,10 +17,12 @@
 //! - [`hub`]: the local registry of connections and the presence heartbeat.
 //! - [`deliver`]: the internal delivery endpoint.
 //! - [`revocation`]: closing the sockets of revoked sessions (logout, refresh-token reuse).
+//! - [`reads`]: read marks: coalesced, passed to the user's other devices, stored.
 
 pub mod admission;
 pub mod deliver;
 pub mod hub;
+pub mod reads;
 pub mod revocation;
 pub mod session;
 
@@ -36,6 +38,7 @@ use chat_store::cql::MessageStore;
 use chat_store::epochs::MemberEpochs;
 use chat_store::pg::PgPool;
 use chat_store::presence::Presence;
+use chat_store::read_feed::ReadMarkAnnouncer;
 use chat_store::revocations::Revocations;
 use chat_store::ws_tickets::WsTickets;
 use serde::{Deserialize, Serialize};
@@ -165,6 +168,9 @@ pub struct Shared {
     /// Single-use tickets that open a socket (`/ws?ticket=`).
     pub tickets: WsTickets,
     pub recent_revocations: revocation::RecentRevocations,
+    /// Read marks waiting to be announced to other gateways and stored ([`reads`]).
+    pub read_marks: reads::PendingMarks,
+    pub read_announcer: ReadMarkAnnouncer,
     pub admission: admission::Admission,
     pub producer: Producer,
     pub keys: TokenKeys,
@@ -221,8 +227,10 @@ impl Application {
             store,
             presence: Presence::new(redis.clone()),
             revocations: Revocations::new(redis.clone()),
+            read_announcer: ReadMarkAnnouncer::new(redis.clone()),
             tickets: WsTickets::new(redis),
             recent_revocations: revocation::RecentRevocations::default(),
+            read_marks: reads::PendingMarks::default(),
             admission,
             producer,
             keys,
@@ -271,6 +279,10 @@ impl Application {
         shared
             .tasks
             .spawn(revocation::follow(shared.clone(), self.redis_url.clone()));
+        shared
+            .tasks
+            .spawn(reads::follow(shared.clone(), self.redis_url.clone()));
+        shared.tasks.spawn(reads::flush(shared.clone()));
         let serve = chat_common::ops::serve;
         shared
             .tasks

@@ -184,7 +184,7 @@ impl Processor {
             metrics::counter!("chat_messages_stored_total").increment(fresh.len() as u64);
         }
         let hints = new_bucket_hints(fresh);
-        let (hints_written, ()) = tokio::join!(
+        let (hints_written, logged, ()) = tokio::join!(
             async {
                 hints.is_empty()
                     || persist(shutdown, "store head hints", || {
@@ -193,9 +193,36 @@ impl Processor {
                     .await
                     .is_some()
             },
+            self.log_for_unread_counts(outgoing, shutdown),
             self.fanout.push(outgoing),
         );
-        hints_written
+        hints_written && logged
+    }
+
+    /// Every pushed message (new ones and stored ones pushed again after a crash) into the log
+    /// that unread counts are counted from, before the batch is committed: a count must never
+    /// miss a message. Idempotent; retried like a store (PostgreSQL down delays the commit,
+    /// never a delivery: it runs beside the push).
+    async fn log_for_unread_counts(
+        &self,
+        outgoing: &[Outgoing],
+        shutdown: &CancellationToken,
+    ) -> bool {
+        let messages = || {
+            outgoing.iter().filter_map(|o| match &o.event {
+                Event::Message { message } => Some(message),
+                _ => None,
+            })
+        };
+        if messages().next().is_none() {
+            return true;
+        }
+        let db = &self.db;
+        persist(shutdown, "log messages for unread counts", || {
+            chat_store::read_state::log_messages(db, messages())
+        })
+        .await
+        .is_some()
     }
 }
 

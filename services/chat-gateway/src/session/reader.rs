@@ -169,6 +169,27 @@ async fn handle_frame(
             let out = Box::pin(super::resume::lookup(shared, user, channels, handle)).await;
             handle.send(out).await;
         }
+        ClientFrame::MarkRead { channel_id, seq } => {
+            if seq < 1 {
+                let refusal = error_frame(
+                    error_code::INVALID_SEQ,
+                    "seq must be a position: 1 or more",
+                    None,
+                );
+                return handle.send(refusal).await;
+            }
+            if let Err(refused) = Box::pin(shared.admission.ensure_member(user, channel_id)).await {
+                return handle
+                    .send(error_frame(refused.code, refused.message, None))
+                    .await;
+            }
+            let mark = chat_store::read_feed::ReadMark {
+                user,
+                channel: channel_id,
+                seq,
+            };
+            crate::reads::accept(shared, mark, handle.id);
+        }
     }
 }
 

@@ -1,0 +1,189 @@
+//! PostgreSQL: read state. How far each member has read each channel (`memberships.read_seq`,
+//! only moving forward), the slim log of stored messages the unread counts are counted from
+//! (`channel_messages`, written by the message servers), and the conversation list built from
+//! both in one statement. Schema: `migrations/postgres/0006_read_state.sql`.
+
+use crate::pg::{ChannelRow, PgError, PgPool};
+use crate::read_feed::ReadMark;
+use chat_types::limits::{PREVIEW_MAX_CHARS, UNREAD_COUNT_MAX, mentioned_usernames};
+use chat_types::rest::{Conversation, LastMessage};
+use chat_types::{Message, MessageId, UserId};
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+/// Move read marks forward (never back), in one statement. Marks of users who are no longer
+/// members change nothing. Returns how many moved.
+pub async fn record_marks(db: &PgPool, marks: &[ReadMark]) -> Result<u64, PgError> {
+    if marks.is_empty() {
+        return Ok(0);
+    }
+    let users: Vec<Uuid> = marks.iter().map(|m| m.user.0).collect();
+    let channels: Vec<Uuid> = marks.iter().map(|m| m.channel.0).collect();
+    let seqs: Vec<i64> = marks.iter().map(|m| m.seq).collect();
+    let r = sqlx::query(
+        "UPDATE memberships m SET read_seq = v.seq
+         FROM (SELECT user_id, channel_id, max(seq) AS seq
+               FROM unnest($1::uuid[], $2::uuid[], $3::bigint[]) AS u (user_id, channel_id, seq)
+               GROUP BY user_id, channel_id) v
+         WHERE m.user_id = v.user_id AND m.channel_id = v.channel_id AND m.read_seq < v.seq",
+    )
+    .bind(&users)
+    .bind(&channels)
+    .bind(&seqs)
+    .execute(db)
+    .await?;
+    Ok(r.rows_affected())
+}
+
+/// Log stored messages (each with its position), in one statement; mentions are resolved
+/// against the channel's members in the same statement. A message logged before is left as
+/// it is. Returns how many were new.
+pub async fn log_messages<'a>(
+    db: &PgPool,
+    messages: impl Iterator<Item = &'a Message>,
+) -> Result<u64, PgError> {
+    let (mut channels, mut seqs, mut ids, mut senders, mut times, mut previews, mut names) = (
+        Vec::<Uuid>::new(),
+        Vec::<i64>::new(),
+        Vec::<Uuid>::new(),
+        Vec::<Uuid>::new(),
+        Vec::<DateTime<Utc>>::new(),
+        Vec::<String>::new(),
+        Vec::<String>::new(),
+    );
+    for m in messages {
+        let Some(seq) = m.seq else { continue };
+        channels.push(m.channel_id.0);
+        seqs.push(seq);
+        ids.push(m.id.0);
+        senders.push(m.sender_id.0);
+        times.push(m.created_at);
+        previews.push(preview(&m.body));
+        names.push(mentioned_usernames(&m.body).join(" "));
+    }
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let r = sqlx::query(
+        "INSERT INTO channel_messages (channel_id, seq, id, sender_id, created_at, preview, mentions)
+         SELECT r.channel_id, r.seq, r.id, r.sender_id, r.created_at, r.preview,
+                CASE WHEN r.names = '' THEN '{}'::uuid[] ELSE coalesce((
+                    SELECT array_agg(DISTINCT u.id)
+                    FROM unnest(string_to_array(r.names, ' ')) AS n (name)
+                    JOIN users u ON lower(u.username) = n.name
+                    JOIN memberships mm ON mm.channel_id = r.channel_id AND mm.user_id = u.id
+                ), '{}'::uuid[]) END
+         FROM unnest($1::uuid[], $2::bigint[], $3::uuid[], $4::uuid[], $5::timestamptz[],
+                     $6::text[], $7::text[])
+              AS r (channel_id, seq, id, sender_id, created_at, preview, names)
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(&channels)
+    .bind(&seqs)
+    .bind(&ids)
+    .bind(&senders)
+    .bind(&times)
+    .bind(&previews)
+    .bind(&names)
+    .execute(db)
+    .await?;
+    Ok(r.rows_affected())
+}
+
+fn preview(body: &str) -> String {
+    match body.char_indices().nth(PREVIEW_MAX_CHARS) {
+        Some((cut, _)) => body[..cut].to_owned(),
+        None => body.to_owned(),
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct ConversationRow {
+    #[sqlx(flatten)]
+    channel: ChannelRow,
+    read_seq: i64,
+    last_id: Option<Uuid>,
+    last_seq: Option<i64>,
+    last_sender: Option<Uuid>,
+    last_preview: Option<String>,
+    last_at: Option<DateTime<Utc>>,
+    unread: i64,
+    mentioned: i64,
+}
+
+/// The caller's conversations, most recent activity first (a channel without messages counts
+/// from when the caller joined), with the last message and the caller's unread counts: one
+/// statement, each count bounded by [`UNREAD_COUNT_MAX`] rows of the log.
+pub async fn conversations_of(db: &PgPool, user: UserId) -> Result<Vec<Conversation>, PgError> {
+    let rows: Vec<ConversationRow> = sqlx::query_as(
+        "SELECT c.id, c.kind,
+                CASE WHEN c.kind = 'direct' THEN coalesce(other.display_name, c.name) ELSE c.name END AS name,
+                c.description, c.created_at, m.read_seq,
+                last.id AS last_id, last.seq AS last_seq, last.sender_id AS last_sender,
+                last.preview AS last_preview, last.created_at AS last_at,
+                coalesce(unread.n, 0) AS unread, coalesce(unread.mentioned, 0) AS mentioned
+         FROM memberships m
+         JOIN channels c ON c.id = m.channel_id
+         LEFT JOIN LATERAL (
+             SELECT u.display_name FROM memberships m2 JOIN users u ON u.id = m2.user_id
+             WHERE c.kind = 'direct' AND m2.channel_id = c.id AND m2.user_id <> $1 LIMIT 1
+         ) other ON true
+         LEFT JOIN LATERAL (
+             SELECT l.id, l.seq, l.sender_id, l.preview, l.created_at FROM channel_messages l
+             WHERE l.channel_id = c.id ORDER BY l.seq DESC LIMIT 1
+         ) last ON true
+         LEFT JOIN LATERAL (
+             SELECT count(*) AS n, count(*) FILTER (WHERE $1 = ANY (x.mentions)) AS mentioned
+             FROM (SELECT l.mentions FROM channel_messages l
+                   WHERE l.channel_id = c.id AND l.seq > m.read_seq AND l.sender_id <> $1
+                   ORDER BY l.seq LIMIT $2) x
+         ) unread ON last.seq > m.read_seq
+         WHERE m.user_id = $1
+         ORDER BY coalesce(last.created_at, m.joined_at) DESC, c.id",
+    )
+    .bind(user.0)
+    .bind(i64::from(UNREAD_COUNT_MAX))
+    .fetch_all(db)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let last_message = match (
+                r.last_id,
+                r.last_seq,
+                r.last_sender,
+                r.last_preview,
+                r.last_at,
+            ) {
+                (Some(id), Some(seq), Some(sender), Some(preview), Some(at)) => Some(LastMessage {
+                    id: MessageId(id),
+                    seq,
+                    sender_id: UserId(sender),
+                    preview,
+                    created_at: at,
+                }),
+                _ => None,
+            };
+            Conversation {
+                channel: r.channel.into(),
+                head_seq: last_message.as_ref().map_or(0, |l| l.seq),
+                last_message,
+                read_seq: r.read_seq,
+                unread_count: u32::try_from(r.unread).unwrap_or(UNREAD_COUNT_MAX),
+                mention_count: u32::try_from(r.mentioned).unwrap_or(UNREAD_COUNT_MAX),
+            }
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn previews_are_cut_at_a_character_boundary() {
+        assert_eq!(preview("short"), "short");
+        let long = "é".repeat(PREVIEW_MAX_CHARS + 10);
+        assert_eq!(preview(&long).chars().count(), PREVIEW_MAX_CHARS);
+    }
+}
