@@ -19,24 +19,35 @@ pub const ANNOUNCE_EVERY: Duration = Duration::from_millis(100);
 pub const STORE_EVERY: Duration = Duration::from_secs(1);
 const RESUBSCRIBE_AFTER: Duration = Duration::from_millis(500);
 
-/// The highest mark per (user, channel) not yet announced, and not yet stored.
-#[derive(Default)]
+/// How many (user, channel) pairs' highest marks a gateway remembers to drop repeats and
+/// stale marks (out-of-order devices) before passing them on. A forgotten pair only means a
+/// stale mark may be passed on once: clients keep the highest anyway.
+const KNOWN_CAPACITY: usize = 100_000;
+
+/// The highest mark per (user, channel) known here, not yet announced, and not yet stored.
 pub struct PendingMarks(Mutex<Pending>);
 
-#[derive(Default)]
 struct Pending {
+    known: lru::LruCache<(UserId, ChannelId), i64>,
     announce: HashMap<(UserId, ChannelId), i64>,
     store: HashMap<(UserId, ChannelId), i64>,
 }
 
-fn raise(map: &mut HashMap<(UserId, ChannelId), i64>, key: (UserId, ChannelId), seq: i64) -> bool {
-    let e = map.entry(key).or_insert(i64::MIN);
-    if seq > *e {
-        *e = seq;
-        true
-    } else {
-        false
+impl Default for PendingMarks {
+    fn default() -> Self {
+        PendingMarks(Mutex::new(Pending {
+            known: lru::LruCache::new(
+                std::num::NonZeroUsize::new(KNOWN_CAPACITY).expect("non-zero"),
+            ),
+            announce: HashMap::new(),
+            store: HashMap::new(),
+        }))
     }
+}
+
+fn raise(map: &mut HashMap<(UserId, ChannelId), i64>, key: (UserId, ChannelId), seq: i64) {
+    let e = map.entry(key).or_insert(seq);
+    *e = (*e).max(seq);
 }
 
 fn drain(map: &mut HashMap<(UserId, ChannelId), i64>) -> Vec<ReadMark> {
@@ -45,20 +56,35 @@ fn drain(map: &mut HashMap<(UserId, ChannelId), i64>) -> Vec<ReadMark> {
         .collect()
 }
 
+impl Pending {
+    /// Whether `mark` is above the highest known for its user and channel (then it is).
+    fn advance(&mut self, mark: &ReadMark) -> bool {
+        let key = (mark.user, mark.channel);
+        if self.known.get(&key).is_some_and(|k| *k >= mark.seq) {
+            return false;
+        }
+        self.known.put(key, mark.seq);
+        true
+    }
+}
+
 impl PendingMarks {
-    /// Note a mark; `false` if a higher or equal one of the same user and channel is pending
-    /// (nothing new to pass on). After a store interval the same mark counts as new again: a
-    /// repeat is harmless (clients and PostgreSQL keep the highest).
+    /// Note a mark a local connection sent; `false` if it is not above the highest known here
+    /// (a repeat, or a device behind another): nothing to pass on or store.
     pub fn note(&self, mark: ReadMark) -> bool {
         let mut p = self.0.lock().expect("read marks lock");
-        let key = (mark.user, mark.channel);
-        // The store's map holds the highest mark of the last second: anything not above it
-        // was passed on already.
-        let fresh = raise(&mut p.store, key, mark.seq);
-        if fresh {
-            raise(&mut p.announce, key, mark.seq);
+        if !p.advance(&mark) {
+            return false;
         }
-        fresh
+        let key = (mark.user, mark.channel);
+        raise(&mut p.announce, key, mark.seq);
+        raise(&mut p.store, key, mark.seq);
+        true
+    }
+
+    /// Note a mark another gateway announced (it stores it); `false` if not news here.
+    fn observe(&self, mark: &ReadMark) -> bool {
+        self.0.lock().expect("read marks lock").advance(mark)
     }
 
     fn take_announce(&self) -> Vec<ReadMark> {
@@ -69,7 +95,7 @@ impl PendingMarks {
         drain(&mut self.0.lock().expect("read marks lock").store)
     }
 
-    /// Marks whose store failed: kept for the next interval (unless a higher one came since).
+    /// Marks whose store failed: kept for the next interval (merged with any higher one).
     fn restore(&self, marks: Vec<ReadMark>) {
         let mut p = self.0.lock().expect("read marks lock");
         for m in marks {
@@ -165,7 +191,7 @@ pub async fn follow(shared: Arc<Shared>, redis_url: String) {
                 if batch.origin == shared.cfg.id {
                     continue;
                 }
-                for mark in &batch.marks {
+                for mark in batch.marks.iter().filter(|m| shared.read_marks.observe(m)) {
                     let out = frame(mark);
                     shared
                         .hub
@@ -187,7 +213,7 @@ mod tests {
     use uuid::Uuid;
 
     #[test]
-    fn only_the_highest_mark_per_user_and_channel_is_kept() {
+    fn only_marks_above_the_highest_known_are_passed_on_and_stored() {
         let p = PendingMarks::default();
         let (u, c) = (UserId(Uuid::now_v7()), ChannelId(Uuid::now_v7()));
         let m = |seq| ReadMark {
@@ -201,14 +227,20 @@ mod tests {
             !p.note(m(7)),
             "a lower mark (another device, out of order) is not news"
         );
+        assert!(!p.note(m(9)), "nor is a repeat");
         assert_eq!(p.take_announce(), vec![m(9)]);
-        assert!(!p.note(m(9)), "still pending for the store");
+        assert!(!p.note(m(9)), "announced: still known");
         assert_eq!(p.take_store(), vec![m(9)]);
-        // A failed store keeps its marks, unless a higher one arrived meanwhile.
+        // Another gateway's marks: news only when higher; never stored here.
+        assert!(!p.observe(&m(8)));
+        assert!(p.observe(&m(11)));
+        assert!(!p.note(m(10)), "below what another device reached");
+        assert!(p.take_store().is_empty());
+        // A failed store keeps its marks, merged with a higher one that came meanwhile.
         assert!(p.note(m(12)));
         let taken = p.take_store();
+        assert!(p.note(m(13)));
         p.restore(taken);
-        p.restore(vec![m(3)]);
-        assert_eq!(p.take_store(), vec![m(12)]);
+        assert_eq!(p.take_store(), vec![m(13)]);
     }
 }
