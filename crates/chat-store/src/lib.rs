@@ -13,6 +13,8 @@
 //!   memberships at a leave), [`revocations`] (revoked sessions, and the pub/sub channel that
 //!   closes their sockets), [`ws_tickets`] (single-use tickets that open a WebSocket).
 //! - [`bus`]: Kafka: the producer and the consumer group of the `messages` topic, its creation.
+//! - [`push`]: the gateways' internal delivery endpoint, found through [`presence`]: message
+//!   servers push messages, gateways push each other ephemeral signals (typing, presence).
 
 pub mod bus;
 pub mod claims;
@@ -21,6 +23,7 @@ pub mod directory;
 pub mod epochs;
 pub mod pg;
 pub mod presence;
+pub mod push;
 pub mod redis_conn;
 pub mod revocations;
 pub mod ws_tickets;

@@ -24,8 +24,8 @@ use chat_types::internal::{DeliveryBatch, DeliveryGroup, Event};
 use chat_types::limits;
 use chat_types::rest::{
     Channel, ChannelKind, ChannelList, CreateChannelRequest, CreateDmRequest, DirectoryEntry,
-    DirectoryPage, ErrorBody, LoginRequest, MemberList, Message, MessageList, RefreshRequest,
-    RegisterRequest, Session, User, UserList, WsTicket,
+    DirectoryPage, ErrorBody, LoginRequest, MemberList, MemberPresence, Message, MessageList,
+    PresenceList, RefreshRequest, RegisterRequest, Session, User, UserList, WsTicket,
 };
 use chat_types::ws::{ClientFrame, ServerFrame, close};
 use chat_types::{ChannelId, MessageId, UserId};
@@ -185,6 +185,7 @@ fn client_frame_fixture_name(frame: &ClientFrame) -> &'static str {
         ClientFrame::Send { .. } => "ws_client_send",
         ClientFrame::Resume { .. } => "ws_client_resume",
         ClientFrame::Ping => "ws_client_ping",
+        ClientFrame::Typing { .. } => "ws_client_typing",
     }
 }
 
@@ -209,6 +210,9 @@ fn server_frame_fixture_name(frame: &ServerFrame) -> &'static str {
             ..
         } => "ws_server_error_for_send",
         ServerFrame::Pong => "ws_server_pong",
+        ServerFrame::Typing { .. } => "ws_server_typing",
+        ServerFrame::Presence { online: true, .. } => "ws_server_presence_online",
+        ServerFrame::Presence { online: false, .. } => "ws_server_presence_offline",
     }
 }
 
@@ -333,6 +337,23 @@ fn all_fixtures() -> Vec<Fixture> {
             members: vec![alice(), bob()],
         },
     );
+    f.add(
+        "rest_presence_list",
+        &PresenceList {
+            members: vec![
+                MemberPresence {
+                    user_id: alice().id,
+                    online: true,
+                    last_seen_at: None,
+                },
+                MemberPresence {
+                    user_id: bob().id,
+                    online: false,
+                    last_seen_at: Some(at("2025-01-15T10:07:41.250Z")),
+                },
+            ],
+        },
+    );
     f.add("rest_message", &first_message());
     f.add(
         "rest_message_list",
@@ -359,6 +380,9 @@ fn all_fixtures() -> Vec<Fixture> {
             ]),
         },
         ClientFrame::Ping,
+        ClientFrame::Typing {
+            channel_id: general_id(),
+        },
     ];
     for frame in &client_frames {
         f.add(client_frame_fixture_name(frame), frame);
@@ -399,6 +423,21 @@ fn all_fixtures() -> Vec<Fixture> {
             retry_after_ms: Some(250),
         },
         ServerFrame::Pong,
+        ServerFrame::Typing {
+            channel_id: general_id(),
+            user_id: bob().id,
+            expires_in_ms: limits::TYPING_EXPIRES_MS,
+        },
+        ServerFrame::Presence {
+            user_id: bob().id,
+            online: true,
+            last_seen_at: None,
+        },
+        ServerFrame::Presence {
+            user_id: bob().id,
+            online: false,
+            last_seen_at: Some(at("2025-01-15T10:07:41.250Z")),
+        },
     ];
     for frame in &server_frames {
         f.add(server_frame_fixture_name(frame), frame);
@@ -445,6 +484,8 @@ fn all_fixtures() -> Vec<Fixture> {
             "directory_max_limit": limits::DIRECTORY_MAX_LIMIT,
             "user_search_limit": limits::USER_SEARCH_LIMIT,
             "user_query_max": limits::USER_QUERY_MAX,
+            "typing_interval_ms": limits::TYPING_INTERVAL_MS,
+            "typing_expires_ms": limits::TYPING_EXPIRES_MS,
         }),
     );
 
@@ -489,6 +530,21 @@ fn all_fixtures() -> Vec<Fixture> {
                         change: MembershipChange::Left,
                         seq: 42,
                     }],
+                },
+                DeliveryGroup {
+                    recipients: vec![alice().id],
+                    events: vec![
+                        Event::Typing {
+                            channel_id: general_id(),
+                            user_id: bob().id,
+                            expires_in_ms: limits::TYPING_EXPIRES_MS,
+                        },
+                        Event::Presence {
+                            user_id: bob().id,
+                            online: false,
+                            last_seen_at: Some(at("2025-01-15T10:07:41.250Z")),
+                        },
+                    ],
                 },
             ],
         },
@@ -608,6 +664,10 @@ fn every_frame_variant_has_a_fixture() {
         "ws_server_error",
         "ws_server_error_for_send",
         "ws_server_pong",
+        "ws_client_typing",
+        "ws_server_typing",
+        "ws_server_presence_online",
+        "ws_server_presence_offline",
     ] {
         assert!(names.contains(name), "no fixture named {name}");
     }

@@ -16,10 +16,13 @@
 //! - [`admission`]: the one gate a send passes (fields, membership, send claim).
 //! - [`hub`]: the local registry of connections and the presence heartbeat.
 //! - [`deliver`]: the internal delivery endpoint.
+//! - [`ephemeral`]: typing indicators and presence changes (pushed to other gateways through
+//!   their delivery endpoints; never stored).
 //! - [`revocation`]: closing the sockets of revoked sessions (logout, refresh-token reuse).
 
 pub mod admission;
 pub mod deliver;
+pub mod ephemeral;
 pub mod hub;
 pub mod revocation;
 pub mod session;
@@ -103,6 +106,8 @@ pub struct GatewayConfig {
     /// with the first send's time; a later one still creates no second message. Sizing:
     /// docs/operations.md.
     pub send_claim_ttl_secs: u64,
+    /// Time limit of one push of a typing indicator or presence change to a gateway.
+    pub ephemeral_push_timeout_ms: u64,
     /// Bounded drain on shutdown.
     pub drain_secs: u64,
 }
@@ -128,6 +133,7 @@ impl Default for GatewayConfig {
             max_frame_bytes: 64 * 1024,
             membership_cache_secs: 300,
             send_claim_ttl_secs: 24 * 3600,
+            ephemeral_push_timeout_ms: 1000,
             drain_secs: 5,
         }
     }
@@ -166,6 +172,8 @@ pub struct Shared {
     pub tickets: WsTickets,
     pub recent_revocations: revocation::RecentRevocations,
     pub admission: admission::Admission,
+    /// Typing indicators and presence announcements.
+    pub ephemeral: ephemeral::Ephemeral,
     pub producer: Producer,
     pub keys: TokenKeys,
     pub internal_token: secrecy::SecretString,
@@ -215,21 +223,33 @@ impl Application {
                 burst: cfg.gateway.send_burst,
             },
         );
+        let tasks = TaskTracker::new();
+        let presence = Presence::new(redis.clone());
+        let ephemeral = ephemeral::Ephemeral::new(
+            db.clone(),
+            chat_store::push::Fanout::new(
+                presence.clone(),
+                cfg.internal.token()?,
+                Duration::from_millis(cfg.gateway.ephemeral_push_timeout_ms),
+                tasks.clone(),
+            )?,
+        );
         let shared = Arc::new(Shared {
             cfg: cfg.gateway,
             db,
             store,
-            presence: Presence::new(redis.clone()),
+            presence,
             revocations: Revocations::new(redis.clone()),
             tickets: WsTickets::new(redis),
             recent_revocations: revocation::RecentRevocations::default(),
             admission,
+            ephemeral,
             producer,
             keys,
             internal_token,
             hub: hub::Hub::default(),
             shutdown,
-            tasks: TaskTracker::new(),
+            tasks,
         });
         Ok(Application {
             shared,
