@@ -52,18 +52,10 @@ impl Ephemeral {
         }
     }
 
-    /// Whether a `typing` of `user` in `channel` is forwarded: `false` within
-    /// [`limits::TYPING_INTERVAL_MS`] of the last one forwarded (then it is dropped silently).
-    pub fn typing_due(&self, user: UserId, channel: ChannelId) -> bool {
-        let due = self.typing.check_key(&(user, channel)).is_ok();
-        if !due {
-            metrics::counter!("chat_typing_total", "result" => "coalesced").increment(1);
-        }
-        due
-    }
-
-    /// `user` is typing in `channel` (and it is [due](Self::typing_due)): check membership,
-    /// then push to the other members' gateways.
+    /// `user` is typing in `channel`: check membership, then (at most once per
+    /// [`limits::TYPING_INTERVAL_MS`] per user and channel; the others are dropped silently)
+    /// push to the other members' gateways. Membership comes first so that a refused `typing`
+    /// does not use up the allowance: a user who joins may type at once.
     pub async fn typing(&self, user: UserId, channel: ChannelId) -> Result<(), Refused> {
         let members = self.members_of(channel).await?;
         if !members.contains(&user) {
@@ -71,6 +63,10 @@ impl Ephemeral {
             // Let the sender try again at once once they have joined.
             self.forget_channel(channel);
             return Err(self.why_not(user, channel).await);
+        }
+        if self.typing.check_key(&(user, channel)).is_err() {
+            metrics::counter!("chat_typing_total", "result" => "coalesced").increment(1);
+            return Ok(());
         }
         let recipients: Vec<UserId> = members.iter().copied().filter(|m| *m != user).collect();
         metrics::counter!("chat_typing_total", "result" => "forwarded").increment(1);

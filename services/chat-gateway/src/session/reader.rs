@@ -173,13 +173,10 @@ async fn handle_frame(
     }
 }
 
-/// A `typing` frame: dropped at once if one of this user in this channel was forwarded within
-/// the interval; otherwise checked and pushed in a task (meanwhile this client's frames keep
-/// being read). A refusal comes back as an `error` frame.
+/// A `typing` frame: checked and pushed in a task (meanwhile this client's frames keep being
+/// read; their pace bounds how many such tasks one client starts). A refusal comes back as an
+/// `error` frame.
 fn typing(shared: &Arc<Shared>, user: UserId, channel: ChannelId, handle: &ConnHandle) {
-    if !shared.ephemeral.typing_due(user, channel) {
-        return;
-    }
     let (shared2, handle) = (shared.clone(), handle.clone());
     shared.tasks.spawn(async move {
         if let Err(refused) = shared2.ephemeral.typing(user, channel).await {
