@@ -513,13 +513,14 @@ describe(`web client end to end against ${BASE_URL}`, () => {
   });
 
   step("A sees B go offline, with a last-seen time, when B's page closes", async () => {
+    await pageA.setViewportSize(DESKTOP); // the list beside the conversation
     await openConversation(pageA, bob.display);
     await pageA.locator('.conv-header .presence-text[data-presence="online"]').waitFor({ timeout: WAIT });
     await pageB.close();
     const offline = pageA.locator('.conv-header .presence-text[data-presence="offline"]');
     await offline.waitFor({ timeout: WAIT });
     assert.match(await offline.innerText(), /Last seen just now/);
-    await shot(pageA, "12-peer-offline-a-phone");
+    await shot(pageA, "12-peer-offline-a-desktop");
   });
 
   step("no uncaught errors in the pages", async () => {
