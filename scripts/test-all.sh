@@ -60,6 +60,9 @@ cargo test --release --workspace --test conversation --test rest --test hardenin
 scripts/schemathesis.sh
 # Floods and hoarding: rate limits, pacing, connection caps, 1009 (prints what it measured).
 cargo test --release --workspace --test abuse -- --nocapture
+# Typing indicators and presence (prints typing latency and the presence expiry after a gateway's
+# kill -9; that test restarts the gateway it kills).
+cargo test --release --workspace --test ephemeral -- --test-threads=1 --nocapture
 
 step "delivery under failure (kills and restarts real processes, one test at a time)"
 cargo test --release --workspace --test delivery -- --test-threads=1 --nocapture

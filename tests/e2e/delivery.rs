@@ -5,30 +5,12 @@
 
 use chat_client::{Connection, Page};
 use chat_e2e::harness::Crowd;
-use chat_e2e::{api, connect, connect_elsewhere, register, senders, unique};
+use chat_e2e::{api, connect, connect_elsewhere, register, senders, stack, unique};
 use chat_types::ws::ServerFrame;
 use std::time::Duration;
 use tokio::sync::Mutex;
 
 static SERIAL: Mutex<()> = Mutex::const_new(());
-
-/// `deploy/stack.sh <args>`; returns once the command has finished (a `start` waits for readiness).
-async fn stack(args: &[&str]) -> anyhow::Result<()> {
-    let script = chat_e2e::repo_root().join("deploy/stack.sh");
-    let out = tokio::process::Command::new("bash")
-        .arg(script)
-        .args(args)
-        .output()
-        .await?;
-    if !out.status.success() {
-        anyhow::bail!(
-            "stack.sh {args:?} failed: {}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(())
-}
 
 const CLIENTS: usize = 12;
 const CHANNELS: usize = 6;

@@ -502,6 +502,8 @@ async fn the_openapi_document_lists_every_route_and_the_router_serves_each() -> 
         ("POST", "/api/v1/channels/{channel_id}/join"),
         ("POST", "/api/v1/channels/{channel_id}/leave"),
         ("GET", "/api/v1/channels/{channel_id}/members"),
+        // docs/protocol.md: typing and presence.
+        ("GET", "/api/v1/channels/{channel_id}/presence"),
         ("POST", "/api/v1/dms"),
         ("GET", "/api/v1/channels/{channel_id}/messages"),
         ("GET", "/api/v1/openapi.json"),

@@ -119,3 +119,22 @@ pub async fn redis() -> anyhow::Result<redis::aio::MultiplexedConnection> {
     let client = redis::Client::open(format!("redis://{addr}/"))?;
     Ok(client.get_multiplexed_async_connection().await?)
 }
+
+/// `deploy/stack.sh <args>` (`kill gateway-1 -9`, `start gateway-1`, ...); returns once the
+/// command has finished (a `start` waits for readiness). For tests that stop real processes.
+pub async fn stack(args: &[&str]) -> anyhow::Result<()> {
+    let script = repo_root().join("deploy/stack.sh");
+    let out = tokio::process::Command::new("bash")
+        .arg(script)
+        .args(args)
+        .output()
+        .await?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "stack.sh {args:?} failed: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}

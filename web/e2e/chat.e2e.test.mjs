@@ -344,6 +344,29 @@ describe(`web client end to end against ${BASE_URL}`, () => {
     await shot(pageB, "09-dm-b-phone");
   });
 
+  step("in the direct conversation each sees the other online, and A sees B typing until B's message", async () => {
+    // Both are in the conversation: A on a desktop, B on a phone.
+    await pageA.locator('.conv-header .presence-text[data-presence="online"]').waitFor({ timeout: WAIT });
+    await pageB.locator('.conv-header .presence-text[data-presence="online"]').waitFor({ timeout: WAIT });
+    await pageA
+      .locator(".conv-link", { hasText: bob.display })
+      .locator('.presence-dot[data-presence="online"]')
+      .waitFor({ timeout: WAIT });
+
+    const typed = `Typing this slowly (${run})`;
+    const box = pageB.locator("#composer-input");
+    await box.pressSequentially(typed.slice(0, 12), { delay: 40 });
+    await pageA.locator(".typing-line", { hasText: `${bob.display} is typing…` }).waitFor({ timeout: WAIT });
+    await shot(pageA, "09-typing-a-desktop");
+    // B's own screen says nothing of B typing.
+    assert.equal(await pageB.locator(".typing-line").innerText(), "");
+    await box.pressSequentially(typed.slice(12), { delay: 5 });
+    await box.press("Enter");
+    await waitForBodies(pageA, [typed]);
+    // The message ends the indicator at once (not only when it expires).
+    await pageA.locator('.typing-line[data-typing="0"]').waitFor({ timeout: 2000 });
+  });
+
   const lively = `e2e-dir-${run}`;
   const news = `Fresh news in the directory (${run})`;
 
@@ -487,6 +510,17 @@ describe(`web client end to end against ${BASE_URL}`, () => {
     await waitConnected(pageB);
     await pageB.locator(".conv-link", { hasText: alice.display }).waitFor({ timeout: WAIT });
     assert.equal(await pageB.locator(".conv-link", { hasText: channelName }).count(), 0);
+  });
+
+  step("A sees B go offline, with a last-seen time, when B's page closes", async () => {
+    await pageA.setViewportSize(DESKTOP); // the list beside the conversation
+    await openConversation(pageA, bob.display);
+    await pageA.locator('.conv-header .presence-text[data-presence="online"]').waitFor({ timeout: WAIT });
+    await pageB.close();
+    const offline = pageA.locator('.conv-header .presence-text[data-presence="offline"]');
+    await offline.waitFor({ timeout: WAIT });
+    assert.match(await offline.innerText(), /Last seen just now/);
+    await shot(pageA, "12-peer-offline-a-desktop");
   });
 
   step("no uncaught errors in the pages", async () => {

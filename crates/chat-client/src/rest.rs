@@ -4,8 +4,8 @@
 use crate::{Error, Result};
 use chat_types::rest::{
     Channel, ChannelList, Conversation, ConversationList, CreateChannelRequest, CreateDmRequest,
-    DirectoryPage, DirectorySort, ErrorBody, LoginRequest, MemberList, MessageList, RefreshRequest,
-    RegisterRequest, Session, User, UserList, WsTicket,
+    DirectoryPage, DirectorySort, ErrorBody, LoginRequest, MemberList, MemberPresence, MessageList,
+    PresenceList, RefreshRequest, RegisterRequest, Session, User, UserList, WsTicket,
 };
 use chat_types::{ChannelId, Message, MessageId, UserId};
 use serde::Serialize;
@@ -327,6 +327,14 @@ impl Api {
     pub async fn members(&self, token: &str, channel: ChannelId) -> Result<Vec<User>> {
         let list: MemberList = self
             .get(token, &format!("/api/v1/channels/{channel}/members"))
+            .await?;
+        Ok(list.members)
+    }
+
+    /// `GET /channels/{id}/presence`: each member online or not, and last seen (members only).
+    pub async fn presence(&self, token: &str, channel: ChannelId) -> Result<Vec<MemberPresence>> {
+        let list: PresenceList = self
+            .get(token, &format!("/api/v1/channels/{channel}/presence"))
             .await?;
         Ok(list.members)
     }

@@ -282,6 +282,50 @@ impl Connection {
         .await
     }
 
+    /// A `typing` frame: the user is typing in `channel`. Nothing comes back unless it is
+    /// refused (an `error` frame: not a member, unknown channel); the gateway forwards at most
+    /// one per user and channel per [`chat_types::limits::TYPING_INTERVAL_MS`].
+    pub async fn typing(&mut self, channel: ChannelId) -> Result<()> {
+        self.send(&ClientFrame::Typing {
+            channel_id: channel,
+        })
+        .await
+    }
+
+    /// The next `typing` frame (other frames are passed over): who is typing where.
+    pub async fn next_typing(&mut self) -> Result<(ChannelId, UserId)> {
+        let (t, _) = self
+            .until(|f| match f {
+                ServerFrame::Typing {
+                    channel_id,
+                    user_id,
+                    ..
+                } => Some((*channel_id, *user_id)),
+                _ => None,
+            })
+            .await?;
+        Ok(t)
+    }
+
+    /// The next `presence` frame about `user` (other frames are passed over): whether they
+    /// are online, and when they were last seen if not.
+    pub async fn next_presence_of(
+        &mut self,
+        user: UserId,
+    ) -> Result<(bool, Option<chrono::DateTime<chrono::Utc>>)> {
+        let (p, _) = self
+            .until(|f| match f {
+                ServerFrame::Presence {
+                    user_id,
+                    online,
+                    last_seen_at,
+                } if *user_id == user => Some((*online, *last_seen_at)),
+                _ => None,
+            })
+            .await?;
+        Ok(p)
+    }
+
     /// Send a message and wait for its `ack` (frames before it are passed over): the message as
     /// acked (no `seq` yet: an ack means Kafka has it, not yet the store).
     pub async fn send_acked(

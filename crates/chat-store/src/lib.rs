@@ -16,6 +16,8 @@
 //!   closes their sockets), [`ws_tickets`] (single-use tickets that open a WebSocket), [`read_feed`] (read marks
 //!   passed on to a user's other devices).
 //! - [`bus`]: Kafka: the producer and the consumer group of the `messages` topic, its creation.
+//! - [`push`]: the gateways' internal delivery endpoint, found through [`presence`]: message
+//!   servers push messages, gateways push each other ephemeral signals (typing, presence).
 
 pub mod bus;
 pub mod claims;
@@ -24,6 +26,7 @@ pub mod directory;
 pub mod epochs;
 pub mod pg;
 pub mod presence;
+pub mod push;
 pub mod read_feed;
 pub mod read_state;
 pub mod redis_conn;

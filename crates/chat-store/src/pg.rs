@@ -507,6 +507,26 @@ pub async fn member_ids_of(
         .collect())
 }
 
+/// The peers of `users`' direct conversations: `(user, peer)` pairs. Who is told when one of
+/// `users` comes online or goes offline.
+pub async fn dm_peers_of(db: &PgPool, users: &[UserId]) -> Result<Vec<(UserId, UserId)>, PgError> {
+    let ids: Vec<Uuid> = users.iter().map(|u| u.0).collect();
+    let rows: Vec<(Uuid, Uuid)> = sqlx::query_as(
+        "SELECT me.user_id, peer.user_id
+         FROM memberships me
+         JOIN channels c ON c.id = me.channel_id AND c.kind = 'direct'
+         JOIN memberships peer ON peer.channel_id = me.channel_id AND peer.user_id <> me.user_id
+         WHERE me.user_id = ANY($1)",
+    )
+    .bind(&ids)
+    .fetch_all(db)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(u, p)| (UserId(u), UserId(p)))
+        .collect())
+}
+
 /// Key of the direct channel between two users, the same whoever asks.
 pub fn dm_key(a: UserId, b: UserId) -> String {
     let (lo, hi) = if a.0 <= b.0 { (a, b) } else { (b, a) };

@@ -5,6 +5,16 @@
 //! entries lapse by themselves, so nobody is reported on a dead gateway for longer than the TTL.
 //! Redis keeps nothing on disk here: after a restart every gateway notices its marker key is gone
 //! and registers all of its users again at once.
+//!
+//! Online / offline (issue #15) is derived from the same entries: a user is online while any
+//! entry of theirs is current. Beside them:
+//! - `last-seen:{user_id}`: unix ms when they were last connected, written when a connection
+//!   of theirs closes (its gateway's last one for the user) or when their entry of a crashed
+//!   gateway is found lapsed (then: its last renewal); only ever moved forward, kept
+//!   [`LAST_SEEN_TTL`].
+//! - `presence-expiries`: every entry once more, `{user_id}|{gateway url}` scored by the time it
+//!   lapses, so that the entries of a gateway that died without unregistering are found (by any
+//!   gateway, [`Presence::sweep_lapsed`]) and their users announced offline: no ghosts.
 
 use crate::redis_conn::{Redis, RedisError};
 use chat_types::UserId;
@@ -13,6 +23,26 @@ use std::time::Duration;
 
 /// How long a presence entry stays true without renewal.
 pub const PRESENCE_TTL: Duration = Duration::from_secs(30);
+/// How long a user's last-seen time is kept after they were last connected.
+pub const LAST_SEEN_TTL: Duration = Duration::from_secs(90 * 24 * 3600);
+/// The index of every entry by the time it lapses.
+const EXPIRIES_KEY: &str = "presence-expiries";
+
+/// Sets `KEYS[1]` to `ARGV[1]` (unix ms) unless it holds a later time; expiry `ARGV[2]` ms.
+const MOVE_FORWARD: &str = r"
+local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tonumber(ARGV[1]) > cur then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+end
+return 0";
+
+/// Whether a user is connected anywhere, and when they were last seen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UserPresence {
+    pub online: bool,
+    /// Unix ms; `None` if never recorded (or forgotten after [`LAST_SEEN_TTL`]).
+    pub last_seen_ms: Option<i64>,
+}
 
 #[derive(Clone)]
 pub struct Presence {
@@ -21,6 +51,24 @@ pub struct Presence {
 
 fn presence_key(u: UserId) -> String {
     format!("presence:{u}")
+}
+
+fn last_seen_key(u: UserId) -> String {
+    format!("last-seen:{u}")
+}
+
+fn expiry_member(u: UserId, gateway_url: &str) -> String {
+    format!("{u}|{gateway_url}")
+}
+
+fn move_last_seen_forward(p: &mut redis::Pipeline, u: UserId, at_ms: i64) {
+    p.cmd("EVAL")
+        .arg(MOVE_FORWARD)
+        .arg(1)
+        .arg(last_seen_key(u))
+        .arg(at_ms)
+        .arg(LAST_SEEN_TTL.as_millis() as i64)
+        .ignore();
 }
 
 fn now_ms() -> i64 {
@@ -37,10 +85,16 @@ impl Presence {
     }
 
     /// Record (or renew) that `users` are connected to the gateway reachable at `gateway_url`.
-    /// One pipelined round trip however many users.
-    pub async fn register(&self, gateway_url: &str, users: &[UserId]) -> Result<(), RedisError> {
+    /// One pipelined round trip however many users. Returns the users whose entry here was
+    /// not in the index of expiries any more: they were announced offline meanwhile (their
+    /// renewal came too late, or Redis lost its data), and are online again.
+    pub async fn register(
+        &self,
+        gateway_url: &str,
+        users: &[UserId],
+    ) -> Result<Vec<UserId>, RedisError> {
         if users.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let until = now_ms() + PRESENCE_TTL.as_millis() as i64;
         let mut p = redis::pipe();
@@ -50,9 +104,142 @@ impl Presence {
             // Drop lapsed entries of other (dead) gateways while we are here.
             p.zrembyscore(&k, "-inf", now_ms()).ignore();
             p.pexpire(&k, 2 * PRESENCE_TTL.as_millis() as i64).ignore();
+            // Answers 1 when the member is new.
+            p.zadd(EXPIRIES_KEY, expiry_member(*u, gateway_url), until);
         }
         let mut c = self.redis.conn();
-        p.query_async::<()>(&mut c).await
+        let added: Vec<i64> = p.query_async(&mut c).await?;
+        Ok(users
+            .iter()
+            .zip(added)
+            .filter(|(_, a)| *a == 1)
+            .map(|(u, _)| *u)
+            .collect())
+    }
+
+    /// `user`'s first connection on this gateway: register it. Returns whether the user just
+    /// came online (no other gateway has a current entry of theirs). Atomic (MULTI), so of two
+    /// gateways registering one user at once, at most one sees the user come online... and of
+    /// two unregistering, exactly one sees them go offline ([`Presence::disconnect`]).
+    pub async fn connect(&self, gateway_url: &str, user: UserId) -> Result<bool, RedisError> {
+        let now = now_ms();
+        let until = now + PRESENCE_TTL.as_millis() as i64;
+        let k = presence_key(user);
+        let mut p = redis::pipe();
+        p.atomic()
+            .zrembyscore(&k, "-inf", now)
+            .ignore()
+            .zadd(&k, gateway_url, until)
+            .ignore()
+            .pexpire(&k, 2 * PRESENCE_TTL.as_millis() as i64)
+            .ignore()
+            .zadd(EXPIRIES_KEY, expiry_member(user, gateway_url), until)
+            .ignore()
+            .zcard(&k);
+        let mut c = self.redis.conn();
+        let (entries,): (i64,) = p.query_async(&mut c).await?;
+        Ok(entries == 1)
+    }
+
+    /// `user`'s last connection on this gateway closed: remove the entry and record the time
+    /// as their last seen. Returns that time (unix ms) if the user is now offline everywhere.
+    pub async fn disconnect(
+        &self,
+        gateway_url: &str,
+        user: UserId,
+    ) -> Result<Option<i64>, RedisError> {
+        let now = now_ms();
+        let k = presence_key(user);
+        let mut p = redis::pipe();
+        p.atomic()
+            .zrem(&k, gateway_url)
+            .ignore()
+            .zrem(EXPIRIES_KEY, expiry_member(user, gateway_url))
+            .ignore();
+        move_last_seen_forward(&mut p, user, now);
+        p.zcount(&k, now, "+inf");
+        let mut c = self.redis.conn();
+        let (current,): (i64,) = p.query_async(&mut c).await?;
+        Ok((current == 0).then_some(now))
+    }
+
+    /// Entries that lapsed without being removed (their gateway died, or could not renew them
+    /// in time), at most `limit`, each handed to exactly one caller (whoever removes it from the
+    /// index first): the users among them who are now offline everywhere, with their last seen
+    /// (the entry's last renewal), which is recorded.
+    pub async fn sweep_lapsed(&self, limit: usize) -> Result<Vec<(UserId, i64)>, RedisError> {
+        let now = now_ms();
+        let mut c = self.redis.conn();
+        let lapsed: Vec<(String, i64)> = redis::cmd("ZRANGEBYSCORE")
+            .arg(EXPIRIES_KEY)
+            .arg("-inf")
+            .arg(now)
+            .arg("WITHSCORES")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(limit)
+            .query_async(&mut c)
+            .await?;
+        if lapsed.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut p = redis::pipe();
+        for (member, _) in &lapsed {
+            p.zrem(EXPIRIES_KEY, member);
+        }
+        let won: Vec<i64> = p.query_async(&mut c).await?;
+        let mut mine: Vec<(UserId, i64)> = Vec::new();
+        for ((member, until), won) in lapsed.into_iter().zip(won) {
+            let user = member.split('|').next().and_then(|u| u.parse().ok());
+            match user {
+                Some(u) if won == 1 => mine.push((u, until - PRESENCE_TTL.as_millis() as i64)),
+                // Not ours to handle, or not a member we wrote: removed either way.
+                _ => {}
+            }
+        }
+        if mine.is_empty() {
+            return Ok(mine);
+        }
+        let mut p = redis::pipe();
+        for (u, _) in &mine {
+            p.zcount(presence_key(*u), now, "+inf");
+        }
+        let current: Vec<i64> = p.query_async(&mut c).await?;
+        let offline: Vec<(UserId, i64)> = mine
+            .into_iter()
+            .zip(current)
+            .filter(|(_, n)| *n == 0)
+            .map(|(m, _)| m)
+            .collect();
+        let mut p = redis::pipe();
+        for (u, at) in &offline {
+            move_last_seen_forward(&mut p, *u, *at);
+        }
+        p.query_async::<()>(&mut c).await?;
+        Ok(offline)
+    }
+
+    /// Whether each of `users` is online, and when each was last seen (same order as `users`).
+    /// One pipelined round trip.
+    pub async fn states(&self, users: &[UserId]) -> Result<Vec<UserPresence>, RedisError> {
+        if users.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = now_ms();
+        let mut p = redis::pipe();
+        for u in users {
+            p.zcount(presence_key(*u), now, "+inf");
+            p.get(last_seen_key(*u));
+        }
+        let mut c = self.redis.conn();
+        let answers: Vec<(i64, Option<i64>)> = p.query_async(&mut c).await?;
+        Ok(answers
+            .into_iter()
+            .map(|(current, last_seen_ms)| UserPresence {
+                online: current > 0,
+                last_seen_ms,
+            })
+            .collect())
     }
 
     /// Remove `user`'s entry for this gateway (their last connection here closed).
@@ -63,6 +250,8 @@ impl Presence {
         let mut p = redis::pipe();
         for u in users {
             p.zrem(presence_key(*u), gateway_url).ignore();
+            p.zrem(EXPIRIES_KEY, expiry_member(*u, gateway_url))
+                .ignore();
         }
         let mut c = self.redis.conn();
         p.query_async::<()>(&mut c).await

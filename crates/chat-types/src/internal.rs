@@ -1,11 +1,13 @@
 //! The body a message server POSTs to a gateway's internal delivery endpoint. One request carries
 //! every event of a batch for the users on that gateway, in channel order. Consecutive events
 //! with the same recipients (a channel's messages in one batch) share one recipient list: in a
-//! big channel the list, not the message, is most of the bytes.
+//! big channel the list, not the message, is most of the bytes. Gateways use the same endpoint
+//! for the ephemeral signals (typing, presence) they send each other.
 
 use crate::bus::MembershipChange;
 use crate::ids::{ChannelId, UserId};
 use crate::rest::Message;
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 /// Path of the delivery endpoint on a gateway's internal port.
@@ -39,5 +41,19 @@ pub enum Event {
         change: MembershipChange,
         /// The channel's last `seq` when the change took effect.
         seq: i64,
+    },
+    /// Ephemeral (a gateway forwards it, nothing stores it): `user_id` is typing in
+    /// `channel_id`. The recipients are the channel's other members.
+    Typing {
+        channel_id: ChannelId,
+        user_id: UserId,
+        expires_in_ms: u64,
+    },
+    /// Ephemeral: `user_id` came online or went offline. The recipients are their DM peers.
+    Presence {
+        user_id: UserId,
+        online: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        last_seen_at: Option<DateTime<Utc>>,
     },
 }

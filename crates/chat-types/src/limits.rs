@@ -25,6 +25,13 @@ pub const DIRECTORY_MAX_LIMIT: u32 = 100;
 /// People search: most users in one answer, and the longest query (a display name).
 pub const USER_SEARCH_LIMIT: u32 = 20;
 pub const USER_QUERY_MAX: usize = DISPLAY_NAME_MAX;
+/// Typing indicators: at most one `typing` per user and channel is forwarded per this interval
+/// (per gateway); the others are dropped silently. Clients send one at most this often while
+/// the user types.
+pub const TYPING_INTERVAL_MS: u64 = 2000;
+/// How long a `typing` indicator is shown without another one (`expires_in_ms` of the frame):
+/// longer than the interval clients resend at, so it stays up while the user keeps typing.
+pub const TYPING_EXPIRES_MS: u64 = 5000;
 
 /// `GET /channels`: unread messages are counted up to this many (a client shows "9999+").
 pub const UNREAD_COUNT_MAX: u32 = 9_999;

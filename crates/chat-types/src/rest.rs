@@ -170,6 +170,25 @@ pub struct MemberList {
     pub members: Vec<User>,
 }
 
+/// Whether a member is online (any device connected), and when they were last seen.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MemberPresence {
+    pub user_id: UserId,
+    pub online: bool,
+    /// When their last connection closed (or its gateway stopped answering); `null` while
+    /// online, and for a user not seen since presence was recorded.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub last_seen_at: Option<DateTime<Utc>>,
+}
+
+/// `GET /channels/{id}/presence`: every member of the channel, by user id.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PresenceList {
+    pub members: Vec<MemberPresence>,
+}
+
 /// The orders of the channel directory (`GET /channels/directory?sort=`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

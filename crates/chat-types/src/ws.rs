@@ -2,6 +2,7 @@
 
 use crate::ids::{ChannelId, MessageId, UserId};
 use crate::rest::Message;
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -24,6 +25,12 @@ pub enum ClientFrame {
     MarkRead {
         channel_id: ChannelId,
         seq: i64,
+    },
+    /// The user is typing in `channel_id`: shown to the channel's other members for
+    /// [`crate::limits::TYPING_EXPIRES_MS`]. Never stored; at most one per user and channel is
+    /// forwarded per [`crate::limits::TYPING_INTERVAL_MS`] (extra ones are dropped silently).
+    Typing {
+        channel_id: ChannelId,
     },
 }
 
@@ -61,6 +68,23 @@ pub enum ServerFrame {
     Read {
         channel_id: ChannelId,
         seq: i64,
+    },
+    /// `user_id` is typing in `channel_id`; show it for `expires_in_ms` unless another `typing`
+    /// (which extends it) or a message of theirs in the channel comes first. Ephemeral: never in
+    /// history or a resume.
+    Typing {
+        channel_id: ChannelId,
+        user_id: UserId,
+        expires_in_ms: u64,
+    },
+    /// `user_id` (a peer of one of your direct conversations) is now online (a device of theirs
+    /// is connected) or offline since `last_seen_at`.
+    Presence {
+        user_id: UserId,
+        online: bool,
+        /// When they were last connected; only when offline (absent if never seen).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        last_seen_at: Option<DateTime<Utc>>,
     },
 }
 
@@ -100,6 +124,29 @@ mod tests {
         assert!(matches!(f, ClientFrame::Send { ref body, .. } if body == "hi"));
         let f: ClientFrame = serde_json::from_str(r#"{"type":"ping"}"#).unwrap();
         assert_eq!(f, ClientFrame::Ping);
+    }
+
+    #[test]
+    fn a_typing_frame_names_only_its_channel() {
+        let f: ClientFrame = serde_json::from_str(
+            r#"{"type":"typing","channel_id":"0190a2b4-0000-7000-8000-000000000001"}"#,
+        )
+        .unwrap();
+        assert!(matches!(f, ClientFrame::Typing { .. }));
+    }
+
+    #[test]
+    fn an_online_presence_frame_has_no_last_seen() {
+        let s = serde_json::to_string(&ServerFrame::Presence {
+            user_id: UserId(uuid::Uuid::nil()),
+            online: true,
+            last_seen_at: None,
+        })
+        .unwrap();
+        assert_eq!(
+            s,
+            r#"{"type":"presence","user_id":"00000000-0000-0000-0000-000000000000","online":true}"#
+        );
     }
 
     #[test]

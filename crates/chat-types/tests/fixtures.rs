@@ -25,8 +25,8 @@ use chat_types::limits;
 use chat_types::rest::{
     Channel, ChannelKind, ChannelList, Conversation, ConversationList, CreateChannelRequest,
     CreateDmRequest, DirectoryEntry, DirectoryPage, ErrorBody, LastMessage, LoginRequest,
-    MemberList, Message, MessageList, RefreshRequest, RegisterRequest, Session, User, UserList,
-    WsTicket,
+    MemberList, MemberPresence, Message, MessageList, PresenceList, RefreshRequest,
+    RegisterRequest, Session, User, UserList, WsTicket,
 };
 use chat_types::ws::{ClientFrame, ServerFrame, close};
 use chat_types::{ChannelId, MessageId, UserId};
@@ -187,6 +187,7 @@ fn client_frame_fixture_name(frame: &ClientFrame) -> &'static str {
         ClientFrame::Resume { .. } => "ws_client_resume",
         ClientFrame::Ping => "ws_client_ping",
         ClientFrame::MarkRead { .. } => "ws_client_mark_read",
+        ClientFrame::Typing { .. } => "ws_client_typing",
     }
 }
 
@@ -212,6 +213,9 @@ fn server_frame_fixture_name(frame: &ServerFrame) -> &'static str {
         } => "ws_server_error_for_send",
         ServerFrame::Pong => "ws_server_pong",
         ServerFrame::Read { .. } => "ws_server_read",
+        ServerFrame::Typing { .. } => "ws_server_typing",
+        ServerFrame::Presence { online: true, .. } => "ws_server_presence_online",
+        ServerFrame::Presence { online: false, .. } => "ws_server_presence_offline",
     }
 }
 
@@ -368,6 +372,23 @@ fn all_fixtures() -> Vec<Fixture> {
             members: vec![alice(), bob()],
         },
     );
+    f.add(
+        "rest_presence_list",
+        &PresenceList {
+            members: vec![
+                MemberPresence {
+                    user_id: alice().id,
+                    online: true,
+                    last_seen_at: None,
+                },
+                MemberPresence {
+                    user_id: bob().id,
+                    online: false,
+                    last_seen_at: Some(at("2025-01-15T10:07:41.250Z")),
+                },
+            ],
+        },
+    );
     f.add("rest_message", &first_message());
     f.add(
         "rest_message_list",
@@ -397,6 +418,9 @@ fn all_fixtures() -> Vec<Fixture> {
         ClientFrame::MarkRead {
             channel_id: general_id(),
             seq: 2,
+        },
+        ClientFrame::Typing {
+            channel_id: general_id(),
         },
     ];
     for frame in &client_frames {
@@ -441,6 +465,21 @@ fn all_fixtures() -> Vec<Fixture> {
         ServerFrame::Read {
             channel_id: general_id(),
             seq: 2,
+        },
+        ServerFrame::Typing {
+            channel_id: general_id(),
+            user_id: bob().id,
+            expires_in_ms: limits::TYPING_EXPIRES_MS,
+        },
+        ServerFrame::Presence {
+            user_id: bob().id,
+            online: true,
+            last_seen_at: None,
+        },
+        ServerFrame::Presence {
+            user_id: bob().id,
+            online: false,
+            last_seen_at: Some(at("2025-01-15T10:07:41.250Z")),
         },
     ];
     for frame in &server_frames {
@@ -488,6 +527,8 @@ fn all_fixtures() -> Vec<Fixture> {
             "directory_max_limit": limits::DIRECTORY_MAX_LIMIT,
             "user_search_limit": limits::USER_SEARCH_LIMIT,
             "user_query_max": limits::USER_QUERY_MAX,
+            "typing_interval_ms": limits::TYPING_INTERVAL_MS,
+            "typing_expires_ms": limits::TYPING_EXPIRES_MS,
         }),
     );
 
@@ -532,6 +573,21 @@ fn all_fixtures() -> Vec<Fixture> {
                         change: MembershipChange::Left,
                         seq: 42,
                     }],
+                },
+                DeliveryGroup {
+                    recipients: vec![alice().id],
+                    events: vec![
+                        Event::Typing {
+                            channel_id: general_id(),
+                            user_id: bob().id,
+                            expires_in_ms: limits::TYPING_EXPIRES_MS,
+                        },
+                        Event::Presence {
+                            user_id: bob().id,
+                            online: false,
+                            last_seen_at: Some(at("2025-01-15T10:07:41.250Z")),
+                        },
+                    ],
                 },
             ],
         },
@@ -651,6 +707,10 @@ fn every_frame_variant_has_a_fixture() {
         "ws_server_error",
         "ws_server_error_for_send",
         "ws_server_pong",
+        "ws_client_typing",
+        "ws_server_typing",
+        "ws_server_presence_online",
+        "ws_server_presence_offline",
     ] {
         assert!(names.contains(name), "no fixture named {name}");
     }

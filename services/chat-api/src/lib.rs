@@ -103,6 +103,8 @@ pub struct AppState {
     pub store: chat_store::cql::MessageStore,
     pub redis: chat_store::Redis,
     pub epochs: chat_store::epochs::MemberEpochs,
+    /// Who is online, and last seen (read only: the gateways keep it).
+    pub presence: chat_store::presence::Presence,
     pub revocations: chat_store::revocations::Revocations,
     pub tickets: chat_store::ws_tickets::WsTickets,
     pub producer: chat_store::bus::Producer,
@@ -151,6 +153,7 @@ impl Application {
             db,
             store,
             epochs: chat_store::epochs::MemberEpochs::new(redis.clone()),
+            presence: chat_store::presence::Presence::new(redis.clone()),
             revocations: chat_store::revocations::Revocations::new(redis.clone()),
             tickets: chat_store::ws_tickets::WsTickets::new(redis.clone()),
             redis,

@@ -11,7 +11,7 @@ use chat_types::bus::{BusRecord, MembershipChange, MembershipRecord};
 use chat_types::error_code as code;
 use chat_types::rest::{
     Channel, ChannelKind, ChannelList, ConversationList, CreateChannelRequest, CreateDmRequest,
-    HistoryQuery, MemberList, MessageList, UserList,
+    HistoryQuery, MemberList, MemberPresence, MessageList, PresenceList, UserList,
 };
 use chat_types::{ChannelId, ErrorBody, MessageId, UserId, limits};
 use utoipa::OpenApi;
@@ -66,6 +66,7 @@ pub fn api_router() -> OpenApiRouter<SharedState> {
         .routes(routes!(join))
         .routes(routes!(leave))
         .routes(routes!(members))
+        .routes(routes!(presence))
         .routes(routes!(history))
         .routes(routes!(create_dm))
         .routes(routes!(openapi_json))
@@ -401,6 +402,42 @@ async fn members(
     require_member(&s, channel, me).await?;
     Ok(Json(MemberList {
         members: chat_store::pg::members(&s.db, channel).await?,
+    }))
+}
+
+/// Whether each member of a channel is online (a device of theirs connected) and when each was
+/// last seen (members only). Derived from the gateways' live registrations: a user whose gateway
+/// died is offline once its registration lapses (within 30 s).
+#[utoipa::path(get, path = "/channels/{channel_id}/presence", tag = "channels", security(("bearer" = [])), params(("channel_id" = ChannelId, Path, description = "channel id (UUID)")),
+    responses((status = 200, body = PresenceList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "not_a_member"), (status = 404, body = ErrorBody, description = "channel_not_found")))]
+async fn presence(
+    State(s): State<SharedState>,
+    AuthUser(me): AuthUser,
+    Path(channel_id): Path<String>,
+) -> ApiResult<Json<PresenceList>> {
+    let channel = parse_channel_id(&channel_id)?;
+    require_member(&s, channel, me).await?;
+    let mut members = chat_store::pg::member_ids(&s.db, channel).await?;
+    members.sort_unstable();
+    let states = s
+        .presence
+        .states(&members)
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("redis: {e}")))?;
+    Ok(Json(PresenceList {
+        members: members
+            .into_iter()
+            .zip(states)
+            .map(|(user_id, p)| MemberPresence {
+                user_id,
+                online: p.online,
+                last_seen_at: p
+                    .last_seen_ms
+                    .filter(|_| !p.online)
+                    .and_then(chrono::DateTime::from_timestamp_millis),
+            })
+            .collect(),
     }))
 }
 

@@ -79,6 +79,25 @@ pub async fn deliver(
                         seq,
                     }))
                 }
+                // Ephemeral signals: written at once, outside the channel's sequence.
+                Event::Typing {
+                    channel_id,
+                    user_id,
+                    expires_in_ms,
+                } => ephemeral_frame(&ServerFrame::Typing {
+                    channel_id,
+                    user_id,
+                    expires_in_ms,
+                }),
+                Event::Presence {
+                    user_id,
+                    online,
+                    last_seen_at,
+                } => ephemeral_frame(&ServerFrame::Presence {
+                    user_id,
+                    online,
+                    last_seen_at,
+                }),
             });
         }
         shared.hub.for_each_of(&group.recipients, |conn| {
@@ -90,4 +109,8 @@ pub async fn deliver(
     }
     metrics::counter!("chat_deliveries_total").increment(deliveries);
     StatusCode::NO_CONTENT
+}
+
+fn ephemeral_frame(frame: &ServerFrame) -> Outbound {
+    Outbound::Frame(serde_json::to_string(frame).expect("frames serialise"))
 }

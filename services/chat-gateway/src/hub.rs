@@ -282,6 +282,8 @@ pub async fn heartbeat(shared: Arc<Shared>) {
             _ = shared.shutdown.cancelled() => return,
         }
         n += 1;
+        crate::ephemeral::sweep(&shared).await;
+        shared.ephemeral.expire_member_lists();
         let lost = match shared.presence.marker_present(&id).await {
             Ok(present) => !present,
             Err(e) => {
@@ -297,7 +299,19 @@ pub async fn heartbeat(shared: Arc<Shared>) {
             .retain_users(|u| shared.hub.is_connected(u));
         let users = shared.hub.users();
         match shared.presence.register(&url, &users).await {
-            Ok(()) => {
+            Ok(revived) => {
+                // Users announced offline meanwhile (their renewal came late) are back. After
+                // Redis lost its data every user looks revived; peers learn it from GET.
+                if !lost {
+                    // Only users still here: one who left since `users` was read was just
+                    // registered again by mistake (that entry lapses), and is not back.
+                    let back = revived
+                        .into_iter()
+                        .filter(|u| shared.hub.is_connected(u))
+                        .map(|u| (u, None))
+                        .collect();
+                    crate::ephemeral::announce_later(&shared, back);
+                }
                 if lost {
                     // Registered first: from here on pushes reach us again, and everything
                     // pushed before is stored, so the resync's history reads cover it.

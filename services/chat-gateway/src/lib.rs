@@ -16,11 +16,14 @@
 //! - [`admission`]: the one gate a send passes (fields, membership, send claim).
 //! - [`hub`]: the local registry of connections and the presence heartbeat.
 //! - [`deliver`]: the internal delivery endpoint.
+//! - [`ephemeral`]: typing indicators and presence changes (pushed to other gateways through
+//!   their delivery endpoints; never stored).
 //! - [`revocation`]: closing the sockets of revoked sessions (logout, refresh-token reuse).
 //! - [`reads`]: read marks: coalesced, passed to the user's other devices, stored.
 
 pub mod admission;
 pub mod deliver;
+pub mod ephemeral;
 pub mod hub;
 pub mod reads;
 pub mod revocation;
@@ -106,6 +109,8 @@ pub struct GatewayConfig {
     /// with the first send's time; a later one still creates no second message. Sizing:
     /// docs/operations.md.
     pub send_claim_ttl_secs: u64,
+    /// Time limit of one push of a typing indicator or presence change to a gateway.
+    pub ephemeral_push_timeout_ms: u64,
     /// Bounded drain on shutdown.
     pub drain_secs: u64,
 }
@@ -131,6 +136,7 @@ impl Default for GatewayConfig {
             max_frame_bytes: 64 * 1024,
             membership_cache_secs: 300,
             send_claim_ttl_secs: 24 * 3600,
+            ephemeral_push_timeout_ms: 1000,
             drain_secs: 5,
         }
     }
@@ -172,6 +178,8 @@ pub struct Shared {
     pub read_marks: reads::PendingMarks,
     pub read_announcer: ReadMarkAnnouncer,
     pub admission: admission::Admission,
+    /// Typing indicators and presence announcements.
+    pub ephemeral: ephemeral::Ephemeral,
     pub producer: Producer,
     pub keys: TokenKeys,
     pub internal_token: secrecy::SecretString,
@@ -221,23 +229,35 @@ impl Application {
                 burst: cfg.gateway.send_burst,
             },
         );
+        let tasks = TaskTracker::new();
+        let presence = Presence::new(redis.clone());
+        let ephemeral = ephemeral::Ephemeral::new(
+            db.clone(),
+            chat_store::push::Fanout::new(
+                presence.clone(),
+                cfg.internal.token()?,
+                Duration::from_millis(cfg.gateway.ephemeral_push_timeout_ms),
+                tasks.clone(),
+            )?,
+        );
         let shared = Arc::new(Shared {
             cfg: cfg.gateway,
             db,
             store,
-            presence: Presence::new(redis.clone()),
+            presence,
             revocations: Revocations::new(redis.clone()),
             read_announcer: ReadMarkAnnouncer::new(redis.clone()),
             tickets: WsTickets::new(redis),
             recent_revocations: revocation::RecentRevocations::default(),
             read_marks: reads::PendingMarks::default(),
             admission,
+            ephemeral,
             producer,
             keys,
             internal_token,
             hub: hub::Hub::default(),
             shutdown,
-            tasks: TaskTracker::new(),
+            tasks,
         });
         Ok(Application {
             shared,

@@ -11,11 +11,9 @@
 //! - [`consumer`]: the Kafka loop, rebalances and commits.
 //! - [`process`]: positions, storage and the membership cache.
 //! - [`activity`]: each batch moves its channels' last activity (the directory's order).
-//! - [`fanout`]: presence lookup and the pushes to gateways (with background retries).
 
 pub mod activity;
 pub mod consumer;
-pub mod fanout;
 pub mod process;
 
 use chat_common::config::{
@@ -107,7 +105,7 @@ impl Application {
         let redis = chat_store::Redis::connect(&cfg.redis).await?;
         let tasks = TaskTracker::new();
         let ms = cfg.message_server;
-        let fanout = fanout::Fanout::new(
+        let fanout = chat_store::push::Fanout::new(
             chat_store::presence::Presence::new(redis),
             cfg.internal.token()?,
             Duration::from_millis(ms.push_timeout_ms),

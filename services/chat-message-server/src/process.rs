@@ -1,9 +1,9 @@
 //! Positions, storage and membership for a batch of records.
 
-use crate::fanout::{Fanout, Outgoing};
 use chat_store::bus::Consumed;
 use chat_store::cql::{MessageStore, Placement, bucket_of};
 use chat_store::pg::PgPool;
+use chat_store::push::{Fanout, Outgoing};
 use chat_types::bus::{BusRecord, MembershipChange};
 use chat_types::internal::Event;
 use chat_types::{ChannelId, Message, MessageId, UserId};

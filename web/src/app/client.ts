@@ -19,6 +19,15 @@ import {
   type Outgoing,
   type Timeline,
 } from "../lib/messages";
+import {
+  addTyping,
+  clearTyping,
+  nextTypingExpiry,
+  pruneTyping,
+  TypingThrottle,
+  type Presence,
+  type TypingState,
+} from "../lib/ephemeral";
 import { RefreshRefused, TokenManager, type KeyValueStore, type StoredSession } from "../lib/tokens";
 import {
   Limits,
@@ -67,9 +76,17 @@ export interface AppState {
   announcement: { id: number; text: string };
   /** Shown on the login form (e.g. after the session ended). */
   authMessage?: string;
+  /** Who is typing where (until when). */
+  typing: TypingState;
+  /** Online / last seen, by user id (DM peers live; members of the open channel on request). */
+  presence: Record<string, Presence>;
+  /** Per channel, its members' ids, once its presence was asked for (a DM's peer is the other). */
+  channelMembers: Record<string, string[]>;
 }
 
 const ACK_TIMEOUT_MS = 10_000;
+/** A conversation's presence is asked for again at most this often when it is opened. */
+const PRESENCE_REFRESH_MS = 30_000;
 const PLACE_CHECK_MS = 3_000;
 
 const emptyView = (): ChannelView => ({
@@ -127,6 +144,9 @@ export class ChatApp {
   private connectedOnce = false;
   /** The current socket was opened with `resume=1`: its first frame must follow at once. */
   private announcedResume = false;
+  private typingThrottle = new TypingThrottle();
+  private typingTimer: ReturnType<typeof setTimeout> | null = null;
+  private presenceLoadedAt = new Map<string, number>();
 
   constructor() {
     const withLock =
@@ -149,6 +169,9 @@ export class ChatApp {
       users: s ? { [s.user.id]: s.user } : {},
       notice: null,
       announcement: { id: 0, text: "" },
+      typing: {},
+      presence: {},
+      channelMembers: {},
     });
     this.socket = new ChatSocket({
       url: (token) => {
@@ -265,6 +288,10 @@ export class ChatApp {
     this.placeTimers.clear();
     this.membersLoadedAt.clear();
     this.askedForUser.clear();
+    this.presenceLoadedAt.clear();
+    if (this.typingTimer) clearTimeout(this.typingTimer);
+    this.typingTimer = null;
+    this.typingThrottle = new TypingThrottle();
     this.store.update({
       phase: "anonymous",
       me: null,
@@ -277,6 +304,9 @@ export class ChatApp {
       unread: {},
       users: {},
       notice: null,
+      typing: {},
+      presence: {},
+      channelMembers: {},
     });
   }
 
@@ -333,6 +363,8 @@ export class ChatApp {
     try {
       const channels = await this.api.channels();
       this.store.update({ channels, channelsLoaded: true, channelsError: undefined });
+      // The peers of direct conversations: their presence dots (live frames follow).
+      void this.loadDmPresence(channels);
     } catch (e) {
       if (e instanceof ApiError && e.status === 401) return this.sessionEnded();
       this.store.update({ channelsLoaded: true, channelsError: describe(e) });
@@ -403,6 +435,67 @@ export class ChatApp {
     const v = this.state.views[id];
     if (!v || (!v.loadedNewest && !v.loadingNewest)) void this.loadNewest(id);
     void this.loadMembers(id);
+    void this.loadPresence(id);
+  }
+
+  // ----- typing and presence ----------------------------------------------------------------
+
+  /** The person typed in the composer of `channelId` (the draft is now `draft`). */
+  typed(channelId: string, draft: string): void {
+    if (this.state.conn.status !== "connected") return;
+    if (!this.typingThrottle.shouldSend(channelId, draft, Date.now())) return;
+    this.socket.send({ type: "typing", channel_id: channelId });
+  }
+
+  /** Online / last seen of a channel's members; a DM's peer learned on the way. */
+  async loadPresence(id: string, force = false): Promise<void> {
+    const last = this.presenceLoadedAt.get(id) ?? 0;
+    if (!force && Date.now() - last < PRESENCE_REFRESH_MS) return;
+    this.presenceLoadedAt.set(id, Date.now());
+    try {
+      const members = await this.api.presence(id);
+      this.store.update((s) => {
+        const presence = { ...s.presence };
+        for (const m of members) presence[m.user_id] = { online: m.online, last_seen_at: m.last_seen_at };
+        return {
+          presence,
+          channelMembers: { ...s.channelMembers, [id]: members.map((m) => m.user_id) },
+        };
+      });
+    } catch {
+      this.presenceLoadedAt.delete(id); // no dots until the next try
+    }
+  }
+
+  /** Presence of every DM peer, one conversation after another (there are few). Asked again
+   * after every reconnect: frames sent while we were away were lost. */
+  private async loadDmPresence(channels: Channel[]): Promise<void> {
+    for (const c of channels) if (c.kind === "direct") await this.loadPresence(c.id, true);
+  }
+
+  /** The other person of a direct conversation, once known. */
+  dmPeer(channelId: string): string | undefined {
+    const me = this.state.me?.id;
+    return this.state.channelMembers[channelId]?.find((u) => u !== me);
+  }
+
+  private onTyping(f: Extract<ServerFrame, { type: "typing" }>): void {
+    if (!f.channel_id || !f.user_id || f.user_id === this.state.me?.id) return;
+    this.store.update((s) => ({ typing: addTyping(s.typing, f.channel_id, f.user_id, f.expires_in_ms, Date.now()) }));
+    this.scheduleTypingPrune();
+  }
+
+  /** Re-render when the next typing indicator ends. */
+  private scheduleTypingPrune(): void {
+    if (this.typingTimer) clearTimeout(this.typingTimer);
+    this.typingTimer = null;
+    const next = nextTypingExpiry(this.state.typing);
+    if (next === null) return;
+    this.typingTimer = setTimeout(() => {
+      this.typingTimer = null;
+      this.store.update((s) => ({ typing: pruneTyping(s.typing, Date.now()) }));
+      this.scheduleTypingPrune();
+    }, Math.max(0, next - Date.now()) + 20);
   }
 
   private clearUnread(id: string): void {
@@ -507,6 +600,7 @@ export class ChatApp {
       status: "sending",
     };
     this.patchView(channelId, (v) => ({ tl: addOutgoing(v.tl, out) }));
+    this.typingThrottle.sent(channelId);
     this.transmit(out);
   }
 
@@ -614,6 +708,15 @@ export class ChatApp {
       case "error":
         this.onErrorFrame(f);
         break;
+      case "typing":
+        this.onTyping(f);
+        break;
+      case "presence":
+        if (f.user_id) {
+          const p: Presence = { online: f.online === true, last_seen_at: f.last_seen_at ?? null };
+          this.store.update((s) => ({ presence: { ...s.presence, [f.user_id]: p } }));
+        }
+        break;
       default:
         break; // unknown frame types are ignored
     }
@@ -624,6 +727,9 @@ export class ChatApp {
     if (!s.me) return;
     const before = s.views[m.channel_id]?.tl;
     this.mergeInto(m.channel_id, [m]);
+    // Their message is here: they are not typing it any more.
+    const typing = clearTyping(this.state.typing, m.channel_id, m.sender_id);
+    if (typing !== this.state.typing) this.store.update({ typing });
     const after = this.state.views[m.channel_id]?.tl;
     const isNew = before !== after;
 

@@ -64,7 +64,8 @@ export interface ErrorBody {
 export type ClientFrame =
   | { type: "send"; channel_id: string; client_msg_id: string; body: string }
   | { type: "resume"; channels: Record<string, string> }
-  | { type: "ping" };
+  | { type: "ping" }
+  | { type: "typing"; channel_id: string };
 
 export type ServerFrame =
   | { type: "ready"; user_id: string; connection_id: string }
@@ -72,7 +73,17 @@ export type ServerFrame =
   | { type: "message"; message: Message }
   | { type: "resumed"; channels: string[] }
   | { type: "error"; code: string; message: string; client_msg_id?: string }
-  | { type: "pong" };
+  | { type: "pong" }
+  | { type: "typing"; channel_id: string; user_id: string; expires_in_ms: number }
+  | { type: "presence"; user_id: string; online: boolean; last_seen_at?: string | null };
+
+/** A member's presence (`GET /channels/{id}/presence`). */
+export interface MemberPresence {
+  user_id: string;
+  online: boolean;
+  /** When their last connection closed; null while online or never seen. */
+  last_seen_at: string | null;
+}
 
 /** Close codes of the gateway (crates/chat-types/src/ws.rs). */
 export const CloseCode = {
@@ -99,4 +110,8 @@ export const Limits = {
   DIRECTORY_DEFAULT_LIMIT: 20,
   DIRECTORY_MAX_LIMIT: 100,
   USER_QUERY_MAX: 64,
+  /** At most one `typing` per channel this often (the server drops the rest). */
+  TYPING_INTERVAL_MS: 2000,
+  /** How long a `typing` indicator lasts when the frame says nothing usable. */
+  TYPING_EXPIRES_MS: 5000,
 } as const;

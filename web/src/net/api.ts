@@ -2,7 +2,16 @@
 
 import { ApiError, NETWORK_ERROR } from "../lib/errors";
 import { RefreshRefused, type TokenManager } from "../lib/tokens";
-import type { Channel, DirectoryPage, DirectorySort, ErrorBody, Message, Session, User } from "../lib/types";
+import type {
+  Channel,
+  DirectoryPage,
+  DirectorySort,
+  ErrorBody,
+  MemberPresence,
+  Message,
+  Session,
+  User,
+} from "../lib/types";
 
 type FetchFn = typeof fetch;
 
@@ -177,6 +186,15 @@ export class Api {
 
   leave(channelId: string): Promise<void> {
     return this.request("POST", `/channels/${encodeURIComponent(channelId)}/leave`);
+  }
+
+  /** Each member online or not, and when last seen (members only). */
+  async presence(channelId: string): Promise<MemberPresence[]> {
+    const r = await this.request<{ members: MemberPresence[] }>(
+      "GET",
+      `/channels/${encodeURIComponent(channelId)}/presence`,
+    );
+    return r.members ?? [];
   }
 
   async members(channelId: string): Promise<User[]> {

@@ -5,6 +5,7 @@ import { emptyTimeline, hasOlder, timelineItems, type TimelineItem } from "../li
 import type { Channel } from "../lib/types";
 import { Limits } from "../lib/types";
 import { bodyProblem, charCount } from "../lib/validate";
+import { presenceText, typingIn, typingLine } from "../lib/ephemeral";
 import { longTime, shortTime } from "./format";
 import { go, href } from "./route";
 import { IconBack } from "./icons";
@@ -243,6 +244,12 @@ export function Conversation({
   };
 
   const title = channel.kind === "direct" ? channel.name : `#${channel.name}`;
+  const now = Date.now();
+  const typers = typingIn(state.typing, channel.id, now).map((u) => app.nameOf(u));
+  const peer = channel.kind === "direct" ? app.dmPeer(channel.id) : undefined;
+  const peerPresence = peer ? state.presence[peer] : undefined;
+  const members = channel.kind === "group" ? state.channelMembers[channel.id] : undefined;
+  const onlineMembers = members ? members.filter((u) => state.presence[u]?.online) : [];
   const count = charCount(draft);
   const nearLimit = count > Limits.BODY_MAX_CHARS - 200;
 
@@ -260,8 +267,38 @@ export function Conversation({
             {title}
           </h2>
           <p class="conv-desc">
-            {channel.kind === "direct" ? "Direct message" : channel.description || "Group channel"}
+            {channel.kind === "direct" ? (
+              peerPresence ? (
+                <span class="presence-text" data-presence={peerPresence.online ? "online" : "offline"}>
+                  <span class={`presence-dot${peerPresence.online ? " is-online" : ""}`} aria-hidden="true" />
+                  {presenceText(peerPresence, now)}
+                </span>
+              ) : (
+                "Direct message"
+              )
+            ) : (
+              channel.description || "Group channel"
+            )}
           </p>
+          {members && (
+            <details class="member-presence">
+              <summary>
+                {members.length} member{members.length === 1 ? "" : "s"}, {onlineMembers.length} online
+              </summary>
+              <ul>
+                {members.map((u) => {
+                  const p = state.presence[u];
+                  return (
+                    <li key={u} data-user-id={u} data-presence={p?.online ? "online" : "offline"}>
+                      <span class={`presence-dot${p?.online ? " is-online" : ""}`} aria-hidden="true" />
+                      {u === myId ? "You" : app.nameOf(u)}
+                      <span class="muted small"> {presenceText(p, now)}</span>
+                    </li>
+                  );
+                })}
+              </ul>
+            </details>
+          )}
         </div>
         {channel.kind === "group" && (
           <button type="button" class="small" onClick={leave} disabled={leaving}>
@@ -316,6 +353,9 @@ export function Conversation({
           })}
         </ol>
       </div>
+      <p class="typing-line muted small" aria-live="polite" data-typing={typers.length}>
+        {typingLine(typers)}
+      </p>
       {showJump && (
         <button type="button" class="jump" onClick={jumpToEnd}>
           New messages <span aria-hidden="true">↓</span>
@@ -343,6 +383,7 @@ export function Conversation({
           onInput={(e) => {
             setAndKeep(e.currentTarget.value);
             autoGrow(e.currentTarget);
+            app.typed(channel.id, e.currentTarget.value);
           }}
           onKeyDown={onKeyDown}
         />

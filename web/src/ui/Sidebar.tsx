@@ -1,4 +1,5 @@
 import type { AppState } from "../app/client";
+import type { Presence } from "../lib/ephemeral";
 import type { Channel } from "../lib/types";
 import { href, type Route } from "./route";
 import { IconAt, IconPlus, IconSearch } from "./icons";
@@ -7,7 +8,7 @@ function byName(a: Channel, b: Channel) {
   return a.name.localeCompare(b.name, undefined, { sensitivity: "base" });
 }
 
-function Item({ c, active, unread }: { c: Channel; active: boolean; unread: number }) {
+function Item({ c, active, unread, presence }: { c: Channel; active: boolean; unread: number; presence?: Presence }) {
   return (
     <li>
       <a
@@ -20,6 +21,15 @@ function Item({ c, active, unread }: { c: Channel; active: boolean; unread: numb
           {c.kind === "direct" ? "@" : "#"}
         </span>
         <span class="conv-name">{c.name}</span>
+        {presence && (
+          <span
+            class={`presence-dot${presence.online ? " is-online" : ""}`}
+            data-presence={presence.online ? "online" : "offline"}
+            title={presence.online ? "Online" : "Offline"}
+          >
+            <span class="sr-only">{presence.online ? " online" : " offline"}</span>
+          </span>
+        )}
         {unread > 0 && (
           <span class="badge">
             {unread > 99 ? "99+" : unread}
@@ -73,9 +83,18 @@ export function Sidebar({ state, route }: { state: AppState; route: Route }) {
       </h2>
       {dms.length ? (
         <ul class="conv-list" aria-labelledby="dms-heading">
-          {dms.map((c) => (
-            <Item key={c.id} c={c} active={c.id === activeId} unread={state.unread[c.id] ?? 0} />
-          ))}
+          {dms.map((c) => {
+            const peer = state.channelMembers[c.id]?.find((u) => u !== state.me?.id);
+            return (
+              <Item
+                key={c.id}
+                c={c}
+                active={c.id === activeId}
+                unread={state.unread[c.id] ?? 0}
+                presence={peer ? state.presence[peer] : undefined}
+              />
+            );
+          })}
         </ul>
       ) : (
         <p class="muted small">{state.channelsLoaded ? "No direct messages yet." : "Loading…"}</p>

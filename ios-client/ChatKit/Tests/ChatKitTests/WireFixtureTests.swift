@@ -99,6 +99,15 @@ final class WireFixtureTests: XCTestCase {
         XCTAssertEqual(members.members.map(\.id), [alice, bob])
     }
 
+    func testPresenceList() throws {
+        let list = try roundTrip(PresenceList.self, "rest_presence_list")
+        XCTAssertEqual(list.members.map(\.userID), [alice, bob])
+        XCTAssertEqual(list.members.map(\.online), [true, false])
+        XCTAssertNil(list.members[0].lastSeenAt, "online: null")
+        let seen = try XCTUnwrap(list.members[1].lastSeenAt)
+        XCTAssertEqual(seen.timeIntervalSince1970, 1_736_935_661.25, accuracy: 0.000_001)
+    }
+
     func testDirectoryPages() throws {
         let page = try roundTrip(DirectoryPage.self, "rest_directory_page")
         XCTAssertEqual(page.channels.map(\.id), [general, "0190a2b4-0000-7000-8000-000000000003"])
@@ -166,6 +175,10 @@ final class WireFixtureTests: XCTestCase {
         XCTAssertEqual(try roundTrip(ClientFrame.self, "ws_client_ping"), .ping)
     }
 
+    func testTypingFrame() throws {
+        XCTAssertEqual(try roundTrip(ClientFrame.self, "ws_client_typing"), .typing(channelID: general))
+    }
+
     // MARK: - Server frames
 
     func testReadyFrame() throws {
@@ -219,13 +232,31 @@ final class WireFixtureTests: XCTestCase {
         )))
     }
 
+    func testTypingAndPresenceFrames() throws {
+        XCTAssertEqual(
+            try roundTrip(ServerFrame.self, "ws_server_typing"),
+            .typing(channelID: general, userID: bob, expiresInMs: Limits.typingExpiresMs)
+        )
+        XCTAssertEqual(
+            try roundTrip(ServerFrame.self, "ws_server_presence_online"),
+            .presence(userID: bob, online: true, lastSeenAt: nil)
+        )
+        let offline = try roundTrip(ServerFrame.self, "ws_server_presence_offline")
+        guard case let .presence(userID, online, lastSeenAt) = offline else {
+            return XCTFail("expected presence, got \(offline)")
+        }
+        XCTAssertEqual(userID, bob)
+        XCTAssertFalse(online)
+        XCTAssertEqual(try XCTUnwrap(lastSeenAt).timeIntervalSince1970, 1_736_935_661.25, accuracy: 0.000_001)
+    }
+
     func testPongFrame() throws {
         XCTAssertEqual(try roundTrip(ServerFrame.self, "ws_server_pong"), .pong)
     }
 
     func testUnknownServerFrameTypeDoesNotFailDecoding() throws {
-        let frame = try WireJSON.decode(ServerFrame.self, from: Data(#"{"type":"typing","user_id":"x"}"#.utf8))
-        XCTAssertEqual(frame, .unknown(type: "typing"))
+        let frame = try WireJSON.decode(ServerFrame.self, from: Data(#"{"type":"sparkle","user_id":"x"}"#.utf8))
+        XCTAssertEqual(frame, .unknown(type: "sparkle"))
     }
 
     // MARK: - Constants
@@ -287,6 +318,8 @@ final class WireFixtureTests: XCTestCase {
             "directory_max_limit": Limits.directoryMaxLimit,
             "user_search_limit": Limits.userSearchLimit,
             "user_query_max": Limits.userQueryMax,
+            "typing_interval_ms": Limits.typingIntervalMs,
+            "typing_expires_ms": Limits.typingExpiresMs,
         ])
     }
 }

@@ -214,13 +214,18 @@ async fn run(
     };
     // Register before `ready`: from here on, every message pushed for this user reaches this
     // connection, and everything before it is in history (message servers store, then push).
-    if shared.hub.add(user, handle.clone())
-        && let Err(e) = shared
+    if shared.hub.add(user, handle.clone()) {
+        match shared
             .presence
-            .register(&shared.cfg.internal_url, &[user])
+            .connect(&shared.cfg.internal_url, user)
             .await
-    {
-        tracing::warn!(error = %e, "presence registration failed; the heartbeat will retry");
+        {
+            Ok(true) => crate::ephemeral::announce_later(&shared, vec![(user, None)]),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "presence registration failed; the heartbeat will retry");
+            }
+        }
     }
     // Revoked after the upgrade's check and announced before we registered: close at once.
     if sid.is_some_and(|sid| shared.recent_revocations.contains(sid)) {
@@ -249,13 +254,16 @@ async fn run(
     };
     tokio::join!(w, r);
 
-    if shared.hub.remove(user, id)
-        && let Err(e) = shared
+    if shared.hub.remove(user, id) {
+        match shared
             .presence
-            .unregister(&shared.cfg.internal_url, &[user])
+            .disconnect(&shared.cfg.internal_url, user)
             .await
-    {
-        tracing::debug!(error = %e, "presence removal failed; the entry will lapse");
+        {
+            Ok(Some(at)) => crate::ephemeral::announce_later(&shared, vec![(user, Some(at))]),
+            Ok(None) => {}
+            Err(e) => tracing::debug!(error = %e, "presence removal failed; the entry will lapse"),
+        }
     }
 }
 

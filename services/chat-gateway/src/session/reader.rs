@@ -134,6 +134,7 @@ async fn handle_frame(
             let pong = serde_json::to_string(&ServerFrame::Pong).expect("frames serialise");
             handle.send(Outbound::Frame(pong)).await;
         }
+        ClientFrame::Typing { channel_id } => typing(shared, user, channel_id, handle),
         ClientFrame::Send {
             channel_id,
             client_msg_id,
@@ -191,6 +192,25 @@ async fn handle_frame(
             crate::reads::accept(shared, mark, handle.id);
         }
     }
+}
+
+/// A `typing` frame: checked and pushed in a task (meanwhile this client's frames keep being
+/// read; their pace bounds how many such tasks one client starts). A refusal comes back as an
+/// `error` frame.
+fn typing(shared: &Arc<Shared>, user: UserId, channel: ChannelId, handle: &ConnHandle) {
+    let (shared2, handle) = (shared.clone(), handle.clone());
+    shared.tasks.spawn(async move {
+        if let Err(refused) = shared2.ephemeral.typing(user, channel).await {
+            handle
+                .send(refusal_frame(
+                    refused.code,
+                    refused.message,
+                    None,
+                    refused.retry_after,
+                ))
+                .await;
+        }
+    });
 }
 
 /// Admit, produce, and ack once Kafka has the record (in a task: meanwhile this client's

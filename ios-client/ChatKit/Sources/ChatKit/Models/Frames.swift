@@ -8,6 +8,8 @@ public enum ClientFrame: Sendable, Hashable, Codable {
     /// After a reconnect: the last message id seen, per channel id.
     case resume(channels: [String: String])
     case ping
+    /// The user is typing in the channel (send at most every `Limits.typingIntervalMs`).
+    case typing(channelID: String)
 
     enum CodingKeys: String, CodingKey {
         case type
@@ -31,6 +33,8 @@ public enum ClientFrame: Sendable, Hashable, Codable {
             self = .resume(channels: try container.decode([String: String].self, forKey: .channels))
         case "ping":
             self = .ping
+        case "typing":
+            self = .typing(channelID: try container.decode(String.self, forKey: .channelID))
         default:
             throw DecodingError.dataCorruptedError(
                 forKey: .type,
@@ -53,6 +57,9 @@ public enum ClientFrame: Sendable, Hashable, Codable {
             try container.encode(channels, forKey: .channels)
         case .ping:
             try container.encode("ping", forKey: .type)
+        case let .typing(channelID):
+            try container.encode("typing", forKey: .type)
+            try container.encode(channelID, forKey: .channelID)
         }
     }
 }
@@ -94,6 +101,10 @@ public enum ServerFrame: Sendable, Hashable, Codable {
     case resumed(channelIDs: [String])
     case error(FrameError)
     case pong
+    /// `userID` is typing in the channel: show it for `expiresInMs`. Never stored or resumed.
+    case typing(channelID: String, userID: String, expiresInMs: Int)
+    /// A DM peer came online or went offline (`lastSeenAt`: when their last device left).
+    case presence(userID: String, online: Bool, lastSeenAt: Date?)
     case unknown(type: String)
 
     enum CodingKeys: String, CodingKey {
@@ -105,6 +116,10 @@ public enum ServerFrame: Sendable, Hashable, Codable {
         case channels
         case code
         case retryAfterMs = "retry_after_ms"
+        case channelID = "channel_id"
+        case expiresInMs = "expires_in_ms"
+        case online
+        case lastSeenAt = "last_seen_at"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -134,6 +149,18 @@ public enum ServerFrame: Sendable, Hashable, Codable {
             ))
         case "pong":
             self = .pong
+        case "typing":
+            self = .typing(
+                channelID: try container.decode(String.self, forKey: .channelID),
+                userID: try container.decode(String.self, forKey: .userID),
+                expiresInMs: try container.decode(Int.self, forKey: .expiresInMs)
+            )
+        case "presence":
+            self = .presence(
+                userID: try container.decode(String.self, forKey: .userID),
+                online: try container.decode(Bool.self, forKey: .online),
+                lastSeenAt: try container.decodeIfPresent(Date.self, forKey: .lastSeenAt)
+            )
         default:
             self = .unknown(type: type)
         }
@@ -164,6 +191,16 @@ public enum ServerFrame: Sendable, Hashable, Codable {
             try container.encodeIfPresent(error.retryAfterMs, forKey: .retryAfterMs)
         case .pong:
             try container.encode("pong", forKey: .type)
+        case let .typing(channelID, userID, expiresInMs):
+            try container.encode("typing", forKey: .type)
+            try container.encode(channelID, forKey: .channelID)
+            try container.encode(userID, forKey: .userID)
+            try container.encode(expiresInMs, forKey: .expiresInMs)
+        case let .presence(userID, online, lastSeenAt):
+            try container.encode("presence", forKey: .type)
+            try container.encode(userID, forKey: .userID)
+            try container.encode(online, forKey: .online)
+            try container.encodeIfPresent(lastSeenAt, forKey: .lastSeenAt)
         case let .unknown(type):
             try container.encode(type, forKey: .type)
         }

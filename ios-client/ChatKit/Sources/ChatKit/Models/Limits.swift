@@ -22,6 +22,10 @@ public enum Limits {
     /// People search: most users in one answer, and the longest query (a display name).
     public static let userSearchLimit = 20
     public static let userQueryMax = 64
+    /// At most one `typing` per channel this often; the server drops the others.
+    public static let typingIntervalMs = 2000
+    /// How long a `typing` indicator lasts (the frame's `expires_in_ms`).
+    public static let typingExpiresMs = 5000
 
     /// 3 to 32 ASCII letters, digits, `.`, `_` or `-`.
     public static func isValidUsername(_ name: String) -> Bool {

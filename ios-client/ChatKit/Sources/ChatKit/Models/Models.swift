@@ -245,6 +245,42 @@ public struct MemberList: Codable, Sendable, Hashable {
     }
 }
 
+/// A member online or not, and when last seen (`GET /channels/{id}/presence`).
+public struct MemberPresence: Codable, Sendable, Hashable {
+    public var userID: String
+    public var online: Bool
+    /// When their last connection closed; nil while online or never seen.
+    public var lastSeenAt: Date?
+
+    public init(userID: String, online: Bool, lastSeenAt: Date?) {
+        self.userID = userID
+        self.online = online
+        self.lastSeenAt = lastSeenAt
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case userID = "user_id"
+        case online
+        case lastSeenAt = "last_seen_at"
+    }
+
+    // `last_seen_at` is always present, `null` while online: encode it so.
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(userID, forKey: .userID)
+        try container.encode(online, forKey: .online)
+        try container.encode(lastSeenAt, forKey: .lastSeenAt)
+    }
+}
+
+public struct PresenceList: Codable, Sendable, Hashable {
+    public var members: [MemberPresence]
+
+    public init(members: [MemberPresence]) {
+        self.members = members
+    }
+}
+
 public struct MessageList: Codable, Sendable, Hashable {
     public var messages: [Message]
 

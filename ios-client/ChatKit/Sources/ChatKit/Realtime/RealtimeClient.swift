@@ -450,6 +450,10 @@ public actor RealtimeClient {
         case .pong:
             pingOutstanding = false
 
+        case .typing, .presence:
+            // Ephemeral signals: not shown by this client yet (the web client shows them).
+            break
+
         case .unknown:
             break
         }

@@ -1,12 +1,15 @@
-//! Pushing a batch's events to the gateways of their recipients: one presence lookup for all
-//! recipients (one pipelined Redis round trip), then one request per gateway, all concurrent,
-//! each with a time limit, so an unreachable gateway holds up nobody else. A push that fails is
+//! Pushing events to the gateways of their recipients (`POST /internal/v1/deliver`): one
+//! presence lookup for all recipients (one pipelined Redis round trip), then one request per
+//! gateway, all concurrent, each with a time limit, so an unreachable gateway holds up nobody
+//! else. Message servers push a batch's messages with [`Fanout::push`]: a push that fails is
 //! retried in the background a few times within [`RETRY_WITHIN`], so a gateway that failed for
 //! a moment still gets every message of a channel that then goes quiet; late copies are harmless
-//! (a gateway drops what a connection already has, by position).
+//! (a gateway drops what a connection already has, by position). Gateways push ephemeral
+//! signals (typing, presence) with [`Fanout::push_ephemeral`]: once, no retry (a late typing
+//! indicator is worse than none).
 
+use crate::presence::Presence;
 use bytes::Bytes;
-use chat_store::presence::Presence;
 use chat_types::UserId;
 use chat_types::internal::{
     DELIVER_PATH, DeliveryBatch, DeliveryGroup, Event, INTERNAL_TOKEN_HEADER,
@@ -50,26 +53,35 @@ impl Fanout {
         token: SecretString,
         timeout: Duration,
         retries: TaskTracker,
-    ) -> anyhow::Result<Self> {
+    ) -> Result<Self, reqwest::Error> {
         Ok(Fanout {
             presence,
             pusher: Pusher::new(token, timeout, retries)?,
         })
     }
 
+    /// Push ephemeral events: once, without retries; a failure is counted and logged only.
+    pub async fn push_ephemeral(&self, outgoing: &[Outgoing]) {
+        if outgoing.is_empty() {
+            return;
+        }
+        let users = recipients_of(outgoing);
+        match self.presence.gateways_of(&users).await {
+            Ok(gateways) => self.push_to(outgoing, &users, &gateways, false).await,
+            Err(e) => {
+                metrics::counter!("chat_presence_errors_total").increment(1);
+                tracing::debug!(error = %e, "presence lookup failed; ephemeral push dropped");
+            }
+        }
+    }
+
     pub async fn push(&self, outgoing: &[Outgoing]) {
         if outgoing.is_empty() {
             return;
         }
-        let mut users: Vec<UserId> = outgoing
-            .iter()
-            .flat_map(|o| o.recipients.iter().copied())
-            .collect::<HashSet<_>>()
-            .into_iter()
-            .collect();
-        users.sort_unstable();
+        let users = recipients_of(outgoing);
         match self.presence.gateways_of(&users).await {
-            Ok(gateways) => self.push_to(outgoing, &users, &gateways).await,
+            Ok(gateways) => self.push_to(outgoing, &users, &gateways, true).await,
             Err(e) => {
                 // Stored already; look the recipients up again shortly, so that a channel
                 // that goes quiet now still reaches its connected members.
@@ -86,7 +98,7 @@ impl Fanout {
                     for delay in delays {
                         tokio::time::sleep(delay).await;
                         if let Ok(gateways) = this.presence.gateways_of(&users).await {
-                            this.push_to(&outgoing, &users, &gateways).await;
+                            this.push_to(&outgoing, &users, &gateways, true).await;
                             return;
                         }
                     }
@@ -96,8 +108,15 @@ impl Fanout {
         }
     }
 
-    /// Push to the gateways `gateways[i]` of each `users[i]`.
-    async fn push_to(&self, outgoing: &[Outgoing], users: &[UserId], gateways: &[Vec<String>]) {
+    /// Push to the gateways `gateways[i]` of each `users[i]`; `retry`: retry failed pushes in
+    /// the background.
+    async fn push_to(
+        &self,
+        outgoing: &[Outgoing],
+        users: &[UserId],
+        gateways: &[Vec<String>],
+        retry: bool,
+    ) {
         let where_is: HashMap<UserId, &Vec<String>> = users
             .iter()
             .copied()
@@ -150,17 +169,39 @@ impl Fanout {
             let body = Bytes::from(
                 serde_json::to_vec(&DeliveryBatch { groups }).expect("batches serialise"),
             );
-            if let Err(e) = self.pusher.post(&url, body.clone()).await {
-                tracing::warn!(%gateway, events, error = %e, "push to gateway failed; retrying in the background");
-                self.pusher.retry_later(url, body);
+            match self.pusher.post(&url, body.clone()).await {
+                Ok(()) => {}
+                Err(e) if retry => {
+                    tracing::warn!(%gateway, events, error = %e, "push to gateway failed; retrying in the background");
+                    self.pusher.retry_later(url, body);
+                }
+                Err(e) => {
+                    tracing::debug!(%gateway, events, error = %e, "ephemeral push to gateway failed");
+                }
             }
         });
         futures::future::join_all(pushes).await;
     }
 }
 
+/// Every recipient of `outgoing`, each once, sorted.
+fn recipients_of(outgoing: &[Outgoing]) -> Vec<UserId> {
+    let mut users: Vec<UserId> = outgoing
+        .iter()
+        .flat_map(|o| o.recipients.iter().copied())
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    users.sort_unstable();
+    users
+}
+
 impl Pusher {
-    fn new(token: SecretString, timeout: Duration, retries: TaskTracker) -> anyhow::Result<Self> {
+    fn new(
+        token: SecretString,
+        timeout: Duration,
+        retries: TaskTracker,
+    ) -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(Duration::from_millis(500))
