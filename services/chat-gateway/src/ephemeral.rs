@@ -32,11 +32,14 @@ pub const MEMBERS_FRESH: Duration = Duration::from_secs(1);
 /// Channels whose member lists are kept (per gateway).
 const MEMBER_LISTS_CACHED: usize = 10_000;
 
+/// A channel's members, and when they were read.
+type MemberList = (Instant, Arc<Vec<UserId>>);
+
 pub struct Ephemeral {
     db: PgPool,
     fanout: Fanout,
     typing: DefaultKeyedRateLimiter<(UserId, ChannelId)>,
-    members: Mutex<LruCache<ChannelId, (Instant, Arc<Vec<UserId>>)>>,
+    members: Mutex<LruCache<ChannelId, MemberList>>,
 }
 
 impl Ephemeral {
