@@ -237,4 +237,6 @@ public enum FrameErrorCode {
     public static let unavailable = "unavailable"
     /// Too many sends: resend after the frame's `retryAfterMs`, same client_msg_id.
     public static let rateLimited = "rate_limited"
+    /// A `mark_read` whose `seq` is not a position (below 1).
+    public static let invalidSeq = "invalid_seq"
 }
