@@ -34,6 +34,43 @@ async fn killing_a_message_server_mid_stream_loses_duplicates_and_reorders_nothi
     verdict?.report_and_check("kill -9 message-server-1")
 }
 
+/// Edits and reactions take positions like messages: the same accounting, over both.
+const CHANGE_EVERY: usize = 3;
+
+#[tokio::test]
+async fn edits_and_reactions_survive_a_message_server_kill_exactly() -> anyhow::Result<()> {
+    let _serial = SERIAL.lock().await;
+    let crowd = Crowd::new(CLIENTS, CHANNELS, MEMBERS).await?;
+    let sent = crowd
+        .stream_changing(PER_CHANNEL, PAUSE, CHANGE_EVERY, || {
+            stack(&["kill", "message-server-2", "-9"])
+        })
+        .await?;
+    let verdict = crowd.finish(sent, SETTLE).await;
+    stack(&["start", "message-server-2"]).await?;
+    let verdict = verdict?;
+    verdict.report_and_check("changes, kill -9 message-server-2")?;
+    assert!(verdict.changes_sent > 0);
+    Ok(())
+}
+
+#[tokio::test]
+async fn edits_and_reactions_survive_a_gateway_kill_exactly() -> anyhow::Result<()> {
+    let _serial = SERIAL.lock().await;
+    let crowd = Crowd::new(CLIENTS, CHANNELS, MEMBERS).await?;
+    let sent = crowd
+        .stream_changing(PER_CHANNEL, PAUSE, CHANGE_EVERY, || {
+            stack(&["kill", "gateway-2", "-9"])
+        })
+        .await?;
+    let verdict = crowd.finish(sent, SETTLE).await;
+    stack(&["start", "gateway-2"]).await?;
+    let verdict = verdict?;
+    verdict.report_and_check("changes, kill -9 gateway-2")?;
+    assert!(verdict.changes_sent > 0 && verdict.reconnects > 0);
+    Ok(())
+}
+
 #[tokio::test]
 async fn killing_a_gateway_makes_its_clients_reconnect_and_resume_exactly() -> anyhow::Result<()> {
     let _serial = SERIAL.lock().await;

@@ -7,9 +7,10 @@
 
 use anyhow::{Context, bail};
 use chat_client::{Api, Backoff, Connection, Connector, Outbox, Page};
+use chat_types::events::ChannelEvent;
 use chat_types::rest::{Channel, Session};
-use chat_types::ws::{ServerFrame, error_code};
-use chat_types::{ChannelId, Message, MessageId};
+use chat_types::ws::{ClientFrame, ServerFrame, error_code};
+use chat_types::{ChannelId, EventId, Message, MessageId};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -26,14 +27,51 @@ pub struct Log {
     pub received: Vec<Message>,
     /// client_msg_id -> acked message.
     pub acked: HashMap<String, Message>,
+    /// `event` frames, in arrival order, across reconnects.
+    pub events: Vec<ChannelEvent>,
+    /// client_event_id -> the acked event's channel and id.
+    pub events_acked: HashMap<String, (ChannelId, EventId)>,
+    /// Every positioned frame (message or event) as (channel, seq), in arrival order.
+    pub positions: Vec<(ChannelId, i64)>,
     pub reconnects: u32,
     pub close_reasons: Vec<String>,
 }
 
-struct Outgoing {
-    channel: ChannelId,
-    client_msg_id: String,
-    body: String,
+enum Outgoing {
+    Message {
+        channel: ChannelId,
+        client_msg_id: String,
+        body: String,
+    },
+    /// An edit, delete, react or unreact frame.
+    Change(ClientFrame),
+}
+
+/// A change's `client_event_id` and channel.
+fn change_ids(f: &ClientFrame) -> (String, ChannelId) {
+    match f {
+        ClientFrame::Edit {
+            client_event_id,
+            channel_id,
+            ..
+        }
+        | ClientFrame::Delete {
+            client_event_id,
+            channel_id,
+            ..
+        }
+        | ClientFrame::React {
+            client_event_id,
+            channel_id,
+            ..
+        }
+        | ClientFrame::Unreact {
+            client_event_id,
+            channel_id,
+            ..
+        } => (client_event_id.clone(), *channel_id),
+        other => panic!("not a change: {other:?}"),
+    }
 }
 
 /// A client that keeps one logical session alive across connection losses.
@@ -76,11 +114,16 @@ impl Client {
     }
 
     pub fn send(&self, channel: ChannelId, client_msg_id: String, body: String) {
-        let _ = self.tx.send(Outgoing {
+        let _ = self.tx.send(Outgoing::Message {
             channel,
             client_msg_id,
             body,
         });
+    }
+
+    /// An edit, delete, react or unreact, resent (same `client_event_id`) until acked.
+    pub fn change(&self, frame: ClientFrame) {
+        let _ = self.tx.send(Outgoing::Change(frame));
     }
 
     pub fn pause_reading(&self, paused: bool) {
@@ -105,10 +148,13 @@ async fn run(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut outbox = Outbox::new();
+    // Changes sent and not acked yet, by client_event_id.
+    let mut changes: HashMap<String, ClientFrame> = HashMap::new();
     loop {
         let lost = serve(
             &mut ws,
             &mut outbox,
+            &mut changes,
             &mut outgoing,
             &log,
             &mut reading,
@@ -128,6 +174,12 @@ async fn run(
             Some((fresh, _)) => {
                 log.lock().expect("log").reconnects += 1;
                 ws = fresh;
+                // Like unacked sends (the outbox resent them): every unacked change again.
+                for f in changes.values() {
+                    if ws.send(f).await.is_err() {
+                        break;
+                    }
+                }
             }
             None => return,
         }
@@ -138,6 +190,7 @@ async fn run(
 async fn serve(
     ws: &mut Connection,
     outbox: &mut Outbox,
+    changes: &mut HashMap<String, ClientFrame>,
     outgoing: &mut mpsc::UnboundedReceiver<Outgoing>,
     log: &Mutex<Log>,
     reading: &mut watch::Receiver<bool>,
@@ -153,21 +206,52 @@ async fn serve(
             _ = reading.changed() => continue,
             _ = tokio::time::sleep_until(next_due.unwrap_or_else(Instant::now)), if next_due.is_some() => {
                 let Some((_, cmid)) = later.pop_first() else { continue };
-                if let Some(again) = outbox.resend_frame(&cmid) {
+                let again = match cmid.strip_prefix("event:") {
+                    Some(cid) => changes.get(cid).cloned(),
+                    None => outbox.resend_frame(&cmid),
+                };
+                if let Some(again) = again {
                     ws.send(&again).await?;
                 }
             }
             out = outgoing.recv() => {
-                let Some(o) = out else { return Ok(()) };
-                outbox.sent(o.channel, o.client_msg_id.clone(), o.body.clone());
-                ws.send_message(o.channel, &o.client_msg_id, &o.body).await?;
+                match out {
+                    None => return Ok(()),
+                    Some(Outgoing::Message { channel, client_msg_id, body }) => {
+                        outbox.sent(channel, client_msg_id.clone(), body.clone());
+                        ws.send_message(channel, &client_msg_id, &body).await?;
+                    }
+                    Some(Outgoing::Change(f)) => {
+                        changes.insert(change_ids(&f).0, f.clone());
+                        ws.send(&f).await?;
+                    }
+                }
             }
             frame = ws.next_frame(), if read_ok => {
                 let frame = frame?;
                 outbox.observe(&frame);
                 match frame {
                     ServerFrame::Message { message } => {
-                        log.lock().expect("log").received.push(message);
+                        let mut l = log.lock().expect("log");
+                        l.positions.push((message.channel_id, message.seq.unwrap_or(0)));
+                        l.received.push(message);
+                    }
+                    ServerFrame::Event { event } => {
+                        let mut l = log.lock().expect("log");
+                        l.positions.push((event.channel_id, event.seq));
+                        l.events.push(event);
+                    }
+                    ServerFrame::EventAck { client_event_id, event_id } => {
+                        if let Some(f) = changes.remove(&client_event_id) {
+                            let channel = change_ids(&f).1;
+                            log.lock().expect("log").events_acked.insert(client_event_id, (channel, event_id));
+                        }
+                    }
+                    ServerFrame::Error { code, client_event_id: Some(cid), retry_after_ms, .. }
+                        if code == error_code::UNAVAILABLE || code == error_code::RATE_LIMITED =>
+                    {
+                        let wait = Duration::from_millis(retry_after_ms.unwrap_or(200));
+                        later.insert((Instant::now() + wait, format!("event:{cid}")));
                     }
                     ServerFrame::Ack { client_msg_id, message } => {
                         log.lock().expect("log").acked.insert(client_msg_id, message);
@@ -202,6 +286,8 @@ pub struct Crowd {
     /// Members (indexes into `clients`) of each channel.
     pub members: Vec<Vec<usize>>,
     pub clients: Vec<Client>,
+    /// Edits and reactions sent by [`Crowd::stream_changing`].
+    changes_sent: std::sync::atomic::AtomicUsize,
 }
 
 impl Crowd {
@@ -243,6 +329,7 @@ impl Crowd {
             channels: chans,
             members,
             clients,
+            changes_sent: Default::default(),
         })
     }
 
@@ -252,6 +339,23 @@ impl Crowd {
         &self,
         per_channel: usize,
         pause: Duration,
+        midway: F,
+    ) -> anyhow::Result<usize>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = anyhow::Result<()>>,
+    {
+        self.stream_changing(per_channel, pause, 0, midway).await
+    }
+
+    /// [`Crowd::stream`], and every `every`-th round (0: never) each channel's sender of the
+    /// round also changes a message it has received there: alternately an edit of its own
+    /// newest message and a reaction (an emoji used once, so never a no-op) to the newest one.
+    pub async fn stream_changing<F, Fut>(
+        &self,
+        per_channel: usize,
+        pause: Duration,
+        every: usize,
         midway: F,
     ) -> anyhow::Result<usize>
     where
@@ -274,10 +378,47 @@ impl Crowd {
                     format!("{} #{i} from {from}", ch.name),
                 );
                 sent += 1;
+                if every > 0 && i % every == every - 1 {
+                    self.change_one(from, ch.id, i, c);
+                }
             }
             tokio::time::sleep(pause).await;
         }
         Ok(sent)
+    }
+
+    fn change_one(&self, from: usize, channel: ChannelId, round: usize, c: usize) {
+        let client = &self.clients[from];
+        let me = client.session.user.id;
+        let edit = (round / 2) % 2 == 0;
+        let target = {
+            let l = client.log.lock().expect("log");
+            l.received
+                .iter()
+                .rev()
+                .find(|m| m.channel_id == channel && (!edit || m.sender_id == me))
+                .map(|m| m.id)
+        };
+        let Some(message_id) = target else { return };
+        let client_event_id = uuid::Uuid::new_v4().to_string();
+        let frame = if edit {
+            ClientFrame::Edit {
+                channel_id: channel,
+                message_id,
+                client_event_id,
+                body: format!("edited in round {round}"),
+            }
+        } else {
+            ClientFrame::React {
+                channel_id: channel,
+                message_id,
+                client_event_id,
+                emoji: format!(":r{round}c{c}:"),
+            }
+        };
+        client.change(frame);
+        self.changes_sent
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Wait until every send is acked and every member holds every message of its channels
@@ -307,14 +448,23 @@ impl Crowd {
                 .iter()
                 .map(|c| c.log.lock().expect("log").acked.len())
                 .sum();
-            let complete = acked >= sent && {
+            let changes_acked: usize = self
+                .clients
+                .iter()
+                .map(|c| c.log.lock().expect("log").events_acked.len())
+                .sum();
+            let changes_sent = self.changes_sent.load(std::sync::atomic::Ordering::Relaxed);
+            let complete = acked >= sent && changes_acked >= changes_sent && {
                 let stored: HashMap<ChannelId, HashSet<MessageId>> = self.acked_by_channel();
+                let events = self.events_by_channel();
                 self.clients.iter().enumerate().all(|(i, c)| {
                     let l = c.log.lock().expect("log");
                     let have: HashSet<MessageId> = l.received.iter().map(|m| m.id).collect();
-                    self.channels_of(i)
-                        .iter()
-                        .all(|ch| stored.get(ch).is_none_or(|ids| ids.is_subset(&have)))
+                    let have_events: HashSet<EventId> = l.events.iter().map(|e| e.id).collect();
+                    self.channels_of(i).iter().all(|ch| {
+                        stored.get(ch).is_none_or(|ids| ids.is_subset(&have))
+                            && events.get(ch).is_none_or(|ids| ids.is_subset(&have_events))
+                    })
                 })
             };
             if complete || tokio::time::Instant::now() >= deadline {
@@ -323,36 +473,52 @@ impl Crowd {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let expected = self.acked_by_channel();
+        let expected_events = self.events_by_channel();
         let mut verdict = Verdict {
             sent,
+            changes_sent: self.changes_sent.load(std::sync::atomic::Ordering::Relaxed),
             ..Default::default()
         };
         for (i, c) in self.clients.iter().enumerate() {
             let l = c.log.lock().expect("log");
             verdict.acked += l.acked.len();
             verdict.reconnects += l.reconnects;
+            verdict.changes_acked += l.events_acked.len();
             let mut seen: HashSet<MessageId> = HashSet::new();
-            let mut last_seq: HashMap<ChannelId, i64> = HashMap::new();
             for m in &l.received {
                 verdict.received += 1;
                 if !seen.insert(m.id) {
                     verdict.duplicated += 1;
                 }
-                let seq = m.seq.unwrap_or(0);
-                let last = last_seq.entry(m.channel_id).or_insert(0);
-                if seq <= *last {
+            }
+            let mut seen_events: HashSet<EventId> = HashSet::new();
+            for e in &l.events {
+                verdict.events_received += 1;
+                if !seen_events.insert(e.id) {
+                    verdict.events_duplicated += 1;
+                }
+            }
+            // Messages and events share the channel's positions: strictly increasing.
+            let mut last_seq: HashMap<ChannelId, i64> = HashMap::new();
+            for (channel, seq) in &l.positions {
+                let last = last_seq.entry(*channel).or_insert(0);
+                if *seq <= *last {
                     verdict.reordered += 1;
                 }
-                *last = (*last).max(seq);
+                *last = (*last).max(*seq);
             }
             for ch in self.channels_of(i) {
                 if let Some(ids) = expected.get(&ch) {
                     verdict.expected += ids.len();
                     verdict.lost += ids.difference(&seen).count();
                 }
+                if let Some(ids) = expected_events.get(&ch) {
+                    verdict.events_expected += ids.len();
+                    verdict.events_lost += ids.difference(&seen_events).count();
+                }
             }
         }
-        // Every acked message must also be in history, once, in positions 1..=n.
+        // Every acked message must also be in history, once, at increasing positions.
         for (c, ch) in self.channels.iter().enumerate() {
             let token = &self.clients[self.members[c][0]].session.access_token;
             let mut all: Vec<Message> = Vec::new();
@@ -372,11 +538,7 @@ impl Crowd {
             verdict.history_lost += expected
                 .get(&ch.id)
                 .map_or(0, |e| e.difference(&ids).count());
-            if all
-                .iter()
-                .enumerate()
-                .any(|(i, m)| m.seq != Some(i as i64 + 1))
-            {
+            if all.windows(2).any(|w| w[0].seq >= w[1].seq) {
                 verdict.history_reordered += 1;
             }
         }
@@ -393,6 +555,16 @@ impl Crowd {
             .filter(|(m, _)| m.contains(&client))
             .map(|(_, ch)| ch.id)
             .collect()
+    }
+
+    fn events_by_channel(&self) -> HashMap<ChannelId, HashSet<EventId>> {
+        let mut out: HashMap<ChannelId, HashSet<EventId>> = HashMap::new();
+        for c in &self.clients {
+            for (ch, id) in c.log.lock().expect("log").events_acked.values() {
+                out.entry(*ch).or_default().insert(*id);
+            }
+        }
+        out
     }
 
     fn acked_by_channel(&self) -> HashMap<ChannelId, HashSet<MessageId>> {
@@ -421,6 +593,13 @@ pub struct Verdict {
     pub history_duplicated: usize,
     pub history_reordered: usize,
     pub reconnects: u32,
+    /// Edits and reactions ([`Crowd::stream_changing`]): sent, acked, and their deliveries.
+    pub changes_sent: usize,
+    pub changes_acked: usize,
+    pub events_expected: usize,
+    pub events_received: usize,
+    pub events_lost: usize,
+    pub events_duplicated: usize,
 }
 
 impl Verdict {
@@ -441,8 +620,22 @@ impl Verdict {
             self.history_reordered,
             self.reconnects
         );
+        if self.changes_sent > 0 {
+            println!(
+                "{name}: changes sent {} acked {} | event deliveries expected {} received {} lost {} duplicated {} (reordering counted above, over messages and events)",
+                self.changes_sent,
+                self.changes_acked,
+                self.events_expected,
+                self.events_received,
+                self.events_lost,
+                self.events_duplicated,
+            );
+        }
         if self.acked != self.sent
+            || self.changes_acked != self.changes_sent
             || self.lost
+                + self.events_lost
+                + self.events_duplicated
                 + self.duplicated
                 + self.reordered
                 + self.history_lost

@@ -28,6 +28,9 @@ pub enum Error {
     Request(String),
     #[error("websocket: {0}")]
     WebSocket(Box<tungstenite::Error>),
+    /// An `error` frame refused a request over the WebSocket (its `code`).
+    #[error("refused: {0}")]
+    Refused(String),
     /// The server closed the WebSocket (`code` as sent, see `chat_types::ws::close`).
     #[error("closed by the server: {}", describe_close(*.code, .reason))]
     Closed { code: Option<u16>, reason: String },

@@ -92,6 +92,7 @@ impl Outbox {
             channel_id: p.channel,
             client_msg_id: client_msg_id.to_string(),
             body: p.body.clone(),
+            reply_to: None,
         })
     }
 
@@ -108,6 +109,8 @@ impl Outbox {
     pub fn observe(&mut self, frame: &ServerFrame) {
         match frame {
             ServerFrame::Message { message } => self.seen(message.channel_id, message.id),
+            // `resume` may name an event as well: it has a position like a message.
+            ServerFrame::Event { event } => self.seen(event.channel_id, MessageId(event.id.0)),
             ServerFrame::Ack { client_msg_id, .. } => {
                 self.acked(client_msg_id);
             }

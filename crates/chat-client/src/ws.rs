@@ -7,8 +7,9 @@
 
 use crate::{Error, Result};
 use chat_types::UserId;
+use chat_types::events::ChannelEvent;
 use chat_types::ws::{ClientFrame, ServerFrame};
-use chat_types::{ChannelId, Message};
+use chat_types::{ChannelId, EventId, Message, MessageId};
 use futures::{SinkExt, StreamExt};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -278,8 +279,74 @@ impl Connection {
             channel_id: channel,
             client_msg_id: client_msg_id.into(),
             body: body.into(),
+            reply_to: None,
         })
         .await
+    }
+
+    /// A `send` frame answering `reply_to`.
+    pub async fn send_reply(
+        &mut self,
+        channel: ChannelId,
+        client_msg_id: &str,
+        body: &str,
+        reply_to: MessageId,
+    ) -> Result<()> {
+        self.send(&ClientFrame::Send {
+            channel_id: channel,
+            client_msg_id: client_msg_id.into(),
+            body: body.into(),
+            reply_to: Some(reply_to),
+        })
+        .await
+    }
+
+    /// An `edit`, `delete`, `react` or `unreact` frame, then its `event_ack` (frames before it
+    /// are passed over): the event's id. A refusal naming this `client_event_id` is an
+    /// [`Error::Refused`].
+    pub async fn change_acked(&mut self, frame: &ClientFrame) -> Result<EventId> {
+        let cid = match frame {
+            ClientFrame::Edit {
+                client_event_id, ..
+            }
+            | ClientFrame::Delete {
+                client_event_id, ..
+            }
+            | ClientFrame::React {
+                client_event_id, ..
+            }
+            | ClientFrame::Unreact {
+                client_event_id, ..
+            } => client_event_id.clone(),
+            _ => panic!("change_acked takes edit, delete, react or unreact"),
+        };
+        self.send(frame).await?;
+        let (r, _) = self
+            .until(|f| match f {
+                ServerFrame::EventAck {
+                    client_event_id,
+                    event_id,
+                } if *client_event_id == cid => Some(Ok(*event_id)),
+                ServerFrame::Error {
+                    code,
+                    client_event_id: Some(c),
+                    ..
+                } if *c == cid => Some(Err(code.clone())),
+                _ => None,
+            })
+            .await?;
+        r.map_err(Error::Refused)
+    }
+
+    /// The next `event` frame (other frames are passed over).
+    pub async fn next_event(&mut self) -> Result<ChannelEvent> {
+        let (e, _) = self
+            .until(|f| match f {
+                ServerFrame::Event { event } => Some(event.clone()),
+                _ => None,
+            })
+            .await?;
+        Ok(e)
     }
 
     /// A `typing` frame: the user is typing in `channel`. Nothing comes back unless it is

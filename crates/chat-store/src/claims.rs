@@ -183,6 +183,7 @@ mod tests {
             body: body.into(),
             client_msg_id: "c1".into(),
             created_at: DateTime::from_timestamp_millis(1_700_000_000_123).unwrap(),
+            reply_to: None,
         }
     }
 

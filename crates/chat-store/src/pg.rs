@@ -425,6 +425,17 @@ pub async fn access(db: &PgPool, channel: ChannelId, user: UserId) -> Result<Acc
     })
 }
 
+/// Who created (owns) a group channel; `None` for direct channels, unknown channels, and groups
+/// whose creator's account is gone.
+pub async fn channel_owner(db: &PgPool, channel: ChannelId) -> Result<Option<UserId>, PgError> {
+    let row: Option<(Option<Uuid>,)> =
+        sqlx::query_as("SELECT created_by FROM channels WHERE id = $1 AND kind = 'group'")
+            .bind(channel.0)
+            .fetch_optional(db)
+            .await?;
+    Ok(row.and_then(|(u,)| u).map(UserId))
+}
+
 /// Of `channels`, those `user` is a member of.
 pub async fn member_channels(
     db: &PgPool,

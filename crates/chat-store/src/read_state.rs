@@ -7,7 +7,7 @@ use crate::pg::{ChannelRow, PgError, PgPool};
 use crate::read_feed::ReadMark;
 use chat_types::limits::{PREVIEW_MAX_CHARS, UNREAD_COUNT_MAX, mentioned_usernames};
 use chat_types::rest::{Conversation, LastMessage};
-use chat_types::{Message, MessageId, UserId};
+use chat_types::{ChannelId, Message, MessageId, UserId};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
@@ -38,6 +38,63 @@ pub async fn record_marks(db: &PgPool, marks: &[ReadMark]) -> Result<u64, PgErro
 /// Log stored messages (each with its position), in one statement; mentions are resolved
 /// against the channel's members in the same statement. A message logged before is left as
 /// it is. Returns how many were new.
+/// An edit or delete of a logged message.
+pub enum LoggedChange<'a> {
+    Edited {
+        channel: ChannelId,
+        seq: i64,
+        body: &'a str,
+    },
+    Deleted {
+        channel: ChannelId,
+        seq: i64,
+    },
+}
+
+/// Apply edits (new preview) and deletes (the row goes: no longer unread, nor the last message)
+/// to the log, in one statement each. Idempotent.
+pub async fn log_changes(db: &PgPool, changes: &[LoggedChange<'_>]) -> Result<(), PgError> {
+    let (mut ec, mut es, mut ep) = (Vec::<Uuid>::new(), Vec::<i64>::new(), Vec::<String>::new());
+    let (mut dc, mut ds) = (Vec::<Uuid>::new(), Vec::<i64>::new());
+    for c in changes {
+        match c {
+            LoggedChange::Edited { channel, seq, body } => {
+                ec.push(channel.0);
+                es.push(*seq);
+                ep.push(preview(body));
+            }
+            LoggedChange::Deleted { channel, seq } => {
+                dc.push(channel.0);
+                ds.push(*seq);
+            }
+        }
+    }
+    if !ec.is_empty() {
+        sqlx::query(
+            "UPDATE channel_messages m SET preview = r.preview
+             FROM unnest($1::uuid[], $2::bigint[], $3::text[]) AS r (channel_id, seq, preview)
+             WHERE m.channel_id = r.channel_id AND m.seq = r.seq",
+        )
+        .bind(&ec)
+        .bind(&es)
+        .bind(&ep)
+        .execute(db)
+        .await?;
+    }
+    if !dc.is_empty() {
+        sqlx::query(
+            "DELETE FROM channel_messages m
+             USING unnest($1::uuid[], $2::bigint[]) AS r (channel_id, seq)
+             WHERE m.channel_id = r.channel_id AND m.seq = r.seq",
+        )
+        .bind(&dc)
+        .bind(&ds)
+        .execute(db)
+        .await?;
+    }
+    Ok(())
+}
+
 pub async fn log_messages<'a>(
     db: &PgPool,
     messages: impl Iterator<Item = &'a Message>,

@@ -2,7 +2,7 @@
 //! partition and keep their order. Membership changes travel through the same topic for the same
 //! reason: a message server sees a join or leave exactly where it happened among the messages.
 
-use crate::ids::{ChannelId, MessageId, UserId};
+use crate::ids::{ChannelId, EventId, MessageId, UserId};
 use crate::rest::Message;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -14,6 +14,7 @@ pub const TOPIC: &str = "messages";
 pub enum BusRecord {
     Message(MessageRecord),
     Membership(MembershipRecord),
+    Event(EventRecord),
 }
 
 impl BusRecord {
@@ -21,6 +22,7 @@ impl BusRecord {
         match self {
             BusRecord::Message(m) => m.channel_id,
             BusRecord::Membership(m) => m.channel_id,
+            BusRecord::Event(e) => e.channel_id,
         }
     }
 }
@@ -35,21 +37,54 @@ pub struct MessageRecord {
     pub body: String,
     pub client_msg_id: String,
     pub created_at: DateTime<Utc>,
+    /// The stored message of the same channel this one answers (checked by the gateway).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<Target>,
+}
+
+/// A stored message of the record's channel, by id and position.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Target {
+    pub id: MessageId,
+    pub seq: i64,
+}
+
+/// An edit, delete or reaction accepted by a gateway (which checked membership, that the target
+/// is a stored message of the channel, and authorship). The message server applies it in
+/// partition order, where it may still turn out moot (the message was deleted before it).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventRecord {
+    pub id: EventId,
+    pub channel_id: ChannelId,
+    pub actor_id: UserId,
+    pub target: Target,
+    pub client_event_id: String,
+    pub created_at: DateTime<Utc>,
+    pub action: Action,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Action {
+    Edit { body: String },
+    Delete,
+    React { emoji: String },
+    Unreact { emoji: String },
 }
 
 impl MessageRecord {
     /// The public message this record becomes, at position `seq` once a message server gave it
     /// one (`None` in an ack: the position is not known yet).
     pub fn to_message(&self, seq: Option<i64>) -> Message {
-        Message {
-            id: self.id,
-            channel_id: self.channel_id,
-            sender_id: self.sender_id,
-            body: self.body.clone(),
-            client_msg_id: self.client_msg_id.clone(),
-            created_at: self.created_at,
+        Message::new(
+            self.id,
+            self.channel_id,
+            self.sender_id,
+            self.body.clone(),
+            self.client_msg_id.clone(),
+            self.created_at,
             seq,
-        }
+        )
     }
 }
 

@@ -26,6 +26,16 @@ pub const INVALID_CLIENT_MSG_ID: &str = "invalid_client_msg_id";
 pub const UNKNOWN_MESSAGE: &str = "unknown_message";
 /// A `mark_read` whose `seq` is not a position (below 1).
 pub const INVALID_SEQ: &str = "invalid_seq";
+/// An edit by someone other than the message's author, or a delete by someone other than the
+/// author or the channel's owner.
+pub const NOT_AUTHOR: &str = "not_author";
+/// An edit of, or a reaction to, a message that was deleted.
+pub const MESSAGE_DELETED: &str = "message_deleted";
+/// A reaction's `emoji` is empty, longer than 64 bytes, or holds white space or control
+/// characters.
+pub const INVALID_EMOJI: &str = "invalid_emoji";
+/// A `client_event_id` that is empty or over 128 characters.
+pub const INVALID_CLIENT_EVENT_ID: &str = "invalid_client_event_id";
 /// A WebSocket upgrade refused (HTTP 429): the user holds too many connections on the gateway.
 pub const TOO_MANY_CONNECTIONS: &str = "too_many_connections";
 
@@ -101,6 +111,10 @@ pub const WS: &[&str] = &[
     UNAVAILABLE,
     RATE_LIMITED,
     INVALID_SEQ,
+    NOT_AUTHOR,
+    MESSAGE_DELETED,
+    INVALID_EMOJI,
+    INVALID_CLIENT_EVENT_ID,
 ];
 
 /// Codes of REST error bodies (the API, nginx's own errors in `deploy/nginx/routes.conf`, and

@@ -54,6 +54,13 @@ id_type!(
     MessageId
 );
 
+id_type!(
+    /// A channel event (an edit, a delete, a reaction added or removed). Derived from
+    /// `(actor_id, client_event_id)` (UUIDv5, in its own namespace, so it never equals a message
+    /// id): every resend of the same `client_event_id` names the same event.
+    EventId
+);
+
 /// Namespace of [`MessageId::derive`]; changing it would change every message id.
 const MESSAGE_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6d89_5309_3672_7e22_a1c0_5e7d_0000_0001);
 
@@ -66,6 +73,20 @@ impl UserId {
 impl ChannelId {
     pub fn new_v7() -> Self {
         ChannelId(Uuid::now_v7())
+    }
+}
+
+/// Namespace of [`EventId::derive`].
+const EVENT_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6d89_5309_3672_7e22_a1c0_5e7d_0000_0002);
+
+impl EventId {
+    /// The id of the event `actor` makes with `client_event_id`. Deterministic: idempotent
+    /// edits, deletes and reactions rest on it.
+    pub fn derive(actor: UserId, client_event_id: &str) -> Self {
+        let mut name = Vec::with_capacity(16 + client_event_id.len());
+        name.extend_from_slice(actor.0.as_bytes());
+        name.extend_from_slice(client_event_id.as_bytes());
+        EventId(Uuid::new_v5(&EVENT_ID_NAMESPACE, &name))
     }
 }
 

@@ -5,6 +5,7 @@
 //! for the ephemeral signals (typing, presence) they send each other.
 
 use crate::bus::MembershipChange;
+use crate::events::ChannelEvent;
 use crate::ids::{ChannelId, UserId};
 use crate::rest::Message;
 use chrono::{DateTime, Utc};
@@ -34,6 +35,10 @@ pub struct DeliveryGroup {
 pub enum Event {
     Message {
         message: Message,
+    },
+    /// An edit, delete or reaction, at its position in the channel.
+    Channel {
+        event: ChannelEvent,
     },
     Membership {
         channel_id: ChannelId,

@@ -7,6 +7,7 @@
 //! - [`ids`]: `UserId`, `ChannelId`, `MessageId` (UUIDs, JSON strings).
 //! - [`rest`]: request and response bodies of the public REST API (`/api/v1/...`).
 //! - [`ws`]: WebSocket frames, `type`-tagged, and the close codes.
+//! - [`events`]: channel events (edits, deletes, reactions), positioned like messages.
 //! - [`error_code`]: every error code, REST and WebSocket, in one vocabulary.
 //! - [`bus`]: records of the Kafka topic `messages`.
 //! - [`internal`]: the body message servers push to a gateway's delivery endpoint.
@@ -16,6 +17,7 @@
 
 pub mod bus;
 pub mod error_code;
+pub mod events;
 pub mod ids;
 pub mod internal;
 pub mod limits;
@@ -25,5 +27,5 @@ pub mod patterns;
 pub mod rest;
 pub mod ws;
 
-pub use ids::{ChannelId, MessageId, UserId};
+pub use ids::{ChannelId, EventId, MessageId, UserId};
 pub use rest::{Channel, ChannelKind, ErrorBody, Message, Session, User};

@@ -111,6 +111,16 @@ pub fn valid_client_msg_id(id: &str) -> bool {
     (1..=CLIENT_MSG_ID_MAX).contains(&id.chars().count())
 }
 
+/// Bytes of a reaction's `emoji` (one emoji, however many code points: flags, skin tones and
+/// ZWJ sequences run to ~35 bytes; custom `:short_name:`s fit too).
+pub const EMOJI_MAX_BYTES: usize = 64;
+
+/// Whether `emoji` may be a reaction: 1 to 64 bytes, no white space, no control characters.
+pub fn valid_emoji(emoji: &str) -> bool {
+    (1..=EMOJI_MAX_BYTES).contains(&emoji.len())
+        && !emoji.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
 /// Whether `body` is a valid message body: 1 to 4000 characters, not only white space.
 pub fn valid_body(body: &str) -> bool {
     let n = body.chars().count();

@@ -255,10 +255,73 @@ pub struct Message {
     pub body: String,
     pub client_msg_id: String,
     pub created_at: DateTime<Utc>,
-    /// Position in the channel: 1, 2, 3, ... with no gaps, the same for every member, live and in
-    /// history. Absent only in an `ack`, which is sent before the message has its place.
+    /// Position in the channel, the same for every member, live and in history. Messages and
+    /// channel events (edits, deletes, reactions) share a channel's positions 1, 2, 3, ...
+    /// without gaps, so consecutive messages may skip the positions of events between them.
+    /// Absent only in an `ack`, which is sent before the message has its place.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seq: Option<i64>,
+    /// When the author last edited the body; absent if never edited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edited_at: Option<DateTime<Utc>>,
+    /// The message was deleted: a tombstone, its `body` empty. Absent when false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deleted: bool,
+    /// The earlier message of the same channel this one answers, as it is now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<Box<ReplyPreview>>,
+    /// Reactions, one entry per emoji (history only; live changes come as `event` frames).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reactions: Vec<Reaction>,
+}
+
+impl Message {
+    /// A new message as its sender wrote it (not edited, deleted, or reacted to).
+    pub fn new(
+        id: MessageId,
+        channel_id: ChannelId,
+        sender_id: UserId,
+        body: String,
+        client_msg_id: String,
+        created_at: DateTime<Utc>,
+        seq: Option<i64>,
+    ) -> Self {
+        Message {
+            id,
+            channel_id,
+            sender_id,
+            body,
+            client_msg_id,
+            created_at,
+            seq,
+            edited_at: None,
+            deleted: false,
+            reply_to: None,
+            reactions: Vec::new(),
+        }
+    }
+}
+
+/// The message a reply answers: enough to show it above the reply and jump to it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReplyPreview {
+    pub id: MessageId,
+    pub seq: i64,
+    pub sender_id: UserId,
+    /// The replied-to body's first 140 characters (empty once it is deleted).
+    pub preview: String,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deleted: bool,
+}
+
+/// How many members reacted to a message with one emoji, and whether the caller did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Reaction {
+    pub emoji: String,
+    pub count: u32,
+    pub me: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

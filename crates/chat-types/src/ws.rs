@@ -1,6 +1,7 @@
 //! WebSocket frames (`/ws`): JSON text frames tagged by `type`. See `docs/protocol.md`.
 
-use crate::ids::{ChannelId, MessageId, UserId};
+use crate::events::ChannelEvent;
+use crate::ids::{ChannelId, EventId, MessageId, UserId};
 use crate::rest::Message;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -14,8 +15,11 @@ pub enum ClientFrame {
         channel_id: ChannelId,
         client_msg_id: String,
         body: String,
+        /// An earlier message of the same channel this one answers.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reply_to: Option<MessageId>,
     },
-    /// After a reconnect: the last message id seen per channel.
+    /// After a reconnect: per channel, the id of the last message (or event) seen.
     Resume {
         channels: BTreeMap<ChannelId, MessageId>,
     },
@@ -31,6 +35,34 @@ pub enum ClientFrame {
     /// forwarded per [`crate::limits::TYPING_INTERVAL_MS`] (extra ones are dropped silently).
     Typing {
         channel_id: ChannelId,
+    },
+    /// Replace the body of your message `message_id`. Idempotent by `client_event_id`, like
+    /// `send` by `client_msg_id`; acked with `event_ack`, applied with an `event` frame.
+    Edit {
+        channel_id: ChannelId,
+        message_id: MessageId,
+        client_event_id: String,
+        body: String,
+    },
+    /// Delete a message (yours, or any in a channel you own).
+    Delete {
+        channel_id: ChannelId,
+        message_id: MessageId,
+        client_event_id: String,
+    },
+    /// Add your `emoji` reaction to a message (once per user and emoji: a second is a no-op).
+    React {
+        channel_id: ChannelId,
+        message_id: MessageId,
+        client_event_id: String,
+        emoji: String,
+    },
+    /// Take your `emoji` reaction back.
+    Unreact {
+        channel_id: ChannelId,
+        message_id: MessageId,
+        client_event_id: String,
+        emoji: String,
     },
 }
 
@@ -62,8 +94,23 @@ pub enum ServerFrame {
         /// With `rate_limited`: wait at least this long before resending.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         retry_after_ms: Option<u64>,
+        /// The refused `edit` / `delete` / `react` / `unreact`'s id.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_event_id: Option<String>,
     },
     Pong,
+    /// Your `edit` / `delete` / `react` / `unreact` is durably accepted; its `event` frame
+    /// follows once it has its position (or never, if a change before it made it moot: the
+    /// message was deleted meanwhile, or the reaction was already there).
+    EventAck {
+        client_event_id: String,
+        event_id: EventId,
+    },
+    /// A message of one of your channels changed (edited, deleted, reacted to), at position
+    /// `event.seq` of the channel's sequence.
+    Event {
+        event: ChannelEvent,
+    },
     /// Another connection of yours marked `channel_id` read up to `seq`. Keep the highest.
     Read {
         channel_id: ChannelId,
@@ -156,6 +203,7 @@ mod tests {
             message: "y".into(),
             client_msg_id: None,
             retry_after_ms: None,
+            client_event_id: None,
         })
         .unwrap();
         assert_eq!(s, r#"{"type":"error","code":"x","message":"y"}"#);

@@ -18,18 +18,21 @@
 //!
 //! Every id and timestamp is fixed so that the output is deterministic.
 
-use chat_types::bus::{BusRecord, MembershipChange, MembershipRecord, MessageRecord};
+use chat_types::bus::{
+    Action, BusRecord, EventRecord, MembershipChange, MembershipRecord, MessageRecord, Target,
+};
 use chat_types::error_code;
+use chat_types::events::{Change, ChannelEvent};
 use chat_types::internal::{DeliveryBatch, DeliveryGroup, Event};
 use chat_types::limits;
 use chat_types::rest::{
     Channel, ChannelKind, ChannelList, Conversation, ConversationList, CreateChannelRequest,
     CreateDmRequest, DirectoryEntry, DirectoryPage, ErrorBody, LastMessage, LoginRequest,
-    MemberList, MemberPresence, Message, MessageList, PresenceList, RefreshRequest,
-    RegisterRequest, Session, User, UserList, WsTicket,
+    MemberList, MemberPresence, Message, MessageList, PresenceList, Reaction, RefreshRequest,
+    RegisterRequest, ReplyPreview, Session, User, UserList, WsTicket,
 };
 use chat_types::ws::{ClientFrame, ServerFrame, close};
-use chat_types::{ChannelId, MessageId, UserId};
+use chat_types::{ChannelId, EventId, MessageId, UserId};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -101,14 +104,66 @@ const CLIENT_MSG_ID_2: &str = "5f0c8a52-8a8e-4a8e-9a43-0d4f6f1f6c12";
 
 /// A stored message, with its place in the channel.
 fn message(seq: i64, sender: &User, client_msg_id: &str, body: &str, created_at: &str) -> Message {
-    Message {
-        id: MessageId::derive(sender.id, client_msg_id),
+    Message::new(
+        MessageId::derive(sender.id, client_msg_id),
+        general_id(),
+        sender.id,
+        body.into(),
+        client_msg_id.into(),
+        at(created_at),
+        Some(seq),
+    )
+}
+
+/// History as it shows changes: the first message edited and reacted to, the second answering
+/// it, a third deleted (a tombstone).
+fn changed_messages() -> Vec<Message> {
+    let mut first = first_message();
+    first.body = "Hello, world! (edited)".into();
+    first.edited_at = Some(at("2025-01-15T09:40:00.250Z"));
+    first.reactions = vec![
+        Reaction {
+            emoji: "👍".into(),
+            count: 2,
+            me: true,
+        },
+        Reaction {
+            emoji: "🎉".into(),
+            count: 1,
+            me: false,
+        },
+    ];
+    let mut reply = second_message();
+    reply.reply_to = Some(Box::new(ReplyPreview {
+        id: first.id,
+        seq: 41,
+        sender_id: alice().id,
+        preview: "Hello, world! (edited)".into(),
+        deleted: false,
+    }));
+    let mut gone = message(
+        44,
+        &bob(),
+        "5f0c8a52-8a8e-4a8e-9a43-0d4f6f1f6c13",
+        "",
+        "2025-01-15T09:33:00Z",
+    );
+    gone.deleted = true;
+    vec![first, reply, gone]
+}
+
+/// An event on the first message, at position 45.
+fn event(seq: i64, change: Change) -> ChannelEvent {
+    ChannelEvent {
+        id: EventId::derive(alice().id, "7d3e0a11-1c2b-4f5e-8a9b-0c1d2e3f4a51"),
         channel_id: general_id(),
-        sender_id: sender.id,
-        body: body.into(),
-        client_msg_id: client_msg_id.into(),
-        created_at: at(created_at),
-        seq: Some(seq),
+        seq,
+        actor_id: alice().id,
+        message_id: first_message().id,
+        message_seq: 41,
+        client_event_id: "7d3e0a11-1c2b-4f5e-8a9b-0c1d2e3f4a51".into(),
+        created_at: at("2025-01-15T09:40:00.250Z"),
+        change,
     }
 }
 
@@ -183,7 +238,14 @@ impl Fixtures {
 /// compile error here until it has a fixture.
 fn client_frame_fixture_name(frame: &ClientFrame) -> &'static str {
     match frame {
+        ClientFrame::Send {
+            reply_to: Some(_), ..
+        } => "ws_client_send_reply",
         ClientFrame::Send { .. } => "ws_client_send",
+        ClientFrame::Edit { .. } => "ws_client_edit",
+        ClientFrame::Delete { .. } => "ws_client_delete",
+        ClientFrame::React { .. } => "ws_client_react",
+        ClientFrame::Unreact { .. } => "ws_client_unreact",
         ClientFrame::Resume { .. } => "ws_client_resume",
         ClientFrame::Ping => "ws_client_ping",
         ClientFrame::MarkRead { .. } => "ws_client_mark_read",
@@ -204,6 +266,10 @@ fn server_frame_fixture_name(frame: &ServerFrame) -> &'static str {
             ..
         } => "ws_server_error_rate_limited",
         ServerFrame::Error {
+            client_event_id: Some(_),
+            ..
+        } => "ws_server_error_for_event",
+        ServerFrame::Error {
             client_msg_id: None,
             ..
         } => "ws_server_error",
@@ -212,6 +278,13 @@ fn server_frame_fixture_name(frame: &ServerFrame) -> &'static str {
             ..
         } => "ws_server_error_for_send",
         ServerFrame::Pong => "ws_server_pong",
+        ServerFrame::EventAck { .. } => "ws_server_event_ack",
+        ServerFrame::Event { event } => match event.change {
+            Change::Edited { .. } => "ws_server_event_edited",
+            Change::Deleted => "ws_server_event_deleted",
+            Change::ReactionAdded { .. } => "ws_server_event_reaction_added",
+            Change::ReactionRemoved { .. } => "ws_server_event_reaction_removed",
+        },
         ServerFrame::Read { .. } => "ws_server_read",
         ServerFrame::Typing { .. } => "ws_server_typing",
         ServerFrame::Presence { online: true, .. } => "ws_server_presence_online",
@@ -397,6 +470,12 @@ fn all_fixtures() -> Vec<Fixture> {
         },
     );
     f.add(
+        "rest_message_list_with_changes",
+        &MessageList {
+            messages: changed_messages(),
+        },
+    );
+    f.add(
         "rest_error",
         &ErrorBody::new("username_taken", "that username is already taken"),
     );
@@ -407,6 +486,36 @@ fn all_fixtures() -> Vec<Fixture> {
             channel_id: general_id(),
             client_msg_id: CLIENT_MSG_ID_1.into(),
             body: "Hello, world! 👋".into(),
+            reply_to: None,
+        },
+        ClientFrame::Send {
+            channel_id: general_id(),
+            client_msg_id: CLIENT_MSG_ID_2.into(),
+            body: "Agreed!".into(),
+            reply_to: Some(first_message().id),
+        },
+        ClientFrame::Edit {
+            channel_id: general_id(),
+            message_id: first_message().id,
+            client_event_id: "7d3e0a11-1c2b-4f5e-8a9b-0c1d2e3f4a51".into(),
+            body: "Hello, world! (edited)".into(),
+        },
+        ClientFrame::Delete {
+            channel_id: general_id(),
+            message_id: first_message().id,
+            client_event_id: "7d3e0a11-1c2b-4f5e-8a9b-0c1d2e3f4a52".into(),
+        },
+        ClientFrame::React {
+            channel_id: general_id(),
+            message_id: first_message().id,
+            client_event_id: "7d3e0a11-1c2b-4f5e-8a9b-0c1d2e3f4a53".into(),
+            emoji: "👍".into(),
+        },
+        ClientFrame::Unreact {
+            channel_id: general_id(),
+            message_id: first_message().id,
+            client_event_id: "7d3e0a11-1c2b-4f5e-8a9b-0c1d2e3f4a54".into(),
+            emoji: "👍".into(),
         },
         ClientFrame::Resume {
             channels: BTreeMap::from([
@@ -448,18 +557,61 @@ fn all_fixtures() -> Vec<Fixture> {
             message: "expected a JSON text frame with a `type` field".into(),
             client_msg_id: None,
             retry_after_ms: None,
+            client_event_id: None,
         },
         ServerFrame::Error {
             code: error_code::NOT_A_MEMBER.into(),
             message: "you are not a member of this channel".into(),
             client_msg_id: Some(CLIENT_MSG_ID_2.into()),
             retry_after_ms: None,
+            client_event_id: None,
+        },
+        ServerFrame::Error {
+            code: error_code::NOT_AUTHOR.into(),
+            message: "only the author may edit a message".into(),
+            client_msg_id: None,
+            retry_after_ms: None,
+            client_event_id: Some("7d3e0a11-1c2b-4f5e-8a9b-0c1d2e3f4a51".into()),
+        },
+        ServerFrame::EventAck {
+            client_event_id: "7d3e0a11-1c2b-4f5e-8a9b-0c1d2e3f4a51".into(),
+            event_id: event(45, Change::Deleted).id,
+        },
+        ServerFrame::Event {
+            event: event(
+                45,
+                Change::Edited {
+                    body: "Hello, world! (edited)".into(),
+                },
+            ),
+        },
+        ServerFrame::Event {
+            event: event(46, Change::Deleted),
+        },
+        ServerFrame::Event {
+            event: event(
+                47,
+                Change::ReactionAdded {
+                    emoji: "👍".into(),
+                    count: 2,
+                },
+            ),
+        },
+        ServerFrame::Event {
+            event: event(
+                48,
+                Change::ReactionRemoved {
+                    emoji: "👍".into(),
+                    count: 1,
+                },
+            ),
         },
         ServerFrame::Error {
             code: error_code::RATE_LIMITED.into(),
             message: "too many messages; resend this one after retry_after_ms".into(),
             client_msg_id: Some(CLIENT_MSG_ID_2.into()),
             retry_after_ms: Some(250),
+            client_event_id: None,
         },
         ServerFrame::Pong,
         ServerFrame::Read {
@@ -529,6 +681,7 @@ fn all_fixtures() -> Vec<Fixture> {
             "user_query_max": limits::USER_QUERY_MAX,
             "typing_interval_ms": limits::TYPING_INTERVAL_MS,
             "typing_expires_ms": limits::TYPING_EXPIRES_MS,
+            "emoji_max_bytes": limits::EMOJI_MAX_BYTES,
         }),
     );
 
@@ -540,8 +693,26 @@ fn all_fixtures() -> Vec<Fixture> {
         body: first_message().body,
         client_msg_id: CLIENT_MSG_ID_1.into(),
         created_at: first_message().created_at,
+        reply_to: None,
     };
     f.add("bus_message_record", &BusRecord::Message(record));
+    f.add(
+        "bus_event_record",
+        &BusRecord::Event(EventRecord {
+            id: event(45, Change::Deleted).id,
+            channel_id: general_id(),
+            actor_id: alice().id,
+            target: Target {
+                id: first_message().id,
+                seq: 41,
+            },
+            client_event_id: "7d3e0a11-1c2b-4f5e-8a9b-0c1d2e3f4a51".into(),
+            created_at: at("2025-01-15T09:40:00.250Z"),
+            action: Action::React {
+                emoji: "👍".into()
+            },
+        }),
+    );
     f.add(
         "bus_membership_record",
         &BusRecord::Membership(MembershipRecord {

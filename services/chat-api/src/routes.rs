@@ -6,6 +6,7 @@ use crate::{SharedState, auth};
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::StatusCode;
 use axum::{Json, Router};
+use chat_store::cql::Page;
 use chat_store::pg::Access;
 use chat_types::bus::{BusRecord, MembershipChange, MembershipRecord};
 use chat_types::error_code as code;
@@ -525,20 +526,15 @@ async fn history(
             )),
         }
     };
-    let messages = match (before, after) {
+    let page = match (before, after) {
         // Both: the messages between them, from just after `after`, at most `limit`. (Any pair
         // of message ids is a valid request, so both cursors get a meaning rather than a 400.)
-        (Some(b), Some(a)) => {
-            let (b, a) = (position(b).await?, position(a).await?);
-            match limit.min(b - a - 1) {
-                n if n > 0 => s.store.after(channel, a, n).await?,
-                _ => Vec::new(),
-            }
-        }
-        (Some(b), None) => s.store.before(channel, position(b).await?, limit).await?,
-        (None, Some(a)) => s.store.after(channel, position(a).await?, limit).await?,
-        (None, None) => s.store.latest(channel, limit).await?,
+        (Some(b), Some(a)) => Page::Between(position(a).await?, position(b).await?),
+        (Some(b), None) => Page::Before(position(b).await?),
+        (None, Some(a)) => Page::After(position(a).await?),
+        (None, None) => Page::Latest,
     };
+    let messages = s.store.history(channel, page, limit as usize, me).await?;
     Ok(Json(MessageList { messages }))
 }
 

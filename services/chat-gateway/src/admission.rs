@@ -12,7 +12,7 @@ use chat_store::claims::{FirstSend, MemberClaim, SendClaims};
 use chat_store::cql::MessageStore;
 use chat_store::epochs::MemberEpochs;
 use chat_store::pg::{Access, PgPool};
-use chat_types::bus::MessageRecord;
+use chat_types::bus::{MessageRecord, Target};
 use chat_types::ws::error_code;
 use chat_types::{ChannelId, MessageId, UserId, limits};
 use governor::clock::{Clock, DefaultClock};
@@ -32,7 +32,7 @@ pub struct Refused {
 }
 
 impl Refused {
-    fn new(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(code: &'static str, message: impl Into<String>) -> Self {
         Refused {
             code,
             message: message.into(),
@@ -116,13 +116,14 @@ impl Admission {
         channel: ChannelId,
         client_msg_id: String,
         body: String,
+        reply_to: Option<MessageId>,
     ) -> Result<MessageRecord, Refused> {
-        if let Err(not_until) = self.sends.check_key(&user) {
-            metrics::counter!("chat_sends_rate_limited_total").increment(1);
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
-            return Err(Refused::rate_limited(wait.max(Duration::from_millis(1))));
-        }
+        self.check_rate(user)?;
         validate(&client_msg_id, &body)?;
+        let reply_to = match reply_to {
+            Some(id) => Some(self.reply_target(channel, id).await?),
+            None => None,
+        };
         // Millisecond precision: what CQL `timestamp` stores, so the ack equals the stored one.
         let now = chrono::Utc::now();
         let created_at =
@@ -134,6 +135,7 @@ impl Admission {
             body,
             client_msg_id,
             created_at,
+            reply_to,
         };
         let mut epoch = None;
         if let Some(cached) = self.cached_epoch(user, channel) {
@@ -161,6 +163,38 @@ impl Admission {
             Err(e) => {
                 tracing::warn!(error = %e, "send claim failed; continuing without it");
                 Ok(record)
+            }
+        }
+    }
+
+    /// Within the user's send rate (sends, edits, deletes and reactions share it)?
+    pub fn check_rate(&self, user: UserId) -> Result<(), Refused> {
+        if let Err(not_until) = self.sends.check_key(&user) {
+            metrics::counter!("chat_sends_rate_limited_total").increment(1);
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            return Err(Refused::rate_limited(wait.max(Duration::from_millis(1))));
+        }
+        Ok(())
+    }
+
+    /// The message a reply answers: a stored, not deleted message of the same channel.
+    async fn reply_target(&self, channel: ChannelId, id: MessageId) -> Result<Target, Refused> {
+        match self.store.message(channel, id).await {
+            Ok(Some(m)) if m.deleted => Err(Refused::new(
+                error_code::MESSAGE_DELETED,
+                "the message replied to was deleted",
+            )),
+            Ok(Some(m)) => Ok(Target {
+                id,
+                seq: m.seq.unwrap_or(0),
+            }),
+            Ok(None) => Err(Refused::new(
+                error_code::UNKNOWN_MESSAGE,
+                "reply_to is not a stored message of this channel",
+            )),
+            Err(e) => {
+                tracing::warn!(error = %e, "reading a replied-to message failed");
+                Err(Refused::unavailable())
             }
         }
     }
@@ -197,6 +231,10 @@ impl Admission {
                         body: original.body,
                         client_msg_id: original.client_msg_id,
                         created_at: original.created_at,
+                        reply_to: original.reply_to.map(|r| Target {
+                            id: r.id,
+                            seq: r.seq,
+                        }),
                     });
                 }
                 Ok(None) => {}
@@ -215,14 +253,7 @@ impl Admission {
         id: MessageId,
         channel: ChannelId,
     ) -> Result<Option<chat_types::Message>, chat_store::cql::CqlError> {
-        let Some(p) = self.store.placement(id).await? else {
-            return Ok(None);
-        };
-        if p.channel_id != channel {
-            return Ok(None);
-        }
-        let page = self.store.after(channel, p.seq - 1, 1).await?;
-        Ok(page.into_iter().find(|m| m.id == id))
+        self.store.message(channel, id).await
     }
 
     /// Whether `user` may act in `channel` (read marks, and later other per-channel frames):

@@ -63,6 +63,18 @@ pub async fn deliver(
                         frame,
                     }))
                 }
+                Event::Channel { event } => {
+                    let (channel, seq) = (event.channel_id, event.seq);
+                    let frame = Utf8Bytes::from(
+                        serde_json::to_string(&ServerFrame::Event { event })
+                            .expect("frames serialise"),
+                    );
+                    Outbound::Live(Arc::new(LiveMessage {
+                        channel,
+                        seq,
+                        frame,
+                    }))
+                }
                 Event::Membership {
                     channel_id,
                     user_id,

@@ -22,6 +22,7 @@
 //! - [`reads`]: read marks: coalesced, passed to the user's other devices, stored.
 
 pub mod admission;
+pub mod changes;
 pub mod deliver;
 pub mod ephemeral;
 pub mod hub;

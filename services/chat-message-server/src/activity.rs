@@ -59,15 +59,15 @@ mod tests {
     use uuid::Uuid;
 
     fn msg(channel: u128, secs: i64) -> Message {
-        Message {
-            id: MessageId(Uuid::from_u128(secs as u128)),
-            channel_id: ChannelId(Uuid::from_u128(channel)),
-            sender_id: UserId(Uuid::from_u128(7)),
-            body: "x".into(),
-            client_msg_id: format!("c{secs}"),
-            created_at: DateTime::from_timestamp(secs, 0).unwrap(),
-            seq: Some(1),
-        }
+        Message::new(
+            MessageId(Uuid::from_u128(secs as u128)),
+            ChannelId(Uuid::from_u128(channel)),
+            UserId(Uuid::from_u128(7)),
+            "x".into(),
+            format!("c{secs}"),
+            DateTime::from_timestamp(secs, 0).unwrap(),
+            Some(1),
+        )
     }
 
     #[test]

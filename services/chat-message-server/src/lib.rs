@@ -13,6 +13,7 @@
 //! - [`activity`]: each batch moves its channels' last activity (the directory's order).
 
 pub mod activity;
+pub mod apply;
 pub mod consumer;
 pub mod process;
 

@@ -1,12 +1,15 @@
 //! Positions, storage and membership for a batch of records.
 
+use crate::apply::{Targets, event_at, placement_key};
 use chat_store::bus::Consumed;
-use chat_store::cql::{MessageStore, Placement, bucket_of};
+use chat_store::cql::{MessageStore, Placement, StateWrite, bucket_of};
 use chat_store::pg::PgPool;
 use chat_store::push::{Fanout, Outgoing};
-use chat_types::bus::{BusRecord, MembershipChange};
+use chat_types::bus::{Action, BusRecord, MembershipChange, Target};
+use chat_types::events::ChannelEvent;
 use chat_types::internal::Event;
-use chat_types::{ChannelId, Message, MessageId, UserId};
+use chat_types::rest::ReplyPreview;
+use chat_types::{ChannelId, EventId, Message, MessageId, UserId, limits};
 use lru::LruCache;
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -34,6 +37,24 @@ pub struct Processor {
 struct BatchState {
     heads: HashMap<ChannelId, i64>,
     members: HashMap<ChannelId, Arc<Vec<UserId>>>,
+    /// Which records are stored already (replays, resends), messages and events.
+    stored: HashMap<MessageId, Placement>,
+    /// The stored messages the batch's events and replies name, as they are now.
+    targets: HashMap<(ChannelId, i64), Message>,
+    /// Stored events of the batch (replays after a crash), to push again.
+    stored_events: HashMap<EventId, ChannelEvent>,
+    /// What the batch's events act on, and what they change.
+    applied: Targets,
+}
+
+/// What a batch produces: new messages and events (each with its record's offset) to store, the
+/// state the events leave, and everything to push, in partition order.
+#[derive(Default)]
+struct Assigned {
+    messages: Vec<(Message, i64)>,
+    events: Vec<(ChannelEvent, i64)>,
+    writes: Vec<StateWrite>,
+    outgoing: Vec<Outgoing>,
 }
 
 impl Processor {
@@ -72,13 +93,13 @@ impl Processor {
     /// Handle a batch. Returns `false` if shutdown interrupted it before it was stored (then
     /// nothing of it may be committed).
     pub async fn handle(&mut self, batch: &[Consumed], shutdown: &CancellationToken) -> bool {
-        let Some((stored, mut state)) = self.load(batch, shutdown).await else {
+        let Some(mut state) = self.load(batch, shutdown).await else {
             return false;
         };
-        let (fresh, outgoing) = assign(batch, &stored, &mut state);
-        let done = self.store_and_push(&fresh, &outgoing, shutdown).await;
+        let assigned = assign(batch, &mut state);
+        let done = self.store_and_push(&assigned, shutdown).await;
         if done {
-            crate::activity::record(&self.db, &fresh).await;
+            crate::activity::record(&self.db, &assigned.messages).await;
         }
         for (c, h) in state.heads {
             self.heads.put(c, h);
@@ -90,17 +111,19 @@ impl Processor {
     }
 
     /// Steps 1-3, concurrently (independent reads, each retried on its own): which messages
-    /// are already stored (replays, resends), the heads of channels not cached, and the members
-    /// of channels not cached (one query for all of them).
+    /// and events are already stored (replays, resends), the heads of channels not cached, the
+    /// members of channels not cached (one query for all of them), and the messages the
+    /// batch's events and replies name (with the reactions its reactions change).
     async fn load(
         &mut self,
         batch: &[Consumed],
         shutdown: &CancellationToken,
-    ) -> Option<(HashMap<MessageId, Placement>, BatchState)> {
+    ) -> Option<BatchState> {
         let ids: Vec<MessageId> = batch
             .iter()
             .filter_map(|r| match &r.record {
                 BusRecord::Message(m) => Some(m.id),
+                BusRecord::Event(e) => Some(placement_key(e.id)),
                 _ => None,
             })
             .collect();
@@ -123,7 +146,7 @@ impl Processor {
             }
         }
         let (store, db) = (&self.store, &self.db);
-        let (stored, heads, pairs) = tokio::join!(
+        let (stored, heads, pairs, targets) = tokio::join!(
             persist(shutdown, "look up message ids", || store.placements(&ids)),
             async {
                 if need_head.is_empty() {
@@ -146,8 +169,9 @@ impl Processor {
                 })
                 .await
             },
+            self.load_targets(batch, &mut state.applied, shutdown),
         );
-        let (stored, heads, pairs) = (stored?, heads?, pairs?);
+        let (stored, heads, pairs, targets) = (stored?, heads?, pairs?, targets?);
         state.heads.extend(heads);
         for c in need_members {
             state.members.insert(c, Arc::default());
@@ -159,31 +183,133 @@ impl Processor {
         state
             .members
             .extend(loaded.into_iter().map(|(c, v)| (c, Arc::new(v))));
-        Some((stored.into_iter().collect(), state))
+        state.stored = stored.into_iter().collect();
+        state.targets = targets;
+        state.stored_events = self
+            .load_stored_events(batch, &state.stored, shutdown)
+            .await?;
+        Some(state)
+    }
+
+    /// The stored messages the batch's events and replies name (one `IN` read per channel and
+    /// bucket), and for its reactions who had reacted so far.
+    async fn load_targets(
+        &self,
+        batch: &[Consumed],
+        applied: &mut Targets,
+        shutdown: &CancellationToken,
+    ) -> Option<HashMap<(ChannelId, i64), Message>> {
+        let mut seqs: HashMap<ChannelId, Vec<i64>> = HashMap::new();
+        let mut emojis: HashSet<(ChannelId, i64, &str)> = HashSet::new();
+        for r in batch {
+            match &r.record {
+                BusRecord::Message(m) => {
+                    if let Some(t) = m.reply_to {
+                        seqs.entry(m.channel_id).or_default().push(t.seq);
+                    }
+                }
+                BusRecord::Event(e) => {
+                    seqs.entry(e.channel_id).or_default().push(e.target.seq);
+                    if let Action::React { emoji } | Action::Unreact { emoji } = &e.action {
+                        emojis.insert((e.channel_id, e.target.seq, emoji.as_str()));
+                    }
+                }
+                BusRecord::Membership(_) => {}
+            }
+        }
+        if seqs.is_empty() {
+            return Some(HashMap::new());
+        }
+        let store = &self.store;
+        let (messages, reactions) = tokio::join!(
+            persist(shutdown, "read replied and changed messages", || {
+                futures::future::try_join_all(seqs.iter().map(|(c, s)| store.messages_at(*c, s)))
+            }),
+            persist(shutdown, "read reactions", || {
+                futures::future::try_join_all(emojis.iter().map(|(c, seq, emoji)| async move {
+                    let users = store.reaction_users(*c, *seq, emoji).await?;
+                    Ok::<_, chat_store::cql::CqlError>((*c, *seq, *emoji, users))
+                }))
+            }),
+        );
+        let mut out = HashMap::new();
+        for m in messages?.into_iter().flatten() {
+            applied.add_message(&m);
+            out.insert((m.channel_id, m.seq.unwrap_or(0)), m);
+        }
+        for (c, seq, emoji, users) in reactions? {
+            applied.add_reactions(c, seq, emoji, users);
+        }
+        Some(out)
+    }
+
+    /// Events of the batch already stored by this very record (a replay after a crash): read
+    /// back, to be pushed again. Rare, so read one position at a time.
+    async fn load_stored_events(
+        &self,
+        batch: &[Consumed],
+        stored: &HashMap<MessageId, Placement>,
+        shutdown: &CancellationToken,
+    ) -> Option<HashMap<EventId, ChannelEvent>> {
+        let replayed: Vec<Placement> = batch
+            .iter()
+            .filter_map(|r| match &r.record {
+                BusRecord::Event(e) => stored
+                    .get(&placement_key(e.id))
+                    .filter(|p| p.kafka_offset == Some(r.offset))
+                    .copied(),
+                _ => None,
+            })
+            .collect();
+        if replayed.is_empty() {
+            return Some(HashMap::new());
+        }
+        let store = &self.store;
+        let events = persist(shutdown, "read replayed events", || {
+            futures::future::try_join_all(
+                replayed
+                    .iter()
+                    .map(|p| store.events_in(p.channel_id, p.seq, p.seq)),
+            )
+        })
+        .await?;
+        Some(events.into_iter().flatten().map(|e| (e.id, e)).collect())
     }
 
     /// Steps 5 and 6: store before anything is pushed or committed; then push, and meanwhile
     /// move the head hints of channels that entered a new bucket (both before the commit; not
     /// beside the insert: a hint must be a stored position). A failed push is retried in the
-    /// background by [`Fanout`]; the messages are stored, and a gateway also fills any gap
-    /// from history when the next message of the channel arrives.
-    async fn store_and_push(
-        &self,
-        fresh: &[(Message, i64)],
-        outgoing: &[Outgoing],
-        shutdown: &CancellationToken,
-    ) -> bool {
+    /// background by [`Fanout`]; everything is stored, and a gateway also fills any gap
+    /// from history when the next message or event of the channel arrives.
+    async fn store_and_push(&self, a: &Assigned, shutdown: &CancellationToken) -> bool {
         let store = &self.store;
-        if !fresh.is_empty() {
-            if persist(shutdown, "store messages", || store.insert(fresh))
-                .await
-                .is_none()
-            {
-                return false;
-            }
-            metrics::counter!("chat_messages_stored_total").increment(fresh.len() as u64);
+        let (messages, events) = tokio::join!(
+            async {
+                a.messages.is_empty()
+                    || persist(shutdown, "store messages", || store.insert(&a.messages))
+                        .await
+                        .is_some()
+            },
+            async {
+                (a.events.is_empty() && a.writes.is_empty())
+                    || persist(shutdown, "store events", || {
+                        store.insert_events(&a.events, &a.writes)
+                    })
+                    .await
+                    .is_some()
+            },
+        );
+        if !(messages && events) {
+            return false;
         }
-        let hints = new_bucket_hints(fresh);
+        metrics::counter!("chat_messages_stored_total").increment(a.messages.len() as u64);
+        metrics::counter!("chat_events_stored_total").increment(a.events.len() as u64);
+        let positions = a
+            .messages
+            .iter()
+            .map(|(m, _)| (m.channel_id, m.seq.unwrap_or(0)))
+            .chain(a.events.iter().map(|(e, _)| (e.channel_id, e.seq)));
+        let hints = new_bucket_hints(positions);
         let (hints_written, logged, ()) = tokio::join!(
             async {
                 hints.is_empty()
@@ -193,10 +319,49 @@ impl Processor {
                     .await
                     .is_some()
             },
-            self.log_for_unread_counts(outgoing, shutdown),
-            self.fanout.push(outgoing),
+            async {
+                // In this order: a replayed message logged again must not outlive its
+                // replayed delete.
+                self.log_for_unread_counts(&a.outgoing, shutdown).await
+                    && self.log_changes(&a.writes, shutdown).await
+            },
+            self.fanout.push(&a.outgoing),
         );
         hints_written && logged
+    }
+
+    /// Edits and deletes into the log unread counts and previews come from: a deleted message
+    /// is no longer unread news nor the conversation's last message; an edited one previews
+    /// its new body.
+    async fn log_changes(&self, writes: &[StateWrite], shutdown: &CancellationToken) -> bool {
+        let changes: Vec<chat_store::read_state::LoggedChange> = writes
+            .iter()
+            .filter_map(|w| match w {
+                StateWrite::Edit {
+                    channel, seq, body, ..
+                } => Some(chat_store::read_state::LoggedChange::Edited {
+                    channel: *channel,
+                    seq: *seq,
+                    body: body.as_str(),
+                }),
+                StateWrite::Delete { channel, seq } => {
+                    Some(chat_store::read_state::LoggedChange::Deleted {
+                        channel: *channel,
+                        seq: *seq,
+                    })
+                }
+                _ => None,
+            })
+            .collect();
+        if changes.is_empty() {
+            return true;
+        }
+        let db = &self.db;
+        persist(shutdown, "log edits and deletes", || {
+            chat_store::read_state::log_changes(db, &changes)
+        })
+        .await
+        .is_some()
     }
 
     /// Every pushed message (new ones and stored ones pushed again after a crash) into the log
@@ -226,15 +391,13 @@ impl Processor {
     }
 }
 
-/// Step 4: positions, in partition order; membership changes applied where they happened.
-/// Returns the messages to store (with their Kafka offsets) and the events to push.
-fn assign(
-    batch: &[Consumed],
-    stored: &HashMap<MessageId, Placement>,
-    state: &mut BatchState,
-) -> (Vec<(Message, i64)>, Vec<Outgoing>) {
-    let mut fresh: Vec<(Message, i64)> = Vec::new();
-    let mut outgoing: Vec<Outgoing> = Vec::with_capacity(batch.len());
+/// Step 4: positions, in partition order; membership changes applied where they happened;
+/// events applied (or found moot) against the state the batch has reached.
+fn assign(batch: &[Consumed], state: &mut BatchState) -> Assigned {
+    let mut out = Assigned {
+        outgoing: Vec::with_capacity(batch.len()),
+        ..Assigned::default()
+    };
     let mut seen_in_batch: HashSet<MessageId> = HashSet::new();
     let members_of = |state: &BatchState, c: ChannelId| -> Arc<Vec<UserId>> {
         state.members.get(&c).cloned().unwrap_or_default()
@@ -242,7 +405,7 @@ fn assign(
     for r in batch {
         match &r.record {
             BusRecord::Message(m) => {
-                if let Some(p) = stored.get(&m.id) {
+                if let Some(p) = state.stored.get(&m.id).copied() {
                     if let Some(head) = state.heads.get_mut(&p.channel_id) {
                         *head = (*head).max(p.seq);
                     }
@@ -256,7 +419,8 @@ fn assign(
                     // has, by position).
                     let mut message = m.to_message(Some(p.seq));
                     message.channel_id = p.channel_id;
-                    outgoing.push(Outgoing {
+                    message.reply_to = m.reply_to.map(|t| reply_preview(t, p.channel_id, state));
+                    out.outgoing.push(Outgoing {
                         event: Event::Message { message },
                         recipients: members_of(state, p.channel_id),
                     });
@@ -268,11 +432,46 @@ fn assign(
                 // Every channel of the batch had its head loaded (or the batch was abandoned).
                 let head = state.heads.entry(m.channel_id).or_insert(0);
                 *head += 1;
-                let message = m.to_message(Some(*head));
-                fresh.push((message.clone(), r.offset));
-                outgoing.push(Outgoing {
+                let mut message = m.to_message(Some(*head));
+                message.reply_to = m.reply_to.map(|t| reply_preview(t, m.channel_id, state));
+                out.messages.push((message.clone(), r.offset));
+                out.outgoing.push(Outgoing {
                     event: Event::Message { message },
                     recipients: members_of(state, m.channel_id),
+                });
+            }
+            BusRecord::Event(e) => {
+                let key = placement_key(e.id);
+                if let Some(p) = state.stored.get(&key).copied() {
+                    if let Some(head) = state.heads.get_mut(&p.channel_id) {
+                        *head = (*head).max(p.seq);
+                    }
+                    if p.kafka_offset != Some(r.offset) {
+                        continue; // a resend of a stored event
+                    }
+                    if let Some(event) = state.stored_events.get(&e.id).cloned() {
+                        state.applied.reapply(&event);
+                        out.outgoing.push(Outgoing {
+                            event: Event::Channel { event },
+                            recipients: members_of(state, p.channel_id),
+                        });
+                    }
+                    continue;
+                }
+                if !seen_in_batch.insert(key) {
+                    continue;
+                }
+                let Some(change) = state.applied.apply(e) else {
+                    metrics::counter!("chat_events_moot_total").increment(1);
+                    continue;
+                };
+                let head = state.heads.entry(e.channel_id).or_insert(0);
+                *head += 1;
+                let event = event_at(e, *head, change);
+                out.events.push((event.clone(), r.offset));
+                out.outgoing.push(Outgoing {
+                    event: Event::Channel { event },
+                    recipients: members_of(state, e.channel_id),
                 });
             }
             BusRecord::Membership(ms) => {
@@ -286,7 +485,7 @@ fn assign(
                     }
                     MembershipChange::Left => list.retain(|u| *u != ms.user_id),
                 }
-                outgoing.push(Outgoing {
+                out.outgoing.push(Outgoing {
                     event: Event::Membership {
                         channel_id: ms.channel_id,
                         user_id: ms.user_id,
@@ -298,17 +497,38 @@ fn assign(
             }
         }
     }
-    (fresh, outgoing)
+    out.writes = std::mem::take(&mut state.applied).into_writes();
+    out
 }
 
-/// The channels whose new positions entered a new bucket, with their last new position.
-fn new_bucket_hints(fresh: &[(Message, i64)]) -> Vec<(ChannelId, i64)> {
+/// The preview of a replied-to message as the batch knows it (stored; deleted if a delete of
+/// the batch came first).
+fn reply_preview(t: Target, channel: ChannelId, state: &BatchState) -> Box<ReplyPreview> {
+    let found = state.targets.get(&(channel, t.seq));
+    let deleted = found.is_some_and(|m| m.deleted) || state.applied.is_deleted(channel, t.seq);
+    Box::new(ReplyPreview {
+        id: t.id,
+        seq: t.seq,
+        sender_id: found.map_or(UserId(Default::default()), |m| m.sender_id),
+        preview: match found {
+            Some(m) if !deleted => m.body.chars().take(limits::PREVIEW_MAX_CHARS).collect(),
+            _ => String::new(),
+        },
+        deleted,
+    })
+}
+
+/// The channels whose new positions (messages and events, in order) entered a new bucket, with
+/// their last new position.
+fn new_bucket_hints(positions: impl Iterator<Item = (ChannelId, i64)>) -> Vec<(ChannelId, i64)> {
     let mut first_new: HashMap<ChannelId, (i64, i64)> = HashMap::new();
-    for (m, _) in fresh {
-        let seq = m.seq.unwrap_or(0);
+    for (c, seq) in positions {
         first_new
-            .entry(m.channel_id)
-            .and_modify(|(_, last)| *last = seq)
+            .entry(c)
+            .and_modify(|(first, last)| {
+                *first = (*first).min(seq);
+                *last = (*last).max(seq);
+            })
             .or_insert((seq, seq));
     }
     first_new

@@ -291,6 +291,29 @@ pub(crate) fn refusal_frame(
             message: message.into(),
             client_msg_id,
             retry_after_ms: retry_after.map(|d| d.as_millis().try_into().unwrap_or(u64::MAX)),
+            client_event_id: None,
+        })
+        .expect("frames serialise"),
+    )
+}
+
+/// An `error` frame refusing an `edit` / `delete` / `react` / `unreact`, naming its
+/// `client_event_id` (when it is not too long to be one).
+pub(crate) fn event_refusal(
+    code: &str,
+    message: impl Into<String>,
+    client_event_id: String,
+    retry_after: Option<std::time::Duration>,
+) -> Outbound {
+    let client_event_id = Some(client_event_id)
+        .filter(|c| c.chars().count() <= chat_types::limits::CLIENT_MSG_ID_MAX);
+    Outbound::Frame(
+        serde_json::to_string(&ServerFrame::Error {
+            code: code.into(),
+            message: message.into(),
+            client_msg_id: None,
+            retry_after_ms: retry_after.map(|d| d.as_millis().try_into().unwrap_or(u64::MAX)),
+            client_event_id,
         })
         .expect("frames serialise"),
     )

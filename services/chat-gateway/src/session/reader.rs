@@ -8,7 +8,7 @@ use crate::Shared;
 use crate::admission::Refused;
 use crate::hub::{ConnHandle, Outbound};
 use axum::extract::ws::{Message as WsMessage, WebSocket};
-use chat_types::bus::{BusRecord, MessageRecord};
+use chat_types::bus::{Action, BusRecord, MessageRecord};
 use chat_types::ws::{ClientFrame, ServerFrame, close, error_code};
 use chat_types::{ChannelId, UserId};
 use futures::StreamExt;
@@ -139,6 +139,7 @@ async fn handle_frame(
             channel_id,
             client_msg_id,
             body,
+            reply_to,
         } => {
             let Ok(permit) = sends.clone().acquire_owned().await else {
                 return;
@@ -151,6 +152,7 @@ async fn handle_frame(
                 channel_id,
                 client_msg_id,
                 body,
+                reply_to,
                 handle,
                 permit,
             ))
@@ -169,6 +171,81 @@ async fn handle_frame(
         ClientFrame::Resume { channels } => {
             let out = Box::pin(super::resume::lookup(shared, user, channels, handle)).await;
             handle.send(out).await;
+        }
+        ClientFrame::Edit {
+            channel_id,
+            message_id,
+            client_event_id,
+            body,
+        } => {
+            let action = Action::Edit { body };
+            change(
+                shared,
+                user,
+                channel_id,
+                message_id,
+                client_event_id,
+                action,
+                handle,
+                sends,
+            )
+            .await
+        }
+        ClientFrame::Delete {
+            channel_id,
+            message_id,
+            client_event_id,
+        } => {
+            let action = Action::Delete;
+            change(
+                shared,
+                user,
+                channel_id,
+                message_id,
+                client_event_id,
+                action,
+                handle,
+                sends,
+            )
+            .await
+        }
+        ClientFrame::React {
+            channel_id,
+            message_id,
+            client_event_id,
+            emoji,
+        } => {
+            let action = Action::React { emoji };
+            change(
+                shared,
+                user,
+                channel_id,
+                message_id,
+                client_event_id,
+                action,
+                handle,
+                sends,
+            )
+            .await
+        }
+        ClientFrame::Unreact {
+            channel_id,
+            message_id,
+            client_event_id,
+            emoji,
+        } => {
+            let action = Action::Unreact { emoji };
+            change(
+                shared,
+                user,
+                channel_id,
+                message_id,
+                client_event_id,
+                action,
+                handle,
+                sends,
+            )
+            .await
         }
         ClientFrame::MarkRead { channel_id, seq } => {
             if seq < 1 {
@@ -192,6 +269,31 @@ async fn handle_frame(
             crate::reads::accept(shared, mark, handle.id);
         }
     }
+}
+
+/// An `edit` / `delete` / `react` / `unreact`: through [`crate::changes`], holding a send
+/// permit (they count against the same in-flight bound as sends).
+#[allow(clippy::too_many_arguments)]
+async fn change(
+    shared: &Arc<Shared>,
+    user: UserId,
+    channel: ChannelId,
+    message: chat_types::MessageId,
+    client_event_id: String,
+    action: Action,
+    handle: &ConnHandle,
+    sends: &Arc<Semaphore>,
+) {
+    let Ok(permit) = sends.clone().acquire_owned().await else {
+        return;
+    };
+    let req = crate::changes::Request {
+        channel,
+        message,
+        client_event_id,
+        action,
+    };
+    Box::pin(crate::changes::submit(shared, user, req, handle, permit)).await;
 }
 
 /// A `typing` frame: checked and pushed in a task (meanwhile this client's frames keep being
@@ -221,12 +323,13 @@ async fn send(
     channel: ChannelId,
     client_msg_id: String,
     body: String,
+    reply_to: Option<chat_types::MessageId>,
     handle: &ConnHandle,
     permit: OwnedSemaphorePermit,
 ) -> Result<(), (Refused, String)> {
     let record = match shared
         .admission
-        .admit(user, channel, client_msg_id.clone(), body)
+        .admit(user, channel, client_msg_id.clone(), body, reply_to)
         .await
     {
         Ok(record) => record,

@@ -15,9 +15,10 @@
 
 use crate::hub::{LiveMessage, Outbound};
 use axum::extract::ws::Utf8Bytes;
+use chat_types::ChannelId;
 use chat_types::bus::MembershipChange;
+use chat_types::events::ChannelItem;
 use chat_types::ws::{ServerFrame, close};
-use chat_types::{ChannelId, Message};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
@@ -167,28 +168,29 @@ impl Sequencer {
         None
     }
 
-    /// The answer to a [`Step::Fetch`]: the messages, oldest first.
-    pub fn fetched(&mut self, page: Vec<Message>) {
+    /// The answer to a [`Step::Fetch`]: what is at those positions (messages and channel
+    /// events), oldest first.
+    pub fn fetched(&mut self, page: Vec<ChannelItem>) {
         let Some(f) = self.fetching.take() else {
             return;
         };
         let mut full = page.len() as i64 >= f.limit;
         let mut after = f.after;
         let mut unfolded: Vec<Work> = Vec::with_capacity(page.len() + 1);
-        for message in page {
+        for item in page {
             // Only the unbroken run of positions counts. A message server stores a batch in
             // several concurrent writes, so a read racing it (a catch-up reaching the newest
             // messages) can see later rows before earlier ones; sending past such a hole would
             // make the missing ones look like replays when their push comes. They are pushed
             // once their whole batch is stored, and arrive live, in order.
-            let seq = message.seq.unwrap_or(after + 1);
+            let seq = item.seq();
             if seq != after + 1 {
                 metrics::counter!("chat_history_holes_total").increment(1);
                 full = false;
                 break;
             }
             after = seq;
-            unfolded.push(Work::Write(frame(&ServerFrame::Message { message })));
+            unfolded.push(Work::Write(frame(&item.into_frame())));
         }
         if f.backfill {
             if full && let Some(until) = f.until {
@@ -398,6 +400,7 @@ impl Sequencer {
 mod tests {
     use super::*;
     use crate::hub::MembershipNote;
+    use chat_types::Message;
     use chat_types::{MessageId, UserId};
 
     fn chan(n: u128) -> ChannelId {
@@ -405,15 +408,34 @@ mod tests {
     }
 
     fn message(c: ChannelId, seq: i64) -> Message {
-        Message {
-            id: MessageId(uuid::Uuid::from_u128(seq as u128)),
-            channel_id: c,
-            sender_id: UserId(uuid::Uuid::from_u128(7)),
-            body: format!("m{seq}"),
-            client_msg_id: format!("c{seq}"),
-            created_at: chrono::DateTime::from_timestamp_millis(0).unwrap(),
-            seq: Some(seq),
+        Message::new(
+            MessageId(uuid::Uuid::from_u128(seq as u128)),
+            c,
+            UserId(uuid::Uuid::from_u128(7)),
+            format!("m{seq}"),
+            format!("c{seq}"),
+            chrono::DateTime::from_timestamp_millis(0).unwrap(),
+            Some(seq),
+        )
+    }
+
+    /// What history holds at `seq`: every position divisible by 5 is a channel event (an
+    /// edit of the message before it), the rest are messages.
+    fn item(c: ChannelId, seq: i64) -> ChannelItem {
+        if seq % 5 != 0 {
+            return ChannelItem::Message(message(c, seq));
         }
+        ChannelItem::Event(chat_types::events::ChannelEvent {
+            id: chat_types::EventId(uuid::Uuid::from_u128(seq as u128)),
+            channel_id: c,
+            seq,
+            actor_id: UserId(uuid::Uuid::from_u128(7)),
+            message_id: MessageId(uuid::Uuid::from_u128(seq as u128 - 1)),
+            message_seq: seq - 1,
+            client_event_id: format!("e{seq}"),
+            created_at: chrono::DateTime::from_timestamp_millis(0).unwrap(),
+            change: chat_types::events::Change::Edited { body: "e".into() },
+        })
     }
 
     fn live(c: ChannelId, seq: i64) -> Outbound {
@@ -474,7 +496,7 @@ mod tests {
                         let head = self.stored.get(&channel).copied().unwrap_or(0);
                         let page = ((after + 1)..=head.min(after + limit))
                             .filter(|s| !self.invisible.contains(&(channel, *s)))
-                            .map(|s| message(channel, s))
+                            .map(|s| item(channel, s))
                             .collect();
                         self.seq.fetched(page);
                     }
@@ -488,6 +510,14 @@ mod tests {
     fn describe(f: &str) -> String {
         let v: serde_json::Value = serde_json::from_str(f).unwrap_or_default();
         match v["type"].as_str() {
+            Some("event") => {
+                let c = v["event"]["channel_id"].as_str().unwrap();
+                format!(
+                    "c{}:{}",
+                    uuid::Uuid::parse_str(c).unwrap().as_u128(),
+                    v["event"]["seq"]
+                )
+            }
             Some("message") => {
                 let c = v["message"]["channel_id"].as_str().unwrap();
                 format!(

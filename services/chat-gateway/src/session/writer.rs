@@ -99,7 +99,7 @@ async fn pump(
                 channel,
                 after,
                 limit,
-            } => match shared.store.after(channel, after, limit).await {
+            } => match shared.store.items_after(channel, after, limit).await {
                 Ok(page) => seq.fetched(page),
                 Err(e) => {
                     tracing::warn!(%channel, error = %e, "history read failed; closing so the client resumes");

@@ -208,6 +208,7 @@ async fn flood(
                     channel_id: channel,
                     client_msg_id: format!("flood-{}-{n}", uuid::Uuid::new_v4().simple()),
                     body: body.clone(),
+                    reply_to: None,
                 }
             };
             if conn.send(&frame).await.is_err() {

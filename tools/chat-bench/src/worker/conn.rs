@@ -482,6 +482,7 @@ fn send_frame(channel: ChannelId, cmid: &str, body: &str) -> String {
         channel_id: channel,
         client_msg_id: cmid.to_string(),
         body: body.to_string(),
+        reply_to: None,
     })
     .expect("frames serialise")
 }

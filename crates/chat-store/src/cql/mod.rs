@@ -1,9 +1,17 @@
 //! Cassandra/ScyllaDB: the message history.
 //!
-//! Messages are addressed by their position `seq` in the channel (1, 2, 3, ... without gaps),
-//! which the message server owning the channel's Kafka partition gives out in partition order.
-//! Because positions have no gaps, every page is a known range of positions in at most two
-//! partitions: no scans, no "read until enough" loops.
+//! Everything in a channel has a position `seq` (1, 2, 3, ... without gaps), which the message
+//! server owning the channel's Kafka partition gives out in partition order: messages (table
+//! `messages`) and channel events, edits, deletes and reactions (`channel_events`, see
+//! [`events`]). Because the union has no gaps, what a gateway sends again after a position is a
+//! known range in at most two partitions per table: no scans. History pages, which list messages
+//! only, read with `LIMIT` from the right end of a range ([`history`]).
+
+mod events;
+mod history;
+
+pub use events::StateWrite;
+pub use history::Page;
 
 use chat_types::{ChannelId, Message, MessageId, UserId};
 use chrono::{DateTime, Utc};
@@ -34,11 +42,15 @@ pub fn bucket_of(seq: i64) -> i64 {
 pub const SCHEMA: &[(&str, &str)] = &[
     (
         "0001_messages.cql",
-        include_str!("../../../migrations/cql/0001_messages.cql"),
+        include_str!("../../../../migrations/cql/0001_messages.cql"),
     ),
     (
         "0002_message_offsets.cql",
-        include_str!("../../../migrations/cql/0002_message_offsets.cql"),
+        include_str!("../../../../migrations/cql/0002_message_offsets.cql"),
+    ),
+    (
+        "0003_channel_events.cql",
+        include_str!("../../../../migrations/cql/0003_channel_events.cql"),
     ),
 ];
 
@@ -153,7 +165,22 @@ pub struct Placement {
     pub kafka_offset: Option<i64>,
 }
 
-type MessageRow = (Uuid, i64, Uuid, Uuid, String, String, DateTime<Utc>);
+type MessageRow = (
+    Uuid,
+    i64,
+    Uuid,
+    Uuid,
+    String,
+    String,
+    DateTime<Utc>,
+    Option<DateTime<Utc>>,
+    Option<bool>,
+    Option<Uuid>,
+    Option<i64>,
+);
+
+/// The columns of [`MessageRow`], in order.
+const MESSAGE_COLUMNS: &str = "channel_id, seq, id, sender_id, body, client_msg_id, created_at, edited_at, deleted, reply_to, reply_to_seq";
 
 /// Statements per write batch, and body bytes per batch (Cassandra refuses batches over
 /// `batch_size_fail_threshold`, 50 KiB by default; a message body is at most ~16 KB).
@@ -163,8 +190,22 @@ const BATCH_BODY_BYTES: usize = 24 * 1024;
 const READ_IDS: usize = 64;
 
 /// The values of one statement of a write batch, which mixes the two inserts.
+#[allow(clippy::type_complexity)]
 enum InsertRow<'a> {
-    Message((Uuid, i64, i64, Uuid, Uuid, &'a str, &'a str, DateTime<Utc>)),
+    Message(
+        (
+            Uuid,
+            i64,
+            i64,
+            Uuid,
+            Uuid,
+            &'a str,
+            &'a str,
+            DateTime<Utc>,
+            Option<Uuid>,
+            Option<i64>,
+        ),
+    ),
     Id((Uuid, Uuid, i64, i64)),
 }
 
@@ -185,6 +226,15 @@ impl SerializeRow for InsertRow<'_> {
     }
 }
 
+/// Prepare `q` the way every statement here is: LOCAL_QUORUM, idempotent (see
+/// [`MessageStore::new`]).
+async fn prep_owned(session: &Arc<Session>, q: String) -> Result<PreparedStatement, CqlError> {
+    let mut p = session.prepare(q).await?;
+    p.set_consistency(Consistency::LocalQuorum);
+    p.set_is_idempotent(true);
+    Ok(p)
+}
+
 /// Prepared statements over one shared session.
 #[derive(Clone)]
 pub struct MessageStore {
@@ -196,6 +246,10 @@ pub struct MessageStore {
     update_head: PreparedStatement,
     select_bucket_max: PreparedStatement,
     select_range: PreparedStatement,
+    select_seqs: PreparedStatement,
+    select_older: PreparedStatement,
+    select_newer: PreparedStatement,
+    events: events::Statements,
 }
 
 impl MessageStore {
@@ -216,8 +270,8 @@ impl MessageStore {
         };
         Ok(MessageStore {
             insert_message: prep(
-                "INSERT INTO messages (channel_id, bucket, seq, id, sender_id, body, client_msg_id, created_at)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO messages (channel_id, bucket, seq, id, sender_id, body, client_msg_id, created_at, reply_to, reply_to_seq)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             )
             .await?,
             insert_id: prep(
@@ -234,11 +288,40 @@ impl MessageStore {
                 "SELECT seq FROM messages WHERE channel_id = ? AND bucket = ? LIMIT 1",
             )
             .await?,
-            select_range: prep(
-                "SELECT channel_id, seq, id, sender_id, body, client_msg_id, created_at FROM messages
-                 WHERE channel_id = ? AND bucket = ? AND seq >= ? AND seq <= ?",
+            select_range: prep_owned(
+                &session,
+                format!(
+                    "SELECT {MESSAGE_COLUMNS} FROM messages
+                     WHERE channel_id = ? AND bucket = ? AND seq >= ? AND seq <= ?"
+                ),
             )
             .await?,
+            select_seqs: prep_owned(
+                &session,
+                format!(
+                    "SELECT {MESSAGE_COLUMNS} FROM messages
+                     WHERE channel_id = ? AND bucket = ? AND seq IN ?"
+                ),
+            )
+            .await?,
+            select_older: prep_owned(
+                &session,
+                format!(
+                    "SELECT {MESSAGE_COLUMNS} FROM messages
+                     WHERE channel_id = ? AND bucket = ? AND seq > ? AND seq < ? LIMIT ?"
+                ),
+            )
+            .await?,
+            select_newer: prep_owned(
+                &session,
+                format!(
+                    "SELECT {MESSAGE_COLUMNS} FROM messages
+                     WHERE channel_id = ? AND bucket = ? AND seq > ? AND seq < ?
+                     ORDER BY seq ASC LIMIT ?"
+                ),
+            )
+            .await?,
+            events: events::Statements::prepare(&session).await?,
             session,
         })
     }
@@ -293,6 +376,8 @@ impl MessageStore {
                 m.body.as_str(),
                 m.client_msg_id.as_str(),
                 m.created_at,
+                m.reply_to.as_ref().map(|r| r.id.0),
+                m.reply_to.as_ref().map(|r| r.seq),
             )));
             batch.append_statement(self.insert_id.clone());
             rows.push(InsertRow::Id((m.id.0, m.channel_id.0, seq, *offset)));
@@ -341,12 +426,13 @@ impl MessageStore {
         Ok(self.placements(&[id]).await?.pop().map(|(_, p)| p))
     }
 
-    /// The last stored position of a channel (0 when it has no messages).
+    /// The last stored position of a channel (0 when it has nothing).
     ///
     /// `channel_heads` holds only a hint: a stored position at or below the head, moved when a
     /// channel enters a new bucket (so a batch costs no extra write per channel). The head is
-    /// the newest row of the hint's bucket (newest first, so one row), continued into the next
-    /// bucket while a bucket is full (positions are contiguous).
+    /// the newest row of the hint's bucket in either table (newest first, so one row each),
+    /// continued into the next bucket while a bucket is full (positions are contiguous across
+    /// messages and events).
     pub async fn head(&self, channel: ChannelId) -> Result<i64, CqlError> {
         let r = self
             .session
@@ -357,12 +443,11 @@ impl MessageStore {
         let mut head = row.and_then(|(s,)| s).unwrap_or(0);
         let mut bucket = bucket_of(head.max(1));
         loop {
-            let r = self
-                .session
-                .execute_unpaged(&self.select_bucket_max, (channel.0, bucket))
-                .await?;
-            let rows = r.into_rows_result().map_err(resp)?;
-            let Some((newest,)) = rows.maybe_first_row::<(i64,)>().map_err(resp)? else {
+            let (messages, events) = tokio::join!(
+                self.newest_in(&self.select_bucket_max, channel, bucket),
+                self.newest_in(&self.events.select_bucket_max, channel, bucket),
+            );
+            let Some(newest) = messages?.max(events?) else {
                 return Ok(head);
             };
             head = head.max(newest);
@@ -371,6 +456,24 @@ impl MessageStore {
             }
             bucket += 1;
         }
+    }
+
+    /// The newest position of one bucket of one table (`statement` selects it).
+    async fn newest_in(
+        &self,
+        statement: &PreparedStatement,
+        channel: ChannelId,
+        bucket: i64,
+    ) -> Result<Option<i64>, CqlError> {
+        let r = self
+            .session
+            .execute_unpaged(statement, (channel.0, bucket))
+            .await?;
+        let rows = r.into_rows_result().map_err(resp)?;
+        Ok(rows
+            .maybe_first_row::<(i64,)>()
+            .map_err(resp)?
+            .map(|(s,)| s))
     }
 
     /// Move the head hints of channels whose positions entered a new bucket. Each position must
@@ -385,8 +488,9 @@ impl MessageStore {
         Ok(())
     }
 
-    /// Messages with positions `from..=to` (inclusive), oldest first.
-    pub async fn range(
+    /// The messages among positions `from..=to` (inclusive), oldest first, as stored (reply
+    /// targets named, not previewed: see [`MessageStore::with_reply_previews`]).
+    pub async fn messages_in(
         &self,
         channel: ChannelId,
         from: i64,
@@ -401,57 +505,100 @@ impl MessageStore {
                 .session
                 .execute_unpaged(&self.select_range, (channel.0, b, from, to))
                 .await?;
-            let rows = r.into_rows_result().map_err(resp)?;
-            let out: Vec<Message> = rows
-                .rows::<MessageRow>()
-                .map_err(resp)?
-                .map(|row| row.map(into_message).map_err(resp))
-                .collect::<Result<_, _>>()?;
-            Ok::<_, CqlError>(out)
+            message_rows(r)
         });
         let mut all: Vec<Message> = try_join_all(reads).await?.into_iter().flatten().collect();
         all.sort_unstable_by_key(|m| m.seq);
         Ok(all)
     }
 
-    /// The `limit` messages just before position `before` (exclusive), oldest first.
-    pub async fn before(
+    /// The stored messages at these positions (those that are messages), oldest first: one
+    /// `IN` read per bucket.
+    pub async fn messages_at(
         &self,
         channel: ChannelId,
-        before: i64,
-        limit: i64,
+        seqs: &[i64],
     ) -> Result<Vec<Message>, CqlError> {
-        self.range(channel, before - limit, before - 1).await
+        let mut by_bucket: std::collections::BTreeMap<i64, Vec<i64>> = Default::default();
+        for s in seqs {
+            by_bucket.entry(bucket_of(*s)).or_default().push(*s);
+        }
+        let reads = by_bucket.into_iter().map(|(b, seqs)| async move {
+            let r = self
+                .session
+                .execute_unpaged(&self.select_seqs, (channel.0, b, seqs))
+                .await?;
+            message_rows(r)
+        });
+        let mut all: Vec<Message> = try_join_all(reads).await?.into_iter().flatten().collect();
+        all.sort_unstable_by_key(|m| m.seq);
+        Ok(all)
     }
 
-    /// The `limit` messages just after position `after` (exclusive), oldest first.
-    pub async fn after(
+    /// The stored message `id` of `channel`, as it is now, if it is stored (and a message).
+    pub async fn message(
         &self,
         channel: ChannelId,
-        after: i64,
-        limit: i64,
-    ) -> Result<Vec<Message>, CqlError> {
-        self.range(channel, after + 1, after + limit).await
-    }
-
-    /// The newest `limit` messages, oldest first.
-    pub async fn latest(&self, channel: ChannelId, limit: i64) -> Result<Vec<Message>, CqlError> {
-        let head = self.head(channel).await?;
-        self.before(channel, head + 1, limit).await
+        id: MessageId,
+    ) -> Result<Option<Message>, CqlError> {
+        let Some(p) = self.placement(id).await? else {
+            return Ok(None);
+        };
+        if p.channel_id != channel {
+            return Ok(None);
+        }
+        let found = self.messages_at(channel, &[p.seq]).await?;
+        Ok(found.into_iter().find(|m| m.id == id))
     }
 }
 
+fn message_rows(r: scylla::response::query_result::QueryResult) -> Result<Vec<Message>, CqlError> {
+    let rows = r.into_rows_result().map_err(resp)?;
+    rows.rows::<MessageRow>()
+        .map_err(resp)?
+        .map(|row| row.map(into_message).map_err(resp))
+        .collect()
+}
+
 fn into_message(r: MessageRow) -> Message {
-    let (channel_id, seq, id, sender_id, body, client_msg_id, created_at) = r;
-    Message {
-        id: MessageId(id),
-        channel_id: ChannelId(channel_id),
-        sender_id: UserId(sender_id),
+    let (
+        channel_id,
+        seq,
+        id,
+        sender_id,
         body,
         client_msg_id,
         created_at,
-        seq: Some(seq),
+        edited_at,
+        deleted,
+        reply_to,
+        reply_to_seq,
+    ) = r;
+    let mut m = Message::new(
+        MessageId(id),
+        ChannelId(channel_id),
+        UserId(sender_id),
+        body,
+        client_msg_id,
+        created_at,
+        Some(seq),
+    );
+    m.edited_at = edited_at;
+    m.deleted = deleted.unwrap_or(false);
+    if m.deleted {
+        m.body.clear();
     }
+    // The target alone; its sender and preview are filled in by `with_reply_previews`.
+    if let (Some(id), Some(seq)) = (reply_to, reply_to_seq) {
+        m.reply_to = Some(Box::new(chat_types::rest::ReplyPreview {
+            id: MessageId(id),
+            seq,
+            sender_id: UserId(Uuid::nil()),
+            preview: String::new(),
+            deleted: false,
+        }));
+    }
+    m
 }
 
 #[cfg(test)]
