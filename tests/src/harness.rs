@@ -378,7 +378,7 @@ impl Crowd {
                     format!("{} #{i} from {from}", ch.name),
                 );
                 sent += 1;
-                if every > 0 && i % every == every - 1 {
+                if every > 0 && (i + 1).is_multiple_of(every) {
                     self.change_one(from, ch.id, i, c);
                 }
             }
@@ -390,7 +390,7 @@ impl Crowd {
     fn change_one(&self, from: usize, channel: ChannelId, round: usize, c: usize) {
         let client = &self.clients[from];
         let me = client.session.user.id;
-        let edit = (round / 2) % 2 == 0;
+        let edit = (round / 2).is_multiple_of(2);
         let target = {
             let l = client.log.lock().expect("log");
             l.received

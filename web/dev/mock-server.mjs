@@ -21,7 +21,11 @@ const DIST = fileURLToPath(new URL("../dist/", import.meta.url));
 const users = new Map(); // id -> {id, username, display_name, password}
 const access = new Map(); // token -> {userId, exp}
 const refresh = new Map(); // token -> {userId, used}
-const channels = new Map(); // id -> {id, kind, name, description, created_at, members:Set, messages:[], dmKey?}
+// id -> {id, kind, name, description, created_at, created_by, members:Set, messages:[], events:[], seq, dmKey?}
+// Messages and events share the channel's `seq` (docs/protocol.md, "Edits, deletes, reactions,
+// replies"); a stored message keeps its state: body, edited_at, deleted, reply_to (an id) and
+// reactions (emoji -> Set of user ids, in the order first used).
+const channels = new Map();
 const sockets = new Map(); // userId -> Set<ws>
 
 const err = (res, status, code, message) => json(res, status, { error: { code, message } });
@@ -71,12 +75,120 @@ function messageId(senderId, cmid) {
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-5${h.slice(13, 16)}-a${h.slice(17, 20)}-${h.slice(20, 32)}`;
 }
 
+/** A stored message as `viewer` sees it now (reactions counted for them, the reply's preview). */
+function wireMessage(c, m, viewer) {
+  const out = {
+    id: m.id,
+    channel_id: m.channel_id,
+    sender_id: m.sender_id,
+    body: m.deleted ? "" : m.body,
+    client_msg_id: m.client_msg_id,
+    created_at: m.created_at,
+    seq: m.seq,
+  };
+  if (m.edited_at && !m.deleted) out.edited_at = m.edited_at;
+  if (m.deleted) out.deleted = true;
+  if (m.reply_to) {
+    const o = c.messages.find((x) => x.id === m.reply_to);
+    if (o) {
+      out.reply_to = { id: o.id, seq: o.seq, sender_id: o.sender_id, preview: o.deleted ? "" : [...o.body].slice(0, 140).join("") };
+      if (o.deleted) out.reply_to.deleted = true;
+    }
+  }
+  if (!m.deleted && m.reactions.size) {
+    out.reactions = [...m.reactions].map(([emoji, who]) => ({ emoji, count: who.size, me: who.has(viewer) }));
+  }
+  return out;
+}
+
 function deliver(c, message) {
   for (const uid of c.members) {
     for (const ws of sockets.get(uid) ?? []) {
-      if (ws.readyState === 1) ws.send(JSON.stringify({ type: "message", message }));
+      if (ws.readyState === 1) ws.send(JSON.stringify({ type: "message", message: wireMessage(c, message, uid) }));
     }
   }
+}
+
+function deliverEvent(c, event) {
+  for (const uid of c.members) {
+    for (const ws of sockets.get(uid) ?? []) {
+      if (ws.readyState === 1) ws.send(JSON.stringify({ type: "event", event }));
+    }
+  }
+}
+
+const EMOJI_BAD = /[\s\p{Cc}]/u;
+
+/** edit / delete / react / unreact: checks, event_ack, then the event (unless moot). */
+function change(ws, me, f) {
+  const ceid = f.client_event_id;
+  const fail = (code, message) => ws.send(JSON.stringify({ type: "error", code, message, client_event_id: ceid }));
+  if (typeof ceid !== "string" || !ceid || ceid.length > 128) return fail("invalid_client_event_id", "client_event_id must be 1 to 128 characters");
+  const c = channels.get(f.channel_id);
+  if (!c) return fail("unknown_channel", "no such channel");
+  if (!c.members.has(me.id)) return fail("not_a_member", "not a member");
+  const eventId = messageId(`event:${me.id}`, ceid);
+  const done = c.events.find((e) => e.id === eventId);
+  if (done || c.acked.has(eventId)) return ws.send(JSON.stringify({ type: "event_ack", client_event_id: ceid, event_id: eventId }));
+  const m = c.messages.find((x) => x.id === f.message_id);
+  if (!m) return fail("unknown_message", "no such message in this channel");
+  if (m.deleted) return fail("message_deleted", "the message was deleted");
+  let kind;
+  const extra = {};
+  if (f.type === "edit") {
+    if (m.sender_id !== me.id) return fail("not_author", "only the author may edit a message");
+    const n = [...String(f.body ?? "")].length;
+    if (n < 1 || n > 4000 || !String(f.body).trim()) return fail("invalid_body", "body must be 1 to 4000 characters");
+    kind = "edited";
+    extra.body = f.body;
+  } else if (f.type === "delete") {
+    if (m.sender_id !== me.id && !(c.kind === "group" && c.created_by === me.id)) {
+      return fail("not_author", "only the author or the channel's owner may delete a message");
+    }
+    kind = "deleted";
+  } else {
+    const e = f.emoji;
+    if (typeof e !== "string" || !e || Buffer.byteLength(e) > 64 || EMOJI_BAD.test(e)) return fail("invalid_emoji", "not a usable emoji");
+    kind = f.type === "react" ? "reaction_added" : "reaction_removed";
+    extra.emoji = e;
+  }
+  c.acked.add(eventId);
+  ws.send(JSON.stringify({ type: "event_ack", client_event_id: ceid, event_id: eventId }));
+  // Applied in order; a moot change takes no position and makes no event.
+  const now = new Date().toISOString();
+  if (kind === "edited") {
+    m.body = extra.body;
+    m.edited_at = now;
+  } else if (kind === "deleted") {
+    m.deleted = true;
+    m.reactions = new Map();
+  } else {
+    const who = m.reactions.get(extra.emoji) ?? new Set();
+    if (kind === "reaction_added") {
+      if (who.has(me.id)) return;
+      who.add(me.id);
+      m.reactions.set(extra.emoji, who);
+    } else {
+      if (!who.has(me.id)) return;
+      who.delete(me.id);
+      if (who.size === 0) m.reactions.delete(extra.emoji);
+    }
+    extra.count = who.size;
+  }
+  const event = {
+    id: eventId,
+    channel_id: c.id,
+    seq: ++c.seq,
+    actor_id: me.id,
+    message_id: m.id,
+    message_seq: m.seq,
+    client_event_id: ceid,
+    created_at: now,
+    kind,
+    ...extra,
+  };
+  c.events.push(event);
+  deliverEvent(c, event);
 }
 
 const VALID_USER = /^[A-Za-z0-9._-]{3,32}$/;
@@ -151,8 +263,12 @@ async function api(req, res, url) {
       name: b.name,
       description: b.description ?? "",
       created_at: new Date().toISOString(),
+      created_by: me.id,
       members: new Set([me.id]),
       messages: [],
+      events: [],
+      acked: new Set(),
+      seq: 0,
     };
     channels.set(c.id, c);
     return json(res, 201, channelFor(c, me.id));
@@ -178,6 +294,9 @@ async function api(req, res, url) {
         created_at: new Date().toISOString(),
         members: new Set([me.id, other.id]),
         messages: [],
+        events: [],
+        acked: new Set(),
+        seq: 0,
         dmKey: key,
       };
       channels.set(c.id, c);
@@ -218,7 +337,7 @@ async function api(req, res, url) {
       } else {
         list = list.slice(-limit);
       }
-      return json(res, 200, { messages: list });
+      return json(res, 200, { messages: list.map((x) => wireMessage(c, x, me.id)) });
     }
   }
   return err(res, 404, "not_found", `no route for ${m} ${url.pathname}`);
@@ -284,6 +403,11 @@ server.on("upgrade", (req, socket, head) => {
         }
         const id = messageId(me.id, cmid);
         const existing = c.messages.find((x) => x.id === id);
+        if (!existing && f.reply_to !== undefined) {
+          const o = c.messages.find((x) => x.id === f.reply_to);
+          if (!o) return ws.send(JSON.stringify({ type: "error", code: "unknown_message", message: "reply_to names no message of this channel", client_msg_id: cmid }));
+          if (o.deleted) return ws.send(JSON.stringify({ type: "error", code: "message_deleted", message: "reply_to names a deleted message", client_msg_id: cmid }));
+        }
         const msg = existing ?? {
           id,
           channel_id: c.id,
@@ -291,11 +415,14 @@ server.on("upgrade", (req, socket, head) => {
           body: f.body,
           client_msg_id: cmid,
           created_at: new Date().toISOString(),
-          seq: c.messages.length + 1,
+          seq: c.seq + 1,
+          reply_to: typeof f.reply_to === "string" ? f.reply_to : undefined,
+          reactions: new Map(),
         };
-        const { seq: _seq, ...ackMsg } = msg;
+        const { seq: _seq, ...ackMsg } = wireMessage(c, msg, me.id);
         ws.send(JSON.stringify({ type: "ack", client_msg_id: cmid, message: ackMsg }));
         if (!existing) {
+          c.seq = msg.seq;
           c.messages.push(msg);
           deliver(c, msg);
         }
@@ -306,17 +433,23 @@ server.on("upgrade", (req, socket, head) => {
         for (const [cid, last] of Object.entries(f.channels ?? {})) {
           const c = channels.get(cid);
           if (!c || !c.members.has(me.id)) continue;
-          const i = c.messages.findIndex((x) => x.id === last);
-          if (i < 0) {
+          // The id of the last message or event the client has.
+          const from = c.messages.find((x) => x.id === last)?.seq ?? c.events.find((x) => x.id === last)?.seq;
+          if (from === undefined) {
             ws.send(JSON.stringify({ type: "error", code: "unknown_message", message: `unknown message ${last}` }));
             continue;
           }
-          for (const msg of c.messages.slice(i + 1)) ws.send(JSON.stringify({ type: "message", message: msg }));
+          const items = [
+            ...c.messages.filter((x) => x.seq > from).map((x) => ({ seq: x.seq, frame: { type: "message", message: wireMessage(c, x, me.id) } })),
+            ...c.events.filter((x) => x.seq > from).map((x) => ({ seq: x.seq, frame: { type: "event", event: x } })),
+          ].sort((a, b) => a.seq - b.seq);
+          for (const it of items) ws.send(JSON.stringify(it.frame));
           done.push(cid);
         }
         ws.send(JSON.stringify({ type: "resumed", channels: done }));
         return;
       }
+      if (f.type === "edit" || f.type === "delete" || f.type === "react" || f.type === "unreact") return change(ws, me, f);
       // unknown frame types: ignored
     });
   });

@@ -3,7 +3,8 @@
 //
 // Two people, each in their own browser context (one desktop-sized, one phone-sized), register,
 // create / find / join a channel, talk both ways, reload, lose the network while the other keeps
-// writing, come back, and must then see every message exactly once and in the same order.
+// writing, come back, and must then see every message exactly once and in the same order. Then
+// one edits, reacts, replies and deletes, and the other sees each change live and after a reload.
 // Screenshots go to e2e/artifacts/.
 
 import { after, before, describe, it } from "node:test";
@@ -131,6 +132,33 @@ async function send(page, body) {
   await box.press("Enter");
 }
 
+/** The confirmed message with this id in the open conversation. */
+const messageById = (page, id) => page.locator(`ol.messages > li[data-id="${id}"]`);
+
+/** The body text shown of the message with this id ("" for a tombstone). */
+const bodyOf = (page, id) => messageById(page, id).locator(".msg-body").innerText();
+
+/** Waits until the reaction chip `emoji` of message `id` shows `count` (absent when 0). */
+async function waitReaction(page, id, emoji, count, timeout = WAIT) {
+  await page.waitForFunction(
+    ({ id, emoji, count }) => {
+      const chip = document.querySelector(`ol.messages > li[data-id="${id}"] .reaction[data-emoji="${emoji}"]`);
+      const shown = chip ? Number(chip.querySelector(".reaction-count")?.textContent ?? "NaN") : 0;
+      return shown === count;
+    },
+    { id, emoji, count },
+    { timeout, polling: 100 },
+  );
+}
+
+/** Opens the conversation unless it is the one shown (on a phone, via the list). */
+async function ensureConversation(page, name) {
+  if (await page.locator("#conv-title", { hasText: name }).count()) return;
+  const back = page.getByRole("link", { name: "Back to conversations" });
+  if (await back.count()) await back.click();
+  await openConversation(page, name);
+}
+
 async function openConversation(page, name) {
   const link = page.locator(".conv-link", { hasText: name });
   await link.first().waitFor({ state: "visible", timeout: WAIT });
@@ -155,8 +183,10 @@ function assertExactlyOnceInOrder(list, expected, who) {
     seqs.every((s) => typeof s === "number"),
     `${who}: some messages have no seq: ${JSON.stringify(list)}`,
   );
+  // Messages and events (edits, deletes, reactions) share a channel's positions: message seqs
+  // may skip the positions of events, but always grow.
   for (let i = 1; i < seqs.length; i++) {
-    assert.equal(seqs[i], seqs[i - 1] + 1, `${who}: seq not contiguous at ${i}: ${JSON.stringify(seqs)}`);
+    assert.ok(seqs[i] > seqs[i - 1], `${who}: seq not increasing at ${i}: ${JSON.stringify(seqs)}`);
   }
   const ids = list.map((m) => m.id);
   assert.equal(new Set(ids).size, ids.length, `${who}: duplicate message ids: ${JSON.stringify(ids)}`);
@@ -471,6 +501,120 @@ describe(`web client end to end against ${BASE_URL}`, () => {
     assertExactlyOnceInOrder(all, expected, "B after loading older pages");
     assert.equal(all[0].seq, 1, "the first message has seq 1");
     await shot(pageB, "09-scrolled-to-top-b-phone");
+  });
+
+  const toEdit = `Edit me please (${run})`;
+  const editedBody = `Edited by Alice (${run})`;
+  const answer = `Bob answers the edited one (${run})`;
+
+  step("A edits, B reacts, B replies, A deletes: each shows on the other side, live and after a reload", async () => {
+    await ensureConversation(pageA, `#${channelName}`);
+    await ensureConversation(pageB, `#${channelName}`);
+    await send(pageA, toEdit);
+    await waitForBodies(pageA, [toEdit]);
+    await waitForBodies(pageB, [toEdit]);
+    await waitAllPlaced(pageA);
+    const liA0 = pageA.locator("ol.messages > li[data-status=\"sent\"]", { has: pageA.locator(".msg-body", { hasText: toEdit }) });
+    const id = await liA0.getAttribute("data-id");
+    assert.ok(id, "the message has an id");
+    const onA = messageById(pageA, id);
+    const onB = messageById(pageB, id);
+
+    // A edits inline: Enter saves.
+    await onA.hover();
+    await onA.getByRole("button", { name: "Edit your message" }).click();
+    const editor = onA.getByRole("textbox", { name: "Edit message" });
+    await editor.waitFor({ timeout: WAIT });
+    await editor.fill(editedBody);
+    await editor.press("Enter");
+    // B sees the new body and "(edited)" with the time in its title; so does A.
+    await onB.locator(".msg-edited", { hasText: "(edited)" }).waitFor({ timeout: WAIT });
+    assert.equal(await bodyOf(pageB, id), editedBody);
+    assert.match((await onB.locator(".msg-edited").getAttribute("title")) ?? "", /^Edited \S/);
+    await onA.locator(".msg-edited", { hasText: "(edited)" }).waitFor({ timeout: WAIT });
+    assert.equal(await bodyOf(pageA, id), editedBody);
+    assert.equal(await pageB.locator("ol.messages .msg-body", { hasText: toEdit }).count(), 0, "B no longer shows the old body");
+    await shot(pageB, "09-edited-b-phone");
+
+    // B reacts with the picker; A sees the count, not pressed (it is B's).
+    await onB.getByRole("button", { name: "React to this message" }).click();
+    await onB.getByRole("button", { name: "React with thumbs up" }).click();
+    await waitReaction(pageB, id, "👍", 1);
+    assert.equal(await onB.locator('.reaction[data-emoji="👍"]').getAttribute("aria-pressed"), "true");
+    await waitReaction(pageA, id, "👍", 1);
+    assert.equal(await onA.locator('.reaction[data-emoji="👍"]').getAttribute("aria-pressed"), "false");
+
+    // A adds the same one with the keyboard (the chip is a toggle button): 2 on both sides.
+    await onA.locator('.reaction[data-emoji="👍"]').focus();
+    await pageA.keyboard.press("Enter");
+    await waitReaction(pageA, id, "👍", 2);
+    await waitReaction(pageB, id, "👍", 2);
+    assert.equal(await onA.locator('.reaction[data-emoji="👍"]').getAttribute("aria-pressed"), "true");
+    assert.equal(await onB.locator('.reaction[data-emoji="👍"]').getAttribute("aria-pressed"), "true");
+    // And takes it back: 1 again on both sides, B's still pressed on B's screen.
+    await onA.locator('.reaction[data-emoji="👍"]').click();
+    await waitReaction(pageA, id, "👍", 1);
+    await waitReaction(pageB, id, "👍", 1);
+    assert.equal(await onA.locator('.reaction[data-emoji="👍"]').getAttribute("aria-pressed"), "false");
+    await shot(pageA, "09-reacted-a-desktop");
+
+    // B replies: the reply shows a preview of the (edited) original on both sides.
+    await onB.getByRole("button", { name: /^Reply to/ }).click();
+    await pageB.locator(".replying", { hasText: editedBody }).waitFor({ timeout: WAIT });
+    await send(pageB, answer);
+    await waitForBodies(pageB, [answer]);
+    await waitForBodies(pageA, [answer]);
+    for (const page of [pageA, pageB]) {
+      const reply = page.locator("ol.messages > li", { has: page.locator(".msg-body", { hasText: answer }) });
+      const quote = reply.locator(`.reply-quote[data-reply-to="${id}"]`);
+      await quote.waitFor({ timeout: WAIT });
+      assert.equal(await quote.locator(".reply-preview").innerText(), editedBody);
+      assert.match(await quote.locator(".reply-sender").innerText(), /Alice|You/);
+    }
+    assert.equal(await pageB.locator(".replying").count(), 0, "the reply bar is gone after sending");
+    // A clicks the preview: the original gets the focus.
+    await pageA.locator(`.reply-quote[data-reply-to="${id}"]`).click();
+    await pageA.waitForFunction((id) => document.activeElement?.dataset?.id === id, id, { timeout: WAIT, polling: 100 });
+    await shot(pageA, "09-reply-a-desktop");
+
+    // B reloads: the history carries the edit, the reaction (B's, pressed) and the reply preview.
+    await pageB.reload({ waitUntil: "domcontentloaded" });
+    await waitConnected(pageB);
+    await waitForBodies(pageB, [editedBody, answer]);
+    await onB.locator(".msg-edited").waitFor({ timeout: WAIT });
+    await waitReaction(pageB, id, "👍", 1);
+    assert.equal(await onB.locator('.reaction[data-emoji="👍"]').getAttribute("aria-pressed"), "true");
+    assert.equal(await pageB.locator(`.reply-quote[data-reply-to="${id}"] .reply-preview`).innerText(), editedBody);
+
+    // A deletes (confirming): both see the tombstone, without body or reactions, and the reply's
+    // preview says the original was deleted.
+    pageA.once("dialog", (d) => d.accept());
+    await onA.hover();
+    await onA.getByRole("button", { name: "Delete your message" }).click();
+    for (const [page, li] of [
+      [pageA, onA],
+      [pageB, onB],
+    ]) {
+      await li.locator(".msg-tombstone", { hasText: "Message deleted" }).waitFor({ timeout: WAIT });
+      assert.equal(await li.getAttribute("data-deleted"), "true");
+      assert.equal(await li.locator(".msg-body").count(), 0);
+      assert.equal(await li.locator(".reaction").count(), 0);
+      assert.equal(await li.getByRole("button", { name: /Edit|Delete|React/ }).count(), 0, "no actions on a tombstone");
+      await page.locator(`.reply-quote--deleted[data-reply-to="${id}"]`, { hasText: "Message deleted" }).waitFor({ timeout: WAIT });
+    }
+    assert.equal(await pageB.locator("ol.messages .msg-body", { hasText: editedBody }).count(), 0);
+    await shot(pageA, "09-deleted-a-desktop");
+    await shot(pageB, "09-deleted-b-phone");
+
+    // B only gets the actions B may use: Reply and React on A's messages, no Edit or Delete.
+    const aliceMsg = pageB
+      .locator('ol.messages > li[data-status="sent"]', { has: pageB.locator(".msg-body", { hasText: bulk[bulk.length - 1] }) })
+      .first();
+    await aliceMsg.waitFor({ timeout: WAIT });
+    assert.equal(await aliceMsg.getByRole("button", { name: /^Reply to/ }).count(), 1);
+    assert.equal(await aliceMsg.getByRole("button", { name: "React to this message" }).count(), 1);
+    assert.equal(await aliceMsg.getByRole("button", { name: /^Edit/ }).count(), 0);
+    assert.equal(await aliceMsg.getByRole("button", { name: /^Delete/ }).count(), 0);
   });
 
   step("screenshots at the other widths", async () => {

@@ -179,6 +179,7 @@ impl Connector {
             user_id: UserId(Default::default()),
             connection_id: String::new(),
             frame_timeout: self.frame_timeout,
+            backlog: Default::default(),
         };
         match conn.next_within(self.ready_timeout).await? {
             Some(ServerFrame::Ready {
@@ -240,6 +241,9 @@ pub struct Connection {
     user_id: UserId,
     connection_id: String,
     frame_timeout: Option<Duration>,
+    /// Frames read while waiting for an acknowledgement, not yet handed out (see
+    /// [`Connection::until_keeping`]): read again before the socket.
+    backlog: std::collections::VecDeque<Utf8Bytes>,
 }
 
 impl Connection {
@@ -321,8 +325,8 @@ impl Connection {
             _ => panic!("change_acked takes edit, delete, react or unreact"),
         };
         self.send(frame).await?;
-        let (r, _) = self
-            .until(|f| match f {
+        let r = self
+            .until_keeping(|f| match f {
                 ServerFrame::EventAck {
                     client_event_id,
                     event_id,
@@ -402,16 +406,14 @@ impl Connection {
         body: &str,
     ) -> Result<Message> {
         self.send_message(channel, client_msg_id, body).await?;
-        let (m, _) = self
-            .until(|f| match f {
-                ServerFrame::Ack {
-                    client_msg_id: c,
-                    message,
-                } if c == client_msg_id => Some(message.clone()),
-                _ => None,
-            })
-            .await?;
-        Ok(m)
+        self.until_keeping(|f| match f {
+            ServerFrame::Ack {
+                client_msg_id: c,
+                message,
+            } if c == client_msg_id => Some(message.clone()),
+            _ => None,
+        })
+        .await
     }
 
     /// A `mark_read` frame: this user has read `channel` up to `seq`.
@@ -437,6 +439,9 @@ impl Connection {
     /// The next text frame as it came. Control frames are answered by the library and skipped;
     /// a close is an [`Error::Closed`]. Cancel-safe: nothing is lost if the future is dropped.
     pub async fn next_text(&mut self) -> Result<Utf8Bytes> {
+        if let Some(t) = self.backlog.pop_front() {
+            return Ok(t);
+        }
         loop {
             match self.stream.next().await {
                 None => return Err(Error::Ended),
@@ -494,6 +499,41 @@ impl Connection {
             }
             skipped.push(f);
         }
+    }
+
+    /// Like [`Connection::until`], but the frames passed over stay to be read next, in order:
+    /// what waiting for an `ack` uses, since nothing orders an `ack` before or after the
+    /// `message` frame of the same send (or the `event_ack` and the `event` of a change).
+    pub async fn until_keeping<T>(
+        &mut self,
+        mut pick: impl FnMut(&ServerFrame) -> Option<T>,
+    ) -> Result<T> {
+        let deadline = self.frame_timeout.map(|w| tokio::time::Instant::now() + w);
+        let mut skipped: Vec<Utf8Bytes> = Vec::new();
+        let found = loop {
+            let text = match deadline {
+                None => self.next_text().await,
+                Some(d) => match tokio::time::timeout_at(d, self.next_text()).await {
+                    Ok(text) => text,
+                    Err(_) => Err(Error::NoMatch(format!("{skipped:?}"))),
+                },
+            };
+            let text = match text {
+                Ok(t) => t,
+                Err(e) => break Err(e),
+            };
+            match parse(&text) {
+                Ok(f) => match pick(&f) {
+                    Some(t) => break Ok(t),
+                    None => skipped.push(text),
+                },
+                Err(e) => break Err(e),
+            }
+        };
+        for t in skipped.into_iter().rev() {
+            self.backlog.push_front(t);
+        }
+        found
     }
 
     /// Close politely, waiting at most `wait` for the server's answer.

@@ -111,9 +111,10 @@ struct ConversationListView: View {
         path = [channel.id]
     }
 
-    /// The newest loaded message, if the conversation was opened before.
+    /// The newest loaded message, if the conversation was opened before. A deleted message is
+    /// never shown as the last one; an edited one shows its new body.
     private func preview(for channel: Channel) -> String? {
-        guard let last = session.timeline(channel.id).entries.last else {
+        guard let last = session.timeline(channel.id).entries.last(where: { !$0.isDeleted }) else {
             return channel.description.isEmpty ? nil : channel.description
         }
         let sender = last.senderID == session.user.id ? "You" : session.displayName(of: last.senderID)

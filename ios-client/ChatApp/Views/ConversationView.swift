@@ -4,6 +4,8 @@ import ChatKit
 
 /// One conversation: its history (older pages load when scrolled to the top), live messages,
 /// and the composer. The user's own messages show whether they are pending, sent or failed.
+/// A stored message's actions (reply, react, and for the user's own: edit, delete) are in its
+/// long-press menu and in its VoiceOver actions; reaction chips toggle the user's reaction.
 struct ConversationView: View {
     let session: ChatSession
     let channelID: String
@@ -12,6 +14,14 @@ struct ConversationView: View {
     @State private var isAtBottom = true
     @State private var showsMembers = false
     @State private var selectedFailure: TimelineEntry?
+    /// The message the next send answers.
+    @State private var replyingTo: TimelineEntry?
+    /// The user's message whose body the composer is replacing.
+    @State private var editing: TimelineEntry?
+    /// The message the emoji menu reacts to.
+    @State private var reactingTo: TimelineEntry?
+    /// The message waiting for "Delete for everyone" to be confirmed.
+    @State private var confirmingDelete: TimelineEntry?
     /// The message at the top of the screen; keeps its place when an older page is prepended.
     @State private var topEntryID: String?
     @FocusState private var composerFocused: Bool
@@ -28,19 +38,39 @@ struct ConversationView: View {
                         MessageRow(
                             entry: entry,
                             isMine: entry.senderID == session.user.id,
-                            senderName: showsSender(at: index, in: timeline) ? session.displayName(of: entry.senderID) : nil
+                            senderName: showsSender(at: index, in: timeline) ? session.displayName(of: entry.senderID) : nil,
+                            replySenderName: entry.replyTo.map { session.displayName(of: $0.senderID) },
+                            onToggleReaction: entry.status == .delivered && !entry.isDeleted
+                                ? { emoji in session.toggleReaction(emoji, on: entry) }
+                                : nil
                         )
                         .id(entry.id)
                         .onTapGesture {
-                            if !MessageAction.available(for: entry).isEmpty {
+                            if case .failed = entry.status {
                                 selectedFailure = entry
                             }
                         }
-                        // The same actions as the tap menu, for VoiceOver (swipe up/down on
-                        // the row): a tap gesture alone is not reachable there.
+                        .contextMenu {
+                            ForEach(session.actions(for: entry), id: \.self) { action in
+                                Button(role: action.isDestructive ? .destructive : nil) {
+                                    handle(action, on: entry)
+                                } label: {
+                                    Label(action.title, systemImage: action.systemImage)
+                                }
+                            }
+                        }
+                        // The same actions as the menus, for VoiceOver (swipe up/down on the
+                        // row): a tap or a long press alone is not reachable there.
                         .accessibilityActions {
-                            ForEach(MessageAction.available(for: entry), id: \.self) { action in
-                                Button(action.title) { session.perform(action, on: entry) }
+                            ForEach(session.actions(for: entry), id: \.self) { action in
+                                Button(action.title) { handle(action, on: entry) }
+                            }
+                            if entry.status == .delivered && !entry.isDeleted {
+                                ForEach(entry.reactions, id: \.emoji) { reaction in
+                                    Button(ReactionChips.actionTitle(for: reaction)) {
+                                        session.toggleReaction(reaction.emoji, on: entry)
+                                    }
+                                }
                             }
                         }
                     }
@@ -71,8 +101,14 @@ struct ConversationView: View {
             ConnectionBanner(state: session.connection) { session.reconnectNow() }
         }
         .safeAreaInset(edge: .bottom, spacing: 0) {
-            ComposerView(draft: $draft, isFocused: $composerFocused) {
-                session.send(draft, to: channelID)
+            ComposerView(draft: $draft, isFocused: $composerFocused, context: composerContext, cancelContext: cancelComposerContext) {
+                if let editing {
+                    session.edit(editing, to: draft)
+                    self.editing = nil
+                } else {
+                    session.send(draft, to: channelID, replyTo: replyingTo?.messageID)
+                    replyingTo = nil
+                }
                 draft = ""
             }
         }
@@ -107,6 +143,28 @@ struct ConversationView: View {
                 Text(reason)
             }
         }
+        .confirmationDialog(
+            "React",
+            isPresented: Binding(get: { reactingTo != nil }, set: { if !$0 { reactingTo = nil } }),
+            presenting: reactingTo
+        ) { entry in
+            ForEach(ChatSession.quickReactions, id: \.self) { emoji in
+                let mine = entry.reactions.contains { $0.emoji == emoji && $0.me }
+                Button(mine ? "\(emoji) (take back)" : emoji) {
+                    session.toggleReaction(emoji, on: entry)
+                }
+            }
+        }
+        .confirmationDialog(
+            "Delete this message for everyone?",
+            isPresented: Binding(get: { confirmingDelete != nil }, set: { if !$0 { confirmingDelete = nil } }),
+            titleVisibility: .visible,
+            presenting: confirmingDelete
+        ) { entry in
+            Button("Delete for Everyone", role: .destructive) {
+                session.perform(.delete, on: entry)
+            }
+        }
         .task(id: channelID) {
             await session.open(channelID)
         }
@@ -136,6 +194,42 @@ struct ConversationView: View {
         }
     }
 
+    /// Runs an action of the row's menus; the ones that need more from the user open it.
+    private func handle(_ action: MessageAction, on entry: TimelineEntry) {
+        switch action {
+        case .reply:
+            editing = nil
+            replyingTo = entry
+            composerFocused = true
+        case .edit:
+            replyingTo = nil
+            editing = entry
+            draft = entry.body
+            composerFocused = true
+        case .react:
+            reactingTo = entry
+        case .delete where !entry.isOutgoingUnsent:
+            confirmingDelete = entry
+        case .delete, .retry:
+            session.perform(action, on: entry)
+        }
+    }
+
+    /// What the composer is doing besides sending a new message.
+    private var composerContext: ComposerView.Context? {
+        if editing != nil { return .editing }
+        if let replyingTo {
+            return .replying(to: session.displayName(of: replyingTo.senderID), preview: replyingTo.body)
+        }
+        return nil
+    }
+
+    private func cancelComposerContext() {
+        if editing != nil { draft = "" }
+        editing = nil
+        replyingTo = nil
+    }
+
     /// Names are shown on others' messages in groups, once per run of the same sender.
     private func showsSender(at index: Int, in timeline: MessageTimeline) -> Bool {
         let entry = timeline.entries[index]
@@ -144,14 +238,45 @@ struct ConversationView: View {
     }
 }
 
-/// The text field and send button.
+/// The text field and send button, with what is being answered or edited above them.
 private struct ComposerView: View {
+    enum Context {
+        case replying(to: String, preview: String)
+        case editing
+    }
+
     @Binding var draft: String
     var isFocused: FocusState<Bool>.Binding
+    let context: Context?
+    let cancelContext: () -> Void
     let send: () -> Void
 
     var body: some View {
         VStack(spacing: 4) {
+            if let context {
+                HStack(spacing: 8) {
+                    Image(systemName: context.isEditing ? "pencil" : "arrowshape.turn.up.left")
+                        .foregroundStyle(Color.accentColor)
+                        .accessibilityHidden(true)
+                    VStack(alignment: .leading, spacing: 1) {
+                        Text(context.title)
+                            .font(.caption.bold())
+                        if case .replying(_, let preview) = context {
+                            Text(preview)
+                                .font(.caption)
+                                .foregroundStyle(.secondary)
+                                .lineLimit(1)
+                        }
+                    }
+                    .accessibilityElement(children: .combine)
+                    Spacer()
+                    Button(action: cancelContext) {
+                        Image(systemName: "xmark.circle.fill")
+                            .foregroundStyle(.secondary)
+                    }
+                    .accessibilityLabel(context.isEditing ? "Cancel editing" : "Cancel reply")
+                }
+            }
             if remaining < 200 {
                 Text(remaining >= 0 ? "\(remaining) characters left" : "\(-remaining) characters too many")
                     .font(.caption)
@@ -169,7 +294,7 @@ private struct ComposerView: View {
                         .font(.title)
                 }
                 .disabled(!canSend)
-                .accessibilityLabel("Send")
+                .accessibilityLabel(context?.isEditing == true ? "Save edit" : "Send")
             }
         }
         .padding(.horizontal, 12)
@@ -188,6 +313,20 @@ private struct ComposerView: View {
     private func submit() {
         guard canSend else { return }
         send()
+    }
+}
+
+extension ComposerView.Context {
+    var isEditing: Bool {
+        if case .editing = self { return true }
+        return false
+    }
+
+    var title: String {
+        switch self {
+        case .replying(let name, _): "Replying to \(name)"
+        case .editing: "Editing message"
+        }
     }
 }
 

@@ -2,11 +2,17 @@ import SwiftUI
 import ChatKit
 
 /// One message bubble. The user's own messages are on the right, with their delivery state.
+/// A reply shows the message it answers above the bubble; a deleted message is a tombstone;
+/// reactions are chips under the bubble (tap one to add or take back the same reaction).
 struct MessageRow: View {
     let entry: TimelineEntry
     let isMine: Bool
     /// Shown above the bubble; nil to leave it out.
     let senderName: String?
+    /// The display name of the sender of the message this one answers.
+    var replySenderName: String? = nil
+    /// Adds or takes back the user's reaction; nil: chips are not tappable.
+    var onToggleReaction: ((String) -> Void)? = nil
 
     var body: some View {
         HStack(alignment: .bottom, spacing: 6) {
@@ -18,14 +24,18 @@ struct MessageRow: View {
                         .foregroundStyle(.secondary)
                         .padding(.top, 6)
                 }
-                Text(entry.body)
-                    .textSelection(.enabled)
-                    .padding(.horizontal, 12)
-                    .padding(.vertical, 8)
-                    .foregroundStyle(isMine ? Color.white : Color.primary)
-                    .background(bubbleColor, in: RoundedRectangle(cornerRadius: 16, style: .continuous))
+                if let reply = entry.replyTo {
+                    ReplyPreviewView(reply: reply, senderName: replySenderName)
+                }
+                bubble
+                if !entry.reactions.isEmpty {
+                    ReactionChips(reactions: entry.reactions, onToggle: onToggleReaction)
+                }
                 HStack(spacing: 4) {
                     Text(entry.createdAt, style: .time)
+                    if entry.isEdited {
+                        Text("(edited)")
+                    }
                     if isMine {
                         statusIcon
                     }
@@ -43,6 +53,29 @@ struct MessageRow: View {
         }
         .opacity(entry.status == .pending ? 0.7 : 1)
         .accessibilityElement(children: .combine)
+    }
+
+    @ViewBuilder
+    private var bubble: some View {
+        if entry.isDeleted {
+            Label("Message deleted", systemImage: "trash")
+                .font(.callout.italic())
+                .foregroundStyle(.secondary)
+                .padding(.horizontal, 12)
+                .padding(.vertical, 8)
+                .overlay(
+                    RoundedRectangle(cornerRadius: 16, style: .continuous)
+                        .strokeBorder(Color.secondary.opacity(0.4), style: StrokeStyle(lineWidth: 1, dash: [4]))
+                )
+                .accessibilityLabel("Message deleted")
+        } else {
+            Text(entry.body)
+                .textSelection(.enabled)
+                .padding(.horizontal, 12)
+                .padding(.vertical, 8)
+                .foregroundStyle(isMine ? Color.white : Color.primary)
+                .background(bubbleColor, in: RoundedRectangle(cornerRadius: 16, style: .continuous))
+        }
     }
 
     private var bubbleColor: Color {
@@ -70,5 +103,82 @@ struct MessageRow: View {
             Image(systemName: "checkmark.circle")
                 .accessibilityLabel("Delivered")
         }
+    }
+}
+
+/// The message a reply answers: its sender and the start of its body (or that it was deleted).
+struct ReplyPreviewView: View {
+    let reply: ReplyPreview
+    let senderName: String?
+
+    var body: some View {
+        HStack(spacing: 6) {
+            RoundedRectangle(cornerRadius: 1.5)
+                .fill(Color.accentColor)
+                .frame(width: 3)
+            VStack(alignment: .leading, spacing: 1) {
+                if let senderName {
+                    Text(senderName)
+                        .font(.caption2.bold())
+                }
+                Text(reply.deleted ? "Message deleted" : reply.preview)
+                    .font(.caption)
+                    .italic(reply.deleted)
+                    .lineLimit(2)
+            }
+            .foregroundStyle(.secondary)
+        }
+        .fixedSize(horizontal: false, vertical: true)
+        .padding(.vertical, 2)
+        .accessibilityElement(children: .ignore)
+        .accessibilityLabel(accessibilityText)
+    }
+
+    private var accessibilityText: String {
+        let who = senderName.map { " \($0)" } ?? ""
+        return reply.deleted ? "Reply to a deleted message" : "Reply to\(who): \(reply.preview)"
+    }
+}
+
+/// One chip per emoji: the emoji and how many reacted; highlighted when the user did.
+struct ReactionChips: View {
+    let reactions: [Reaction]
+    let onToggle: ((String) -> Void)?
+
+    var body: some View {
+        HStack(spacing: 4) {
+            ForEach(reactions, id: \.emoji) { reaction in
+                Button {
+                    onToggle?(reaction.emoji)
+                } label: {
+                    HStack(spacing: 2) {
+                        Text(reaction.emoji)
+                        Text("\(reaction.count)")
+                            .font(.caption.monospacedDigit())
+                    }
+                    .padding(.horizontal, 8)
+                    .padding(.vertical, 3)
+                    .background(
+                        reaction.me ? Color.accentColor.opacity(0.25) : Color(white: 0.5, opacity: 0.12),
+                        in: Capsule()
+                    )
+                    .overlay(Capsule().strokeBorder(reaction.me ? Color.accentColor : Color.clear, lineWidth: 1))
+                }
+                .buttonStyle(.plain)
+                .disabled(onToggle == nil)
+                .accessibilityLabel(Self.label(for: reaction))
+                .accessibilityHint(reaction.me ? "Takes your reaction back" : "Adds your reaction")
+            }
+        }
+    }
+
+    /// The VoiceOver action that toggles the user's own reaction with this emoji.
+    static func actionTitle(for reaction: Reaction) -> String {
+        reaction.me ? "Take back \(reaction.emoji)" : "React \(reaction.emoji)"
+    }
+
+    static func label(for reaction: Reaction) -> String {
+        let people = reaction.count == 1 ? "1 reaction" : "\(reaction.count) reactions"
+        return reaction.me ? "\(reaction.emoji), \(people), including yours" : "\(reaction.emoji), \(people)"
     }
 }

@@ -7,18 +7,37 @@ import { ApiError, describe, describeError } from "../lib/errors";
 import {
   addOutgoing,
   applyAck,
+  applyEvent,
+  coverRange,
   dropOutgoing,
   emptyTimeline,
   findGap,
+  findMessage,
   lastPlacedId,
+  maxKnown,
   mergeMessages,
   oldestPlaced,
+  pageCoverage,
   resumePoints,
   sendingEntries,
   setOutgoingStatus,
   type Outgoing,
   type Timeline,
 } from "../lib/messages";
+import {
+  ackChange,
+  addChange,
+  changeFrame,
+  countAttempt,
+  dropChange,
+  emojiProblem,
+  isRetryable,
+  overlayChanges,
+  settleByEvent,
+  unackedChanges,
+  type ChangeKind,
+  type PendingChange,
+} from "../lib/changes";
 import {
   addTyping,
   clearTyping,
@@ -32,6 +51,7 @@ import { RefreshRefused, TokenManager, type KeyValueStore, type StoredSession } 
 import {
   Limits,
   type Channel,
+  type ChannelEvent,
   type DirectoryPage,
   type DirectorySort,
   type Message,
@@ -82,12 +102,29 @@ export interface AppState {
   presence: Record<string, Presence>;
   /** Per channel, its members' ids, once its presence was asked for (a DM's peer is the other). */
   channelMembers: Record<string, string[]>;
+  /** Our edits, deletes and reactions on their way (shown on top of the messages until their events). */
+  changes: PendingChange[];
+  /** Group channels this user created, as far as this browser knows (their owner may delete any message). */
+  owned: Record<string, true>;
 }
 
 const ACK_TIMEOUT_MS = 10_000;
 /** A conversation's presence is asked for again at most this often when it is opened. */
 const PRESENCE_REFRESH_MS = 30_000;
 const PLACE_CHECK_MS = 3_000;
+/** An acked change whose event has not come by then was moot (nothing changed): forget it. */
+const MOOT_AFTER_MS = 10_000;
+/** A change is written at most this often before we give up on it (timeouts, `unavailable`). */
+const MAX_CHANGE_ATTEMPTS = 6;
+/** Error notices about changes go away by themselves after this long. */
+const CHANGE_NOTICE_MS = 6_000;
+
+const CHANGE_WORDS: Record<ChangeKind, string> = {
+  edit: "Your edit",
+  delete: "Deleting the message",
+  react: "Your reaction",
+  unreact: "Removing your reaction",
+};
 
 const emptyView = (): ChannelView => ({
   tl: emptyTimeline(),
@@ -147,6 +184,9 @@ export class ChatApp {
   private typingThrottle = new TypingThrottle();
   private typingTimer: ReturnType<typeof setTimeout> | null = null;
   private presenceLoadedAt = new Map<string, number>();
+  /** Per client_event_id: the ack timeout, the retry delay, or the wait for a moot change's event. */
+  private changeTimers = new Map<string, ReturnType<typeof setTimeout>>();
+  private noticeTimer: ReturnType<typeof setTimeout> | null = null;
 
   constructor() {
     const withLock =
@@ -172,6 +212,8 @@ export class ChatApp {
       typing: {},
       presence: {},
       channelMembers: {},
+      changes: [],
+      owned: s ? this.loadOwned(s.user.id) : {},
     });
     this.socket = new ChatSocket({
       url: (token) => {
@@ -255,6 +297,7 @@ export class ChatApp {
       users: { [s.user.id]: s.user },
       authMessage: undefined,
       notice: null,
+      owned: this.loadOwned(s.user.id),
     });
     this.start();
   }
@@ -284,8 +327,10 @@ export class ChatApp {
     this.tokens.clear();
     for (const t of this.ackTimers.values()) clearTimeout(t);
     for (const t of this.placeTimers.values()) clearTimeout(t);
+    for (const t of this.changeTimers.values()) clearTimeout(t);
     this.ackTimers.clear();
     this.placeTimers.clear();
+    this.changeTimers.clear();
     this.membersLoadedAt.clear();
     this.askedForUser.clear();
     this.presenceLoadedAt.clear();
@@ -307,6 +352,8 @@ export class ChatApp {
       typing: {},
       presence: {},
       channelMembers: {},
+      changes: [],
+      owned: {},
     });
   }
 
@@ -321,11 +368,23 @@ export class ChatApp {
 
   // ----- notices ----------------------------------------------------------------------------
 
-  notify(text: string, kind: Notice["kind"] = "error"): void {
-    this.store.update({ notice: { id: ++this.noticeSeq, kind, text } });
+  /** Shows a notice; with `ttlMs` it goes away by itself (unless another replaced it). */
+  notify(text: string, kind: Notice["kind"] = "error", ttlMs?: number): void {
+    const id = ++this.noticeSeq;
+    this.store.update({ notice: { id, kind, text } });
+    if (this.noticeTimer) clearTimeout(this.noticeTimer);
+    this.noticeTimer = null;
+    if (ttlMs) {
+      this.noticeTimer = setTimeout(() => {
+        this.noticeTimer = null;
+        if (this.state.notice?.id === id) this.store.update({ notice: null });
+      }, ttlMs);
+    }
   }
 
   dismissNotice(): void {
+    if (this.noticeTimer) clearTimeout(this.noticeTimer);
+    this.noticeTimer = null;
     this.store.update({ notice: null });
   }
 
@@ -386,7 +445,46 @@ export class ChatApp {
   async createChannel(name: string, description?: string): Promise<Channel> {
     const c = await this.api.createChannel(name.trim(), description?.trim() || undefined);
     this.addChannel(c);
+    this.markOwned(c.id);
     return c;
+  }
+
+  // The API does not say who created a channel: this browser remembers the ones it created, so
+  // their owner may delete any message there (the server decides in the end: `not_author`).
+  private ownedKey(userId: string): string {
+    return `chat.owned.${userId}`;
+  }
+
+  private loadOwned(userId: string): Record<string, true> {
+    try {
+      const raw = window.localStorage.getItem(this.ownedKey(userId));
+      const ids = raw ? (JSON.parse(raw) as unknown) : [];
+      const out: Record<string, true> = {};
+      if (Array.isArray(ids)) for (const id of ids) if (typeof id === "string") out[id] = true;
+      return out;
+    } catch {
+      return {};
+    }
+  }
+
+  private markOwned(channelId: string): void {
+    const me = this.state.me;
+    if (!me) return;
+    const owned = { ...this.state.owned, [channelId]: true as const };
+    this.store.update({ owned });
+    try {
+      window.localStorage.setItem(this.ownedKey(me.id), JSON.stringify(Object.keys(owned)));
+    } catch {
+      /* remembered for this visit only */
+    }
+  }
+
+  /** Whether the current user may delete `message` of `channelId`: their own, or any in a group channel they created. */
+  canDelete(channelId: string, message: Message): boolean {
+    const s = this.state;
+    if (!s.me || message.deleted) return false;
+    if (message.sender_id === s.me.id) return true;
+    return this.channel(channelId)?.kind === "group" && s.owned[channelId] === true;
   }
 
   searchChannels(query: string): Promise<Channel[]> {
@@ -410,7 +508,12 @@ export class ChatApp {
       delete views[id];
       const unread = { ...s.unread };
       delete unread[id];
-      return { channels: s.channels.filter((c) => c.id !== id), views, unread };
+      return {
+        channels: s.channels.filter((c) => c.id !== id),
+        views,
+        unread,
+        changes: s.changes.filter((c) => c.channel_id !== id),
+      };
     });
   }
 
@@ -519,11 +622,41 @@ export class ChatApp {
     this.patchView(id, (v) => ({ tl: mergeMessages(v.tl, messages) }));
   }
 
+  /** The newest position known of a channel now (what a page asked for now at least reflects). */
+  private knownMax(id: string): number {
+    return maxKnown(this.view(id).tl);
+  }
+
+  /** The seq of a placed message of a channel. */
+  private seqOf(id: string, messageId: string): number | undefined {
+    const m = this.view(id).tl.placed.find((x) => x.id === messageId);
+    return typeof m?.seq === "number" ? m.seq : undefined;
+  }
+
+  /**
+   * Merges a history page, recording the positions it covers (message seqs have gaps: the
+   * positions between its messages held events) and replacing older copies of its messages.
+   */
+  private mergePage(
+    id: string,
+    page: Message[],
+    q: { limit: number; before?: number; after?: number; knownMax: number },
+  ): void {
+    const cover = pageCoverage(page, q);
+    const version = Math.max(cover ? cover[1] : 0, q.knownMax);
+    this.patchView(id, (v) => {
+      let tl = mergeMessages(v.tl, page, version);
+      if (cover) tl = coverRange(tl, cover[0], cover[1]);
+      return { tl };
+    });
+  }
+
   async loadNewest(id: string): Promise<void> {
     this.patchView(id, { loadingNewest: true, error: undefined });
     try {
+      const knownMax = this.knownMax(id);
       const page = await this.api.messages(id, { limit: Limits.HISTORY_PAGE });
-      this.mergeInto(id, page);
+      this.mergePage(id, page, { limit: Limits.HISTORY_PAGE, knownMax });
       this.patchView(id, { loadedNewest: true, loadingNewest: false });
       void this.fillGaps(id);
     } catch (e) {
@@ -538,10 +671,11 @@ export class ChatApp {
     if (!oldest || v.loadingOlder || v.olderExhausted) return;
     this.patchView(id, { loadingOlder: true, error: undefined });
     try {
+      const knownMax = this.knownMax(id);
       const page = await this.api.messages(id, { before: oldest.id, limit: Limits.HISTORY_PAGE });
-      const before = this.view(id).tl;
-      this.mergeInto(id, page);
-      const grew = this.view(id).tl !== before;
+      const before = this.view(id).tl.placed.length;
+      this.mergePage(id, page, { limit: Limits.HISTORY_PAGE, before: oldest.seq ?? undefined, knownMax });
+      const grew = this.view(id).tl.placed.length !== before;
       this.patchView(id, { loadingOlder: false, olderExhausted: !grew });
     } catch (e) {
       if (e instanceof ApiError && e.status === 401) return this.sessionEnded();
@@ -557,10 +691,14 @@ export class ChatApp {
       for (let round = 0; round < 50; round++) {
         const gap = findGap(this.view(id).tl);
         if (!gap) break;
+        const afterSeq = this.seqOf(id, gap.afterId);
+        const knownMax = this.knownMax(id);
         const page = await this.api.messages(id, { after: gap.afterId, limit: Limits.HISTORY_MAX_LIMIT });
         const before = this.view(id).tl;
-        this.mergeInto(id, page);
-        if (page.length === 0 || this.view(id).tl === before) break; // nothing new: don't spin
+        this.mergePage(id, page, { limit: Limits.HISTORY_MAX_LIMIT, after: afterSeq, knownMax });
+        // Nothing new, or the same hole again: don't spin.
+        const again = findGap(this.view(id).tl);
+        if (this.view(id).tl === before || (again && again.afterId === gap.afterId && again.missing >= gap.missing)) break;
       }
     } catch {
       /* try again on the next live message or reconnect */
@@ -588,7 +726,8 @@ export class ChatApp {
 
   // ----- sending ----------------------------------------------------------------------------
 
-  send(channelId: string, body: string): void {
+  /** Sends a message; `replyTo`: the id of the message of the channel it answers. */
+  send(channelId: string, body: string, replyTo?: string): void {
     const me = this.state.me;
     if (!me) return;
     const out: Outgoing = {
@@ -598,6 +737,7 @@ export class ChatApp {
       body,
       created_at: new Date().toISOString(),
       status: "sending",
+      ...(replyTo ? { reply_to: replyTo } : {}),
     };
     this.patchView(channelId, (v) => ({ tl: addOutgoing(v.tl, out) }));
     this.typingThrottle.sent(channelId);
@@ -623,6 +763,7 @@ export class ChatApp {
       channel_id: out.channel_id,
       client_msg_id: out.client_msg_id,
       body: out.body,
+      ...(out.reply_to ? { reply_to: out.reply_to } : {}),
     });
     // Not connected: it waits and goes out after the reconnect (see onReady).
     if (!sent) return;
@@ -644,6 +785,141 @@ export class ChatApp {
     this.ackTimers.delete(clientMsgId);
   }
 
+  // ----- changes: edit, delete, react, unreact ---------------------------------------------
+
+  /** Replaces the body of one of our messages. */
+  edit(channelId: string, messageId: string, body: string): void {
+    const m = findMessage(this.view(channelId).tl, messageId);
+    if (m && overlayChanges(m, this.state.changes).message.body === body) return; // nothing to change
+    this.change(channelId, messageId, "edit", { body });
+  }
+
+  /** Deletes a message (ours, or any in a group channel we created). */
+  deleteMessage(channelId: string, messageId: string): void {
+    this.change(channelId, messageId, "delete", {});
+  }
+
+  react(channelId: string, messageId: string, emoji: string): void {
+    const problem = emojiProblem(emoji);
+    if (problem) return this.notify(problem, "error", CHANGE_NOTICE_MS);
+    this.change(channelId, messageId, "react", { emoji });
+  }
+
+  unreact(channelId: string, messageId: string, emoji: string): void {
+    this.change(channelId, messageId, "unreact", { emoji });
+  }
+
+  /** Adds our `emoji` to the message, or takes it back if it is there (as shown, pending changes included). */
+  toggleReaction(channelId: string, messageId: string, emoji: string): void {
+    const m = findMessage(this.view(channelId).tl, messageId);
+    if (!m) return;
+    const shown = overlayChanges(m, this.state.changes).message;
+    const mine = shown.reactions?.some((r) => r.emoji === emoji && r.me) ?? false;
+    if (mine) this.unreact(channelId, messageId, emoji);
+    else this.react(channelId, messageId, emoji);
+  }
+
+  private change(channelId: string, messageId: string, kind: ChangeKind, fields: { body?: string; emoji?: string }): void {
+    if (!this.state.me) return;
+    const c: PendingChange = {
+      client_event_id: uuid(),
+      channel_id: channelId,
+      message_id: messageId,
+      kind,
+      ...fields,
+      attempts: 0,
+    };
+    this.store.update((s) => ({ changes: addChange(s.changes, c) }));
+    this.transmitChange(c.client_event_id);
+  }
+
+  /** Writes a change (again, with its client_event_id) if connected; otherwise it waits for onReady. */
+  private transmitChange(clientEventId: string): void {
+    const c = this.state.changes.find((x) => x.client_event_id === clientEventId);
+    if (!c || c.event_id !== undefined) return;
+    this.clearChangeTimer(clientEventId);
+    if (c.attempts >= MAX_CHANGE_ATTEMPTS) {
+      this.giveUpChange(c, "The server did not confirm it.");
+      return;
+    }
+    if (!this.socket.send(changeFrame(c))) return;
+    this.store.update((s) => ({ changes: countAttempt(s.changes, clientEventId) }));
+    this.changeTimers.set(
+      clientEventId,
+      setTimeout(() => {
+        this.changeTimers.delete(clientEventId);
+        // No ack in time: the same change again (the server never applies it twice).
+        this.transmitChange(clientEventId);
+      }, ACK_TIMEOUT_MS),
+    );
+  }
+
+  private clearChangeTimer(clientEventId: string): void {
+    const t = this.changeTimers.get(clientEventId);
+    if (t) clearTimeout(t);
+    this.changeTimers.delete(clientEventId);
+  }
+
+  private giveUpChange(c: PendingChange, why: string): void {
+    this.clearChangeTimer(c.client_event_id);
+    this.store.update((s) => ({ changes: dropChange(s.changes, c.client_event_id) }));
+    this.notify(`${CHANGE_WORDS[c.kind]} did not go through. ${why}`, "error", CHANGE_NOTICE_MS);
+  }
+
+  private onEventAck(f: Extract<ServerFrame, { type: "event_ack" }>): void {
+    if (!f.client_event_id) return;
+    this.clearChangeTimer(f.client_event_id);
+    if (!this.state.changes.some((c) => c.client_event_id === f.client_event_id)) return; // its event came first
+    this.store.update((s) => ({ changes: ackChange(s.changes, f.client_event_id, f.event_id) }));
+    // Its event follows, or never if it turned out moot: then stop showing it as pending.
+    const id = f.client_event_id;
+    this.changeTimers.set(
+      id,
+      setTimeout(() => {
+        this.changeTimers.delete(id);
+        this.store.update((s) => ({ changes: dropChange(s.changes, id) }));
+      }, MOOT_AFTER_MS),
+    );
+  }
+
+  private onEvent(e: ChannelEvent): void {
+    const me = this.state.me;
+    if (!me || !e || !e.channel_id || typeof e.seq !== "number") return;
+    this.patchView(e.channel_id, (v) => ({ tl: applyEvent(v.tl, e, me.id) }));
+    const settled = settleByEvent(this.state.changes, e, me.id);
+    if (settled !== this.state.changes) {
+      for (const c of this.state.changes) if (!settled.includes(c)) this.clearChangeTimer(c.client_event_id);
+      this.store.update({ changes: settled });
+    }
+    const tl = this.state.views[e.channel_id]?.tl;
+    if (tl && findGap(tl)) void this.fillGaps(e.channel_id);
+  }
+
+  /** An `error` frame about one of our changes. */
+  private onChangeError(f: Extract<ServerFrame, { type: "error" }>, clientEventId: string): void {
+    const c = this.state.changes.find((x) => x.client_event_id === clientEventId);
+    this.clearChangeTimer(clientEventId);
+    if (!c) return;
+    if (isRetryable(f.code)) {
+      // Not made durable (or too fast): the same change again, with the same client_event_id.
+      if (c.attempts >= MAX_CHANGE_ATTEMPTS) return this.giveUpChange(c, describeError(f.code, f.message));
+      const delay =
+        f.code === "rate_limited" && typeof f.retry_after_ms === "number" && f.retry_after_ms >= 0
+          ? f.retry_after_ms
+          : Math.min(500 * 2 ** Math.max(0, c.attempts - 1), 8_000);
+      this.changeTimers.set(
+        clientEventId,
+        setTimeout(() => {
+          this.changeTimers.delete(clientEventId);
+          this.transmitChange(clientEventId);
+        }, delay),
+      );
+      return;
+    }
+    this.store.update((s) => ({ changes: dropChange(s.changes, clientEventId) }));
+    this.notify(describeError(f.code, f.message), "error", CHANGE_NOTICE_MS);
+  }
+
   // ----- the connection ---------------------------------------------------------------------
 
   private onConnStatus(info: ConnInfo): void {
@@ -653,6 +929,8 @@ export class ChatApp {
       // In-flight sends wait for the next connection instead of timing out.
       for (const t of this.ackTimers.values()) clearTimeout(t);
       this.ackTimers.clear();
+      // So do unacked changes (acked ones keep waiting for their event, which the resume brings).
+      for (const c of unackedChanges(this.state.changes)) this.clearChangeTimer(c.client_event_id);
     }
     if (prev !== info.status) {
       if (info.status === "connected" && this.connectedOnce) this.announce("Connected again.");
@@ -660,7 +938,7 @@ export class ChatApp {
     }
   }
 
-  /** Per conversation, the last message placed: where `resume` starts. */
+  /** Per conversation, the last message placed or event seen: where `resume` starts. */
   private resumeChannels(): Record<string, string> {
     const views = this.state.views;
     return resumePoints(Object.fromEntries(Object.entries(views).map(([id, v]) => [id, v.tl])));
@@ -684,6 +962,8 @@ export class ChatApp {
 
     // What waited for the connection goes out now (same client_msg_id: never twice).
     for (const v of Object.values(views)) for (const out of sendingEntries(v.tl)) this.transmit(out);
+    // Changes not acked yet: again, with the same client_event_id (never applied twice).
+    for (const c of unackedChanges(this.state.changes)) this.transmitChange(c.client_event_id);
 
     // Joined or new direct conversations while away.
     if (again) void this.loadChannels();
@@ -707,6 +987,12 @@ export class ChatApp {
         break;
       case "error":
         this.onErrorFrame(f);
+        break;
+      case "event_ack":
+        this.onEventAck(f);
+        break;
+      case "event":
+        if (f.event) this.onEvent(f.event);
         break;
       case "typing":
         this.onTyping(f);
@@ -771,6 +1057,10 @@ export class ChatApp {
       }
       return;
     }
+    if (f.client_event_id) {
+      this.onChangeError(f, f.client_event_id);
+      return;
+    }
     if (f.code === "unknown_message") {
       // A resume started from a message the server doesn't know: reload what we show.
       for (const [id, v] of Object.entries(this.state.views)) if (v.loadedNewest) void this.loadNewest(id);
@@ -789,11 +1079,16 @@ export class ChatApp {
         const tl = this.view(id).tl;
         if (tl.unplaced.length === 0) return;
         const last = lastPlacedId(tl);
+        const afterSeq = last ? this.seqOf(id, last) : undefined;
+        const knownMax = maxKnown(tl);
         try {
-          const page = last
-            ? await this.api.messages(id, { after: last, limit: Limits.HISTORY_MAX_LIMIT })
-            : await this.api.messages(id, { limit: Limits.HISTORY_PAGE });
-          this.mergeInto(id, page);
+          if (last) {
+            const page = await this.api.messages(id, { after: last, limit: Limits.HISTORY_MAX_LIMIT });
+            this.mergePage(id, page, { limit: Limits.HISTORY_MAX_LIMIT, after: afterSeq, knownMax });
+          } else {
+            const page = await this.api.messages(id, { limit: Limits.HISTORY_PAGE });
+            this.mergePage(id, page, { limit: Limits.HISTORY_PAGE, knownMax });
+          }
         } catch {
           /* it stays shown as sent */
         }

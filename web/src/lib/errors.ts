@@ -57,6 +57,11 @@ const MESSAGES: Record<string, string> = {
   invalid_client_msg_id: "The app sent a message the server could not accept. Please try again.",
   malformed_frame: "The app sent something the server did not understand. Please reload the page.",
   unknown_message: "A message the app asked about is unknown to the server.",
+  // Edits, deletes, reactions, replies
+  not_author: "You can only edit your own messages, and delete your own or those in a channel you created.",
+  message_deleted: "That message was deleted, so it can't be changed or answered any more.",
+  invalid_emoji: "That reaction can't be used. Pick another one.",
+  invalid_client_event_id: "The app sent a change the server could not accept. Please try again.",
   invalid_field: "Please check what you entered and try again.",
   // Limits and outages
   payload_too_large: "That is too large to send.",

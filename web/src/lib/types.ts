@@ -49,12 +49,60 @@ export interface Message {
   id: string;
   channel_id: string;
   sender_id: string;
+  /** Empty for a tombstone (`deleted`). */
   body: string;
   client_msg_id: string;
   created_at: string;
-  /** Position in the channel (1, 2, 3, ... without gaps). Absent only in an `ack`. */
+  /**
+   * Position in the channel. Messages and events (edits, deletes, reactions) share one sequence,
+   * so two consecutive messages may skip positions. Absent only in an `ack`.
+   */
   seq?: number | null;
+  /** When the body was last edited; absent: never. */
+  edited_at?: string | null;
+  /** A tombstone: the body is empty, there are no reactions. */
+  deleted?: boolean;
+  /** The earlier message this one answers, as it is now. */
+  reply_to?: ReplyRef | null;
+  /** One entry per emoji, in the order they were first used (history only; absent when none). */
+  reactions?: Reaction[];
 }
+
+/** What a reply shows of the message it answers. */
+export interface ReplyRef {
+  id: string;
+  seq: number;
+  sender_id: string;
+  /** The first 140 characters of its body; empty once it is deleted. */
+  preview: string;
+  deleted?: boolean;
+}
+
+export interface Reaction {
+  emoji: string;
+  count: number;
+  /** The current user is among those who reacted with it. */
+  me: boolean;
+}
+
+interface ChannelEventBase {
+  id: string;
+  channel_id: string;
+  /** Its position in the channel, in the sequence it shares with the messages. */
+  seq: number;
+  actor_id: string;
+  message_id: string;
+  message_seq: number;
+  client_event_id: string;
+  created_at: string;
+}
+
+/** A change of an existing message (`event` frames). Reaction counts are absolute. */
+export type ChannelEvent =
+  | (ChannelEventBase & { kind: "edited"; body: string })
+  | (ChannelEventBase & { kind: "deleted" })
+  | (ChannelEventBase & { kind: "reaction_added"; emoji: string; count: number })
+  | (ChannelEventBase & { kind: "reaction_removed"; emoji: string; count: number });
 
 export interface ErrorBody {
   error: { code: string; message: string };
@@ -62,8 +110,12 @@ export interface ErrorBody {
 
 // WebSocket frames.
 export type ClientFrame =
-  | { type: "send"; channel_id: string; client_msg_id: string; body: string }
+  | { type: "send"; channel_id: string; client_msg_id: string; body: string; reply_to?: string }
   | { type: "resume"; channels: Record<string, string> }
+  | { type: "edit"; channel_id: string; message_id: string; client_event_id: string; body: string }
+  | { type: "delete"; channel_id: string; message_id: string; client_event_id: string }
+  | { type: "react"; channel_id: string; message_id: string; client_event_id: string; emoji: string }
+  | { type: "unreact"; channel_id: string; message_id: string; client_event_id: string; emoji: string }
   | { type: "ping" }
   | { type: "typing"; channel_id: string };
 
@@ -72,7 +124,16 @@ export type ServerFrame =
   | { type: "ack"; client_msg_id: string; message: Message }
   | { type: "message"; message: Message }
   | { type: "resumed"; channels: string[] }
-  | { type: "error"; code: string; message: string; client_msg_id?: string }
+  | {
+      type: "error";
+      code: string;
+      message: string;
+      client_msg_id?: string;
+      client_event_id?: string;
+      retry_after_ms?: number;
+    }
+  | { type: "event_ack"; client_event_id: string; event_id: string }
+  | { type: "event"; event: ChannelEvent }
   | { type: "pong" }
   | { type: "typing"; channel_id: string; user_id: string; expires_in_ms: number }
   | { type: "presence"; user_id: string; online: boolean; last_seen_at?: string | null };
@@ -114,4 +175,10 @@ export const Limits = {
   TYPING_INTERVAL_MS: 2000,
   /** How long a `typing` indicator lasts when the frame says nothing usable. */
   TYPING_EXPIRES_MS: 5000,
+  /** A reply's preview of the message it answers, in characters. */
+  REPLY_PREVIEW_CHARS: 140,
+  EMOJI_MAX_BYTES: 64,
+  CLIENT_EVENT_ID_MAX: 128,
+  /** Distinct `@username` mentions recognised in one message. */
+  MENTIONS_MAX: 20,
 } as const;

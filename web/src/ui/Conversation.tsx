@@ -1,19 +1,23 @@
 import { useEffect, useLayoutEffect, useMemo, useRef, useState } from "preact/hooks";
 import type { AppState, ChatApp, ChannelView } from "../app/client";
+import { overlayChanges, type PendingChange } from "../lib/changes";
 import { describe } from "../lib/errors";
-import { emptyTimeline, hasOlder, timelineItems, type TimelineItem } from "../lib/messages";
-import type { Channel } from "../lib/types";
+import { emptyTimeline, findMessage, hasOlder, previewOf, timelineItems, type TimelineItem } from "../lib/messages";
+import { mentionsUser } from "../lib/mentions";
+import type { Channel, Message } from "../lib/types";
 import { Limits } from "../lib/types";
 import { bodyProblem, charCount } from "../lib/validate";
 import { presenceText, typingIn, typingLine } from "../lib/ephemeral";
 import { longTime, shortTime } from "./format";
 import { go, href } from "./route";
 import { IconBack } from "./icons";
+import { Body, EditBox, EmojiPicker, Reactions, ReplyQuote } from "./MessageParts";
 
 const drafts = new Map<string, string>();
 const NEAR_BOTTOM_PX = 48;
 const NEAR_TOP_PX = 160;
 const GROUP_MS = 5 * 60_000;
+const NO_CHANGES: PendingChange[] = [];
 
 const emptyView: ChannelView = {
   tl: emptyTimeline(),
@@ -32,46 +36,197 @@ function timeOf(it: TimelineItem): string {
 /** The buttons of a failed message go away once used: keep the focus somewhere useful. */
 const focusComposer = () => document.getElementById("composer-input")?.focus();
 
+/** The DOM id of a message's list item (the target of "go to the original"). */
+const domId = (messageId: string) => `msg-${messageId}`;
+
+/** Focus a control of a message (or the message itself) once it is rendered again. */
+function focusLater(messageId: string, selector?: string): void {
+  requestAnimationFrame(() => {
+    const li = document.getElementById(domId(messageId));
+    ((selector ? li?.querySelector<HTMLElement>(selector) : null) ?? li)?.focus();
+  });
+}
+
+interface ItemProps {
+  app: ChatApp;
+  item: TimelineItem;
+  channelId: string;
+  myId: string;
+  myUsername?: string;
+  compact: boolean;
+  connected: boolean;
+  /** Our pending changes of this message. */
+  changes: PendingChange[];
+  editing: boolean;
+  pickerOpen: boolean;
+  lookup: (id: string) => Message | undefined;
+  onReply: (m: Message) => void;
+  onEdit: (id: string | null) => void;
+  onPicker: (id: string | null) => void;
+  onJump: (id: string) => void;
+}
+
 function MessageItem({
   app,
   item,
+  channelId,
   myId,
+  myUsername,
   compact,
   connected,
-}: {
-  app: ChatApp;
-  item: TimelineItem;
-  myId: string;
-  compact: boolean;
-  connected: boolean;
-}) {
+  changes,
+  editing,
+  pickerOpen,
+  lookup,
+  onReply,
+  onEdit,
+  onPicker,
+  onJump,
+}: ItemProps) {
   const sender = senderOf(item);
   const mine = sender === myId;
   const name = mine ? "You" : app.nameOf(sender);
   const at = timeOf(item);
+  const whose = (id: string) => (id === myId ? "You" : app.nameOf(id));
   if (item.kind === "message") {
     const m = item.message;
+    const { message: shown, saving, deleting } = overlayChanges(m, changes);
+    const deleted = shown.deleted === true;
+    const editedAt = !deleted && shown.edited_at ? shown.edited_at : undefined;
+    // Changes need the message stored: one known only from its ack waits for its place.
+    const placed = typeof m.seq === "number";
+    const canEdit = placed && mine && !deleted && !deleting;
+    const canDelete = placed && !deleting && app.canDelete(channelId, m);
+    const mentionsMe = !deleted && !mine && mentionsUser(shown.body, myUsername);
+    const pickerId = `picker-${m.id}`;
+    const quote = shown.body.length > 40 ? `${shown.body.slice(0, 40)}…` : shown.body;
     return (
       <li
-        class={`msg${mine ? " msg--mine" : ""}${compact ? " msg--compact" : ""}`}
+        id={domId(m.id)}
+        tabIndex={-1}
+        class={`msg${mine ? " msg--mine" : ""}${compact ? " msg--compact" : ""}${deleted ? " msg--deleted" : ""}${
+          deleting ? " msg--pending" : ""
+        }${mentionsMe ? " msg--mentions-me" : ""}`}
         data-id={m.id}
         data-seq={m.seq ?? undefined}
         data-client-msg-id={m.client_msg_id}
         data-status="sent"
+        data-deleted={deleted ? "true" : undefined}
+        data-edited={editedAt ? "true" : undefined}
+        onKeyDown={
+          pickerOpen
+            ? (e: KeyboardEvent) => {
+                if (e.key !== "Escape") return;
+                e.preventDefault();
+                onPicker(null);
+                focusLater(m.id, ".msg-action-react");
+              }
+            : undefined
+        }
       >
         <p class={`msg-meta${compact ? " sr-only" : ""}`}>
           <span class="msg-sender">{name}</span>{" "}
           <time dateTime={m.created_at} title={longTime(m.created_at)}>
             {shortTime(m.created_at)}
           </time>
+          {saving && <span class="msg-state"> Saving…</span>}
+          {deleting && <span class="msg-state"> Deleting…</span>}
         </p>
-        <p class="msg-body">{m.body}</p>
+        {shown.reply_to && !deleted && (
+          <ReplyQuote reply={shown.reply_to} senderName={whose(shown.reply_to.sender_id)} onJump={onJump} />
+        )}
+        {deleted ? (
+          <p class="msg-tombstone">Message deleted</p>
+        ) : editing ? (
+          <EditBox
+            initial={shown.body}
+            onSave={(body) => {
+              app.edit(channelId, m.id, body);
+              onEdit(null);
+              focusLater(m.id, ".msg-action-edit");
+            }}
+            onCancel={() => {
+              onEdit(null);
+              focusLater(m.id, ".msg-action-edit");
+            }}
+          />
+        ) : (
+          <div class="msg-text">
+            <p class="msg-body">
+              <Body text={shown.body} myUsername={myUsername} />
+            </p>
+            {editedAt && (
+              <span class="msg-edited" title={`Edited ${longTime(editedAt)}`}>
+                (edited)<span class="sr-only"> {longTime(editedAt)}</span>
+              </span>
+            )}
+          </div>
+        )}
+        {!deleted && shown.reactions && shown.reactions.length > 0 && (
+          <Reactions
+            reactions={shown.reactions}
+            disabled={!placed}
+            onToggle={(emoji) => app.toggleReaction(channelId, m.id, emoji)}
+          />
+        )}
+        {!deleted && !editing && placed && (
+          <div class="msg-actions" role="group" aria-label={`Actions for the message from ${name}`}>
+            <button type="button" class="msg-action msg-action-reply" onClick={() => onReply(m)}>
+              Reply<span class="sr-only"> to {name === "You" ? "your message" : name}</span>
+            </button>
+            <button
+              type="button"
+              class="msg-action msg-action-react"
+              aria-expanded={pickerOpen}
+              aria-controls={pickerOpen ? pickerId : undefined}
+              onClick={() => onPicker(pickerOpen ? null : m.id)}
+            >
+              React<span class="sr-only"> to this message</span>
+            </button>
+            {canEdit && (
+              <button type="button" class="msg-action msg-action-edit" onClick={() => onEdit(m.id)}>
+                Edit<span class="sr-only"> your message</span>
+              </button>
+            )}
+            {canDelete && (
+              <button
+                type="button"
+                class="msg-action msg-action-delete"
+                onClick={() => {
+                  const what = quote ? ` “${quote}”` : "";
+                  if (!window.confirm(`Delete this message${what}? Everyone will see “Message deleted” in its place.`)) {
+                    return;
+                  }
+                  app.deleteMessage(channelId, m.id);
+                  focusLater(m.id);
+                }}
+              >
+                Delete<span class="sr-only"> {mine ? "your message" : `the message from ${name}`}</span>
+              </button>
+            )}
+          </div>
+        )}
+        {pickerOpen && !deleted && (
+          <EmojiPicker
+            id={pickerId}
+            onPick={(emoji) => {
+              app.toggleReaction(channelId, m.id, emoji);
+              onPicker(null);
+              focusLater(m.id, ".msg-action-react");
+            }}
+            onClose={() => {
+              onPicker(null);
+              focusLater(m.id, ".msg-action-react");
+            }}
+          />
+        )}
       </li>
     );
   }
   const o = item.outgoing;
   const failed = o.status === "failed";
   const statusText = failed ? "Not sent" : connected ? "Sending…" : "Waiting for connection…";
+  const original = o.reply_to ? lookup(o.reply_to) : undefined;
   return (
     <li
       class={`msg msg--mine msg--pending${failed ? " msg--failed" : ""}`}
@@ -85,7 +240,22 @@ function MessageItem({
         </time>{" "}
         <span class="msg-state">{statusText}</span>
       </p>
-      <p class="msg-body">{o.body}</p>
+      {original && (
+        <ReplyQuote
+          reply={{
+            id: original.id,
+            seq: original.seq ?? 0,
+            sender_id: original.sender_id,
+            preview: original.deleted ? "" : previewOf(original.body),
+            deleted: original.deleted,
+          }}
+          senderName={whose(original.sender_id)}
+          onJump={onJump}
+        />
+      )}
+      <p class="msg-body">
+        <Body text={o.body} myUsername={myUsername} />
+      </p>
       {failed && (
         <div class="msg-failed" role="alert">
           <span>{o.error ?? "The message was not sent."}</span>{" "}
@@ -140,6 +310,48 @@ export function Conversation({
   const [draft, setDraft] = useState(drafts.get(channel.id) ?? "");
   const [composeError, setComposeError] = useState<string | null>(null);
   const [leaving, setLeaving] = useState(false);
+  const [replyToId, setReplyToId] = useState<string | null>(null);
+  const [editingId, setEditingId] = useState<string | null>(null);
+  const [pickerId, setPickerId] = useState<string | null>(null);
+  const myUsername = state.me?.username;
+
+  // Our pending changes, by message.
+  const changesByMessage = useMemo(() => {
+    const out = new Map<string, PendingChange[]>();
+    for (const c of state.changes) {
+      if (c.channel_id !== channel.id) continue;
+      const list = out.get(c.message_id);
+      if (list) list.push(c);
+      else out.set(c.message_id, [c]);
+    }
+    return out;
+  }, [state.changes, channel.id]);
+
+  const lookup = (id: string) => findMessage(view.tl, id);
+  const replyTo = replyToId ? lookup(replyToId) : undefined;
+
+  const startReply = (m: Message) => {
+    setReplyToId(m.id);
+    setPickerId(null);
+    input.current?.focus();
+  };
+  const cancelReply = () => {
+    setReplyToId(null);
+    input.current?.focus();
+  };
+
+  /** Scrolls to a message (the original of a reply) and puts the focus on it, if it is loaded. */
+  const jumpTo = (id: string) => {
+    const el = document.getElementById(domId(id));
+    if (!el) {
+      app.notify("The original message is not loaded. Load older messages to see it.", "info", 5000);
+      return;
+    }
+    el.scrollIntoView({ block: "center" });
+    el.focus({ preventScroll: true });
+    el.classList.add("msg--flash");
+    setTimeout(() => el.classList.remove("msg--flash"), 1600);
+  };
 
   // A different conversation: start at the bottom, restore its draft, move focus into it.
   useEffect(() => {
@@ -215,7 +427,8 @@ export function Conversation({
       input.current?.focus();
       return;
     }
-    app.send(channel.id, draft);
+    app.send(channel.id, draft, replyTo && !replyTo.deleted ? replyTo.id : undefined);
+    setReplyToId(null);
     setAndKeep("");
     if (input.current) {
       input.current.value = "";
@@ -228,6 +441,9 @@ export function Conversation({
     if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
       e.preventDefault();
       submit();
+    } else if (e.key === "Escape" && replyToId) {
+      e.preventDefault();
+      cancelReply();
     }
   };
 
@@ -347,8 +563,29 @@ export function Conversation({
               it.kind === "message" &&
               prev.kind === "message" &&
               Date.parse(timeOf(it)) - Date.parse(timeOf(prev)) < GROUP_MS;
+            const mid = it.kind === "message" ? it.message.id : "";
             return (
-              <MessageItem key={it.key} app={app} item={it} myId={myId} compact={compact} connected={connected} />
+              <MessageItem
+                key={it.key}
+                app={app}
+                item={it}
+                channelId={channel.id}
+                myId={myId}
+                myUsername={myUsername}
+                compact={compact}
+                connected={connected}
+                changes={changesByMessage.get(mid) ?? NO_CHANGES}
+                editing={editingId !== null && editingId === mid}
+                pickerOpen={pickerId !== null && pickerId === mid}
+                lookup={lookup}
+                onReply={startReply}
+                onEdit={(id) => {
+                  setEditingId(id);
+                  if (id) setPickerId(null);
+                }}
+                onPicker={setPickerId}
+                onJump={jumpTo}
+              />
             );
           })}
         </ol>
@@ -369,6 +606,18 @@ export function Conversation({
           submit();
         }}
       >
+        {replyTo && (
+          <div class="replying" id="replying">
+            <span class="replying-text">
+              Replying to <strong>{replyTo.sender_id === myId ? "yourself" : app.nameOf(replyTo.sender_id)}</strong>
+              {": "}
+              <span class="replying-preview">{replyTo.deleted ? "Message deleted" : previewOf(replyTo.body)}</span>
+            </span>
+            <button type="button" class="link small" onClick={cancelReply}>
+              Cancel reply
+            </button>
+          </div>
+        )}
         <label for="composer-input" class="sr-only">
           Message {title}
         </label>
@@ -379,7 +628,7 @@ export function Conversation({
           value={draft}
           placeholder={`Message ${title}`}
           aria-invalid={composeError ? true : undefined}
-          aria-describedby={composeError ? "composer-error" : "composer-hint"}
+          aria-describedby={`${replyTo ? "replying " : ""}${composeError ? "composer-error" : "composer-hint"}`}
           onInput={(e) => {
             setAndKeep(e.currentTarget.value);
             autoGrow(e.currentTarget);
@@ -391,7 +640,7 @@ export function Conversation({
           Send
         </button>
         <p id="composer-hint" class="sr-only">
-          Enter sends; Shift and Enter starts a new line.
+          Enter sends; Shift and Enter starts a new line; Escape cancels a reply.
         </p>
         {(composeError || nearLimit) && (
           <p id="composer-error" class={composeError ? "error small composer-note" : "muted small composer-note"} role={composeError ? "alert" : undefined}>

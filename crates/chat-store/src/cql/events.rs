@@ -13,7 +13,7 @@ use scylla::statement::prepared::PreparedStatement;
 use std::sync::Arc;
 use uuid::Uuid;
 
-const EVENT_COLUMNS: &str = "channel_id, seq, id, actor_id, message_id, message_seq, client_event_id, created_at, kind, body, emoji, count";
+const EVENT_COLUMNS: &str = "channel_id, seq, id, actor_id, message_id, message_seq, client_event_id, created_at, kind, body, emoji, reaction_count";
 
 type EventRow = (
     Uuid,

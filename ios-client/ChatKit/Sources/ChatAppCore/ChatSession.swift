@@ -37,6 +37,7 @@ public final class ChatSession {
         case reconnectNow
         case send(PendingSend)
         case cancelSend(clientMsgID: String)
+        case change(PendingChange)
         case noteSeen([Message])
         case forget(channelID: String)
     }
@@ -70,8 +71,10 @@ public final class ChatSession {
                 case .stop: await realtime.stop()
                 case .reconnectNow: await realtime.reconnectNow()
                 case .send(let pending):
-                    await realtime.send(pending.body, to: pending.channelID, clientMsgID: pending.clientMsgID)
+                    await realtime.send(pending.body, to: pending.channelID, clientMsgID: pending.clientMsgID, replyTo: pending.replyTo)
                 case .cancelSend(let clientMsgID): await realtime.cancelSend(clientMsgID: clientMsgID)
+                case .change(let pending):
+                    await realtime.change(pending.change, of: pending.messageID, in: pending.channelID, clientEventID: pending.clientEventID)
                 case .noteSeen(let messages): await realtime.noteSeen(messages)
                 case .forget(let channelID): await realtime.forget(channelID: channelID)
                 }
@@ -269,7 +272,8 @@ public final class ChatSession {
         await fillGaps(channelID)
     }
 
-    /// Fetches the messages missing between loaded ones (seqs are gapless, so a jump is a hole).
+    /// Fetches the messages missing between loaded ones: positions between two neighbours that
+    /// no event and no history page accounts for (`MessageTimeline.firstGap`).
     private func fillGaps(_ channelID: String) async {
         guard !fillingGaps.contains(channelID) else { return }
         fillingGaps.insert(channelID)
@@ -292,10 +296,11 @@ public final class ChatSession {
 
     // MARK: - Sending
 
-    public func send(_ text: String, to channelID: String) {
+    /// Sends `text` to the conversation; `replyTo`: the id of the message it answers.
+    public func send(_ text: String, to channelID: String, replyTo: String? = nil) {
         let body = text.trimmingCharacters(in: .whitespacesAndNewlines)
         guard Limits.isValidBody(body) else { return }
-        let pending = PendingSend(clientMsgID: UUID().uuidString.lowercased(), channelID: channelID, body: body)
+        let pending = PendingSend(clientMsgID: UUID().uuidString.lowercased(), channelID: channelID, body: body, replyTo: replyTo)
         store.addPending(pending, at: .now)
         commands.yield(.send(pending))
     }
@@ -305,12 +310,54 @@ public final class ChatSession {
     public func retry(_ entry: TimelineEntry) {
         guard case .failed = entry.status else { return }
         store.markPending(channelID: entry.channelID, clientMsgID: entry.clientMsgID)
-        commands.yield(.send(PendingSend(clientMsgID: entry.clientMsgID, channelID: entry.channelID, body: entry.body)))
+        commands.yield(.send(PendingSend(
+            clientMsgID: entry.clientMsgID,
+            channelID: entry.channelID,
+            body: entry.body,
+            replyTo: entry.replyTo?.id
+        )))
     }
 
     public func discard(_ entry: TimelineEntry) {
         store.removeUnsent(channelID: entry.channelID, clientMsgID: entry.clientMsgID)
         commands.yield(.cancelSend(clientMsgID: entry.clientMsgID))
+    }
+
+    // MARK: - Edits, deletes, reactions
+
+    /// Emoji offered by the react menu.
+    public static let quickReactions = ["👍", "❤️", "😂", "🎉", "😮", "😢"]
+
+    /// Replaces the body of one of the user's own messages. The timeline changes when the
+    /// server's `event` comes back.
+    public func edit(_ entry: TimelineEntry, to text: String) {
+        let body = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard entry.senderID == user.id, Limits.isValidBody(body), body != entry.body else { return }
+        change(.edit(body: body), of: entry)
+    }
+
+    /// Deletes a message for everyone (the user's own; the server also lets a group channel's
+    /// creator delete any of its messages).
+    public func deleteForEveryone(_ entry: TimelineEntry) {
+        change(.delete, of: entry)
+    }
+
+    /// Adds the user's reaction, or takes it back when they already reacted with `emoji`.
+    public func toggleReaction(_ emoji: String, on entry: TimelineEntry) {
+        let mine = entry.reactions.contains { $0.emoji == emoji && $0.me }
+        change(mine ? .unreact(emoji: emoji) : .react(emoji: emoji), of: entry)
+    }
+
+    private func change(_ request: ChangeRequest, of entry: TimelineEntry) {
+        guard let messageID = entry.messageID, entry.status == .delivered, !entry.isDeleted else { return }
+        if case .react(let emoji) = request, !Limits.isValidEmoji(emoji) { return }
+        let pending = PendingChange(
+            clientEventID: UUID().uuidString.lowercased(),
+            channelID: entry.channelID,
+            messageID: messageID,
+            change: request
+        )
+        commands.yield(.change(pending))
     }
 
     // MARK: - Realtime events
@@ -349,6 +396,15 @@ public final class ChatSession {
                 Task { await loadLatest(channelID) }
             }
             Task { await refreshChannels() }
+        case .event:
+            store.apply(event)
+        case .changeAcked:
+            break
+        case .changeFailed(let failure):
+            // The timeline never changed for it: only say why.
+            if failure.code != FrameErrorCode.messageDeleted {
+                errorMessage = failure.message
+            }
         case .serverError:
             break
         }

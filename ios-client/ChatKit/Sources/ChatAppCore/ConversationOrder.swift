@@ -4,9 +4,9 @@ import Foundation
 /// The order of the conversation list: most recent activity first, like every messenger.
 public enum ConversationOrder {
     /// A conversation's last activity: its newest known message (loaded, live, or the user's
-    /// own pending send), or its creation when nothing is known.
+    /// own pending send; a deleted one does not count), or its creation when nothing is known.
     public static func lastActivity(of channel: Channel, in store: MessageStore) -> Date {
-        let newest = store[channel.id].entries.map(\.createdAt).max()
+        let newest = store[channel.id].entries.lazy.filter { !$0.isDeleted }.map(\.createdAt).max()
         return max(newest ?? channel.createdAt, channel.createdAt)
     }
 

@@ -12,6 +12,12 @@ import Foundation
 ///   failed client_msg_id=<id> code=<code>
 ///   resumed channels=<id,...>     resume-refused channels=<id,...>
 ///   history count=<n>             queued client_msg_id=<id>
+///   event seq=<n> id=<id> kind=<kind> message=<id> actor=<id>
+///   change-queued client_event_id=<id>   change-acked client_event_id=<id> id=<id>
+///   change-failed client_event_id=<id> code=<code>
+/// Lines typed: text to send it; /reply <message-id> <text>, /edit <message-id> <text>,
+///   /delete <message-id>, /react <message-id> <emoji>, /unreact <message-id> <emoji>;
+///   /status, /dump, /quit.
 ///   /dump:   entry seq=<n|-> id=<id|-> status=<s> client_msg_id=<id> body=<text> ... then
 ///            timeline entries=<n> duplicates=<n> readies=<n>
 struct Conversation {
@@ -91,7 +97,13 @@ struct Conversation {
                     say("resume-refused channels=\(channelIDs.joined(separator: ","))")
                 case .serverError(let code, let message):
                     say("server-error code=\(code) message=\(message)")
-                case .message:
+                case .event(let event) where event.channelID == channelID:
+                    say("event seq=\(event.seq) id=\(event.id) kind=\(event.change.kind) message=\(event.messageID) actor=\(event.actorID)")
+                case .changeAcked(let clientEventID, let eventID):
+                    say("change-acked client_event_id=\(clientEventID) id=\(eventID)")
+                case .changeFailed(let failure):
+                    say("change-failed client_event_id=\(failure.clientEventID) code=\(failure.code)")
+                case .message, .event:
                     break
                 }
             case .line(let line):
@@ -108,6 +120,8 @@ struct Conversation {
                         say("entry seq=\(entry.seq.map(String.init) ?? "-") id=\(entry.messageID ?? "-") status=\(Self.name(entry.status)) client_msg_id=\(entry.clientMsgID) body=\(entry.body)")
                     }
                     say("timeline entries=\(timeline.entries.count) duplicates=\(duplicates) readies=\(readies)")
+                case let command where command.hasPrefix("/"):
+                    await perform(command, store: &store, realtime: realtime)
                 default:
                     let pending = PendingSend(clientMsgID: UUID().uuidString.lowercased(), channelID: channelID, body: line)
                     store.addPending(pending, at: Date())
@@ -121,6 +135,29 @@ struct Conversation {
         eventPump.cancel()
         await realtime.stop()
         say("bye")
+    }
+
+    /// `/reply`, `/edit`, `/delete`, `/react`, `/unreact`: `<message-id>` then the text or emoji.
+    private func perform(_ command: String, store: inout MessageStore, realtime: RealtimeClient) async {
+        let parts = command.split(separator: " ", maxSplits: 2, omittingEmptySubsequences: true).map(String.init)
+        let change: ChangeRequest
+        switch (parts.first ?? "", parts.count) {
+        case ("/reply", 3):
+            let pending = PendingSend(clientMsgID: UUID().uuidString.lowercased(), channelID: channelID, body: parts[2], replyTo: parts[1])
+            store.addPending(pending, at: Date())
+            await realtime.send(pending.body, to: channelID, clientMsgID: pending.clientMsgID, replyTo: pending.replyTo)
+            say("queued client_msg_id=\(pending.clientMsgID)")
+            return
+        case ("/edit", 3): change = .edit(body: parts[2])
+        case ("/delete", 2): change = .delete
+        case ("/react", 3): change = .react(emoji: parts[2])
+        case ("/unreact", 3): change = .unreact(emoji: parts[2])
+        default:
+            say("unknown command: \(command)")
+            return
+        }
+        let pending = await realtime.change(change, of: parts[1], in: channelID)
+        say("change-queued client_event_id=\(pending.clientEventID)")
     }
 
     /// Fetches what is missing between loaded messages over REST, as the app does.

@@ -56,6 +56,25 @@ final class ChatAppCoreTests: XCTestCase, @unchecked Sendable {
         XCTAssertEqual(MessageAction.available(for: failed).map(\.isDestructive), [false, true])
     }
 
+    func testStoredMessagesOfferReplyAndReactAndTheUsersOwnEditAndDelete() {
+        var timeline = MessageTimeline(channelID: "c1")
+        let mine = Sample.message(seq: 1, senderID: "u-me", clientMsgID: "a")
+        let theirs = Sample.message(seq: 2, senderID: "u-bob", clientMsgID: "b")
+        timeline.mergePage([mine, theirs], cursor: .latest, limit: 50)
+        XCTAssertEqual(MessageAction.available(for: timeline.entries[0], currentUserID: "u-me"), [.reply, .react, .edit, .delete])
+        XCTAssertEqual(MessageAction.available(for: timeline.entries[1], currentUserID: "u-me"), [.reply, .react])
+        XCTAssertEqual(MessageAction.available(for: timeline.entries[0]), [], "without the user, nothing but failed sends")
+        XCTAssertEqual([MessageAction.reply, .react, .edit, .delete].map(\.title), ["Reply", "React", "Edit", "Delete"])
+        XCTAssertEqual([MessageAction.reply, .react, .edit, .delete, .retry].map(\.needsInput), [true, true, true, false, false])
+
+        // A tombstone has no actions; neither has a send not placed yet.
+        timeline.apply(Sample.event(seq: 3, of: mine, actorID: "u-me", .deleted), currentUserID: "u-me")
+        XCTAssertEqual(MessageAction.available(for: timeline.entries[0], currentUserID: "u-me"), [])
+        timeline.addPending(body: "x", senderID: "u-me", clientMsgID: "p", at: Sample.date)
+        timeline.merge(Sample.message(seq: nil, senderID: "u-me", clientMsgID: "p"))
+        XCTAssertEqual(MessageAction.available(for: timeline.entries.last!, currentUserID: "u-me"), [])
+    }
+
     // MARK: - Server settings
 
     @MainActor
@@ -149,6 +168,57 @@ final class ChatAppCoreTests: XCTestCase, @unchecked Sendable {
 
         session.perform(.delete, on: session.timeline("c1").entries[0])
         XCTAssertTrue(session.timeline("c1").entries.isEmpty)
+        await session.shutdown()
+    }
+
+    @MainActor
+    func testReactingEditingAndDeletingGoThroughTheServersEvents() async throws {
+        let (session, transport) = makeSession(channels: [])
+        session.start()
+        let connection = try await transport.nextConnection()
+        try connection.serverSends(.ready(userID: "u-me", connectionID: "gw:1"))
+        try await waitUntil("connected") { session.connection == .connected }
+        let mine = Sample.message(seq: 1, channelID: "c1", senderID: "u-me", clientMsgID: "m1", body: "helo")
+        try connection.serverSends(.message(mine))
+        try await waitUntil("the message") { session.timeline("c1").entries.count == 1 }
+
+        // React: the frame goes out; the timeline changes when the event comes back.
+        session.toggleReaction("👍", on: session.timeline("c1").entries[0])
+        guard case let .react(channelID, messageID, clientEventID, emoji) = try await connection.nextSent() else {
+            return XCTFail("no react")
+        }
+        XCTAssertEqual([channelID, messageID, emoji], ["c1", mine.id, "👍"])
+        try connection.serverSends(.eventAck(clientEventID: clientEventID, eventID: "e-2"))
+        try connection.serverSends(.event(Sample.event(seq: 2, of: mine, actorID: "u-me", .reactionAdded(emoji: "👍", count: 1), clientEventID: clientEventID)))
+        try await waitUntil("the reaction") { !session.timeline("c1").entries[0].reactions.isEmpty }
+        XCTAssertEqual(session.timeline("c1").entries[0].reactions, [Reaction(emoji: "👍", count: 1, me: true)])
+
+        // Toggling again takes it back.
+        session.toggleReaction("👍", on: session.timeline("c1").entries[0])
+        guard case .unreact(_, _, _, "👍") = try await connection.nextSent() else { return XCTFail("no unreact") }
+
+        // Edit, then delete for everyone.
+        session.edit(session.timeline("c1").entries[0], to: "  hello ")
+        let edit = try await connection.nextSent()
+        guard case let .edit(_, editedID, _, body) = edit else { return XCTFail("no edit: \(edit)") }
+        XCTAssertEqual([editedID, body], [mine.id, "hello"])
+        session.perform(.delete, on: session.timeline("c1").entries[0])
+        guard case .delete(_, mine.id, _) = try await connection.nextSent() else { return XCTFail("no delete") }
+        try connection.serverSends(.event(Sample.event(seq: 3, of: mine, actorID: "u-me", .deleted)))
+        try await waitUntil("the tombstone") { session.timeline("c1").entries[0].isDeleted }
+        XCTAssertEqual(session.actions(for: session.timeline("c1").entries[0]), [])
+
+        // A reply carries the id of the message it answers.
+        let theirs = Sample.message(seq: 4, channelID: "c1", senderID: "u-bob", clientMsgID: "m2", body: "lunch?")
+        try connection.serverSends(.message(theirs))
+        try await waitUntil("their message") { session.timeline("c1").entries.count == 2 }
+        session.send("yes", to: "c1", replyTo: theirs.id)
+        guard case .reply(_, _, "yes", theirs.id) = try await connection.nextSent() else { return XCTFail("no reply") }
+        XCTAssertEqual(session.timeline("c1").entries.last?.replyTo?.preview, "lunch?")
+
+        // A refused change is reported.
+        try connection.serverSends(.error(FrameError(code: FrameErrorCode.notAuthor, message: "not yours", clientEventID: "x")))
+        try await waitUntil("the error") { session.errorMessage == "not yours" }
         await session.shutdown()
     }
 

@@ -64,6 +64,18 @@ final class LimitsTests: XCTestCase {
         XCTAssertFalse(Limits.isValidBody("   \n"))
     }
 
+    func testEmojiAreOneToSixtyFourBytesWithoutSpaceOrControls() {
+        XCTAssertTrue(Limits.isValidEmoji("👍"))
+        XCTAssertTrue(Limits.isValidEmoji("👩🏽‍💻"))
+        XCTAssertTrue(Limits.isValidEmoji(":party_parrot:"))
+        XCTAssertTrue(Limits.isValidEmoji(String(repeating: "x", count: 64)))
+        XCTAssertFalse(Limits.isValidEmoji(String(repeating: "x", count: 65)))
+        XCTAssertFalse(Limits.isValidEmoji(String(repeating: "👍", count: 17)), "68 bytes")
+        XCTAssertFalse(Limits.isValidEmoji(""))
+        XCTAssertFalse(Limits.isValidEmoji("👍 "))
+        XCTAssertFalse(Limits.isValidEmoji("a\u{7}"))
+    }
+
     func testPasswordsNeedEightCharacters() {
         XCTAssertFalse(Limits.isValidPassword("1234567"))
         XCTAssertTrue(Limits.isValidPassword("12345678"))

@@ -450,6 +450,117 @@ final class RealtimeClientTests: XCTestCase {
         await h.client.stop()
     }
 
+    // MARK: - Replies, edits, deletes, reactions
+
+    func testAReplyGoesOutAsASendWithReplyTo() async throws {
+        let h = Harness()
+        await h.client.start()
+        let connection = try await h.connectAndReady()
+        await h.client.send("yes", to: "c1", clientMsgID: "s1", replyTo: "m-original")
+        let frame = try await connection.nextSent()
+        XCTAssertEqual(frame, .reply(channelID: "c1", clientMsgID: "s1", body: "yes", replyTo: "m-original"))
+        await h.client.stop()
+    }
+
+    func testAChangeIsAckedThenItsEventArrivesAndBecomesTheResumePosition() async throws {
+        let h = Harness()
+        await h.client.start()
+        let first = try await h.connectAndReady()
+        let m1 = Sample.message(seq: 1, channelID: "c1", senderID: me, clientMsgID: "a")
+        try first.serverSends(.message(m1))
+        try await h.event(.message(m1))
+
+        await h.client.change(.edit(body: "better"), of: m1.id, in: "c1", clientEventID: "ce1")
+        let sent = try await first.nextSent()
+        XCTAssertEqual(sent, .edit(channelID: "c1", messageID: m1.id, clientEventID: "ce1", body: "better"))
+        try first.serverSends(.eventAck(clientEventID: "ce1", eventID: "e-3"))
+        try await h.event(.changeAcked(clientEventID: "ce1", eventID: "e-3"))
+        var queued = await h.client.pendingChanges
+        XCTAssertTrue(queued.isEmpty)
+
+        // Someone else's reaction (position 2), then the edit (position 3).
+        let reaction = Sample.event(seq: 2, of: m1, actorID: "u-bob", .reactionAdded(emoji: "👍", count: 1))
+        let edit = Sample.event(seq: 3, of: m1, actorID: me, .edited(body: "better"), clientEventID: "ce1")
+        try first.serverSends(.event(reaction))
+        try first.serverSends(.event(edit))
+        try await h.event(.event(reaction))
+        try await h.event(.event(edit))
+        queued = await h.client.pendingChanges
+        XCTAssertTrue(queued.isEmpty)
+
+        // An event's id is a resume position like a message's: the newest by seq wins.
+        let positions = await h.client.resumePositions
+        XCTAssertEqual(positions, ["c1": edit.id])
+        first.serverCloses(code: CloseCode.goingAway)
+        let second = try await h.connectAndReady()
+        let resume = try await second.nextSent()
+        XCTAssertEqual(resume, .resume(channels: ["c1": edit.id]))
+        await h.client.stop()
+    }
+
+    func testAnUnackedChangeIsResentWithItsClientEventIDAndItsOwnEventCompletesIt() async throws {
+        let h = Harness()
+        await h.client.start()
+        let first = try await h.connectAndReady()
+        let m1 = Sample.message(seq: 1, channelID: "c1", clientMsgID: "a")
+        try first.serverSends(.message(m1))
+        try await h.event(.message(m1))
+        await h.client.send("hi", to: "c1", clientMsgID: "s1")
+        await h.client.change(.react(emoji: "🎉"), of: m1.id, in: "c1", clientEventID: "ce1")
+        _ = try await first.nextSent()
+        let react = try await first.nextSent()
+
+        // The ack is lost with the connection: resume, then the unacked send, then the change.
+        first.serverCloses(code: CloseCode.slowConsumer)
+        let second = try await h.connectAndReady()
+        let resume = try await second.nextSent()
+        let resend = try await second.nextSent()
+        let again = try await second.nextSent()
+        XCTAssertEqual(resume, .resume(channels: ["c1": m1.id]))
+        XCTAssertEqual(resend, .send(channelID: "c1", clientMsgID: "s1", body: "hi"))
+        XCTAssertEqual(again, react, "the same client_event_id: never applied twice")
+
+        // Its event arrives (replayed) before any ack: the change is done.
+        let event = Sample.event(seq: 2, of: m1, actorID: me, .reactionAdded(emoji: "🎉", count: 1), clientEventID: "ce1")
+        try second.serverSends(.event(event))
+        try await h.event(.changeAcked(clientEventID: "ce1", eventID: event.id))
+        try await h.event(.event(event))
+        let queued = await h.client.pendingChanges
+        XCTAssertTrue(queued.isEmpty)
+        await h.client.stop()
+    }
+
+    func testARefusedChangeIsReportedByItsClientEventID() async throws {
+        let h = Harness()
+        await h.client.start()
+        let connection = try await h.connectAndReady()
+        let pending = await h.client.change(.delete, of: "m9", in: "c1", clientEventID: "ce1")
+        _ = try await connection.nextSent()
+        try connection.serverSends(.error(FrameError(code: FrameErrorCode.notAuthor, message: "not yours", clientEventID: "ce1")))
+        try await h.event(.changeFailed(ChangeFailure(clientEventID: "ce1", change: pending, code: FrameErrorCode.notAuthor, message: "not yours")))
+        let queued = await h.client.pendingChanges
+        XCTAssertTrue(queued.isEmpty)
+        await h.client.stop()
+    }
+
+    func testARateLimitedChangeIsResentAfterTheTimeTheServerNames() async throws {
+        let h = Harness()
+        await h.client.start()
+        let connection = try await h.connectAndReady()
+        await h.client.change(.unreact(emoji: "👍"), of: "m9", in: "c1", clientEventID: "ce1")
+        let first = try await connection.nextSent()
+        try connection.serverSends(.error(FrameError(
+            code: FrameErrorCode.rateLimited, message: "slow down", retryAfterMs: 300, clientEventID: "ce1"
+        )))
+        let retry = try await connection.nextSent()
+        XCTAssertEqual(retry, first)
+        let waits = await h.sleeper.requested
+        XCTAssertTrue(waits.contains(.milliseconds(300)), "waited as told: \(waits)")
+        let queued = await h.client.pendingChanges
+        XCTAssertEqual(queued.map(\.clientEventID), ["ce1"])
+        await h.client.stop()
+    }
+
     // MARK: - Lifecycle
 
     func testStopClosesTheConnectionAndStartCarriesOn() async throws {

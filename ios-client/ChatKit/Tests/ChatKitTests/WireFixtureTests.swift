@@ -15,6 +15,9 @@ final class WireFixtureTests: XCTestCase {
     private let dm = "0190a2b4-0000-7000-8000-000000000002"
     private let firstClientMsgID = "5f0c8a52-8a8e-4a8e-9a43-0d4f6f1f6c11"
     private let secondClientMsgID = "5f0c8a52-8a8e-4a8e-9a43-0d4f6f1f6c12"
+    private let firstMessageID = "e306304c-6327-59de-a612-0d1570b3b35e"
+    private let eventID = "83dcc787-93b2-5e62-8a20-3cc3c345e0c8"
+    private let editEventID = "7d3e0a11-1c2b-4f5e-8a9b-0c1d2e3f4a51"
 
     /// Decodes the fixture as `T`, checks that encoding gives the same JSON back, returns it.
     private func roundTrip<T: Codable>(
@@ -138,6 +141,60 @@ final class WireFixtureTests: XCTestCase {
         XCTAssertEqual(list.messages[1].body, "Hi Alice.\nTwo lines.")
     }
 
+    /// Messages of servers without edits and reactions (no such keys) decode as unchanged ones,
+    /// and encode without the keys.
+    func testMessagesWithoutChangesHaveNoneOfTheNewFields() throws {
+        let message = try roundTrip(Message.self, "rest_message")
+        XCTAssertNil(message.editedAt)
+        XCTAssertFalse(message.deleted)
+        XCTAssertNil(message.replyTo)
+        XCTAssertEqual(message.reactions, [])
+        let object = try JSONSerialization.jsonObject(with: try WireJSON.encode(message))
+        let keys = Set(try XCTUnwrap(object as? [String: Any]).keys)
+        XCTAssertTrue(keys.isDisjoint(with: ["edited_at", "deleted", "reply_to", "reactions"]), "\(keys)")
+    }
+
+    func testMessageListWithEditsReactionsRepliesAndATombstone() throws {
+        let list = try roundTrip(MessageList.self, "rest_message_list_with_changes")
+        // Positions 43 (and 45-) are events: message seqs skip them.
+        XCTAssertEqual(list.messages.map(\.seq), [41, 42, 44])
+
+        let edited = list.messages[0]
+        XCTAssertEqual(edited.body, "Hello, world! (edited)")
+        XCTAssertEqual(try XCTUnwrap(edited.editedAt).timeIntervalSince1970, 1_736_934_000.25, accuracy: 0.000_001)
+        XCTAssertFalse(edited.deleted)
+        XCTAssertEqual(edited.reactions, [
+            Reaction(emoji: "👍", count: 2, me: true),
+            Reaction(emoji: "🎉", count: 1, me: false),
+        ])
+        XCTAssertNil(edited.replyTo)
+
+        let reply = list.messages[1]
+        XCTAssertEqual(reply.replyTo, ReplyPreview(
+            id: firstMessageID,
+            seq: 41,
+            senderID: alice,
+            preview: "Hello, world! (edited)",
+            deleted: false
+        ))
+        XCTAssertNil(reply.editedAt)
+        XCTAssertEqual(reply.reactions, [])
+
+        let tombstone = list.messages[2]
+        XCTAssertTrue(tombstone.deleted)
+        XCTAssertEqual(tombstone.body, "")
+        XCTAssertEqual(tombstone.reactions, [])
+    }
+
+    func testReplyPreviewOfADeletedMessage() throws {
+        let json = #"{"id":"m1","seq":7,"sender_id":"u1","preview":"","deleted":true}"#
+        let preview = try WireJSON.decode(ReplyPreview.self, from: Data(json.utf8))
+        XCTAssertEqual(preview, ReplyPreview(id: "m1", seq: 7, senderID: "u1", preview: "", deleted: true))
+        try assertSameJSON(try WireJSON.encode(preview), Data(json.utf8))
+        XCTAssertEqual(ReplyPreview.preview(of: String(repeating: "é", count: 200)), String(repeating: "é", count: 140))
+        XCTAssertEqual(ReplyPreview.preview(of: "short"), "short")
+    }
+
     func testErrorBody() throws {
         let body = try roundTrip(ErrorBody.self, "rest_error")
         XCTAssertEqual(body.error.code, "username_taken")
@@ -177,6 +234,44 @@ final class WireFixtureTests: XCTestCase {
 
     func testTypingFrame() throws {
         XCTAssertEqual(try roundTrip(ClientFrame.self, "ws_client_typing"), .typing(channelID: general))
+    }
+
+    func testSendFrameWithAReply() throws {
+        let frame = try roundTrip(ClientFrame.self, "ws_client_send_reply")
+        XCTAssertEqual(frame, .reply(channelID: general, clientMsgID: secondClientMsgID, body: "Agreed!", replyTo: firstMessageID))
+        // What the realtime client puts on the wire for a queued reply, and for a plain send.
+        let reply = PendingSend(clientMsgID: secondClientMsgID, channelID: general, body: "Agreed!", replyTo: firstMessageID)
+        try assertSameJSON(try WireJSON.encode(reply.frame), try fixture("ws_client_send_reply"))
+        let plain = PendingSend(clientMsgID: firstClientMsgID, channelID: general, body: "Hello, world! 👋")
+        try assertSameJSON(try WireJSON.encode(plain.frame), try fixture("ws_client_send"))
+    }
+
+    func testChangeFrames() throws {
+        let edit = try roundTrip(ClientFrame.self, "ws_client_edit")
+        XCTAssertEqual(edit, .edit(
+            channelID: general,
+            messageID: firstMessageID,
+            clientEventID: "7d3e0a11-1c2b-4f5e-8a9b-0c1d2e3f4a51",
+            body: "Hello, world! (edited)"
+        ))
+        let delete = try roundTrip(ClientFrame.self, "ws_client_delete")
+        XCTAssertEqual(delete, .delete(channelID: general, messageID: firstMessageID, clientEventID: "7d3e0a11-1c2b-4f5e-8a9b-0c1d2e3f4a52"))
+        let react = try roundTrip(ClientFrame.self, "ws_client_react")
+        XCTAssertEqual(react, .react(channelID: general, messageID: firstMessageID, clientEventID: "7d3e0a11-1c2b-4f5e-8a9b-0c1d2e3f4a53", emoji: "👍"))
+        let unreact = try roundTrip(ClientFrame.self, "ws_client_unreact")
+        XCTAssertEqual(unreact, .unreact(channelID: general, messageID: firstMessageID, clientEventID: "7d3e0a11-1c2b-4f5e-8a9b-0c1d2e3f4a54", emoji: "👍"))
+
+        // A queued change encodes to exactly these frames.
+        let changes: [(ChangeRequest, String, String)] = [
+            (.edit(body: "Hello, world! (edited)"), "7d3e0a11-1c2b-4f5e-8a9b-0c1d2e3f4a51", "ws_client_edit"),
+            (.delete, "7d3e0a11-1c2b-4f5e-8a9b-0c1d2e3f4a52", "ws_client_delete"),
+            (.react(emoji: "👍"), "7d3e0a11-1c2b-4f5e-8a9b-0c1d2e3f4a53", "ws_client_react"),
+            (.unreact(emoji: "👍"), "7d3e0a11-1c2b-4f5e-8a9b-0c1d2e3f4a54", "ws_client_unreact"),
+        ]
+        for (change, clientEventID, name) in changes {
+            let pending = PendingChange(clientEventID: clientEventID, channelID: general, messageID: firstMessageID, change: change)
+            try assertSameJSON(try WireJSON.encode(pending.frame), try fixture(name))
+        }
     }
 
     // MARK: - Server frames
@@ -223,6 +318,12 @@ final class WireFixtureTests: XCTestCase {
             message: "you are not a member of this channel",
             clientMsgID: secondClientMsgID
         )))
+        let forEvent = try roundTrip(ServerFrame.self, "ws_server_error_for_event")
+        XCTAssertEqual(forEvent, .error(FrameError(
+            code: FrameErrorCode.notAuthor,
+            message: "only the author may edit a message",
+            clientEventID: editEventID
+        )))
         let limited = try roundTrip(ServerFrame.self, "ws_server_error_rate_limited")
         XCTAssertEqual(limited, .error(FrameError(
             code: FrameErrorCode.rateLimited,
@@ -248,6 +349,52 @@ final class WireFixtureTests: XCTestCase {
         XCTAssertEqual(userID, bob)
         XCTAssertFalse(online)
         XCTAssertEqual(try XCTUnwrap(lastSeenAt).timeIntervalSince1970, 1_736_935_661.25, accuracy: 0.000_001)
+    }
+
+    func testEventAckFrame() throws {
+        XCTAssertEqual(
+            try roundTrip(ServerFrame.self, "ws_server_event_ack"),
+            .eventAck(clientEventID: editEventID, eventID: eventID)
+        )
+    }
+
+    /// The four kinds of `event` frame: one flat object with a `kind`.
+    func testEventFrames() throws {
+        struct NotAnEvent: Error {}
+        func event(_ frame: ServerFrame, file: StaticString = #filePath, line: UInt = #line) throws -> ChannelEvent {
+            guard case .event(let event) = frame else {
+                XCTFail("expected event, got \(frame)", file: file, line: line)
+                throw NotAnEvent()
+            }
+            XCTAssertEqual(event.id, eventID, file: file, line: line)
+            XCTAssertEqual(event.channelID, general, file: file, line: line)
+            XCTAssertEqual(event.actorID, alice, file: file, line: line)
+            XCTAssertEqual(event.messageID, firstMessageID, file: file, line: line)
+            XCTAssertEqual(event.messageSeq, 41, file: file, line: line)
+            XCTAssertEqual(event.clientEventID, editEventID, file: file, line: line)
+            XCTAssertEqual(event.createdAt.timeIntervalSince1970, 1_736_934_000.25, accuracy: 0.000_001, file: file, line: line)
+            return event
+        }
+        let edited = try event(roundTrip(ServerFrame.self, "ws_server_event_edited"))
+        XCTAssertEqual(edited.seq, 45)
+        XCTAssertEqual(edited.change, .edited(body: "Hello, world! (edited)"))
+        let deleted = try event(roundTrip(ServerFrame.self, "ws_server_event_deleted"))
+        XCTAssertEqual(deleted.seq, 46)
+        XCTAssertEqual(deleted.change, .deleted)
+        let added = try event(roundTrip(ServerFrame.self, "ws_server_event_reaction_added"))
+        XCTAssertEqual(added.seq, 47)
+        XCTAssertEqual(added.change, .reactionAdded(emoji: "👍", count: 2))
+        let removed = try event(roundTrip(ServerFrame.self, "ws_server_event_reaction_removed"))
+        XCTAssertEqual(removed.seq, 48)
+        XCTAssertEqual(removed.change, .reactionRemoved(emoji: "👍", count: 1))
+    }
+
+    func testAnEventOfAnUnknownKindStillDecodes() throws {
+        let json = #"{"type":"event","event":{"id":"e","channel_id":"c","seq":9,"actor_id":"u","message_id":"m","message_seq":3,"client_event_id":"x","created_at":"2025-01-15T09:40:00Z","kind":"pinned","by":"u"}}"#
+        let frame = try WireJSON.decode(ServerFrame.self, from: Data(json.utf8))
+        guard case .event(let event) = frame else { return XCTFail("\(frame)") }
+        XCTAssertEqual(event.change, .unknown(kind: "pinned"))
+        XCTAssertEqual(event.seq, 9)
     }
 
     func testPongFrame() throws {
@@ -305,6 +452,10 @@ final class WireFixtureTests: XCTestCase {
             "unavailable": FrameErrorCode.unavailable,
             "rate_limited": FrameErrorCode.rateLimited,
             "invalid_seq": FrameErrorCode.invalidSeq,
+            "not_author": FrameErrorCode.notAuthor,
+            "message_deleted": FrameErrorCode.messageDeleted,
+            "invalid_emoji": FrameErrorCode.invalidEmoji,
+            "invalid_client_event_id": FrameErrorCode.invalidClientEventID,
         ])
     }
 
@@ -341,6 +492,7 @@ final class WireFixtureTests: XCTestCase {
             "user_query_max": Limits.userQueryMax,
             "typing_interval_ms": Limits.typingIntervalMs,
             "typing_expires_ms": Limits.typingExpiresMs,
+            "emoji_max_bytes": Limits.emojiMaxBytes,
         ])
     }
 }

@@ -6,6 +6,7 @@
 use super::{error_frame, refusal_frame};
 use crate::Shared;
 use crate::admission::Refused;
+use crate::changes::Request;
 use crate::hub::{ConnHandle, Outbound};
 use axum::extract::ws::{Message as WsMessage, WebSocket};
 use chat_types::bus::{Action, BusRecord, MessageRecord};
@@ -146,18 +147,13 @@ async fn handle_frame(
             };
             // Boxed (here and below): these futures hold database and Redis calls and are
             // several KiB; inline, every idle connection's task would carry that space.
-            if let Err((refused, cmid)) = Box::pin(send(
-                shared,
-                user,
-                channel_id,
+            let req = SendRequest {
+                channel: channel_id,
                 client_msg_id,
                 body,
                 reply_to,
-                handle,
-                permit,
-            ))
-            .await
-            {
+            };
+            if let Err((refused, cmid)) = Box::pin(send(shared, user, req, handle, permit)).await {
                 handle
                     .send(refusal_frame(
                         refused.code,
@@ -178,36 +174,26 @@ async fn handle_frame(
             client_event_id,
             body,
         } => {
-            let action = Action::Edit { body };
-            change(
-                shared,
-                user,
-                channel_id,
-                message_id,
+            let req = Request {
+                channel: channel_id,
+                message: message_id,
                 client_event_id,
-                action,
-                handle,
-                sends,
-            )
-            .await
+                action: Action::Edit { body },
+            };
+            change(shared, user, req, handle, sends).await
         }
         ClientFrame::Delete {
             channel_id,
             message_id,
             client_event_id,
         } => {
-            let action = Action::Delete;
-            change(
-                shared,
-                user,
-                channel_id,
-                message_id,
+            let req = Request {
+                channel: channel_id,
+                message: message_id,
                 client_event_id,
-                action,
-                handle,
-                sends,
-            )
-            .await
+                action: Action::Delete,
+            };
+            change(shared, user, req, handle, sends).await
         }
         ClientFrame::React {
             channel_id,
@@ -215,18 +201,13 @@ async fn handle_frame(
             client_event_id,
             emoji,
         } => {
-            let action = Action::React { emoji };
-            change(
-                shared,
-                user,
-                channel_id,
-                message_id,
+            let req = Request {
+                channel: channel_id,
+                message: message_id,
                 client_event_id,
-                action,
-                handle,
-                sends,
-            )
-            .await
+                action: Action::React { emoji },
+            };
+            change(shared, user, req, handle, sends).await
         }
         ClientFrame::Unreact {
             channel_id,
@@ -234,18 +215,13 @@ async fn handle_frame(
             client_event_id,
             emoji,
         } => {
-            let action = Action::Unreact { emoji };
-            change(
-                shared,
-                user,
-                channel_id,
-                message_id,
+            let req = Request {
+                channel: channel_id,
+                message: message_id,
                 client_event_id,
-                action,
-                handle,
-                sends,
-            )
-            .await
+                action: Action::Unreact { emoji },
+            };
+            change(shared, user, req, handle, sends).await
         }
         ClientFrame::MarkRead { channel_id, seq } => {
             if seq < 1 {
@@ -273,25 +249,15 @@ async fn handle_frame(
 
 /// An `edit` / `delete` / `react` / `unreact`: through [`crate::changes`], holding a send
 /// permit (they count against the same in-flight bound as sends).
-#[allow(clippy::too_many_arguments)]
 async fn change(
     shared: &Arc<Shared>,
     user: UserId,
-    channel: ChannelId,
-    message: chat_types::MessageId,
-    client_event_id: String,
-    action: Action,
+    req: Request,
     handle: &ConnHandle,
     sends: &Arc<Semaphore>,
 ) {
     let Ok(permit) = sends.clone().acquire_owned().await else {
         return;
-    };
-    let req = crate::changes::Request {
-        channel,
-        message,
-        client_event_id,
-        action,
     };
     Box::pin(crate::changes::submit(shared, user, req, handle, permit)).await;
 }
@@ -317,16 +283,27 @@ fn typing(shared: &Arc<Shared>, user: UserId, channel: ChannelId, handle: &ConnH
 
 /// Admit, produce, and ack once Kafka has the record (in a task: meanwhile this client's
 /// frames keep being read). The permit is held until the ack is queued.
-async fn send(
-    shared: &Arc<Shared>,
-    user: UserId,
+/// A `send` frame's fields.
+struct SendRequest {
     channel: ChannelId,
     client_msg_id: String,
     body: String,
     reply_to: Option<chat_types::MessageId>,
+}
+
+async fn send(
+    shared: &Arc<Shared>,
+    user: UserId,
+    req: SendRequest,
     handle: &ConnHandle,
     permit: OwnedSemaphorePermit,
 ) -> Result<(), (Refused, String)> {
+    let SendRequest {
+        channel,
+        client_msg_id,
+        body,
+        reply_to,
+    } = req;
     let record = match shared
         .admission
         .admit(user, channel, client_msg_id.clone(), body, reply_to)

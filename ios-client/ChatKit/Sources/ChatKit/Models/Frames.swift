@@ -5,18 +5,48 @@ import Foundation
 /// Frames the client sends.
 public enum ClientFrame: Sendable, Hashable, Codable {
     case send(channelID: String, clientMsgID: String, body: String)
-    /// After a reconnect: the last message id seen, per channel id.
+    /// A `send` that answers `replyTo`, an earlier message of the same channel (stored, not
+    /// deleted). On the wire a `send` with `reply_to`; a `send` without one decodes as `.send`.
+    case reply(channelID: String, clientMsgID: String, body: String, replyTo: String)
+    /// After a reconnect: per channel id, the id of the last message or event seen.
     case resume(channels: [String: String])
     case ping
     /// The user is typing in the channel (send at most every `Limits.typingIntervalMs`).
     case typing(channelID: String)
+    /// Replace the body of the user's own message. Idempotent by `clientEventID`; acked with
+    /// `event_ack`, applied with an `event` frame.
+    case edit(channelID: String, messageID: String, clientEventID: String, body: String)
+    /// Delete the user's own message, or any message of a group channel they created.
+    case delete(channelID: String, messageID: String, clientEventID: String)
+    /// Add the user's reaction `emoji` (`Limits.isValidEmoji`).
+    case react(channelID: String, messageID: String, clientEventID: String, emoji: String)
+    /// Take the user's reaction `emoji` back.
+    case unreact(channelID: String, messageID: String, clientEventID: String, emoji: String)
+
+    /// The frame that asks for `change` of `messageID`.
+    public static func change(_ change: ChangeRequest, channelID: String, messageID: String, clientEventID: String) -> ClientFrame {
+        switch change {
+        case .edit(let body):
+            .edit(channelID: channelID, messageID: messageID, clientEventID: clientEventID, body: body)
+        case .delete:
+            .delete(channelID: channelID, messageID: messageID, clientEventID: clientEventID)
+        case .react(let emoji):
+            .react(channelID: channelID, messageID: messageID, clientEventID: clientEventID, emoji: emoji)
+        case .unreact(let emoji):
+            .unreact(channelID: channelID, messageID: messageID, clientEventID: clientEventID, emoji: emoji)
+        }
+    }
 
     enum CodingKeys: String, CodingKey {
         case type
         case channelID = "channel_id"
         case clientMsgID = "client_msg_id"
         case body
+        case replyTo = "reply_to"
         case channels
+        case messageID = "message_id"
+        case clientEventID = "client_event_id"
+        case emoji
     }
 
     public init(from decoder: any Decoder) throws {
@@ -24,17 +54,41 @@ public enum ClientFrame: Sendable, Hashable, Codable {
         let type = try container.decode(String.self, forKey: .type)
         switch type {
         case "send":
-            self = .send(
-                channelID: try container.decode(String.self, forKey: .channelID),
-                clientMsgID: try container.decode(String.self, forKey: .clientMsgID),
-                body: try container.decode(String.self, forKey: .body)
-            )
+            let channelID = try container.decode(String.self, forKey: .channelID)
+            let clientMsgID = try container.decode(String.self, forKey: .clientMsgID)
+            let body = try container.decode(String.self, forKey: .body)
+            if let replyTo = try container.decodeIfPresent(String.self, forKey: .replyTo) {
+                self = .reply(channelID: channelID, clientMsgID: clientMsgID, body: body, replyTo: replyTo)
+            } else {
+                self = .send(channelID: channelID, clientMsgID: clientMsgID, body: body)
+            }
         case "resume":
             self = .resume(channels: try container.decode([String: String].self, forKey: .channels))
         case "ping":
             self = .ping
         case "typing":
             self = .typing(channelID: try container.decode(String.self, forKey: .channelID))
+        case "edit":
+            self = .edit(
+                channelID: try container.decode(String.self, forKey: .channelID),
+                messageID: try container.decode(String.self, forKey: .messageID),
+                clientEventID: try container.decode(String.self, forKey: .clientEventID),
+                body: try container.decode(String.self, forKey: .body)
+            )
+        case "delete":
+            self = .delete(
+                channelID: try container.decode(String.self, forKey: .channelID),
+                messageID: try container.decode(String.self, forKey: .messageID),
+                clientEventID: try container.decode(String.self, forKey: .clientEventID)
+            )
+        case "react", "unreact":
+            let channelID = try container.decode(String.self, forKey: .channelID)
+            let messageID = try container.decode(String.self, forKey: .messageID)
+            let clientEventID = try container.decode(String.self, forKey: .clientEventID)
+            let emoji = try container.decode(String.self, forKey: .emoji)
+            self = type == "react"
+                ? .react(channelID: channelID, messageID: messageID, clientEventID: clientEventID, emoji: emoji)
+                : .unreact(channelID: channelID, messageID: messageID, clientEventID: clientEventID, emoji: emoji)
         default:
             throw DecodingError.dataCorruptedError(
                 forKey: .type,
@@ -52,6 +106,12 @@ public enum ClientFrame: Sendable, Hashable, Codable {
             try container.encode(channelID, forKey: .channelID)
             try container.encode(clientMsgID, forKey: .clientMsgID)
             try container.encode(body, forKey: .body)
+        case let .reply(channelID, clientMsgID, body, replyTo):
+            try container.encode("send", forKey: .type)
+            try container.encode(channelID, forKey: .channelID)
+            try container.encode(clientMsgID, forKey: .clientMsgID)
+            try container.encode(body, forKey: .body)
+            try container.encode(replyTo, forKey: .replyTo)
         case let .resume(channels):
             try container.encode("resume", forKey: .type)
             try container.encode(channels, forKey: .channels)
@@ -60,6 +120,29 @@ public enum ClientFrame: Sendable, Hashable, Codable {
         case let .typing(channelID):
             try container.encode("typing", forKey: .type)
             try container.encode(channelID, forKey: .channelID)
+        case let .edit(channelID, messageID, clientEventID, body):
+            try container.encode("edit", forKey: .type)
+            try container.encode(channelID, forKey: .channelID)
+            try container.encode(messageID, forKey: .messageID)
+            try container.encode(clientEventID, forKey: .clientEventID)
+            try container.encode(body, forKey: .body)
+        case let .delete(channelID, messageID, clientEventID):
+            try container.encode("delete", forKey: .type)
+            try container.encode(channelID, forKey: .channelID)
+            try container.encode(messageID, forKey: .messageID)
+            try container.encode(clientEventID, forKey: .clientEventID)
+        case let .react(channelID, messageID, clientEventID, emoji):
+            try container.encode("react", forKey: .type)
+            try container.encode(channelID, forKey: .channelID)
+            try container.encode(messageID, forKey: .messageID)
+            try container.encode(clientEventID, forKey: .clientEventID)
+            try container.encode(emoji, forKey: .emoji)
+        case let .unreact(channelID, messageID, clientEventID, emoji):
+            try container.encode("unreact", forKey: .type)
+            try container.encode(channelID, forKey: .channelID)
+            try container.encode(messageID, forKey: .messageID)
+            try container.encode(clientEventID, forKey: .clientEventID)
+            try container.encode(emoji, forKey: .emoji)
         }
     }
 }
@@ -70,14 +153,24 @@ public struct FrameError: Sendable, Hashable, Codable {
     public var message: String
     /// Set when the refused request was a `send`.
     public var clientMsgID: String?
-    /// With `rate_limited`: resend (same client_msg_id) after this many milliseconds.
+    /// With `rate_limited`: resend (same client_msg_id or client_event_id) after this many
+    /// milliseconds.
     public var retryAfterMs: Int?
+    /// Set when the refused request was an `edit`, `delete`, `react` or `unreact`.
+    public var clientEventID: String?
 
-    public init(code: String, message: String, clientMsgID: String? = nil, retryAfterMs: Int? = nil) {
+    public init(
+        code: String,
+        message: String,
+        clientMsgID: String? = nil,
+        retryAfterMs: Int? = nil,
+        clientEventID: String? = nil
+    ) {
         self.code = code
         self.message = message
         self.clientMsgID = clientMsgID
         self.retryAfterMs = retryAfterMs
+        self.clientEventID = clientEventID
     }
 
     enum CodingKeys: String, CodingKey {
@@ -85,6 +178,7 @@ public struct FrameError: Sendable, Hashable, Codable {
         case message
         case clientMsgID = "client_msg_id"
         case retryAfterMs = "retry_after_ms"
+        case clientEventID = "client_event_id"
     }
 }
 
@@ -105,6 +199,11 @@ public enum ServerFrame: Sendable, Hashable, Codable {
     case typing(channelID: String, userID: String, expiresInMs: Int)
     /// A DM peer came online or went offline (`lastSeenAt`: when their last device left).
     case presence(userID: String, online: Bool, lastSeenAt: Date?)
+    /// The `edit` / `delete` / `react` / `unreact` with this `clientEventID` is durably
+    /// accepted. Its `event` follows once it has its position, or never if it became moot.
+    case eventAck(clientEventID: String, eventID: String)
+    /// A message of one of the user's channels changed, at position `event.seq`.
+    case event(ChannelEvent)
     case unknown(type: String)
 
     enum CodingKeys: String, CodingKey {
@@ -120,6 +219,9 @@ public enum ServerFrame: Sendable, Hashable, Codable {
         case expiresInMs = "expires_in_ms"
         case online
         case lastSeenAt = "last_seen_at"
+        case clientEventID = "client_event_id"
+        case eventID = "event_id"
+        case event
     }
 
     public init(from decoder: any Decoder) throws {
@@ -145,7 +247,8 @@ public enum ServerFrame: Sendable, Hashable, Codable {
                 code: try container.decode(String.self, forKey: .code),
                 message: try container.decode(String.self, forKey: .message),
                 clientMsgID: try container.decodeIfPresent(String.self, forKey: .clientMsgID),
-                retryAfterMs: try container.decodeIfPresent(Int.self, forKey: .retryAfterMs)
+                retryAfterMs: try container.decodeIfPresent(Int.self, forKey: .retryAfterMs),
+                clientEventID: try container.decodeIfPresent(String.self, forKey: .clientEventID)
             ))
         case "pong":
             self = .pong
@@ -161,6 +264,13 @@ public enum ServerFrame: Sendable, Hashable, Codable {
                 online: try container.decode(Bool.self, forKey: .online),
                 lastSeenAt: try container.decodeIfPresent(Date.self, forKey: .lastSeenAt)
             )
+        case "event_ack":
+            self = .eventAck(
+                clientEventID: try container.decode(String.self, forKey: .clientEventID),
+                eventID: try container.decode(String.self, forKey: .eventID)
+            )
+        case "event":
+            self = .event(try container.decode(ChannelEvent.self, forKey: .event))
         default:
             self = .unknown(type: type)
         }
@@ -189,6 +299,7 @@ public enum ServerFrame: Sendable, Hashable, Codable {
             try container.encode(error.message, forKey: .message)
             try container.encodeIfPresent(error.clientMsgID, forKey: .clientMsgID)
             try container.encodeIfPresent(error.retryAfterMs, forKey: .retryAfterMs)
+            try container.encodeIfPresent(error.clientEventID, forKey: .clientEventID)
         case .pong:
             try container.encode("pong", forKey: .type)
         case let .typing(channelID, userID, expiresInMs):
@@ -201,6 +312,13 @@ public enum ServerFrame: Sendable, Hashable, Codable {
             try container.encode(userID, forKey: .userID)
             try container.encode(online, forKey: .online)
             try container.encodeIfPresent(lastSeenAt, forKey: .lastSeenAt)
+        case let .eventAck(clientEventID, eventID):
+            try container.encode("event_ack", forKey: .type)
+            try container.encode(clientEventID, forKey: .clientEventID)
+            try container.encode(eventID, forKey: .eventID)
+        case let .event(event):
+            try container.encode("event", forKey: .type)
+            try container.encode(event, forKey: .event)
         case let .unknown(type):
             try container.encode(type, forKey: .type)
         }
@@ -239,4 +357,13 @@ public enum FrameErrorCode {
     public static let rateLimited = "rate_limited"
     /// A `mark_read` whose `seq` is not a position (below 1).
     public static let invalidSeq = "invalid_seq"
+    /// An `edit` of someone else's message; a `delete` of someone else's message in a channel
+    /// the user does not own.
+    public static let notAuthor = "not_author"
+    /// An `edit`, `react`, `unreact` or `delete` of a deleted message, or a `reply_to` naming one.
+    public static let messageDeleted = "message_deleted"
+    /// A reaction's `emoji` is empty, over 64 bytes, or has white space or control characters.
+    public static let invalidEmoji = "invalid_emoji"
+    /// A `client_event_id` is empty or over 128 characters.
+    public static let invalidClientEventID = "invalid_client_event_id"
 }

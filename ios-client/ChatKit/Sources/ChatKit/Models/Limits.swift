@@ -26,6 +26,11 @@ public enum Limits {
     public static let typingIntervalMs = 2000
     /// How long a `typing` indicator lasts (the frame's `expires_in_ms`).
     public static let typingExpiresMs = 5000
+    /// A reaction's emoji: at most this many UTF-8 bytes.
+    public static let emojiMaxBytes = 64
+    /// A `client_event_id` (edits, deletes, reactions): 1 to 128 characters, like a
+    /// `client_msg_id`.
+    public static let clientEventIDMax = 128
 
     /// 3 to 32 ASCII letters, digits, `.`, `_` or `-`.
     public static func isValidUsername(_ name: String) -> Bool {
@@ -52,6 +57,12 @@ public enum Limits {
     public static func isValidBody(_ body: String) -> Bool {
         (1...bodyMaxChars).contains(body.unicodeScalars.count)
             && !body.unicodeScalars.allSatisfy { $0.properties.isWhitespace }
+    }
+
+    /// A reaction: 1 to 64 bytes (UTF-8), no white space, no control characters.
+    public static func isValidEmoji(_ emoji: String) -> Bool {
+        (1...emojiMaxBytes).contains(emoji.utf8.count)
+            && !emoji.unicodeScalars.contains { $0.properties.isWhitespace || $0.properties.generalCategory == .control }
     }
 
     /// A channel name: 1 to 80 characters, not only white space.

@@ -118,12 +118,24 @@ public struct Message: Codable, Sendable, Hashable, Identifiable {
     public var id: String
     public var channelID: String
     public var senderID: String
+    /// Empty for a tombstone (`deleted`).
     public var body: String
     public var clientMsgID: String
     public var createdAt: Date
-    /// Position in the channel: 1, 2, 3, ... without gaps, the same for every member. Absent in
-    /// an `ack`, which is sent before the message has its place.
+    /// Position in the channel, the same for every member. A channel's messages and its events
+    /// (edits, deletes, reactions) share one sequence of positions 1, 2, 3, ... without gaps, so
+    /// two consecutive messages may skip the positions of events between them. Absent in an
+    /// `ack`, which is sent before the message has its place.
     public var seq: Int64?
+    /// When the body was last edited; nil if never.
+    public var editedAt: Date?
+    /// A tombstone: the message was deleted, its body is empty and it has no reactions.
+    public var deleted: Bool
+    /// The earlier message of the channel this one answers, as it is now.
+    public var replyTo: ReplyPreview?
+    /// One entry per emoji, in the order they were first used (history only: live changes come
+    /// as `event` frames).
+    public var reactions: [Reaction]
 
     public init(
         id: String,
@@ -132,7 +144,11 @@ public struct Message: Codable, Sendable, Hashable, Identifiable {
         body: String,
         clientMsgID: String,
         createdAt: Date,
-        seq: Int64?
+        seq: Int64?,
+        editedAt: Date? = nil,
+        deleted: Bool = false,
+        replyTo: ReplyPreview? = nil,
+        reactions: [Reaction] = []
     ) {
         self.id = id
         self.channelID = channelID
@@ -141,6 +157,10 @@ public struct Message: Codable, Sendable, Hashable, Identifiable {
         self.clientMsgID = clientMsgID
         self.createdAt = createdAt
         self.seq = seq
+        self.editedAt = editedAt
+        self.deleted = deleted
+        self.replyTo = replyTo
+        self.reactions = reactions
     }
 
     enum CodingKeys: String, CodingKey {
@@ -151,6 +171,118 @@ public struct Message: Codable, Sendable, Hashable, Identifiable {
         case clientMsgID = "client_msg_id"
         case createdAt = "created_at"
         case seq
+        case editedAt = "edited_at"
+        case deleted
+        case replyTo = "reply_to"
+        case reactions
+    }
+
+    // Messages of servers before edits and reactions have none of the new keys.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        id = try container.decode(String.self, forKey: .id)
+        channelID = try container.decode(String.self, forKey: .channelID)
+        senderID = try container.decode(String.self, forKey: .senderID)
+        body = try container.decode(String.self, forKey: .body)
+        clientMsgID = try container.decode(String.self, forKey: .clientMsgID)
+        createdAt = try container.decode(Date.self, forKey: .createdAt)
+        seq = try container.decodeIfPresent(Int64.self, forKey: .seq)
+        editedAt = try container.decodeIfPresent(Date.self, forKey: .editedAt)
+        deleted = try container.decodeIfPresent(Bool.self, forKey: .deleted) ?? false
+        replyTo = try container.decodeIfPresent(ReplyPreview.self, forKey: .replyTo)
+        reactions = try container.decodeIfPresent([Reaction].self, forKey: .reactions) ?? []
+    }
+
+    // Like the server: absent rather than null, false or empty.
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(id, forKey: .id)
+        try container.encode(channelID, forKey: .channelID)
+        try container.encode(senderID, forKey: .senderID)
+        try container.encode(body, forKey: .body)
+        try container.encode(clientMsgID, forKey: .clientMsgID)
+        try container.encode(createdAt, forKey: .createdAt)
+        try container.encodeIfPresent(seq, forKey: .seq)
+        try container.encodeIfPresent(editedAt, forKey: .editedAt)
+        if deleted {
+            try container.encode(true, forKey: .deleted)
+        }
+        try container.encodeIfPresent(replyTo, forKey: .replyTo)
+        if !reactions.isEmpty {
+            try container.encode(reactions, forKey: .reactions)
+        }
+    }
+}
+
+/// The message a reply answers, as it is now: enough to show it above the reply.
+public struct ReplyPreview: Codable, Sendable, Hashable {
+    /// How much of the replied-to body a preview holds (characters).
+    public static let maxChars = 140
+
+    public var id: String
+    public var seq: Int64
+    public var senderID: String
+    /// The replied-to body's first 140 characters; empty once it is deleted.
+    public var preview: String
+    public var deleted: Bool
+
+    public init(id: String, seq: Int64, senderID: String, preview: String, deleted: Bool = false) {
+        self.id = id
+        self.seq = seq
+        self.senderID = senderID
+        self.preview = preview
+        self.deleted = deleted
+    }
+
+    /// The preview of `body`: its first 140 characters (Unicode scalar values, like the server).
+    public static func preview(of body: String) -> String {
+        let scalars = body.unicodeScalars
+        guard scalars.count > maxChars else { return body }
+        var view = String.UnicodeScalarView()
+        view.append(contentsOf: scalars.prefix(maxChars))
+        return String(view)
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case id
+        case seq
+        case senderID = "sender_id"
+        case preview
+        case deleted
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        id = try container.decode(String.self, forKey: .id)
+        seq = try container.decode(Int64.self, forKey: .seq)
+        senderID = try container.decode(String.self, forKey: .senderID)
+        preview = try container.decode(String.self, forKey: .preview)
+        deleted = try container.decodeIfPresent(Bool.self, forKey: .deleted) ?? false
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(id, forKey: .id)
+        try container.encode(seq, forKey: .seq)
+        try container.encode(senderID, forKey: .senderID)
+        try container.encode(preview, forKey: .preview)
+        if deleted {
+            try container.encode(true, forKey: .deleted)
+        }
+    }
+}
+
+/// How many members reacted to a message with one emoji, and whether the user is one of them.
+public struct Reaction: Codable, Sendable, Hashable {
+    public var emoji: String
+    public var count: Int
+    /// The signed-in user reacted with this emoji.
+    public var me: Bool
+
+    public init(emoji: String, count: Int, me: Bool) {
+        self.emoji = emoji
+        self.count = count
+        self.me = me
     }
 }
 

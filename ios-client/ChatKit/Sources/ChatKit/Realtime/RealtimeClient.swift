@@ -9,10 +9,13 @@ import FoundationNetworking
 /// - Reconnects with exponential backoff and jitter after any loss. Close codes 1001 (going
 ///   away) and 4408 (slow consumer) come back quickly, as a healthy connection's loss does;
 ///   4401 (or HTTP 401 on the upgrade) refreshes the token, then reconnects at once.
-/// - Remembers the last message seen per channel (by `seq`) and sends `resume` with them after
-///   every `ready`, so the server replays what was missed.
+/// - Remembers the last message or event seen per channel (by `seq`: messages and events share
+///   one sequence) and sends `resume` with them after every `ready`, so the server replays what
+///   was missed.
 /// - Keeps every send in a queue until its `ack` (or its own `message` frame) arrives, and
 ///   resends the queue, in order and with the same `client_msg_id`, after every `ready`.
+/// - Does the same for changes (edits, deletes, reactions): kept until their `event_ack` (or
+///   their own `event` frame), resent with the same `client_event_id`.
 /// - Sends a ping every `pingInterval` and replaces a connection that went silent.
 ///
 /// `events` has a single consumer (the app's session model).
@@ -51,7 +54,10 @@ public actor RealtimeClient {
     /// Unacked sends, oldest first.
     private var queue: [PendingSend] = []
     private var sendTimeouts: [String: Task<Void, Never>] = [:]
-    /// Per channel: the newest message seen, the one `resume` names.
+    /// Unacked changes, oldest first.
+    private var changeQueue: [PendingChange] = []
+    private var changeTimeouts: [String: Task<Void, Never>] = [:]
+    /// Per channel: the newest message or event seen, the one `resume` names.
     private var lastSeen: [String: ResumePosition] = [:]
 
     /// The channels the last `resume` on this connection named; those missing from the
@@ -62,7 +68,8 @@ public actor RealtimeClient {
 
     private struct ResumePosition {
         var seq: Int64
-        var messageID: String
+        /// A message id or an event id: `resume` accepts either.
+        var id: String
     }
 
     /// - Parameters:
@@ -146,13 +153,19 @@ public actor RealtimeClient {
     // MARK: - Sending
 
     /// Queues a message for `channelID` and sends it as soon as the connection is ready.
-    /// Sending the same `clientMsgID` again (a retry) keeps the one queued entry.
+    /// Sending the same `clientMsgID` again (a retry) keeps the one queued entry. `replyTo`: the
+    /// id of an earlier message of the channel this one answers.
     @discardableResult
-    public func send(_ body: String, to channelID: String, clientMsgID: String = UUID().uuidString.lowercased()) -> PendingSend {
+    public func send(
+        _ body: String,
+        to channelID: String,
+        clientMsgID: String = UUID().uuidString.lowercased(),
+        replyTo: String? = nil
+    ) -> PendingSend {
         if let queued = queue.first(where: { $0.clientMsgID == clientMsgID }) {
             return queued
         }
-        let pending = PendingSend(clientMsgID: clientMsgID, channelID: channelID, body: body)
+        let pending = PendingSend(clientMsgID: clientMsgID, channelID: channelID, body: body, replyTo: replyTo)
         queue.append(pending)
         if isReady {
             transmit(pending)
@@ -170,6 +183,39 @@ public actor RealtimeClient {
     /// Sends not acked yet, oldest first.
     public var pendingSends: [PendingSend] { queue }
 
+    // MARK: - Changes
+
+    /// Queues a change of message `messageID` of `channelID` (edit, delete, react, unreact) and
+    /// sends it as soon as the connection is ready. The same `clientEventID` again (a retry)
+    /// keeps the one queued entry. The outcome comes as `.changeAcked` then `.event`, or
+    /// `.changeFailed`.
+    @discardableResult
+    public func change(
+        _ change: ChangeRequest,
+        of messageID: String,
+        in channelID: String,
+        clientEventID: String = UUID().uuidString.lowercased()
+    ) -> PendingChange {
+        if let queued = changeQueue.first(where: { $0.clientEventID == clientEventID }) {
+            return queued
+        }
+        let pending = PendingChange(clientEventID: clientEventID, channelID: channelID, messageID: messageID, change: change)
+        changeQueue.append(pending)
+        if isReady {
+            transmit(pending)
+        }
+        return pending
+    }
+
+    /// Drops a queued change. If it already went out, the server may still apply it.
+    public func cancelChange(clientEventID: String) {
+        changeQueue.removeAll { $0.clientEventID == clientEventID }
+        changeTimeouts.removeValue(forKey: clientEventID)?.cancel()
+    }
+
+    /// Changes not acked yet, oldest first.
+    public var pendingChanges: [PendingChange] { changeQueue }
+
     // MARK: - Resume positions
 
     /// Records messages seen outside the socket (history pages), so that `resume` after the
@@ -185,9 +231,9 @@ public actor RealtimeClient {
         lastSeen.removeValue(forKey: channelID)
     }
 
-    /// The message id `resume` would name for each channel.
+    /// The message or event id `resume` would name for each channel.
     public var resumePositions: [String: String] {
-        lastSeen.mapValues { $0.messageID }
+        lastSeen.mapValues { $0.id }
     }
 
     // MARK: - Run loop
@@ -375,6 +421,17 @@ public actor RealtimeClient {
                 message: "Your session has expired."
             )))
         }
+        let droppedChanges = changeQueue
+        changeQueue.removeAll()
+        for pending in droppedChanges {
+            changeTimeouts.removeValue(forKey: pending.clientEventID)?.cancel()
+            eventSink.yield(.changeFailed(ChangeFailure(
+                clientEventID: pending.clientEventID,
+                change: pending,
+                code: Self.sessionExpiredCode,
+                message: "Your session has expired."
+            )))
+        }
         runTask = nil
         setState(.signedOut)
     }
@@ -407,6 +464,9 @@ public actor RealtimeClient {
                 write(.ping)
             }
             for pending in queue {
+                transmit(pending)
+            }
+            for pending in changeQueue {
                 transmit(pending)
             }
             eventSink.yield(.ready(userID: userID, connectionID: connectionID))
@@ -444,6 +504,23 @@ public actor RealtimeClient {
             }
             eventSink.yield(.resumed(channelIDs: channelIDs))
 
+        case let .eventAck(clientEventID, eventID):
+            let known = changeQueue.contains { $0.clientEventID == clientEventID }
+            completeChange(clientEventID: clientEventID)
+            if known {
+                eventSink.yield(.changeAcked(clientEventID: clientEventID, eventID: eventID))
+            }
+
+        case let .event(event):
+            noteSeen(event)
+            if event.actorID == userID, changeQueue.contains(where: { $0.clientEventID == event.clientEventID }) {
+                // Our own change, applied before its ack arrived (the ack may have been lost
+                // with the previous connection): stop resending it.
+                completeChange(clientEventID: event.clientEventID)
+                eventSink.yield(.changeAcked(clientEventID: event.clientEventID, eventID: event.id))
+            }
+            eventSink.yield(.event(event))
+
         case let .error(error):
             handle(error)
 
@@ -461,6 +538,10 @@ public actor RealtimeClient {
     }
 
     private func handle(_ error: FrameError) {
+        if error.clientMsgID == nil, let clientEventID = error.clientEventID {
+            handleChangeError(error, clientEventID: clientEventID)
+            return
+        }
         guard let clientMsgID = error.clientMsgID else {
             // A refused `resume` channel is handled when `resumed` says which ones went through.
             eventSink.yield(.serverError(code: error.code, message: error.message))
@@ -486,10 +567,38 @@ public actor RealtimeClient {
         )))
     }
 
+    private func handleChangeError(_ error: FrameError, clientEventID: String) {
+        let pending = changeQueue.first { $0.clientEventID == clientEventID }
+        if error.code == FrameErrorCode.unavailable, let pending {
+            scheduleResend(pending)
+            return
+        }
+        if error.code == FrameErrorCode.rateLimited, let pending {
+            scheduleResend(pending, after: .milliseconds(error.retryAfterMs ?? 1000))
+            return
+        }
+        completeChange(clientEventID: clientEventID)
+        eventSink.yield(.changeFailed(ChangeFailure(
+            clientEventID: clientEventID,
+            change: pending,
+            code: error.code,
+            message: error.message
+        )))
+    }
+
     private func noteSeen(_ message: Message) {
         guard let seq = message.seq else { return }
-        if let known = lastSeen[message.channelID], known.seq >= seq { return }
-        lastSeen[message.channelID] = ResumePosition(seq: seq, messageID: message.id)
+        notePosition(channelID: message.channelID, seq: seq, id: message.id)
+    }
+
+    /// An event takes a position of its channel like a message: `resume` may name it.
+    private func noteSeen(_ event: ChannelEvent) {
+        notePosition(channelID: event.channelID, seq: event.seq, id: event.id)
+    }
+
+    private func notePosition(channelID: String, seq: Int64, id: String) {
+        if let known = lastSeen[channelID], known.seq >= seq { return }
+        lastSeen[channelID] = ResumePosition(seq: seq, id: id)
     }
 
     /// Removes an acked (or refused) send from the queue.
@@ -498,12 +607,26 @@ public actor RealtimeClient {
         sendTimeouts.removeValue(forKey: clientMsgID)?.cancel()
     }
 
+    /// Removes an acked (or refused) change from the queue.
+    private func completeChange(clientEventID: String) {
+        changeQueue.removeAll { $0.clientEventID == clientEventID }
+        changeTimeouts.removeValue(forKey: clientEventID)?.cancel()
+    }
+
     /// Sends a queued message on the ready connection and starts its ack timeout: the timeout
     /// measures how long a send that went out waits for its ack, never the time the client
     /// spends stopped or reconnecting (the banner then promises the message will be sent).
     private func transmit(_ pending: PendingSend) {
-        write(.send(channelID: pending.channelID, clientMsgID: pending.clientMsgID, body: pending.body))
+        write(pending.frame)
         if sendTimeouts[pending.clientMsgID] == nil {
+            armTimeout(for: pending)
+        }
+    }
+
+    /// Sends a queued change on the ready connection and starts its ack timeout.
+    private func transmit(_ pending: PendingChange) {
+        write(pending.frame)
+        if changeTimeouts[pending.clientEventID] == nil {
             armTimeout(for: pending)
         }
     }
@@ -514,6 +637,10 @@ public actor RealtimeClient {
             timeout.cancel()
         }
         sendTimeouts.removeAll()
+        for timeout in changeTimeouts.values {
+            timeout.cancel()
+        }
+        changeTimeouts.removeAll()
     }
 
     private func write(_ frame: ClientFrame) {
@@ -535,6 +662,20 @@ public actor RealtimeClient {
         transmit(pending)
     }
 
+    private func scheduleResend(_ pending: PendingChange, after wait: Duration? = nil) {
+        let delay = wait ?? configuration.backoff.delay(attempt: 0, unit: random())
+        let sleep = self.sleep
+        Task {
+            try? await sleep(delay)
+            self.resendChangeIfQueued(pending.clientEventID)
+        }
+    }
+
+    private func resendChangeIfQueued(_ clientEventID: String) {
+        guard isReady, let pending = changeQueue.first(where: { $0.clientEventID == clientEventID }) else { return }
+        transmit(pending)
+    }
+
     private func armTimeout(for pending: PendingSend) {
         guard let timeout = configuration.sendTimeout else { return }
         let sleep = self.sleep
@@ -547,6 +688,31 @@ public actor RealtimeClient {
             guard !Task.isCancelled else { return }
             self.expire(pending.clientMsgID)
         }
+    }
+
+    private func armTimeout(for pending: PendingChange) {
+        guard let timeout = configuration.sendTimeout else { return }
+        let sleep = self.sleep
+        changeTimeouts[pending.clientEventID] = Task {
+            do {
+                try await sleep(timeout)
+            } catch {
+                return
+            }
+            guard !Task.isCancelled else { return }
+            self.expireChange(pending.clientEventID)
+        }
+    }
+
+    private func expireChange(_ clientEventID: String) {
+        guard let pending = changeQueue.first(where: { $0.clientEventID == clientEventID }) else { return }
+        completeChange(clientEventID: clientEventID)
+        eventSink.yield(.changeFailed(ChangeFailure(
+            clientEventID: clientEventID,
+            change: pending,
+            code: Self.timeoutCode,
+            message: "Not applied yet. Check your connection and try again."
+        )))
     }
 
     private func expire(_ clientMsgID: String) {

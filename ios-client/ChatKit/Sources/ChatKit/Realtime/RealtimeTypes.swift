@@ -32,6 +32,24 @@ public struct SendFailure: Sendable, Hashable {
     }
 }
 
+/// A change (edit, delete, reaction) the server refused or that was not acked in time.
+public struct ChangeFailure: Sendable, Hashable {
+    public var clientEventID: String
+    /// The change, when this client still knew it.
+    public var change: PendingChange?
+    /// An `error` frame code (`FrameErrorCode`), or `RealtimeClient.timeoutCode`, or
+    /// `RealtimeClient.sessionExpiredCode`.
+    public var code: String
+    public var message: String
+
+    public init(clientEventID: String, change: PendingChange?, code: String, message: String) {
+        self.clientEventID = clientEventID
+        self.change = change
+        self.code = code
+        self.message = message
+    }
+}
+
 /// What `RealtimeClient.events` delivers.
 public enum RealtimeEvent: Sendable, Hashable {
     case stateChanged(ConnectionState)
@@ -49,8 +67,16 @@ public enum RealtimeEvent: Sendable, Hashable {
     /// the position is not a stored message). Their resume positions are forgotten; reload
     /// them from history (or drop them from the list). Comes right before `resumed`.
     case resumeRefused(channelIDs: [String])
-    /// An `error` frame unrelated to a send (a refused `resume`, a malformed frame).
+    /// An `error` frame unrelated to a send or a change (a refused `resume`, a malformed frame).
     case serverError(code: String, message: String)
+    /// A message of a channel the user belongs to changed (edited, deleted, reacted to): live,
+    /// or missed and replayed after `resume`. Apply it with `MessageStore.apply(_:)`.
+    case event(ChannelEvent)
+    /// A change of this client was durably accepted. Its `event` follows, unless the change
+    /// became moot (the message was deleted meanwhile, the reaction was already there).
+    /// Also emitted when the event of an own change arrives before (or instead of) its ack.
+    case changeAcked(clientEventID: String, eventID: String)
+    case changeFailed(ChangeFailure)
 }
 
 /// A send waiting for its ack. Resent with the same `clientMsgID` after every reconnect, which
@@ -59,13 +85,49 @@ public struct PendingSend: Sendable, Hashable, Identifiable {
     public var clientMsgID: String
     public var channelID: String
     public var body: String
+    /// The id of the earlier message of the channel this one answers.
+    public var replyTo: String?
 
     public var id: String { clientMsgID }
 
-    public init(clientMsgID: String, channelID: String, body: String) {
+    public init(clientMsgID: String, channelID: String, body: String, replyTo: String? = nil) {
         self.clientMsgID = clientMsgID
         self.channelID = channelID
         self.body = body
+        self.replyTo = replyTo
+    }
+
+    /// The frame that sends it: a `send`, with `reply_to` when it answers a message.
+    public var frame: ClientFrame {
+        if let replyTo {
+            .reply(channelID: channelID, clientMsgID: clientMsgID, body: body, replyTo: replyTo)
+        } else {
+            .send(channelID: channelID, clientMsgID: clientMsgID, body: body)
+        }
+    }
+}
+
+/// A change (edit, delete, reaction) waiting for its `event_ack`. Resent with the same
+/// `clientEventID` after every reconnect: the server derives the event id from it, so a change
+/// is never applied twice.
+public struct PendingChange: Sendable, Hashable, Identifiable {
+    public var clientEventID: String
+    public var channelID: String
+    public var messageID: String
+    public var change: ChangeRequest
+
+    public var id: String { clientEventID }
+
+    public init(clientEventID: String, channelID: String, messageID: String, change: ChangeRequest) {
+        self.clientEventID = clientEventID
+        self.channelID = channelID
+        self.messageID = messageID
+        self.change = change
+    }
+
+    /// The `edit`, `delete`, `react` or `unreact` frame that asks for it.
+    public var frame: ClientFrame {
+        .change(change, channelID: channelID, messageID: messageID, clientEventID: clientEventID)
     }
 }
 
@@ -111,8 +173,8 @@ public struct RealtimeConfiguration: Sendable {
     /// A ping goes out this often; a connection that has not sent anything since the previous
     /// ping is closed and replaced. `nil` turns heartbeats off (tests).
     public var pingInterval: Duration?
-    /// A send still unacked after this long is reported as failed (the user can retry it, with
-    /// the same `client_msg_id`). `nil` keeps sends queued until acked or refused.
+    /// A send (or a change) still unacked after this long is reported as failed (the user can
+    /// retry it, with the same `client_msg_id`). `nil` keeps them queued until acked or refused.
     public var sendTimeout: Duration?
     public var tokenPlacement: TokenPlacement
 

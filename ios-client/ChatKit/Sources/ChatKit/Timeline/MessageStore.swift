@@ -24,9 +24,18 @@ public struct MessageStore: Sendable, Hashable {
             return merge(message) ? message.channelID : nil
         case .sendFailed(let failure):
             return markFailed(failure)
-        case .stateChanged, .ready, .resumed, .resumeRefused, .serverError:
+        case .event(let event):
+            return apply(event) ? event.channelID : nil
+        case .stateChanged, .ready, .resumed, .resumeRefused, .serverError, .changeAcked, .changeFailed:
             return nil
         }
+    }
+
+    /// Applies an edit, delete or reaction to the conversation it belongs to. A conversation
+    /// with nothing loaded has nothing to change: its history will show the message as it is.
+    @discardableResult
+    public mutating func apply(_ event: ChannelEvent) -> Bool {
+        timelines[event.channelID]?.apply(event, currentUserID: currentUserID) ?? false
     }
 
     @discardableResult
@@ -42,7 +51,7 @@ public struct MessageStore: Sendable, Hashable {
     /// Shows a send of the user right away, as pending.
     public mutating func addPending(_ pending: PendingSend, at date: Date) {
         timelines[pending.channelID, default: MessageTimeline(channelID: pending.channelID)]
-            .addPending(body: pending.body, senderID: currentUserID, clientMsgID: pending.clientMsgID, at: date)
+            .addPending(body: pending.body, senderID: currentUserID, clientMsgID: pending.clientMsgID, at: date, replyTo: pending.replyTo)
     }
 
     public mutating func markPending(channelID: String, clientMsgID: String) {

@@ -74,6 +74,27 @@ enum Sample {
         )
     }
 
+    /// An event at position `seq` changing `message` (a `Sample.message`).
+    static func event(
+        seq: Int64,
+        of message: Message,
+        actorID: String = "u-bob",
+        _ change: ChannelEvent.Change,
+        clientEventID: String? = nil
+    ) -> ChannelEvent {
+        ChannelEvent(
+            id: "e-\(seq)",
+            channelID: message.channelID,
+            seq: seq,
+            actorID: actorID,
+            messageID: message.id,
+            messageSeq: message.seq ?? 0,
+            clientEventID: clientEventID ?? "ce-\(seq)",
+            createdAt: date.addingTimeInterval(TimeInterval(seq)),
+            change: change
+        )
+    }
+
     static let alice = User(id: "u-alice", username: "alice", displayName: "Alice")
 
     static func session(access: String, refresh: String, expiresIn: Int64 = 900) -> Session {

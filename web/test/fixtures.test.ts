@@ -1,0 +1,95 @@
+// The wire examples of the contract (fixtures/wire, written by crates/chat-types) read as the
+// client's types and handled by its logic: the frames it builds match them field for field.
+
+import { describe, expect, it } from "vitest";
+import { changeFrame, type PendingChange } from "../src/lib/changes";
+import { applyEvent, emptyTimeline, mergeMessages, resumePoint } from "../src/lib/messages";
+import type { ClientFrame, Message, ServerFrame } from "../src/lib/types";
+
+// Read by Vite at test time; empty when the web client is tested outside the repository.
+const FILES = import.meta.glob<unknown>("../../fixtures/wire/*.json", { eager: true, import: "default" });
+const load = <T,>(name: string): T => {
+  const f = FILES[`../../fixtures/wire/${name}.json`];
+  if (f === undefined) throw new Error(`fixture ${name} is missing`);
+  return structuredClone(f) as T;
+};
+const ALICE = "0190a2b4-0000-7000-8000-00000000a11c";
+
+describe.skipIf(Object.keys(FILES).length === 0)("wire fixtures of edits, deletes, reactions and replies", () => {
+  it("the client builds the change frames exactly as the fixtures show them", () => {
+    for (const [name, kind] of [
+      ["ws_client_edit", "edit"],
+      ["ws_client_delete", "delete"],
+      ["ws_client_react", "react"],
+      ["ws_client_unreact", "unreact"],
+    ] as const) {
+      const f = load<Record<string, string>>(name);
+      const c: PendingChange = {
+        client_event_id: f.client_event_id,
+        channel_id: f.channel_id,
+        message_id: f.message_id,
+        kind,
+        ...(f.body !== undefined ? { body: f.body } : {}),
+        ...(f.emoji !== undefined ? { emoji: f.emoji } : {}),
+        attempts: 0,
+      };
+      expect(changeFrame(c), name).toEqual(f);
+    }
+    const reply = load<Extract<ClientFrame, { type: "send" }>>("ws_client_send_reply");
+    expect(reply.type).toBe("send");
+    expect(typeof reply.reply_to).toBe("string");
+  });
+
+  it("decodes the history with changes and applies the event frames to it", () => {
+    const { messages } = load<{ messages: Message[] }>("rest_message_list_with_changes");
+    let tl = mergeMessages(emptyTimeline(), messages, 44);
+    const [first, reply, tomb] = tl.placed;
+    expect(first.edited_at).toBeTruthy();
+    expect(first.reactions?.[0]).toEqual({ emoji: "👍", count: 2, me: true });
+    expect(reply.reply_to).toMatchObject({ id: first.id, seq: 41, preview: first.body });
+    expect(tomb).toMatchObject({ deleted: true, body: "" });
+    expect(resumePoint(tl)).toBe(tomb.id);
+
+    const frames = [
+      "ws_server_event_edited",
+      "ws_server_event_deleted",
+      "ws_server_event_reaction_added",
+      "ws_server_event_reaction_removed",
+    ].map((n) => load<Extract<ServerFrame, { type: "event" }>>(n));
+    for (const f of frames) expect(f.type).toBe("event");
+    // Each fixture shares one event id; give them their own, as the server would.
+    const [edit, del, add, remove] = frames.map((f, i) => ({ ...f.event, id: `${f.event.id}-${i}` }));
+    expect([edit.seq, del.seq, add.seq, remove.seq]).toEqual([45, 46, 47, 48]);
+
+    tl = applyEvent(tl, edit, ALICE);
+    expect(tl.placed[0].body).toBe("Hello, world! (edited)");
+    expect(tl.placed[0].edited_at).toBe(edit.created_at);
+
+    // Without the delete: the reactions, absolute, `me` following Alice (the caller here).
+    let alive = applyEvent(tl, add, ALICE);
+    expect(alive.placed[0].reactions?.[0]).toEqual({ emoji: "👍", count: 2, me: true });
+    alive = applyEvent(alive, remove, ALICE); // Alice took hers back: 1 left, not hers
+    expect(alive.placed[0].reactions?.[0]).toEqual({ emoji: "👍", count: 1, me: false });
+    expect(resumePoint(alive)).toBe(remove.id);
+
+    // In the fixtures' order: the delete (46) comes before the reactions (47, 48), which then
+    // change nothing.
+    for (const e of [del, add, remove]) tl = applyEvent(tl, e, ALICE);
+    expect(tl.placed[0]).toMatchObject({ deleted: true, body: "" });
+    expect(tl.placed[0].reactions).toBeUndefined();
+    expect(tl.placed[1].reply_to).toMatchObject({ preview: "", deleted: true });
+    expect(resumePoint(tl)).toBe(remove.id);
+  });
+
+  it("decodes event_ack and the error of a change", () => {
+    const ack = load<Extract<ServerFrame, { type: "event_ack" }>>("ws_server_event_ack");
+    expect(ack).toMatchObject({ type: "event_ack" });
+    expect(typeof ack.client_event_id).toBe("string");
+    expect(typeof ack.event_id).toBe("string");
+    const err = load<Extract<ServerFrame, { type: "error" }>>("ws_server_error_for_event");
+    expect(err).toMatchObject({ type: "error", code: "not_author" });
+    expect(typeof err.client_event_id).toBe("string");
+    const codes = load<Record<string, string>>("ws_error_codes");
+    for (const c of ["not_author", "message_deleted", "invalid_emoji", "invalid_client_event_id"]) expect(codes[c]).toBe(c);
+  });
+});
