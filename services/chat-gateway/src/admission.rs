@@ -256,6 +256,16 @@ impl Admission {
         self.store.message(channel, id).await
     }
 
+    /// Whether a membership PostgreSQL confirmed is still trusted (no store asked).
+    pub fn is_confirmed(&self, user: UserId, channel: ChannelId) -> bool {
+        let confirmed = self.confirmed.read().expect("admission lock");
+        confirmed.get(&user).is_some_and(|c| {
+            c.channels
+                .get(&channel)
+                .is_some_and(|at| at.elapsed() < self.max_age)
+        })
+    }
+
     /// Whether `user` may act in `channel` (read marks, and later other per-channel frames):
     /// the membership confirmed for sends when fresh, else PostgreSQL's answer (remembered).
     pub async fn ensure_member(&self, user: UserId, channel: ChannelId) -> Result<(), Refused> {

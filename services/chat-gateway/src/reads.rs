@@ -122,10 +122,11 @@ pub fn accept(shared: &Shared, mark: ReadMark, from: u64) {
         return;
     }
     metrics::counter!("chat_read_marks_total").increment(1);
-    let out = frame(&mark);
+    // Built only when the user has another connection here (most marks have none to tell).
+    let mut out = None;
     shared.hub.for_each_of(&[mark.user], |c| {
         if c.id != from {
-            c.offer(out.clone());
+            c.offer(out.get_or_insert_with(|| frame(&mark)).clone());
         }
     });
 }

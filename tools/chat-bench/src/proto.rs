@@ -44,6 +44,20 @@ pub struct Job {
     pub reconnect: bool,
     /// The worker stops by itself after this many seconds whatever happens.
     pub deadline_secs: u64,
+    /// Besides messages: edits and reactions, read marks.
+    #[serde(default)]
+    pub mix: Mix,
+}
+
+/// The mixed workload of `groups --changes-percent --mark-read`: what a real chat adds to its
+/// messages.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Mix {
+    /// Of a sender's scheduled sends, this share (percent) is an edit of its own newest message
+    /// or a reaction (a new emoji each time, so never a no-op) instead of a message.
+    pub changes_percent: u32,
+    /// Mark every delivered message and event read (`mark_read`), as a client showing them does.
+    pub mark_read: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -202,4 +216,16 @@ pub struct Done {
     pub ping: HistDump,
     pub pongs: u64,
     pub open: u64,
+    #[serde(default)]
+    pub mixed: MixCounts,
+}
+
+/// What the mixed workload did.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
+pub struct MixCounts {
+    pub changes_sent: u64,
+    pub changes_acked: u64,
+    /// `event` frames received (each applied change, on every connection of its channel).
+    pub events_delivered: u64,
+    pub marks_sent: u64,
 }

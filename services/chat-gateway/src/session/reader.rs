@@ -232,7 +232,12 @@ async fn handle_frame(
                 );
                 return handle.send(refusal).await;
             }
-            if let Err(refused) = Box::pin(shared.admission.ensure_member(user, channel_id)).await {
+            // A client may mark on every message it shows: a membership confirmed before is
+            // checked without a store and without boxing a future.
+            if !shared.admission.is_confirmed(user, channel_id)
+                && let Err(refused) =
+                    Box::pin(shared.admission.ensure_member(user, channel_id)).await
+            {
                 return handle
                     .send(error_frame(refused.code, refused.message, None))
                     .await;

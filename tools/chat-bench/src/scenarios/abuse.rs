@@ -169,6 +169,7 @@ fn spec(
         slow_ms: 5000,
         guard: None,
         drain_secs: 10.0,
+        mix: Default::default(),
         collect_ids: false,
         connect_rate: 200.0,
         spread: Spread {

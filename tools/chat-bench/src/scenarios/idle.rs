@@ -218,6 +218,7 @@ impl Run<'_> {
             conns,
             senders_total: 0,
             body_bytes: 0,
+            mix: Default::default(),
             max_unacked: 0,
             slow_ms: 0,
             collect_ids: false,

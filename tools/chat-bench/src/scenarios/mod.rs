@@ -53,4 +53,11 @@ pub struct TrafficOpts {
     /// After the last step, wait at most this long for outstanding deliveries.
     #[arg(long, default_value_t = 20.0)]
     pub drain_secs: f64,
+    /// Mixed workload: this percentage of the scheduled sends are edits (of the sender's own
+    /// newest message) or reactions instead of messages.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=100))]
+    pub changes_percent: u32,
+    /// Mixed workload: every connection marks each delivered message and event read.
+    #[arg(long)]
+    pub mark_read: bool,
 }

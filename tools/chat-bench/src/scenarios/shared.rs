@@ -219,6 +219,10 @@ pub async fn run_steady(
         guard: guard(t),
         drain_secs: t.drain_secs,
         collect_ids: false,
+        mix: crate::proto::Mix {
+            changes_percent: t.changes_percent,
+            mark_read: t.mark_read,
+        },
         connect_rate: c.connect_rate,
         spread: spread(c),
         measure: true,
@@ -251,6 +255,7 @@ fn extend_settings(
     let common = serde_json::json!({
         "rates": r.steps.iter().map(|s| s.target_rate).collect::<Vec<_>>(),
         "step_secs": t.step_secs, "body_bytes": t.body_bytes,
+        "changes_percent": t.changes_percent, "mark_read": t.mark_read,
         "max_unacked": t.max_unacked, "guard": !t.no_guard,
         "slow_ms": t.slow_ms, "slow_share": t.slow_share, "lag_secs": t.lag_secs,
         "workers": r.connections.workers, "source_ips": c.source_ips,

@@ -101,6 +101,7 @@ async fn smoke_run(a: &SmokeArgs, checks: &mut Checks) -> anyhow::Result<()> {
         slow_ms: 5000,
         guard: None,
         drain_secs: 8.0,
+        mix: Default::default(),
         collect_ids: true,
         connect_rate: 200.0,
         spread: Spread {

@@ -73,6 +73,10 @@ impl Merged {
         let v = &mut self.v;
         v.unacked += d.unacked;
         v.foreign_frames += d.foreign;
+        v.mixed.changes_sent += d.mixed.changes_sent;
+        v.mixed.changes_acked += d.mixed.changes_acked;
+        v.mixed.events_delivered += d.mixed.events_delivered;
+        v.mixed.marks_sent += d.mixed.marks_sent;
         v.reconnects += d.reconnects;
         v.resent += d.resent;
         for (k, n) in d.errors {

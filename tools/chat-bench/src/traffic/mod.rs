@@ -60,6 +60,7 @@ pub struct TrafficSpec {
     pub guard: Option<Guard>,
     pub drain_secs: f64,
     pub collect_ids: bool,
+    pub mix: crate::proto::Mix,
     pub connect_rate: f64,
     pub spread: Spread,
     /// Measure CPU per process and the servers' memory.
@@ -119,6 +120,8 @@ pub struct Verification {
     pub drain_complete: bool,
     pub drain_seconds: f64,
     pub foreign_frames: u64,
+    /// The mixed workload's changes, events and read marks (all zero without one).
+    pub mixed: crate::proto::MixCounts,
     pub errors: BTreeMap<String, u64>,
     pub closes: BTreeMap<String, u64>,
     pub reconnects: u64,
@@ -344,6 +347,7 @@ fn jobs_of(spec: &TrafficSpec, run_tag: &str) -> (Vec<JobConn>, Vec<Job>) {
                 collect_ids: spec.collect_ids,
                 reconnect: true,
                 deadline_secs: deadline,
+                mix: spec.mix,
             }
         })
         .collect();

@@ -51,6 +51,13 @@ pub fn print(r: &TrafficResult) {
         v.errors,
         v.closes
     );
+    let m = &v.mixed;
+    if m.changes_sent + m.marks_sent > 0 {
+        println!(
+            "mixed: changes sent {} acked {} | events delivered {} | read marks sent {}",
+            m.changes_sent, m.changes_acked, m.events_delivered, m.marks_sent
+        );
+    }
     for (svc, d) in &r.server_counters {
         if let (Some(ms), Some(n)) = (
             d.get("derived_mean_batch_ms"),

@@ -41,6 +41,16 @@ struct FrameView<'a> {
     code: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     client_msg_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    event: Option<EventView<'a>>,
+}
+
+/// The parts of an `event` frame the bench needs: where it is.
+#[derive(Deserialize)]
+struct EventView<'a> {
+    #[serde(borrow)]
+    channel_id: Cow<'a, str>,
+    seq: i64,
 }
 
 #[derive(Deserialize)]
@@ -49,6 +59,8 @@ struct MessageView<'a> {
     id: Cow<'a, str>,
     #[serde(borrow)]
     channel_id: Cow<'a, str>,
+    #[serde(borrow, default)]
+    sender_id: Cow<'a, str>,
     #[serde(borrow)]
     body: Cow<'a, str>,
     #[serde(default)]
@@ -88,6 +100,14 @@ struct Conn {
     next_send_channel: usize,
     sent_n: u64,
     ping_sent: Option<Instant>,
+    /// Mixed workload: per channel index, the newest message seen and the newest of this
+    /// connection's user (what a change acts on), and the read marks to send.
+    newest: std::collections::HashMap<u32, MessageId>,
+    newest_own: std::collections::HashMap<u32, MessageId>,
+    marks: Vec<String>,
+    user_id: String,
+    /// Mixed workload: percent points of changes owed (a change is made at 100).
+    changes_owed: u32,
 }
 
 /// The sends of a connection: its schedule (once the run goes) and the timer of the next one.
@@ -149,6 +169,11 @@ pub(super) async fn conn_task(w: Rc<W>, spec_idx: usize) {
         next_send_channel: spec.sender_ordinal as usize,
         sent_n: 0,
         ping_sent: None,
+        newest: Default::default(),
+        newest_own: Default::default(),
+        marks: Vec::new(),
+        user_id: ws.user_id().to_string(),
+        changes_owed: 0,
     };
     if w.job.mode == Mode::Traffic {
         // Any first frame releases the live messages the gateway holds for a `resume`.
@@ -238,7 +263,13 @@ impl Conn {
 
     /// A text frame arrived. Returns why the connection is lost, if it is.
     async fn on_text_frame(&mut self, ws: &mut Connection, text: &str) -> Option<String> {
-        let again = self.on_text(text)?;
+        let again = self.on_text(text);
+        for mark in std::mem::take(&mut self.marks) {
+            if ws.send_text(mark).await.is_err() {
+                return Some("send failed".to_string());
+            }
+        }
+        let again = again?;
         // `unavailable`: resend with the same client_msg_id.
         tokio::time::sleep(Duration::from_millis(100)).await;
         self.w.stats.borrow_mut().c.resent += 1;
@@ -306,6 +337,21 @@ impl Conn {
         let Some(channel) = w.channel_ids.get(&ch_idx).copied() else {
             return true;
         };
+        // Changes are owed at `changes_percent` of the sends; one owed while there is no message
+        // to change yet is made at a later send, so the share holds.
+        self.changes_owed += w.job.mix.changes_percent;
+        if self.changes_owed >= 100
+            && let Some(frame) = self.change_frame(channel, ch_idx)
+        {
+            self.changes_owed -= 100;
+            self.sent_n += 1;
+            {
+                let mut s = w.stats.borrow_mut();
+                s.c.mixed.changes_sent += 1;
+                s.step(step).sent += 1;
+            }
+            return ws.send_text(frame).await.is_ok();
+        }
         let head = format!("{} {} {}", w.job.run_tag, spec.idx, now);
         let pad = w.job.body_bytes.saturating_sub(head.len() + 1).max(1);
         let body = format!("{head} {}", "x".repeat(pad));
@@ -326,6 +372,30 @@ impl Conn {
         ws.send_text(frame).await.is_ok()
     }
 
+    /// An edit of this user's newest message in the channel (every other change) or a reaction
+    /// to the channel's newest message with an emoji not used before (so never a no-op); `None`
+    /// while the connection has seen no message there.
+    fn change_frame(&self, channel: ChannelId, ch_idx: u32) -> Option<String> {
+        let w = &self.w;
+        let tag = format!("{}-{}-e{}", w.job.run_tag, self.spec().idx, self.sent_n);
+        let own = self.newest_own.get(&ch_idx).copied();
+        let frame = match own {
+            Some(message_id) if self.sent_n.is_multiple_of(2) => ClientFrame::Edit {
+                channel_id: channel,
+                message_id,
+                client_event_id: tag,
+                body: format!("{} edited", w.job.run_tag),
+            },
+            _ => ClientFrame::React {
+                channel_id: channel,
+                message_id: *self.newest.get(&ch_idx)?,
+                emoji: format!(":{}x{}:", self.spec().idx, self.sent_n),
+                client_event_id: tag,
+            },
+        };
+        Some(serde_json::to_string(&frame).expect("frames serialise"))
+    }
+
     /// Handle a text frame. Returns a send to repeat (after `unavailable`).
     fn on_text(&mut self, text: &str) -> Option<ClientFrame> {
         let now = now_ns();
@@ -342,6 +412,26 @@ impl Conn {
             "ack" => {
                 if let (Some(m), Some(cmid)) = (f.message, f.client_msg_id) {
                     self.on_ack(m, &cmid, now);
+                }
+            }
+            "event" => {
+                // Events take positions in the channel like messages: the same checks.
+                let new = f.event.as_ref().is_some_and(|e| {
+                    self.chans
+                        .iter_mut()
+                        .find(|c| c.id == e.channel_id)
+                        .is_some_and(|ch| matches!(ch.observe(e.seq), Seen::New))
+                });
+                if let (true, Some(e)) = (new, &f.event) {
+                    self.w.stats.borrow_mut().c.mixed.events_delivered += 1;
+                    mark(&self.w, &mut self.marks, &e.channel_id, e.seq);
+                }
+            }
+            "event_ack" => {
+                let mut s = self.w.stats.borrow_mut();
+                s.c.mixed.changes_acked += 1;
+                if let Some(plan) = self.w.plan() {
+                    s.step(plan.step_of(now)).acked += 1;
                 }
             }
             "pong" => {
@@ -380,11 +470,19 @@ impl Conn {
             return;
         };
         let seen = ch.observe(seq);
+        let ch_idx = ch.idx;
         if matches!(seen, Seen::New)
             && let Ok(id) = m.id.parse::<MessageId>()
-            && let Some(channel) = self.w.channel_ids.get(&ch.idx)
+            && let Some(channel) = self.w.channel_ids.get(&ch_idx)
         {
             self.outbox.seen(*channel, id);
+            if self.w.job.mix != Default::default() {
+                self.newest.insert(ch_idx, id);
+                if m.sender_id == self.user_id.as_str() {
+                    self.newest_own.insert(ch_idx, id);
+                }
+                mark(&self.w, &mut self.marks, &m.channel_id, seq);
+            }
         }
         let w = &self.w;
         let Some((sender, sent_ns, _)) = parse_body(&m.body, &w.job.run_tag) else {
@@ -477,6 +575,19 @@ impl Conn {
     }
 }
 
+/// Queue a read mark for a delivered position (mixed workload).
+fn mark(w: &W, marks: &mut Vec<String>, channel_id: &str, seq: i64) {
+    if w.job.mix.mark_read {
+        marks.push(mark_frame(channel_id, seq));
+        w.stats.borrow_mut().c.mixed.marks_sent += 1;
+    }
+}
+
+/// A `mark_read` frame, written directly (one per delivery: no typed frame to build).
+fn mark_frame(channel_id: &str, seq: i64) -> String {
+    format!(r#"{{"type":"mark_read","channel_id":"{channel_id}","seq":{seq}}}"#)
+}
+
 fn send_frame(channel: ChannelId, cmid: &str, body: &str) -> String {
     serde_json::to_string(&ClientFrame::Send {
         channel_id: channel,
@@ -490,6 +601,19 @@ fn send_frame(channel: ChannelId, cmid: &str, body: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn read_marks_are_valid_frames() {
+        let c = ChannelId(uuid::Uuid::from_u128(5));
+        let f: ClientFrame = serde_json::from_str(&mark_frame(&c.to_string(), 42)).unwrap();
+        assert_eq!(
+            f,
+            ClientFrame::MarkRead {
+                channel_id: c,
+                seq: 42
+            }
+        );
+    }
 
     #[test]
     fn bodies_carry_sender_and_time() {

@@ -69,6 +69,7 @@ pub(super) struct Counters {
     pub acked_ids: Vec<(u32, String)>,
     pub checks: Vec<ChanCheck>,
     pub unacked: u64,
+    pub mixed: crate::proto::MixCounts,
 }
 
 pub(super) struct Stats {
@@ -244,6 +245,7 @@ impl W {
             ping,
             pongs: c.pongs,
             open: c.open,
+            mixed: c.mixed,
         }
     }
 }
