@@ -9,7 +9,7 @@ use crate::admission::Refused;
 use crate::hub::{ConnHandle, Outbound};
 use crate::session::event_refusal;
 use chat_types::bus::{Action, BusRecord, EventRecord, Target};
-use chat_types::ws::{ServerFrame, error_code};
+use chat_types::ws::{ClientFrame, ServerFrame, error_code};
 use chat_types::{ChannelId, EventId, MessageId, UserId, limits};
 use std::sync::Arc;
 use tokio::sync::OwnedSemaphorePermit;
@@ -20,6 +20,59 @@ pub struct Request {
     pub message: MessageId,
     pub client_event_id: String,
     pub action: Action,
+}
+
+impl Request {
+    /// The request an `edit`, `delete`, `react` or `unreact` frame makes (`None` for others).
+    pub fn of(frame: ClientFrame) -> Option<Request> {
+        let (channel, message, client_event_id, action) = match frame {
+            ClientFrame::Edit {
+                channel_id,
+                message_id,
+                client_event_id,
+                body,
+            } => (
+                channel_id,
+                message_id,
+                client_event_id,
+                Action::Edit { body },
+            ),
+            ClientFrame::Delete {
+                channel_id,
+                message_id,
+                client_event_id,
+            } => (channel_id, message_id, client_event_id, Action::Delete),
+            ClientFrame::React {
+                channel_id,
+                message_id,
+                client_event_id,
+                emoji,
+            } => (
+                channel_id,
+                message_id,
+                client_event_id,
+                Action::React { emoji },
+            ),
+            ClientFrame::Unreact {
+                channel_id,
+                message_id,
+                client_event_id,
+                emoji,
+            } => (
+                channel_id,
+                message_id,
+                client_event_id,
+                Action::Unreact { emoji },
+            ),
+            _ => return None,
+        };
+        Some(Request {
+            channel,
+            message,
+            client_event_id,
+            action,
+        })
+    }
 }
 
 /// Check, produce and (in a task, once Kafka has it) ack; refusals come back as `error` frames

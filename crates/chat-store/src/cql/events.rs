@@ -7,6 +7,7 @@ use chat_types::{ChannelId, EventId, MessageId, UserId};
 use chrono::{DateTime, Utc};
 use futures::future::try_join_all;
 use scylla::client::session::Session;
+use scylla::response::query_result::QueryResult;
 use scylla::statement::Consistency;
 use scylla::statement::batch::{Batch, BatchType};
 use scylla::statement::prepared::PreparedStatement;
@@ -220,22 +221,9 @@ impl MessageStore {
         from: i64,
         to: i64,
     ) -> Result<Vec<ChannelEvent>, CqlError> {
-        let from = from.max(1);
-        if to < from {
-            return Ok(Vec::new());
-        }
-        let reads = (bucket_of(from)..=bucket_of(to)).map(|b| async move {
-            let r = self
-                .session
-                .execute_unpaged(&self.events.select_range, (channel.0, b, from, to))
-                .await?;
-            let rows = r.into_rows_result().map_err(resp)?;
-            rows.rows::<EventRow>()
-                .map_err(resp)?
-                .map(|row| row.map_err(resp).and_then(into_event))
-                .collect::<Result<Vec<_>, _>>()
-        });
-        let mut all: Vec<ChannelEvent> = try_join_all(reads).await?.into_iter().flatten().collect();
+        let mut all = self
+            .range_rows(&self.events.select_range, channel, from, to, event_rows)
+            .await?;
         all.sort_unstable_by_key(|e| e.seq);
         Ok(all)
     }
@@ -294,33 +282,33 @@ impl MessageStore {
         from: i64,
         to: i64,
     ) -> Result<Vec<ReactionRow>, CqlError> {
-        if to < from {
-            return Ok(Vec::new());
-        }
-        let reads = (bucket_of(from)..=bucket_of(to)).map(|b| async move {
-            let r = self
-                .session
-                .execute_unpaged(
-                    &self.events.select_reactions_range,
-                    (channel.0, b, from, to),
-                )
-                .await?;
-            let rows = r.into_rows_result().map_err(resp)?;
-            rows.rows::<(i64, String, Uuid, Option<DateTime<Utc>>)>()
-                .map_err(resp)?
-                .map(|row| {
-                    row.map(|(seq, emoji, user, at)| ReactionRow {
-                        seq,
-                        emoji,
-                        user: UserId(user),
-                        at,
-                    })
-                    .map_err(resp)
-                })
-                .collect::<Result<Vec<_>, _>>()
-        });
-        Ok(try_join_all(reads).await?.into_iter().flatten().collect())
+        let s = &self.events.select_reactions_range;
+        self.range_rows(s, channel, from, to, reaction_rows).await
     }
+}
+
+fn event_rows(r: QueryResult) -> Result<Vec<ChannelEvent>, CqlError> {
+    let rows = r.into_rows_result().map_err(resp)?;
+    rows.rows::<EventRow>()
+        .map_err(resp)?
+        .map(|row| row.map_err(resp).and_then(into_event))
+        .collect()
+}
+
+fn reaction_rows(r: QueryResult) -> Result<Vec<ReactionRow>, CqlError> {
+    let rows = r.into_rows_result().map_err(resp)?;
+    rows.rows::<(i64, String, Uuid, Option<DateTime<Utc>>)>()
+        .map_err(resp)?
+        .map(|row| {
+            row.map(|(seq, emoji, user, at)| ReactionRow {
+                seq,
+                emoji,
+                user: UserId(user),
+                at,
+            })
+            .map_err(resp)
+        })
+        .collect()
 }
 
 fn columns_of(c: &Change) -> (&'static str, Option<&str>, Option<&str>, Option<i32>) {

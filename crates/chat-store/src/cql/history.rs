@@ -136,23 +136,7 @@ impl MessageStore {
         before: i64,
         limit: usize,
     ) -> Result<Vec<Message>, CqlError> {
-        let mut out: Vec<Message> = Vec::with_capacity(limit);
-        if before - after < 2 {
-            return Ok(out);
-        }
-        let mut bucket = bucket_of(before - 1);
-        while out.len() < limit && bucket >= bucket_of(after.max(0) + 1) {
-            let missing = (limit - out.len()) as i32;
-            let r = self
-                .session
-                .execute_unpaged(
-                    &self.select_older,
-                    (channel.0, bucket, after, before, missing),
-                )
-                .await?;
-            out.extend(message_rows(r)?); // newest first
-            bucket -= 1;
-        }
+        let mut out = self.walk(channel, after, before, limit, true).await?;
         out.reverse();
         Ok(out)
     }
@@ -165,22 +149,40 @@ impl MessageStore {
         before: i64,
         limit: usize,
     ) -> Result<Vec<Message>, CqlError> {
+        self.walk(channel, after, before, limit, false).await
+    }
+
+    /// Up to `limit` messages strictly between `after` and `before`, from the `newest` end (in
+    /// that order) or the oldest: one bucket after another until the page is full.
+    async fn walk(
+        &self,
+        channel: ChannelId,
+        after: i64,
+        before: i64,
+        limit: usize,
+        newest: bool,
+    ) -> Result<Vec<Message>, CqlError> {
         let mut out: Vec<Message> = Vec::with_capacity(limit);
         if before - after < 2 {
             return Ok(out);
         }
-        let mut bucket = bucket_of(after.max(0) + 1);
-        while out.len() < limit && bucket <= bucket_of(before - 1) {
+        let (first, last) = (bucket_of(after.max(0) + 1), bucket_of(before - 1));
+        let statement = if newest {
+            &self.select_older
+        } else {
+            &self.select_newer
+        };
+        for i in 0..=(last - first) {
+            if out.len() >= limit {
+                break;
+            }
+            let bucket = if newest { last - i } else { first + i };
             let missing = (limit - out.len()) as i32;
             let r = self
                 .session
-                .execute_unpaged(
-                    &self.select_newer,
-                    (channel.0, bucket, after, before, missing),
-                )
+                .execute_unpaged(statement, (channel.0, bucket, after, before, missing))
                 .await?;
-            out.extend(message_rows(r)?); // oldest first
-            bucket += 1;
+            out.extend(message_rows(r)?);
         }
         Ok(out)
     }

@@ -29,6 +29,7 @@ use std::time::Duration;
 use uuid::Uuid;
 
 pub use scylla::errors::ExecutionError;
+use scylla::response::query_result::QueryResult;
 
 /// Messages per partition. Changing it re-addresses every stored message.
 pub const BUCKET_SIZE: i64 = 1024;
@@ -496,6 +497,23 @@ impl MessageStore {
         from: i64,
         to: i64,
     ) -> Result<Vec<Message>, CqlError> {
+        let mut all = self
+            .range_rows(&self.select_range, channel, from, to, message_rows)
+            .await?;
+        all.sort_unstable_by_key(|m| m.seq);
+        Ok(all)
+    }
+
+    /// Run `statement` (bound to channel, bucket, `from`, `to`) on every bucket of positions
+    /// `from..=to` at once, each answer decoded by `decode`; the rows in no particular order.
+    async fn range_rows<T>(
+        &self,
+        statement: &PreparedStatement,
+        channel: ChannelId,
+        from: i64,
+        to: i64,
+        decode: fn(QueryResult) -> Result<Vec<T>, CqlError>,
+    ) -> Result<Vec<T>, CqlError> {
         let from = from.max(1);
         if to < from {
             return Ok(Vec::new());
@@ -503,13 +521,11 @@ impl MessageStore {
         let reads = (bucket_of(from)..=bucket_of(to)).map(|b| async move {
             let r = self
                 .session
-                .execute_unpaged(&self.select_range, (channel.0, b, from, to))
+                .execute_unpaged(statement, (channel.0, b, from, to))
                 .await?;
-            message_rows(r)
+            decode(r)
         });
-        let mut all: Vec<Message> = try_join_all(reads).await?.into_iter().flatten().collect();
-        all.sort_unstable_by_key(|m| m.seq);
-        Ok(all)
+        Ok(try_join_all(reads).await?.into_iter().flatten().collect())
     }
 
     /// The stored messages at these positions (those that are messages), oldest first: one
@@ -552,7 +568,7 @@ impl MessageStore {
     }
 }
 
-fn message_rows(r: scylla::response::query_result::QueryResult) -> Result<Vec<Message>, CqlError> {
+fn message_rows(r: QueryResult) -> Result<Vec<Message>, CqlError> {
     let rows = r.into_rows_result().map_err(resp)?;
     rows.rows::<MessageRow>()
         .map_err(resp)?

@@ -9,7 +9,7 @@ use crate::admission::Refused;
 use crate::changes::Request;
 use crate::hub::{ConnHandle, Outbound};
 use axum::extract::ws::{Message as WsMessage, WebSocket};
-use chat_types::bus::{Action, BusRecord, MessageRecord};
+use chat_types::bus::{BusRecord, MessageRecord};
 use chat_types::ws::{ClientFrame, ServerFrame, close, error_code};
 use chat_types::{ChannelId, UserId};
 use futures::StreamExt;
@@ -168,60 +168,13 @@ async fn handle_frame(
             let out = Box::pin(super::resume::lookup(shared, user, channels, handle)).await;
             handle.send(out).await;
         }
-        ClientFrame::Edit {
-            channel_id,
-            message_id,
-            client_event_id,
-            body,
-        } => {
-            let req = Request {
-                channel: channel_id,
-                message: message_id,
-                client_event_id,
-                action: Action::Edit { body },
-            };
-            change(shared, user, req, handle, sends).await
-        }
-        ClientFrame::Delete {
-            channel_id,
-            message_id,
-            client_event_id,
-        } => {
-            let req = Request {
-                channel: channel_id,
-                message: message_id,
-                client_event_id,
-                action: Action::Delete,
-            };
-            change(shared, user, req, handle, sends).await
-        }
-        ClientFrame::React {
-            channel_id,
-            message_id,
-            client_event_id,
-            emoji,
-        } => {
-            let req = Request {
-                channel: channel_id,
-                message: message_id,
-                client_event_id,
-                action: Action::React { emoji },
-            };
-            change(shared, user, req, handle, sends).await
-        }
-        ClientFrame::Unreact {
-            channel_id,
-            message_id,
-            client_event_id,
-            emoji,
-        } => {
-            let req = Request {
-                channel: channel_id,
-                message: message_id,
-                client_event_id,
-                action: Action::Unreact { emoji },
-            };
-            change(shared, user, req, handle, sends).await
+        f @ (ClientFrame::Edit { .. }
+        | ClientFrame::Delete { .. }
+        | ClientFrame::React { .. }
+        | ClientFrame::Unreact { .. }) => {
+            if let Some(req) = Request::of(f) {
+                change(shared, user, req, handle, sends).await;
+            }
         }
         ClientFrame::MarkRead { channel_id, seq } => {
             if seq < 1 {
