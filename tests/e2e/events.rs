@@ -135,7 +135,8 @@ async fn edits_reactions_replies_and_deletes_reach_every_device_and_history() ->
     assert_eq!(
         e.change,
         Change::Edited {
-            body: "the correction".into()
+            body: "the correction".into(),
+            mentions: Vec::new(),
         }
     );
     assert_eq!(
@@ -222,6 +223,105 @@ async fn edits_reactions_replies_and_deletes_reach_every_device_and_history() ->
         page.iter().map(|m| m.id).collect::<Vec<_>>(),
         [m1.id, reply.id]
     );
+    Ok(())
+}
+
+/// `@username` mentions are listed on the message (the channel's members only, in the order the
+/// body names them), live and in history; an edit lists its new body's mentions and moves the
+/// mention count with them; the group's creator is named on the channel as its owner.
+#[tokio::test]
+async fn mentions_are_listed_live_and_in_history_and_follow_edits() -> anyhow::Result<()> {
+    let api = api();
+    let alice = register(&api, "mn-alice").await?;
+    let bob = register(&api, "mn-bob").await?;
+    let carol = register(&api, "mn-carol").await?;
+    let ch = group(&alice, &[&bob]).await?;
+    let mut a = connect(&alice.access_token).await?;
+    let mut b = connect(&bob.access_token).await?;
+
+    // Carol exists but is not a member; nobody is called "mn-nobody-…".
+    let body = format!(
+        "@{} and @{}, ask @{}-nobody (cc @{})",
+        carol.user.username,
+        alice.user.username.to_uppercase(),
+        alice.user.username,
+        bob.user.username
+    );
+    b.send_acked(ch, "m1", &body).await?;
+    let m1 = message_on_all(&mut [&mut a, &mut b]).await?;
+    assert_eq!(
+        m1.mentions,
+        vec![alice.user.id, bob.user.id],
+        "members only, in the body's order"
+    );
+    let listed = |h: &[Message], id| h.iter().find(|m| m.id == id).map(|m| m.mentions.clone());
+    assert_eq!(
+        listed(&history(&alice, ch).await?, m1.id),
+        Some(vec![alice.user.id, bob.user.id])
+    );
+    let mine = |s: &Session| {
+        let (api, token) = (api.clone(), s.access_token.clone());
+        async move {
+            let list = api.conversations(&token).await?;
+            let c = list
+                .into_iter()
+                .find(|c| c.channel.id == ch)
+                .expect("a member lists the channel");
+            anyhow::Ok((c.mention_count, c.channel.created_by))
+        }
+    };
+    assert_eq!(mine(&alice).await?, (1, Some(alice.user.id)));
+
+    // The edit drops Alice and names Carol, still not a member: nobody is mentioned now.
+    b.change_acked(&edit(
+        ch,
+        m1.id,
+        "e1",
+        &format!("sorry @{}", carol.user.username),
+    ))
+    .await?;
+    let e = event_on_all(&mut [&mut a, &mut b]).await?;
+    assert!(
+        matches!(&e.change, Change::Edited { mentions, .. } if mentions.is_empty()),
+        "{e:?}"
+    );
+    assert_eq!(listed(&history(&bob, ch).await?, m1.id), Some(vec![]));
+    assert_eq!(mine(&alice).await?.0, 0, "the edit took the mention back");
+
+    // Carol joins: a mention after the join (same partition, later) lists her.
+    api.join(&carol.access_token, ch).await?;
+    b.change_acked(&edit(
+        ch,
+        m1.id,
+        "e2",
+        &format!("welcome @{}", carol.user.username),
+    ))
+    .await?;
+    let e = event_on_all(&mut [&mut a, &mut b]).await?;
+    assert!(
+        matches!(&e.change, Change::Edited { mentions, .. } if mentions == &[carol.user.id]),
+        "{e:?}"
+    );
+    assert_eq!(
+        listed(&history(&carol, ch).await?, m1.id),
+        Some(vec![carol.user.id])
+    );
+    assert_eq!(
+        mine(&carol).await?.1,
+        Some(alice.user.id),
+        "the owner, as anyone sees it"
+    );
+
+    // A direct conversation has no owner.
+    let dm = api.open_dm(&alice.access_token, bob.user.id).await?;
+    assert_eq!(dm.channel.created_by, None);
+    let listed_dm = api
+        .conversations(&alice.access_token)
+        .await?
+        .into_iter()
+        .find(|c| c.channel.id == dm.channel.id)
+        .expect("the direct conversation is listed");
+    assert_eq!(listed_dm.channel.created_by, None);
     Ok(())
 }
 

@@ -291,6 +291,7 @@ pub(crate) struct ChannelRow {
     name: String,
     description: String,
     created_at: DateTime<Utc>,
+    created_by: Option<Uuid>,
 }
 
 impl From<ChannelRow> for Channel {
@@ -305,6 +306,8 @@ impl From<ChannelRow> for Channel {
             name: r.name,
             description: r.description,
             created_at: r.created_at,
+            // Only a group has an owner; whoever opened a direct conversation owns nothing.
+            created_by: r.created_by.filter(|_| r.kind != "direct").map(UserId),
         }
     }
 }
@@ -330,7 +333,7 @@ pub async fn create_group(
     let mut tx = db.begin().await?;
     let row: ChannelRow = sqlx::query_as(
         "INSERT INTO channels (id, kind, name, description, created_by) VALUES ($1, 'group', $2, $3, $4)
-         RETURNING id, kind, name, description, created_at",
+         RETURNING id, kind, name, description, created_at, created_by",
     )
     .bind(id.0)
     .bind(name)
@@ -366,7 +369,7 @@ pub async fn channel_for(
                     (SELECT u.display_name FROM memberships m JOIN users u ON u.id = m.user_id
                      WHERE m.channel_id = c.id AND m.user_id <> $2 LIMIT 1), c.name)
                 ELSE c.name END AS name,
-                c.description, c.created_at
+                c.description, c.created_at, c.created_by
          FROM channels c WHERE c.id = $1",
     )
     .bind(id.0)
@@ -379,7 +382,7 @@ pub async fn channel_for(
 /// Group channels whose name contains `query` (ignoring case); an empty query lists the newest.
 pub async fn search_groups(db: &PgPool, query: &str, limit: i64) -> Result<Vec<Channel>, PgError> {
     let rows: Vec<ChannelRow> = sqlx::query_as(
-        "SELECT id, kind, name, description, created_at FROM channels
+        "SELECT id, kind, name, description, created_at, created_by FROM channels
          WHERE kind = 'group' AND lower(name) LIKE $1 ESCAPE '\\'
          ORDER BY (lower(name) = $2) DESC, created_at DESC LIMIT $3",
     )
@@ -516,6 +519,20 @@ pub async fn member_ids_of(
         .into_iter()
         .map(|(c, u)| (ChannelId(c), UserId(u)))
         .collect())
+}
+
+/// The accounts with these usernames (lowercase, as `limits::mentioned_usernames` gives them):
+/// `(username, id)` pairs, through the unique index on `lower(username)`.
+pub async fn user_ids_by_username(
+    db: &PgPool,
+    names: &[String],
+) -> Result<Vec<(String, UserId)>, PgError> {
+    let rows: Vec<(String, Uuid)> =
+        sqlx::query_as("SELECT lower(username), id FROM users WHERE lower(username) = ANY($1)")
+            .bind(names)
+            .fetch_all(db)
+            .await?;
+    Ok(rows.into_iter().map(|(n, u)| (n, UserId(u))).collect())
 }
 
 /// The peers of `users`' direct conversations: `(user, peer)` pairs. Who is told when one of

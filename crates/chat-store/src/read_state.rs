@@ -5,7 +5,7 @@
 
 use crate::pg::{ChannelRow, PgError, PgPool};
 use crate::read_feed::ReadMark;
-use chat_types::limits::{PREVIEW_MAX_CHARS, UNREAD_COUNT_MAX, mentioned_usernames};
+use chat_types::limits::{PREVIEW_MAX_CHARS, UNREAD_COUNT_MAX};
 use chat_types::rest::{Conversation, LastMessage};
 use chat_types::{ChannelId, Message, MessageId, UserId};
 use chrono::{DateTime, Utc};
@@ -35,15 +35,13 @@ pub async fn record_marks(db: &PgPool, marks: &[ReadMark]) -> Result<u64, PgErro
     Ok(r.rows_affected())
 }
 
-/// Log stored messages (each with its position), in one statement; mentions are resolved
-/// against the channel's members in the same statement. A message logged before is left as
-/// it is. Returns how many were new.
 /// An edit or delete of a logged message.
 pub enum LoggedChange<'a> {
     Edited {
         channel: ChannelId,
         seq: i64,
         body: &'a str,
+        mentions: &'a [UserId],
     },
     Deleted {
         channel: ChannelId,
@@ -51,17 +49,28 @@ pub enum LoggedChange<'a> {
     },
 }
 
-/// Apply edits (new preview) and deletes (the row goes: no longer unread, nor the last message)
+/// Apply edits (new preview and mentions) and deletes (the row goes: no longer unread, nor the last message)
 /// to the log, in one statement each. Idempotent.
 pub async fn log_changes(db: &PgPool, changes: &[LoggedChange<'_>]) -> Result<(), PgError> {
-    let (mut ec, mut es, mut ep) = (Vec::<Uuid>::new(), Vec::<i64>::new(), Vec::<String>::new());
+    let (mut ec, mut es, mut ep, mut em) = (
+        Vec::<Uuid>::new(),
+        Vec::<i64>::new(),
+        Vec::<String>::new(),
+        Vec::<String>::new(),
+    );
     let (mut dc, mut ds) = (Vec::<Uuid>::new(), Vec::<i64>::new());
     for c in changes {
         match c {
-            LoggedChange::Edited { channel, seq, body } => {
+            LoggedChange::Edited {
+                channel,
+                seq,
+                body,
+                mentions,
+            } => {
                 ec.push(channel.0);
                 es.push(*seq);
                 ep.push(preview(body));
+                em.push(id_list(mentions));
             }
             LoggedChange::Deleted { channel, seq } => {
                 dc.push(channel.0);
@@ -71,13 +80,16 @@ pub async fn log_changes(db: &PgPool, changes: &[LoggedChange<'_>]) -> Result<()
     }
     if !ec.is_empty() {
         sqlx::query(
-            "UPDATE channel_messages m SET preview = r.preview
-             FROM unnest($1::uuid[], $2::bigint[], $3::text[]) AS r (channel_id, seq, preview)
+            "UPDATE channel_messages m
+             SET preview = r.preview, mentions = string_to_array(r.mentions, ' ')::uuid[]
+             FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[])
+                  AS r (channel_id, seq, preview, mentions)
              WHERE m.channel_id = r.channel_id AND m.seq = r.seq",
         )
         .bind(&ec)
         .bind(&es)
         .bind(&ep)
+        .bind(&em)
         .execute(db)
         .await?;
     }
@@ -95,11 +107,13 @@ pub async fn log_changes(db: &PgPool, changes: &[LoggedChange<'_>]) -> Result<()
     Ok(())
 }
 
+/// Log stored messages (each with its position and the mentions the message server resolved),
+/// in one statement. A message logged before is left as it is. Returns how many were new.
 pub async fn log_messages<'a>(
     db: &PgPool,
     messages: impl Iterator<Item = &'a Message>,
 ) -> Result<u64, PgError> {
-    let (mut channels, mut seqs, mut ids, mut senders, mut times, mut previews, mut names) = (
+    let (mut channels, mut seqs, mut ids, mut senders, mut times, mut previews, mut mentions) = (
         Vec::<Uuid>::new(),
         Vec::<i64>::new(),
         Vec::<Uuid>::new(),
@@ -116,7 +130,7 @@ pub async fn log_messages<'a>(
         senders.push(m.sender_id.0);
         times.push(m.created_at);
         previews.push(preview(&m.body));
-        names.push(mentioned_usernames(&m.body).join(" "));
+        mentions.push(id_list(&m.mentions));
     }
     if ids.is_empty() {
         return Ok(0);
@@ -124,15 +138,10 @@ pub async fn log_messages<'a>(
     let r = sqlx::query(
         "INSERT INTO channel_messages (channel_id, seq, id, sender_id, created_at, preview, mentions)
          SELECT r.channel_id, r.seq, r.id, r.sender_id, r.created_at, r.preview,
-                CASE WHEN r.names = '' THEN '{}'::uuid[] ELSE coalesce((
-                    SELECT array_agg(DISTINCT u.id)
-                    FROM unnest(string_to_array(r.names, ' ')) AS n (name)
-                    JOIN users u ON lower(u.username) = n.name
-                    JOIN memberships mm ON mm.channel_id = r.channel_id AND mm.user_id = u.id
-                ), '{}'::uuid[]) END
+                string_to_array(r.mentions, ' ')::uuid[]
          FROM unnest($1::uuid[], $2::bigint[], $3::uuid[], $4::uuid[], $5::timestamptz[],
                      $6::text[], $7::text[])
-              AS r (channel_id, seq, id, sender_id, created_at, preview, names)
+              AS r (channel_id, seq, id, sender_id, created_at, preview, mentions)
          ON CONFLICT DO NOTHING",
     )
     .bind(&channels)
@@ -141,10 +150,23 @@ pub async fn log_messages<'a>(
     .bind(&senders)
     .bind(&times)
     .bind(&previews)
-    .bind(&names)
+    .bind(&mentions)
     .execute(db)
     .await?;
     Ok(r.rows_affected())
+}
+
+/// User ids as one space-separated text: PostgreSQL cannot unnest an array of arrays of
+/// uneven lengths, so each row's list travels as text (`string_to_array('', ' ')` is `{}`).
+fn id_list(ids: &[UserId]) -> String {
+    let mut s = String::with_capacity(ids.len() * 37);
+    for (i, u) in ids.iter().enumerate() {
+        if i > 0 {
+            s.push(' ');
+        }
+        s.push_str(u.0.hyphenated().encode_lower(&mut Uuid::encode_buffer()));
+    }
+    s
 }
 
 fn preview(body: &str) -> String {
@@ -175,7 +197,7 @@ pub async fn conversations_of(db: &PgPool, user: UserId) -> Result<Vec<Conversat
     let rows: Vec<ConversationRow> = sqlx::query_as(
         "SELECT c.id, c.kind,
                 CASE WHEN c.kind = 'direct' THEN coalesce(other.display_name, c.name) ELSE c.name END AS name,
-                c.description, c.created_at, m.read_seq,
+                c.description, c.created_at, c.created_by, m.read_seq,
                 last.id AS last_id, last.seq AS last_seq, last.sender_id AS last_sender,
                 last.preview AS last_preview, last.created_at AS last_at,
                 coalesce(unread.n, 0) AS unread, coalesce(unread.mentioned, 0) AS mentioned

@@ -33,8 +33,13 @@ pub struct ChannelEvent {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Change {
-    /// The author replaced the body; the message's `edited_at` is the event's `created_at`.
-    Edited { body: String },
+    /// The author replaced the body; the message's `edited_at` is the event's `created_at`, and
+    /// its `mentions` are those of the new body (absent when none).
+    Edited {
+        body: String,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        mentions: Vec<UserId>,
+    },
     /// The author or the channel's owner deleted the message: show a tombstone.
     Deleted,
     /// `actor_id` reacted with `emoji`; `count` members now have.

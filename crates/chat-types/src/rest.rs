@@ -96,6 +96,10 @@ pub struct Channel {
     pub name: String,
     pub description: String,
     pub created_at: DateTime<Utc>,
+    /// Who created a group channel: its owner, who may delete others' messages. Absent for a
+    /// direct conversation, and when the creator's account is gone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<UserId>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -273,6 +277,11 @@ pub struct Message {
     /// Reactions, one entry per emoji (history only; live changes come as `event` frames).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reactions: Vec<Reaction>,
+    /// The channel's members this message mentions (`@username`, see `limits::mentioned_usernames`),
+    /// in the order the body names them; resolved by the message server when it places the
+    /// message, and again at each edit. Absent when none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mentions: Vec<UserId>,
 }
 
 impl Message {
@@ -298,6 +307,7 @@ impl Message {
             deleted: false,
             reply_to: None,
             reactions: Vec::new(),
+            mentions: Vec::new(),
         }
     }
 }

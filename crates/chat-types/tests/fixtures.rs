@@ -86,6 +86,7 @@ fn group_channel() -> Channel {
         description: "Company-wide announcements and chatter".into(),
         // Whole seconds: clients must accept timestamps without a fraction.
         created_at: at("2025-01-15T09:30:00Z"),
+        created_by: Some(alice().id),
     }
 }
 
@@ -96,6 +97,7 @@ fn direct_channel() -> Channel {
         name: bob().display_name,
         description: String::new(),
         created_at: at("2025-01-15T09:31:02.5Z"),
+        created_by: None,
     }
 }
 
@@ -119,7 +121,8 @@ fn message(seq: i64, sender: &User, client_msg_id: &str, body: &str, created_at:
 /// it, a third deleted (a tombstone).
 fn changed_messages() -> Vec<Message> {
     let mut first = first_message();
-    first.body = "Hello, world! (edited)".into();
+    first.body = "Hello, world! (edited) @bob".into();
+    first.mentions = vec![bob().id];
     first.edited_at = Some(at("2025-01-15T09:40:00.250Z"));
     first.reactions = vec![
         Reaction {
@@ -138,7 +141,7 @@ fn changed_messages() -> Vec<Message> {
         id: first.id,
         seq: 41,
         sender_id: alice().id,
-        preview: "Hello, world! (edited)".into(),
+        preview: "Hello, world! (edited) @bob".into(),
         deleted: false,
     }));
     let mut gone = message(
@@ -581,7 +584,8 @@ fn all_fixtures() -> Vec<Fixture> {
             event: event(
                 45,
                 Change::Edited {
-                    body: "Hello, world! (edited)".into(),
+                    body: "Hello, world! (edited) @bob".into(),
+                    mentions: vec![bob().id],
                 },
             ),
         },

@@ -46,14 +46,22 @@ impl Targets {
 
     /// Apply a new event. `None`: moot, it takes no position. A message the batch knows
     /// nothing of (not stored: the gateway checked it was) is taken as not deleted.
-    pub fn apply(&mut self, r: &EventRecord) -> Option<Change> {
+    /// `mentions_of` resolves the mentions of an edit's new body.
+    pub fn apply(
+        &mut self,
+        r: &EventRecord,
+        mentions_of: impl FnOnce(&str) -> Vec<UserId>,
+    ) -> Option<Change> {
         let (c, seq) = (r.channel_id, r.target.seq);
         let deleted = self.deleted.get(&(c, seq)).copied().unwrap_or(false);
         if deleted {
             return None;
         }
         let change = match &r.action {
-            Action::Edit { body } => Change::Edited { body: body.clone() },
+            Action::Edit { body } => Change::Edited {
+                body: body.clone(),
+                mentions: mentions_of(body),
+            },
             Action::Delete => Change::Deleted,
             Action::React { emoji } => {
                 let set = self.reactions.entry((c, seq, emoji.clone())).or_default();
@@ -115,12 +123,13 @@ impl Targets {
         at: chrono::DateTime<chrono::Utc>,
     ) {
         let (cell, write) = match change {
-            Change::Edited { body } => (
+            Change::Edited { body, mentions } => (
                 Cell::Message(c, seq),
                 StateWrite::Edit {
                     channel: c,
                     seq,
                     body: body.clone(),
+                    mentions: mentions.clone(),
                     edited_at: at,
                 },
             ),
@@ -216,19 +225,51 @@ mod tests {
         )
     }
 
+    fn no_mentions(_: &str) -> Vec<UserId> {
+        Vec::new()
+    }
+
+    #[test]
+    fn an_edit_carries_and_writes_the_mentions_of_its_new_body() {
+        let mut t = Targets::default();
+        let bob = UserId(Uuid::from_u128(7));
+        let edit = t.apply(
+            &rec(
+                1,
+                Action::Edit {
+                    body: "hi @bob".into(),
+                },
+            ),
+            |b| {
+                assert_eq!(b, "hi @bob");
+                vec![bob]
+            },
+        );
+        assert_eq!(
+            edit,
+            Some(Change::Edited {
+                body: "hi @bob".into(),
+                mentions: vec![bob]
+            })
+        );
+        assert!(
+            matches!(&t.into_writes()[..], [StateWrite::Edit { mentions, .. }] if mentions == &[bob])
+        );
+    }
+
     #[test]
     fn reactions_count_each_user_once_and_repeats_are_moot() {
         let mut t = Targets::default();
         assert_eq!(
-            t.apply(&react(1)),
+            t.apply(&react(1), no_mentions),
             Some(Change::ReactionAdded {
                 emoji: "👍".into(),
                 count: 1
             })
         );
-        assert_eq!(t.apply(&react(1)), None);
+        assert_eq!(t.apply(&react(1), no_mentions), None);
         assert!(matches!(
-            t.apply(&react(2)),
+            t.apply(&react(2), no_mentions),
             Some(Change::ReactionAdded { count: 2, .. })
         ));
         let unreact = rec(
@@ -238,10 +279,10 @@ mod tests {
             },
         );
         assert!(matches!(
-            t.apply(&unreact),
+            t.apply(&unreact, no_mentions),
             Some(Change::ReactionRemoved { count: 1, .. })
         ));
-        assert_eq!(t.apply(&unreact), None);
+        assert_eq!(t.apply(&unreact, no_mentions), None);
         // One write per (message, emoji, user): user 1's final state is "off".
         let writes = t.into_writes();
         assert_eq!(writes.len(), 2);
@@ -254,13 +295,19 @@ mod tests {
     fn after_a_delete_edits_and_reactions_are_moot_and_the_tombstone_is_the_final_write() {
         let mut t = Targets::default();
         assert!(
-            t.apply(&rec(1, Action::Edit { body: "b".into() }))
+            t.apply(&rec(1, Action::Edit { body: "b".into() }), no_mentions)
                 .is_some()
         );
-        assert_eq!(t.apply(&rec(1, Action::Delete)), Some(Change::Deleted));
-        assert_eq!(t.apply(&rec(1, Action::Edit { body: "c".into() })), None);
-        assert_eq!(t.apply(&react(2)), None);
-        assert_eq!(t.apply(&rec(1, Action::Delete)), None);
+        assert_eq!(
+            t.apply(&rec(1, Action::Delete), no_mentions),
+            Some(Change::Deleted)
+        );
+        assert_eq!(
+            t.apply(&rec(1, Action::Edit { body: "c".into() }), no_mentions),
+            None
+        );
+        assert_eq!(t.apply(&react(2), no_mentions), None);
+        assert_eq!(t.apply(&rec(1, Action::Delete), no_mentions), None);
         let writes = t.into_writes();
         assert_eq!(writes.len(), 1);
         assert!(matches!(writes[0], StateWrite::Delete { seq: 5, .. }));
@@ -283,7 +330,10 @@ mod tests {
         let edit = event_at(
             &rec(1, Action::Edit { body: "x".into() }),
             9,
-            Change::Edited { body: "x".into() },
+            Change::Edited {
+                body: "x".into(),
+                mentions: Vec::new(),
+            },
         );
         t.reapply(&edit);
         assert!(t.into_writes().is_empty());

@@ -45,6 +45,9 @@ struct BatchState {
     stored_events: HashMap<EventId, ChannelEvent>,
     /// What the batch's events act on, and what they change.
     applied: Targets,
+    /// The accounts the batch's bodies mention by username (lowercase), whether members or not:
+    /// membership is decided at each message's place in the partition.
+    usernames: HashMap<String, UserId>,
 }
 
 /// What a batch produces: new messages and events (each with its record's offset) to store, the
@@ -145,8 +148,9 @@ impl Processor {
                 None => need_members.push(c),
             }
         }
+        let names = mentioned_in(batch);
         let (store, db) = (&self.store, &self.db);
-        let (stored, heads, pairs, targets) = tokio::join!(
+        let (stored, heads, pairs, targets, usernames) = tokio::join!(
             persist(shutdown, "look up message ids", || store.placements(&ids)),
             async {
                 if need_head.is_empty() {
@@ -170,8 +174,18 @@ impl Processor {
                 .await
             },
             self.load_targets(batch, &mut state.applied, shutdown),
+            async {
+                if names.is_empty() {
+                    return Some(Vec::new());
+                }
+                persist(shutdown, "look up mentioned usernames", || {
+                    chat_store::pg::user_ids_by_username(db, &names)
+                })
+                .await
+            },
         );
         let (stored, heads, pairs, targets) = (stored?, heads?, pairs?, targets?);
+        state.usernames = usernames?.into_iter().collect();
         state.heads.extend(heads);
         for c in need_members {
             state.members.insert(c, Arc::default());
@@ -338,11 +352,16 @@ impl Processor {
             .iter()
             .filter_map(|w| match w {
                 StateWrite::Edit {
-                    channel, seq, body, ..
+                    channel,
+                    seq,
+                    body,
+                    mentions,
+                    ..
                 } => Some(chat_store::read_state::LoggedChange::Edited {
                     channel: *channel,
                     seq: *seq,
                     body: body.as_str(),
+                    mentions,
                 }),
                 StateWrite::Delete { channel, seq } => {
                     Some(chat_store::read_state::LoggedChange::Deleted {
@@ -391,6 +410,51 @@ impl Processor {
     }
 }
 
+impl BatchState {
+    /// The members of `channel` (as the batch has reached it) that `body` mentions.
+    fn mentions(&self, channel: ChannelId, body: &str) -> Vec<UserId> {
+        mentions_in(&self.members, &self.usernames, channel, body)
+    }
+}
+
+fn mentions_in(
+    members: &HashMap<ChannelId, Arc<Vec<UserId>>>,
+    usernames: &HashMap<String, UserId>,
+    channel: ChannelId,
+    body: &str,
+) -> Vec<UserId> {
+    if usernames.is_empty() || !body.contains('@') {
+        return Vec::new();
+    }
+    let Some(members) = members.get(&channel) else {
+        return Vec::new();
+    };
+    limits::mentioned_usernames(body)
+        .iter()
+        .filter_map(|name| usernames.get(name).copied())
+        .filter(|u| members.contains(u))
+        .collect()
+}
+
+/// Every username the batch's new bodies (messages and edits) mention, each once.
+fn mentioned_in(batch: &[Consumed]) -> Vec<String> {
+    let mut names: HashSet<String> = HashSet::new();
+    for r in batch {
+        let body = match &r.record {
+            BusRecord::Message(m) => m.body.as_str(),
+            BusRecord::Event(e) => match &e.action {
+                Action::Edit { body } => body.as_str(),
+                _ => continue,
+            },
+            BusRecord::Membership(_) => continue,
+        };
+        if body.contains('@') {
+            names.extend(limits::mentioned_usernames(body));
+        }
+    }
+    names.into_iter().collect()
+}
+
 /// Step 4: positions, in partition order; membership changes applied where they happened;
 /// events applied (or found moot) against the state the batch has reached.
 fn assign(batch: &[Consumed], state: &mut BatchState) -> Assigned {
@@ -420,6 +484,7 @@ fn assign(batch: &[Consumed], state: &mut BatchState) -> Assigned {
                     let mut message = m.to_message(Some(p.seq));
                     message.channel_id = p.channel_id;
                     message.reply_to = m.reply_to.map(|t| reply_preview(t, p.channel_id, state));
+                    message.mentions = state.mentions(p.channel_id, &message.body);
                     out.outgoing.push(Outgoing {
                         event: Event::Message { message },
                         recipients: members_of(state, p.channel_id),
@@ -434,6 +499,7 @@ fn assign(batch: &[Consumed], state: &mut BatchState) -> Assigned {
                 *head += 1;
                 let mut message = m.to_message(Some(*head));
                 message.reply_to = m.reply_to.map(|t| reply_preview(t, m.channel_id, state));
+                message.mentions = state.mentions(m.channel_id, &message.body);
                 out.messages.push((message.clone(), r.offset));
                 out.outgoing.push(Outgoing {
                     event: Event::Message { message },
@@ -461,7 +527,9 @@ fn assign(batch: &[Consumed], state: &mut BatchState) -> Assigned {
                 if !seen_in_batch.insert(key) {
                     continue;
                 }
-                let Some(change) = state.applied.apply(e) else {
+                let (members, usernames) = (&state.members, &state.usernames);
+                let mentions_of = |body: &str| mentions_in(members, usernames, e.channel_id, body);
+                let Some(change) = state.applied.apply(e, mentions_of) else {
                     metrics::counter!("chat_events_moot_total").increment(1);
                     continue;
                 };

@@ -1,7 +1,7 @@
 //! Channel events in Cassandra: the `channel_events` rows (what resume and gap filling send
 //! again), the state they leave on messages (edited body, tombstone) and the `reactions` sets.
 
-use super::{CqlError, MessageStore, bucket_of, prep_owned, resp};
+use super::{CqlError, MessageStore, bucket_of, mentions_read, mentions_value, prep_owned, resp};
 use chat_types::events::{Change, ChannelEvent, ChannelItem};
 use chat_types::{ChannelId, EventId, MessageId, UserId};
 use chrono::{DateTime, Utc};
@@ -11,10 +11,11 @@ use scylla::response::query_result::QueryResult;
 use scylla::statement::Consistency;
 use scylla::statement::batch::{Batch, BatchType};
 use scylla::statement::prepared::PreparedStatement;
+use scylla::value::MaybeUnset;
 use std::sync::Arc;
 use uuid::Uuid;
 
-const EVENT_COLUMNS: &str = "channel_id, seq, id, actor_id, message_id, message_seq, client_event_id, created_at, kind, body, emoji, reaction_count";
+const EVENT_COLUMNS: &str = "channel_id, seq, id, actor_id, message_id, message_seq, client_event_id, created_at, kind, body, emoji, reaction_count, mentions";
 
 type EventRow = (
     Uuid,
@@ -29,6 +30,7 @@ type EventRow = (
     Option<String>,
     Option<String>,
     Option<i32>,
+    Option<Vec<Uuid>>,
 );
 
 /// What an applied event changes on a message, written beside the event (the message server
@@ -39,6 +41,8 @@ pub enum StateWrite {
         channel: ChannelId,
         seq: i64,
         body: String,
+        /// The new body's mentions (the old ones go).
+        mentions: Vec<UserId>,
         edited_at: DateTime<Utc>,
     },
     Delete {
@@ -78,7 +82,7 @@ impl Statements {
         let p = |q: String| prep_owned(session, q);
         Ok(Statements {
             insert_event: p(format!(
-                "INSERT INTO channel_events (bucket, {EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                "INSERT INTO channel_events (bucket, {EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             ))
             .await?,
             select_bucket_max: p(
@@ -90,7 +94,7 @@ impl Statements {
                  WHERE channel_id = ? AND bucket = ? AND seq >= ? AND seq <= ?"
             ))
             .await?,
-            update_edit: p("UPDATE messages SET body = ?, edited_at = ?
+            update_edit: p("UPDATE messages SET body = ?, mentions = ?, edited_at = ?
                  WHERE channel_id = ? AND bucket = ? AND seq = ?"
                 .into())
             .await?,
@@ -138,6 +142,10 @@ impl MessageStore {
     ) -> Result<(), CqlError> {
         let rows = events.iter().map(|(e, offset)| async move {
             let (kind, body, emoji, count) = columns_of(&e.change);
+            let mentions = match &e.change {
+                Change::Edited { mentions, .. } => mentions_value(mentions),
+                _ => MaybeUnset::Unset,
+            };
             let mut batch = Batch::new(BatchType::Unlogged);
             batch.set_consistency(Consistency::LocalQuorum);
             batch.set_is_idempotent(true);
@@ -158,6 +166,7 @@ impl MessageStore {
                     body,
                     emoji,
                     count,
+                    mentions,
                 ),
                 (e.id.0, e.channel_id.0, e.seq, *offset),
             );
@@ -170,9 +179,19 @@ impl MessageStore {
                     channel,
                     seq,
                     body,
+                    mentions,
                     edited_at,
                 } => {
-                    let v = (body.as_str(), *edited_at, channel.0, bucket_of(*seq), *seq);
+                    // Written whole (an edit that drops every mention clears the list).
+                    let mentions: Vec<Uuid> = mentions.iter().map(|u| u.0).collect();
+                    let v = (
+                        body.as_str(),
+                        mentions,
+                        *edited_at,
+                        channel.0,
+                        bucket_of(*seq),
+                        *seq,
+                    );
                     self.session.execute_unpaged(&s.update_edit, v).await
                 }
                 StateWrite::Delete { channel, seq } => {
@@ -314,7 +333,7 @@ fn reaction_rows(r: QueryResult) -> Result<Vec<ReactionRow>, CqlError> {
 fn columns_of(c: &Change) -> (&'static str, Option<&str>, Option<&str>, Option<i32>) {
     let count = |n: u32| Some(i32::try_from(n).unwrap_or(i32::MAX));
     match c {
-        Change::Edited { body } => ("edited", Some(body.as_str()), None, None),
+        Change::Edited { body, .. } => ("edited", Some(body.as_str()), None, None),
         Change::Deleted => ("deleted", None, None, None),
         Change::ReactionAdded { emoji, count: n } => {
             ("reaction_added", None, Some(emoji.as_str()), count(*n))
@@ -339,10 +358,14 @@ fn into_event(r: EventRow) -> Result<ChannelEvent, CqlError> {
         body,
         emoji,
         count,
+        mentions,
     ) = r;
     let count = count.unwrap_or(0).max(0) as u32;
     let change = match (kind.as_str(), body, emoji) {
-        ("edited", Some(body), _) => Change::Edited { body },
+        ("edited", Some(body), _) => Change::Edited {
+            body,
+            mentions: mentions_read(mentions),
+        },
         ("deleted", _, _) => Change::Deleted,
         ("reaction_added", _, Some(emoji)) => Change::ReactionAdded { emoji, count },
         ("reaction_removed", _, Some(emoji)) => Change::ReactionRemoved { emoji, count },

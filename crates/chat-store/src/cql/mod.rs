@@ -24,6 +24,7 @@ use scylla::serialize::writers::RowWriter;
 use scylla::statement::Consistency;
 use scylla::statement::batch::{Batch, BatchType};
 use scylla::statement::prepared::PreparedStatement;
+use scylla::value::MaybeUnset;
 use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
@@ -52,6 +53,10 @@ pub const SCHEMA: &[(&str, &str)] = &[
     (
         "0003_channel_events.cql",
         include_str!("../../../../migrations/cql/0003_channel_events.cql"),
+    ),
+    (
+        "0004_mentions.cql",
+        include_str!("../../../../migrations/cql/0004_mentions.cql"),
     ),
 ];
 
@@ -178,10 +183,11 @@ type MessageRow = (
     Option<bool>,
     Option<Uuid>,
     Option<i64>,
+    Option<Vec<Uuid>>,
 );
 
 /// The columns of [`MessageRow`], in order.
-const MESSAGE_COLUMNS: &str = "channel_id, seq, id, sender_id, body, client_msg_id, created_at, edited_at, deleted, reply_to, reply_to_seq";
+const MESSAGE_COLUMNS: &str = "channel_id, seq, id, sender_id, body, client_msg_id, created_at, edited_at, deleted, reply_to, reply_to_seq, mentions";
 
 /// Statements per write batch, and body bytes per batch (Cassandra refuses batches over
 /// `batch_size_fail_threshold`, 50 KiB by default; a message body is at most ~16 KB).
@@ -205,6 +211,7 @@ enum InsertRow<'a> {
             DateTime<Utc>,
             Option<Uuid>,
             Option<i64>,
+            MaybeUnset<Vec<Uuid>>,
         ),
     ),
     Id((Uuid, Uuid, i64, i64)),
@@ -271,8 +278,8 @@ impl MessageStore {
         };
         Ok(MessageStore {
             insert_message: prep(
-                "INSERT INTO messages (channel_id, bucket, seq, id, sender_id, body, client_msg_id, created_at, reply_to, reply_to_seq)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO messages (channel_id, bucket, seq, id, sender_id, body, client_msg_id, created_at, reply_to, reply_to_seq, mentions)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             )
             .await?,
             insert_id: prep(
@@ -379,6 +386,7 @@ impl MessageStore {
                 m.created_at,
                 m.reply_to.as_ref().map(|r| r.id.0),
                 m.reply_to.as_ref().map(|r| r.seq),
+                mentions_value(&m.mentions),
             )));
             batch.append_statement(self.insert_id.clone());
             rows.push(InsertRow::Id((m.id.0, m.channel_id.0, seq, *offset)));
@@ -568,6 +576,19 @@ impl MessageStore {
     }
 }
 
+/// Mentions as written: left unset when there are none (no cell, no tombstone).
+pub(super) fn mentions_value(mentions: &[UserId]) -> MaybeUnset<Vec<Uuid>> {
+    if mentions.is_empty() {
+        MaybeUnset::Unset
+    } else {
+        MaybeUnset::Set(mentions.iter().map(|u| u.0).collect())
+    }
+}
+
+pub(super) fn mentions_read(column: Option<Vec<Uuid>>) -> Vec<UserId> {
+    column.unwrap_or_default().into_iter().map(UserId).collect()
+}
+
 fn message_rows(r: QueryResult) -> Result<Vec<Message>, CqlError> {
     let rows = r.into_rows_result().map_err(resp)?;
     rows.rows::<MessageRow>()
@@ -589,6 +610,7 @@ fn into_message(r: MessageRow) -> Message {
         deleted,
         reply_to,
         reply_to_seq,
+        mentions,
     ) = r;
     let mut m = Message::new(
         MessageId(id),
@@ -603,6 +625,8 @@ fn into_message(r: MessageRow) -> Message {
     m.deleted = deleted.unwrap_or(false);
     if m.deleted {
         m.body.clear();
+    } else {
+        m.mentions = mentions_read(mentions);
     }
     // The target alone; its sender and preview are filled in by `with_reply_previews`.
     if let (Some(id), Some(seq)) = (reply_to, reply_to_seq) {

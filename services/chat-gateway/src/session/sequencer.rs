@@ -434,7 +434,10 @@ mod tests {
             message_seq: seq - 1,
             client_event_id: format!("e{seq}"),
             created_at: chrono::DateTime::from_timestamp_millis(0).unwrap(),
-            change: chat_types::events::Change::Edited { body: "e".into() },
+            change: chat_types::events::Change::Edited {
+                body: "e".into(),
+                mentions: Vec::new(),
+            },
         })
     }
 
