@@ -43,6 +43,7 @@ pub async fn fanout(a: FanoutArgs) -> anyhow::Result<bool> {
         channels: vec![layout.channels[0].id],
         conns,
         steps,
+        typing_probe: None,
     };
     run_steady(&s, c, &a.traffic, run, |r| {
         serde_json::json!({

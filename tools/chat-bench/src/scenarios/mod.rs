@@ -13,6 +13,7 @@ mod history;
 mod idle;
 mod shared;
 mod smoke;
+mod typing_probe;
 
 pub use abuse::{AbuseArgs, abuse};
 pub use baseline::{BaselineArgs, baseline};

@@ -190,6 +190,8 @@ pub struct Steady {
     pub channels: Vec<ChannelId>,
     pub conns: Vec<ConnPlan>,
     pub steps: Vec<Step>,
+    /// Typing latency measured beside the traffic (`groups --typing-probe`).
+    pub typing_probe: Option<super::typing_probe::ProbePlan>,
 }
 
 /// Run a steady-traffic scenario through nginx with the user's traffic options, print the
@@ -204,6 +206,15 @@ pub async fn run_steady(
 ) -> anyhow::Result<bool> {
     let pids = procs::stack_pids(&c.stack_dir);
     let (ws_url, connect_addr) = ws_url(&c.base_url);
+    let (on_go, probe) = match run.typing_probe {
+        Some(plan) => {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let steps = run.steps.clone();
+            let probe = tokio::spawn(super::typing_probe::run(plan, steps, rx));
+            (Some(tx), Some(probe))
+        }
+        None => (None, None),
+    };
     let spec = TrafficSpec {
         http: s.api.http().clone(),
         name: run.name.into(),
@@ -227,13 +238,18 @@ pub async fn run_steady(
         spread: spread(c),
         measure: true,
         stack_pids: pids.clone(),
-        on_go: None,
+        on_go,
     };
     let r = crate::traffic::run(spec, &s.bar).await?;
     s.bar.finish_and_clear();
     println!("{}", run.header);
     crate::traffic::print(&r);
     let mut settings = settings(&r);
+    if let Some(probe) = probe {
+        let typing = probe.await??;
+        super::typing_probe::print(&typing);
+        settings["typing_probe"] = serde_json::to_value(&typing)?;
+    }
     extend_settings(&mut settings, c, t, &r);
     write_traffic(c, run.name, settings, &pids, &r)?;
     Ok(verdict_ok(&r))
