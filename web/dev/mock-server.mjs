@@ -21,7 +21,8 @@ const DIST = fileURLToPath(new URL("../dist/", import.meta.url));
 const users = new Map(); // id -> {id, username, display_name, password}
 const access = new Map(); // token -> {userId, exp}
 const refresh = new Map(); // token -> {userId, used}
-// id -> {id, kind, name, description, created_at, created_by, members:Set, messages:[], events:[], seq, dmKey?}
+// id -> {id, kind, name, description, created_at, created_by, members:Set, messages:[], events:[], seq,
+//        reads: Map<userId, seq> (read marks), dmKey?}
 // Messages and events share the channel's `seq` (docs/protocol.md, "Edits, deletes, reactions,
 // replies"); a stored message keeps its state: body, edited_at, deleted, reply_to (an id) and
 // reactions (emoji -> Set of user ids, in the order first used).
@@ -55,7 +56,38 @@ function channelFor(c, viewer) {
     const other = [...c.members].find((m) => m !== viewer) ?? viewer;
     name = users.get(other)?.display_name ?? "direct";
   }
-  return { id: c.id, kind: c.kind, name, description: c.description, created_at: c.created_at };
+  const out = { id: c.id, kind: c.kind, name, description: c.description, created_at: c.created_at };
+  if (c.kind === "group" && c.created_by) out.created_by = c.created_by;
+  return out;
+}
+
+/** A channel as the conversation list shows it: with the viewer's read mark and what is after it. */
+function conversationFor(c, viewer) {
+  const alive = c.messages.filter((m) => !m.deleted);
+  const newest = alive[alive.length - 1];
+  const read = c.reads.get(viewer) ?? 0;
+  const unread = alive.filter((m) => m.seq > read && m.sender_id !== viewer);
+  return {
+    ...channelFor(c, viewer),
+    last_message: newest
+      ? { id: newest.id, seq: newest.seq, sender_id: newest.sender_id, preview: [...newest.body].slice(0, 140).join(""), created_at: newest.created_at }
+      : null,
+    head_seq: newest?.seq ?? 0,
+    read_seq: read,
+    unread_count: unread.length,
+    mention_count: unread.filter((m) => mentionsOf(c, m.body).includes(viewer)).length,
+  };
+}
+
+/** The members a body mentions (`@username`, roughly as chat_types::limits::mentioned_usernames). */
+function mentionsOf(c, body) {
+  const out = [];
+  for (const [, name] of String(body).matchAll(/(?:^|[^A-Za-z0-9._@-])@([A-Za-z0-9._-]+)/g)) {
+    const n = name.replace(/\.+$/, "").toLowerCase();
+    const u = [...c.members].map((id) => users.get(id)).find((x) => x && x.username.toLowerCase() === n);
+    if (u && !out.includes(u.id)) out.push(u.id);
+  }
+  return out;
 }
 
 async function body(req) {
@@ -88,6 +120,8 @@ function wireMessage(c, m, viewer) {
   };
   if (m.edited_at && !m.deleted) out.edited_at = m.edited_at;
   if (m.deleted) out.deleted = true;
+  const mentions = m.deleted ? [] : mentionsOf(c, m.body);
+  if (mentions.length) out.mentions = mentions;
   if (m.reply_to) {
     const o = c.messages.find((x) => x.id === m.reply_to);
     if (o) {
@@ -141,6 +175,8 @@ function change(ws, me, f) {
     if (n < 1 || n > 4000 || !String(f.body).trim()) return fail("invalid_body", "body must be 1 to 4000 characters");
     kind = "edited";
     extra.body = f.body;
+    const mentions = mentionsOf(c, f.body);
+    if (mentions.length) extra.mentions = mentions;
   } else if (f.type === "delete") {
     if (m.sender_id !== me.id && !(c.kind === "group" && c.created_by === me.id)) {
       return fail("not_author", "only the author or the channel's owner may delete a message");
@@ -249,8 +285,10 @@ async function api(req, res, url) {
     return json(res, 200, { users: found.map(pub) });
   }
   if (m === "GET" && path === "/channels") {
-    const mine = [...channels.values()].filter((c) => c.members.has(me.id));
-    return json(res, 200, { channels: mine.map((c) => channelFor(c, me.id)) });
+    const mine = [...channels.values()].filter((c) => c.members.has(me.id)).map((c) => conversationFor(c, me.id));
+    const at = (x) => Date.parse(x.last_message?.created_at ?? x.created_at);
+    mine.sort((a, b) => at(b) - at(a));
+    return json(res, 200, { channels: mine });
   }
   if (m === "POST" && path === "/channels") {
     const b = (await body(req)) ?? {};
@@ -269,6 +307,7 @@ async function api(req, res, url) {
       events: [],
       acked: new Set(),
       seq: 0,
+      reads: new Map(),
     };
     channels.set(c.id, c);
     return json(res, 201, channelFor(c, me.id));
@@ -297,6 +336,7 @@ async function api(req, res, url) {
         events: [],
         acked: new Set(),
         seq: 0,
+        reads: new Map(),
         dmKey: key,
       };
       channels.set(c.id, c);
@@ -311,6 +351,8 @@ async function api(req, res, url) {
     const what = cm[2];
     if (m === "POST" && what === "join") {
       if (c.kind !== "group") return err(res, 403, "forbidden", "cannot join a direct conversation");
+      // History is not unread news: the mark starts at the newest message.
+      if (!c.members.has(me.id)) c.reads.set(me.id, c.seq);
       c.members.add(me.id);
       return json(res, 200, channelFor(c, me.id));
     }
@@ -419,7 +461,8 @@ server.on("upgrade", (req, socket, head) => {
           reply_to: typeof f.reply_to === "string" ? f.reply_to : undefined,
           reactions: new Map(),
         };
-        const { seq: _seq, ...ackMsg } = wireMessage(c, msg, me.id);
+        // An ack has neither the position nor the mentions (both come when the message is placed).
+        const { seq: _seq, mentions: _mentions, ...ackMsg } = wireMessage(c, msg, me.id);
         ws.send(JSON.stringify({ type: "ack", client_msg_id: cmid, message: ackMsg }));
         if (!existing) {
           c.seq = msg.seq;
@@ -450,6 +493,16 @@ server.on("upgrade", (req, socket, head) => {
         return;
       }
       if (f.type === "edit" || f.type === "delete" || f.type === "react" || f.type === "unreact") return change(ws, me, f);
+      if (f.type === "mark_read") {
+        const c = channels.get(f.channel_id);
+        if (!c || !c.members.has(me.id) || typeof f.seq !== "number" || f.seq < 1) return;
+        if (f.seq <= (c.reads.get(me.id) ?? 0)) return;
+        c.reads.set(me.id, f.seq);
+        for (const other of sockets.get(me.id) ?? []) {
+          if (other !== ws && other.readyState === 1) other.send(JSON.stringify({ type: "read", channel_id: c.id, seq: f.seq }));
+        }
+        return;
+      }
       // unknown frame types: ignored
     });
   });

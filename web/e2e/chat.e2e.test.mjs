@@ -3,9 +3,11 @@
 //
 // Two people, each in their own browser context (one desktop-sized, one phone-sized), register,
 // create / find / join a channel, talk both ways, reload, lose the network while the other keeps
-// writing, come back, and must then see every message exactly once and in the same order. Then
-// one edits, reacts, replies and deletes, and the other sees each change live and after a reload.
-// Screenshots go to e2e/artifacts/.
+// writing, come back, and must then see every message exactly once and in the same order. One
+// mentions the other, who sees the unread count in the tab's title and the list, then the message
+// marked as mentioning them under a "new since you last read" line. Then one edits, reacts,
+// replies and deletes, and the other sees each change live and after a reload; the channel's owner
+// deletes the other's message. Screenshots go to e2e/artifacts/.
 
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
@@ -91,9 +93,9 @@ async function register(page, who) {
   await waitConnected(page);
 }
 
-/** The messages shown in the open conversation, top to bottom. */
+/** The messages shown in the open conversation, top to bottom (not the day separators or the unread line). */
 function shown(page) {
-  return page.$$eval("ol.messages > li", (els) =>
+  return page.$$eval("ol.messages > li.msg", (els) =>
     els.map((e) => ({
       body: e.querySelector(".msg-body")?.textContent ?? "",
       seq: e.dataset.seq ? Number(e.dataset.seq) : null,
@@ -120,7 +122,7 @@ async function waitForBodies(page, bodies, timeout = WAIT) {
 /** Waits until every shown message has its place (seq), i.e. nothing pending or unplaced. */
 async function waitAllPlaced(page, timeout = WAIT) {
   await page.waitForFunction(
-    () => [...document.querySelectorAll("ol.messages > li")].every((e) => e.dataset.seq),
+    () => [...document.querySelectorAll("ol.messages > li.msg")].every((e) => e.dataset.seq),
     undefined,
     { timeout, polling: 100 },
   );
@@ -300,6 +302,15 @@ describe(`web client end to end against ${BASE_URL}`, () => {
     await waitAllPlaced(pageB);
     assertExactlyOnceInOrder(await shown(pageA), [hello, reply], "A");
     assertExactlyOnceInOrder(await shown(pageB), [hello, reply], "B");
+    // The day's separator heads the messages.
+    for (const page of [pageA, pageB]) {
+      const first = page.locator("ol.messages > li").first();
+      assert.match((await first.getAttribute("class")) ?? "", /\bday-sep\b/, "the first row is a day separator");
+      assert.equal(await first.innerText(), "Today");
+      assert.equal(await page.locator("ol.messages > li.day-sep").count(), 1, "one day, one separator");
+      // Both had the conversation on screen as the messages came: nothing was unread.
+      assert.equal(await page.locator(".unread-line").count(), 0, "no unread line for messages read as they came");
+    }
     await shot(pageA, "05-conversation-a-desktop");
     await shot(pageB, "05-conversation-b-phone");
   });
@@ -395,6 +406,52 @@ describe(`web client end to end against ${BASE_URL}`, () => {
     await waitForBodies(pageA, [typed]);
     // The message ends the indicator at once (not only when it expires).
     await pageA.locator('.typing-line[data-typing="0"]').waitFor({ timeout: 2000 });
+  });
+
+  step("A mentions B in the channel while B reads the direct conversation: B's title and list count it, the channel shows it new and mentioning B", async () => {
+    const mention = `@${bob.username} have a look (${run})`;
+    const title = (page, want) =>
+      page.waitForFunction((want) => document.title === want, want, { timeout: WAIT, polling: 100 });
+    // B (a phone) has the direct conversation open and has read everything.
+    await pageB.locator("#conv-title", { hasText: alice.display }).waitFor({ timeout: WAIT });
+    await title(pageB, "Chat");
+
+    await ensureConversation(pageA, `#${channelName}`);
+    await send(pageA, mention);
+    await waitForBodies(pageA, [mention]);
+    await title(pageB, "(1) Chat");
+
+    // In the list: the channel in bold, its badge counting one message that mentions B.
+    await pageB.getByRole("link", { name: "Back to conversations" }).click();
+    const link = pageB.locator(".conv-link", { hasText: channelName });
+    const badge = link.locator(".badge");
+    await badge.waitFor({ timeout: WAIT });
+    assert.match((await link.getAttribute("class")) ?? "", /\bhas-unread\b/);
+    assert.equal(await badge.getAttribute("data-unread"), "1");
+    assert.match((await badge.textContent()) ?? "", /1 unread, 1 mentioning you/);
+    await shot(pageB, "09-unread-mention-b-phone");
+
+    // Opened: the message is marked as mentioning B, under the "new since you last read" line.
+    await openConversation(pageB, channelName);
+    const mine = pageB.locator("ol.messages > li.msg", { has: pageB.locator(".msg-body", { hasText: mention }) });
+    await mine.waitFor({ timeout: WAIT });
+    assert.match((await mine.getAttribute("class")) ?? "", /\bmsg--mentions-me\b/);
+    assert.match((await mine.textContent()) ?? "", /mentions you/);
+    assert.equal(await mine.locator("mark.mention--me").innerText(), `@${bob.username}`);
+    assert.equal(
+      await mine.evaluate((el) => el.previousElementSibling?.className ?? ""),
+      "unread-line",
+      "the unread line is right above the mention",
+    );
+    assert.equal(await pageB.locator(".unread-line").innerText(), "New since you last read");
+    await title(pageB, "Chat");
+    await shot(pageB, "09-mentioned-b-phone");
+
+    // A sees the name highlighted as anyone's, not as mentioning A.
+    const onA = pageA.locator("ol.messages > li.msg", { has: pageA.locator(".msg-body", { hasText: mention }) });
+    assert.doesNotMatch((await onA.getAttribute("class")) ?? "", /msg--mentions-me/);
+    assert.equal(await onA.locator(".mention").innerText(), `@${bob.username}`);
+    assert.equal(await onA.locator("mark.mention--me").count(), 0);
   });
 
   const lively = `e2e-dir-${run}`;
@@ -615,6 +672,20 @@ describe(`web client end to end against ${BASE_URL}`, () => {
     assert.equal(await aliceMsg.getByRole("button", { name: "React to this message" }).count(), 1);
     assert.equal(await aliceMsg.getByRole("button", { name: /^Edit/ }).count(), 0);
     assert.equal(await aliceMsg.getByRole("button", { name: /^Delete/ }).count(), 0);
+
+    // A created the channel: A may delete B's message (not edit it), and does.
+    const bobsOnA = pageA.locator("ol.messages > li.msg", { has: pageA.locator(".msg-body", { hasText: answer }) });
+    await bobsOnA.hover();
+    const ownerDelete = bobsOnA.getByRole("button", { name: `Delete the message from ${bob.display}` });
+    assert.equal(await ownerDelete.count(), 1, "the owner is offered Delete on the other's message");
+    assert.equal(await bobsOnA.getByRole("button", { name: /^Edit/ }).count(), 0);
+    const answerId = await bobsOnA.getAttribute("data-id");
+    pageA.once("dialog", (d) => d.accept());
+    await ownerDelete.click();
+    for (const page of [pageA, pageB]) {
+      await messageById(page, answerId).locator(".msg-tombstone", { hasText: "Message deleted" }).waitFor({ timeout: WAIT });
+    }
+    await shot(pageA, "09-owner-deleted-a-desktop");
   });
 
   step("screenshots at the other widths", async () => {

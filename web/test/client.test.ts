@@ -61,6 +61,11 @@ function message(seq: number, over: Partial<Message> = {}): Message {
 }
 
 let history: Message[] = [];
+/** Other conversations' history, by channel id. */
+let histories: Record<string, Message[]> = {};
+const GENERAL = { id: CH, kind: "group", name: "general", description: "", created_at: "2025-01-15T09:00:00Z" };
+/** What GET /channels answers. */
+let channelList: Array<Record<string, unknown>> = [GENERAL];
 
 function json(status: number, body: unknown): Response {
   return new Response(JSON.stringify(body), { status, headers: { "content-type": "application/json" } });
@@ -71,10 +76,10 @@ async function fakeFetch(input: string | URL | Request): Promise<Response> {
   const p = url.pathname;
   if (p === "/api/v1/ws-tickets") return json(201, { ticket: `t${Math.random()}`, expires_in: 30 });
   if (p === "/api/v1/users/me") return json(200, ME);
-  if (p === "/api/v1/channels") {
-    return json(200, { channels: [{ id: CH, kind: "group", name: "general", description: "", created_at: "2025-01-15T09:00:00Z" }] });
-  }
+  if (p === "/api/v1/channels") return json(200, { channels: channelList });
   if (p === `/api/v1/channels/${CH}/messages`) return json(200, { messages: url.searchParams.get("after") ? [] : history });
+  const other = /^\/api\/v1\/channels\/([^/]+)\/messages$/.exec(p);
+  if (other && histories[other[1]]) return json(200, { messages: url.searchParams.get("after") ? [] : histories[other[1]] });
   if (p.endsWith("/members") || p.endsWith("/presence")) return json(200, { members: [] });
   return json(404, { error: { code: "not_found", message: p } });
 }
@@ -88,8 +93,24 @@ function memoryStorage() {
   };
 }
 
-async function startApp(): Promise<ChatApp> {
+/** The page's document: its visibility can change, and its listeners hear it. */
+const page = {
+  visibilityState: "visible" as "visible" | "hidden",
+  hidden: false,
+  listeners: [] as Array<() => void>,
+  addEventListener(type: string, fn: () => void) {
+    if (type === "visibilitychange") this.listeners.push(fn);
+  },
+  show(visible: boolean) {
+    this.visibilityState = visible ? "visible" : "hidden";
+    this.hidden = !visible;
+    for (const l of this.listeners) l();
+  },
+};
+
+async function startApp(prefs: Record<string, string> = {}): Promise<ChatApp> {
   const storage = memoryStorage();
+  for (const [k, v] of Object.entries(prefs)) storage.setItem(k, v);
   storage.setItem(
     "chat.session",
     JSON.stringify({
@@ -100,8 +121,11 @@ async function startApp(): Promise<ChatApp> {
       lifetime_ms: 900_000,
     }),
   );
-  vi.stubGlobal("window", { addEventListener: () => {}, localStorage: storage });
-  vi.stubGlobal("document", { addEventListener: () => {}, hidden: false });
+  vi.stubGlobal("window", { addEventListener: () => {}, localStorage: storage, focus: () => {} });
+  page.listeners = [];
+  page.visibilityState = "visible";
+  page.hidden = false;
+  vi.stubGlobal("document", page);
   vi.stubGlobal("navigator", { onLine: true });
   vi.stubGlobal("location", { protocol: "http:", host: "chat.test" });
   vi.stubGlobal("fetch", vi.fn(fakeFetch));
@@ -135,6 +159,8 @@ describe("ChatApp: changes of messages", () => {
     vi.useFakeTimers();
     FakeWs.all = [];
     history = [message(1), message(2, { sender_id: BOB })];
+    histories = {};
+    channelList = [GENERAL];
   });
   afterEach(() => {
     vi.useRealTimers();
@@ -240,5 +266,164 @@ describe("ChatApp: changes of messages", () => {
     last().ready();
     const [send] = last().of("send");
     expect(send).toMatchObject({ type: "send", channel_id: CH, body: "agreed", reply_to: "m2" });
+  });
+});
+
+const CH2 = "c2";
+const DM = "d1";
+
+/** A message of another conversation. */
+function elsewhere(channelId: string, seq: number, over: Partial<Message> = {}): Message {
+  return message(seq, { id: `${channelId}-m${seq}`, channel_id: channelId, client_msg_id: `${channelId}-cm${seq}`, sender_id: BOB, ...over });
+}
+
+describe("ChatApp: read state, unread counts, owner deletes, notifications", () => {
+  beforeEach(() => {
+    vi.useFakeTimers({ now: Date.parse("2025-01-15T09:00:30Z") });
+    FakeWs.all = [];
+    history = [message(1), message(2, { sender_id: BOB })];
+    histories = { [CH2]: [3, 4, 5].map((seq) => elsewhere(CH2, seq, { mentions: seq === 5 ? [ME.id] : undefined })) };
+    channelList = [
+      { ...GENERAL, created_by: ME.id, head_seq: 2, read_seq: 2, unread_count: 0, mention_count: 0 },
+      { id: CH2, kind: "group", name: "random", description: "", created_at: "2025-01-15T09:00:00Z", created_by: BOB, head_seq: 5, read_seq: 3, unread_count: 2, mention_count: 1 },
+      { id: DM, kind: "direct", name: "Bob", description: "", created_at: "2025-01-15T09:00:00Z", head_seq: 0, read_seq: 0, unread_count: 0, mention_count: 0 },
+    ];
+  });
+  afterEach(() => {
+    vi.useRealTimers();
+    vi.unstubAllGlobals();
+  });
+
+  it("counts from the list, adds live messages of others, and marks the open conversation as it is shown", async () => {
+    const app = await startApp();
+    const ws = last();
+    expect(app.unread(CH)).toEqual({ count: 0, mentions: 0 });
+    expect(app.unread(CH2)).toEqual({ count: 2, mentions: 1 });
+    expect(ws.of("mark_read")).toEqual([]); // read up to its newest already
+
+    // Elsewhere: counted, mentions too; ours are not.
+    ws.frame({ type: "message", message: elsewhere(CH2, 6, { mentions: [ME.id] }) });
+    ws.frame({ type: "message", message: elsewhere(CH2, 7, { sender_id: ME.id }) });
+    expect(app.unread(CH2)).toEqual({ count: 3, mentions: 2 });
+
+    // In the open conversation: marked read as it comes.
+    ws.frame({ type: "message", message: message(3, { sender_id: BOB }) });
+    await vi.advanceTimersByTimeAsync(0);
+    expect(ws.of("mark_read")).toEqual([{ type: "mark_read", channel_id: CH, seq: 3 }]);
+    expect(app.unread(CH)).toEqual({ count: 0, mentions: 0 });
+
+    // Opening the other: its history loads, it is marked read up to the newest, and the line
+    // "new since you last read" goes where the mark was.
+    app.setActive(CH2);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(ws.of("mark_read")).toContainEqual({ type: "mark_read", channel_id: CH2, seq: 7 });
+    expect(app.unread(CH2)).toEqual({ count: 0, mentions: 0 });
+    expect(app.state.readLine[CH2]).toBe(3);
+  });
+
+  it("draws no line for messages that come while the conversation is on screen", async () => {
+    const app = await startApp();
+    const ws = last();
+    expect(app.state.readLine[CH]).toBeUndefined(); // nothing was unread when it was opened
+    ws.frame({ type: "message", message: message(3, { sender_id: BOB }) });
+    await vi.advanceTimersByTimeAsync(0);
+    expect(app.state.readLine[CH]).toBeUndefined();
+    // Opened again later with nothing new: still none.
+    app.setActive(null);
+    app.setActive(CH);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(app.state.readLine[CH]).toBeUndefined();
+  });
+
+  it("follows the marks of our other devices", async () => {
+    const app = await startApp();
+    const ws = last();
+    ws.frame({ type: "read", channel_id: CH2, seq: 4 });
+    expect(app.unread(CH2)).toEqual({ count: 1, mentions: 1 });
+    ws.frame({ type: "read", channel_id: CH2, seq: 5 });
+    expect(app.unread(CH2)).toEqual({ count: 0, mentions: 0 });
+    ws.frame({ type: "read", channel_id: CH2, seq: 3 }); // an older one, late: changes nothing
+    expect(app.unread(CH2)).toEqual({ count: 0, mentions: 0 });
+  });
+
+  it("marks nothing read while the tab is hidden; on return, the line goes before what came meanwhile", async () => {
+    const app = await startApp();
+    const ws = last();
+    page.show(false);
+    ws.frame({ type: "message", message: message(3, { sender_id: BOB }) });
+    await vi.advanceTimersByTimeAsync(0);
+    expect(ws.of("mark_read")).toEqual([]);
+    expect(app.unread(CH)).toEqual({ count: 1, mentions: 0 });
+    page.show(true);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(ws.of("mark_read")).toEqual([{ type: "mark_read", channel_id: CH, seq: 3 }]);
+    expect(app.state.readLine[CH]).toBe(2);
+    expect(app.unread(CH)).toEqual({ count: 0, mentions: 0 });
+  });
+
+  it("sends a mark made while disconnected after the reconnect, after the resume", async () => {
+    const app = await startApp();
+    const first = last();
+    // A message comes while the tab is hidden; the connection drops; the person comes back.
+    page.show(false);
+    first.frame({ type: "message", message: message(3, { sender_id: BOB }) });
+    first.drop();
+    page.show(true);
+    await vi.advanceTimersByTimeAsync(1_000);
+    expect(app.unread(CH)).toEqual({ count: 0, mentions: 0 }); // shown, so read
+    expect(first.of("mark_read")).toEqual([]);
+    const second = last();
+    expect(second).not.toBe(first);
+    second.ready();
+    expect(second.sent[0]).toMatchObject({ type: "resume" });
+    expect(second.of("mark_read")).toEqual([{ type: "mark_read", channel_id: CH, seq: 3 }]);
+  });
+
+  it("offers the owner of a group channel to delete anyone's message, and nobody else", async () => {
+    const app = await startApp();
+    const bobs = message(9, { sender_id: BOB });
+    expect(app.canDelete(CH, bobs)).toBe(true); // created_by: me
+    expect(app.canDelete(CH2, { ...bobs, channel_id: CH2 })).toBe(false); // Bob's channel
+    expect(app.canDelete(CH2, { ...bobs, channel_id: CH2, sender_id: ME.id })).toBe(true); // my own
+    expect(app.canDelete(DM, { ...bobs, channel_id: DM })).toBe(false); // direct: no owner
+    expect(app.canDelete(CH, { ...bobs, deleted: true })).toBe(false);
+  });
+
+  it("notifies someone else's new message in another conversation once turned on, and opens it on a click", async () => {
+    const shown: Array<{ title: string; options: NotificationOptions; onclick: (() => void) | null; close: () => void }> = [];
+    class FakeNotification {
+      static permission = "granted";
+      static requestPermission = async () => "granted";
+      onclick: (() => void) | null = null;
+      constructor(
+        readonly title: string,
+        readonly options: NotificationOptions,
+      ) {
+        shown.push(this);
+      }
+      close() {}
+    }
+    vi.stubGlobal("Notification", FakeNotification);
+    const app = await startApp({ [`chat.notify.${ME.id}`]: "on" });
+    expect(app.state.notifications).toBe("on");
+    const opened: string[] = [];
+    app.openConversation = (id) => opened.push(id);
+    const ws = last();
+    ws.frame({ type: "message", message: elsewhere(CH2, 6) });
+    ws.frame({ type: "message", message: elsewhere(CH2, 7, { sender_id: ME.id }) }); // ours
+    ws.frame({ type: "message", message: message(3, { sender_id: BOB }) }); // on screen
+    ws.frame({ type: "message", message: elsewhere(CH2, 6) }); // again (a resend): not new
+    expect(shown.map((n) => n.title)).toEqual(["#random"]);
+    expect(shown[0].options).toMatchObject({ body: "Someone: body 6", tag: `chat:${CH2}` });
+    shown[0].onclick?.();
+    expect(opened).toEqual([CH2]);
+    // The open conversation too, while the tab is hidden.
+    page.show(false);
+    ws.frame({ type: "message", message: message(4, { sender_id: BOB }) });
+    expect(shown).toHaveLength(2);
+    // Turned off: none.
+    app.disableNotifications();
+    ws.frame({ type: "message", message: elsewhere(CH2, 8) });
+    expect(shown).toHaveLength(2);
   });
 });

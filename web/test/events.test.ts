@@ -174,6 +174,38 @@ describe("applyEvent", () => {
     tl = mergeMessages(tl, [msg(1, { body: "", deleted: true })], 9);
     expect(byId(tl, "m1")).toMatchObject({ deleted: true, body: "" });
   });
+
+  it("an edit replaces the message's mentions with those of the new body", () => {
+    let tl = mergeMessages(emptyTimeline(), [msg(1, { body: "@me look", mentions: [ME] })]);
+    // Now it names Carol instead.
+    tl = applyEvent(tl, ev(2, 1, { kind: "edited", body: "@carol look", mentions: [CAROL] }), ME);
+    expect(byId(tl, "m1").mentions).toEqual([CAROL]);
+    // And then nobody: the field is absent, as the server sends it.
+    tl = applyEvent(tl, edited(3, 1, "nobody"), ME);
+    expect(byId(tl, "m1")).not.toHaveProperty("mentions");
+    // An edit that adds one to a message that had none.
+    tl = applyEvent(tl, ev(4, 1, { kind: "edited", body: "@me again", mentions: [ME] }), ME);
+    expect(byId(tl, "m1").mentions).toEqual([ME]);
+    // Applying it again changes nothing (same object).
+    expect(applyEvent(tl, ev(4, 1, { kind: "edited", body: "@me again", mentions: [ME] }), ME)).toBe(tl);
+  });
+
+  it("a delete drops the mentions with the body", () => {
+    let tl = mergeMessages(emptyTimeline(), [msg(1, { body: "@me look", mentions: [ME] })]);
+    tl = applyEvent(tl, deleted(2, 1), ME);
+    expect(byId(tl, "m1")).not.toHaveProperty("mentions");
+    // An edit after the delete (out of order) does not bring them back.
+    tl = applyEvent(tl, ev(3, 1, { kind: "edited", body: "@me", mentions: [ME] }), ME);
+    expect(byId(tl, "m1")).toMatchObject({ deleted: true, body: "" });
+    expect(byId(tl, "m1")).not.toHaveProperty("mentions");
+  });
+
+  it("a newer history copy with other mentions replaces the one held", () => {
+    let tl = mergeMessages(emptyTimeline(), [msg(1, { body: "hi @carol" })]);
+    // Same body; the server resolved Carol meanwhile (e.g. the copy we had came from an old server).
+    tl = mergeMessages(tl, [msg(1, { body: "hi @carol", mentions: [CAROL] })], 5);
+    expect(byId(tl, "m1").mentions).toEqual([CAROL]);
+  });
 });
 
 describe("resume bookkeeping with events", () => {

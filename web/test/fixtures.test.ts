@@ -3,8 +3,10 @@
 
 import { describe, expect, it } from "vitest";
 import { changeFrame, type PendingChange } from "../src/lib/changes";
+import { mentionsMe } from "../src/lib/mentions";
 import { applyEvent, emptyTimeline, mergeMessages, resumePoint } from "../src/lib/messages";
-import type { ClientFrame, Message, ServerFrame } from "../src/lib/types";
+import { markFromList, unreadOf } from "../src/lib/readstate";
+import type { Channel, ClientFrame, Message, ServerFrame } from "../src/lib/types";
 
 // Read by Vite at test time; empty when the web client is tested outside the repository.
 const FILES = import.meta.glob<unknown>("../../fixtures/wire/*.json", { eager: true, import: "default" });
@@ -14,6 +16,7 @@ const load = <T,>(name: string): T => {
   return structuredClone(f) as T;
 };
 const ALICE = "0190a2b4-0000-7000-8000-00000000a11c";
+const BOB = "0190a2b4-0000-7000-8000-000000000b0b";
 
 describe.skipIf(Object.keys(FILES).length === 0)("wire fixtures of edits, deletes, reactions and replies", () => {
   it("the client builds the change frames exactly as the fixtures show them", () => {
@@ -45,6 +48,8 @@ describe.skipIf(Object.keys(FILES).length === 0)("wire fixtures of edits, delete
     let tl = mergeMessages(emptyTimeline(), messages, 44);
     const [first, reply, tomb] = tl.placed;
     expect(first.edited_at).toBeTruthy();
+    expect(first.mentions).toEqual([BOB]);
+    expect(reply.mentions).toBeUndefined(); // absent when none
     expect(first.reactions?.[0]).toEqual({ emoji: "👍", count: 2, me: true });
     expect(reply.reply_to).toMatchObject({ id: first.id, seq: 41, preview: first.body });
     expect(tomb).toMatchObject({ deleted: true, body: "" });
@@ -62,8 +67,13 @@ describe.skipIf(Object.keys(FILES).length === 0)("wire fixtures of edits, delete
     expect([edit.seq, del.seq, add.seq, remove.seq]).toEqual([45, 46, 47, 48]);
 
     tl = applyEvent(tl, edit, ALICE);
-    expect(tl.placed[0].body).toBe("Hello, world! (edited)");
+    expect(tl.placed[0].body).toBe(edit.kind === "edited" ? edit.body : "");
     expect(tl.placed[0].edited_at).toBe(edit.created_at);
+    // The edit's mentions are those of the new body: they replace the message's.
+    expect(edit.kind === "edited" && edit.mentions).toEqual([BOB]);
+    expect(tl.placed[0].mentions).toEqual([BOB]);
+    expect(mentionsMe(tl.placed[0], BOB)).toBe(true);
+    expect(mentionsMe(tl.placed[0], ALICE)).toBe(false); // her own message
 
     // Without the delete: the reactions, absolute, `me` following Alice (the caller here).
     let alive = applyEvent(tl, add, ALICE);
@@ -91,5 +101,38 @@ describe.skipIf(Object.keys(FILES).length === 0)("wire fixtures of edits, delete
     expect(typeof err.client_event_id).toBe("string");
     const codes = load<Record<string, string>>("ws_error_codes");
     for (const c of ["not_author", "message_deleted", "invalid_emoji", "invalid_client_event_id"]) expect(codes[c]).toBe(c);
+  });
+});
+
+describe.skipIf(Object.keys(FILES).length === 0)("wire fixtures of channels, the conversation list and read state", () => {
+  it("a group channel names its creator; a direct conversation does not", () => {
+    const group = load<Channel>("rest_channel_group");
+    expect(group).toMatchObject({ kind: "group", created_by: ALICE });
+    const direct = load<Channel>("rest_channel_direct");
+    expect(direct.kind).toBe("direct");
+    expect(direct.created_by).toBeUndefined();
+    const { channels } = load<{ channels: Channel[] }>("rest_channel_list");
+    expect(channels.find((c) => c.kind === "group")?.created_by).toBe(ALICE);
+  });
+
+  it("the conversation list brings read marks and counts the client starts from", () => {
+    const { channels } = load<{ channels: Channel[] }>("rest_conversation_list");
+    const [general, dm] = channels;
+    expect(general).toMatchObject({ created_by: ALICE, head_seq: 2, read_seq: 1, unread_count: 1, mention_count: 1 });
+    expect(general.last_message).toMatchObject({ seq: 2, sender_id: BOB });
+    expect(dm).toMatchObject({ kind: "direct", last_message: null, head_seq: 0, unread_count: 0 });
+    expect(dm.created_by).toBeUndefined();
+    const mark = markFromList(undefined, general);
+    expect(mark).toEqual({ seq: 1, listed: { read: 1, head: 2, unread: 1, mentions: 1 } });
+    expect(unreadOf(mark, undefined, ALICE)).toEqual({ count: 1, mentions: 1 });
+    expect(unreadOf(markFromList(undefined, dm), undefined, ALICE)).toEqual({ count: 0, mentions: 0 });
+  });
+
+  it("mark_read and read frames are as the client builds and reads them", () => {
+    const mark = load<Extract<ClientFrame, { type: "mark_read" }>>("ws_client_mark_read");
+    expect(mark).toEqual({ type: "mark_read", channel_id: mark.channel_id, seq: 2 });
+    const read = load<Extract<ServerFrame, { type: "read" }>>("ws_server_read");
+    expect(read).toMatchObject({ type: "read", seq: 2 });
+    expect(typeof read.channel_id).toBe("string");
   });
 });

@@ -2,7 +2,8 @@ import SwiftUI
 import ChatAppCore
 import ChatKit
 
-/// Groups and direct conversations, and the ways to start new ones.
+/// Groups and direct conversations, and the ways to start new ones. A conversation with unread
+/// messages is bold, with their count in a badge (and "@" when some mention the user).
 struct ConversationListView: View {
     private enum Sheet: String, Identifiable {
         case newChannel, browseChannels, newDirectMessage, settings
@@ -20,7 +21,7 @@ struct ConversationListView: View {
                 Section("Channels") {
                     ForEach(session.groups) { channel in
                         NavigationLink(value: channel.id) {
-                            ConversationRow(channel: channel, preview: preview(for: channel))
+                            ConversationRow(channel: channel, preview: preview(for: channel), readState: session.readState(of: channel.id))
                         }
                         .swipeActions {
                             Button("Leave", role: .destructive) {
@@ -35,7 +36,7 @@ struct ConversationListView: View {
                 Section("Direct messages") {
                     ForEach(session.directConversations) { channel in
                         NavigationLink(value: channel.id) {
-                            ConversationRow(channel: channel, preview: preview(for: channel))
+                            ConversationRow(channel: channel, preview: preview(for: channel), readState: session.readState(of: channel.id))
                         }
                     }
                     if session.directConversations.isEmpty && !session.isLoadingChannels {
@@ -111,20 +112,27 @@ struct ConversationListView: View {
         path = [channel.id]
     }
 
-    /// The newest loaded message, if the conversation was opened before. A deleted message is
-    /// never shown as the last one; an edited one shows its new body.
+    /// The newest loaded message, if the conversation was opened before, else the newest one
+    /// the list reported. A deleted message is never shown as the last one; an edited one shows
+    /// its new body.
     private func preview(for channel: Channel) -> String? {
-        guard let last = session.timeline(channel.id).entries.last(where: { !$0.isDeleted }) else {
+        let newest: (senderID: String, text: String)
+        if let last = session.timeline(channel.id).entries.last(where: { !$0.isDeleted }) {
+            newest = (last.senderID, last.body)
+        } else if let listed = session.lastMessages[channel.id] {
+            newest = (listed.senderID, listed.preview)
+        } else {
             return channel.description.isEmpty ? nil : channel.description
         }
-        let sender = last.senderID == session.user.id ? "You" : session.displayName(of: last.senderID)
-        return channel.kind == .direct && last.senderID != session.user.id ? last.body : "\(sender): \(last.body)"
+        let sender = newest.senderID == session.user.id ? "You" : session.displayName(of: newest.senderID)
+        return channel.kind == .direct && newest.senderID != session.user.id ? newest.text : "\(sender): \(newest.text)"
     }
 }
 
 private struct ConversationRow: View {
     let channel: Channel
     let preview: String?
+    let readState: ConversationReadState
 
     var body: some View {
         HStack(spacing: 12) {
@@ -134,15 +142,44 @@ private struct ConversationRow: View {
             VStack(alignment: .leading, spacing: 2) {
                 Text(channel.name)
                     .font(.headline)
+                    .fontWeight(readState.hasUnread ? .heavy : .semibold)
                     .lineLimit(1)
                 if let preview {
                     Text(preview)
                         .font(.subheadline)
-                        .foregroundStyle(.secondary)
+                        .fontWeight(readState.hasUnread ? .semibold : .regular)
+                        .foregroundStyle(readState.hasUnread ? Color.primary : Color.secondary)
                         .lineLimit(1)
                 }
             }
+            Spacer(minLength: 4)
+            if readState.mentionCount > 0 {
+                Image(systemName: "at.circle.fill")
+                    .foregroundStyle(Color.orange)
+                    .accessibilityHidden(true)
+            }
+            if readState.hasUnread {
+                Text(readState.badgeText)
+                    .font(.caption.bold().monospacedDigit())
+                    .foregroundStyle(Color.white)
+                    .padding(.horizontal, 7)
+                    .padding(.vertical, 2)
+                    .background(Color.accentColor, in: Capsule())
+                    .accessibilityHidden(true)
+            }
         }
         .padding(.vertical, 2)
+        .accessibilityElement(children: .combine)
+        .accessibilityValue(unreadDescription)
+    }
+
+    /// "3 unread, 1 mentions you" for VoiceOver; empty when everything is read.
+    private var unreadDescription: String {
+        guard readState.hasUnread else { return "" }
+        var parts = ["\(readState.badgeText) unread"]
+        if readState.mentionCount > 0 {
+            parts.append(readState.mentionCount == 1 ? "1 mentions you" : "\(readState.mentionCount) mention you")
+        }
+        return parts.joined(separator: ", ")
     }
 }

@@ -4,8 +4,11 @@ import ChatKit
 
 /// One conversation: its history (older pages load when scrolled to the top), live messages,
 /// and the composer. The user's own messages show whether they are pending, sent or failed.
-/// A stored message's actions (reply, react, and for the user's own: edit, delete) are in its
-/// long-press menu and in its VoiceOver actions; reaction chips toggle the user's reaction.
+/// A stored message's actions (reply, react, and for the user's own: edit, delete; in a group
+/// the user owns, delete on anyone's) are in its long-press menu and in its VoiceOver actions;
+/// reaction chips toggle the user's reaction. Days are separated ("Today", "Yesterday", the
+/// date), and a "New messages" line marks where the unread ones began when it was opened
+/// (`TimelineLayout`); while it is on screen, the conversation is marked read.
 struct ConversationView: View {
     let session: ChatSession
     let channelID: String
@@ -30,48 +33,25 @@ struct ConversationView: View {
 
     var body: some View {
         let timeline = session.timeline(channelID)
+        let rows = TimelineLayout.rows(
+            for: timeline.entries,
+            unreadAfter: session.unreadMarkers[channelID],
+            currentUserID: session.user.id
+        )
         ScrollViewReader { proxy in
             ScrollView {
                 LazyVStack(alignment: .leading, spacing: 4) {
                     header(timeline)
-                    ForEach(Array(timeline.entries.enumerated()), id: \.element.id) { index, entry in
-                        MessageRow(
-                            entry: entry,
-                            isMine: entry.senderID == session.user.id,
-                            senderName: showsSender(at: index, in: timeline) ? session.displayName(of: entry.senderID) : nil,
-                            replySenderName: entry.replyTo.map { session.displayName(of: $0.senderID) },
-                            onToggleReaction: entry.status == .delivered && !entry.isDeleted
-                                ? { emoji in session.toggleReaction(emoji, on: entry) }
-                                : nil
-                        )
-                        .id(entry.id)
-                        .onTapGesture {
-                            if case .failed = entry.status {
-                                selectedFailure = entry
-                            }
-                        }
-                        .contextMenu {
-                            ForEach(session.actions(for: entry), id: \.self) { action in
-                                Button(role: action.isDestructive ? .destructive : nil) {
-                                    handle(action, on: entry)
-                                } label: {
-                                    Label(action.title, systemImage: action.systemImage)
-                                }
-                            }
-                        }
-                        // The same actions as the menus, for VoiceOver (swipe up/down on the
-                        // row): a tap or a long press alone is not reachable there.
-                        .accessibilityActions {
-                            ForEach(session.actions(for: entry), id: \.self) { action in
-                                Button(action.title) { handle(action, on: entry) }
-                            }
-                            if entry.status == .delivered && !entry.isDeleted {
-                                ForEach(entry.reactions, id: \.emoji) { reaction in
-                                    Button(ReactionChips.actionTitle(for: reaction)) {
-                                        session.toggleReaction(reaction.emoji, on: entry)
-                                    }
-                                }
-                            }
+                    ForEach(rows) { row in
+                        switch row {
+                        case .day(let label, _):
+                            DaySeparator(label: label)
+                                .id(row.id)
+                        case .unreadDivider:
+                            UnreadDivider()
+                                .id(row.id)
+                        case let .message(entry, startsRun):
+                            messageRow(entry, startsRun: startsRun)
                         }
                     }
                     Color.clear
@@ -96,7 +76,16 @@ struct ConversationView: View {
                     }
                 }
             }
+            .task(id: channelID) {
+                await session.open(channelID)
+                // Opened with unread messages: start at the first of them.
+                if session.unreadMarkers[channelID] != nil {
+                    proxy.scrollTo(TimelineRow.unreadDivider.id, anchor: .top)
+                }
+            }
         }
+        .onAppear { session.conversationAppeared(channelID) }
+        .onDisappear { session.conversationDisappeared(channelID) }
         .safeAreaInset(edge: .top, spacing: 0) {
             ConnectionBanner(state: session.connection) { session.reconnectNow() }
         }
@@ -164,9 +153,10 @@ struct ConversationView: View {
             Button("Delete for Everyone", role: .destructive) {
                 session.perform(.delete, on: entry)
             }
-        }
-        .task(id: channelID) {
-            await session.open(channelID)
+        } message: { entry in
+            if entry.senderID != session.user.id {
+                Text("You own this channel, so you can delete anyone's message.")
+            }
         }
     }
 
@@ -191,6 +181,51 @@ struct ConversationView: View {
                 .foregroundStyle(.secondary)
                 .frame(maxWidth: .infinity)
                 .padding()
+        }
+    }
+
+    /// A message with its menus and VoiceOver actions. `startsRun`: the first of its sender's
+    /// run (`TimelineLayout`), where the name goes in a group.
+    private func messageRow(_ entry: TimelineEntry, startsRun: Bool) -> some View {
+        MessageRow(
+            entry: entry,
+            isMine: entry.senderID == session.user.id,
+            senderName: showsSender(entry, startsRun: startsRun) ? session.displayName(of: entry.senderID) : nil,
+            replySenderName: entry.replyTo.map { session.displayName(of: $0.senderID) },
+            mentionsMe: session.mentionsMe(entry),
+            currentUsername: session.user.username,
+            onToggleReaction: entry.status == .delivered && !entry.isDeleted
+                ? { emoji in session.toggleReaction(emoji, on: entry) }
+                : nil
+        )
+        .id(entry.id)
+        .onTapGesture {
+            if case .failed = entry.status {
+                selectedFailure = entry
+            }
+        }
+        .contextMenu {
+            ForEach(session.actions(for: entry), id: \.self) { action in
+                Button(role: action.isDestructive ? .destructive : nil) {
+                    handle(action, on: entry)
+                } label: {
+                    Label(action.title, systemImage: action.systemImage)
+                }
+            }
+        }
+        // The same actions as the menus, for VoiceOver (swipe up/down on the
+        // row): a tap or a long press alone is not reachable there.
+        .accessibilityActions {
+            ForEach(session.actions(for: entry), id: \.self) { action in
+                Button(action.title) { handle(action, on: entry) }
+            }
+            if entry.status == .delivered && !entry.isDeleted {
+                ForEach(entry.reactions, id: \.emoji) { reaction in
+                    Button(ReactionChips.actionTitle(for: reaction)) {
+                        session.toggleReaction(reaction.emoji, on: entry)
+                    }
+                }
+            }
         }
     }
 
@@ -231,10 +266,47 @@ struct ConversationView: View {
     }
 
     /// Names are shown on others' messages in groups, once per run of the same sender.
-    private func showsSender(at index: Int, in timeline: MessageTimeline) -> Bool {
-        let entry = timeline.entries[index]
+    private func showsSender(_ entry: TimelineEntry, startsRun: Bool) -> Bool {
         guard entry.senderID != session.user.id, session.channel(channelID)?.kind != .direct else { return false }
-        return index == 0 || timeline.entries[index - 1].senderID != entry.senderID
+        return startsRun
+    }
+}
+
+/// "Today", "Yesterday" or the date, between the messages of two days.
+private struct DaySeparator: View {
+    let label: String
+
+    var body: some View {
+        Text(label)
+            .font(.caption.weight(.semibold))
+            .foregroundStyle(.secondary)
+            .padding(.horizontal, 10)
+            .padding(.vertical, 3)
+            .background(Color(white: 0.5, opacity: 0.12), in: Capsule())
+            .frame(maxWidth: .infinity)
+            .padding(.vertical, 6)
+            .accessibilityAddTraits(.isHeader)
+    }
+}
+
+/// The line above the first message that is new since the user last read the conversation.
+private struct UnreadDivider: View {
+    var body: some View {
+        HStack(spacing: 8) {
+            Rectangle()
+                .fill(Color.red.opacity(0.6))
+                .frame(height: 1)
+            Text(TimelineLayout.unreadDividerTitle)
+                .font(.caption.bold())
+                .foregroundStyle(Color.red)
+                .fixedSize()
+            Rectangle()
+                .fill(Color.red.opacity(0.6))
+                .frame(height: 1)
+        }
+        .padding(.vertical, 6)
+        .accessibilityElement(children: .ignore)
+        .accessibilityLabel("New messages below")
     }
 }
 

@@ -1,9 +1,13 @@
 import SwiftUI
+import ChatAppCore
 import ChatKit
 
 /// One message bubble. The user's own messages are on the right, with their delivery state.
 /// A reply shows the message it answers above the bubble; a deleted message is a tombstone;
 /// reactions are chips under the bubble (tap one to add or take back the same reaction).
+/// Links in the body open when tapped; `@mentions` are bold, the user's own highlighted; a
+/// message that mentions the user is tinted and marked "@" ("mentions you" for VoiceOver). A
+/// body written right to left (Hebrew, Arabic) is laid out from the right.
 struct MessageRow: View {
     let entry: TimelineEntry
     let isMine: Bool
@@ -11,6 +15,10 @@ struct MessageRow: View {
     let senderName: String?
     /// The display name of the sender of the message this one answers.
     var replySenderName: String? = nil
+    /// The body mentions the signed-in user (`ChatSession.mentionsMe`).
+    var mentionsMe: Bool = false
+    /// The signed-in user's username: their `@name` in a body stands out.
+    var currentUsername: String? = nil
     /// Adds or takes back the user's reaction; nil: chips are not tappable.
     var onToggleReaction: ((String) -> Void)? = nil
 
@@ -32,6 +40,11 @@ struct MessageRow: View {
                     ReactionChips(reactions: entry.reactions, onToggle: onToggleReaction)
                 }
                 HStack(spacing: 4) {
+                    if mentionsMe {
+                        Image(systemName: "at")
+                            .foregroundStyle(Color.orange)
+                            .accessibilityLabel("mentions you")
+                    }
                     Text(entry.createdAt, style: .time)
                     if entry.isEdited {
                         Text("(edited)")
@@ -69,20 +82,55 @@ struct MessageRow: View {
                 )
                 .accessibilityLabel("Message deleted")
         } else {
-            Text(entry.body)
+            Text(bodyText)
                 .textSelection(.enabled)
+                // Natural direction: a right-to-left body starts on the right, also in an app
+                // laid out left to right (and the other way round).
+                .multilineTextAlignment(.leading)
+                .environment(\.layoutDirection, bodyDirection)
+                .tint(isMine ? Color.white : Color.accentColor)
                 .padding(.horizontal, 12)
                 .padding(.vertical, 8)
                 .foregroundStyle(isMine ? Color.white : Color.primary)
                 .background(bubbleColor, in: RoundedRectangle(cornerRadius: 16, style: .continuous))
+                .overlay(
+                    RoundedRectangle(cornerRadius: 16, style: .continuous)
+                        .strokeBorder(mentionsMe && !isMine ? Color.orange : Color.clear, lineWidth: 1.5)
+                )
         }
+    }
+
+    /// The body with tappable links and bold mentions (`MessageBody` finds them).
+    private var bodyText: AttributedString {
+        var text = AttributedString()
+        for segment in MessageBody.segments(of: entry.body, currentUsername: currentUsername) {
+            var part = AttributedString(segment.text)
+            switch segment {
+            case .text:
+                break
+            case .link(_, let url):
+                part.link = url
+                part.swiftUI.underlineStyle = .single
+            case .mention(_, _, let isMe):
+                part.swiftUI.font = .body.bold()
+                if isMe {
+                    part.swiftUI.backgroundColor = Color.orange.opacity(0.35)
+                }
+            }
+            text += part
+        }
+        return text
+    }
+
+    private var bodyDirection: LayoutDirection {
+        TextDirection.of(entry.body) == .rightToLeft ? .rightToLeft : .leftToRight
     }
 
     private var bubbleColor: Color {
         switch (isMine, entry.status) {
         case (true, .failed): Color.red.opacity(0.8)
         case (true, _): Color.accentColor
-        case (false, _): Color(white: 0.5, opacity: 0.15)
+        case (false, _): mentionsMe ? Color.orange.opacity(0.15) : Color(white: 0.5, opacity: 0.15)
         }
     }
 

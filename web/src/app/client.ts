@@ -48,6 +48,10 @@ import {
   type TypingState,
 } from "../lib/ephemeral";
 import { RefreshRefused, TokenManager, type KeyValueStore, type StoredSession } from "../lib/tokens";
+import { lastActivity } from "../lib/conversations";
+import { mentionsMe } from "../lib/mentions";
+import { notificationText, shouldNotify, type NotifyStatus } from "../lib/notify";
+import { advanceMark, markFromList, markTarget, unreadOf, type ReadMark, type Unread } from "../lib/readstate";
 import {
   Limits,
   type Channel,
@@ -59,6 +63,7 @@ import {
   type User,
 } from "../lib/types";
 import { uuid } from "../lib/uuid";
+import { Notifier } from "./notifier";
 import { Store } from "./store";
 
 export interface ChannelView {
@@ -89,7 +94,17 @@ export interface AppState {
   channelsError?: string;
   activeId: string | null;
   views: Record<string, ChannelView>;
-  unread: Record<string, number>;
+  /** Per conversation: how far the user has read it (lib/readstate.ts). */
+  reads: Record<string, ReadMark>;
+  /**
+   * Per conversation: the read mark when the person last came to look at it with something unread
+   * (opened it, or came back to the tab): the "new since you last read" line goes after it.
+   */
+  readLine: Record<string, number>;
+  /** Conversations joined, created or started here, and when: the list orders them by it until they have messages. */
+  joinedAt: Record<string, string>;
+  /** Desktop notifications: whether they are on, and whether they can be. */
+  notifications: NotifyStatus;
   users: Record<string, User>;
   notice: Notice | null;
   /** Text for the screen reader live region (new messages elsewhere, connection changes). */
@@ -104,8 +119,6 @@ export interface AppState {
   channelMembers: Record<string, string[]>;
   /** Our edits, deletes and reactions on their way (shown on top of the messages until their events). */
   changes: PendingChange[];
-  /** Group channels this user created, as far as this browser knows (their owner may delete any message). */
-  owned: Record<string, true>;
 }
 
 const ACK_TIMEOUT_MS = 10_000;
@@ -187,13 +200,26 @@ export class ChatApp {
   /** Per client_event_id: the ack timeout, the retry delay, or the wait for a moot change's event. */
   private changeTimers = new Map<string, ReturnType<typeof setTimeout>>();
   private noticeTimer: ReturnType<typeof setTimeout> | null = null;
+  private readonly notifier: Notifier;
+  /**
+   * Conversations whose "new since you last read" line is to be placed at the next mark: "open"
+   * (just opened: at the mark if something is unread, else no line), "return" (the tab is visible
+   * again: moved only if something new came meanwhile).
+   */
+  private lineDue = new Map<string, "open" | "return">();
+  /** Conversations whose last `mark_read` could not be written (no connection): sent on reconnect. */
+  private unsentMarks = new Set<string>();
+  /** Shows a conversation (a notification was clicked); the UI sets it, it owns the routes. */
+  openConversation: (channelId: string) => void = () => {};
 
   constructor() {
     const withLock =
       typeof navigator !== "undefined" && navigator.locks
         ? <T,>(name: string, fn: () => Promise<T>) => navigator.locks.request(name, fn) as Promise<T>
         : undefined;
-    this.tokens = new TokenManager({ storage: browserStorage(), refresh: makeRefresher(), withLock });
+    const storage = browserStorage();
+    this.tokens = new TokenManager({ storage, refresh: makeRefresher(), withLock });
+    this.notifier = new Notifier(storage, (id) => this.openConversation(id));
     this.api = new Api(this.tokens);
     const s = this.tokens.session;
     this.store = new Store<AppState>({
@@ -205,7 +231,10 @@ export class ChatApp {
       channelsLoaded: false,
       activeId: null,
       views: {},
-      unread: {},
+      reads: {},
+      readLine: {},
+      joinedAt: {},
+      notifications: this.notifier.status(s?.user.id),
       users: s ? { [s.user.id]: s.user } : {},
       notice: null,
       announcement: { id: 0, text: "" },
@@ -213,7 +242,6 @@ export class ChatApp {
       presence: {},
       channelMembers: {},
       changes: [],
-      owned: s ? this.loadOwned(s.user.id) : {},
     });
     this.socket = new ChatSocket({
       url: (token) => {
@@ -242,9 +270,15 @@ export class ChatApp {
       if (e.key === null || e.key === "chat.session") this.tokens.reloadFromStorage();
     });
     document.addEventListener("visibilitychange", () => {
-      const id = this.store.get().activeId;
-      if (!document.hidden && id) this.clearUnread(id);
+      const id = this.state.activeId;
+      if (id && this.visible()) this.lineDue.set(id, "return");
+      // The permission may have been changed in the site settings meanwhile.
+      const notifications = this.notifier.status(this.state.me?.id);
+      if (notifications !== this.state.notifications) this.store.update({ notifications });
+      this.markSeen();
     });
+    // Whatever changed (a page, a live message, the list, the open conversation), mark what is shown.
+    this.store.subscribe(() => this.markSeen());
   }
 
   get state(): AppState {
@@ -297,7 +331,7 @@ export class ChatApp {
       users: { [s.user.id]: s.user },
       authMessage: undefined,
       notice: null,
-      owned: this.loadOwned(s.user.id),
+      notifications: this.notifier.status(s.user.id),
     });
     this.start();
   }
@@ -334,6 +368,8 @@ export class ChatApp {
     this.membersLoadedAt.clear();
     this.askedForUser.clear();
     this.presenceLoadedAt.clear();
+    this.lineDue.clear();
+    this.unsentMarks.clear();
     if (this.typingTimer) clearTimeout(this.typingTimer);
     this.typingTimer = null;
     this.typingThrottle = new TypingThrottle();
@@ -346,14 +382,15 @@ export class ChatApp {
       channelsError: undefined,
       activeId: null,
       views: {},
-      unread: {},
+      reads: {},
+      readLine: {},
+      joinedAt: {},
       users: {},
       notice: null,
       typing: {},
       presence: {},
       channelMembers: {},
       changes: [],
-      owned: {},
     });
   }
 
@@ -421,7 +458,11 @@ export class ChatApp {
   private async fetchChannels(): Promise<void> {
     try {
       const channels = await this.api.channels();
-      this.store.update({ channels, channelsLoaded: true, channelsError: undefined });
+      this.store.update((s) => {
+        const reads = { ...s.reads };
+        for (const c of channels) reads[c.id] = markFromList(s.reads[c.id], c);
+        return { channels, reads, channelsLoaded: true, channelsError: undefined };
+      });
       // The peers of direct conversations: their presence dots (live frames follow).
       void this.loadDmPresence(channels);
     } catch (e) {
@@ -434,57 +475,34 @@ export class ChatApp {
     return this.state.channels.find((c) => c.id === id);
   }
 
-  private addChannel(c: Channel): void {
+  /**
+   * A conversation from an answer other than the list (create, join, a new DM). `joined`: it is
+   * new to us, so it goes to the top of the list. Its read mark comes with the list, reloaded.
+   */
+  private addChannel(c: Channel, joined: boolean): void {
     this.store.update((s) => ({
       channels: s.channels.some((x) => x.id === c.id)
-        ? s.channels.map((x) => (x.id === c.id ? c : x))
+        ? s.channels.map((x) => (x.id === c.id ? { ...x, ...c } : x))
         : [...s.channels, c],
+      joinedAt: joined ? { ...s.joinedAt, [c.id]: new Date().toISOString() } : s.joinedAt,
     }));
+    if (joined) void this.loadChannels();
   }
 
   async createChannel(name: string, description?: string): Promise<Channel> {
     const c = await this.api.createChannel(name.trim(), description?.trim() || undefined);
-    this.addChannel(c);
-    this.markOwned(c.id);
+    this.addChannel(c, true);
     return c;
   }
 
-  // The API does not say who created a channel: this browser remembers the ones it created, so
-  // their owner may delete any message there (the server decides in the end: `not_author`).
-  private ownedKey(userId: string): string {
-    return `chat.owned.${userId}`;
-  }
-
-  private loadOwned(userId: string): Record<string, true> {
-    try {
-      const raw = window.localStorage.getItem(this.ownedKey(userId));
-      const ids = raw ? (JSON.parse(raw) as unknown) : [];
-      const out: Record<string, true> = {};
-      if (Array.isArray(ids)) for (const id of ids) if (typeof id === "string") out[id] = true;
-      return out;
-    } catch {
-      return {};
-    }
-  }
-
-  private markOwned(channelId: string): void {
-    const me = this.state.me;
-    if (!me) return;
-    const owned = { ...this.state.owned, [channelId]: true as const };
-    this.store.update({ owned });
-    try {
-      window.localStorage.setItem(this.ownedKey(me.id), JSON.stringify(Object.keys(owned)));
-    } catch {
-      /* remembered for this visit only */
-    }
-  }
-
-  /** Whether the current user may delete `message` of `channelId`: their own, or any in a group channel they created. */
+  /** Whether the current user may delete `message` of `channelId`: their own, or any in a group
+   * channel they created (its owner; the server decides in the end: `not_author`). */
   canDelete(channelId: string, message: Message): boolean {
     const s = this.state;
     if (!s.me || message.deleted) return false;
     if (message.sender_id === s.me.id) return true;
-    return this.channel(channelId)?.kind === "group" && s.owned[channelId] === true;
+    const c = this.channel(channelId);
+    return c?.kind === "group" && !!c.created_by && c.created_by === s.me.id;
   }
 
   searchChannels(query: string): Promise<Channel[]> {
@@ -497,7 +515,7 @@ export class ChatApp {
 
   async join(id: string): Promise<Channel> {
     const c = await this.api.join(id);
-    this.addChannel(c);
+    this.addChannel(c, true);
     return c;
   }
 
@@ -506,12 +524,12 @@ export class ChatApp {
     this.store.update((s) => {
       const views = { ...s.views };
       delete views[id];
-      const unread = { ...s.unread };
-      delete unread[id];
+      const reads = { ...s.reads };
+      delete reads[id];
       return {
         channels: s.channels.filter((c) => c.id !== id),
         views,
-        unread,
+        reads,
         changes: s.changes.filter((c) => c.channel_id !== id),
       };
     });
@@ -523,7 +541,7 @@ export class ChatApp {
 
   async openDm(user: User): Promise<Channel> {
     const c = await this.api.openDm(user.id);
-    this.addChannel(c);
+    this.addChannel(c, !this.channel(c.id));
     this.store.update((s) => ({ users: { ...s.users, [user.id]: user } }));
     return c;
   }
@@ -532,9 +550,12 @@ export class ChatApp {
 
   /** The conversation shown now (null: none). Loads its history the first time. */
   setActive(id: string | null): void {
-    if (this.state.activeId !== id) this.store.update({ activeId: id });
+    if (this.state.activeId !== id) {
+      this.store.update({ activeId: id });
+      if (id) this.lineDue.set(id, "open");
+    }
     if (!id) return;
-    this.clearUnread(id);
+    this.markSeen();
     const v = this.state.views[id];
     if (!v || (!v.loadedNewest && !v.loadingNewest)) void this.loadNewest(id);
     void this.loadMembers(id);
@@ -601,8 +622,93 @@ export class ChatApp {
     }, Math.max(0, next - Date.now()) + 20);
   }
 
-  private clearUnread(id: string): void {
-    if (this.state.unread[id]) this.store.update((s) => ({ unread: { ...s.unread, [id]: 0 } }));
+  // ----- read state, unread counts, notifications ------------------------------------------
+
+  /** Whether the page is on screen (a hidden tab shows nothing, so marks nothing read). */
+  private visible(): boolean {
+    if (typeof document === "undefined") return true;
+    return document.visibilityState ? document.visibilityState !== "hidden" : !document.hidden;
+  }
+
+  /**
+   * Marks the open conversation read up to its newest message while it is on screen; first, if
+   * the person just came to look, remembers where the mark was (the "new since you last read"
+   * line). Waits for the mark (from the list) and the newest page: both are needed for the line.
+   */
+  private markSeen(): void {
+    const s = this.state;
+    const id = s.activeId;
+    if (s.phase !== "ready" || !id || !this.visible()) return;
+    const mark = s.reads[id];
+    const v = s.views[id];
+    if (!mark || !v?.loadedNewest) return;
+    const target = markTarget(v.tl);
+    let readLine = s.readLine;
+    const due = this.lineDue.get(id);
+    if (due !== undefined) {
+      this.lineDue.delete(id);
+      if (target > mark.seq) readLine = { ...readLine, [id]: mark.seq };
+      else if (due === "open" && id in readLine) {
+        // Nothing new when opened: no line (what comes while it is on screen is read as it comes).
+        readLine = { ...readLine };
+        delete readLine[id];
+      }
+    }
+    if (target <= mark.seq) {
+      if (readLine !== s.readLine) this.store.update({ readLine });
+      return;
+    }
+    this.store.update({ readLine, reads: { ...s.reads, [id]: advanceMark(mark, target) } });
+    this.sendMark(id, target);
+  }
+
+  private sendMark(channelId: string, seq: number): void {
+    if (this.socket.send({ type: "mark_read", channel_id: channelId, seq })) this.unsentMarks.delete(channelId);
+    else this.unsentMarks.add(channelId); // the mark only moves forward: the latest is enough, later
+  }
+
+  /** Another device of ours read a conversation up to `seq`. */
+  private onRead(channelId: string, seq: number): void {
+    const mark = this.state.reads[channelId];
+    const next = advanceMark(mark, seq);
+    if (next !== mark) this.store.update((s) => ({ reads: { ...s.reads, [channelId]: next } }));
+  }
+
+  /** What is unread in a conversation. */
+  unread(channelId: string): Unread {
+    const s = this.state;
+    return unreadOf(s.reads[channelId], s.views[channelId]?.tl, s.me?.id ?? "");
+  }
+
+  /** When a conversation was last active (for the order of the list). */
+  activity(c: Channel): number {
+    return lastActivity(c, this.state.views[c.id]?.tl, this.state.joinedAt[c.id]);
+  }
+
+  /** Turns desktop notifications on: call it from a click (the browser asks for the permission). */
+  async enableNotifications(): Promise<void> {
+    const me = this.state.me;
+    if (!me) return;
+    const notifications = await this.notifier.enable(me.id);
+    this.store.update({ notifications });
+    if (notifications === "blocked") {
+      this.notify("Notifications are blocked for this site. Allow them in the browser's site settings.", "info", CHANGE_NOTICE_MS);
+    }
+  }
+
+  disableNotifications(): void {
+    const me = this.state.me;
+    if (me) this.store.update({ notifications: this.notifier.disable(me.id) });
+  }
+
+  /** A desktop notification for a new message of someone else, if the person is not looking at it. */
+  private maybeNotify(m: Message): void {
+    const s = this.state;
+    if (!s.me) return;
+    const context = { status: s.notifications, myId: s.me.id, activeId: s.activeId, hidden: !this.visible(), now: Date.now() };
+    if (!shouldNotify(m, context)) return;
+    const text = notificationText(m, this.channel(m.channel_id), this.nameOf(m.sender_id), mentionsMe(m, s.me.id));
+    this.notifier.show(text, m.channel_id);
   }
 
   private view(id: string): ChannelView {
@@ -964,6 +1070,12 @@ export class ChatApp {
     for (const v of Object.values(views)) for (const out of sendingEntries(v.tl)) this.transmit(out);
     // Changes not acked yet: again, with the same client_event_id (never applied twice).
     for (const c of unackedChanges(this.state.changes)) this.transmitChange(c.client_event_id);
+    // Read marks made while away.
+    for (const id of [...this.unsentMarks]) {
+      const mark = this.state.reads[id];
+      if (mark) this.sendMark(id, mark.seq);
+      else this.unsentMarks.delete(id);
+    }
 
     // Joined or new direct conversations while away.
     if (again) void this.loadChannels();
@@ -996,6 +1108,9 @@ export class ChatApp {
         break;
       case "typing":
         this.onTyping(f);
+        break;
+      case "read":
+        if (f.channel_id && typeof f.seq === "number" && Number.isFinite(f.seq)) this.onRead(f.channel_id, f.seq);
         break;
       case "presence":
         if (f.user_id) {
@@ -1030,18 +1145,18 @@ export class ChatApp {
     }
     if (after && findGap(after)) void this.fillGaps(m.channel_id);
 
+    // New to us and someone else's: unread until shown (counted from the timeline, see unread()).
     if (!isNew || m.sender_id === s.me.id) return;
-    const visible = s.activeId === m.channel_id && !document.hidden;
-    if (!visible) {
-      this.store.update((st) => ({ unread: { ...st.unread, [m.channel_id]: (st.unread[m.channel_id] ?? 0) + 1 } }));
-    }
+    this.maybeNotify(m);
     const who = this.state.users[m.sender_id]?.display_name || "Someone";
     if (s.activeId === m.channel_id) {
       const text = m.body.length > 200 ? `${m.body.slice(0, 200)}…` : m.body;
       this.announce(`${who}: ${text}`);
     } else {
       const c = this.channel(m.channel_id);
-      this.announce(c ? `New message in ${c.kind === "direct" ? c.name : `#${c.name}`}` : "New message");
+      const where = c ? (c.kind === "direct" ? c.name : `#${c.name}`) : "";
+      if (mentionsMe(m, s.me.id)) this.announce(`${who} mentioned you${where ? ` in ${where}` : ""}`);
+      else this.announce(where ? `New message in ${where}` : "New message");
     }
   }
 

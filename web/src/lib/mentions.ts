@@ -4,7 +4,7 @@
 // (letters, digits, `.`, `_`, `-`) with trailing dots dropped (they end the sentence), if that is a
 // valid username (3-32 characters); case is ignored; at most 20 distinct names per message.
 
-import { Limits } from "./types";
+import { Limits, type Message } from "./types";
 
 export interface MentionSpan {
   /** UTF-16 offsets into the body: `body.slice(start, end)` is `@name`. */
@@ -55,30 +55,12 @@ export function mentionedUsernames(body: string): string[] {
   return out;
 }
 
-export type BodyPart = { text: string; mention?: string; me?: boolean };
-
 /**
- * The body cut into plain text and mentions, for display; `me` marks mentions of `myUsername`
- * (ignoring case).
+ * Whether a message mentions the current user: the server's word (`Message.mentions`, the members
+ * it resolved), not the body's, since a name only mentions someone who is a member. Our own
+ * messages and tombstones never count.
  */
-export function splitMentions(body: string, myUsername?: string): BodyPart[] {
-  const spans = mentionSpans(body);
-  if (spans.length === 0) return [{ text: body }];
-  const mine = myUsername?.toLowerCase();
-  const parts: BodyPart[] = [];
-  let at = 0;
-  for (const s of spans) {
-    if (s.start > at) parts.push({ text: body.slice(at, s.start) });
-    parts.push({ text: body.slice(s.start, s.end), mention: s.username, me: s.username === mine });
-    at = s.end;
-  }
-  if (at < body.length) parts.push({ text: body.slice(at) });
-  return parts;
-}
-
-/** Whether `body` mentions `myUsername`. */
-export function mentionsUser(body: string, myUsername: string | undefined): boolean {
-  if (!myUsername) return false;
-  const mine = myUsername.toLowerCase();
-  return mentionSpans(body).some((s) => s.username === mine);
+export function mentionsMe(m: Pick<Message, "sender_id" | "deleted" | "mentions">, myId: string | undefined): boolean {
+  if (!myId || m.deleted || m.sender_id === myId) return false;
+  return Array.isArray(m.mentions) && m.mentions.includes(myId);
 }

@@ -278,9 +278,23 @@ function sameReactions(a: readonly Reaction[] | undefined, b: readonly Reaction[
   return x.length === y.length && x.every((r, i) => r.emoji === y[i].emoji && r.count === y[i].count && r.me === y[i].me);
 }
 
+/** The ids of a `mentions` field as we keep it: a non-empty list of strings, or undefined. */
+function validMentions(ids: unknown): string[] | undefined {
+  if (!Array.isArray(ids)) return undefined;
+  const out = ids.filter((x): x is string => typeof x === "string");
+  return out.length ? out : undefined;
+}
+
+function sameIds(a: readonly string[] | undefined, b: readonly string[] | undefined): boolean {
+  const x = a ?? [];
+  const y = b ?? [];
+  return x.length === y.length && x.every((id, i) => id === y[i]);
+}
+
 function sameState(a: Message, b: Message): boolean {
   return (
     a.body === b.body &&
+    sameIds(a.mentions, b.mentions) &&
     (a.edited_at ?? null) === (b.edited_at ?? null) &&
     !!a.deleted === !!b.deleted &&
     sameReactions(a.reactions, b.reactions) &&
@@ -300,13 +314,17 @@ export function previewOf(body: string): string {
 /** One message changed by one event (the same object when the event changes nothing). */
 export function applyEventToMessage(m: Message, e: ChannelEvent, myId: string): Message {
   switch (e.kind) {
-    case "edited":
+    case "edited": {
       if (m.deleted) return m; // an edit never revives a deleted message
-      if (m.body === e.body && m.edited_at === e.created_at) return m;
-      return { ...m, body: e.body, edited_at: e.created_at };
+      // The new body's mentions replace the old ones (someone named before may not be now).
+      const mentions = validMentions(e.mentions);
+      if (m.body === e.body && m.edited_at === e.created_at && sameIds(m.mentions, mentions)) return m;
+      const { mentions: _m, ...rest } = m;
+      return { ...rest, body: e.body, edited_at: e.created_at, ...(mentions ? { mentions } : {}) };
+    }
     case "deleted": {
-      if (m.deleted && m.body === "" && m.reactions === undefined) return m;
-      const { reactions: _r, edited_at: _e, ...rest } = m;
+      if (m.deleted && m.body === "" && m.reactions === undefined && m.mentions === undefined) return m;
+      const { reactions: _r, edited_at: _e, mentions: _m, ...rest } = m;
       return { ...rest, body: "", deleted: true };
     }
     case "reaction_added":

@@ -22,6 +22,31 @@ export interface Channel {
   name: string;
   description: string;
   created_at: string;
+  /** Who created a group channel: its owner, who may delete anyone's messages there. Absent for
+   * a direct conversation, and once the creator's account is gone. */
+  created_by?: string | null;
+  // The conversation list (`GET /channels`, docs/protocol.md "Read state") adds the read state;
+  // the other answers that carry a channel (create, join, search) do not.
+  /** The newest message; null before the first. */
+  last_message?: LastMessage | null;
+  /** The newest message's position (0 without messages). */
+  head_seq?: number;
+  /** The caller's stored read mark (0: nothing read). */
+  read_seq?: number;
+  /** Messages after `read_seq` sent by others, up to 9,999. */
+  unread_count?: number;
+  /** Of those, the ones that mention the caller. */
+  mention_count?: number;
+}
+
+/** A conversation's newest message, as the conversation list shows it. */
+export interface LastMessage {
+  id: string;
+  seq: number;
+  sender_id: string;
+  /** The body's first 140 characters. */
+  preview: string;
+  created_at: string;
 }
 
 /** The orders of the channel directory. */
@@ -66,6 +91,11 @@ export interface Message {
   reply_to?: ReplyRef | null;
   /** One entry per emoji, in the order they were first used (history only; absent when none). */
   reactions?: Reaction[];
+  /**
+   * The ids of the channel's members the body mentions (`@username`), resolved by the server when
+   * it places the message and again at each edit. Absent when none, and in an `ack`.
+   */
+  mentions?: string[];
 }
 
 /** What a reply shows of the message it answers. */
@@ -99,7 +129,8 @@ interface ChannelEventBase {
 
 /** A change of an existing message (`event` frames). Reaction counts are absolute. */
 export type ChannelEvent =
-  | (ChannelEventBase & { kind: "edited"; body: string })
+  // `mentions`: those of the new body (absent: none); they replace the message's.
+  | (ChannelEventBase & { kind: "edited"; body: string; mentions?: string[] })
   | (ChannelEventBase & { kind: "deleted" })
   | (ChannelEventBase & { kind: "reaction_added"; emoji: string; count: number })
   | (ChannelEventBase & { kind: "reaction_removed"; emoji: string; count: number });
@@ -117,7 +148,8 @@ export type ClientFrame =
   | { type: "react"; channel_id: string; message_id: string; client_event_id: string; emoji: string }
   | { type: "unreact"; channel_id: string; message_id: string; client_event_id: string; emoji: string }
   | { type: "ping" }
-  | { type: "typing"; channel_id: string };
+  | { type: "typing"; channel_id: string }
+  | { type: "mark_read"; channel_id: string; seq: number };
 
 export type ServerFrame =
   | { type: "ready"; user_id: string; connection_id: string }
@@ -135,6 +167,7 @@ export type ServerFrame =
   | { type: "event_ack"; client_event_id: string; event_id: string }
   | { type: "event"; event: ChannelEvent }
   | { type: "pong" }
+  | { type: "read"; channel_id: string; seq: number }
   | { type: "typing"; channel_id: string; user_id: string; expires_in_ms: number }
   | { type: "presence"; user_id: string; online: boolean; last_seen_at?: string | null };
 

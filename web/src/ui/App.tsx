@@ -1,5 +1,6 @@
 import { useEffect, useRef } from "preact/hooks";
 import type { ChatApp } from "../app/client";
+import { titleWithUnread } from "../lib/conversations";
 import { AuthView } from "./AuthView";
 import { ConnBadge } from "./ConnBadge";
 import { Conversation } from "./Conversation";
@@ -8,6 +9,9 @@ import { BrowseChannels, NewChannel, NewDirect } from "./Panels";
 import { go, href, parseRoute } from "./route";
 import { Sidebar } from "./Sidebar";
 import { Logo } from "./icons";
+
+/** The page's title (index.html), to which the number of unread messages is added. */
+const TITLE = "Chat";
 
 function LiveRegion({ id, text }: { id: number; text: string }) {
   return (
@@ -24,6 +28,13 @@ export function App({ app }: { app: ChatApp }) {
   const narrow = useMedia("(max-width: 720px)");
   const activeId = route.name === "channel" ? route.id : null;
   const prevRoute = useRef(route.name);
+  const unreadTotal =
+    state.phase === "ready" ? state.channels.reduce((n, c) => n + app.unread(c.id).count, 0) : 0;
+
+  // The tab says how much is unread, also when it is in the background.
+  useEffect(() => {
+    document.title = titleWithUnread(TITLE, unreadTotal);
+  }, [unreadTotal]);
 
   useEffect(() => {
     if (state.phase === "ready") app.setActive(activeId);
@@ -96,7 +107,7 @@ export function App({ app }: { app: ChatApp }) {
         <div class="me">
           <span class="me-name" title={me ? `@${me.username}` : undefined}>
             <span class="sr-only">Logged in as </span>
-            {me?.display_name || me?.username}
+            <span dir="auto">{me?.display_name || me?.username}</span>
           </span>
           <button
             type="button"
@@ -119,7 +130,7 @@ export function App({ app }: { app: ChatApp }) {
         </div>
       )}
       <div class="layout">
-        {showSidebar && <Sidebar state={state} route={route} />}
+        {showSidebar && <Sidebar app={app} state={state} route={route} />}
         {showMain && (
           <main class="main" id="main" tabIndex={-1}>
             {main}

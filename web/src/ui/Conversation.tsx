@@ -3,7 +3,8 @@ import type { AppState, ChatApp, ChannelView } from "../app/client";
 import { overlayChanges, type PendingChange } from "../lib/changes";
 import { describe } from "../lib/errors";
 import { emptyTimeline, findMessage, hasOlder, previewOf, timelineItems, type TimelineItem } from "../lib/messages";
-import { mentionsUser } from "../lib/mentions";
+import { mentionsMe } from "../lib/mentions";
+import { timelineRows } from "../lib/rows";
 import type { Channel, Message } from "../lib/types";
 import { Limits } from "../lib/types";
 import { bodyProblem, charCount } from "../lib/validate";
@@ -16,7 +17,6 @@ import { Body, EditBox, EmojiPicker, Reactions, ReplyQuote } from "./MessagePart
 const drafts = new Map<string, string>();
 const NEAR_BOTTOM_PX = 48;
 const NEAR_TOP_PX = 160;
-const GROUP_MS = 5 * 60_000;
 const NO_CHANGES: PendingChange[] = [];
 
 const emptyView: ChannelView = {
@@ -97,7 +97,8 @@ function MessageItem({
     const placed = typeof m.seq === "number";
     const canEdit = placed && mine && !deleted && !deleting;
     const canDelete = placed && !deleting && app.canDelete(channelId, m);
-    const mentionsMe = !deleted && !mine && mentionsUser(shown.body, myUsername);
+    // The server's word: `mentions` holds the members the body names (a pending edit keeps the old ones).
+    const mentioned = mentionsMe(shown, myId);
     const pickerId = `picker-${m.id}`;
     const quote = shown.body.length > 40 ? `${shown.body.slice(0, 40)}…` : shown.body;
     return (
@@ -106,7 +107,7 @@ function MessageItem({
         tabIndex={-1}
         class={`msg${mine ? " msg--mine" : ""}${compact ? " msg--compact" : ""}${deleted ? " msg--deleted" : ""}${
           deleting ? " msg--pending" : ""
-        }${mentionsMe ? " msg--mentions-me" : ""}`}
+        }${mentioned ? " msg--mentions-me" : ""}`}
         data-id={m.id}
         data-seq={m.seq ?? undefined}
         data-client-msg-id={m.client_msg_id}
@@ -125,10 +126,13 @@ function MessageItem({
         }
       >
         <p class={`msg-meta${compact ? " sr-only" : ""}`}>
-          <span class="msg-sender">{name}</span>{" "}
+          <span class="msg-sender" dir="auto">
+            {name}
+          </span>{" "}
           <time dateTime={m.created_at} title={longTime(m.created_at)}>
             {shortTime(m.created_at)}
           </time>
+          {mentioned && <span class="sr-only msg-mentions-note">, mentions you</span>}
           {saving && <span class="msg-state"> Saving…</span>}
           {deleting && <span class="msg-state"> Deleting…</span>}
         </p>
@@ -152,8 +156,8 @@ function MessageItem({
           />
         ) : (
           <div class="msg-text">
-            <p class="msg-body">
-              <Body text={shown.body} myUsername={myUsername} />
+            <p class="msg-body" dir="auto">
+              <Body text={shown.body} myUsername={mentioned ? myUsername : undefined} />
             </p>
             {editedAt && (
               <span class="msg-edited" title={`Edited ${longTime(editedAt)}`}>
@@ -234,7 +238,9 @@ function MessageItem({
       data-status={o.status}
     >
       <p class="msg-meta">
-        <span class="msg-sender">{name}</span>{" "}
+        <span class="msg-sender" dir="auto">
+          {name}
+        </span>{" "}
         <time dateTime={at} title={longTime(at)}>
           {shortTime(at)}
         </time>{" "}
@@ -253,8 +259,8 @@ function MessageItem({
           onJump={onJump}
         />
       )}
-      <p class="msg-body">
-        <Body text={o.body} myUsername={myUsername} />
+      <p class="msg-body" dir="auto">
+        <Body text={o.body} />
       </p>
       {failed && (
         <div class="msg-failed" role="alert">
@@ -297,6 +303,11 @@ export function Conversation({
   const items = useMemo(() => timelineItems(view.tl), [view.tl]);
   const older = hasOlder(view.tl) && !view.olderExhausted;
   const myId = state.me?.id ?? "";
+  const lineAfter = state.readLine[channel.id];
+  const rows = useMemo(
+    () => timelineRows(items, { myId, lineAfter, known: view.tl.known }),
+    [items, myId, lineAfter, view.tl.known],
+  );
   const connected = state.conn.status === "connected";
 
   const scroller = useRef<HTMLDivElement>(null);
@@ -306,6 +317,8 @@ export function Conversation({
   const fromBottom = useRef(0);
   const firstKey = useRef<string | undefined>(undefined);
   const lastKey = useRef<string | undefined>(undefined);
+  /** The "new since you last read" line was shown (and scrolled to) in this conversation. */
+  const lineShown = useRef(false);
   const [showJump, setShowJump] = useState(false);
   const [draft, setDraft] = useState(drafts.get(channel.id) ?? "");
   const [composeError, setComposeError] = useState<string | null>(null);
@@ -357,6 +370,7 @@ export function Conversation({
   useEffect(() => {
     atBottom.current = true;
     firstKey.current = lastKey.current = undefined;
+    lineShown.current = false;
     setShowJump(false);
     setDraft(drafts.get(channel.id) ?? "");
     setComposeError(null);
@@ -383,6 +397,17 @@ export function Conversation({
     } else if (appended && lastKey.current !== undefined) {
       setShowJump(true);
     }
+    // The first time the "new since you last read" line shows, start reading there rather than
+    // at the bottom, unless the person has scrolled up already.
+    const line = el.querySelector<HTMLElement>(".unread-line");
+    if (line && !lineShown.current) {
+      lineShown.current = true;
+      const offset = line.getBoundingClientRect().top - el.getBoundingClientRect().top;
+      if (atBottom.current && offset < 0) {
+        el.scrollTop += offset - 8;
+        atBottom.current = el.scrollHeight - el.scrollTop - el.clientHeight < NEAR_BOTTOM_PX;
+      }
+    }
     firstKey.current = first;
     lastKey.current = last;
     fromBottom.current = el.scrollHeight - el.scrollTop;
@@ -390,7 +415,7 @@ export function Conversation({
     if (older && !view.loadingOlder && !view.error && el.scrollHeight <= el.clientHeight + NEAR_TOP_PX) {
       void app.loadOlder(channel.id);
     }
-  }, [items, older, view.loadingOlder, view.error, channel.id, app]);
+  }, [items, rows, older, view.loadingOlder, view.error, channel.id, app]);
 
   const onScroll = () => {
     const el = scroller.current;
@@ -479,7 +504,7 @@ export function Conversation({
           </a>
         )}
         <div class="conv-titles">
-          <h2 id="conv-title" ref={heading} tabIndex={-1}>
+          <h2 id="conv-title" ref={heading} tabIndex={-1} dir="auto">
             {title}
           </h2>
           <p class="conv-desc">
@@ -492,8 +517,10 @@ export function Conversation({
               ) : (
                 "Direct message"
               )
+            ) : channel.description ? (
+              <span dir="auto">{channel.description}</span>
             ) : (
-              channel.description || "Group channel"
+              "Group channel"
             )}
           </p>
           {members && (
@@ -507,7 +534,7 @@ export function Conversation({
                   return (
                     <li key={u} data-user-id={u} data-presence={p?.online ? "online" : "offline"}>
                       <span class={`presence-dot${p?.online ? " is-online" : ""}`} aria-hidden="true" />
-                      {u === myId ? "You" : app.nameOf(u)}
+                      <span dir="auto">{u === myId ? "You" : app.nameOf(u)}</span>
                       <span class="muted small"> {presenceText(p, now)}</span>
                     </li>
                   );
@@ -555,14 +582,24 @@ export function Conversation({
         </div>
         {view.loadedNewest && items.length === 0 && <p class="empty muted">No messages yet. Say hello!</p>}
         <ol class="messages" aria-label="Messages">
-          {items.map((it, i) => {
-            const prev = items[i - 1];
-            const compact =
-              prev !== undefined &&
-              senderOf(prev) === senderOf(it) &&
-              it.kind === "message" &&
-              prev.kind === "message" &&
-              Date.parse(timeOf(it)) - Date.parse(timeOf(prev)) < GROUP_MS;
+          {rows.map((r) => {
+            if (r.kind === "day") {
+              return (
+                <li key={r.key} class="day-sep" data-day={r.day}>
+                  <h3 class="day-sep-label">
+                    <time dateTime={r.day}>{r.label}</time>
+                  </h3>
+                </li>
+              );
+            }
+            if (r.kind === "unread") {
+              return (
+                <li key={r.key} class="unread-line">
+                  <span class="unread-line-label">New since you last read</span>
+                </li>
+              );
+            }
+            const it = r.item;
             const mid = it.kind === "message" ? it.message.id : "";
             return (
               <MessageItem
@@ -572,7 +609,7 @@ export function Conversation({
                 channelId={channel.id}
                 myId={myId}
                 myUsername={myUsername}
-                compact={compact}
+                compact={r.compact}
                 connected={connected}
                 changes={changesByMessage.get(mid) ?? NO_CHANGES}
                 editing={editingId !== null && editingId === mid}
@@ -609,9 +646,9 @@ export function Conversation({
         {replyTo && (
           <div class="replying" id="replying">
             <span class="replying-text">
-              Replying to <strong>{replyTo.sender_id === myId ? "yourself" : app.nameOf(replyTo.sender_id)}</strong>
+              Replying to <strong dir="auto">{replyTo.sender_id === myId ? "yourself" : app.nameOf(replyTo.sender_id)}</strong>
               {": "}
-              <span class="replying-preview">{replyTo.deleted ? "Message deleted" : previewOf(replyTo.body)}</span>
+              <span class="replying-preview" dir="auto">{replyTo.deleted ? "Message deleted" : previewOf(replyTo.body)}</span>
             </span>
             <button type="button" class="link small" onClick={cancelReply}>
               Cancel reply
@@ -625,6 +662,7 @@ export function Conversation({
           id="composer-input"
           ref={input}
           rows={1}
+          dir="auto"
           value={draft}
           placeholder={`Message ${title}`}
           aria-invalid={composeError ? true : undefined}

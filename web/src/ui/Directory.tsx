@@ -101,8 +101,8 @@ export function ChannelDirectory({ app }: { app: ChatApp }) {
           {list.entries.map((c) => (
             <li key={c.id} class="result">
               <div class="result-text">
-                <span class="result-name">#{c.name}</span>
-                {c.description && <span class="result-desc">{c.description}</span>}
+                <span class="result-name" dir="auto">#{c.name}</span>
+                {c.description && <span class="result-desc" dir="auto">{c.description}</span>}
                 <span class="result-desc small">
                   {membersLabel(c.member_count)} · {activityLabel(c.last_activity_at)}
                 </span>

@@ -2,7 +2,7 @@
 // answers, its reaction chips, the emoji picker, the inline editor.
 
 import { useEffect, useRef, useState } from "preact/hooks";
-import { splitMentions } from "../lib/mentions";
+import { splitBody } from "../lib/links";
 import type { Reaction, ReplyRef } from "../lib/types";
 import { bodyProblem } from "../lib/validate";
 
@@ -22,14 +22,21 @@ export function emojiName(emoji: string): string {
   return COMMON_EMOJI.find((e) => e.emoji === emoji)?.name ?? emoji;
 }
 
-/** A body, with mentions marked (those of the current user highlighted). */
+/**
+ * A body: mentions marked (`myUsername`'s highlighted: pass it only when the message mentions the
+ * current user), http(s) addresses as links that open in a new tab without access to this one.
+ */
 export function Body({ text, myUsername }: { text: string; myUsername?: string }) {
-  const parts = splitMentions(text, myUsername);
-  if (parts.length === 1 && !parts[0].mention) return <>{text}</>;
+  const parts = splitBody(text, myUsername);
+  if (parts.length === 1 && !parts[0].mention && !parts[0].href) return <>{text}</>;
   return (
     <>
       {parts.map((p, i) =>
-        p.mention ? (
+        p.href ? (
+          <a key={i} class="msg-link" href={p.href} target="_blank" rel="noopener noreferrer">
+            {p.text}
+          </a>
+        ) : p.mention ? (
           p.me ? (
             <mark key={i} class="mention mention--me" title="Mentions you">
               {p.text}
@@ -67,9 +74,13 @@ export function ReplyQuote({
       onClick={() => onJump(reply.id)}
     >
       <span class="sr-only">In reply to </span>
-      <span class="reply-sender">{senderName}</span>
+      <span class="reply-sender" dir="auto">
+        {senderName}
+      </span>
       <span class="sr-only">: </span>
-      <span class="reply-preview">{gone ? "Message deleted" : reply.preview}</span>
+      <span class="reply-preview" dir={gone ? undefined : "auto"}>
+        {gone ? "Message deleted" : reply.preview}
+      </span>
     </button>
   );
 }
@@ -194,6 +205,7 @@ export function EditBox({
       <textarea
         ref={box}
         class="edit-input"
+        dir="auto"
         aria-label="Edit message"
         aria-describedby="edit-hint"
         aria-invalid={problem ? true : undefined}

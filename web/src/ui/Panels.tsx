@@ -218,8 +218,8 @@ export function BrowseChannels({ app, state, narrow }: { app: ChatApp; state: Ap
             {results.map((c) => (
               <li key={c.id} class="result">
                 <div class="result-text">
-                  <span class="result-name">#{c.name}</span>
-                  {c.description && <span class="result-desc">{c.description}</span>}
+                  <span class="result-name" dir="auto">#{c.name}</span>
+                  {c.description && <span class="result-desc" dir="auto">{c.description}</span>}
                 </div>
                 {mine.has(c.id) ? (
                   <a class="button small" href={href({ name: "channel", id: c.id })}>
@@ -312,7 +312,7 @@ export function NewDirect({ app, state, narrow }: { app: ChatApp; state: AppStat
             {others.map((u) => (
               <li key={u.id} class="result">
                 <div class="result-text">
-                  <span class="result-name">{u.display_name || u.username}</span>
+                  <span class="result-name" dir="auto">{u.display_name || u.username}</span>
                   <span class="result-desc">@{u.username}</span>
                 </div>
                 <button type="button" class="small primary" disabled={opening !== null} onClick={() => open(u)}>

@@ -1,18 +1,18 @@
-import type { AppState } from "../app/client";
+import type { AppState, ChatApp } from "../app/client";
+import { byRecentActivity } from "../lib/conversations";
 import type { Presence } from "../lib/ephemeral";
+import type { Unread } from "../lib/readstate";
 import type { Channel } from "../lib/types";
+import { NotifyToggle } from "./NotifyToggle";
 import { href, type Route } from "./route";
 import { IconAt, IconPlus, IconSearch } from "./icons";
 
-function byName(a: Channel, b: Channel) {
-  return a.name.localeCompare(b.name, undefined, { sensitivity: "base" });
-}
-
-function Item({ c, active, unread, presence }: { c: Channel; active: boolean; unread: number; presence?: Presence }) {
+function Item({ c, active, unread, presence }: { c: Channel; active: boolean; unread: Unread; presence?: Presence }) {
+  const n = unread.count;
   return (
     <li>
       <a
-        class={`conv-link${active ? " is-active" : ""}${unread ? " has-unread" : ""}`}
+        class={`conv-link${active ? " is-active" : ""}${n ? " has-unread" : ""}${unread.mentions ? " has-mention" : ""}`}
         href={href({ name: "channel", id: c.id })}
         aria-current={active ? "page" : undefined}
         data-channel-id={c.id}
@@ -20,7 +20,9 @@ function Item({ c, active, unread, presence }: { c: Channel; active: boolean; un
         <span class="conv-icon" aria-hidden="true">
           {c.kind === "direct" ? "@" : "#"}
         </span>
-        <span class="conv-name">{c.name}</span>
+        <span class="conv-name" dir="auto">
+          {c.name}
+        </span>
         {presence && (
           <span
             class={`presence-dot${presence.online ? " is-online" : ""}`}
@@ -30,10 +32,14 @@ function Item({ c, active, unread, presence }: { c: Channel; active: boolean; un
             <span class="sr-only">{presence.online ? " online" : " offline"}</span>
           </span>
         )}
-        {unread > 0 && (
-          <span class="badge">
-            {unread > 99 ? "99+" : unread}
-            <span class="sr-only"> unread</span>
+        {n > 0 && (
+          <span class={`badge${unread.mentions ? " badge--mention" : ""}`} data-unread={n}>
+            {unread.mentions > 0 && <span aria-hidden="true">@ </span>}
+            {n > 99 ? "99+" : n}
+            <span class="sr-only">
+              {" "}
+              unread{unread.mentions > 0 ? `, ${unread.mentions} mentioning you` : ""}
+            </span>
           </span>
         )}
       </a>
@@ -41,9 +47,11 @@ function Item({ c, active, unread, presence }: { c: Channel; active: boolean; un
   );
 }
 
-export function Sidebar({ state, route }: { state: AppState; route: Route }) {
-  const groups = state.channels.filter((c) => c.kind !== "direct").sort(byName);
-  const dms = state.channels.filter((c) => c.kind === "direct").sort(byName);
+export function Sidebar({ app, state, route }: { app: ChatApp; state: AppState; route: Route }) {
+  // Most recently active first, as the server lists them, and kept so as messages come.
+  const activity = (c: Channel) => app.activity(c);
+  const groups = byRecentActivity(state.channels.filter((c) => c.kind !== "direct"), activity);
+  const dms = byRecentActivity(state.channels.filter((c) => c.kind === "direct"), activity);
   const activeId = route.name === "channel" ? route.id : null;
   return (
     <nav class="sidebar" aria-label="Conversations" id="conversations">
@@ -72,7 +80,7 @@ export function Sidebar({ state, route }: { state: AppState; route: Route }) {
       {groups.length ? (
         <ul class="conv-list" aria-labelledby="groups-heading">
           {groups.map((c) => (
-            <Item key={c.id} c={c} active={c.id === activeId} unread={state.unread[c.id] ?? 0} />
+            <Item key={c.id} c={c} active={c.id === activeId} unread={app.unread(c.id)} />
           ))}
         </ul>
       ) : (
@@ -90,7 +98,7 @@ export function Sidebar({ state, route }: { state: AppState; route: Route }) {
                 key={c.id}
                 c={c}
                 active={c.id === activeId}
-                unread={state.unread[c.id] ?? 0}
+                unread={app.unread(c.id)}
                 presence={peer ? state.presence[peer] : undefined}
               />
             );
@@ -99,6 +107,7 @@ export function Sidebar({ state, route }: { state: AppState; route: Route }) {
       ) : (
         <p class="muted small">{state.channelsLoaded ? "No direct messages yet." : "Loading…"}</p>
       )}
+      <NotifyToggle app={app} status={state.notifications} />
     </nav>
   );
 }

@@ -14,6 +14,14 @@ public final class ChatSession {
     /// The signed-in user, refreshed from `GET /users/me` when the session starts.
     public private(set) var user: User
     public private(set) var channels: [Channel] = []
+    /// Per channel id: the newest message as the conversation list reported it (the preview of
+    /// a conversation not opened yet).
+    public private(set) var lastMessages: [String: LastMessage] = [:]
+    /// Unread and mention counts, and read marks, of every conversation.
+    public private(set) var reads: ReadTracker
+    /// Per conversation on screen: the read mark when it was opened, if others' messages were
+    /// unread then; the "new messages" divider goes above the first later one.
+    public private(set) var unreadMarkers: [String: Int64] = [:]
     public private(set) var store: MessageStore
     public private(set) var connection: ConnectionState = .disconnected
     public private(set) var isLoadingChannels = false
@@ -30,6 +38,8 @@ public final class ChatSession {
     @ObservationIgnored private var commandTask: Task<Void, Never>?
     @ObservationIgnored private var eventTask: Task<Void, Never>?
     @ObservationIgnored private var fillingGaps: Set<String> = []
+    /// The conversations on screen: their new messages are read as they come.
+    @ObservationIgnored private var visibleChannels: Set<String> = []
 
     private enum Command: Sendable {
         case start
@@ -40,6 +50,7 @@ public final class ChatSession {
         case change(PendingChange)
         case noteSeen([Message])
         case forget(channelID: String)
+        case markRead(channelID: String, seq: Int64)
     }
 
     public init(
@@ -59,6 +70,7 @@ public final class ChatSession {
             network: environment.network()
         )
         self.store = MessageStore(currentUserID: user.id)
+        self.reads = ReadTracker(currentUserID: user.id)
         self.usersByID = [user.id: user]
         self.onSessionExpired = onSessionExpired
         let (stream, continuation) = AsyncStream<Command>.makeStream()
@@ -77,6 +89,7 @@ public final class ChatSession {
                     await realtime.change(pending.change, of: pending.messageID, in: pending.channelID, clientEventID: pending.clientEventID)
                 case .noteSeen(let messages): await realtime.noteSeen(messages)
                 case .forget(let channelID): await realtime.forget(channelID: channelID)
+                case let .markRead(channelID, seq): await realtime.markRead(channelID: channelID, seq: seq)
                 }
             }
         }
@@ -127,12 +140,17 @@ public final class ChatSession {
 
     /// Group channels, most recent activity first.
     public var groups: [Channel] {
-        ConversationOrder.byRecentActivity(channels.filter { $0.kind != .direct }, store: store)
+        ConversationOrder.byRecentActivity(channels.filter { $0.kind != .direct }, store: store, lastMessages: lastMessages)
     }
 
     /// Direct conversations, most recent activity first.
     public var directConversations: [Channel] {
-        ConversationOrder.byRecentActivity(channels.filter { $0.kind == .direct }, store: store)
+        ConversationOrder.byRecentActivity(channels.filter { $0.kind == .direct }, store: store, lastMessages: lastMessages)
+    }
+
+    /// How much of `channelID` is unread (bold in the list, with a badge).
+    public func readState(of channelID: String) -> ConversationReadState {
+        reads[channelID]
     }
 
     public func channel(_ id: String) -> Channel? {
@@ -162,7 +180,17 @@ public final class ChatSession {
         isLoadingChannels = true
         defer { isLoadingChannels = false }
         do {
-            channels = try await api.channels()
+            let conversations = try await api.conversations()
+            channels = conversations.map(\.channel)
+            lastMessages = Dictionary(
+                conversations.compactMap { conversation in conversation.lastMessage.map { (conversation.id, $0) } },
+                uniquingKeysWith: { first, _ in first }
+            )
+            reads.reset(from: conversations, store: store)
+            // A conversation on screen is read, whatever the list counted.
+            for channelID in visibleChannels {
+                markRead(channelID)
+            }
         } catch {
             report(error)
         }
@@ -195,6 +223,8 @@ public final class ChatSession {
         do {
             try await api.leaveChannel(id: channel.id)
             channels.removeAll { $0.id == channel.id }
+            lastMessages.removeValue(forKey: channel.id)
+            reads.remove(channelID: channel.id)
             store.remove(channelID: channel.id)
             commands.yield(.forget(channelID: channel.id))
         } catch {
@@ -218,13 +248,44 @@ public final class ChatSession {
         return channel
     }
 
-    /// Loads what a conversation screen needs: its newest page and its members' names.
+    /// Loads what a conversation screen needs: its newest page and its members' names; then,
+    /// if it is on screen (`conversationAppeared`), marks it read.
     public func open(_ channelID: String) async {
         async let members: Void = loadMembers(channelID)
         if !store[channelID].hasLoadedLatest {
             await loadLatest(channelID)
         }
         await members
+        if visibleChannels.contains(channelID) {
+            markRead(channelID)
+        }
+    }
+
+    // MARK: - Read state
+
+    /// The conversation screen of `channelID` is showing: remembers where the unread messages
+    /// start (for the "new messages" divider), and reads new messages as they come.
+    public func conversationAppeared(_ channelID: String) {
+        visibleChannels.insert(channelID)
+        let state = reads[channelID]
+        unreadMarkers[channelID] = state.hasUnread ? state.readSeq : nil
+        markRead(channelID)
+    }
+
+    /// The conversation screen of `channelID` is gone: its new messages are unread again.
+    public func conversationDisappeared(_ channelID: String) {
+        visibleChannels.remove(channelID)
+        unreadMarkers[channelID] = nil
+    }
+
+    /// Marks `channelID` read up to its newest loaded message, here and (`mark_read`) on the
+    /// server, which tells the user's other devices.
+    public func markRead(_ channelID: String) {
+        let timeline = store[channelID]
+        guard let seq = timeline.newestPlaced?.seq else { return }
+        if reads.markRead(channelID: channelID, seq: seq, timeline: timeline) {
+            commands.yield(.markRead(channelID: channelID, seq: seq))
+        }
     }
 
     public func loadMembers(_ channelID: String) async {
@@ -376,6 +437,11 @@ public final class ChatSession {
             }
         case .message(let message):
             store.apply(event)
+            let isVisible = visibleChannels.contains(message.channelID)
+            reads.noteMessage(message, isVisible: isVisible)
+            if isVisible {
+                markRead(message.channelID)
+            }
             if channel(message.channelID) == nil {
                 // A new direct conversation, or a channel joined on another device.
                 Task { await refreshChannels() }
@@ -407,6 +473,10 @@ public final class ChatSession {
             }
         case .serverError:
             break
+        case let .read(channelID, seq):
+            if reads.readElsewhere(channelID: channelID, seq: seq, timeline: store[channelID]) == .needsRefresh {
+                Task { await refreshChannels() }
+            }
         }
     }
 

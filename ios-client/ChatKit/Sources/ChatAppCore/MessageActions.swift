@@ -44,9 +44,15 @@ public enum MessageAction: String, Sendable, Hashable, CaseIterable {
 
     /// A failed send can be retried (same `client_msg_id`) or deleted. A stored message (with
     /// its place) can be replied to and reacted to, and, when it is the user's own
-    /// (`currentUserID`), edited and deleted for everyone. Pending sends, messages not placed
-    /// yet and tombstones have no actions.
-    public static func available(for entry: TimelineEntry, currentUserID: String? = nil) -> [MessageAction] {
+    /// (`currentUserID`), edited and deleted for everyone. In a group channel the user owns
+    /// (`channel.createdBy`, see `ChatSession.actions(for:)`), others' messages can be deleted
+    /// too, as the server allows; never edited. Pending sends, messages not placed yet and
+    /// tombstones have no actions.
+    public static func available(
+        for entry: TimelineEntry,
+        currentUserID: String? = nil,
+        ownsChannel: Bool = false
+    ) -> [MessageAction] {
         switch entry.status {
         case .failed:
             return [.retry, .delete]
@@ -57,15 +63,26 @@ public enum MessageAction: String, Sendable, Hashable, CaseIterable {
             if entry.senderID == currentUserID {
                 return [.reply, .react, .edit, .delete]
             }
-            return [.reply, .react]
+            return ownsChannel ? [.reply, .react, .delete] : [.reply, .react]
         }
     }
 }
 
 extension ChatSession {
-    /// The actions of `entry` for the signed-in user.
+    /// The actions of `entry` for the signed-in user: the owner of a group channel (its
+    /// `createdBy`) may also delete others' messages.
     public func actions(for entry: TimelineEntry) -> [MessageAction] {
-        MessageAction.available(for: entry, currentUserID: user.id)
+        MessageAction.available(for: entry, currentUserID: user.id, ownsChannel: ownsChannel(entry.channelID))
+    }
+
+    /// Whether the signed-in user created (owns) the group channel `channelID`.
+    public func ownsChannel(_ channelID: String) -> Bool {
+        channel(channelID)?.isOwned(by: user.id) ?? false
+    }
+
+    /// Whether `entry`, as it is now, mentions the signed-in user ("mentions you").
+    public func mentionsMe(_ entry: TimelineEntry) -> Bool {
+        entry.mentions(userID: user.id)
     }
 
     /// Performs `action` on `entry`: retries a failed send, deletes (a failed send is discarded,

@@ -17,12 +17,13 @@ struct CLI {
       login <username> <password>                      sign in
       logout
       whoami
-      conversations                                    list channels and direct conversations
+      conversations                                    list channels and direct conversations, with
+                                                       unread and mention counts and the owner
       create-channel <name>                            create a group channel (prints its id)
       join <channel-id>
       send <channel-id> <text>                         send one message and wait for its ack
       open <channel-id>                                print live messages; each line typed is sent.
-                                                       Commands: /dump (the timeline), /status, /quit
+                                                       Commands: /dump (the timeline), /read, /status, /quit
 
     --server   the load balancer (default http://127.0.0.1:8080, or $CHAT_SERVER)
     --session  where the session is kept (default ~/.config/chatkit-cli/session.json)
@@ -106,8 +107,11 @@ struct Context {
             say("user=\(me.id) username=\(me.username) name=\(me.displayName)")
         case ("conversations", 0):
             let (api, _) = try await signedIn()
-            for channel in try await api.channels() {
-                say("channel id=\(channel.id) kind=\(channel.kind.rawValue) name=\(channel.name)")
+            // `name=` is last and runs to the end of the line.
+            for conversation in try await api.conversations() {
+                let channel = conversation.channel
+                let owner = channel.createdBy.map { " owner=\($0)" } ?? ""
+                say("channel id=\(channel.id) kind=\(channel.kind.rawValue) unread=\(conversation.unreadCount) mentions=\(conversation.mentionCount)\(owner) name=\(channel.name)")
             }
         case ("create-channel", 1):
             let (api, _) = try await signedIn()

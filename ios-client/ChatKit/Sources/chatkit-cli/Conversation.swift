@@ -7,18 +7,22 @@ import Foundation
 /// Output lines (stable; the end-to-end tests parse them):
 ///   state <connecting|connected|waiting|disconnected|signed-out>
 ///   ready user=<id> connection=<gateway>:<n>
-///   message seq=<n> id=<id> sender=<id> client_msg_id=<id> body=<text>
+///   message seq=<n> id=<id> sender=<id> client_msg_id=<id> [mentions=<id,...> [mentions you]] body=<text>
 ///   acked client_msg_id=<id> id=<id>
 ///   failed client_msg_id=<id> code=<code>
 ///   resumed channels=<id,...>     resume-refused channels=<id,...>
 ///   history count=<n>             queued client_msg_id=<id>
 ///   event seq=<n> id=<id> kind=<kind> message=<id> actor=<id>
+///         (an edit also: [mentions=<id,...> [mentions you]] body=<text>)
+///   read seq=<n>                  (the user read this far on another device)
 ///   change-queued client_event_id=<id>   change-acked client_event_id=<id> id=<id>
 ///   change-failed client_event_id=<id> code=<code>
+/// `mentions=` lists the user ids the body mentions (absent when none); `[mentions you]` follows
+/// when one of them is the signed-in user. `body=` is always last and runs to the end of the line.
 /// Lines typed: text to send it; /reply <message-id> <text>, /edit <message-id> <text>,
 ///   /delete <message-id>, /react <message-id> <emoji>, /unreact <message-id> <emoji>;
-///   /status, /dump, /quit.
-///   /dump:   entry seq=<n|-> id=<id|-> status=<s> client_msg_id=<id> body=<text> ... then
+///   /read (mark the newest message read: `marked-read seq=<n>`); /status, /dump, /quit.
+///   /dump:   entry seq=<n|-> id=<id|-> status=<s> client_msg_id=<id> [mentions=...] body=<text> ... then
 ///            timeline entries=<n> duplicates=<n> readies=<n>
 struct Conversation {
     let channelID: String
@@ -84,7 +88,7 @@ struct Conversation {
                     }
                 case .message(let message) where message.channelID == channelID:
                     if !seenLive.insert(message.id).inserted { duplicates += 1 }
-                    say("message seq=\(message.seq.map(String.init) ?? "-") id=\(message.id) sender=\(message.senderID) client_msg_id=\(message.clientMsgID) body=\(message.body)")
+                    say("message seq=\(message.seq.map(String.init) ?? "-") id=\(message.id) sender=\(message.senderID) client_msg_id=\(message.clientMsgID)\(Self.mentionFields(message.mentions, me: me.id)) body=\(message.body)")
                     try await fillGaps(&store, realtime)
                 case .acked(let clientMsgID, let message):
                     say("acked client_msg_id=\(clientMsgID) id=\(message.id)")
@@ -98,18 +102,31 @@ struct Conversation {
                 case .serverError(let code, let message):
                     say("server-error code=\(code) message=\(message)")
                 case .event(let event) where event.channelID == channelID:
-                    say("event seq=\(event.seq) id=\(event.id) kind=\(event.change.kind) message=\(event.messageID) actor=\(event.actorID)")
+                    var line = "event seq=\(event.seq) id=\(event.id) kind=\(event.change.kind) message=\(event.messageID) actor=\(event.actorID)"
+                    if case let .edited(body, mentions) = event.change {
+                        line += "\(Self.mentionFields(mentions, me: me.id)) body=\(body)"
+                    }
+                    say(line)
+                case .read(let readChannelID, let seq) where readChannelID == channelID:
+                    say("read seq=\(seq)")
                 case .changeAcked(let clientEventID, let eventID):
                     say("change-acked client_event_id=\(clientEventID) id=\(eventID)")
                 case .changeFailed(let failure):
                     say("change-failed client_event_id=\(failure.clientEventID) code=\(failure.code)")
-                case .message, .event:
+                case .message, .event, .read:
                     break
                 }
             case .line(let line):
                 switch line.trimmingCharacters(in: .whitespaces) {
                 case "": continue
                 case "/quit": break loop
+                case "/read":
+                    if let seq = store[channelID].newestPlaced?.seq {
+                        await realtime.markRead(channelID: channelID, seq: seq)
+                        say("marked-read seq=\(seq)")
+                    } else {
+                        say("marked-read seq=-")
+                    }
                 case "/status":
                     let pending = await realtime.pendingSends
                     let state = await realtime.state
@@ -117,7 +134,7 @@ struct Conversation {
                 case "/dump":
                     let timeline = store[channelID]
                     for entry in timeline.entries {
-                        say("entry seq=\(entry.seq.map(String.init) ?? "-") id=\(entry.messageID ?? "-") status=\(Self.name(entry.status)) client_msg_id=\(entry.clientMsgID) body=\(entry.body)")
+                        say("entry seq=\(entry.seq.map(String.init) ?? "-") id=\(entry.messageID ?? "-") status=\(Self.name(entry.status)) client_msg_id=\(entry.clientMsgID)\(Self.mentionFields(entry.isDeleted ? [] : entry.mentions, me: me.id)) body=\(entry.body)")
                     }
                     say("timeline entries=\(timeline.entries.count) duplicates=\(duplicates) readies=\(readies)")
                 case let command where command.hasPrefix("/"):
@@ -171,6 +188,14 @@ struct Conversation {
             say("filled count=\(page.count) after=\(gap.afterMessageID)")
             if page.isEmpty { return }
         }
+    }
+
+    /// ` mentions=<id,...>`, with ` [mentions you]` when `me` is among them; empty without
+    /// mentions.
+    static func mentionFields(_ mentions: [String], me: String) -> String {
+        guard !mentions.isEmpty else { return "" }
+        let you = mentions.contains(me) ? " [mentions you]" : ""
+        return " mentions=\(mentions.joined(separator: ","))\(you)"
     }
 
     static func name(_ state: ConnectionState) -> String {

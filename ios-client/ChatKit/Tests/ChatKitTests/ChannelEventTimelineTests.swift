@@ -37,6 +37,85 @@ final class ChannelEventTimelineTests: XCTestCase {
         XCTAssertEqual(timeline, once)
     }
 
+    // MARK: - Mentions
+
+    func testAMessageMentioningTheUserIsFlagged() throws {
+        let mentioning = Sample.message(seq: 1, clientMsgID: "a", body: "@me lunch?", mentions: [me])
+        let other = Sample.message(seq: 2, clientMsgID: "b", body: "@carol lunch?", mentions: ["u-carol"])
+        let plain = Sample.message(seq: 3, clientMsgID: "c", body: "lunch?")
+        let timeline = timeline([mentioning, other, plain])
+        XCTAssertEqual(timeline.entries.map { $0.mentions(userID: me) }, [true, false, false])
+        XCTAssertEqual(try entry(timeline, other).mentions, ["u-carol"])
+        XCTAssertTrue(try entry(timeline, other).mentions(userID: "u-carol"))
+    }
+
+    /// An edit's mentions replace the message's: taking the `@name` out clears the flag,
+    /// putting one in sets it; applying the same edit again changes nothing.
+    func testAnEditReplacesTheMentions() throws {
+        let m1 = Sample.message(seq: 1, clientMsgID: "a", body: "@me lunch?", mentions: [me])
+        var timeline = timeline([m1])
+        XCTAssertTrue(try entry(timeline, m1).mentions(userID: me))
+
+        let removal = Sample.event(seq: 2, of: m1, .edited(body: "lunch?", mentions: []))
+        XCTAssertTrue(timeline.apply(removal, currentUserID: me))
+        XCTAssertFalse(try entry(timeline, m1).mentions(userID: me), "the edit took the mention out")
+        XCTAssertEqual(try entry(timeline, m1).mentions, [])
+        let once = timeline
+        XCTAssertFalse(timeline.apply(removal, currentUserID: me), "idempotent")
+        XCTAssertEqual(timeline, once)
+
+        let addition = Sample.event(seq: 3, of: m1, .edited(body: "@carol @me lunch?", mentions: ["u-carol", me]))
+        XCTAssertTrue(timeline.apply(addition, currentUserID: me))
+        XCTAssertEqual(try entry(timeline, m1).mentions, ["u-carol", me])
+        XCTAssertTrue(try entry(timeline, m1).mentions(userID: me))
+
+        // The removal replayed late (older than the addition) does not undo it.
+        XCTAssertFalse(timeline.apply(removal, currentUserID: me))
+        XCTAssertTrue(try entry(timeline, m1).mentions(userID: me))
+        let settled = timeline
+        XCTAssertFalse(timeline.apply(addition, currentUserID: me))
+        XCTAssertEqual(timeline, settled)
+    }
+
+    func testATombstoneMentionsNoOne() throws {
+        let m1 = Sample.message(seq: 1, clientMsgID: "a", body: "@me hi", mentions: [me])
+        var timeline = timeline([m1])
+        timeline.apply(Sample.event(seq: 3, of: m1, .deleted), currentUserID: me)
+        XCTAssertFalse(try entry(timeline, m1).mentions(userID: me))
+        XCTAssertEqual(try entry(timeline, m1).mentions, [])
+        // A late edit (older than the delete, replayed) does not bring it back.
+        timeline.apply(Sample.event(seq: 2, of: m1, .edited(body: "@me", mentions: [me])), currentUserID: me)
+        XCTAssertFalse(try entry(timeline, m1).mentions(userID: me))
+    }
+
+    /// A copy newer than what is loaded (history after an edit missed while away) brings its
+    /// body's mentions with it; an older copy does not take them back.
+    func testANewerCopyBringsItsMentions() throws {
+        let m1 = Sample.message(seq: 1, clientMsgID: "a", body: "lunch?")
+        var timeline = timeline([m1])
+        var edited = m1
+        edited.body = "@me lunch?"
+        edited.mentions = [me]
+        edited.editedAt = Sample.date.addingTimeInterval(60)
+        XCTAssertTrue(timeline.merge(edited))
+        XCTAssertTrue(try entry(timeline, m1).mentions(userID: me))
+        timeline.merge(m1)
+        XCTAssertTrue(try entry(timeline, m1).mentions(userID: me), "an older copy changes nothing")
+    }
+
+    /// The server resolves mentions when it places a message: the `ack` (before that) has none,
+    /// the `message` frame has them.
+    func testTheUsersOwnSendGetsItsMentionsWhenPlaced() throws {
+        var timeline = MessageTimeline(channelID: "c1")
+        timeline.addPending(body: "@bob hi", senderID: me, clientMsgID: "p1", at: Sample.date)
+        XCTAssertEqual(timeline.entries[0].mentions, [])
+        timeline.merge(Sample.message(seq: nil, senderID: me, clientMsgID: "p1", body: "@bob hi"))
+        XCTAssertEqual(timeline.entries[0].mentions, [])
+        timeline.merge(Sample.message(seq: 4, senderID: me, clientMsgID: "p1", body: "@bob hi", mentions: ["u-bob"]))
+        XCTAssertEqual(timeline.entries[0].status, .delivered)
+        XCTAssertEqual(timeline.entries[0].mentions, ["u-bob"])
+    }
+
     // MARK: - Deletes
 
     func testADeleteLeavesATombstoneThatNothingRevives() throws {
@@ -272,8 +351,9 @@ final class ChannelEventTimelineTests: XCTestCase {
         let original = list.messages[0]
         let reply = try XCTUnwrap(timeline.entry(messageID: list.messages[1].id))
         XCTAssertEqual(reply.replyTo?.id, original.id)
-        XCTAssertEqual(reply.replyTo?.preview, "Hello, world! (edited)")
+        XCTAssertEqual(reply.replyTo?.preview, "Hello, world! (edited) @bob")
         XCTAssertEqual(timeline.entries.map(\.isDeleted), [false, false, true])
+        XCTAssertEqual(timeline.entries.map(\.mentions), [["0190a2b4-0000-7000-8000-000000000b0b"], [], []])
         XCTAssertTrue(timeline.entries[0].isEdited)
         XCTAssertNil(timeline.firstGap, "43 is an event")
 

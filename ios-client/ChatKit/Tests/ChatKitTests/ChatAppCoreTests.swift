@@ -92,15 +92,20 @@ final class ChatAppCoreTests: XCTestCase, @unchecked Sendable {
 
     // MARK: - Session
 
-    /// A session wired to fakes: the server's REST answers come from `channels`.
+    /// A session wired to fakes: the server's REST answers come from `channels` (plain channels,
+    /// as a server before read state lists them) or `conversations` (with read state).
     @MainActor
-    private func makeSession(channels: [Channel]) -> (ChatSession, FakeTransport) {
+    private func makeSession(channels: [Channel] = [], conversations: [Conversation]? = nil) -> (ChatSession, FakeTransport) {
         let transport = FakeTransport()
         let me = User(id: "u-me", username: "me", displayName: "Me")
         let http = ScriptedHTTP { request, _ in
             switch request.target {
             case "/api/v1/users/me": return try .json(200, encoding: me)
-            case "/api/v1/channels": return try .json(200, encoding: ChannelList(channels: channels))
+            case "/api/v1/channels":
+                if let conversations {
+                    return try .json(200, encoding: ConversationList(channels: conversations))
+                }
+                return try .json(200, encoding: ChannelList(channels: channels))
             default: return .json(404, Data("{}".utf8))
             }
         }
@@ -219,6 +224,112 @@ final class ChatAppCoreTests: XCTestCase, @unchecked Sendable {
         // A refused change is reported.
         try connection.serverSends(.error(FrameError(code: FrameErrorCode.notAuthor, message: "not yours", clientEventID: "x")))
         try await waitUntil("the error") { session.errorMessage == "not yours" }
+        await session.shutdown()
+    }
+
+    // MARK: - Mentions, owners, read state
+
+    @MainActor
+    func testTheOwnerOfAGroupIsOfferedDeleteOnOthersMessages() async throws {
+        let owned = Channel(id: "c-owned", kind: .group, name: "mine", description: "", createdAt: Sample.date, createdBy: "u-me")
+        let theirs = Channel(id: "c-theirs", kind: .group, name: "bobs", description: "", createdAt: Sample.date, createdBy: "u-bob")
+        let (session, transport) = makeSession(channels: [owned, theirs])
+        session.start()
+        let connection = try await transport.nextConnection()
+        try connection.serverSends(.ready(userID: "u-me", connectionID: "gw:1"))
+        try await waitUntil("the channel list") { session.channels.count == 2 }
+        XCTAssertTrue(session.ownsChannel("c-owned"))
+        XCTAssertFalse(session.ownsChannel("c-theirs"))
+
+        let inOwned = Sample.message(seq: 1, channelID: "c-owned", senderID: "u-bob", clientMsgID: "a", body: "@me spam", mentions: ["u-me"])
+        let inTheirs = Sample.message(seq: 1, channelID: "c-theirs", senderID: "u-bob", clientMsgID: "b")
+        try connection.serverSends(.message(inOwned))
+        try connection.serverSends(.message(inTheirs))
+        try await waitUntil("the messages") { !session.timeline("c-owned").isEmpty && !session.timeline("c-theirs").isEmpty }
+        let spam = session.timeline("c-owned").entries[0]
+        XCTAssertEqual(session.actions(for: spam), [.reply, .react, .delete])
+        XCTAssertEqual(session.actions(for: session.timeline("c-theirs").entries[0]), [.reply, .react])
+        XCTAssertTrue(session.mentionsMe(spam))
+        XCTAssertFalse(session.mentionsMe(session.timeline("c-theirs").entries[0]))
+
+        // The owner deletes it for everyone.
+        session.perform(.delete, on: spam)
+        guard case .delete("c-owned", inOwned.id, _) = try await connection.nextSent() else { return XCTFail("no delete") }
+        await session.shutdown()
+    }
+
+    @MainActor
+    func testAnEditThatRemovesTheMentionClearsTheFlag() async throws {
+        let (session, transport) = makeSession()
+        session.start()
+        let connection = try await transport.nextConnection()
+        try connection.serverSends(.ready(userID: "u-me", connectionID: "gw:1"))
+        let message = Sample.message(seq: 1, channelID: "c1", senderID: "u-bob", clientMsgID: "a", body: "@me look", mentions: ["u-me"])
+        try connection.serverSends(.message(message))
+        try await waitUntil("the message") { session.timeline("c1").entries.count == 1 }
+        XCTAssertTrue(session.mentionsMe(session.timeline("c1").entries[0]))
+        let edit = Sample.event(seq: 2, of: message, .edited(body: "look", mentions: []))
+        try connection.serverSends(.event(edit))
+        try await waitUntil("the edit") { session.timeline("c1").entries[0].body == "look" }
+        XCTAssertFalse(session.mentionsMe(session.timeline("c1").entries[0]))
+        // The same edit again (a replay): still no mention, nothing else changed.
+        try connection.serverSends(.event(edit))
+        try connection.serverSends(.event(Sample.event(seq: 3, of: message, .edited(body: "@me look again", mentions: ["u-me"]))))
+        try await waitUntil("the second edit") { session.timeline("c1").entries[0].body == "@me look again" }
+        XCTAssertTrue(session.mentionsMe(session.timeline("c1").entries[0]))
+        await session.shutdown()
+    }
+
+    @MainActor
+    func testUnreadCountsFollowLiveMessagesTheScreenAndOtherDevices() async throws {
+        let general = Conversation(
+            channel: Self.channel("c1", "general", created: 0),
+            lastMessage: LastMessage(id: "m10", seq: 10, senderID: "u-bob", preview: "hi", createdAt: Sample.date.addingTimeInterval(10)),
+            headSeq: 10,
+            readSeq: 8,
+            unreadCount: 2,
+            mentionCount: 0
+        )
+        let (session, transport) = makeSession(conversations: [general])
+        session.start()
+        let connection = try await transport.nextConnection()
+        try connection.serverSends(.ready(userID: "u-me", connectionID: "gw:1"))
+        try await waitUntil("the conversation list") { session.channels.count == 1 }
+        XCTAssertEqual(session.readState(of: "c1").unreadCount, 2)
+        XCTAssertEqual(session.lastMessages["c1"]?.preview, "hi")
+
+        // A live message by someone else, mentioning the user: one more unread, one mention.
+        let m11 = Sample.message(seq: 11, channelID: "c1", senderID: "u-bob", clientMsgID: "a", mentions: ["u-me"])
+        try connection.serverSends(.message(m11))
+        try await waitUntil("the count") { session.readState(of: "c1").unreadCount == 3 }
+        XCTAssertEqual(session.readState(of: "c1").mentionCount, 1)
+
+        // The user opens the conversation: the divider goes after what was read (8), and the
+        // conversation is marked read up to its newest message, on the server too.
+        session.conversationAppeared("c1")
+        XCTAssertEqual(session.unreadMarkers["c1"], 8)
+        XCTAssertEqual(session.readState(of: "c1").unreadCount, 0)
+        let firstMark = try await connection.nextSent()
+        XCTAssertEqual(firstMark, .markRead(channelID: "c1", seq: 11))
+
+        // While it is on screen, new messages are read as they come.
+        try connection.serverSends(.message(Sample.message(seq: 12, channelID: "c1", senderID: "u-bob", clientMsgID: "b")))
+        let secondMark = try await connection.nextSent()
+        XCTAssertEqual(secondMark, .markRead(channelID: "c1", seq: 12))
+        XCTAssertEqual(session.readState(of: "c1").unreadCount, 0)
+
+        // Closed: the next one is unread again, until another device reads it.
+        session.conversationDisappeared("c1")
+        XCTAssertNil(session.unreadMarkers["c1"])
+        try connection.serverSends(.message(Sample.message(seq: 13, channelID: "c1", senderID: "u-bob", clientMsgID: "c")))
+        try await waitUntil("unread again") { session.readState(of: "c1").unreadCount == 1 }
+        try connection.serverSends(.read(channelID: "c1", seq: 13))
+        try await waitUntil("read elsewhere") { session.readState(of: "c1").unreadCount == 0 }
+        XCTAssertEqual(session.readState(of: "c1").readSeq, 13)
+
+        // Reopened with nothing unread: no divider.
+        session.conversationAppeared("c1")
+        XCTAssertNil(session.unreadMarkers["c1"])
         await session.shutdown()
     }
 

@@ -561,6 +561,52 @@ final class RealtimeClientTests: XCTestCase {
         await h.client.stop()
     }
 
+    // MARK: - Read marks
+
+    func testReadMarksMadeWhileOfflineGoOutAfterReadyAndOnlyTheHighest() async throws {
+        let h = Harness()
+        await h.client.markRead(channelID: "c1", seq: 3)
+        await h.client.markRead(channelID: "c1", seq: 7)
+        await h.client.markRead(channelID: "c1", seq: 5)
+        await h.client.markRead(channelID: "c2", seq: 0) // not a position: dropped
+        let pending = await h.client.pendingReadMarks
+        XCTAssertEqual(pending, ["c1": 7])
+        await h.client.start()
+        let connection = try await h.connectAndReady()
+        let mark = try await connection.nextSent()
+        XCTAssertEqual(mark, .markRead(channelID: "c1", seq: 7))
+        let left = await h.client.pendingReadMarks
+        XCTAssertEqual(left, [:])
+
+        // Connected: a new mark goes out at once; one not above it does not go out again.
+        await h.client.markRead(channelID: "c1", seq: 7)
+        await h.client.markRead(channelID: "c1", seq: 9)
+        let next = try await connection.nextSent()
+        XCTAssertEqual(next, .markRead(channelID: "c1", seq: 9))
+        let unsent = try await connection.unreadSent()
+        XCTAssertEqual(unsent, [])
+        await h.client.stop()
+    }
+
+    func testAReadFrameIsReportedAndMakesLowerMarksMoot() async throws {
+        let h = Harness()
+        await h.client.markRead(channelID: "c1", seq: 4)
+        await h.client.start()
+        let connection = try await h.transport.nextConnection()
+        // Marked on another device before this connection is ready.
+        try connection.serverSends(.read(channelID: "c1", seq: 6))
+        try await h.event(.read(channelID: "c1", seq: 6))
+        let pending = await h.client.pendingReadMarks
+        XCTAssertEqual(pending, [:], "the other device read further")
+        try connection.serverSends(.ready(userID: me, connectionID: "k-1"))
+        try await h.event("ready") { if case .ready = $0 { true } else { false } }
+        await h.client.markRead(channelID: "c1", seq: 5)
+        await h.client.markRead(channelID: "c1", seq: 8)
+        let sent = try await connection.nextSent()
+        XCTAssertEqual(sent, .markRead(channelID: "c1", seq: 8), "5 is below the other device's mark")
+        await h.client.stop()
+    }
+
     // MARK: - Lifecycle
 
     func testStopClosesTheConnectionAndStartCarriesOn() async throws {

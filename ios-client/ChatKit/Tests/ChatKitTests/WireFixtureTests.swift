@@ -85,17 +85,36 @@ final class WireFixtureTests: XCTestCase {
         XCTAssertEqual(group.name, "general")
         // Whole seconds, no fraction.
         XCTAssertEqual(group.createdAt, Date(timeIntervalSince1970: 1_736_933_400))
+        // Its creator owns it.
+        XCTAssertEqual(group.createdBy, alice)
+        XCTAssertTrue(group.isOwned(by: alice))
+        XCTAssertFalse(group.isOwned(by: bob))
 
         let direct = try roundTrip(Channel.self, "rest_channel_direct")
         XCTAssertEqual(direct.kind, .direct)
         XCTAssertEqual(direct.name, "Bob")
         XCTAssertEqual(direct.description, "")
         XCTAssertEqual(direct.createdAt, Date(timeIntervalSince1970: 1_736_933_462.5))
+        // A direct conversation has no owner: `created_by` is absent (and stays so when encoded).
+        XCTAssertNil(direct.createdBy)
+        XCTAssertFalse(direct.isOwned(by: alice))
+    }
+
+    /// `created_by` absent (a direct conversation, or a server before owners) decodes as nil and
+    /// encodes absent, not null.
+    func testChannelWithoutCreatorEncodesWithoutTheKey() throws {
+        var group = try roundTrip(Channel.self, "rest_channel_group")
+        group.createdBy = nil
+        let object = try JSONSerialization.jsonObject(with: try WireJSON.encode(group))
+        let keys = Set(try XCTUnwrap(object as? [String: Any]).keys)
+        XCTAssertFalse(keys.contains("created_by"), "\(keys)")
+        XCTAssertEqual(try WireJSON.decode(Channel.self, from: try WireJSON.encode(group)), group)
     }
 
     func testListBodies() throws {
         let channels = try roundTrip(ChannelList.self, "rest_channel_list")
         XCTAssertEqual(channels.channels.map(\.id), [general, dm])
+        XCTAssertEqual(channels.channels.map(\.createdBy), [alice, nil])
         let users = try roundTrip(UserList.self, "rest_user_list")
         XCTAssertEqual(users.users.map(\.username), ["alice", "bob"])
         let members = try roundTrip(MemberList.self, "rest_member_list")
@@ -149,9 +168,10 @@ final class WireFixtureTests: XCTestCase {
         XCTAssertFalse(message.deleted)
         XCTAssertNil(message.replyTo)
         XCTAssertEqual(message.reactions, [])
+        XCTAssertEqual(message.mentions, [])
         let object = try JSONSerialization.jsonObject(with: try WireJSON.encode(message))
         let keys = Set(try XCTUnwrap(object as? [String: Any]).keys)
-        XCTAssertTrue(keys.isDisjoint(with: ["edited_at", "deleted", "reply_to", "reactions"]), "\(keys)")
+        XCTAssertTrue(keys.isDisjoint(with: ["edited_at", "deleted", "reply_to", "reactions", "mentions"]), "\(keys)")
     }
 
     func testMessageListWithEditsReactionsRepliesAndATombstone() throws {
@@ -160,7 +180,11 @@ final class WireFixtureTests: XCTestCase {
         XCTAssertEqual(list.messages.map(\.seq), [41, 42, 44])
 
         let edited = list.messages[0]
-        XCTAssertEqual(edited.body, "Hello, world! (edited)")
+        XCTAssertEqual(edited.body, "Hello, world! (edited) @bob")
+        // `@bob` is a member: the server resolved the name to his id.
+        XCTAssertEqual(edited.mentions, [bob])
+        XCTAssertTrue(edited.mentions(userID: bob))
+        XCTAssertFalse(edited.mentions(userID: alice))
         XCTAssertEqual(try XCTUnwrap(edited.editedAt).timeIntervalSince1970, 1_736_934_000.25, accuracy: 0.000_001)
         XCTAssertFalse(edited.deleted)
         XCTAssertEqual(edited.reactions, [
@@ -174,16 +198,29 @@ final class WireFixtureTests: XCTestCase {
             id: firstMessageID,
             seq: 41,
             senderID: alice,
-            preview: "Hello, world! (edited)",
+            preview: "Hello, world! (edited) @bob",
             deleted: false
         ))
         XCTAssertNil(reply.editedAt)
         XCTAssertEqual(reply.reactions, [])
+        XCTAssertEqual(reply.mentions, [], "no mention: the key is absent")
 
         let tombstone = list.messages[2]
         XCTAssertTrue(tombstone.deleted)
         XCTAssertEqual(tombstone.body, "")
         XCTAssertEqual(tombstone.reactions, [])
+        XCTAssertEqual(tombstone.mentions, [])
+    }
+
+    /// An empty mention list is left out when encoding, like the server does.
+    func testMessageMentionsAreOmittedWhenEmpty() throws {
+        var message = try roundTrip(Message.self, "rest_message")
+        message.mentions = [bob, alice]
+        let object = try JSONSerialization.jsonObject(with: try WireJSON.encode(message))
+        XCTAssertEqual(try XCTUnwrap(object as? [String: Any])["mentions"] as? [String], [bob, alice], "in the body's order")
+        XCTAssertEqual(try WireJSON.decode(Message.self, from: try WireJSON.encode(message)), message)
+        message.mentions = []
+        try assertSameJSON(try WireJSON.encode(message), try fixture("rest_message"))
     }
 
     func testReplyPreviewOfADeletedMessage() throws {
@@ -377,7 +414,7 @@ final class WireFixtureTests: XCTestCase {
         }
         let edited = try event(roundTrip(ServerFrame.self, "ws_server_event_edited"))
         XCTAssertEqual(edited.seq, 45)
-        XCTAssertEqual(edited.change, .edited(body: "Hello, world! (edited)"))
+        XCTAssertEqual(edited.change, .edited(body: "Hello, world! (edited) @bob", mentions: [bob]))
         let deleted = try event(roundTrip(ServerFrame.self, "ws_server_event_deleted"))
         XCTAssertEqual(deleted.seq, 46)
         XCTAssertEqual(deleted.change, .deleted)
@@ -387,6 +424,20 @@ final class WireFixtureTests: XCTestCase {
         let removed = try event(roundTrip(ServerFrame.self, "ws_server_event_reaction_removed"))
         XCTAssertEqual(removed.seq, 48)
         XCTAssertEqual(removed.change, .reactionRemoved(emoji: "👍", count: 1))
+    }
+
+    /// An edit whose new body mentions no one has no `mentions` key, and decodes with none.
+    func testAnEditWithoutMentionsHasNoMentionsKey() throws {
+        guard case .event(var event) = try roundTrip(ServerFrame.self, "ws_server_event_edited") else {
+            return XCTFail("expected an event")
+        }
+        event.change = .edited(body: "Hello, world!", mentions: [])
+        let data = try WireJSON.encode(ServerFrame.event(event))
+        let object = try XCTUnwrap(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+        let fields = try XCTUnwrap(object["event"] as? [String: Any])
+        XCTAssertNil(fields["mentions"])
+        XCTAssertEqual(fields["body"] as? String, "Hello, world!")
+        XCTAssertEqual(try WireJSON.decode(ServerFrame.self, from: data), .event(event))
     }
 
     func testAnEventOfAnUnknownKindStillDecodes() throws {
@@ -406,24 +457,53 @@ final class WireFixtureTests: XCTestCase {
         XCTAssertEqual(frame, .unknown(type: "sparkle"))
     }
 
-    // Read state (issue #15 item 1) is served but not yet shown by ChatKit: until it is, the
-    // conversation list must still decode as channels, and `read` frames must be ignored.
-    func testConversationListStillDecodesAsChannels() throws {
-        let list = try WireJSON.decode(ChannelList.self, from: try fixture("rest_conversation_list"))
+    // MARK: - Read state
+
+    /// `GET /channels`: each conversation is a channel's fields plus its read state, flat.
+    func testConversationListCarriesReadState() throws {
+        let list = try roundTrip(ConversationList.self, "rest_conversation_list")
         XCTAssertEqual(list.channels.map(\.id), [general, dm])
+        let group = list.channels[0]
+        XCTAssertEqual(group.channel.name, "general")
+        XCTAssertEqual(group.channel.createdBy, alice)
+        XCTAssertEqual(group.headSeq, 2)
+        XCTAssertEqual(group.readSeq, 1)
+        XCTAssertEqual(group.unreadCount, 1)
+        XCTAssertEqual(group.mentionCount, 1)
+        let last = try XCTUnwrap(group.lastMessage)
+        XCTAssertEqual(last.seq, 2)
+        XCTAssertEqual(last.senderID, bob)
+        XCTAssertEqual(last.preview, "Hi Alice.\nTwo lines.")
+        XCTAssertEqual(last.createdAt.timeIntervalSince1970, 1_736_933_531.5, accuracy: 0.000_001)
+
+        let direct = list.channels[1]
+        XCTAssertEqual(direct.channel.kind, .direct)
+        XCTAssertNil(direct.channel.createdBy)
+        XCTAssertNil(direct.lastMessage, "null before the first message")
+        XCTAssertEqual([direct.headSeq, direct.readSeq], [0, 0])
+        XCTAssertEqual([direct.unreadCount, direct.mentionCount], [0, 0])
+
+        // The same body still reads as plain channels.
+        let channels = try WireJSON.decode(ChannelList.self, from: try fixture("rest_conversation_list"))
+        XCTAssertEqual(channels.channels, list.channels.map(\.channel))
     }
 
-    func testReadFrameIsIgnoredUntilReadStateIsShown() throws {
-        let frame = try WireJSON.decode(ServerFrame.self, from: try fixture("ws_server_read"))
-        XCTAssertEqual(frame, .unknown(type: "read"))
+    /// A server before read state lists plain channels: they decode as conversations with
+    /// nothing unread.
+    func testPlainChannelsDecodeAsReadConversations() throws {
+        let list = try WireJSON.decode(ConversationList.self, from: try fixture("rest_channel_list"))
+        XCTAssertEqual(list.channels.map(\.id), [general, dm])
+        XCTAssertEqual(list.channels.map(\.unreadCount), [0, 0])
+        XCTAssertEqual(list.channels.map(\.readSeq), [0, 0])
+        XCTAssertNil(list.channels[0].lastMessage)
     }
 
-    func testMarkReadFrameShape() throws {
-        let object = try JSONSerialization.jsonObject(with: try fixture("ws_client_mark_read"))
-        let dict = try XCTUnwrap(object as? [String: Any])
-        XCTAssertEqual(dict["type"] as? String, "mark_read")
-        XCTAssertEqual(dict["channel_id"] as? String, general)
-        XCTAssertEqual(dict["seq"] as? Int, 2)
+    func testReadFrame() throws {
+        XCTAssertEqual(try roundTrip(ServerFrame.self, "ws_server_read"), .read(channelID: general, seq: 2))
+    }
+
+    func testMarkReadFrame() throws {
+        XCTAssertEqual(try roundTrip(ClientFrame.self, "ws_client_mark_read"), .markRead(channelID: general, seq: 2))
     }
 
     // MARK: - Constants

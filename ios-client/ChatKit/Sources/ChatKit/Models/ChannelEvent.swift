@@ -9,8 +9,10 @@ public struct ChannelEvent: Codable, Sendable, Hashable, Identifiable {
     /// What changed. Reaction changes carry the emoji's count after the change (absolute), so
     /// applying an event twice leaves the same state.
     public enum Change: Sendable, Hashable {
-        /// The author replaced the body; the message's `editedAt` is the event's `createdAt`.
-        case edited(body: String)
+        /// The author replaced the body; the message's `editedAt` is the event's `createdAt`, and
+        /// its `mentions` are those of the new body (the user ids the server resolved; empty
+        /// when none, absent on the wire).
+        case edited(body: String, mentions: [String] = [])
         /// The author or the channel's owner deleted the message: show a tombstone.
         case deleted
         /// `actorID` reacted with `emoji`; `count` members now have.
@@ -78,6 +80,7 @@ public struct ChannelEvent: Codable, Sendable, Hashable, Identifiable {
         case createdAt = "created_at"
         case kind
         case body
+        case mentions
         case emoji
         case count
     }
@@ -95,7 +98,10 @@ public struct ChannelEvent: Codable, Sendable, Hashable, Identifiable {
         let kind = try container.decode(String.self, forKey: .kind)
         switch kind {
         case "edited":
-            change = .edited(body: try container.decode(String.self, forKey: .body))
+            change = .edited(
+                body: try container.decode(String.self, forKey: .body),
+                mentions: try container.decodeIfPresent([String].self, forKey: .mentions) ?? []
+            )
         case "deleted":
             change = .deleted
         case "reaction_added":
@@ -125,8 +131,11 @@ public struct ChannelEvent: Codable, Sendable, Hashable, Identifiable {
         try container.encode(createdAt, forKey: .createdAt)
         try container.encode(change.kind, forKey: .kind)
         switch change {
-        case .edited(let body):
+        case let .edited(body, mentions):
             try container.encode(body, forKey: .body)
+            if !mentions.isEmpty {
+                try container.encode(mentions, forKey: .mentions)
+            }
         case .deleted, .unknown:
             break
         case let .reactionAdded(emoji, count), let .reactionRemoved(emoji, count):

@@ -22,6 +22,9 @@ public enum ClientFrame: Sendable, Hashable, Codable {
     case react(channelID: String, messageID: String, clientEventID: String, emoji: String)
     /// Take the user's reaction `emoji` back.
     case unreact(channelID: String, messageID: String, clientEventID: String, emoji: String)
+    /// The user has read the channel up to position `seq` (of a message shown). The server
+    /// keeps the highest mark of any device; nothing comes back unless it is refused.
+    case markRead(channelID: String, seq: Int64)
 
     /// The frame that asks for `change` of `messageID`.
     public static func change(_ change: ChangeRequest, channelID: String, messageID: String, clientEventID: String) -> ClientFrame {
@@ -47,12 +50,18 @@ public enum ClientFrame: Sendable, Hashable, Codable {
         case messageID = "message_id"
         case clientEventID = "client_event_id"
         case emoji
+        case seq
     }
 
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
         let type = try container.decode(String.self, forKey: .type)
         switch type {
+        case "mark_read":
+            self = .markRead(
+                channelID: try container.decode(String.self, forKey: .channelID),
+                seq: try container.decode(Int64.self, forKey: .seq)
+            )
         case "send":
             let channelID = try container.decode(String.self, forKey: .channelID)
             let clientMsgID = try container.decode(String.self, forKey: .clientMsgID)
@@ -143,6 +152,10 @@ public enum ClientFrame: Sendable, Hashable, Codable {
             try container.encode(messageID, forKey: .messageID)
             try container.encode(clientEventID, forKey: .clientEventID)
             try container.encode(emoji, forKey: .emoji)
+        case let .markRead(channelID, seq):
+            try container.encode("mark_read", forKey: .type)
+            try container.encode(channelID, forKey: .channelID)
+            try container.encode(seq, forKey: .seq)
         }
     }
 }
@@ -204,6 +217,8 @@ public enum ServerFrame: Sendable, Hashable, Codable {
     case eventAck(clientEventID: String, eventID: String)
     /// A message of one of the user's channels changed, at position `event.seq`.
     case event(ChannelEvent)
+    /// The user read the channel up to `seq` on another device (or connection).
+    case read(channelID: String, seq: Int64)
     case unknown(type: String)
 
     enum CodingKeys: String, CodingKey {
@@ -222,6 +237,7 @@ public enum ServerFrame: Sendable, Hashable, Codable {
         case clientEventID = "client_event_id"
         case eventID = "event_id"
         case event
+        case seq
     }
 
     public init(from decoder: any Decoder) throws {
@@ -271,6 +287,11 @@ public enum ServerFrame: Sendable, Hashable, Codable {
             )
         case "event":
             self = .event(try container.decode(ChannelEvent.self, forKey: .event))
+        case "read":
+            self = .read(
+                channelID: try container.decode(String.self, forKey: .channelID),
+                seq: try container.decode(Int64.self, forKey: .seq)
+            )
         default:
             self = .unknown(type: type)
         }
@@ -319,6 +340,10 @@ public enum ServerFrame: Sendable, Hashable, Codable {
         case let .event(event):
             try container.encode("event", forKey: .type)
             try container.encode(event, forKey: .event)
+        case let .read(channelID, seq):
+            try container.encode("read", forKey: .type)
+            try container.encode(channelID, forKey: .channelID)
+            try container.encode(seq, forKey: .seq)
         case let .unknown(type):
             try container.encode(type, forKey: .type)
         }

@@ -31,6 +31,11 @@ public enum Limits {
     /// A `client_event_id` (edits, deletes, reactions): 1 to 128 characters, like a
     /// `client_msg_id`.
     public static let clientEventIDMax = 128
+    /// A conversation's `unread_count` stops counting here (`chat_types::limits::UNREAD_COUNT_MAX`).
+    public static let unreadCountMax = 9_999
+    /// At most this many distinct `@username` mentions per message count
+    /// (`chat_types::limits::MENTIONS_MAX`).
+    public static let mentionsMax = 20
 
     /// 3 to 32 ASCII letters, digits, `.`, `_` or `-`.
     public static func isValidUsername(_ name: String) -> Bool {

@@ -85,13 +85,22 @@ public struct Channel: Codable, Sendable, Hashable, Identifiable {
     public var name: String
     public var description: String
     public var createdAt: Date
+    /// Who created a group channel: its owner, who may delete anyone's messages in it. Nil for a
+    /// direct conversation, when the creator's account is gone, and from servers before owners.
+    public var createdBy: String?
 
-    public init(id: String, kind: ChannelKind, name: String, description: String, createdAt: Date) {
+    public init(id: String, kind: ChannelKind, name: String, description: String, createdAt: Date, createdBy: String? = nil) {
         self.id = id
         self.kind = kind
         self.name = name
         self.description = description
         self.createdAt = createdAt
+        self.createdBy = createdBy
+    }
+
+    /// Whether `userID` owns this channel (created it): the owner may delete others' messages.
+    public func isOwned(by userID: String) -> Bool {
+        kind == .group && createdBy != nil && createdBy == userID
     }
 
     enum CodingKeys: String, CodingKey {
@@ -100,6 +109,7 @@ public struct Channel: Codable, Sendable, Hashable, Identifiable {
         case name
         case description
         case createdAt = "created_at"
+        case createdBy = "created_by"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -110,6 +120,18 @@ public struct Channel: Codable, Sendable, Hashable, Identifiable {
         // Direct conversations have no description; tolerate a server that omits it.
         description = try container.decodeIfPresent(String.self, forKey: .description) ?? ""
         createdAt = try container.decode(Date.self, forKey: .createdAt)
+        createdBy = try container.decodeIfPresent(String.self, forKey: .createdBy)
+    }
+
+    // Like the server: `created_by` absent rather than null.
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(id, forKey: .id)
+        try container.encode(kind, forKey: .kind)
+        try container.encode(name, forKey: .name)
+        try container.encode(description, forKey: .description)
+        try container.encode(createdAt, forKey: .createdAt)
+        try container.encodeIfPresent(createdBy, forKey: .createdBy)
     }
 }
 
@@ -136,6 +158,10 @@ public struct Message: Codable, Sendable, Hashable, Identifiable {
     /// One entry per emoji, in the order they were first used (history only: live changes come
     /// as `event` frames).
     public var reactions: [Reaction]
+    /// The user ids of the channel's members the body mentions (`@username`), in the order the
+    /// body names them, resolved by the server when it places the message (so an `ack`, sent
+    /// before that, has none) and again at each edit. Empty when none (absent on the wire).
+    public var mentions: [String]
 
     public init(
         id: String,
@@ -148,7 +174,8 @@ public struct Message: Codable, Sendable, Hashable, Identifiable {
         editedAt: Date? = nil,
         deleted: Bool = false,
         replyTo: ReplyPreview? = nil,
-        reactions: [Reaction] = []
+        reactions: [Reaction] = [],
+        mentions: [String] = []
     ) {
         self.id = id
         self.channelID = channelID
@@ -161,6 +188,12 @@ public struct Message: Codable, Sendable, Hashable, Identifiable {
         self.deleted = deleted
         self.replyTo = replyTo
         self.reactions = reactions
+        self.mentions = mentions
+    }
+
+    /// Whether the body mentions `userID` (the server resolved `@username` to that member).
+    public func mentions(userID: String) -> Bool {
+        !deleted && mentions.contains(userID)
     }
 
     enum CodingKeys: String, CodingKey {
@@ -175,9 +208,10 @@ public struct Message: Codable, Sendable, Hashable, Identifiable {
         case deleted
         case replyTo = "reply_to"
         case reactions
+        case mentions
     }
 
-    // Messages of servers before edits and reactions have none of the new keys.
+    // Messages of servers before edits, reactions and mentions have none of the new keys.
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
         id = try container.decode(String.self, forKey: .id)
@@ -191,6 +225,7 @@ public struct Message: Codable, Sendable, Hashable, Identifiable {
         deleted = try container.decodeIfPresent(Bool.self, forKey: .deleted) ?? false
         replyTo = try container.decodeIfPresent(ReplyPreview.self, forKey: .replyTo)
         reactions = try container.decodeIfPresent([Reaction].self, forKey: .reactions) ?? []
+        mentions = try container.decodeIfPresent([String].self, forKey: .mentions) ?? []
     }
 
     // Like the server: absent rather than null, false or empty.
@@ -210,6 +245,9 @@ public struct Message: Codable, Sendable, Hashable, Identifiable {
         try container.encodeIfPresent(replyTo, forKey: .replyTo)
         if !reactions.isEmpty {
             try container.encode(reactions, forKey: .reactions)
+        }
+        if !mentions.isEmpty {
+            try container.encode(mentions, forKey: .mentions)
         }
     }
 }
@@ -357,6 +395,105 @@ public struct ChannelList: Codable, Sendable, Hashable {
     public var channels: [Channel]
 
     public init(channels: [Channel]) {
+        self.channels = channels
+    }
+}
+
+/// The newest message of a conversation, as `GET /channels` lists it: a preview, not the message.
+public struct LastMessage: Codable, Sendable, Hashable {
+    public var id: String
+    public var seq: Int64
+    public var senderID: String
+    /// The body's first 140 characters.
+    public var preview: String
+    public var createdAt: Date
+
+    public init(id: String, seq: Int64, senderID: String, preview: String, createdAt: Date) {
+        self.id = id
+        self.seq = seq
+        self.senderID = senderID
+        self.preview = preview
+        self.createdAt = createdAt
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case id
+        case seq
+        case senderID = "sender_id"
+        case preview
+        case createdAt = "created_at"
+    }
+}
+
+/// One conversation of `GET /channels`: the channel's fields and, beside them (one flat object
+/// on the wire), the caller's read state (docs/protocol.md, "Read state").
+public struct Conversation: Codable, Sendable, Hashable, Identifiable {
+    public var channel: Channel
+    /// The newest message; nil before the first.
+    public var lastMessage: LastMessage?
+    /// The newest message's position (0 without messages).
+    public var headSeq: Int64
+    /// The caller's read mark: every message up to this position is read (0: nothing yet).
+    public var readSeq: Int64
+    /// Messages after `readSeq` that others sent, counted up to `Limits.unreadCountMax`.
+    public var unreadCount: Int
+    /// Of those, the ones that mention the caller.
+    public var mentionCount: Int
+
+    public var id: String { channel.id }
+
+    public init(
+        channel: Channel,
+        lastMessage: LastMessage? = nil,
+        headSeq: Int64 = 0,
+        readSeq: Int64 = 0,
+        unreadCount: Int = 0,
+        mentionCount: Int = 0
+    ) {
+        self.channel = channel
+        self.lastMessage = lastMessage
+        self.headSeq = headSeq
+        self.readSeq = readSeq
+        self.unreadCount = unreadCount
+        self.mentionCount = mentionCount
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case lastMessage = "last_message"
+        case headSeq = "head_seq"
+        case readSeq = "read_seq"
+        case unreadCount = "unread_count"
+        case mentionCount = "mention_count"
+    }
+
+    // A server before read state lists plain channels: decode them as read, with no preview.
+    public init(from decoder: any Decoder) throws {
+        channel = try Channel(from: decoder)
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        lastMessage = try container.decodeIfPresent(LastMessage.self, forKey: .lastMessage)
+        headSeq = try container.decodeIfPresent(Int64.self, forKey: .headSeq) ?? 0
+        readSeq = try container.decodeIfPresent(Int64.self, forKey: .readSeq) ?? 0
+        unreadCount = try container.decodeIfPresent(Int.self, forKey: .unreadCount) ?? 0
+        mentionCount = try container.decodeIfPresent(Int.self, forKey: .mentionCount) ?? 0
+    }
+
+    // Flat, like the server; `last_message` is always present, `null` without messages.
+    public func encode(to encoder: any Encoder) throws {
+        try channel.encode(to: encoder)
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(lastMessage, forKey: .lastMessage)
+        try container.encode(headSeq, forKey: .headSeq)
+        try container.encode(readSeq, forKey: .readSeq)
+        try container.encode(unreadCount, forKey: .unreadCount)
+        try container.encode(mentionCount, forKey: .mentionCount)
+    }
+}
+
+/// `GET /channels`: the caller's conversations with their read state.
+public struct ConversationList: Codable, Sendable, Hashable {
+    public var channels: [Conversation]
+
+    public init(channels: [Conversation]) {
         self.channels = channels
     }
 }

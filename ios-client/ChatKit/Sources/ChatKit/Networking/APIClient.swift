@@ -97,7 +97,14 @@ public struct APIClient: Sendable {
 
     /// `GET /channels`: the caller's groups and direct conversations.
     public func channels() async throws -> [Channel] {
-        let list: ChannelList = try await call("GET", "channels")
+        try await conversations().map(\.channel)
+    }
+
+    /// `GET /channels`: the caller's groups and direct conversations, most recent activity
+    /// first, each with its newest message and the caller's read state (unread and mention
+    /// counts).
+    public func conversations() async throws -> [Conversation] {
+        let list: ConversationList = try await call("GET", "channels")
         return list.channels
     }
 

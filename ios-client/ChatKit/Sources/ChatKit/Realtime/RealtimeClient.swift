@@ -16,6 +16,8 @@ import FoundationNetworking
 ///   resends the queue, in order and with the same `client_msg_id`, after every `ready`.
 /// - Does the same for changes (edits, deletes, reactions): kept until their `event_ack` (or
 ///   their own `event` frame), resent with the same `client_event_id`.
+/// - Sends read marks (`markRead`) at once when ready, or keeps the highest per channel until
+///   the next `ready` (marks are not acked: the server keeps the highest of any device).
 /// - Sends a ping every `pingInterval` and replaces a connection that went silent.
 ///
 /// `events` has a single consumer (the app's session model).
@@ -59,6 +61,11 @@ public actor RealtimeClient {
     private var changeTimeouts: [String: Task<Void, Never>] = [:]
     /// Per channel: the newest message or event seen, the one `resume` names.
     private var lastSeen: [String: ResumePosition] = [:]
+    /// Per channel: the highest read mark asked for and not written on a ready connection yet.
+    private var unsentReadMarks: [String: Int64] = [:]
+    /// Per channel: the highest read mark written (on any connection), so that one mark is not
+    /// sent twice.
+    private var sentReadMarks: [String: Int64] = [:]
 
     /// The channels the last `resume` on this connection named; those missing from the
     /// server's `resumed` answer were refused (`unknown_message`, `not_a_member`).
@@ -216,6 +223,32 @@ public actor RealtimeClient {
     /// Changes not acked yet, oldest first.
     public var pendingChanges: [PendingChange] { changeQueue }
 
+    // MARK: - Read marks
+
+    /// Tells the server the user has read `channelID` up to position `seq` (a message shown).
+    /// Goes out at once when connected, else with the next `ready`; a mark not above one already
+    /// sent is dropped (the server's mark only moves forward anyway).
+    public func markRead(channelID: String, seq: Int64) {
+        guard seq >= 1 else { return }
+        if let sent = sentReadMarks[channelID], sent >= seq { return }
+        if let unsent = unsentReadMarks[channelID], unsent >= seq { return }
+        unsentReadMarks[channelID] = seq
+        if isReady {
+            flushReadMarks()
+        }
+    }
+
+    /// Read marks asked for and not sent yet.
+    public var pendingReadMarks: [String: Int64] { unsentReadMarks }
+
+    private func flushReadMarks() {
+        for (channelID, seq) in unsentReadMarks.sorted(by: { $0.key < $1.key }) {
+            write(.markRead(channelID: channelID, seq: seq))
+            sentReadMarks[channelID] = max(sentReadMarks[channelID] ?? 0, seq)
+        }
+        unsentReadMarks.removeAll()
+    }
+
     // MARK: - Resume positions
 
     /// Records messages seen outside the socket (history pages), so that `resume` after the
@@ -229,6 +262,8 @@ public actor RealtimeClient {
     /// Stops resuming a channel (after leaving it).
     public func forget(channelID: String) {
         lastSeen.removeValue(forKey: channelID)
+        unsentReadMarks.removeValue(forKey: channelID)
+        sentReadMarks.removeValue(forKey: channelID)
     }
 
     /// The message or event id `resume` would name for each channel.
@@ -469,6 +504,7 @@ public actor RealtimeClient {
             for pending in changeQueue {
                 transmit(pending)
             }
+            flushReadMarks()
             eventSink.yield(.ready(userID: userID, connectionID: connectionID))
             setState(.connected)
             return true
@@ -526,6 +562,14 @@ public actor RealtimeClient {
 
         case .pong:
             pingOutstanding = false
+
+        case let .read(channelID, seq):
+            // Marked on another device: no need to send this mark (or a lower one) again.
+            sentReadMarks[channelID] = max(sentReadMarks[channelID] ?? 0, seq)
+            if let unsent = unsentReadMarks[channelID], unsent <= seq {
+                unsentReadMarks.removeValue(forKey: channelID)
+            }
+            eventSink.yield(.read(channelID: channelID, seq: seq))
 
         case .typing, .presence:
             // Ephemeral signals: not shown by this client yet (the web client shows them).

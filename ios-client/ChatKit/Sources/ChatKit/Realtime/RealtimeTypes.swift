@@ -77,6 +77,9 @@ public enum RealtimeEvent: Sendable, Hashable {
     /// Also emitted when the event of an own change arrives before (or instead of) its ack.
     case changeAcked(clientEventID: String, eventID: String)
     case changeFailed(ChangeFailure)
+    /// The user read `channelID` up to `seq` on another device or connection: the mark only
+    /// moves forward, so unread counts at or below it are gone.
+    case read(channelID: String, seq: Int64)
 }
 
 /// A send waiting for its ack. Resent with the same `clientMsgID` after every reconnect, which

@@ -26,7 +26,7 @@ public struct MessageStore: Sendable, Hashable {
             return markFailed(failure)
         case .event(let event):
             return apply(event) ? event.channelID : nil
-        case .stateChanged, .ready, .resumed, .resumeRefused, .serverError, .changeAcked, .changeFailed:
+        case .stateChanged, .ready, .resumed, .resumeRefused, .serverError, .changeAcked, .changeFailed, .read:
             return nil
         }
     }

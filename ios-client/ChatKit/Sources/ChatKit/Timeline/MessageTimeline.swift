@@ -36,6 +36,9 @@ public struct TimelineEntry: Sendable, Hashable, Identifiable {
     public internal(set) var replyTo: ReplyPreview?
     /// One entry per emoji, in the order they were first used; `me` when the user is among them.
     public internal(set) var reactions: [Reaction]
+    /// The user ids the body mentions (`@username`, resolved by the server when it placed the
+    /// message, and again at each edit). Empty while pending, and once deleted.
+    public internal(set) var mentions: [String]
     /// The positions of the events applied to it, so that a replayed or late event never
     /// undoes a newer one.
     var applied = AppliedChanges()
@@ -50,6 +53,12 @@ public struct TimelineEntry: Sendable, Hashable, Identifiable {
 
     /// Edited at least once (and not deleted since): show "(edited)".
     public var isEdited: Bool { editedAt != nil && !isDeleted }
+
+    /// Whether the body, as it is now, mentions `userID` (the signed-in user: "mentions you").
+    /// A tombstone mentions no one; an edit that took the mention out clears it.
+    public func mentions(userID: String) -> Bool {
+        !isDeleted && mentions.contains(userID)
+    }
 
     public var isOutgoingUnsent: Bool {
         switch status {
@@ -77,6 +86,7 @@ public struct TimelineEntry: Sendable, Hashable, Identifiable {
         isDeleted = message.deleted
         replyTo = message.replyTo
         reactions = message.deleted ? [] : message.reactions
+        mentions = message.deleted ? [] : message.mentions
         if message.deleted { body = "" }
     }
 
@@ -101,13 +111,15 @@ public struct TimelineEntry: Sendable, Hashable, Identifiable {
         isDeleted = false
         self.replyTo = replyTo
         reactions = []
+        mentions = []
     }
 
     // MARK: Changes
 
     /// Takes what a newer copy of the message says ("as it is now": a history page, a replay
-    /// after `resume`). A tombstone stays one; a body is taken when the copy's edit is newer;
-    /// reactions are taken unless events already set them (events are newer than any copy).
+    /// after `resume`). A tombstone stays one; a body (with its mentions) is taken when the copy's
+    /// edit is newer; reactions are taken unless events already set them (events are newer than
+    /// any copy).
     mutating func absorb(_ message: Message) {
         messageID = message.id
         createdAt = message.createdAt
@@ -120,6 +132,7 @@ public struct TimelineEntry: Sendable, Hashable, Identifiable {
         guard !isDeleted else { return }
         if status != .delivered || Self.isNewer(message.editedAt, than: editedAt) {
             body = message.body
+            mentions = message.mentions
             editedAt = message.editedAt
         }
         if applied.reactions.isEmpty {
@@ -131,7 +144,7 @@ public struct TimelineEntry: Sendable, Hashable, Identifiable {
     /// than one already applied, changes nothing.
     mutating func apply(_ event: ChannelEvent, currentUserID: String) {
         switch event.change {
-        case .edited(let newBody):
+        case let .edited(newBody, newMentions):
             guard !isDeleted else { return }
             if let last = applied.edit {
                 guard event.seq > last else { return }
@@ -141,6 +154,8 @@ public struct TimelineEntry: Sendable, Hashable, Identifiable {
             }
             applied.edit = event.seq
             body = newBody
+            // The mentions of the new body replace the old ones (none: the mention was edited out).
+            mentions = newMentions
             editedAt = event.createdAt
         case .deleted:
             applied.delete = min(applied.delete ?? event.seq, event.seq)
@@ -177,6 +192,7 @@ public struct TimelineEntry: Sendable, Hashable, Identifiable {
         isDeleted = true
         body = ""
         reactions = []
+        mentions = []
     }
 
     private static func isNewer(_ candidate: Date?, than current: Date?) -> Bool {
@@ -447,7 +463,7 @@ public struct MessageTimeline: Sendable, Hashable {
     /// An edit or delete of a message not loaded here: its replies' previews still follow it.
     private mutating func updatePreviews(of event: ChannelEvent) -> Bool {
         switch event.change {
-        case .edited(let body):
+        case .edited(let body, _):
             if let last = previewChanges[event.messageID], event.seq <= last { return false }
             previewChanges[event.messageID] = event.seq
             return setPreviews(of: event.messageID, preview: ReplyPreview.preview(of: body), deleted: false)

@@ -61,7 +61,8 @@ enum Sample {
         channelID: String = "c1",
         senderID: String = "u-bob",
         clientMsgID: String,
-        body: String? = nil
+        body: String? = nil,
+        mentions: [String] = []
     ) -> Message {
         Message(
             id: "m-\(senderID)-\(clientMsgID)",
@@ -70,7 +71,8 @@ enum Sample {
             body: body ?? "body of \(clientMsgID)",
             clientMsgID: clientMsgID,
             createdAt: date.addingTimeInterval(TimeInterval(seq ?? 0)),
-            seq: seq
+            seq: seq,
+            mentions: mentions
         )
     }
 
