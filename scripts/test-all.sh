@@ -54,7 +54,7 @@ deploy/stack.sh up
 
 step "end-to-end tests (through nginx)"
 cargo test --release --workspace --test conversation --test rest --test hardening_api --test credentials \
-    --test resume --test directory --test read_state --test events
+    --test resume --test directory --test read_state --test events --test devices
 # The OpenAPI document against the live API (schemathesis, every check, a fixed number of
 # examples per operation; installs itself into ~/.cache/chat-venv once).
 scripts/schemathesis.sh

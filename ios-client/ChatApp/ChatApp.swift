@@ -3,12 +3,14 @@ import ChatAppCore
 
 @main
 struct ChatApp: App {
-    @State private var model = AppModel()
+    /// Owns the app's model, so that the APNs token and notification taps (which UIKit hands to
+    /// the app delegate) reach it.
+    @UIApplicationDelegateAdaptor(AppDelegate.self) private var appDelegate
 
     var body: some Scene {
         WindowGroup {
             RootView()
-                .environment(model)
+                .environment(appDelegate.model)
         }
     }
 }

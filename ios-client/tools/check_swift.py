@@ -11,8 +11,8 @@ Checks:
    MISSING nodes (reported as file:line:column).
 2. Imports: ChatKit's sources import only Foundation, FoundationNetworking, Observation,
    Network (NWPathMonitor) and (for the Keychain store) Security; ChatAppCore and chatkit-cli only
-   Foundation(Networking), Observation and ChatKit; the app and the tests nothing outside the SDK
-   and the package.
+   Foundation(Networking), Observation and ChatKit; the app (SwiftUI, UIKit, UserNotifications)
+   and the tests nothing outside the SDK and the package.
 3. Fixtures: every fixture the Swift tests name (fixture("...") and roundTrip(T.self, "...")
    calls) exists in fixtures/wire/,
    and every client-facing fixture there (rest_*, ws_*, limits) is named by some test.
@@ -38,7 +38,9 @@ SKIP_DIRS = {".build", ".swiftpm", "DerivedData", "build", ".git"}
 CHATKIT_IMPORTS = {"Foundation", "FoundationNetworking", "Observation", "Security", "Network"}
 APP_CORE_IMPORTS = {"Foundation", "Observation", "ChatKit"}
 CLI_IMPORTS = {"Foundation", "FoundationNetworking", "ChatKit"}
-APP_IMPORTS = {"SwiftUI", "Foundation", "Observation", "ChatKit", "ChatAppCore"}
+# UIKit and UserNotifications: the app delegate (APNs token, notification taps) and the
+# notification permission; the models in ChatAppCore stay free of them.
+APP_IMPORTS = {"SwiftUI", "UIKit", "UserNotifications", "Foundation", "Observation", "ChatKit", "ChatAppCore"}
 TEST_IMPORTS = {"XCTest", "Foundation", "FoundationNetworking", "ChatKit", "ChatAppCore"}
 MANIFEST_IMPORTS = {"PackageDescription"}
 

@@ -7,6 +7,7 @@
 //! - [`directory`]: PostgreSQL too: the channel directory and channel activity.
 //! - [`read_state`]: PostgreSQL too: read marks, the message log unread counts come from, the
 //!   conversation list.
+//! - [`devices`]: PostgreSQL too: push notification devices, levels and preferences.
 //! - [`cql`]: Cassandra/ScyllaDB: messages, bucketed by channel position; schema in
 //!   `migrations/cql/` (embedded).
 //! - Redis, one type per purpose over one shared connection ([`redis_conn`]):
@@ -22,6 +23,7 @@
 pub mod bus;
 pub mod claims;
 pub mod cql;
+pub mod devices;
 pub mod directory;
 pub mod epochs;
 pub mod pg;

@@ -99,6 +99,10 @@ pub const NOT_LEAVABLE: &str = "not_leavable";
 pub const INVALID_USER: &str = "invalid_user";
 pub const USER_NOT_FOUND: &str = "user_not_found";
 pub const MESSAGE_NOT_FOUND: &str = "message_not_found";
+/// Push notifications (`POST/DELETE /devices`).
+pub const INVALID_DEVICE_TOKEN: &str = "invalid_device_token";
+pub const INVALID_BUNDLE_ID: &str = "invalid_bundle_id";
+pub const DEVICE_NOT_FOUND: &str = "device_not_found";
 
 /// Codes of `error` frames (`docs/protocol.md`).
 pub const WS: &[&str] = &[
@@ -163,6 +167,9 @@ pub const REST: &[&str] = &[
     INVALID_USER,
     USER_NOT_FOUND,
     MESSAGE_NOT_FOUND,
+    INVALID_DEVICE_TOKEN,
+    INVALID_BUNDLE_ID,
+    DEVICE_NOT_FOUND,
 ];
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 //! - [`rest`]: request and response bodies of the public REST API (`/api/v1/...`).
 //! - [`ws`]: WebSocket frames, `type`-tagged, and the close codes.
 //! - [`events`]: channel events (edits, deletes, reactions), positioned like messages.
+//! - [`notifications`]: push notification devices, levels and preferences (REST).
 //! - [`error_code`]: every error code, REST and WebSocket, in one vocabulary.
 //! - [`bus`]: records of the Kafka topic `messages`.
 //! - [`internal`]: the body message servers push to a gateway's delivery endpoint.
@@ -21,6 +22,7 @@ pub mod events;
 pub mod ids;
 pub mod internal;
 pub mod limits;
+pub mod notifications;
 #[cfg(feature = "openapi")]
 pub mod openapi;
 pub mod patterns;

@@ -39,6 +39,14 @@ pub const UNREAD_COUNT_MAX: u32 = 9_999;
 pub const PREVIEW_MAX_CHARS: usize = 140;
 /// Distinct `@username` mentions recognised in one message.
 pub const MENTIONS_MAX: usize = 20;
+/// Bytes of a push device token (hexadecimal: twice as many digits). APNs tokens are 32 bytes;
+/// Apple asks providers not to rely on that.
+pub const DEVICE_TOKEN_MIN_BYTES: usize = 16;
+pub const DEVICE_TOKEN_MAX_BYTES: usize = 100;
+/// Characters of an app bundle id (Apple's limit).
+pub const BUNDLE_ID_MAX: usize = 155;
+/// Devices per user; registering one more forgets the one registered longest ago.
+pub const DEVICES_PER_USER_MAX: usize = 20;
 
 /// Whether `name` is a valid username (length and alphabet; uniqueness is the store's job).
 pub fn valid_username(name: &str) -> bool {
@@ -122,6 +130,23 @@ pub fn valid_emoji(emoji: &str) -> bool {
 }
 
 /// Whether `body` is a valid message body: 1 to 4000 characters, not only white space.
+/// A device token: hexadecimal, a whole number of bytes within the limits.
+pub fn valid_device_token(token: &str) -> bool {
+    let n = token.len();
+    n.is_multiple_of(2)
+        && (DEVICE_TOKEN_MIN_BYTES * 2..=DEVICE_TOKEN_MAX_BYTES * 2).contains(&n)
+        && token.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// A bundle id: reverse-DNS labels of ASCII letters, digits and hyphens, at least two.
+pub fn valid_bundle_id(id: &str) -> bool {
+    id.len() <= BUNDLE_ID_MAX
+        && id.split('.').count() >= 2
+        && id
+            .split('.')
+            .all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+}
+
 pub fn valid_body(body: &str) -> bool {
     let n = body.chars().count();
     (1..=BODY_MAX_CHARS).contains(&n) && !body.trim().is_empty()
@@ -216,6 +241,20 @@ mod tests {
         assert!(valid_body("🦀"));
         assert!(!valid_body(""));
         assert!(!valid_body("   \n"));
+    }
+
+    #[test]
+    fn device_tokens_and_bundle_ids() {
+        assert!(valid_device_token(&"aB".repeat(32)));
+        assert!(!valid_device_token(&"a".repeat(63)), "half a byte");
+        assert!(!valid_device_token(&"g".repeat(64)));
+        assert!(!valid_device_token(&"a".repeat(30)));
+        assert!(!valid_device_token(&"a".repeat(202)));
+        assert!(valid_bundle_id("com.example.Chat-App"));
+        assert!(!valid_bundle_id("chat"));
+        assert!(!valid_bundle_id("com..chat"));
+        assert!(!valid_bundle_id("com.chat\0"));
+        assert!(!valid_bundle_id(&format!("com.{}", "a".repeat(160))));
     }
 
     #[test]

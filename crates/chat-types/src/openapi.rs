@@ -65,6 +65,23 @@ pub fn description() -> Schema {
     .into()
 }
 
+pub fn device_token() -> Schema {
+    string(
+        patterns::device_token(),
+        "the device token in hexadecimal: 16 to 100 bytes (APNs: 32)",
+    )
+    .into()
+}
+
+pub fn bundle_id() -> Schema {
+    string(
+        patterns::bundle_id(),
+        "the app's bundle id (reverse DNS, e.g. com.example.chat), at most 155 characters",
+    )
+    .max_length(Some(limits::BUNDLE_ID_MAX))
+    .into()
+}
+
 /// A query parameter's schema type: `("query" = UserQuery, Query)`.
 macro_rules! query_schema {
     ($(#[$doc:meta])* $name:ident, $pattern:expr, $description:expr) => {

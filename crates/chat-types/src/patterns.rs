@@ -148,6 +148,20 @@ pub fn channel_query() -> String {
     )
 }
 
+/// A device token: hexadecimal, a whole number of bytes ([`limits::valid_device_token`]).
+pub fn device_token() -> String {
+    format!(
+        "^(?:[0-9A-Fa-f]{{2}}){{{},{}}}$",
+        limits::DEVICE_TOKEN_MIN_BYTES,
+        limits::DEVICE_TOKEN_MAX_BYTES
+    )
+}
+
+/// A bundle id ([`limits::valid_bundle_id`]; the length is `maxLength`).
+pub fn bundle_id() -> String {
+    "^[A-Za-z0-9-]+(?:\\.[A-Za-z0-9-]+)+$".into()
+}
+
 /// Whether `c` is in one of `ranges`.
 pub fn in_ranges(ranges: &[(u32, u32)], c: char) -> bool {
     ranges
@@ -230,6 +244,38 @@ mod tests {
         agree(&user_query(), limits::valid_user_query);
         agree(&channel_query(), limits::valid_channel_query);
         agree(&text(), |s| !s.contains('\0'));
+        let tokens = [
+            "ab".repeat(16),
+            "AB".repeat(100),
+            "ab".repeat(101),
+            "a".repeat(63),
+            "0g".repeat(32),
+        ];
+        let ids = [
+            "com.example.chat",
+            "chat",
+            "a.b",
+            "com..x",
+            "com.ex ample",
+            ".a.b",
+        ];
+        let re = Regex::new(&device_token()).unwrap();
+        for t in tokens
+            .iter()
+            .map(String::as_str)
+            .chain(samples().iter().map(String::as_str))
+        {
+            assert_eq!(re.is_match(t), limits::valid_device_token(t), "{t:?}");
+        }
+        let re = Regex::new(&bundle_id()).unwrap();
+        for id in ids
+            .iter()
+            .copied()
+            .chain(samples().iter().map(String::as_str))
+        {
+            let by_schema = re.is_match(id) && id.chars().count() <= limits::BUNDLE_ID_MAX;
+            assert_eq!(by_schema, limits::valid_bundle_id(id), "{id:?}");
+        }
         // Length is minLength/maxLength in the document.
         let pw = Regex::new(&password()).unwrap();
         for s in samples() {

@@ -25,6 +25,10 @@ use chat_types::error_code;
 use chat_types::events::{Change, ChannelEvent};
 use chat_types::internal::{DeliveryBatch, DeliveryGroup, Event};
 use chat_types::limits;
+use chat_types::notifications::{
+    ChannelNotifications, Device, DeviceList, NotificationLevel, NotificationPreferences, Platform,
+    PushEnvironment, RegisterDeviceRequest, SetNotificationLevel,
+};
 use chat_types::rest::{
     Channel, ChannelKind, ChannelList, Conversation, ConversationList, CreateChannelRequest,
     CreateDmRequest, DirectoryEntry, DirectoryPage, ErrorBody, LastMessage, LoginRequest,
@@ -481,6 +485,58 @@ fn all_fixtures() -> Vec<Fixture> {
     f.add(
         "rest_error",
         &ErrorBody::new("username_taken", "that username is already taken"),
+    );
+    // Push notifications.
+    const TOKEN: &str = "5e0f2a8c0b1d4e7f9a3c6b2d8e1f4a7c0b3d6e9f2a5c8b1d4e7f0a3c6b9d2e5f";
+    f.add(
+        "rest_register_device_request",
+        &RegisterDeviceRequest {
+            platform: Platform::Apns,
+            token: TOKEN.into(),
+            environment: PushEnvironment::Sandbox,
+            bundle_id: "com.example.chat".into(),
+        },
+    );
+    let device = Device {
+        platform: Platform::Apns,
+        token: TOKEN.into(),
+        environment: PushEnvironment::Sandbox,
+        bundle_id: "com.example.chat".into(),
+        created_at: at("2025-01-15T09:30:05.5Z"),
+        updated_at: at("2025-01-16T08:00:00Z"),
+    };
+    f.add("rest_device", &device);
+    f.add(
+        "rest_device_list",
+        &DeviceList {
+            devices: vec![
+                device.clone(),
+                Device {
+                    environment: PushEnvironment::Production,
+                    token: TOKEN.replace('5', "6"),
+                    ..device
+                },
+            ],
+        },
+    );
+    f.add(
+        "rest_set_notification_level",
+        &SetNotificationLevel {
+            level: NotificationLevel::Mentions,
+        },
+    );
+    f.add(
+        "rest_channel_notifications",
+        &ChannelNotifications {
+            channel_id: general_id(),
+            level: NotificationLevel::None,
+        },
+    );
+    f.add(
+        "rest_notification_preferences",
+        &NotificationPreferences {
+            hide_previews: true,
+        },
     );
 
     // WebSocket frames, client to server.

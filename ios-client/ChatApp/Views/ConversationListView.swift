@@ -12,6 +12,7 @@ struct ConversationListView: View {
     }
 
     let session: ChatSession
+    @Environment(AppModel.self) private var model
     @State private var path: [String] = []
     @State private var sheet: Sheet?
 
@@ -97,6 +98,18 @@ struct ConversationListView: View {
             } message: {
                 Text(session.errorMessage ?? "")
             }
+        }
+        // A tapped notification's conversation (also the one that launched the app).
+        .onChange(of: model.requestedConversation, initial: true) { _, requested in
+            guard requested != nil, let channelID = model.takeRequestedConversation() else { return }
+            sheet = nil
+            path = [channelID]
+        }
+        .task {
+            // Signed in, with the conversations in front of the user: the moment to ask for
+            // notifications (once; later launches only register again). The token goes from
+            // the app delegate to `model.push`, which registers it for this user.
+            await PushPermission.requestAndRegister()
         }
     }
 

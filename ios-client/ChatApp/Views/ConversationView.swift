@@ -105,13 +105,34 @@ struct ConversationView: View {
         .navigationBarTitleDisplayMode(.inline)
         .toolbar {
             ToolbarItem(placement: .topBarTrailing) {
-                Button {
-                    showsMembers = true
+                // The conversation's info: its members, and how much of it notifies.
+                Menu {
+                    Button("Members", systemImage: "person.2") {
+                        showsMembers = true
+                    }
+                    Picker(selection: notificationLevel) {
+                        ForEach(NotificationLevel.allCases) { level in
+                            Label(level.title, systemImage: level.systemImage)
+                                .tag(level)
+                        }
+                    } label: {
+                        Label("Notifications", systemImage: "bell")
+                    }
+                    .pickerStyle(.menu)
                 } label: {
-                    Image(systemName: "person.2")
+                    Image(systemName: "ellipsis.circle")
                 }
-                .accessibilityLabel("Members")
+                .accessibilityLabel("Conversation info")
+                .accessibilityValue("Notifications: \(notificationSettings.level(of: channelID).title)")
             }
+        }
+        .task(id: channelID) {
+            await notificationSettings.loadLevel(of: channelID)
+        }
+        .alert("Notifications", isPresented: hasNotificationError) {
+            Button("OK") { notificationSettings.errorMessage = nil }
+        } message: {
+            Text(notificationSettings.errorMessage ?? "")
         }
         .sheet(isPresented: $showsMembers) {
             MembersView(session: session, channelID: channelID)
@@ -158,6 +179,27 @@ struct ConversationView: View {
                 Text("You own this channel, so you can delete anyone's message.")
             }
         }
+    }
+
+    private var notificationSettings: NotificationSettings {
+        session.notificationSettings
+    }
+
+    /// The picker's level: shown at once, saved on the server (undone if it refuses).
+    private var notificationLevel: Binding<NotificationLevel> {
+        Binding(
+            get: { notificationSettings.level(of: channelID) },
+            set: { level in
+                Task { await notificationSettings.setLevel(level, of: channelID) }
+            }
+        )
+    }
+
+    private var hasNotificationError: Binding<Bool> {
+        Binding(
+            get: { notificationSettings.errorMessage != nil },
+            set: { if !$0 { notificationSettings.errorMessage = nil } }
+        )
     }
 
     /// The top of the list: a spinner that loads the previous page when it scrolls into view,
@@ -445,6 +487,17 @@ private struct MembersView: View {
                     errorMessage = error.localizedDescription
                 }
             }
+        }
+    }
+}
+
+extension NotificationLevel {
+    /// The level's symbol in the conversation's menu.
+    var systemImage: String {
+        switch self {
+        case .all: "bell"
+        case .mentions: "at"
+        case .muted: "bell.slash"
         }
     }
 }

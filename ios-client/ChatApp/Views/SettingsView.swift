@@ -1,4 +1,6 @@
 import SwiftUI
+import UIKit
+import UserNotifications
 import ChatAppCore
 import ChatKit
 
@@ -34,6 +36,7 @@ struct SettingsView: View {
                 }
 
                 if let session = model.session {
+                    NotificationsSection(settings: session.notificationSettings, push: model.push)
                     Section("Account") {
                         LabeledContent("Signed in as", value: "\(session.user.displayName) (@\(session.user.username))")
                         Button("Sign Out", role: .destructive) {
@@ -79,5 +82,52 @@ struct SettingsView: View {
         defer { isSaving = false }
         await model.changeServer(to: endpoint)
         dismiss()
+    }
+}
+
+/// Settings' notifications: "Hide previews" (kept by the server, for every device of the
+/// account), whether iOS lets the app notify, and this device's registration.
+private struct NotificationsSection: View {
+    let settings: NotificationSettings
+    let push: PushRegistration
+    @Environment(\.openURL) private var openURL
+    @State private var authorization: UNAuthorizationStatus?
+
+    var body: some View {
+        Section {
+            Toggle("Hide Previews", isOn: hidePreviews)
+                .disabled(settings.hidePreviews == nil)
+            if authorization == .denied {
+                Button("Allow Notifications in iOS Settings") {
+                    if let url = URL(string: UIApplication.openNotificationSettingsURLString) {
+                        openURL(url)
+                    }
+                }
+            }
+            LabeledContent("This device", value: push.status.summary)
+                .font(.footnote)
+            if let message = settings.errorMessage {
+                Text(message)
+                    .font(.footnote)
+                    .foregroundStyle(.red)
+            }
+        } header: {
+            Text("Notifications")
+        } footer: {
+            Text("With previews hidden, notifications on all your devices leave out what was written. Each conversation's menu sets how much of it notifies you: all messages, mentions of you, or none.")
+        }
+        .task {
+            authorization = await PushPermission.authorizationStatus()
+            await settings.loadPreferences()
+        }
+    }
+
+    private var hidePreviews: Binding<Bool> {
+        Binding(
+            get: { settings.hidePreviews ?? false },
+            set: { hide in
+                Task { await settings.setHidePreviews(hide) }
+            }
+        )
     }
 }

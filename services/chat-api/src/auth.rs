@@ -205,6 +205,7 @@ pub async fn logout_all(
         )
         .await
         .map_err(|e| ApiError::Unavailable(format!("redis: {e}")))?;
+    forget_devices(&s, &families).await?;
     tracing::info!(user_id = %access.user, sessions = revoked.len(), "every session revoked");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -258,7 +259,18 @@ async fn revoke_session(s: &SharedState, user: UserId, family_id: Uuid) -> ApiRe
         )
         .await
         .map_err(|e| ApiError::Unavailable(format!("redis: {e}")))?;
+    forget_devices(s, &[family_id]).await?;
     tracing::info!(user_id = %user, session = %family_id, "session revoked");
+    Ok(())
+}
+
+/// A session that ended notifies no device of its. After the revocation: a retried logout
+/// finds the session again and completes this.
+async fn forget_devices(s: &SharedState, sessions: &[Uuid]) -> ApiResult<()> {
+    let n = chat_store::devices::forget_sessions(&s.db, sessions).await?;
+    if n > 0 {
+        tracing::info!(devices = n, "devices of ended sessions forgotten");
+    }
     Ok(())
 }
 

@@ -12,6 +12,7 @@
 //! - [`hashing`]: argon2id on a fixed pool of threads, each reusing its memory.
 //! - [`throttle`]: login and registration limits per client address and per account.
 //! - [`directory`]: the channel directory (paged by member count or activity).
+//! - [`notifications`]: push notification devices, channel notification levels, preferences.
 //! - [`routes`]: users, channels, direct conversations, history; the router and its layers.
 
 pub mod auth;
@@ -20,6 +21,7 @@ pub mod doc;
 pub mod error;
 pub mod extract;
 pub mod hashing;
+pub mod notifications;
 pub mod routes;
 pub mod throttle;
 

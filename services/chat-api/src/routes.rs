@@ -25,7 +25,7 @@ use utoipa_axum::routes;
     modifiers(&BearerAuth),
     // Schemas of query parameters (referenced by the operations that take them).
     components(schemas(chat_types::openapi::UserQuery, chat_types::openapi::ChannelQuery, chat_types::openapi::HistoryLimit)),
-    tags((name = "auth"), (name = "users"), (name = "channels"), (name = "messages"), (name = "docs"))
+    tags((name = "auth"), (name = "users"), (name = "channels"), (name = "messages"), (name = "notifications"), (name = "docs"))
 )]
 struct ApiDoc;
 
@@ -70,6 +70,19 @@ pub fn api_router() -> OpenApiRouter<SharedState> {
         .routes(routes!(presence))
         .routes(routes!(history))
         .routes(routes!(create_dm))
+        .routes(routes!(
+            crate::notifications::register_device,
+            crate::notifications::my_devices
+        ))
+        .routes(routes!(crate::notifications::unregister_device))
+        .routes(routes!(
+            crate::notifications::channel_notifications,
+            crate::notifications::set_channel_notifications
+        ))
+        .routes(routes!(
+            crate::notifications::my_preferences,
+            crate::notifications::set_my_preferences
+        ))
         .routes(routes!(openapi_json))
         .routes(routes!(docs_page));
     OpenApiRouter::with_openapi(ApiDoc::openapi()).nest("/api/v1", v1)
@@ -136,7 +149,7 @@ async fn answer_within(
     }
 }
 
-fn parse_channel_id(s: &str) -> ApiResult<ChannelId> {
+pub(crate) fn parse_channel_id(s: &str) -> ApiResult<ChannelId> {
     s.parse()
         .map_err(|_| ApiError::bad(code::INVALID_ID, format!("'{s}' is not a valid channel id")))
 }
@@ -156,7 +169,7 @@ fn not_a_member() -> ApiError {
 }
 
 /// Check the caller may read/write the channel.
-async fn require_member(
+pub(crate) async fn require_member(
     s: &SharedState,
     channel: ChannelId,
     user: UserId,

@@ -16,15 +16,23 @@ public final class AppModel {
     public let settings: ServerSettings
     /// Something to tell the user on the sign-in screen (an expired session, say).
     public var notice: String?
+    /// Keeps this device's push token registered for the signed-in user.
+    public let push: PushRegistration
+    /// The conversation a tapped notification named, until the conversation list opens it
+    /// (`takeRequestedConversation()`).
+    public private(set) var requestedConversation: String?
 
     @ObservationIgnored private var tokens: TokenManager
     @ObservationIgnored private let environment: ChatEnvironment
 
-    /// - Parameter environment: where sessions are kept and how the network is reached; the
-    ///   defaults are the device's (Keychain, URLSession, NWPathMonitor). Tests pass fakes.
-    public init(settings: ServerSettings = ServerSettings(), environment: ChatEnvironment = .live) {
+    /// - Parameters:
+    ///   - environment: where sessions are kept and how the network is reached; the defaults
+    ///     are the device's (Keychain, URLSession, NWPathMonitor). Tests pass fakes.
+    ///   - push: the device's push registration; by default this build's (`PushConfiguration.live`).
+    public init(settings: ServerSettings = ServerSettings(), environment: ChatEnvironment = .live, push: PushRegistration? = nil) {
         self.settings = settings
         self.environment = environment
+        self.push = push ?? PushRegistration()
         self.tokens = Self.makeTokenManager(for: settings.endpoint, environment: environment)
     }
 
@@ -61,9 +69,13 @@ public final class AppModel {
         startSession(for: user)
     }
 
+    /// Unregisters the device for push first, while the session's tokens still authenticate
+    /// the call; then forgets the tokens.
     public func signOut() async {
+        await push.sessionEnding()
         await session?.shutdown()
         await tokens.signOut()
+        requestedConversation = nil
         phase = .signedOut
     }
 
@@ -71,7 +83,11 @@ public final class AppModel {
     /// session that was there.
     public func changeServer(to endpoint: ServerEndpoint) async {
         guard endpoint != settings.endpoint else { return }
+        // Only the server on screen notifies: a tapped notification opens one of its
+        // conversations. Switching back registers the device there again.
+        await push.sessionEnding()
         await session?.shutdown()
+        requestedConversation = nil
         settings.update(to: endpoint)
         tokens = Self.makeTokenManager(for: endpoint, environment: environment)
         phase = .restoring
@@ -80,6 +96,40 @@ public final class AppModel {
 
     public func appBecameActive() {
         session?.becameActive()
+        push.appBecameActive()
+    }
+
+    // MARK: - Notifications
+
+    /// A notification was tapped: its conversation (`channel_id` in the payload) opens once
+    /// someone is signed in and the conversation list is on screen.
+    public func openNotification(userInfo: [AnyHashable: Any]) {
+        openNotification(channelID: PushPayload.channelID(in: userInfo))
+    }
+
+    /// The same with the payload's `PushPayload.channelID(in:)`, read where the notification
+    /// arrived (a payload is not `Sendable`).
+    public func openNotification(channelID: String?) {
+        guard let channelID else { return }
+        requestedConversation = channelID
+    }
+
+    /// The conversation a tapped notification asked for, once; nil when none is waiting.
+    public func takeRequestedConversation() -> String? {
+        defer { requestedConversation = nil }
+        return requestedConversation
+    }
+
+    /// Whether a notification arriving while the app is in the foreground is shown: not when its
+    /// conversation is on screen (its messages are already appearing there).
+    public func shouldPresentNotification(userInfo: [AnyHashable: Any]) -> Bool {
+        shouldPresentNotification(channelID: PushPayload.channelID(in: userInfo))
+    }
+
+    /// The same with the payload's `PushPayload.channelID(in:)`.
+    public func shouldPresentNotification(channelID: String?) -> Bool {
+        guard let session, let channelID else { return true }
+        return !session.isOnScreen(channelID)
     }
 
     public func appEnteredBackground() {
@@ -92,11 +142,14 @@ public final class AppModel {
         }
         phase = .signedIn(session)
         session.start()
+        push.sessionStarted(api: session.api, account: PushAccount(server: settings.endpoint, userID: user.id))
     }
 
     /// The refresh token was refused: back to the sign-in screen, with a word why.
     private func sessionExpired() {
         guard let session else { return }
+        // Without tokens the device cannot be unregistered (see PushRegistration).
+        push.sessionLost()
         phase = .signedOut
         notice = "Your session has expired. Please sign in again."
         Task { await session.shutdown() }

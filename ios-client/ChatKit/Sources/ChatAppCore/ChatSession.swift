@@ -32,6 +32,8 @@ public final class ChatSession {
     public var errorMessage: String?
 
     public let api: APIClient
+    /// Notification levels of the conversations and the "Hide previews" preference.
+    public let notificationSettings: NotificationSettings
     private let realtime: RealtimeClient
     private let onSessionExpired: @MainActor () -> Void
     private let commands: AsyncStream<Command>.Continuation
@@ -62,6 +64,7 @@ public final class ChatSession {
     ) {
         self.user = user
         self.api = APIClient(server: endpoint, http: environment.http).authenticated(by: tokens)
+        self.notificationSettings = NotificationSettings(api: api)
         self.realtime = RealtimeClient(
             url: endpoint.webSocketURL,
             transport: environment.transport,
@@ -262,6 +265,11 @@ public final class ChatSession {
     }
 
     // MARK: - Read state
+
+    /// Whether `channelID`'s conversation is on screen now.
+    public func isOnScreen(_ channelID: String) -> Bool {
+        visibleChannels.contains(channelID)
+    }
 
     /// The conversation screen of `channelID` is showing: remembers where the unread messages
     /// start (for the "new messages" divider), and reads new messages as they come.

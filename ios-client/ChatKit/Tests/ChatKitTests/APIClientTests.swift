@@ -85,6 +85,142 @@ final class APIClientTests: XCTestCase {
         try assertSameJSON(try XCTUnwrap(requests[7].body), try fixture("rest_create_dm_request"))
     }
 
+    // MARK: - Push notifications
+
+    private static let deviceToken = "5e0f2a8c0b1d4e7f9a3c6b2d8e1f4a7c0b3d6e9f2a5c8b1d4e7f0a3c6b9d2e5f"
+
+    func testRegisteringADeviceSendsTheContractBodyAndTakes201Or200() async throws {
+        let (api, http) = client { _, index in .json(index == 0 ? 201 : 200, try fixture("rest_device")) }
+        let token = Data([0x5e, 0x0f, 0x2a, 0x8c, 0x0b, 0x1d, 0x4e, 0x7f, 0x9a, 0x3c, 0x6b, 0x2d, 0x8e, 0x1f, 0x4a, 0x7c,
+                          0x0b, 0x3d, 0x6e, 0x9f, 0x2a, 0x5c, 0x8b, 0x1d, 0x4e, 0x7f, 0x0a, 0x3c, 0x6b, 0x9d, 0x2e, 0x5f])
+        let first = try await api.registerDevice(token: DeviceToken.hex(token), environment: .sandbox, bundleID: "com.example.chat")
+        let again = try await api.registerDevice(RegisterDeviceRequest(token: Self.deviceToken, environment: .sandbox, bundleID: "com.example.chat"))
+        XCTAssertEqual(first, again)
+        XCTAssertEqual(first.token, Self.deviceToken)
+
+        let requests = await http.requests
+        XCTAssertEqual(requests.map { "\($0.method) \($0.target)" }, ["POST /api/v1/devices", "POST /api/v1/devices"])
+        XCTAssertEqual(requests[0].headers["Authorization"], "Bearer token-1")
+        XCTAssertEqual(requests[0].headers["Content-Type"], "application/json")
+        try assertSameJSON(try XCTUnwrap(requests[0].body), try fixture("rest_register_device_request"))
+        XCTAssertEqual(requests[0].body, requests[1].body)
+    }
+
+    func testListingAndUnregisteringDevices() async throws {
+        let (api, http) = client { request, _ in
+            request.method == "DELETE" ? HTTPResponse(status: 204) : .json(200, try fixture("rest_device_list"))
+        }
+        let devices = try await api.devices()
+        XCTAssertEqual(devices.map(\.environment), [.sandbox, .production])
+        try await api.unregisterDevice(token: Self.deviceToken)
+        let requests = await http.requests
+        XCTAssertEqual(requests.map { "\($0.method) \($0.target)" }, [
+            "GET /api/v1/devices",
+            "DELETE /api/v1/devices/\(Self.deviceToken)",
+        ])
+        XCTAssertNil(requests[1].body)
+        XCTAssertEqual(requests[1].headers["Authorization"], "Bearer token-1")
+    }
+
+    func testUnregisteringSomeoneElsesDeviceIsDeviceNotFound() async throws {
+        let (api, _) = client { _, _ in
+            try .json(404, encoding: ErrorBody(code: "device_not_found", message: "you have no device with this token"))
+        }
+        do {
+            try await api.unregisterDevice(token: Self.deviceToken)
+            XCTFail("expected an error")
+        } catch let error as ChatError {
+            XCTAssertEqual(error, .server(ServerError(status: 404, code: "device_not_found", message: "you have no device with this token")))
+            XCTAssertEqual(error.serverCode, APIErrorCode.deviceNotFound)
+        }
+    }
+
+    func testAnInvalidTokenIsRefusedWithItsCode() async throws {
+        let (api, _) = client { _, _ in
+            try .json(400, encoding: ErrorBody(code: "invalid_device_token", message: "a device token is hexadecimal"))
+        }
+        do {
+            _ = try await api.registerDevice(token: "xyz", environment: .production, bundleID: "com.example.chat")
+            XCTFail("expected an error")
+        } catch let error as ChatError {
+            XCTAssertEqual(error.serverCode, APIErrorCode.invalidDeviceToken)
+        }
+    }
+
+    func testChannelNotificationLevels() async throws {
+        let (api, http) = client { request, _ in
+            if request.method == "PUT" {
+                let body = try WireJSON.decode(SetNotificationLevel.self, from: request.body ?? Data())
+                return try .json(200, encoding: ChannelNotifications(channelID: "0190a2b4-0000-7000-8000-000000000001", level: body.level))
+            }
+            return .json(200, try fixture("rest_channel_notifications"))
+        }
+        let channel = "0190a2b4-0000-7000-8000-000000000001"
+        let level = try await api.notificationLevel(ofChannel: channel)
+        XCTAssertEqual(level, .muted)
+        let saved = try await api.setNotificationLevel(.mentions, ofChannel: channel)
+        XCTAssertEqual(saved, .mentions)
+
+        let requests = await http.requests
+        XCTAssertEqual(requests.map { "\($0.method) \($0.target)" }, [
+            "GET /api/v1/channels/\(channel)/notifications",
+            "PUT /api/v1/channels/\(channel)/notifications",
+        ])
+        try assertSameJSON(try XCTUnwrap(requests[1].body), try fixture("rest_set_notification_level"))
+    }
+
+    func testNotificationLevelsOfAChannelOfOthersAreRefused() async throws {
+        let (api, _) = client { request, _ in
+            request.target.contains("/c-gone/")
+                ? try .json(404, encoding: ErrorBody(code: "channel_not_found", message: "no such channel"))
+                : try .json(403, encoding: ErrorBody(code: "not_a_member", message: "not a member"))
+        }
+        do {
+            _ = try await api.notificationLevel(ofChannel: "c-other")
+            XCTFail("expected an error")
+        } catch let error as ChatError {
+            XCTAssertEqual(error.serverCode, APIErrorCode.notAMember)
+        }
+        do {
+            try await api.setNotificationLevel(.all, ofChannel: "c-gone")
+            XCTFail("expected an error")
+        } catch let error as ChatError {
+            XCTAssertEqual(error.serverCode, APIErrorCode.channelNotFound)
+        }
+    }
+
+    func testNotificationPreferences() async throws {
+        let (api, http) = client { request, _ in
+            request.method == "PUT" ? .json(200, request.body ?? Data()) : .json(200, try fixture("rest_notification_preferences"))
+        }
+        let preferences = try await api.notificationPreferences()
+        XCTAssertTrue(preferences.hidePreviews)
+        let saved = try await api.setNotificationPreferences(NotificationPreferences(hidePreviews: true))
+        XCTAssertEqual(saved, preferences)
+        let requests = await http.requests
+        XCTAssertEqual(requests.map { "\($0.method) \($0.target)" }, [
+            "GET /api/v1/users/me/notifications",
+            "PUT /api/v1/users/me/notifications",
+        ])
+        try assertSameJSON(try XCTUnwrap(requests[1].body), try fixture("rest_notification_preferences"))
+    }
+
+    func testDeviceTokensAreLowercaseHex() {
+        XCTAssertEqual(DeviceToken.hex(Data()), "")
+        XCTAssertEqual(DeviceToken.hex(Data([0x00, 0x01, 0x7f, 0x80, 0xab, 0xff])), "00017f80abff")
+        let token = Data((0..<32).map { UInt8($0 * 8) })
+        let hex = DeviceToken.hex(token)
+        XCTAssertEqual(hex.count, 64)
+        XCTAssertEqual(hex, hex.lowercased())
+        XCTAssertEqual(hex, token.map { String(format: "%02x", $0) }.joined())
+        XCTAssertTrue(DeviceToken.isValid(hex: hex))
+        XCTAssertTrue(DeviceToken.isValid(hex: hex.uppercased()))
+        XCTAssertFalse(DeviceToken.isValid(hex: String(hex.dropLast())), "half a byte")
+        XCTAssertFalse(DeviceToken.isValid(hex: String(repeating: "g", count: 64)))
+        XCTAssertFalse(DeviceToken.isValid(hex: String(repeating: "a", count: 30)), "15 bytes")
+        XCTAssertFalse(DeviceToken.isValid(hex: String(repeating: "a", count: 202)), "101 bytes")
+    }
+
     func testTheDirectoryIsAskedForASortAPageSizeAndTheNextCursor() async throws {
         let (api, http) = client { request, _ in
             if request.target.hasPrefix("/api/v1/users?") { return .json(200, try fixture("rest_user_list")) }

@@ -232,6 +232,64 @@ final class WireFixtureTests: XCTestCase {
         XCTAssertEqual(ReplyPreview.preview(of: "short"), "short")
     }
 
+    // MARK: - Push notifications
+
+    private let deviceToken = "5e0f2a8c0b1d4e7f9a3c6b2d8e1f4a7c0b3d6e9f2a5c8b1d4e7f0a3c6b9d2e5f"
+
+    func testRegisterDeviceRequest() throws {
+        let request = try roundTrip(RegisterDeviceRequest.self, "rest_register_device_request")
+        XCTAssertEqual(request, RegisterDeviceRequest(platform: .apns, token: deviceToken, environment: .sandbox, bundleID: "com.example.chat"))
+        // What the app builds from the OS's token is this body.
+        try assertSameJSON(
+            try WireJSON.encode(RegisterDeviceRequest(token: deviceToken, environment: .sandbox, bundleID: "com.example.chat")),
+            try fixture("rest_register_device_request")
+        )
+    }
+
+    func testDevice() throws {
+        let device = try roundTrip(Device.self, "rest_device")
+        XCTAssertEqual(device.platform, .apns)
+        XCTAssertEqual(device.token, deviceToken)
+        XCTAssertEqual(device.id, deviceToken)
+        XCTAssertEqual(device.environment, .sandbox)
+        XCTAssertEqual(device.bundleID, "com.example.chat")
+        XCTAssertEqual(RFC3339.string(from: device.createdAt), "2025-01-15T09:30:05.500Z")
+        XCTAssertEqual(device.updatedAt, RFC3339.date(from: "2025-01-16T08:00:00Z"))
+    }
+
+    func testDeviceListIsMostRecentFirst() throws {
+        let list = try roundTrip(DeviceList.self, "rest_device_list")
+        XCTAssertEqual(list.devices.map(\.environment), [.sandbox, .production])
+        XCTAssertEqual(list.devices.map(\.platform), [.apns, .apns])
+        XCTAssertEqual(list.devices.first?.token, deviceToken)
+    }
+
+    func testADeviceOfAnUnknownPlatformStillDecodes() throws {
+        var object = try XCTUnwrap(JSONSerialization.jsonObject(with: try fixture("rest_device")) as? [String: Any])
+        object["platform"] = "webpush"
+        let data = try JSONSerialization.data(withJSONObject: object)
+        let device = try WireJSON.decode(Device.self, from: data)
+        XCTAssertEqual(device.platform, .other("webpush"))
+        try assertSameJSON(try WireJSON.encode(device), data)
+    }
+
+    func testNotificationLevels() throws {
+        let request = try roundTrip(SetNotificationLevel.self, "rest_set_notification_level")
+        XCTAssertEqual(request.level, .mentions)
+        let channel = try roundTrip(ChannelNotifications.self, "rest_channel_notifications")
+        XCTAssertEqual(channel, ChannelNotifications(channelID: general, level: .muted))
+        // The wire's names, in the picker's order.
+        XCTAssertEqual(NotificationLevel.allCases.map(\.rawValue), ["all", "mentions", "none"])
+        XCTAssertEqual(NotificationLevel.allCases.map(\.title), ["All", "Mentions", "None"])
+    }
+
+    func testNotificationPreferences() throws {
+        let preferences = try roundTrip(NotificationPreferences.self, "rest_notification_preferences")
+        XCTAssertEqual(preferences, NotificationPreferences(hidePreviews: true))
+        // `false` is sent, not left out: the server's field is not optional.
+        XCTAssertEqual(String(decoding: try WireJSON.encode(NotificationPreferences()), as: UTF8.self), #"{"hide_previews":false}"#)
+    }
+
     func testErrorBody() throws {
         let body = try roundTrip(ErrorBody.self, "rest_error")
         XCTAssertEqual(body.error.code, "username_taken")
@@ -548,6 +606,13 @@ final class WireFixtureTests: XCTestCase {
         // The codes both sides send mean the same thing.
         for shared in [FrameErrorCode.notAMember, FrameErrorCode.unavailable, FrameErrorCode.rateLimited] {
             XCTAssertEqual(codes[shared], shared)
+        }
+        // The REST codes this client acts on are the server's.
+        for known in [
+            APIErrorCode.notAMember, APIErrorCode.channelNotFound, APIErrorCode.deviceNotFound,
+            APIErrorCode.invalidDeviceToken, APIErrorCode.invalidBundleID, APIErrorCode.rateLimited,
+        ] {
+            XCTAssertEqual(codes[known], known)
         }
     }
 

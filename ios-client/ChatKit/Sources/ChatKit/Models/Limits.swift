@@ -36,6 +36,16 @@ public enum Limits {
     /// At most this many distinct `@username` mentions per message count
     /// (`chat_types::limits::MENTIONS_MAX`).
     public static let mentionsMax = 20
+    /// A push device token: a whole number of bytes within these, sent as hexadecimal (twice as
+    /// many digits). APNs tokens are 32 bytes today; Apple asks providers not to rely on that.
+    /// (`chat_types::limits::DEVICE_TOKEN_MIN_BYTES` / `MAX_BYTES`; not in `limits.json` yet.)
+    public static let deviceTokenMinBytes = 16
+    public static let deviceTokenMaxBytes = 100
+    /// Characters of an app bundle id (`chat_types::limits::BUNDLE_ID_MAX`).
+    public static let bundleIDMax = 155
+    /// Devices one user keeps; registering one more forgets the one registered longest ago
+    /// (`chat_types::limits::DEVICES_PER_USER_MAX`).
+    public static let devicesPerUserMax = 20
 
     /// 3 to 32 ASCII letters, digits, `.`, `_` or `-`.
     public static func isValidUsername(_ name: String) -> Bool {

@@ -170,6 +170,62 @@ public struct APIClient: Sendable {
         return list.messages
     }
 
+    // MARK: - Push notifications
+
+    /// `POST /devices`: registers this device's push token for the caller (201 when new to
+    /// them, 200 when registered again; both give the device). A token belongs to whoever
+    /// registered it last.
+    public func registerDevice(_ request: RegisterDeviceRequest) async throws -> Device {
+        try await call("POST", "devices", body: request)
+    }
+
+    /// `POST /devices` for an APNs token in hexadecimal (`DeviceToken.hex(_:)`).
+    public func registerDevice(token: String, environment: PushEnvironment, bundleID: String) async throws -> Device {
+        try await registerDevice(RegisterDeviceRequest(platform: .apns, token: token, environment: environment, bundleID: bundleID))
+    }
+
+    /// `GET /devices`: the caller's devices, most recently registered first.
+    public func devices() async throws -> [Device] {
+        let list: DeviceList = try await call("GET", "devices")
+        return list.devices
+    }
+
+    /// `DELETE /devices/{token}`: stops notifying the device. Throws `device_not_found` (404)
+    /// when the token is not one of the caller's devices.
+    public func unregisterDevice(token: String) async throws {
+        try await callWithoutResult("DELETE", "devices/\(ServerEndpoint.pathSegment(token))")
+    }
+
+    /// `GET /channels/{id}/notifications`: how much of the channel notifies the caller
+    /// (`not_a_member` 403, `channel_not_found` 404).
+    public func notificationLevel(ofChannel channelID: String) async throws -> NotificationLevel {
+        let answer: ChannelNotifications = try await call("GET", "channels/\(ServerEndpoint.pathSegment(channelID))/notifications")
+        return answer.level
+    }
+
+    /// `PUT /channels/{id}/notifications`: the level the server keeps (`not_a_member` 403,
+    /// `channel_not_found` 404).
+    @discardableResult
+    public func setNotificationLevel(_ level: NotificationLevel, ofChannel channelID: String) async throws -> NotificationLevel {
+        let answer: ChannelNotifications = try await call(
+            "PUT",
+            "channels/\(ServerEndpoint.pathSegment(channelID))/notifications",
+            body: SetNotificationLevel(level: level)
+        )
+        return answer.level
+    }
+
+    /// `GET /users/me/notifications`.
+    public func notificationPreferences() async throws -> NotificationPreferences {
+        try await call("GET", "users/me/notifications")
+    }
+
+    /// `PUT /users/me/notifications`: the preferences the server keeps.
+    @discardableResult
+    public func setNotificationPreferences(_ preferences: NotificationPreferences) async throws -> NotificationPreferences {
+        try await call("PUT", "users/me/notifications", body: preferences)
+    }
+
     // MARK: - Plumbing
 
     private func call<Response: Decodable>(
