@@ -12,25 +12,10 @@ import {
   resumePoints,
   type Timeline,
 } from "../src/lib/messages";
-import type { ChannelEvent, Message } from "../src/lib/types";
+import type { ChannelEvent } from "../src/lib/types";
+import { BOB, CH, ME, msg } from "./support";
 
-const CH = "c1";
-const ME = "u-me";
-const BOB = "u-bob";
 const CAROL = "u-carol";
-
-function msg(seq: number, over: Partial<Message> = {}): Message {
-  return {
-    id: `m${seq}`,
-    channel_id: CH,
-    sender_id: BOB,
-    body: `body ${seq}`,
-    client_msg_id: `cm${seq}`,
-    created_at: "2025-01-15T09:00:00Z",
-    seq,
-    ...over,
-  };
-}
 
 let evN = 0;
 function ev(seq: number, messageSeq: number, change: Record<string, unknown>, actor = BOB): ChannelEvent {

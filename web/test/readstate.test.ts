@@ -1,24 +1,9 @@
 import { describe, expect, it } from "vitest";
 import { coverRange, emptyTimeline, mergeMessages } from "../src/lib/messages";
 import { advanceMark, markFromList, markTarget, unreadOf } from "../src/lib/readstate";
-import type { Channel, Message } from "../src/lib/types";
+import type { Channel } from "../src/lib/types";
+import { CH, ME, msg } from "./support";
 
-const CH = "c1";
-const ME = "u-me";
-const BOB = "u-bob";
-
-function msg(seq: number, over: Partial<Message> = {}): Message {
-  return {
-    id: `m${seq}`,
-    channel_id: CH,
-    sender_id: BOB,
-    body: `body ${seq}`,
-    client_msg_id: `cm${seq}`,
-    created_at: "2025-01-15T09:00:00Z",
-    seq,
-    ...over,
-  };
-}
 
 function listed(over: Partial<Channel> = {}): Channel {
   return {

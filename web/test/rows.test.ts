@@ -3,25 +3,14 @@ import { dayKey, dayLabel } from "../src/lib/days";
 import { coverRange, emptyTimeline, mergeMessages, addOutgoing, timelineItems } from "../src/lib/messages";
 import { timelineRows, type Row } from "../src/lib/rows";
 import type { Message } from "../src/lib/types";
+import { CH, ME, msg } from "./support";
 
-const CH = "c1";
-const ME = "u-me";
-const BOB = "u-bob";
 
 /** A local time (the reader's zone): year, month (1-12), day, hour, minute. */
 const local = (y: number, mo: number, d: number, h = 12, mi = 0) => new Date(y, mo - 1, d, h, mi);
 
-function msg(seq: number, at: Date, over: Partial<Message> = {}): Message {
-  return {
-    id: `m${seq}`,
-    channel_id: CH,
-    sender_id: BOB,
-    body: `body ${seq}`,
-    client_msg_id: `cm${seq}`,
-    created_at: at.toISOString(),
-    seq,
-    ...over,
-  };
+function msgAt(seq: number, at: Date, over: Partial<Message> = {}): Message {
+  return msg(seq, { created_at: at.toISOString(), ...over });
 }
 
 /** The rows in short: "day:<label>", "unread", "m<seq>" (with "~" when grouped with the previous). */
@@ -71,10 +60,10 @@ describe("timeline rows", () => {
 
   it("put a separator where the local day changes", () => {
     const tl = mergeMessages(emptyTimeline(), [
-      msg(1, local(2025, 1, 14, 10)),
-      msg(2, local(2025, 1, 15, 23, 58)),
-      msg(3, local(2025, 1, 16, 0, 1)),
-      msg(4, local(2025, 1, 16, 0, 2)),
+      msgAt(1, local(2025, 1, 14, 10)),
+      msgAt(2, local(2025, 1, 15, 23, 58)),
+      msgAt(3, local(2025, 1, 16, 0, 1)),
+      msgAt(4, local(2025, 1, 16, 0, 2)),
     ]);
     const rows = timelineRows(timelineItems(tl), { myId: ME, known: tl.known, now });
     expect(short(rows)).toEqual([
@@ -93,12 +82,12 @@ describe("timeline rows", () => {
   it("draw the unread line before the first message of someone else after the mark", () => {
     const at = local(2025, 1, 16, 9);
     const tl = mergeMessages(emptyTimeline(), [
-      msg(1, at),
-      msg(2, at, { sender_id: ME }),
-      msg(4, at, { sender_id: ME }), // ours after the mark: read, of course
-      msg(5, at, { deleted: true, body: "" }),
-      msg(6, at),
-      msg(7, at),
+      msgAt(1, at),
+      msgAt(2, at, { sender_id: ME }),
+      msgAt(4, at, { sender_id: ME }), // ours after the mark: read, of course
+      msgAt(5, at, { deleted: true, body: "" }),
+      msgAt(6, at),
+      msgAt(7, at),
     ]);
     const known = coverRange(tl, 1, 7).known;
     const rows = timelineRows(timelineItems(tl), { myId: ME, lineAfter: 2, known, now });
@@ -111,12 +100,12 @@ describe("timeline rows", () => {
   it("draw it only where nothing between the mark and the first new message is missing", () => {
     const at = local(2025, 1, 16, 9);
     // The newest page starts at 30; the mark is at 10: the first unread is older than the page.
-    const tl = coverRange(mergeMessages(emptyTimeline(), [msg(30, at), msg(31, at)]), 30, 31);
+    const tl = coverRange(mergeMessages(emptyTimeline(), [msgAt(30, at), msgAt(31, at)]), 30, 31);
     expect(short(timelineRows(timelineItems(tl), { myId: ME, lineAfter: 10, known: tl.known, now }))).not.toContain(
       "unread",
     );
     // Older pages loaded down to the mark: now it shows.
-    const all = coverRange(mergeMessages(tl, [msg(11, at)]), 10, 31);
+    const all = coverRange(mergeMessages(tl, [msgAt(11, at)]), 10, 31);
     expect(short(timelineRows(timelineItems(all), { myId: ME, lineAfter: 10, known: all.known, now }))).toEqual([
       "day:Today",
       "unread",
@@ -127,7 +116,7 @@ describe("timeline rows", () => {
   });
 
   it("show our messages on their way under the day they were written", () => {
-    const tl = addOutgoing(mergeMessages(emptyTimeline(), [msg(1, local(2025, 1, 15, 9))]), {
+    const tl = addOutgoing(mergeMessages(emptyTimeline(), [msgAt(1, local(2025, 1, 15, 9))]), {
       client_msg_id: "x",
       channel_id: CH,
       sender_id: ME,

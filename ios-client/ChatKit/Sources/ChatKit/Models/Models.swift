@@ -47,7 +47,7 @@ public struct Session: Codable, Sendable, Hashable {
 
 /// A group channel or a direct conversation. Kinds this client does not know yet decode as
 /// `.other` instead of failing the whole channel list.
-public enum ChannelKind: Sendable, Hashable, Codable {
+public enum ChannelKind: OpenWireString {
     case group
     case direct
     case other(String)
@@ -66,15 +66,6 @@ public enum ChannelKind: Sendable, Hashable, Codable {
         case .direct: "direct"
         case .other(let value): value
         }
-    }
-
-    public init(from decoder: any Decoder) throws {
-        self.init(rawValue: try decoder.singleValueContainer().decode(String.self))
-    }
-
-    public func encode(to encoder: any Encoder) throws {
-        var container = encoder.singleValueContainer()
-        try container.encode(rawValue)
     }
 }
 

@@ -6,7 +6,7 @@ import Foundation
 
 /// The push service a device is reached through. Only Apple's today; a platform this client
 /// does not know (in `GET /devices`, say) decodes as `.other` instead of failing the list.
-public enum PushPlatform: Sendable, Hashable, Codable {
+public enum PushPlatform: OpenWireString {
     /// Apple Push Notification service.
     case apns
     case other(String)
@@ -20,15 +20,6 @@ public enum PushPlatform: Sendable, Hashable, Codable {
         case .apns: "apns"
         case .other(let value): value
         }
-    }
-
-    public init(from decoder: any Decoder) throws {
-        self.init(rawValue: try decoder.singleValueContainer().decode(String.self))
-    }
-
-    public func encode(to encoder: any Encoder) throws {
-        var container = encoder.singleValueContainer()
-        try container.encode(rawValue)
     }
 }
 
