@@ -2,8 +2,10 @@
 //! the sender's; refused for non-members; one per user and channel per interval; never in
 //! history or a resume; latency measured) and presence (online while any device is connected,
 //! offline with last seen after the last one, no ghost after a gateway's `kill -9`; expiry
-//! measured). One test kills a gateway, so the tests run one at a time (a process-wide lock)
-//! and restore what they stop.
+//! measured), and attention (the gateways where a user has a connection in the foreground, for
+//! push notifications: follows `app_state` frames, lapses after a gateway's `kill -9`). One test
+//! kills a gateway, so the tests run one at a time (a process-wide lock) and restore what they
+//! stop.
 
 use chat_client::{Connection, Page};
 use chat_e2e::{TIMEOUT, api, connect, connect_elsewhere, register, stack, unique};
@@ -403,6 +405,81 @@ async fn presence_of_a_channel_is_for_members_only() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The gateways where `user` has a connection in the foreground now (`attentive:{user}` in
+/// Redis, what the notifier reads).
+async fn attentive_gateways(user: UserId) -> anyhow::Result<i64> {
+    let mut r = chat_e2e::redis().await?;
+    let now = chrono::Utc::now().timestamp_millis();
+    Ok(redis::AsyncCommands::zcount(&mut r, format!("attentive:{user}"), now, "+inf").await?)
+}
+
+async fn app_state(ws: &mut Connection, state: chat_types::ws::AppState) -> anyhow::Result<()> {
+    ws.send(&ClientFrame::AppState { state }).await?;
+    // A connection's frames are handled in order, and `app_state` is recorded before the next
+    // one is read: after the `pong`, Redis has it.
+    frames_before_pong(ws).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn attention_follows_app_state_on_every_gateway() -> anyhow::Result<()> {
+    use chat_types::ws::AppState::{Background, Foreground};
+    let _serial = SERIAL.lock().await;
+    let api = api();
+    let alice = register(&api, "attn").await?;
+    let u = alice.user.id;
+    assert_eq!(attentive_gateways(u).await?, 0, "offline: not looking");
+    let mut a1 = connect_on(&alice, "gateway-1").await?;
+    let mut a2 = connect_on(&alice, "gateway-2").await?;
+    assert_eq!(
+        attentive_gateways(u).await?,
+        2,
+        "connections start in the foreground"
+    );
+
+    app_state(&mut a1, Background).await?;
+    assert_eq!(attentive_gateways(u).await?, 1);
+    app_state(&mut a1, Background).await?;
+    assert_eq!(
+        attentive_gateways(u).await?,
+        1,
+        "a repeated state changes nothing"
+    );
+    app_state(&mut a2, Background).await?;
+    assert_eq!(
+        attentive_gateways(u).await?,
+        0,
+        "every app in the background"
+    );
+    app_state(&mut a2, Foreground).await?;
+    assert_eq!(attentive_gateways(u).await?, 1);
+
+    // A second connection on gateway-1 in the foreground, then closed: gateway-1's only
+    // remaining connection is in the background, so it no longer counts.
+    let a3 = connect_on(&alice, "gateway-1").await?;
+    assert_eq!(attentive_gateways(u).await?, 2);
+    a3.close(Duration::from_secs(2)).await;
+    let deadline = Instant::now() + TIMEOUT;
+    while attentive_gateways(u).await? != 1 {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "gateway-1 still counts after the close"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(a1);
+    a2.close(Duration::from_secs(2)).await;
+    let deadline = Instant::now() + TIMEOUT;
+    while attentive_gateways(u).await? != 0 {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "still attentive after every close"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
 #[tokio::test]
 async fn a_user_whose_gateway_is_killed_goes_offline_once_the_registration_lapses()
 -> anyhow::Result<()> {
@@ -420,6 +497,7 @@ async fn a_user_whose_gateway_is_killed_goes_offline_once_the_registration_lapse
         .channel
         .id;
     assert!(presence_of(&bob, dm, alice.user.id).await?.online);
+    assert_eq!(attentive_gateways(alice.user.id).await?, 1);
 
     let killed_at = chrono::Utc::now();
     let killed = Instant::now();
@@ -462,6 +540,11 @@ async fn a_user_whose_gateway_is_killed_goes_offline_once_the_registration_lapse
             "last seen is the registration's last renewal before the kill: {before_kill}"
         );
         assert!(offline_at <= Duration::from_secs(32), "{offline_at:?}");
+        assert_eq!(
+            attentive_gateways(alice.user.id).await?,
+            0,
+            "a dead gateway's user is not looking either"
+        );
         Ok(())
     }
     .await;

@@ -427,3 +427,60 @@ describe("ChatApp: read state, unread counts, owner deletes, notifications", () 
     expect(shown).toHaveLength(2);
   });
 });
+
+describe("ChatApp: app_state (whether the tab is in front of the user)", () => {
+  beforeEach(() => {
+    vi.useFakeTimers();
+    FakeWs.all = [];
+    history = [message(1), message(2, { sender_id: BOB })];
+    histories = {};
+    channelList = [GENERAL];
+  });
+  afterEach(() => {
+    vi.useRealTimers();
+    vi.unstubAllGlobals();
+  });
+
+  it("says background when the tab is hidden and foreground when it is back, each change once", async () => {
+    await startApp();
+    const ws = last();
+    expect(ws.of("app_state")).toEqual([]); // visible: a fresh connection is already in the foreground
+    page.show(false);
+    page.show(false); // another visibilitychange with the same state: nothing new to say
+    expect(ws.of("app_state")).toEqual([{ type: "app_state", state: "background" }]);
+    page.show(true);
+    page.show(true);
+    expect(ws.of("app_state")).toEqual([
+      { type: "app_state", state: "background" },
+      { type: "app_state", state: "foreground" },
+    ]);
+  });
+
+  it("tells a new connection that the tab is hidden, after the resume; a visible tab says nothing", async () => {
+    await startApp();
+    const first = last();
+    page.show(false);
+    first.drop();
+    page.show(true);
+    page.show(false); // changes while disconnected: nothing can be written
+    await vi.advanceTimersByTimeAsync(1_000);
+    const second = last();
+    expect(second).not.toBe(first);
+    second.ready();
+    expect(second.sent[0]).toMatchObject({ type: "resume" });
+    expect(second.sent[1]).toEqual({ type: "app_state", state: "background" });
+    expect(second.of("app_state")).toHaveLength(1);
+    page.show(true);
+    expect(second.of("app_state")).toEqual([
+      { type: "app_state", state: "background" },
+      { type: "app_state", state: "foreground" },
+    ]);
+    // Back in the foreground when it drops again: the next connection is told nothing.
+    second.drop();
+    await vi.advanceTimersByTimeAsync(1_000);
+    const third = last();
+    expect(third).not.toBe(second);
+    third.ready();
+    expect(third.of("app_state")).toEqual([]);
+  });
+});

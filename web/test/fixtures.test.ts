@@ -2,6 +2,7 @@
 // client's types and handled by its logic: the frames it builds match them field for field.
 
 import { describe, expect, it } from "vitest";
+import { appStateFrame, appStateToSend } from "../src/lib/appstate";
 import { changeFrame, type PendingChange } from "../src/lib/changes";
 import { mentionsMe } from "../src/lib/mentions";
 import { applyEvent, emptyTimeline, mergeMessages, resumePoint } from "../src/lib/messages";
@@ -134,5 +135,15 @@ describe.skipIf(Object.keys(FILES).length === 0)("wire fixtures of channels, the
     const read = load<Extract<ServerFrame, { type: "read" }>>("ws_server_read");
     expect(read).toMatchObject({ type: "read", seq: 2 });
     expect(typeof read.channel_id).toBe("string");
+  });
+});
+
+describe.skipIf(Object.keys(FILES).length === 0)("wire fixtures of app_state", () => {
+  it("the client builds the app_state frame exactly as the fixture shows it", () => {
+    const f = load<Extract<ClientFrame, { type: "app_state" }>>("ws_client_app_state");
+    expect(f).toEqual({ type: "app_state", state: "background" });
+    expect(appStateFrame(f.state)).toEqual(f);
+    // What a hidden tab sends on a fresh connection.
+    expect(appStateToSend("background", undefined)).toEqual(f);
   });
 });

@@ -15,6 +15,11 @@
 //! - `presence-expiries`: every entry once more, `{user_id}|{gateway url}` scored by the time it
 //!   lapses, so that the entries of a gateway that died without unregistering are found (by any
 //!   gateway, [`Presence::sweep_lapsed`]) and their users announced offline: no ghosts.
+//!
+//! Attention (issue #16): `attentive:{user_id}` is a sorted set like `presence:`, of the gateways
+//! where the user has a connection whose app is in the foreground (a connection starts there; an
+//! `app_state` frame moves it). Renewed by the same heartbeat, lapsing the same way, so a crashed
+//! gateway leaves no user "looking". Push notifications skip attentive users.
 
 use crate::redis_conn::{Redis, RedisError};
 use chat_types::UserId;
@@ -53,6 +58,10 @@ fn presence_key(u: UserId) -> String {
     format!("presence:{u}")
 }
 
+fn attentive_key(u: UserId) -> String {
+    format!("attentive:{u}")
+}
+
 fn last_seen_key(u: UserId) -> String {
     format!("last-seen:{u}")
 }
@@ -71,6 +80,20 @@ fn move_last_seen_forward(p: &mut redis::Pipeline, u: UserId, at_ms: i64) {
         .ignore();
 }
 
+/// Add (renew) or remove `user`'s attention entry for this gateway, dropping lapsed entries of
+/// other gateways while at it.
+fn attention(p: &mut redis::Pipeline, u: UserId, gateway_url: &str, attentive: bool, now: i64) {
+    let k = attentive_key(u);
+    if attentive {
+        let until = now + PRESENCE_TTL.as_millis() as i64;
+        p.zadd(&k, gateway_url, until).ignore();
+        p.zrembyscore(&k, "-inf", now).ignore();
+        p.pexpire(&k, 2 * PRESENCE_TTL.as_millis() as i64).ignore();
+    } else {
+        p.zrem(&k, gateway_url).ignore();
+    }
+}
+
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
@@ -84,26 +107,30 @@ impl Presence {
         self.redis.ping().await
     }
 
-    /// Record (or renew) that `users` are connected to the gateway reachable at `gateway_url`.
-    /// One pipelined round trip however many users. Returns the users whose entry here was
-    /// not in the index of expiries any more: they were announced offline meanwhile (their
-    /// renewal came too late, or Redis lost its data), and are online again.
+    /// Record (or renew) that `users` are connected to the gateway reachable at `gateway_url`,
+    /// each with whether a connection of theirs here is in the foreground (attentive; the entry
+    /// is renewed, or removed when not). One pipelined round trip however many users. Returns the
+    /// users whose entry here was not in the index of expiries any more: they were announced
+    /// offline meanwhile (their renewal came too late, or Redis lost its data), and are online
+    /// again.
     pub async fn register(
         &self,
         gateway_url: &str,
-        users: &[UserId],
+        users: &[(UserId, bool)],
     ) -> Result<Vec<UserId>, RedisError> {
         if users.is_empty() {
             return Ok(Vec::new());
         }
-        let until = now_ms() + PRESENCE_TTL.as_millis() as i64;
+        let now = now_ms();
+        let until = now + PRESENCE_TTL.as_millis() as i64;
         let mut p = redis::pipe();
-        for u in users {
+        for (u, attentive) in users {
             let k = presence_key(*u);
             p.zadd(&k, gateway_url, until).ignore();
             // Drop lapsed entries of other (dead) gateways while we are here.
-            p.zrembyscore(&k, "-inf", now_ms()).ignore();
+            p.zrembyscore(&k, "-inf", now).ignore();
             p.pexpire(&k, 2 * PRESENCE_TTL.as_millis() as i64).ignore();
+            attention(&mut p, *u, gateway_url, *attentive, now);
             // Answers 1 when the member is new.
             p.zadd(EXPIRIES_KEY, expiry_member(*u, gateway_url), until);
         }
@@ -113,8 +140,38 @@ impl Presence {
             .iter()
             .zip(added)
             .filter(|(_, a)| *a == 1)
-            .map(|(u, _)| *u)
+            .map(|((u, _), _)| *u)
             .collect())
+    }
+
+    /// Whether `user` has a connection in the foreground on this gateway now (an `app_state`
+    /// frame changed it): one round trip.
+    pub async fn set_attentive(
+        &self,
+        gateway_url: &str,
+        user: UserId,
+        attentive: bool,
+    ) -> Result<(), RedisError> {
+        let mut p = redis::pipe();
+        attention(&mut p, user, gateway_url, attentive, now_ms());
+        let mut c = self.redis.conn();
+        p.query_async::<()>(&mut c).await
+    }
+
+    /// Whether each of `users` has a connection in the foreground on any gateway (same order).
+    /// One pipelined round trip.
+    pub async fn attentive(&self, users: &[UserId]) -> Result<Vec<bool>, RedisError> {
+        if users.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = now_ms();
+        let mut p = redis::pipe();
+        for u in users {
+            p.zcount(attentive_key(*u), now, "+inf");
+        }
+        let mut c = self.redis.conn();
+        let counts: Vec<i64> = p.query_async(&mut c).await?;
+        Ok(counts.into_iter().map(|n| n > 0).collect())
     }
 
     /// `user`'s first connection on this gateway: register it. Returns whether the user just
@@ -134,8 +191,10 @@ impl Presence {
             .pexpire(&k, 2 * PRESENCE_TTL.as_millis() as i64)
             .ignore()
             .zadd(EXPIRIES_KEY, expiry_member(user, gateway_url), until)
-            .ignore()
-            .zcard(&k);
+            .ignore();
+        // A connection starts in the foreground.
+        attention(&mut p, user, gateway_url, true, now);
+        p.zcard(&k);
         let mut c = self.redis.conn();
         let (entries,): (i64,) = p.query_async(&mut c).await?;
         Ok(entries == 1)
@@ -156,6 +215,7 @@ impl Presence {
             .ignore()
             .zrem(EXPIRIES_KEY, expiry_member(user, gateway_url))
             .ignore();
+        attention(&mut p, user, gateway_url, false, now);
         move_last_seen_forward(&mut p, user, now);
         p.zcount(&k, now, "+inf");
         let mut c = self.redis.conn();
@@ -252,6 +312,7 @@ impl Presence {
             p.zrem(presence_key(*u), gateway_url).ignore();
             p.zrem(EXPIRIES_KEY, expiry_member(*u, gateway_url))
                 .ignore();
+            attention(&mut p, *u, gateway_url, false, 0);
         }
         let mut c = self.redis.conn();
         p.query_async::<()>(&mut c).await

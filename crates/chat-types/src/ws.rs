@@ -7,6 +7,14 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+/// What an `app_state` frame says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AppState {
+    Foreground,
+    Background,
+}
+
 /// Frames a client sends.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -29,6 +37,13 @@ pub enum ClientFrame {
     MarkRead {
         channel_id: ChannelId,
         seq: i64,
+    },
+    /// Whether the app is in front of the user. A connection starts in the foreground; an app
+    /// going to the background (a hidden tab, an iOS app about to close its socket) says so, and
+    /// says `foreground` when it is back. Push notifications skip users with a connection in the
+    /// foreground (they are looking); nothing is answered.
+    AppState {
+        state: AppState,
     },
     /// The user is typing in `channel_id`: shown to the channel's other members for
     /// [`crate::limits::TYPING_EXPIRES_MS`]. Never stored; at most one per user and channel is

@@ -257,6 +257,7 @@ fn client_frame_fixture_name(frame: &ClientFrame) -> &'static str {
         ClientFrame::Ping => "ws_client_ping",
         ClientFrame::MarkRead { .. } => "ws_client_mark_read",
         ClientFrame::Typing { .. } => "ws_client_typing",
+        ClientFrame::AppState { .. } => "ws_client_app_state",
     }
 }
 
@@ -589,6 +590,9 @@ fn all_fixtures() -> Vec<Fixture> {
         },
         ClientFrame::Typing {
             channel_id: general_id(),
+        },
+        ClientFrame::AppState {
+            state: chat_types::ws::AppState::Background,
         },
     ];
     for frame in &client_frames {

@@ -74,6 +74,8 @@ pub struct ConnState {
     /// Closed because its session was revoked (4401, like an expired token; the close reason
     /// tells the two apart for people reading logs).
     pub revoked: AtomicBool,
+    /// The client said its app went to the background (`app_state`); it starts in the front.
+    pub background: AtomicBool,
 }
 
 impl ConnState {
@@ -84,6 +86,7 @@ impl ConnState {
             queued_bytes: AtomicUsize::new(0),
             max_queued_bytes,
             revoked: AtomicBool::new(false),
+            background: AtomicBool::new(false),
         }
     }
 
@@ -122,6 +125,10 @@ impl Outbound {
 }
 
 impl ConnHandle {
+    pub fn in_foreground(&self) -> bool {
+        !self.state.background.load(Ordering::Relaxed)
+    }
+
     /// Queue an item without waiting; a full queue (by count or by bytes) means the client is
     /// not reading: close it (it will resume).
     pub fn offer(&self, item: Outbound) {
@@ -240,6 +247,25 @@ impl Hub {
             .map_or(0, Vec::len)
     }
 
+    /// Whether `user` has a connection here whose app is in the foreground.
+    pub fn is_attentive(&self, user: &UserId) -> bool {
+        self.users
+            .read()
+            .expect("hub lock")
+            .get(user)
+            .is_some_and(|conns| conns.iter().any(ConnHandle::in_foreground))
+    }
+
+    /// Every user with a connection here, with whether one of them is in the foreground.
+    pub fn users_attentive(&self) -> Vec<(UserId, bool)> {
+        self.users
+            .read()
+            .expect("hub lock")
+            .iter()
+            .map(|(u, conns)| (*u, conns.iter().any(ConnHandle::in_foreground)))
+            .collect()
+    }
+
     pub fn is_connected(&self, user: &UserId) -> bool {
         self.users.read().expect("hub lock").contains_key(user)
     }
@@ -297,7 +323,9 @@ pub async fn heartbeat(shared: Arc<Shared>) {
         shared
             .admission
             .retain_users(|u| shared.hub.is_connected(u));
-        let users = shared.hub.users();
+        // The heartbeat also mends attention entries that two connections of one user changing
+        // state at once left the wrong way round (their updates are not ordered).
+        let users = shared.hub.users_attentive();
         match shared.presence.register(&url, &users).await {
             Ok(revived) => {
                 // Users announced offline meanwhile (their renewal came late) are back. After

@@ -48,12 +48,14 @@ import {
   type TypingState,
 } from "../lib/ephemeral";
 import { RefreshRefused, TokenManager, type KeyValueStore, type StoredSession } from "../lib/tokens";
+import { appStateOf, appStateToSend } from "../lib/appstate";
 import { lastActivity } from "../lib/conversations";
 import { mentionsMe } from "../lib/mentions";
 import { notificationText, shouldNotify, type NotifyStatus } from "../lib/notify";
 import { advanceMark, markFromList, markTarget, unreadOf, type ReadMark, type Unread } from "../lib/readstate";
 import {
   Limits,
+  type AppVisibility,
   type Channel,
   type ChannelEvent,
   type DirectoryPage,
@@ -209,6 +211,8 @@ export class ChatApp {
   private lineDue = new Map<string, "open" | "return">();
   /** Conversations whose last `mark_read` could not be written (no connection): sent on reconnect. */
   private unsentMarks = new Set<string>();
+  /** The `app_state` last written on the current socket (undefined: none yet, so foreground). */
+  private appStateSent: AppVisibility | undefined;
   /** Shows a conversation (a notification was clicked); the UI sets it, it owns the routes. */
   openConversation: (channelId: string) => void = () => {};
 
@@ -275,6 +279,7 @@ export class ChatApp {
       // The permission may have been changed in the site settings meanwhile.
       const notifications = this.notifier.status(this.state.me?.id);
       if (notifications !== this.state.notifications) this.store.update({ notifications });
+      this.syncAppState();
       this.markSeen();
     });
     // Whatever changed (a page, a live message, the list, the open conversation), mark what is shown.
@@ -1032,6 +1037,8 @@ export class ChatApp {
     const prev = this.state.conn.status;
     this.store.update({ conn: info });
     if (info.status !== "connected") {
+      // The socket is gone: the next one starts over in the foreground.
+      this.appStateSent = undefined;
       // In-flight sends wait for the next connection instead of timing out.
       for (const t of this.ackTimers.values()) clearTimeout(t);
       this.ackTimers.clear();
@@ -1060,6 +1067,10 @@ export class ChatApp {
     if (Object.keys(channels).length > 0) this.socket.send({ type: "resume", channels });
     // Announced but nothing is left to resume: any first frame releases the held messages.
     else if (this.announcedResume) this.socket.send({ type: "ping" });
+    // A fresh connection starts in the foreground: tell it if the tab is hidden (after the resume,
+    // which must be the first frame).
+    this.appStateSent = undefined;
+    this.syncAppState();
 
     // Conversations we opened that had no message yet: nothing to resume from, so reload.
     for (const [id, v] of Object.entries(views)) {
@@ -1079,6 +1090,13 @@ export class ChatApp {
 
     // Joined or new direct conversations while away.
     if (again) void this.loadChannels();
+  }
+
+  /** Tells the current socket whether the tab is in front of the user, if that changed. Not
+   * connected: nothing; the next socket is told in onReady. */
+  private syncAppState(): void {
+    const frame = appStateToSend(appStateOf(typeof document === "undefined" ? undefined : document), this.appStateSent);
+    if (frame && this.socket.send(frame)) this.appStateSent = frame.state;
   }
 
   private onFrame(f: ServerFrame): void {

@@ -139,6 +139,9 @@ export interface ErrorBody {
   error: { code: string; message: string };
 }
 
+/** Whether the app is in front of the user (`app_state`); a connection starts in the foreground. */
+export type AppVisibility = "foreground" | "background";
+
 // WebSocket frames.
 export type ClientFrame =
   | { type: "send"; channel_id: string; client_msg_id: string; body: string; reply_to?: string }
@@ -149,7 +152,8 @@ export type ClientFrame =
   | { type: "unreact"; channel_id: string; message_id: string; client_event_id: string; emoji: string }
   | { type: "ping" }
   | { type: "typing"; channel_id: string }
-  | { type: "mark_read"; channel_id: string; seq: number };
+  | { type: "mark_read"; channel_id: string; seq: number }
+  | { type: "app_state"; state: AppVisibility };
 
 export type ServerFrame =
   | { type: "ready"; user_id: string; connection_id: string }

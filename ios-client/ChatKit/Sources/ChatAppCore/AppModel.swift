@@ -23,6 +23,9 @@ public final class AppModel {
     public private(set) var requestedConversation: String?
 
     @ObservationIgnored private var tokens: TokenManager
+    /// The app is in the background (`appEnteredBackground`, until `appBecameActive`): a
+    /// session starting then (a sign-in or restore that ended after the user left) says so.
+    @ObservationIgnored private var isInBackground = false
     @ObservationIgnored private let environment: ChatEnvironment
 
     /// - Parameters:
@@ -95,6 +98,7 @@ public final class AppModel {
     }
 
     public func appBecameActive() {
+        isInBackground = false
         session?.becameActive()
         push.appBecameActive()
     }
@@ -133,6 +137,7 @@ public final class AppModel {
     }
 
     public func appEnteredBackground() {
+        isInBackground = true
         session?.enteredBackground()
     }
 
@@ -141,7 +146,7 @@ public final class AppModel {
             self?.sessionExpired()
         }
         phase = .signedIn(session)
-        session.start()
+        session.start(inBackground: isInBackground)
         push.sessionStarted(api: session.api, account: PushAccount(server: settings.endpoint, userID: user.id))
     }
 

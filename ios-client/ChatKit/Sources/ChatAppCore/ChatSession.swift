@@ -10,6 +10,9 @@ import ChatKit
 @MainActor @Observable
 public final class ChatSession {
     public static let pageSize = 50
+    /// How long closing the socket for the background may wait for the frames already written
+    /// (the `app_state` saying so among them) to leave.
+    public static let backgroundCloseGrace: Duration = .milliseconds(300)
 
     /// The signed-in user, refreshed from `GET /users/me` when the session starts.
     public private(set) var user: User
@@ -45,8 +48,9 @@ public final class ChatSession {
 
     private enum Command: Sendable {
         case start
-        case stop
+        case stopGracefully
         case reconnectNow
+        case appState(AppState)
         case send(PendingSend)
         case cancelSend(clientMsgID: String)
         case change(PendingChange)
@@ -79,12 +83,14 @@ public final class ChatSession {
         let (stream, continuation) = AsyncStream<Command>.makeStream()
         self.commands = continuation
         let realtime = self.realtime
+        let closeGrace = Self.backgroundCloseGrace
         self.commandTask = Task {
             for await command in stream {
                 switch command {
                 case .start: await realtime.start()
-                case .stop: await realtime.stop()
+                case .stopGracefully: await realtime.stop(flushingWithin: closeGrace)
                 case .reconnectNow: await realtime.reconnectNow()
+                case .appState(let state): await realtime.setAppState(state)
                 case .send(let pending):
                     await realtime.send(pending.body, to: pending.channelID, clientMsgID: pending.clientMsgID, replyTo: pending.replyTo)
                 case .cancelSend(let clientMsgID): await realtime.cancelSend(clientMsgID: clientMsgID)
@@ -100,8 +106,14 @@ public final class ChatSession {
 
     // MARK: - Lifecycle
 
-    public func start() {
+    /// Starts the session: the realtime connection, the profile, the conversation list.
+    /// `inBackground`: the app is not in front of the user (a sign-in or a restore that ended
+    /// after it left): the connection tells the server so, until `becameActive()`.
+    public func start(inBackground: Bool = false) {
         guard eventTask == nil else { return }
+        if inBackground {
+            commands.yield(.appState(.background))
+        }
         let events = realtime.events
         eventTask = Task { [weak self] in
             for await event in events {
@@ -115,6 +127,9 @@ public final class ChatSession {
     }
 
     public func becameActive() {
+        // Said on the socket if it stayed open (`start(inBackground:)`); a new one starts in
+        // the foreground.
+        commands.yield(.appState(.foreground))
         commands.yield(.start)
         commands.yield(.reconnectNow)
         Task { await refreshChannels() }
@@ -122,8 +137,11 @@ public final class ChatSession {
 
     public func enteredBackground() {
         // The system suspends the socket anyway; closing it cleanly lets the gateway forget us.
-        // Unacked sends stay queued for the next start.
-        commands.yield(.stop)
+        // Just before, `app_state` `background` tells it that push notifications must reach the
+        // user from now on, should the close take a while to be noticed; the close waits for it
+        // a moment at most. Unacked sends stay queued for the next start.
+        commands.yield(.appState(.background))
+        commands.yield(.stopGracefully)
     }
 
     public func reconnectNow() {

@@ -227,6 +227,79 @@ final class ChatAppCoreTests: XCTestCase, @unchecked Sendable {
         await session.shutdown()
     }
 
+    // MARK: - Background and foreground
+
+    @MainActor
+    func testGoingToTheBackgroundSaysSoJustBeforeTheCloseAndComingBackReconnectsInTheForeground() async throws {
+        let (session, transport) = makeSession()
+        session.start()
+        let first = try await transport.nextConnection()
+        try first.serverSends(.ready(userID: "u-me", connectionID: "gw:1"))
+        try await waitUntil("connected") { session.connection == .connected }
+
+        session.enteredBackground()
+        let said = try await first.nextSent()
+        XCTAssertEqual(said, .appState(.background))
+        try await waitUntil("the close") { first.closeByClient != nil }
+        XCTAssertEqual(first.closeByClient?.code, CloseCode.normal)
+        try await waitUntil("disconnected") { session.connection == .disconnected }
+
+        // Back: a new connection, which starts in the foreground, so nothing is said on it.
+        session.becameActive()
+        let second = try await transport.nextConnection()
+        try second.serverSends(.ready(userID: "u-me", connectionID: "gw:2"))
+        try await waitUntil("connected again") { session.connection == .connected }
+        session.send("back", to: "c1")
+        guard case .send(_, _, "back") = try await second.nextSent() else { return XCTFail("not the send first") }
+        await session.shutdown()
+    }
+
+    @MainActor
+    func testASessionStartedInTheBackgroundSaysSoUntilTheAppIsBack() async throws {
+        let suite = "ChatAppCoreTests-\(UUID().uuidString)"
+        let defaults = try XCTUnwrap(UserDefaults(suiteName: suite))
+        defer { defaults.removePersistentDomain(forName: suite) }
+        let transport = FakeTransport()
+        let http = ScriptedHTTP { request, _ in
+            switch (request.method, request.target) {
+            case ("POST", "/api/v1/auth/login"):
+                return try .json(200, encoding: Sample.session(access: "access-1", refresh: "refresh-1"))
+            case ("POST", "/api/v1/auth/logout"):
+                return HTTPResponse(status: 204)
+            case ("GET", "/api/v1/users/me"):
+                return try .json(200, encoding: Sample.alice)
+            case ("GET", "/api/v1/channels"):
+                return try .json(200, encoding: ConversationList(channels: []))
+            default:
+                return .json(404, Data("{}".utf8))
+            }
+        }
+        let model = AppModel(
+            settings: ServerSettings(defaults: defaults),
+            environment: ChatEnvironment(
+                http: http,
+                transport: transport,
+                realtime: RealtimeConfiguration(pingInterval: nil, sendTimeout: nil),
+                tokenStore: { _ in InMemoryTokenStore() }
+            ),
+            push: PushRegistration(configuration: PushConfiguration(environment: .sandbox, bundleID: "com.example.chat"), defaults: defaults)
+        )
+
+        // The user left while the sign-in was under way: the session starts in the background,
+        // and its socket stays open until the system suspends the app.
+        model.appEnteredBackground()
+        try await model.signIn(username: "alice", password: "correct horse battery staple")
+        let connection = try await transport.nextConnection()
+        try connection.serverSends(.ready(userID: Sample.alice.id, connectionID: "gw:1"))
+        let background = try await connection.nextSent()
+        XCTAssertEqual(background, .appState(.background))
+
+        model.appBecameActive()
+        let foreground = try await connection.nextSent()
+        XCTAssertEqual(foreground, .appState(.foreground))
+        await model.signOut()
+    }
+
     // MARK: - Mentions, owners, read state
 
     @MainActor

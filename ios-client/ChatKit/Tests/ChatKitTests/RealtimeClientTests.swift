@@ -634,6 +634,79 @@ final class RealtimeClientTests: XCTestCase {
         await h.client.stop()
     }
 
+    func testTheBackgroundIsSaidBeforeTheCloseAndToEveryConnectionUntilTheAppIsBack() async throws {
+        // Manual sleeps: the close's grace never runs out by itself, so only the frames having
+        // left can end the wait.
+        let sleeper = TestSleeper(mode: .manual)
+        let h = Harness(sleeper: sleeper)
+        await h.client.start()
+        let first = try await h.connectAndReady()
+        let m1 = Sample.message(seq: 1, channelID: "c1", clientMsgID: "a")
+        try first.serverSends(.message(m1))
+        try await h.event(.message(m1))
+        // A connection starts in the foreground: nothing to say.
+        await h.client.setAppState(.foreground)
+        await h.client.markRead(channelID: "c1", seq: 1)
+        let mark = try await first.nextSent()
+        XCTAssertEqual(mark, .markRead(channelID: "c1", seq: 1))
+
+        // Going to the background: said, then closed once it left (on a slow network here).
+        first.holdSends()
+        await h.client.setAppState(.background)
+        async let stopped: Void = h.client.stop(flushingWithin: .milliseconds(300))
+        let grace = try await sleeper.nextRequest()
+        XCTAssertEqual(grace, .milliseconds(300))
+        XCTAssertNil(first.closeByClient, "the close waits for the frame")
+        first.releaseSends()
+        await stopped
+        XCTAssertEqual(first.closeByClient?.code, CloseCode.normal)
+        let beforeClose = try await first.unreadSent()
+        XCTAssertEqual(beforeClose, [.appState(.background)], "a frame sent after the close would be missing")
+        try await h.event(.stateChanged(.disconnected))
+
+        // Started again while still in the background (the socket stays open): the server hears
+        // it right after the resume, and `foreground` once the app is back, once.
+        await h.client.start()
+        let second = try await h.connectAndReady()
+        let resume = try await second.nextSent()
+        XCTAssertEqual(resume, .resume(channels: ["c1": m1.id]))
+        let background = try await second.nextSent()
+        XCTAssertEqual(background, .appState(.background))
+        await h.client.setAppState(.foreground)
+        await h.client.setAppState(.foreground)
+        await h.client.markRead(channelID: "c1", seq: 2)
+        let foreground = try await second.nextSent()
+        XCTAssertEqual(foreground, .appState(.foreground))
+        let next = try await second.nextSent()
+        XCTAssertEqual(next, .markRead(channelID: "c1", seq: 2))
+        let state = await h.client.appState
+        XCTAssertEqual(state, .foreground)
+        await h.client.stop()
+    }
+
+    func testTheBackgroundCloseWaitsForAStalledConnectionOnlyAMoment() async throws {
+        let sleeper = TestSleeper(mode: .manual)
+        let h = Harness(sleeper: sleeper)
+        await h.client.start()
+        let connection = try await h.connectAndReady()
+        connection.holdSends()
+        await h.client.setAppState(.background)
+        async let stopped: Void = h.client.stop(flushingWithin: .milliseconds(300))
+
+        let grace = try await sleeper.nextRequest()
+        XCTAssertEqual(grace, .milliseconds(300))
+        XCTAssertNil(connection.closeByClient, "the close waits for the frame...")
+        await sleeper.releaseOldest()
+        await stopped
+        XCTAssertEqual(connection.closeByClient?.code, CloseCode.normal, "...no longer than the grace")
+        let sent = try await connection.unreadSent()
+        XCTAssertEqual(sent, [])
+        try await h.event(.stateChanged(.disconnected))
+
+        // Stopped with nothing open: returns at once.
+        await h.client.stop(flushingWithin: .seconds(60))
+    }
+
     func testHeartbeatReplacesASilentConnection() async throws {
         let sleeper = TestSleeper(mode: .manual)
         let h = Harness(configuration: RealtimeConfiguration(pingInterval: .seconds(20), sendTimeout: nil), sleeper: sleeper)

@@ -564,6 +564,15 @@ final class WireFixtureTests: XCTestCase {
         XCTAssertEqual(try roundTrip(ClientFrame.self, "ws_client_mark_read"), .markRead(channelID: general, seq: 2))
     }
 
+    func testAppStateFrame() throws {
+        XCTAssertEqual(try roundTrip(ClientFrame.self, "ws_client_app_state"), .appState(.background))
+        // What the realtime client writes when the app goes to the background, and when it is
+        // back (the same frame with the other state).
+        try assertSameJSON(try WireJSON.encode(ClientFrame.appState(.background)), try fixture("ws_client_app_state"))
+        let foreground = try JSONSerialization.jsonObject(with: try WireJSON.encode(ClientFrame.appState(.foreground)))
+        XCTAssertEqual(foreground as? [String: String], ["type": "app_state", "state": "foreground"])
+    }
+
     // MARK: - Constants
 
     func testCloseCodesMatchTheServer() throws {

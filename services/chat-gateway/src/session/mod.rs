@@ -264,6 +264,16 @@ async fn run(
             Ok(None) => {}
             Err(e) => tracing::debug!(error = %e, "presence removal failed; the entry will lapse"),
         }
+    } else if handle.in_foreground() && !shared.hub.is_attentive(&user) {
+        // The user's last connection here in the foreground closed; others, in the background,
+        // remain.
+        if let Err(e) = shared
+            .presence
+            .set_attentive(&shared.cfg.internal_url, user, false)
+            .await
+        {
+            tracing::debug!(error = %e, "attention removal failed; the heartbeat will mend it");
+        }
     }
 }
 

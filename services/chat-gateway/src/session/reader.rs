@@ -136,6 +136,7 @@ async fn handle_frame(
             handle.send(Outbound::Frame(pong)).await;
         }
         ClientFrame::Typing { channel_id } => typing(shared, user, channel_id, handle),
+        ClientFrame::AppState { state } => app_state(shared, user, state, handle).await,
         ClientFrame::Send {
             channel_id,
             client_msg_id,
@@ -218,6 +219,32 @@ async fn change(
         return;
     };
     Box::pin(crate::changes::submit(shared, user, req, handle, permit)).await;
+}
+
+/// An `app_state` frame: the connection's app went to the background or came back. Redis is told
+/// only when the user's attention on this gateway changes (their first connection here in the
+/// foreground, or their last one left it).
+async fn app_state(
+    shared: &Arc<Shared>,
+    user: UserId,
+    state: chat_types::ws::AppState,
+    handle: &ConnHandle,
+) {
+    let before = shared.hub.is_attentive(&user);
+    let background = state == chat_types::ws::AppState::Background;
+    handle
+        .state
+        .background
+        .store(background, std::sync::atomic::Ordering::Relaxed);
+    let after = shared.hub.is_attentive(&user);
+    if before != after
+        && let Err(e) = shared
+            .presence
+            .set_attentive(&shared.cfg.internal_url, user, after)
+            .await
+    {
+        tracing::warn!(error = %e, "attention not recorded; the heartbeat will mend it");
+    }
 }
 
 /// A `typing` frame: checked and pushed in a task (meanwhile this client's frames keep being

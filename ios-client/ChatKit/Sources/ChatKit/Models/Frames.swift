@@ -2,6 +2,12 @@ import Foundation
 
 // WebSocket frames (`/ws`), mirroring `chat-types/src/ws.rs`: JSON text frames tagged by `type`.
 
+/// Whether the app is in front of the user, as an `app_state` frame says it.
+public enum AppState: String, Sendable, Hashable, Codable {
+    case foreground
+    case background
+}
+
 /// Frames the client sends.
 public enum ClientFrame: Sendable, Hashable, Codable {
     case send(channelID: String, clientMsgID: String, body: String)
@@ -25,6 +31,9 @@ public enum ClientFrame: Sendable, Hashable, Codable {
     /// The user has read the channel up to position `seq` (of a message shown). The server
     /// keeps the highest mark of any device; nothing comes back unless it is refused.
     case markRead(channelID: String, seq: Int64)
+    /// The app went to the background, or came back. A connection starts in the foreground; push
+    /// notifications skip users with a connection in the foreground. Nothing comes back.
+    case appState(AppState)
 
     /// The frame that asks for `change` of `messageID`.
     public static func change(_ change: ChangeRequest, channelID: String, messageID: String, clientEventID: String) -> ClientFrame {
@@ -51,12 +60,15 @@ public enum ClientFrame: Sendable, Hashable, Codable {
         case clientEventID = "client_event_id"
         case emoji
         case seq
+        case state
     }
 
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
         let type = try container.decode(String.self, forKey: .type)
         switch type {
+        case "app_state":
+            self = .appState(try container.decode(AppState.self, forKey: .state))
         case "mark_read":
             self = .markRead(
                 channelID: try container.decode(String.self, forKey: .channelID),
@@ -156,6 +168,9 @@ public enum ClientFrame: Sendable, Hashable, Codable {
             try container.encode("mark_read", forKey: .type)
             try container.encode(channelID, forKey: .channelID)
             try container.encode(seq, forKey: .seq)
+        case let .appState(state):
+            try container.encode("app_state", forKey: .type)
+            try container.encode(state, forKey: .state)
         }
     }
 }

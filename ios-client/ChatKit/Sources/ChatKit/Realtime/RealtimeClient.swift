@@ -19,6 +19,9 @@ import FoundationNetworking
 /// - Sends read marks (`markRead`) at once when ready, or keeps the highest per channel until
 ///   the next `ready` (marks are not acked: the server keeps the highest of any device).
 /// - Sends a ping every `pingInterval` and replaces a connection that went silent.
+/// - Tells the server whether the app is in the foreground (`setAppState`, `app_state` frames):
+///   a connection starts in the foreground, so a ready connection says `background` only when
+///   the app is there, and `foreground` again when it returns.
 ///
 /// `events` has a single consumer (the app's session model).
 public actor RealtimeClient {
@@ -40,6 +43,8 @@ public actor RealtimeClient {
     public private(set) var state: ConnectionState = .disconnected
     /// The user of the session, from the last `ready`.
     public private(set) var userID: String?
+    /// Whether the app is in front of the user (`setAppState`).
+    public private(set) var appState: AppState = .foreground
 
     /// Turns "the network is back" into `reconnectNow()`.
     private var networkWatch: Task<Void, Never>?
@@ -49,7 +54,12 @@ public actor RealtimeClient {
     /// The connection of the current attempt, and its outgoing frames in order.
     private var connection: (any TransportConnection)?
     private var outbox: AsyncStream<String>.Continuation?
+    /// Writes `outbox` to the current connection; ends once `outbox` is finished and sent.
+    private var writer: Task<Void, Never>?
     private var isReady = false
+    /// What the server of the current connection was told of `appState` (it starts in the
+    /// foreground).
+    private var announcedAppState: AppState = .foreground
     private var heardSincePing = false
     private var pingOutstanding = false
 
@@ -132,11 +142,60 @@ public actor RealtimeClient {
         connection = nil
         outbox?.finish()
         outbox = nil
+        writer = nil
         isReady = false
         resumeRequested = []
         disarmTimeouts()
         socket?.close(code: CloseCode.normal, reason: "client stopped")
         setState(.disconnected)
+    }
+
+    /// Closes the connection like `stop()`, but first lets the frames already written leave
+    /// (an `app_state` said just before, a read mark), waiting for them at most `grace`: the
+    /// close is delayed by a moment at most, even on a stalled connection.
+    public func stop(flushingWithin grace: Duration) async {
+        guard runTask != nil else { return }
+        if let outbox, let writer {
+            // Nothing more goes on this connection: until the close, sends, changes and read
+            // marks stay queued for the next one, as when stopped.
+            self.outbox = nil
+            isReady = false
+            outbox.finish()
+            // Whichever comes first: the writer has sent everything, or `grace` is over (a
+            // send that never completes is then cut short by the close).
+            let (done, signal) = AsyncStream<Void>.makeStream()
+            let sleep = self.sleep
+            let timer = Task {
+                try? await sleep(grace)
+                signal.yield()
+            }
+            let drained = Task {
+                await writer.value
+                signal.yield()
+            }
+            for await _ in done {
+                break
+            }
+            timer.cancel()
+            drained.cancel()
+        }
+        stop()
+    }
+
+    /// Records whether the app is in front of the user, and tells the server of a ready
+    /// connection when that changed (`app_state`); a connection made later is told on `ready`.
+    /// Push notifications skip users with a connection in the foreground.
+    public func setAppState(_ state: AppState) {
+        appState = state
+        if isReady {
+            announceAppState()
+        }
+    }
+
+    private func announceAppState() {
+        guard announcedAppState != appState else { return }
+        write(.appState(appState))
+        announcedAppState = appState
     }
 
     /// Skips the remaining backoff wait (the app came to the foreground, the network returned).
@@ -371,6 +430,7 @@ public actor RealtimeClient {
         connection = socket
         outbox = outboxSink
         isReady = false
+        announcedAppState = .foreground
         heardSincePing = false
         pingOutstanding = false
         let writer = Task {
@@ -383,6 +443,7 @@ public actor RealtimeClient {
                 }
             }
         }
+        self.writer = writer
         let heartbeat = startHeartbeat(for: socket)
         defer {
             writer.cancel()
@@ -391,6 +452,7 @@ public actor RealtimeClient {
             if connection === socket {
                 connection = nil
                 outbox = nil
+                self.writer = nil
                 isReady = false
                 resumeRequested = []
                 disarmTimeouts()
@@ -498,6 +560,8 @@ public actor RealtimeClient {
                 // Announced, but nothing is left to resume: any first frame releases the hold.
                 write(.ping)
             }
+            // A connection starts in the foreground: say so at once if the app is not.
+            announceAppState()
             for pending in queue {
                 transmit(pending)
             }

@@ -189,6 +189,7 @@ final class FakeConnection: TransportConnection, @unchecked Sendable {
     private let sent = AsyncQueue<String>()
     private let lock = NSLock()
     private var closedByClient: (code: Int, reason: String)?
+    private var holding = false
 
     init(request: URLRequest) {
         self.request = request
@@ -201,7 +202,14 @@ final class FakeConnection: TransportConnection, @unchecked Sendable {
 
     // Client side (called by RealtimeClient).
 
+    /// Records the frame, unless the client closed the connection already: then it fails, as
+    /// on a real socket. While `holdSends()` is in effect it waits for `releaseSends()` or the
+    /// close.
     func send(_ text: String) async throws {
+        while isHolding && closeByClient == nil {
+            try await Task.sleep(for: .milliseconds(2))
+        }
+        guard closeByClient == nil else { throw URLError(.networkConnectionLost) }
         await sent.put(text)
     }
 
@@ -231,6 +239,25 @@ final class FakeConnection: TransportConnection, @unchecked Sendable {
 
     func networkFails() {
         continuation.finish(throwing: URLError(.networkConnectionLost))
+    }
+
+    /// From now on no send completes (a slow or stalled network) until `releaseSends()`.
+    func holdSends() {
+        lock.lock()
+        holding = true
+        lock.unlock()
+    }
+
+    func releaseSends() {
+        lock.lock()
+        holding = false
+        lock.unlock()
+    }
+
+    private var isHolding: Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return holding
     }
 
     /// The next frame the client sent on this connection.
