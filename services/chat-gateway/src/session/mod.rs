@@ -214,6 +214,9 @@ async fn run(
     };
     // Register before `ready`: from here on, every message pushed for this user reaches this
     // connection, and everything before it is in history (message servers store, then push).
+    // A new connection is in the foreground: if the user's others here are all in the
+    // background, they are looking again.
+    let was_attentive = shared.hub.is_attentive(&user);
     if shared.hub.add(user, handle.clone()) {
         match shared
             .presence
@@ -226,6 +229,13 @@ async fn run(
                 tracing::warn!(error = %e, "presence registration failed; the heartbeat will retry");
             }
         }
+    } else if !was_attentive
+        && let Err(e) = shared
+            .presence
+            .set_attentive(&shared.cfg.internal_url, user, true)
+            .await
+    {
+        tracing::warn!(error = %e, "attention not recorded; the heartbeat will mend it");
     }
     // Revoked after the upgrade's check and announced before we registered: close at once.
     if sid.is_some_and(|sid| shared.recent_revocations.contains(sid)) {
