@@ -459,22 +459,18 @@ async fn attention_follows_app_state_on_every_gateway() -> anyhow::Result<()> {
     let a3 = connect_on(&alice, "gateway-1").await?;
     assert_eq!(attentive_gateways(u).await?, 2);
     a3.close(Duration::from_secs(2)).await;
-    let deadline = Instant::now() + TIMEOUT;
-    while attentive_gateways(u).await? != 1 {
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "gateway-1 still counts after the close"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    attentive_becomes(u, 1, "gateway-1 still counts after the close").await?;
     drop(a1);
     a2.close(Duration::from_secs(2)).await;
+    attentive_becomes(u, 0, "still attentive after every close").await
+}
+
+/// Wait (at most [`TIMEOUT`]) until `user` is attentive on `n` gateways: a close is handled
+/// after the client's side of it, and nothing tells the client when.
+async fn attentive_becomes(user: UserId, n: i64, failure: &str) -> anyhow::Result<()> {
     let deadline = Instant::now() + TIMEOUT;
-    while attentive_gateways(u).await? != 0 {
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "still attentive after every close"
-        );
+    while attentive_gateways(user).await? != n {
+        anyhow::ensure!(Instant::now() < deadline, "{failure}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     Ok(())

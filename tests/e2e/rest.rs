@@ -485,8 +485,8 @@ async fn the_openapi_document_lists_every_route_and_the_router_serves_each() -> 
         }
     }
     documented.sort();
-    // The contract of API.md, plus the document and its page, WebSocket tickets and logout
-    // everywhere.
+    // The contract of API.md, plus the document and its page, WebSocket tickets, logout
+    // everywhere, and what docs/protocol.md adds.
     let mut contract: Vec<(String, String)> = [
         ("POST", "/api/v1/auth/register"),
         ("POST", "/api/v1/auth/login"),
@@ -510,6 +510,14 @@ async fn the_openapi_document_lists_every_route_and_the_router_serves_each() -> 
         ("GET", "/api/v1/docs"),
         ("POST", "/api/v1/ws-tickets"),
         ("POST", "/api/v1/auth/logout-all"),
+        // docs/protocol.md: push notification settings.
+        ("POST", "/api/v1/devices"),
+        ("GET", "/api/v1/devices"),
+        ("DELETE", "/api/v1/devices/{token}"),
+        ("GET", "/api/v1/channels/{channel_id}/notifications"),
+        ("PUT", "/api/v1/channels/{channel_id}/notifications"),
+        ("GET", "/api/v1/users/me/notifications"),
+        ("PUT", "/api/v1/users/me/notifications"),
     ]
     .iter()
     .map(|(m, p)| (m.to_string(), p.to_string()))
@@ -520,10 +528,12 @@ async fn the_openapi_document_lists_every_route_and_the_router_serves_each() -> 
     // Each documented operation is served: it answers with something other than the router's
     // "no such endpoint" (404 not_found) or 405.
     let any_id = uuid::Uuid::now_v7().to_string();
+    let any_token = "ab".repeat(32);
     for (method, path) in &documented {
-        let r = api
-            .call(method, &path.replace("{channel_id}", &any_id), None, None)
-            .await?;
+        let path = path
+            .replace("{channel_id}", &any_id)
+            .replace("{token}", &any_token);
+        let r = api.call(method, &path, None, None).await?;
         assert!(
             r.status != 405 && r.error_code() != Some("not_found"),
             "{method} {path} is documented but not served: {} {}",
