@@ -154,18 +154,23 @@ function event(seq: number, over: Partial<ChannelEvent> & Pick<ChannelEvent, "ki
   } as ChannelEvent;
 }
 
+/** Fake timers and sockets, and a channel with two messages (one of Bob's). */
+function freshApp() {
+  vi.useFakeTimers();
+  FakeWs.all = [];
+  history = [message(1), message(2, { sender_id: BOB })];
+  histories = {};
+  channelList = [GENERAL];
+}
+
+function restoreGlobals() {
+  vi.useRealTimers();
+  vi.unstubAllGlobals();
+}
+
 describe("ChatApp: changes of messages", () => {
-  beforeEach(() => {
-    vi.useFakeTimers();
-    FakeWs.all = [];
-    history = [message(1), message(2, { sender_id: BOB })];
-    histories = {};
-    channelList = [GENERAL];
-  });
-  afterEach(() => {
-    vi.useRealTimers();
-    vi.unstubAllGlobals();
-  });
+  beforeEach(freshApp);
+  afterEach(restoreGlobals);
 
   it("resends an unacked change after a reconnect, after the resume, with the same client_event_id", async () => {
     const app = await startApp();
@@ -429,17 +434,8 @@ describe("ChatApp: read state, unread counts, owner deletes, notifications", () 
 });
 
 describe("ChatApp: app_state (whether the tab is in front of the user)", () => {
-  beforeEach(() => {
-    vi.useFakeTimers();
-    FakeWs.all = [];
-    history = [message(1), message(2, { sender_id: BOB })];
-    histories = {};
-    channelList = [GENERAL];
-  });
-  afterEach(() => {
-    vi.useRealTimers();
-    vi.unstubAllGlobals();
-  });
+  beforeEach(freshApp);
+  afterEach(restoreGlobals);
 
   it("says background when the tab is hidden and foreground when it is back, each change once", async () => {
     await startApp();

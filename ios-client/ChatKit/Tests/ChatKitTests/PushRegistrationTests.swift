@@ -161,6 +161,15 @@ final class PushRegistrationTests: XCTestCase, @unchecked Sendable {
         }
     }
 
+    /// An earlier launch: Alice signed in and token A registered (what `defaults` remembers).
+    @MainActor
+    private func launchRegistered(defaults: UserDefaults, api: FakeRegistrar) async throws {
+        let first = makeRegistration(defaults: defaults)
+        first.sessionStarted(api: api, account: Self.alice)
+        first.didReceiveDeviceToken(Self.tokenA)
+        try await waitForRegistered(first)
+    }
+
     @MainActor
     private func waitForRegistered(_ push: PushRegistration) async throws {
         try await waitUntil("registered") {
@@ -256,10 +265,7 @@ final class PushRegistrationTests: XCTestCase, @unchecked Sendable {
     func testEveryLaunchRegistersAgain() async throws {
         let defaults = try makeDefaults()
         let api = FakeRegistrar()
-        let first = makeRegistration(defaults: defaults)
-        first.sessionStarted(api: api, account: Self.alice)
-        first.didReceiveDeviceToken(Self.tokenA)
-        try await waitForRegistered(first)
+        try await launchRegistered(defaults: defaults, api: api)
 
         // The next launch: the session is restored and the OS hands the token over again.
         let second = makeRegistration(defaults: defaults)
@@ -276,10 +282,7 @@ final class PushRegistrationTests: XCTestCase, @unchecked Sendable {
     func testARotatedTokenReplacesTheOldOneOnTheServer() async throws {
         let defaults = try makeDefaults()
         let api = FakeRegistrar()
-        let first = makeRegistration(defaults: defaults)
-        first.sessionStarted(api: api, account: Self.alice)
-        first.didReceiveDeviceToken(Self.tokenA)
-        try await waitForRegistered(first)
+        try await launchRegistered(defaults: defaults, api: api)
 
         // A later launch: the OS gives another token (restored from a backup, say).
         let second = makeRegistration(defaults: defaults)
@@ -434,10 +437,7 @@ final class PushRegistrationTests: XCTestCase, @unchecked Sendable {
     func testSigningOutBeforeTheOSGaveTheTokenUnregistersTheOneKept() async throws {
         let defaults = try makeDefaults()
         let api = FakeRegistrar()
-        let first = makeRegistration(defaults: defaults)
-        first.sessionStarted(api: api, account: Self.alice)
-        first.didReceiveDeviceToken(Self.tokenA)
-        try await waitForRegistered(first)
+        try await launchRegistered(defaults: defaults, api: api)
 
         // The next launch signs out at once.
         let second = makeRegistration(defaults: defaults)
@@ -451,10 +451,7 @@ final class PushRegistrationTests: XCTestCase, @unchecked Sendable {
     func testATokenKeptForSomeoneElseIsNotTheirsToUnregister() async throws {
         let defaults = try makeDefaults()
         let api = FakeRegistrar()
-        let first = makeRegistration(defaults: defaults)
-        first.sessionStarted(api: api, account: Self.alice)
-        first.didReceiveDeviceToken(Self.tokenA)
-        try await waitForRegistered(first)
+        try await launchRegistered(defaults: defaults, api: api)
 
         let second = makeRegistration(defaults: defaults)
         second.sessionStarted(api: api, account: Self.bob)
