@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The native stack: PostgreSQL, Redis, Kafka (KRaft), Cassandra (CQL stand-in for ScyllaDB), our
-# services and nginx, all on loopback, without Docker. Used by the tests and CI.
+# The native stack: PostgreSQL, Redis, Kafka (KRaft), Cassandra (CQL stand-in for ScyllaDB), the
+# S3 object store (versitygw), our services and nginx, all on loopback, without Docker. Used by the
+# tests and CI.
 #
 #   deploy/stack.sh up [--infra-only] [--no-build] [--no-web]
 #                                                    start what is not running yet, wait until ready
@@ -11,12 +12,17 @@
 #   deploy/stack.sh kill <name> [-9]                 stop one server (SIGTERM, or SIGKILL with -9)
 #   deploy/stack.sh start <name>                     start one server and wait until it is ready
 #
-# Names: postgres redis kafka cassandra api gateway-1 gateway-2 message-server-1 message-server-2 nginx
-# (the services and ports come from deploy/native/topology.conf, shared with docker-compose.yml).
+# Names: postgres redis kafka cassandra objectstore apns api gateway-1 gateway-2 message-server-1
+# message-server-2 notifier nginx
+# (the services and ports come from deploy/native/topology.conf, shared with docker-compose.yml;
+# apns is the APNs stand-in, tools/apns-standin, with its control API on 127.0.0.1:18444;
+# objectstore is the S3 API of versitygw on 127.0.0.1:19000, reached by clients through nginx's
+# /chat-attachments/).
 #
 # Environment:
 #   CHAT_STACK_DIR      state folder (default ~/.cache/chat-stack): run/ holds data, logs/, pids/,
-#                       secrets/ of the current stack; jars/ the Maven downloads (kept across runs)
+#                       secrets/ of the current stack; jars/ the Maven downloads and bin/ the
+#                       object store's binary built with Go (both kept across runs)
 #   CARGO_TARGET_DIR    where the services are built (default ~/.cache/chat-target)
 #   CHAT_STACK_TIMEOUT  seconds to wait for each server to be ready (default 180)
 #   CHAT_REDIS_MAXMEMORY  Redis's memory bound, never evicting (default 1gb)
@@ -37,6 +43,8 @@ LOG_DIR=$RUN_DIR/logs
 PID_DIR=$RUN_DIR/pids
 SECRETS_DIR=$RUN_DIR/secrets
 JAR_DIR=$STACK_DIR/jars
+# Tools built once and kept across runs (down --purge too): versitygw-<version>.
+TOOL_DIR=$STACK_DIR/bin
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/chat-target}
 BIN_DIR=$CARGO_TARGET_DIR/release
 
@@ -50,6 +58,10 @@ MIGRATE_TIMEOUT=300
 CASSANDRA_STORAGE_PORT=17000
 CASSANDRA_SSL_STORAGE_PORT=17001
 CASSANDRA_JMX_PORT=17199
+
+# The object store: Versity S3 Gateway (Apache-2.0), built from the Go module proxy once.
+# docker-compose.yml runs the image of the same version (versity/versitygw:<version>).
+VERSITYGW_VERSION=v1.8.0
 
 # ---------------------------------------------------------------------------------------------
 # output
@@ -100,45 +112,69 @@ usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' 
 # topology (deploy/native/topology.conf)
 
 declare -A INFRA_PORT=() SVC_BIN=() SVC_HTTP=() SVC_OPS=() SVC_ENV=()
-declare -a INFRA_NAMES=() SERVICES=() COMMON_ENV=()
+declare -A STANDIN_BIN=() STANDIN_PORT=() STANDIN_CONTROL=()
+declare -a INFRA_NAMES=() SERVICES=() COMMON_ENV=() STANDINS=()
 LB_NAME=nginx
 LB_PORT=8080
+# Every store/broker this script can run (start_<name>, <name>_ready), in the order of `status`.
+INFRA_ORDER=(postgres redis kafka cassandra objectstore)
+
+# A stand-in's state folder (its files are read by the services that use it).
+standin_dir() { echo "$RUN_DIR/${STANDIN_BIN[$1]}"; }
 
 subst() {
-    local s=$1
+    local s=$1 n up
     s=${s//\{SECRETS\}/$SECRETS_DIR}
     s=${s//\{HOST\}/127.0.0.1}
+    for n in "${STANDINS[@]}"; do
+        up=${n^^}
+        up=${up//-/_}
+        s=${s//"{${up}_HOST}"/127.0.0.1}
+        s=${s//"{${up}_DIR}"/"$(standin_dir "$n")"}
+    done
+    if [[ $s =~ \{[A-Z_]+\} ]]; then die "$TOPOLOGY: unknown placeholder ${BASH_REMATCH[0]}"; fi
     printf '%s' "$s"
 }
 
 load_topology() {
     [[ -f $TOPOLOGY ]] || die "missing $TOPOLOGY"
     local kind a b c d rest
+    local -a common=()
     while read -r kind a b c d rest; do
         case $kind in
             '') continue ;;
             infra) INFRA_NAMES+=("$a"); INFRA_PORT[$a]=$b ;;
-            common) COMMON_ENV+=("$(subst "$a")") ;;
+            common) common+=("$a") ;;
             service)
                 SERVICES+=("$a")
                 SVC_BIN[$a]=$b
                 SVC_HTTP[$a]=$c
                 SVC_OPS[$a]=$d
-                SVC_ENV[$a]=$(subst "$rest")
+                SVC_ENV[$a]=$rest
+                ;;
+            standin)
+                STANDINS+=("$a")
+                STANDIN_PORT[$a]=$b
+                STANDIN_CONTROL[$a]=$c
+                STANDIN_BIN[$a]=$d
                 ;;
             lb) LB_NAME=$a; LB_PORT=$b ;;
             *) die "$TOPOLOGY: unknown line kind '$kind'" ;;
         esac
     done < <(sed 's/#.*//' "$TOPOLOGY")
+    # Placeholders after the whole file: a line may name a stand-in declared further down.
     local n
-    for n in postgres redis kafka cassandra; do
+    for n in "${common[@]}"; do COMMON_ENV+=("$(subst "$n")"); done
+    for n in "${SERVICES[@]}"; do SVC_ENV[$n]=$(subst "${SVC_ENV[$n]}"); done
+    for n in "${INFRA_ORDER[@]}"; do
         [[ -n ${INFRA_PORT[$n]:-} ]] || die "$TOPOLOGY: no 'infra $n' line"
     done
 }
 
 is_service() { [[ -n ${SVC_BIN[$1]:-} ]]; }
 is_infra() { [[ -n ${INFRA_PORT[$1]:-} ]]; }
-all_names() { printf '%s\n' postgres redis kafka cassandra "${SERVICES[@]}" "$LB_NAME"; }
+is_standin() { [[ -n ${STANDIN_BIN[$1]:-} ]]; }
+all_names() { printf '%s\n' "${INFRA_ORDER[@]}" "${STANDINS[@]}" "${SERVICES[@]}" "$LB_NAME"; }
 known_name() {
     local n
     while read -r n; do [[ $n == "$1" ]] && return 0; done < <(all_names)
@@ -156,6 +192,7 @@ log_file() {
 }
 
 pg_data() { echo "$RUN_DIR/postgres/data"; }
+objectstore_data() { echo "$RUN_DIR/objectstore/data"; }
 
 pid_file() {
     case $1 in
@@ -171,7 +208,8 @@ proc_marker() {
         redis) echo "redis-server" ;;
         nginx) echo "nginx: master" ;;
         kafka | cassandra) echo "-Dchat.stack=$1" ;;
-        *) echo "${SVC_BIN[$1]}" ;;
+        objectstore) echo "posix $(objectstore_data)" ;;
+        *) if is_standin "$1"; then echo "${STANDIN_BIN[$1]} --dir"; else echo "${SVC_BIN[$1]}"; fi ;;
     esac
 }
 
@@ -372,13 +410,46 @@ ensure_secrets() {
     mkdir -p "$SECRETS_DIR"
     chmod 700 "$SECRETS_DIR"
     local f
-    for f in jwt_secret internal_token; do
+    for f in jwt_secret internal_token s3_secret_key; do
         if [[ ! -s $SECRETS_DIR/$f ]]; then
             (umask 077 && head -c 48 /dev/urandom | base64 -w0 >"$SECRETS_DIR/$f")
             log "generated $SECRETS_DIR/$f"
         fi
     done
+    # The object store's access key id travels in presigned URLs (X-Amz-Credential=<id>/...):
+    # upper-case hex, so nothing in it needs escaping or splits the credential scope.
+    if [[ ! -s $SECRETS_DIR/s3_access_key ]]; then
+        (umask 077 && od -An -tx1 -N10 /dev/urandom | tr -d ' \n' | tr a-f A-F >"$SECRETS_DIR/s3_access_key")
+        log "generated $SECRETS_DIR/s3_access_key"
+    fi
 }
+
+# versitygw from the Go module proxy, built once into $TOOL_DIR (kept across runs and purges).
+ensure_versitygw() {
+    local bin build logf start
+    bin=$(versitygw_bin)
+    [[ -x $bin ]] && return 0
+    have go || die "Go is needed once to build the object store (versitygw $VERSITYGW_VERSION): install Go 1.21 or newer (https://go.dev/dl/), then run this again"
+    build=$TOOL_DIR/.build-versitygw
+    logf=$TOOL_DIR/versitygw-build.log
+    rm -rf "$build"
+    mkdir -p "$build"
+    log "building the object store, versitygw $VERSITYGW_VERSION, with go install (once, about 2 minutes; cached in $TOOL_DIR)..."
+    start=$SECONDS
+    # -mod=mod: the module's own go.mod decides, whatever GOFLAGS says; -p 1, nice: one core
+    # (the stack's JVMs, or a test run, keep the other).
+    if ! GOFLAGS=-mod=mod GOBIN=$build nice -n 10 go install -p 1 \
+        "github.com/versity/versitygw/cmd/versitygw@$VERSITYGW_VERSION" >"$logf" 2>&1 9>&-; then
+        printf '[stack] ERROR: building versitygw failed; last 40 lines of %s:\n' "$logf" >&2
+        tail -n 40 "$logf" | sed 's/^/    /' >&2
+        exit 1
+    fi
+    mv "$build/versitygw" "$bin"
+    rm -rf "$build"
+    log "versitygw $VERSITYGW_VERSION built in $((SECONDS - start))s: $bin"
+}
+
+versitygw_bin() { echo "$TOOL_DIR/versitygw-$VERSITYGW_VERSION"; }
 
 # ---------------------------------------------------------------------------------------------
 # PostgreSQL
@@ -570,6 +641,37 @@ start_cassandra() {
 cassandra_ready() { port_open "${INFRA_PORT[cassandra]}"; }
 
 # ---------------------------------------------------------------------------------------------
+# the object store (versitygw, posix backend: buckets are folders, objects files)
+
+# The value of a `common` setting of the topology, or $2.
+common_setting() {
+    local e
+    for e in "${COMMON_ENV[@]}"; do
+        [[ $e == "$1="* ]] && { echo "${e#*=}"; return 0; }
+    done
+    echo "$2"
+}
+
+start_objectstore() {
+    local port=${INFRA_PORT[objectstore]} bin data
+    ensure_versitygw
+    ensure_secrets
+    bin=$(versitygw_bin)
+    data=$(objectstore_data)
+    require_free_port objectstore "$port"
+    # Content types live in user xattrs of the files: ext4/xfs/tmpfs have them.
+    mkdir -p "$data"
+    # The root keys go by environment, not argv (ps shows argv to everyone). The bucket is made
+    # by `chat-admin migrate`. --quiet: no line per request (nginx's access log has them).
+    spawn objectstore env \
+        ROOT_ACCESS_KEY="$(<"$SECRETS_DIR/s3_access_key")" ROOT_SECRET_KEY="$(<"$SECRETS_DIR/s3_secret_key")" \
+        "$bin" --port "127.0.0.1:$port" --region "$(common_setting CHAT__OBJECTS__REGION us-east-1)" \
+        --health /health --keep-alive --quiet posix "$data"
+}
+
+objectstore_ready() { curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:${INFRA_PORT[objectstore]}/health"; }
+
+# ---------------------------------------------------------------------------------------------
 # infra dispatch
 
 start_infra() {
@@ -590,6 +692,7 @@ wait_infra() {
         redis) wait_ready redis redis_ready && setup_redis ;;
         kafka) wait_ready kafka kafka_ready ;;
         cassandra) wait_ready cassandra cassandra_ready ;;
+        objectstore) wait_ready objectstore objectstore_ready ;;
     esac
 }
 
@@ -637,7 +740,7 @@ start_service() {
         stop_server "$name"
     fi
     [[ -x $bin ]] || die "$bin not found: build first (deploy/stack.sh up)"
-    [[ -s $SECRETS_DIR/jwt_secret ]] || ensure_secrets
+    [[ -s $SECRETS_DIR/jwt_secret && -s $SECRETS_DIR/s3_access_key ]] || ensure_secrets
     for port in "${SVC_HTTP[$name]}" "${SVC_OPS[$name]}"; do
         [[ $port == - ]] || require_free_port "$name" "$port"
     done
@@ -653,6 +756,40 @@ service_ready() {
 }
 
 wait_service() { wait_ready "$1" service_ready "$1"; }
+
+# ---------------------------------------------------------------------------------------------
+# stand-ins of outside services (topology.conf `standin` lines), e.g. the APNs stand-in
+
+start_standin() {
+    local name=$1 bin pid port
+    bin=$BIN_DIR/${STANDIN_BIN[$name]}
+    if pid=$(running_pid "$name"); then
+        if [[ $(readlink "/proc/$pid/exe" 2>/dev/null) == "$(readlink -f "$bin")" ]]; then
+            log "$name already running (pid $pid)"
+            START_AT[$name]=$SECONDS
+            return 0
+        fi
+        log "$name runs another build than $bin: restarting it"
+        stop_server "$name"
+    fi
+    [[ -x $bin ]] || die "$bin not found: build first (deploy/stack.sh up)"
+    for port in "${STANDIN_PORT[$name]}" "${STANDIN_CONTROL[$name]}"; do
+        require_free_port "$name" "$port"
+    done
+    log "starting $name (state: $(standin_dir "$name"), log: $(log_file "$name"))"
+    spawn "$name" env RUST_LIB_BACKTRACE="${RUST_LIB_BACKTRACE:-0}" "$bin" \
+        --dir "$(standin_dir "$name")" \
+        --listen "127.0.0.1:${STANDIN_PORT[$name]}" \
+        --control "127.0.0.1:${STANDIN_CONTROL[$name]}" \
+        --hostnames 127.0.0.1,localhost
+}
+
+# /healthz answers 200 once the stand-in's own endpoint listens.
+standin_ready() {
+    curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:${STANDIN_CONTROL[$1]}/healthz"
+}
+
+wait_standin() { wait_ready "$1" standin_ready "$1"; }
 
 # ---------------------------------------------------------------------------------------------
 # web client + nginx
@@ -708,6 +845,7 @@ render_nginx_conf() {
     render_template "$SCRIPT_DIR/nginx/native.conf.template" USER_DIRECTIVE="$user_line" \
         PID_FILE="$(pid_file nginx)" LOG_DIR="$LOG_DIR" RUN_DIR="$RUN_DIR/nginx" MIME_TYPES="$mime" \
         API_SERVERS="${api_servers%$'\n'}" GATEWAY_SERVERS="${gw_servers%$'\n'}" \
+        OBJECTSTORE_SERVERS="        server 127.0.0.1:${INFRA_PORT[objectstore]};" \
         LISTEN="127.0.0.1:$LB_PORT" WEB_ROOT="$WEB_ROOT" ROUTES="$SCRIPT_DIR/nginx/routes.conf" \
         WS_CONNS_PER_ADDRESS="${CHAT_WS_CONNS_PER_ADDRESS:-256}" >"$out"
 }
@@ -780,17 +918,21 @@ cmd_up() {
     ensure_packages
     ensure_jars kafka
     ensure_jars cassandra
+    ensure_versitygw
     ensure_secrets
 
     # The JVMs start slowly: launch everything, then wait for each.
     local n
-    for n in cassandra kafka redis postgres; do start_infra "$n"; done
-    for n in postgres redis kafka cassandra; do wait_infra "$n"; done
+    for n in cassandra kafka redis postgres objectstore; do start_infra "$n"; done
+    for n in postgres redis kafka cassandra objectstore; do wait_infra "$n"; done
     log "infrastructure ready ($((SECONDS - t0))s)"
 
     if ! $infra_only; then
         $build && build_services
+        # Stand-ins first: services read their files (a CA, a key) at start.
+        for n in "${STANDINS[@]}"; do start_standin "$n"; done
         run_migrate
+        for n in "${STANDINS[@]}"; do wait_standin "$n"; done
         for n in "${SERVICES[@]}"; do start_service "$n"; done
         for n in "${SERVICES[@]}"; do wait_service "$n"; done
     fi
@@ -831,12 +973,13 @@ cmd_down() {
         fi
         rm -f "$(pid_file "$n")"
     done
+    for n in "${STANDINS[@]}"; do stop_server "$n" TERM "$STOP_TIMEOUT"; done
     stop_server nginx TERM "$STOP_TIMEOUT"
-    for n in cassandra kafka redis postgres; do
+    for n in objectstore cassandra kafka redis postgres; do
         stop_server "$n" TERM "$INFRA_STOP_TIMEOUT"
     done
     if $purge; then
-        log "purging $RUN_DIR (data, logs, secrets; the jar cache $JAR_DIR stays)"
+        log "purging $RUN_DIR (data, logs, secrets; the caches $JAR_DIR and $TOOL_DIR stay)"
         rm -rf "$RUN_DIR" "/tmp/chat-stack-pg-$(printf '%s' "$RUN_DIR" | sha256sum | cut -c1-12)"
     fi
     log "stack down"
@@ -852,6 +995,8 @@ ports_of() {
         esac
     elif is_service "$n"; then
         if [[ ${SVC_HTTP[$n]} == - ]]; then echo "ops ${SVC_OPS[$n]}"; else echo "${SVC_HTTP[$n]} ops ${SVC_OPS[$n]}"; fi
+    elif is_standin "$n"; then
+        echo "${STANDIN_PORT[$n]} ctl ${STANDIN_CONTROL[$n]}"
     else
         echo "$LB_PORT"
     fi
@@ -859,7 +1004,15 @@ ports_of() {
 
 main_port() {
     local n=$1
-    if is_infra "$n"; then echo "${INFRA_PORT[$n]}"; elif is_service "$n"; then echo "${SVC_OPS[$n]}"; else echo "$LB_PORT"; fi
+    if is_infra "$n"; then
+        echo "${INFRA_PORT[$n]}"
+    elif is_service "$n"; then
+        echo "${SVC_OPS[$n]}"
+    elif is_standin "$n"; then
+        echo "${STANDIN_CONTROL[$n]}"
+    else
+        echo "$LB_PORT"
+    fi
 }
 
 cmd_status() {
@@ -916,6 +1069,9 @@ cmd_start() {
     elif is_service "$name"; then
         start_service "$name"
         wait_service "$name"
+    elif is_standin "$name"; then
+        start_standin "$name"
+        wait_standin "$name"
     else
         start_nginx
         wait_ready nginx nginx_ready

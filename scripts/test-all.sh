@@ -3,7 +3,7 @@
 #   1. static checks (rustfmt, clippy -D warnings) and unit tests (cargo test --lib/--bins, wire
 #      fixtures);
 #   2. the native stack (deploy/stack.sh up: installs and starts PostgreSQL, Redis, Kafka,
-#      Cassandra, nginx and our services);
+#      Cassandra, the object store, nginx and our services);
 #   3. end-to-end tests through nginx (tests/), the web client's unit and browser tests, the
 #      compose-file check and the Swift syntax check;
 #   4. the stack is stopped again (unless KEEP_STACK=1).
@@ -54,7 +54,11 @@ deploy/stack.sh up
 
 step "end-to-end tests (through nginx)"
 cargo test --release --workspace --test conversation --test rest --test hardening_api --test credentials \
-    --test resume --test directory --test read_state --test events --test devices
+    --test resume --test directory --test read_state --test events --test devices --test objectstore \
+    --test notify
+# Push notifications against the APNs stand-in: latency, token renewal (changes the stand-in for
+# everyone) and a kill -9 of the notifier (none skipped, repeats only of requests on the wire).
+cargo test --release --workspace --test notify_faults -- --test-threads=1 --nocapture
 # The OpenAPI document against the live API (schemathesis, every check, a fixed number of
 # examples per operation; installs itself into ~/.cache/chat-venv once).
 scripts/schemathesis.sh

@@ -9,8 +9,14 @@
 //     native values up to host names (127.0.0.1:<native port> of a store becomes <compose name>:<port>);
 //   - every long-running service has a healthcheck; every dependency waits on a condition
 //     (service_healthy / service_completed_successfully) and the setup order is complete;
-//   - only nginx publishes a port (8080); internal (ops) ports never are;
-//   - deploy/nginx/compose.conf proxies to the topology's api/gateway ports and listens on 8080.
+//   - stand-ins (e.g. the APNs stand-in) run their binary on the native ports with a --dir on
+//     their own volume and a /healthz healthcheck on the control port; a service whose settings
+//     name {<NAME>_HOST} or {<NAME>_DIR} waits for the stand-in to be healthy, and with
+//     {<NAME>_DIR} mounts its volume read-only at that folder;
+//   - only nginx publishes a port (8080); internal (ops, stand-in) ports never are;
+//   - deploy/nginx/compose.conf proxies to the topology's api/gateway ports and listens on 8080;
+//     of the stores it proxies to the object store only (infra `objectstore`, on its compose
+//     port), and nginx then waits for it to be healthy.
 //
 // Usage: go run . [-repo DIR] [-compose FILE] [-topology FILE]; exit 1 with the list of failures.
 package main
@@ -23,6 +29,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -45,13 +52,31 @@ type service struct {
 
 type kv struct{ key, value string }
 
+// A stand-in of an outside service: runs as compose service `binary`, with a volume of that name.
+type standin struct {
+	name, binary      string
+	port, controlPort int
+}
+
 type topology struct {
 	infra    []infra
 	common   []kv
 	services []service
+	standins []standin
 	lbName   string
 	lbPort   int
 }
+
+// placeholderPrefix is how topology values name a stand-in: {APNS_HOST}, {APNS_DIR}.
+func (s standin) placeholderPrefix() string {
+	return strings.ReplaceAll(strings.ToUpper(s.name), "-", "_")
+}
+
+// A {PLACEHOLDER} left after substitution.
+var unknownPlaceholder = regexp.MustCompile(`\{[A-Z_]+\}`)
+
+// The one store nginx proxies to (presigned attachment URLs, /chat-attachments/).
+const objectStoreInfra = "objectstore"
 
 // Names of the one-shot setup services of the compose file (not in the native topology).
 const (
@@ -130,6 +155,16 @@ func parseTopology(path string) (*topology, error) {
 				s.env = append(s.env, e)
 			}
 			t.services = append(t.services, s)
+		case "standin":
+			if len(fields) != 5 {
+				return nil, bad("standin: want name port control-port binary")
+			}
+			p, err1 := atoi(fields[2])
+			cp, err2 := atoi(fields[3])
+			if err1 != nil || err2 != nil || p == 0 || cp == 0 {
+				return nil, bad("standin: bad port")
+			}
+			t.standins = append(t.standins, standin{name: fields[1], port: p, controlPort: cp, binary: fields[4]})
 		case "lb":
 			if len(fields) != 3 {
 				return nil, bad("lb: want name port")
@@ -166,9 +201,10 @@ func (c *checker) check(ok bool, format string, args ...any) bool {
 	return ok
 }
 
-// expectedValue turns a native value into what compose must say for service `svc` and key `key`.
-// It returns a regexp (anchored) since secret file folders may differ.
-func expectedValue(t *topology, svc, key, native string) *regexp.Regexp {
+// expectedText turns a native value into what compose must say for service `svc` and key `key`,
+// but for {SECRETS} (the secret files' folder, which may differ). standinDirs maps each
+// stand-in's name to the --dir of its compose command.
+func expectedText(t *topology, standinDirs map[string]string, svc, key, native string) string {
 	v := native
 	for _, in := range t.infra {
 		v = strings.ReplaceAll(v, fmt.Sprintf("127.0.0.1:%d", in.port), fmt.Sprintf("%s:%d", in.composeName, in.composePort))
@@ -178,6 +214,16 @@ func expectedValue(t *topology, svc, key, native string) *regexp.Regexp {
 		host = "0.0.0.0"
 	}
 	v = strings.ReplaceAll(v, "{HOST}", host)
+	for _, st := range t.standins {
+		v = strings.ReplaceAll(v, "{"+st.placeholderPrefix()+"_HOST}", st.binary)
+		v = strings.ReplaceAll(v, "{"+st.placeholderPrefix()+"_DIR}", standinDirs[st.name])
+	}
+	return v
+}
+
+// expectedValue is expectedText as an anchored regexp, any folder standing for {SECRETS}.
+func expectedValue(t *topology, standinDirs map[string]string, svc, key, native string) *regexp.Regexp {
+	v := expectedText(t, standinDirs, svc, key, native)
 	const secrets = "{SECRETS}"
 	parts := strings.Split(v, secrets)
 	for i := range parts {
@@ -217,6 +263,38 @@ func portOf(addr string) int {
 		return -1
 	}
 	return p
+}
+
+// flagValue finds `--flag value` or `--flag=value` in a command.
+func flagValue(cmd []string, flag string) (string, bool) {
+	for i, a := range cmd {
+		if a == flag && i+1 < len(cmd) {
+			return cmd[i+1], true
+		}
+		if v, ok := strings.CutPrefix(a, flag+"="); ok {
+			return v, true
+		}
+	}
+	return "", false
+}
+
+// mountOf finds the volume `source` mounted in s: its target and whether it is read-only.
+func mountOf(s types.ServiceConfig, source string) (target string, readOnly, ok bool) {
+	for _, v := range s.Volumes {
+		if v.Type == types.VolumeTypeVolume && v.Source == source {
+			return v.Target, v.ReadOnly, true
+		}
+	}
+	return "", false, false
+}
+
+// usesStandin: does any of these native settings name the stand-in's host or folder?
+func usesStandin(st standin, settings []kv) (host, dir bool) {
+	for _, e := range settings {
+		host = host || strings.Contains(e.value, "{"+st.placeholderPrefix()+"_HOST}")
+		dir = dir || strings.Contains(e.value, "{"+st.placeholderPrefix()+"_DIR}")
+	}
+	return host, dir
 }
 
 func hasHealthcheck(s types.ServiceConfig) bool {
@@ -287,6 +365,9 @@ func main() {
 	}
 	want[secretsService] = "oneshot"
 	want[migrateService] = "oneshot"
+	for _, st := range topo.standins {
+		want[st.binary] = "standin"
+	}
 	for _, s := range topo.services {
 		want[s.name] = "service"
 	}
@@ -298,6 +379,56 @@ func main() {
 	for _, name := range sortedKeys(project.Services) {
 		_, ok := want[name]
 		c.check(ok, "service %q is not in the native topology (%s)", name, *topoFile)
+	}
+
+	// --- stand-ins: binary, ports, state folder on their own volume, healthcheck ---
+	standinDirs := map[string]string{}
+	for _, st := range topo.standins {
+		s, ok := project.Services[st.binary]
+		if !ok {
+			continue
+		}
+		cmd := []string(s.Command)
+		c.check(len(cmd) > 0 && cmd[0] == st.binary, "%s: command %q does not run %s", st.binary, strings.Join(cmd, " "), st.binary)
+		listen, _ := flagValue(cmd, "--listen")
+		c.check(portOf(listen) == st.port, "%s: --listen %q, want port %d", st.binary, listen, st.port)
+		control, _ := flagValue(cmd, "--control")
+		c.check(portOf(control) == st.controlPort, "%s: --control %q, want port %d", st.binary, control, st.controlPort)
+		hostnames, _ := flagValue(cmd, "--hostnames")
+		c.check(slices.Contains(strings.Split(hostnames, ","), st.binary),
+			"%s: --hostnames %q lacks %s, the name its clients connect to", st.binary, hostnames, st.binary)
+		dir, ok := flagValue(cmd, "--dir")
+		if c.check(ok && strings.HasPrefix(dir, "/"), "%s: command lacks --dir <absolute folder>", st.binary) {
+			standinDirs[st.name] = dir
+			target, ro, mounted := mountOf(s, st.binary)
+			c.check(mounted && target == dir && !ro, "%s: volume %s is not mounted read-write at its --dir %s", st.binary, st.binary, dir)
+			_, declared := project.Volumes[st.binary]
+			c.check(declared, "%s: volume %s is not declared under volumes:", st.binary, st.binary)
+		}
+		if hasHealthcheck(s) {
+			test := strings.Join(s.HealthCheck.Test, " ")
+			c.check(strings.Contains(test, fmt.Sprintf(":%d/healthz", st.controlPort)), "%s: healthcheck %q does not probe /healthz on control port %d", st.binary, test, st.controlPort)
+		}
+	}
+	// Whoever names a stand-in in its settings waits for it, and reads its folder read-only.
+	for _, st := range topo.standins {
+		users := map[string][]kv{migrateService: topo.common}
+		for _, ts := range topo.services {
+			users[ts.name] = append(append([]kv{}, topo.common...), ts.env...)
+		}
+		for _, name := range sortedKeys(users) {
+			host, dir := usesStandin(st, users[name])
+			s, ok := project.Services[name]
+			if !ok || !(host || dir) {
+				continue
+			}
+			checkDep(c, project, name, st.binary, types.ServiceConditionHealthy)
+			if dir && standinDirs[st.name] != "" {
+				target, ro, mounted := mountOf(s, st.binary)
+				c.check(mounted && target == standinDirs[st.name] && ro,
+					"%s: uses {%s_DIR} but does not mount volume %s read-only at %s", name, st.placeholderPrefix(), st.binary, standinDirs[st.name])
+			}
+		}
 	}
 
 	// --- our services: ports and settings ---
@@ -323,7 +454,12 @@ func main() {
 			if !c.check(ok, "%s: environment lacks %s (native: %s)", name, k, expect[k]) {
 				continue
 			}
-			re := expectedValue(topo, name, k, expect[k])
+			text := strings.ReplaceAll(expectedText(topo, standinDirs, name, k, expect[k]), "{SECRETS}", "")
+			if !c.check(!unknownPlaceholder.MatchString(text),
+				"%s: %s=%q has a placeholder the topology does not define", name, k, expect[k]) {
+				continue
+			}
+			re := expectedValue(topo, standinDirs, name, k, expect[k])
 			c.check(re.MatchString(got), "%s: %s=%q does not match the native %q (expected %s)", name, k, got, expect[k], re)
 		}
 		for _, k := range sortedKeys(env) {
@@ -395,6 +531,10 @@ func main() {
 	for _, ts := range topo.services {
 		internal[ts.opsPort] = ts.name + " ops"
 	}
+	for _, st := range topo.standins {
+		internal[st.port] = st.name + " stand-in"
+		internal[st.controlPort] = st.name + " stand-in control"
+	}
 	for _, name := range sortedKeys(project.Services) {
 		s := project.Services[name]
 		for _, p := range s.Ports {
@@ -430,11 +570,29 @@ func main() {
 				wantUp[fmt.Sprintf("%s:%d", ts.name, ts.httpPort)] = true
 			}
 		}
+		for _, in := range topo.infra {
+			if in.name != objectStoreInfra {
+				continue
+			}
+			wantUp[fmt.Sprintf("%s:%d", in.composeName, in.composePort)] = true
+			checkDep(c, project, topo.lbName, in.composeName, types.ServiceConditionHealthy)
+			// The store listens where nginx and the services look for it.
+			if s, ok := project.Services[in.composeName]; ok {
+				cmd := strings.Join(append(append([]string{}, s.Entrypoint...), s.Command...), " ")
+				c.check(regexp.MustCompile(fmt.Sprintf(`--port[ =]\S*:%d\b`, in.composePort)).MatchString(cmd),
+					"%s: command %q does not listen on port %d (--port :%d)", in.composeName, cmd, in.composePort, in.composePort)
+				if hasHealthcheck(s) {
+					test := strings.Join(s.HealthCheck.Test, " ")
+					c.check(strings.Contains(test, fmt.Sprintf(":%d/", in.composePort)),
+						"%s: healthcheck %q does not probe port %d", in.composeName, test, in.composePort)
+				}
+			}
+		}
 		for _, u := range sortedKeys(wantUp) {
 			c.check(upstreams[u], "%s: no upstream server %s", confPath, u)
 		}
 		for _, u := range sortedKeys(upstreams) {
-			c.check(wantUp[u], "%s: upstream server %s is not a public port of the topology", confPath, u)
+			c.check(wantUp[u], "%s: upstream server %s is not a public port of the topology (nor the object store)", confPath, u)
 		}
 	}
 

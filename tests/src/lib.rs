@@ -4,6 +4,7 @@
 //!
 //! Every wait has a timeout; every name is unique per run, so tests can share one stack.
 
+pub mod apns;
 pub mod harness;
 
 use chat_client::{Api, Connection, Connector};
@@ -118,6 +119,17 @@ pub async fn redis() -> anyhow::Result<redis::aio::MultiplexedConnection> {
     let addr = std::env::var("CHAT_REDIS_ADDR").unwrap_or_else(|_| "127.0.0.1:16379".into());
     let client = redis::Client::open(format!("redis://{addr}/"))?;
     Ok(client.get_multiplexed_async_connection().await?)
+}
+
+/// The native stack's PostgreSQL (`CHAT__POSTGRES__URL`, default the stack's), for tests that
+/// look at what a service recorded there (the notifier's outbox).
+pub async fn postgres() -> anyhow::Result<chat_store::pg::PgPool> {
+    let url = std::env::var("CHAT__POSTGRES__URL")
+        .unwrap_or_else(|_| "postgres://chat:chat@127.0.0.1:15432/chat".into());
+    Ok(sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .connect(&url)
+        .await?)
 }
 
 /// `deploy/stack.sh <args>` (`kill gateway-1 -9`, `start gateway-1`, ...); returns once the

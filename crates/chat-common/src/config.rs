@@ -175,6 +175,63 @@ impl InternalConfig {
     }
 }
 
+/// The S3-compatible object store holding attachments (versitygw in the stacks). The services
+/// talk to `endpoint`; clients reach the bucket through nginx at `public_base`
+/// (`location /chat-attachments/`, which passes the `Host` header on), and presigned URLs name
+/// that base, since SigV4 signs the host the client sends.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ObjectsConfig {
+    /// Where the services reach the store's S3 API, e.g. `http://127.0.0.1:19000`.
+    pub endpoint: String,
+    /// Origin the presigned URLs name: the load balancer clients use, e.g.
+    /// `http://127.0.0.1:8080` (scheme, host and port only).
+    pub public_base: String,
+    pub bucket: String,
+    pub region: String,
+    #[serde(skip_serializing)]
+    pub access_key: Option<SecretString>,
+    pub access_key_file: Option<String>,
+    #[serde(skip_serializing)]
+    pub secret_key: Option<SecretString>,
+    pub secret_key_file: Option<String>,
+}
+
+impl Default for ObjectsConfig {
+    fn default() -> Self {
+        ObjectsConfig {
+            endpoint: "http://127.0.0.1:19000".into(),
+            public_base: "http://127.0.0.1:8080".into(),
+            bucket: "chat-attachments".into(),
+            region: "us-east-1".into(),
+            access_key: None,
+            access_key_file: None,
+            secret_key: None,
+            secret_key_file: None,
+        }
+    }
+}
+
+impl ObjectsConfig {
+    /// The access key id, from `access_key` or the file `access_key_file`.
+    pub fn access_key(&self) -> anyhow::Result<SecretString> {
+        read_secret(
+            "objects.access_key",
+            &self.access_key,
+            &self.access_key_file,
+        )
+    }
+
+    /// The secret access key, from `secret_key` or the file `secret_key_file`.
+    pub fn secret_key(&self) -> anyhow::Result<SecretString> {
+        read_secret(
+            "objects.secret_key",
+            &self.secret_key,
+            &self.secret_key_file,
+        )
+    }
+}
+
 fn read_secret(
     name: &str,
     inline: &Option<SecretString>,

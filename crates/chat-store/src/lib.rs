@@ -8,6 +8,7 @@
 //! - [`read_state`]: PostgreSQL too: read marks, the message log unread counts come from, the
 //!   conversation list.
 //! - [`devices`]: PostgreSQL too: push notification devices, levels and preferences.
+//! - [`push_outbox`]: PostgreSQL too: who the notifier notifies, and its outbox of deliveries.
 //! - [`cql`]: Cassandra/ScyllaDB: messages, bucketed by channel position; schema in
 //!   `migrations/cql/` (embedded).
 //! - Redis, one type per purpose over one shared connection ([`redis_conn`]):
@@ -17,6 +18,8 @@
 //!   closes their sockets), [`ws_tickets`] (single-use tickets that open a WebSocket), [`read_feed`] (read marks
 //!   passed on to a user's other devices).
 //! - [`bus`]: Kafka: the producer and the consumer group of the `messages` topic, its creation.
+//! - [`objects`]: the S3-compatible object store of attachments: the bucket, presigned upload and
+//!   download URLs (for the public origin, through nginx), HEAD and DELETE.
 //! - [`push`]: the gateways' internal delivery endpoint, found through [`presence`]: message
 //!   servers push messages, gateways push each other ephemeral signals (typing, presence).
 
@@ -26,9 +29,11 @@ pub mod cql;
 pub mod devices;
 pub mod directory;
 pub mod epochs;
+pub mod objects;
 pub mod pg;
 pub mod presence;
 pub mod push;
+pub mod push_outbox;
 pub mod read_feed;
 pub mod read_state;
 pub mod redis_conn;

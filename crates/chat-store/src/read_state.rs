@@ -169,7 +169,9 @@ fn id_list(ids: &[UserId]) -> String {
     s
 }
 
-fn preview(body: &str) -> String {
+/// The first [`PREVIEW_MAX_CHARS`] characters of `body`: what the conversation list and
+/// notifications show.
+pub fn preview(body: &str) -> String {
     match body.char_indices().nth(PREVIEW_MAX_CHARS) {
         Some((cut, _)) => body[..cut].to_owned(),
         None => body.to_owned(),

@@ -5,7 +5,9 @@
 
 use anyhow::Context;
 use backon::{ExponentialBuilder, Retryable};
-use chat_common::config::{CassandraConfig, KafkaConfig, PostgresConfig, TelemetryConfig};
+use chat_common::config::{
+    CassandraConfig, KafkaConfig, ObjectsConfig, PostgresConfig, TelemetryConfig,
+};
 use clap::{Parser, Subcommand};
 use serde::{Deserialize, Serialize};
 use std::future::Future;
@@ -22,7 +24,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Create the Kafka topic, apply the PostgreSQL migrations and the CQL schema.
+    /// Create the Kafka topic, apply the PostgreSQL migrations and the CQL schema, create the
+    /// object store's bucket.
     Migrate {
         /// Seconds to wait for each server to accept the step before giving up.
         #[arg(long, default_value_t = 180, value_name = "SECONDS")]
@@ -36,6 +39,7 @@ struct AdminConfig {
     postgres: PostgresConfig,
     kafka: KafkaConfig,
     cassandra: CassandraConfig,
+    objects: ObjectsConfig,
     telemetry: TelemetryConfig,
 }
 
@@ -66,10 +70,19 @@ async fn migrate(cfg: &AdminConfig, timeout: Duration) -> anyhow::Result<()> {
         chat_store::cql::MessageStore::connect(&cfg.cassandra).await?;
         anyhow::Ok(())
     });
-    tokio::try_join!(pg, kafka, cql)?;
+    // Bad settings (keys, names) fail at once instead of being retried until the timeout.
+    let objects = chat_store::objects::Objects::new(&cfg.objects)?;
+    let bucket = retry("object store", timeout, || async {
+        objects.ensure_bucket().await?;
+        anyhow::Ok(())
+    });
+    tokio::try_join!(pg, kafka, cql, bucket)?;
     println!(
-        "migrate: postgres, kafka topic '{}' ({} partitions) and cassandra keyspace '{}' are ready",
-        cfg.kafka.topic, cfg.kafka.partitions, cfg.cassandra.keyspace
+        "migrate: postgres, kafka topic '{}' ({} partitions), cassandra keyspace '{}' and bucket '{}' are ready",
+        cfg.kafka.topic,
+        cfg.kafka.partitions,
+        cfg.cassandra.keyspace,
+        objects.bucket()
     );
     Ok(())
 }

@@ -114,7 +114,11 @@ impl Application {
         )?;
         let processor =
             process::Processor::new(db, store, fanout, ms.channels_cached, ms.batch_max);
-        let consumer = chat_store::bus::GroupConsumer::subscribe(&cfg.kafka, &ms.id)?;
+        let consumer = chat_store::bus::GroupConsumer::subscribe(
+            &cfg.kafka,
+            &cfg.kafka.consumer_group,
+            &ms.id,
+        )?;
         tracing::info!(topic = %cfg.kafka.topic, group = %cfg.kafka.consumer_group, "consuming");
         let ops_listener = tokio::net::TcpListener::bind(&cfg.ops.listen).await?;
         Ok(Application {

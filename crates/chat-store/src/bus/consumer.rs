@@ -14,7 +14,7 @@ use rdkafka::message::Message as _;
 use rdkafka::{ClientConfig, ClientContext, TopicPartitionList};
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// One record of a batch, parsed.
 pub struct Consumed {
@@ -33,6 +33,7 @@ pub struct Batch {
 
 struct GroupContext {
     generation: Arc<AtomicU64>,
+    assigned: Arc<AtomicUsize>,
 }
 
 impl ClientContext for GroupContext {}
@@ -46,6 +47,7 @@ impl ConsumerContext for GroupContext {
                 tracing::debug!(error = %e, "commit on revoke (nothing to commit is fine)");
             }
             tracing::info!(partitions = tpl.count(), "partitions revoked");
+            self.assigned.store(0, Ordering::SeqCst);
         }
         self.generation.fetch_add(1, Ordering::SeqCst);
     }
@@ -53,6 +55,7 @@ impl ConsumerContext for GroupContext {
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(tpl) = rebalance {
             tracing::info!(partitions = tpl.count(), "partitions assigned");
+            self.assigned.store(tpl.count(), Ordering::SeqCst);
         }
         self.generation.fetch_add(1, Ordering::SeqCst);
     }
@@ -62,16 +65,20 @@ pub struct GroupConsumer {
     inner: StreamConsumer<GroupContext>,
     topic: String,
     generation: Arc<AtomicU64>,
+    assigned: Arc<AtomicUsize>,
 }
 
 impl GroupConsumer {
-    /// Join `cfg.consumer_group` and subscribe to the topic. `client_id` names this member in
-    /// the broker's logs.
-    pub fn subscribe(cfg: &KafkaConfig, client_id: &str) -> Result<Self, KafkaError> {
+    /// Join the consumer group `group` and subscribe to the topic from where the group left
+    /// off (from the oldest record for a new group). `client_id` names this member in the
+    /// broker's logs. Each purpose has its own group: the message servers
+    /// (`cfg.consumer_group`) and the notifier read the same records independently.
+    pub fn subscribe(cfg: &KafkaConfig, group: &str, client_id: &str) -> Result<Self, KafkaError> {
         let generation = Arc::new(AtomicU64::new(0));
+        let assigned = Arc::new(AtomicUsize::new(0));
         let inner: StreamConsumer<GroupContext> = ClientConfig::new()
             .set("bootstrap.servers", &cfg.brokers)
-            .set("group.id", &cfg.consumer_group)
+            .set("group.id", group)
             .set("client.id", client_id)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
@@ -85,18 +92,26 @@ impl GroupConsumer {
             .set("fetch.wait.max.ms", "200")
             .create_with_context(GroupContext {
                 generation: generation.clone(),
+                assigned: assigned.clone(),
             })?;
         inner.subscribe(&[&cfg.topic])?;
         Ok(GroupConsumer {
             inner,
             topic: cfg.topic.clone(),
             generation,
+            assigned,
         })
     }
 
     /// Moves on every rebalance.
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::SeqCst)
+    }
+
+    /// How many partitions this member holds, kept current by rebalances (0 until the group
+    /// has assigned it some): a readiness check can hold it after the consumer moved away.
+    pub fn assigned_partitions(&self) -> Arc<AtomicUsize> {
+        self.assigned.clone()
     }
 
     /// Wait for a record, then take whatever else is already fetched without waiting, up to

@@ -1,0 +1,104 @@
+//! The Kafka loop: decide a batch, write its deliveries into the outbox, store the offsets,
+//! then hand the newly written deliveries to the sender. The offsets move only once the
+//! deliveries are durable, so a crash before that replays the batch (and decides it again,
+//! inserting nothing twice) and a crash after it leaves the rows to the recovery loop.
+
+use crate::decide::Decider;
+use crate::sender::Sender;
+use chat_store::bus::{Batch, GroupConsumer};
+use chat_store::push_outbox;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// Stored offsets are committed at most this often (and on revoke and shutdown).
+const COMMIT_EVERY: Duration = Duration::from_millis(200);
+
+pub async fn run(
+    consumer: GroupConsumer,
+    decider: Decider,
+    sender: Arc<Sender>,
+    batch_max: usize,
+    shutdown: CancellationToken,
+) {
+    let mut batch = Batch::default();
+    let mut last_commit = Instant::now();
+    let mut uncommitted = false;
+    loop {
+        tokio::select! {
+            r = consumer.next_batch(batch_max, &mut batch) => {
+                if let Err(e) = r {
+                    tracing::warn!(error = %e, "kafka receive error");
+                    continue;
+                }
+            }
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep_until(last_commit + COMMIT_EVERY), if uncommitted => {
+                commit(&consumer, &mut last_commit, &mut uncommitted);
+                continue;
+            }
+        }
+        let started = std::time::Instant::now();
+        let Some((rows, leased_at)) = outbox(&decider, &sender, &batch, &shutdown).await else {
+            break; // shutting down with the batch undecided: the next owner replays it
+        };
+        metrics::histogram!("chat_notifier_batch_seconds").record(started.elapsed().as_secs_f64());
+        metrics::counter!("chat_notifier_records_total").increment(batch.records.len() as u64);
+        if let Err(e) = consumer.handled(&batch) {
+            tracing::warn!(error = %e, "offset store failed; the records may be replayed");
+        } else {
+            uncommitted = true;
+            if last_commit.elapsed() >= COMMIT_EVERY {
+                commit(&consumer, &mut last_commit, &mut uncommitted);
+            }
+        }
+        if !rows.is_empty() {
+            sender.dispatch(rows, leased_at);
+        }
+    }
+    if let Err(e) = consumer.commit(true) {
+        tracing::debug!(error = %e, "final commit (nothing to commit is fine)");
+    }
+    tracing::info!("consumer stopped");
+}
+
+/// Decide the batch and write its deliveries, retrying (with backoff) until it works or
+/// shutdown: a batch is never skipped. Returns the rows newly written and when their lease
+/// began.
+async fn outbox(
+    decider: &Decider,
+    sender: &Sender,
+    batch: &Batch,
+    shutdown: &CancellationToken,
+) -> Option<(Vec<push_outbox::Delivery>, Instant)> {
+    let mut delays =
+        chat_common::retry::backoff(Duration::from_millis(100), Duration::from_secs(5), None);
+    loop {
+        let attempt = async {
+            let decided = decider.decide(&batch.records).await?;
+            let leased_at = Instant::now();
+            let rows = push_outbox::insert(sender.db(), &decided, sender.lease()).await?;
+            anyhow::Ok((rows, leased_at))
+        };
+        match attempt.await {
+            Ok(r) => return Some(r),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not decide a batch; retrying");
+                let d = delays.next().unwrap_or(Duration::from_secs(5));
+                tokio::select! {
+                    _ = tokio::time::sleep(d) => {}
+                    _ = shutdown.cancelled() => return None,
+                }
+            }
+        }
+    }
+}
+
+fn commit(consumer: &GroupConsumer, last_commit: &mut Instant, uncommitted: &mut bool) {
+    *last_commit = Instant::now();
+    *uncommitted = false;
+    if let Err(e) = consumer.commit(false) {
+        tracing::warn!(error = %e, "offset commit failed; the records may be replayed");
+    }
+}
