@@ -83,6 +83,12 @@ pub struct KafkaConfig {
     /// Partitions `chat-admin` creates the topic with. Fixed for the topic's life: a channel's
     /// partition, and so its order, depends on it.
     pub partitions: i32,
+    /// Copies of each partition `chat-admin` creates the topic with (1 on one broker; 3 on a
+    /// cluster).
+    pub replication_factor: i32,
+    /// The topic's `min.insync.replicas`: with the producer's `acks=all`, a send is acked only
+    /// once this many copies have it (1 on one broker; 2 with three copies).
+    pub min_insync_replicas: i32,
     pub consumer_group: String,
 }
 
@@ -92,8 +98,27 @@ impl Default for KafkaConfig {
             brokers: "127.0.0.1:19092".into(),
             topic: chat_types::bus::TOPIC.into(),
             partitions: 16,
+            replication_factor: 1,
+            min_insync_replicas: 1,
             consumer_group: "chat-message-servers".into(),
         }
+    }
+}
+
+impl KafkaConfig {
+    /// The replication settings make sense together.
+    pub fn check_replication(&self) -> anyhow::Result<()> {
+        if self.replication_factor < 1
+            || self.min_insync_replicas < 1
+            || self.min_insync_replicas > self.replication_factor
+        {
+            anyhow::bail!(
+                "kafka.min_insync_replicas ({}) must be between 1 and kafka.replication_factor ({})",
+                self.min_insync_replicas,
+                self.replication_factor
+            );
+        }
+        Ok(())
     }
 }
 
@@ -105,6 +130,21 @@ pub struct CassandraConfig {
     pub keyspace: String,
     /// Replication factor `chat-admin` creates the keyspace with.
     pub replication_factor: u32,
+    /// Consistency of every read and write. `local_quorum` (the default) keeps an acked
+    /// message through the loss of a minority of its replicas; on one node it is one.
+    pub consistency: CqlConsistency,
+}
+
+/// CQL consistency levels the services may be configured with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CqlConsistency {
+    One,
+    LocalOne,
+    Quorum,
+    LocalQuorum,
+    EachQuorum,
+    All,
 }
 
 impl Default for CassandraConfig {
@@ -113,6 +153,7 @@ impl Default for CassandraConfig {
             nodes: "127.0.0.1:19042".into(),
             keyspace: "chat".into(),
             replication_factor: 1,
+            consistency: CqlConsistency::LocalQuorum,
         }
     }
 }
@@ -297,6 +338,52 @@ impl ListenConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Default, Serialize, Deserialize)]
+    #[serde(default)]
+    struct Stores {
+        kafka: KafkaConfig,
+        cassandra: CassandraConfig,
+    }
+
+    #[test]
+    // figment's Jail wants its own (large) error type from the closure.
+    #[allow(clippy::result_large_err)]
+    fn replication_and_consistency_are_configuration() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("CHAT__KAFKA__REPLICATION_FACTOR", "3");
+            jail.set_env("CHAT__KAFKA__MIN_INSYNC_REPLICAS", "2");
+            jail.set_env("CHAT__CASSANDRA__REPLICATION_FACTOR", "3");
+            jail.set_env("CHAT__CASSANDRA__CONSISTENCY", "quorum");
+            let s: Stores = load().expect("loads");
+            assert_eq!(
+                (s.kafka.replication_factor, s.kafka.min_insync_replicas),
+                (3, 2)
+            );
+            assert!(s.kafka.check_replication().is_ok());
+            assert_eq!(s.cassandra.replication_factor, 3);
+            assert_eq!(s.cassandra.consistency, CqlConsistency::Quorum);
+            jail.set_env("CHAT__KAFKA__MIN_INSYNC_REPLICAS", "4");
+            let s: Stores = load().expect("loads");
+            assert!(
+                s.kafka.check_replication().is_err(),
+                "more in-sync copies than copies"
+            );
+            jail.set_env("CHAT__CASSANDRA__CONSISTENCY", "most");
+            assert!(
+                load::<Stores>().is_err(),
+                "an unknown level is refused at start"
+            );
+            Ok(())
+        });
+        // The laptop defaults: one broker, one node.
+        let d = Stores::default();
+        assert_eq!(
+            (d.kafka.replication_factor, d.kafka.min_insync_replicas),
+            (1, 1)
+        );
+        assert_eq!(d.cassandra.consistency, CqlConsistency::LocalQuorum);
+    }
 
     #[test]
     fn the_statement_timeout_travels_as_a_connection_option() {

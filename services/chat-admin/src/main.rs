@@ -59,8 +59,9 @@ async fn migrate(cfg: &AdminConfig, timeout: Duration) -> anyhow::Result<()> {
         chat_store::pg::migrator().run(&pool).await?;
         anyhow::Ok(())
     });
+    cfg.kafka.check_replication()?;
     let kafka = retry("kafka", timeout, || async {
-        chat_store::bus::create_topic(&cfg.kafka, 1).await?;
+        chat_store::bus::create_topic(&cfg.kafka).await?;
         anyhow::Ok(())
     });
     let cql = retry("cassandra", timeout, || async {

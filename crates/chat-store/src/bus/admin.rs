@@ -7,17 +7,19 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use std::time::Duration;
 
-/// Create the topic if it does not exist (idempotent).
-pub async fn create_topic(cfg: &KafkaConfig, replication: i32) -> Result<(), KafkaError> {
+/// Create the topic if it does not exist (idempotent), with the configured partitions,
+/// replication factor and `min.insync.replicas`. An existing topic is left as it is.
+pub async fn create_topic(cfg: &KafkaConfig) -> Result<(), KafkaError> {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", &cfg.brokers)
         .create()?;
+    let min_insync = cfg.min_insync_replicas.to_string();
     let topic = NewTopic::new(
         &cfg.topic,
         cfg.partitions,
-        TopicReplication::Fixed(replication),
+        TopicReplication::Fixed(cfg.replication_factor),
     )
-    .set("min.insync.replicas", "1");
+    .set("min.insync.replicas", &min_insync);
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
     for r in admin.create_topics([&topic], &opts).await? {
         match r {

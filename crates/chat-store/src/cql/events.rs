@@ -8,7 +8,6 @@ use chrono::{DateTime, Utc};
 use futures::future::try_join_all;
 use scylla::client::session::Session;
 use scylla::response::query_result::QueryResult;
-use scylla::statement::Consistency;
 use scylla::statement::batch::{Batch, BatchType};
 use scylla::statement::prepared::PreparedStatement;
 use scylla::value::MaybeUnset;
@@ -147,7 +146,6 @@ impl MessageStore {
                 _ => MaybeUnset::Unset,
             };
             let mut batch = Batch::new(BatchType::Unlogged);
-            batch.set_consistency(Consistency::LocalQuorum);
             batch.set_is_idempotent(true);
             batch.append_statement(self.events.insert_event.clone());
             batch.append_statement(self.insert_id.clone());

@@ -16,6 +16,7 @@ pub use history::Page;
 use chat_types::{ChannelId, Message, MessageId, UserId};
 use chrono::{DateTime, Utc};
 use futures::future::try_join_all;
+use scylla::client::execution_profile::ExecutionProfile;
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
 use scylla::serialize::SerializationError;
@@ -100,13 +101,31 @@ pub async fn connect(
     cfg: &chat_common::config::CassandraConfig,
     with_keyspace: bool,
 ) -> Result<Session, CqlError> {
+    // Every statement runs at the configured consistency (the session's default profile).
+    let profile = ExecutionProfile::builder()
+        .consistency(consistency(cfg.consistency))
+        .build()
+        .into_handle();
     let mut b = SessionBuilder::new()
         .known_nodes(cfg.node_list())
-        .connection_timeout(Duration::from_secs(5));
+        .connection_timeout(Duration::from_secs(5))
+        .default_execution_profile_handle(profile);
     if with_keyspace {
         b = b.use_keyspace(&cfg.keyspace, false);
     }
     Ok(b.build().await?)
+}
+
+fn consistency(c: chat_common::config::CqlConsistency) -> Consistency {
+    use chat_common::config::CqlConsistency as C;
+    match c {
+        C::One => Consistency::One,
+        C::LocalOne => Consistency::LocalOne,
+        C::Quorum => Consistency::Quorum,
+        C::LocalQuorum => Consistency::LocalQuorum,
+        C::EachQuorum => Consistency::EachQuorum,
+        C::All => Consistency::All,
+    }
 }
 
 /// Create the keyspace and apply every schema file (idempotent: `IF NOT EXISTS`).
@@ -234,11 +253,10 @@ impl SerializeRow for InsertRow<'_> {
     }
 }
 
-/// Prepare `q` the way every statement here is: LOCAL_QUORUM, idempotent (see
-/// [`MessageStore::new`]).
+/// Prepare `q` the way every statement here is: idempotent (see [`MessageStore::new`]), at
+/// the session's consistency.
 async fn prep_owned(session: &Arc<Session>, q: String) -> Result<PreparedStatement, CqlError> {
     let mut p = session.prepare(q).await?;
-    p.set_consistency(Consistency::LocalQuorum);
     p.set_is_idempotent(true);
     Ok(p)
 }
@@ -262,13 +280,13 @@ pub struct MessageStore {
 
 impl MessageStore {
     pub async fn new(session: Arc<Session>) -> Result<Self, CqlError> {
-        // QUORUM reads and writes: on one node it is ONE; on a real cluster a write acked here
-        // survives a node loss, which the "acked is never lost" guarantee needs.
+        // Reads and writes at the configured consistency (the session's default profile,
+        // LOCAL_QUORUM unless configured): on one node it is ONE; on a real cluster a write
+        // acked here survives a node loss, which the "acked is never lost" guarantee needs.
         let prep = |q: &'static str| {
             let s = session.clone();
             async move {
                 let mut p = s.prepare(q).await?;
-                p.set_consistency(Consistency::LocalQuorum);
                 // Every statement here is idempotent (reads, and writes of the same values to the
                 // same keys). Saying so lets the driver retry a request that failed on a broken
                 // connection, e.g. the first requests after a Cassandra restart.
@@ -367,7 +385,6 @@ impl MessageStore {
             });
             if full {
                 let mut batch = Batch::new(BatchType::Unlogged);
-                batch.set_consistency(Consistency::LocalQuorum);
                 batch.set_is_idempotent(true);
                 batches.push((batch, Vec::new()));
                 body_bytes = 0;
