@@ -518,6 +518,19 @@ async fn the_openapi_document_lists_every_route_and_the_router_serves_each() -> 
         ("PUT", "/api/v1/channels/{channel_id}/notifications"),
         ("GET", "/api/v1/users/me/notifications"),
         ("PUT", "/api/v1/users/me/notifications"),
+        ("POST", "/api/v1/channels/{channel_id}/attachments"),
+        (
+            "GET",
+            "/api/v1/channels/{channel_id}/attachments/{attachment_id}",
+        ),
+        (
+            "POST",
+            "/api/v1/channels/{channel_id}/attachments/{attachment_id}/complete",
+        ),
+        (
+            "POST",
+            "/api/v1/channels/{channel_id}/attachments/{attachment_id}/upload-url",
+        ),
     ]
     .iter()
     .map(|(m, p)| (m.to_string(), p.to_string()))
@@ -532,7 +545,8 @@ async fn the_openapi_document_lists_every_route_and_the_router_serves_each() -> 
     for (method, path) in &documented {
         let path = path
             .replace("{channel_id}", &any_id)
-            .replace("{token}", &any_token);
+            .replace("{token}", &any_token)
+            .replace("{attachment_id}", &any_id);
         let r = api.call(method, &path, None, None).await?;
         assert!(
             r.status != 405 && r.error_code() != Some("not_found"),

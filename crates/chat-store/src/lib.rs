@@ -8,6 +8,7 @@
 //! - [`read_state`]: PostgreSQL too: read marks, the message log unread counts come from, the
 //!   conversation list.
 //! - [`devices`]: PostgreSQL too: push notification devices, levels and preferences.
+//! - [`attachments`]: PostgreSQL too: attachments, pending until their upload is checked.
 //! - [`push_outbox`]: PostgreSQL too: who the notifier notifies, and its outbox of deliveries.
 //! - [`cql`]: Cassandra/ScyllaDB: messages, bucketed by channel position; schema in
 //!   `migrations/cql/` (embedded).
@@ -19,10 +20,11 @@
 //!   passed on to a user's other devices).
 //! - [`bus`]: Kafka: the producer and the consumer group of the `messages` topic, its creation.
 //! - [`objects`]: the S3-compatible object store of attachments: the bucket, presigned upload and
-//!   download URLs (for the public origin, through nginx), HEAD and DELETE.
+//!   download URLs (for the public origin, through nginx), HEAD, ranged GET and DELETE.
 //! - [`push`]: the gateways' internal delivery endpoint, found through [`presence`]: message
 //!   servers push messages, gateways push each other ephemeral signals (typing, presence).
 
+pub mod attachments;
 pub mod bus;
 pub mod claims;
 pub mod cql;

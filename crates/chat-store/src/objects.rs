@@ -216,6 +216,64 @@ impl Objects {
         Ok(presigned(&req))
     }
 
+    /// A download URL for `key` until `expires` whose answer carries these `Content-Type` and
+    /// `Content-Disposition` (S3's `response-content-type` / `response-content-disposition`,
+    /// covered by the signature): the type stored is what browsers get, and a file is shown
+    /// inline or saved under its name as the API decides.
+    pub async fn presign_download(
+        &self,
+        key: &str,
+        expires: Duration,
+        content_type: &str,
+        disposition: &str,
+    ) -> Result<Presigned, ObjectsError> {
+        let req = self
+            .signer
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .response_content_type(content_type)
+            .response_content_disposition(disposition)
+            .presigned(presigning(expires)?)
+            .await
+            .map_err(|e| store_error("presign get", e))?;
+        Ok(presigned(&req))
+    }
+
+    /// The bytes of `key` from `start` through `end` (inclusive; fewer if the object is shorter),
+    /// or the whole object with `end` `None`. `None` if there is no such object.
+    pub async fn get_range(
+        &self,
+        key: &str,
+        start: u64,
+        end: Option<u64>,
+    ) -> Result<Option<Vec<u8>>, ObjectsError> {
+        let range = match end {
+            Some(end) => format!("bytes={start}-{end}"),
+            None => format!("bytes={start}-"),
+        };
+        let out = match self
+            .store
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .range(range)
+            .send()
+            .await
+        {
+            Ok(out) => out,
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_no_such_key()) => {
+                return Ok(None);
+            }
+            Err(e) => return Err(store_error("get object", e)),
+        };
+        let bytes = out.body.collect().await.map_err(|e| ObjectsError::Store {
+            op: "get object",
+            message: e.to_string(),
+        })?;
+        Ok(Some(bytes.into_bytes().to_vec()))
+    }
+
     /// Size and type of `key`, or `None` if there is no such object (not uploaded yet).
     pub async fn head(&self, key: &str) -> Result<Option<ObjectHead>, ObjectsError> {
         match self
@@ -348,6 +406,33 @@ mod tests {
         assert!(
             get.url
                 .starts_with("http://127.0.0.1:8080/chat-attachments/o/abc?")
+        );
+        assert!(get.headers.is_empty(), "{:?}", get.headers);
+    }
+
+    #[tokio::test]
+    async fn a_download_url_fixes_type_and_disposition() {
+        let objects = Objects::new(&config()).unwrap();
+        let get = objects
+            .presign_download(
+                "o/abc",
+                Duration::from_secs(300),
+                "application/pdf",
+                "attachment; filename*=UTF-8''a%20b.pdf",
+            )
+            .await
+            .unwrap();
+        assert!(
+            get.url.contains("response-content-type=application%2Fpdf"),
+            "{}",
+            get.url
+        );
+        assert!(
+            get.url.contains(
+                "response-content-disposition=attachment%3B%20filename%2A%3DUTF-8%27%27a%2520b.pdf"
+            ),
+            "{}",
+            get.url
         );
         assert!(get.headers.is_empty(), "{:?}", get.headers);
     }

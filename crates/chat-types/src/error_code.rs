@@ -103,6 +103,20 @@ pub const MESSAGE_NOT_FOUND: &str = "message_not_found";
 pub const INVALID_DEVICE_TOKEN: &str = "invalid_device_token";
 pub const INVALID_BUNDLE_ID: &str = "invalid_bundle_id";
 pub const DEVICE_NOT_FOUND: &str = "device_not_found";
+/// Attachments (`/channels/{id}/attachments`; an attachment's bad name is `invalid_name`).
+/// The declared size is over the server's maximum (413; a size of 0 is `invalid_field`).
+pub const ATTACHMENT_TOO_LARGE: &str = "attachment_too_large";
+/// The declared type is not one of the accepted ones (400).
+pub const UNSUPPORTED_TYPE: &str = "unsupported_type";
+/// The caller has too many uploads created and not completed (409): complete some first.
+pub const TOO_MANY_UPLOADS: &str = "too_many_uploads";
+/// `complete` before the bytes were uploaded (409): upload, then complete again.
+pub const UPLOAD_INCOMPLETE: &str = "upload_incomplete";
+/// The uploaded object's size or type differs from the declared ones (409); the object was
+/// deleted: upload again through a new URL.
+pub const UPLOAD_MISMATCH: &str = "upload_mismatch";
+/// No attachment with this id in this channel (404).
+pub const UNKNOWN_ATTACHMENT: &str = "unknown_attachment";
 
 /// Codes of `error` frames (`docs/protocol.md`).
 pub const WS: &[&str] = &[
@@ -170,6 +184,12 @@ pub const REST: &[&str] = &[
     INVALID_DEVICE_TOKEN,
     INVALID_BUNDLE_ID,
     DEVICE_NOT_FOUND,
+    ATTACHMENT_TOO_LARGE,
+    UNSUPPORTED_TYPE,
+    TOO_MANY_UPLOADS,
+    UPLOAD_INCOMPLETE,
+    UPLOAD_MISMATCH,
+    UNKNOWN_ATTACHMENT,
 ];
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 //! - [`rest`]: request and response bodies of the public REST API (`/api/v1/...`).
 //! - [`ws`]: WebSocket frames, `type`-tagged, and the close codes.
 //! - [`events`]: channel events (edits, deletes, reactions), positioned like messages.
+//! - [`attachments`]: files uploaded to a channel through presigned URLs (REST).
 //! - [`notifications`]: push notification devices, levels and preferences (REST).
 //! - [`error_code`]: every error code, REST and WebSocket, in one vocabulary.
 //! - [`bus`]: records of the Kafka topic `messages`.
@@ -16,6 +17,7 @@
 //! - [`patterns`]: the same limits as regular expressions (the OpenAPI document's `pattern`s).
 //! - `openapi` (feature `openapi`): JSON schemas of the constrained fields and query parameters.
 
+pub mod attachments;
 pub mod bus;
 pub mod error_code;
 pub mod events;

@@ -48,6 +48,46 @@ pub const BUNDLE_ID_MAX: usize = 155;
 /// Devices per user; registering one more forgets the one registered longest ago.
 pub const DEVICES_PER_USER_MAX: usize = 20;
 
+/// Attachments: characters of a file name.
+pub const ATTACHMENT_NAME_MAX: usize = 255;
+/// Attachments: the default largest file in bytes (the API's `api.attachment_max_bytes`).
+pub const ATTACHMENT_MAX_BYTES: u64 = 25 * 1024 * 1024;
+/// Attachments: uploads a user may have created and not yet completed; one more is refused
+/// until one completes (or the sweeper removes it after an hour).
+pub const PENDING_UPLOADS_PER_USER_MAX: i64 = 20;
+/// Seconds an upload URL stays valid.
+pub const UPLOAD_URL_SECS: u64 = 15 * 60;
+/// Seconds a download link stays valid.
+pub const DOWNLOAD_URL_SECS: u64 = 5 * 60;
+/// Attachment types accepted. Nothing a browser would run in our origin (no `text/html`, no
+/// `image/svg+xml`); nginx serves the files with a sandboxing CSP all the same.
+pub const ATTACHMENT_TYPES: &[&str] = &[
+    "image/jpeg",
+    "image/png",
+    "image/gif",
+    "image/webp",
+    "application/pdf",
+    "text/plain",
+    "application/zip",
+    "video/mp4",
+    "audio/mpeg",
+    "audio/mp4",
+];
+
+/// Whether `name` may name an attachment: 1 to 255 characters, none of them
+/// [forbidden in names](is_forbidden_in_names) (control characters, bidi overrides that make
+/// `"\u{202e}gnp.exe"` read as `exe.png`, invisible format characters), and no `/`.
+pub fn valid_attachment_name(name: &str) -> bool {
+    (1..=ATTACHMENT_NAME_MAX).contains(&name.chars().count())
+        && !name.chars().any(|c| c == '/' || is_forbidden_in_names(c))
+}
+
+/// Whether files of `content_type` may be attached (exactly one of [`ATTACHMENT_TYPES`]; no
+/// parameters such as `; charset=`: the upload URL binds the type byte for byte).
+pub fn valid_attachment_type(content_type: &str) -> bool {
+    ATTACHMENT_TYPES.contains(&content_type)
+}
+
 /// Whether `name` is a valid username (length and alphabet; uniqueness is the store's job).
 pub fn valid_username(name: &str) -> bool {
     (USERNAME_MIN..=USERNAME_MAX).contains(&name.len())
@@ -255,6 +295,43 @@ mod tests {
         assert!(!valid_bundle_id("com..chat"));
         assert!(!valid_bundle_id("com.chat\0"));
         assert!(!valid_bundle_id(&format!("com.{}", "a".repeat(160))));
+    }
+
+    #[test]
+    fn attachment_names_refuse_slashes_controls_and_bidi_tricks() {
+        assert!(valid_attachment_name("IMG_0042.jpg"));
+        assert!(valid_attachment_name("Résumé (final) 🦀.pdf"));
+        assert!(valid_attachment_name(&"é".repeat(ATTACHMENT_NAME_MAX)));
+        assert!(!valid_attachment_name(&"é".repeat(ATTACHMENT_NAME_MAX + 1)));
+        assert!(!valid_attachment_name(""));
+        for bad in [
+            "../etc/passwd",
+            "a/b.txt",
+            "nul\u{0}.txt",
+            "line\nbreak.txt",
+            "\u{202e}gnp.exe",
+            "zero\u{200b}width.png",
+            "c1\u{85}.txt",
+        ] {
+            assert!(!valid_attachment_name(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn only_listed_attachment_types_are_accepted() {
+        for ok in ATTACHMENT_TYPES {
+            assert!(valid_attachment_type(ok), "{ok}");
+        }
+        for bad in [
+            "text/html",
+            "image/svg+xml",
+            "IMAGE/PNG",
+            "image/png; charset=binary",
+            "",
+            "application/octet-stream",
+        ] {
+            assert!(!valid_attachment_type(bad), "{bad:?}");
+        }
     }
 
     #[test]

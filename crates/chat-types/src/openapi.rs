@@ -82,6 +82,23 @@ pub fn bundle_id() -> Schema {
     .into()
 }
 
+pub fn attachment_name() -> Schema {
+    string(
+        patterns::attachment_name(),
+        "the file's name: 1 to 255 characters, no '/', no control characters, line or \
+         paragraph separators, or invisible format characters (as display names)",
+    )
+    .into()
+}
+
+pub fn attachment_type() -> Schema {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(limits::ATTACHMENT_TYPES.iter().copied()))
+        .description(Some("the file's media type, one of these exactly"))
+        .into()
+}
+
 /// A query parameter's schema type: `("query" = UserQuery, Query)`.
 macro_rules! query_schema {
     ($(#[$doc:meta])* $name:ident, $pattern:expr, $description:expr) => {

@@ -105,6 +105,15 @@ pub fn text() -> String {
     format!("^{}*$", none_of(&[NUL]))
 }
 
+/// An attachment's file name: 1 to 255 characters, none forbidden in names, no `/`.
+pub fn attachment_name() -> String {
+    format!(
+        "^{}{{1,{}}}$",
+        none_of(&[FORBIDDEN_IN_NAMES, &[(0x2F, 0x2F)]]),
+        limits::ATTACHMENT_NAME_MAX
+    )
+}
+
 /// A channel name: 1 to 80 characters once trimmed, none forbidden in names.
 pub fn channel_name() -> String {
     trimmed(&[FORBIDDEN_IN_NAMES], limits::CHANNEL_NAME_MAX, false)
@@ -244,6 +253,7 @@ mod tests {
         agree(&user_query(), limits::valid_user_query);
         agree(&channel_query(), limits::valid_channel_query);
         agree(&text(), |s| !s.contains('\0'));
+        agree(&attachment_name(), limits::valid_attachment_name);
         let tokens = [
             "ab".repeat(16),
             "AB".repeat(100),

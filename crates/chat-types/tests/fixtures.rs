@@ -18,6 +18,10 @@
 //!
 //! Every id and timestamp is fixed so that the output is deterministic.
 
+use chat_types::attachments::{
+    Attachment, AttachmentLink, AttachmentState, AttachmentUpload, CreateAttachment,
+    ThumbnailState, UploadRequest,
+};
 use chat_types::bus::{
     Action, BusRecord, EventRecord, MembershipChange, MembershipRecord, MessageRecord, Target,
 };
@@ -537,6 +541,88 @@ fn all_fixtures() -> Vec<Fixture> {
         "rest_notification_preferences",
         &NotificationPreferences {
             hide_previews: true,
+        },
+    );
+
+    // Attachments.
+    let attachment_id = Uuid::from_u128(0x0190_a2b4_1234_7000_8000_0000_0000_0a77);
+    f.add(
+        "rest_create_attachment",
+        &CreateAttachment {
+            name: "IMG_0042.jpg".into(),
+            content_type: "image/jpeg".into(),
+            size: 2_483_921,
+        },
+    );
+    f.add(
+        "rest_attachment_upload",
+        &AttachmentUpload {
+            id: attachment_id,
+            upload: UploadRequest {
+                method: "PUT".into(),
+                url:
+                    "http://127.0.0.1:8080/chat-attachments/o/0190a2b4-1234-7000-8000-000000000a77\
+                      ?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Expires=900&X-Amz-Signature=5f2c"
+                        .into(),
+                headers: [
+                    ("content-length".to_owned(), "2483921".to_owned()),
+                    ("content-type".to_owned(), "image/jpeg".to_owned()),
+                ]
+                .into(),
+            },
+            expires_in: limits::UPLOAD_URL_SECS,
+        },
+    );
+    let attachment = Attachment {
+        id: attachment_id,
+        channel_id: general_id(),
+        uploader_id: alice().id,
+        name: "IMG_0042.jpg".into(),
+        content_type: "image/jpeg".into(),
+        size: 2_483_921,
+        width: Some(3024),
+        height: Some(4032),
+        state: AttachmentState::Ready,
+        created_at: at("2025-01-15T09:31:00Z"),
+    };
+    f.add("rest_attachment", &attachment);
+    f.add(
+        "rest_attachment_pending",
+        &Attachment {
+            name: "notes.pdf".into(),
+            content_type: "application/pdf".into(),
+            size: 48_213,
+            width: None,
+            height: None,
+            state: AttachmentState::Pending,
+            ..attachment
+        },
+    );
+    f.add(
+        "rest_attachment_link",
+        &AttachmentLink {
+            url: "http://127.0.0.1:8080/chat-attachments/o/0190a2b4-1234-7000-8000-000000000a77\
+                  ?response-content-disposition=inline&X-Amz-Expires=300&X-Amz-Signature=9a1b"
+                .into(),
+            thumbnail_url: Some(
+                "http://127.0.0.1:8080/chat-attachments/t/0190a2b4-1234-7000-8000-000000000a77.jpg\
+                 ?X-Amz-Expires=300&X-Amz-Signature=77c0"
+                    .into(),
+            ),
+            thumbnail: ThumbnailState::Ready,
+            expires_in: limits::DOWNLOAD_URL_SECS,
+        },
+    );
+    f.add(
+        "rest_attachment_link_no_thumbnail",
+        &AttachmentLink {
+            url: "http://127.0.0.1:8080/chat-attachments/o/0190a2b4-1234-7000-8000-000000000a77\
+                  ?response-content-disposition=attachment%3B%20filename%2A%3DUTF-8%27%27notes.pdf\
+                  &X-Amz-Expires=300&X-Amz-Signature=3e4d"
+                .into(),
+            thumbnail_url: None,
+            thumbnail: ThumbnailState::None,
+            expires_in: limits::DOWNLOAD_URL_SECS,
         },
     );
 

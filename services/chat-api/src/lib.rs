@@ -12,10 +12,14 @@
 //! - [`hashing`]: argon2id on a fixed pool of threads, each reusing its memory.
 //! - [`throttle`]: login and registration limits per client address and per account.
 //! - [`directory`]: the channel directory (paged by member count or activity).
+//! - [`attachments`]: attachment uploads (presigned PUTs), their check, download links.
+//! - [`dimensions`]: an image's width and height from its header (pure; no IO).
 //! - [`notifications`]: push notification devices, channel notification levels, preferences.
 //! - [`routes`]: users, channels, direct conversations, history; the router and its layers.
 
+pub mod attachments;
 pub mod auth;
+pub mod dimensions;
 pub mod directory;
 pub mod doc;
 pub mod error;
@@ -27,8 +31,8 @@ pub mod throttle;
 
 use chat_common::auth::TokenKeys;
 use chat_common::config::{
-    AuthConfig, CassandraConfig, KafkaConfig, ListenConfig, PostgresConfig, RedisConfig,
-    TelemetryConfig,
+    AuthConfig, CassandraConfig, KafkaConfig, ListenConfig, ObjectsConfig, PostgresConfig,
+    RedisConfig, TelemetryConfig,
 };
 use chat_common::telemetry::PrometheusHandle;
 use serde::{Deserialize, Serialize};
@@ -50,6 +54,8 @@ pub struct Config {
     pub auth: AuthConfig,
     pub telemetry: TelemetryConfig,
     pub api: ApiConfig,
+    /// The attachments' object store (`CHAT__OBJECTS__*`).
+    pub objects: ObjectsConfig,
 }
 
 /// How the API serves requests.
@@ -69,6 +75,8 @@ pub struct ApiConfig {
     /// nginx runs in the native stack and in compose.
     pub trusted_proxies: String,
     pub rate_limits: throttle::RateLimitConfig,
+    /// The largest attachment in bytes (nginx's `/chat-attachments/` takes up to 26 MiB).
+    pub attachment_max_bytes: u64,
 }
 
 impl Default for ApiConfig {
@@ -80,6 +88,7 @@ impl Default for ApiConfig {
             trusted_proxies: "127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7"
                 .into(),
             rate_limits: throttle::RateLimitConfig::default(),
+            attachment_max_bytes: chat_types::limits::ATTACHMENT_MAX_BYTES,
         }
     }
 }
@@ -96,6 +105,7 @@ impl Default for Config {
             auth: AuthConfig::with_defaults(),
             telemetry: TelemetryConfig::default(),
             api: ApiConfig::default(),
+            objects: ObjectsConfig::default(),
         }
     }
 }
@@ -115,6 +125,9 @@ pub struct AppState {
     pub hasher: hashing::HashPool,
     pub throttle: throttle::Throttle,
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// The attachments' bucket: presigned URLs, and the checks at `complete`.
+    pub objects: chat_store::objects::Objects,
+    pub attachment_max_bytes: u64,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -143,6 +156,10 @@ impl Application {
         let throttle = throttle::Throttle::new(&cfg.api.rate_limits)?;
         let trusted_proxies =
             throttle::parse_networks("api.trusted_proxies", &cfg.api.trusted_proxies)?;
+        if cfg.api.attachment_max_bytes == 0 {
+            anyhow::bail!("api.attachment_max_bytes must be at least 1");
+        }
+        let objects = chat_store::objects::Objects::new(&cfg.objects)?;
         let db = chat_store::pg::connect(&cfg.postgres).await?;
         let store = chat_store::cql::MessageStore::connect(&cfg.cassandra).await?;
         let redis = chat_store::Redis::connect(&cfg.redis).await?;
@@ -165,6 +182,8 @@ impl Application {
             hasher: hashing::HashPool::start(hash_threads)?,
             throttle,
             trusted_proxies,
+            objects,
+            attachment_max_bytes: cfg.api.attachment_max_bytes,
         });
         Ok(Application {
             state,

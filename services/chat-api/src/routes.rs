@@ -25,7 +25,7 @@ use utoipa_axum::routes;
     modifiers(&BearerAuth),
     // Schemas of query parameters (referenced by the operations that take them).
     components(schemas(chat_types::openapi::UserQuery, chat_types::openapi::ChannelQuery, chat_types::openapi::HistoryLimit)),
-    tags((name = "auth"), (name = "users"), (name = "channels"), (name = "messages"), (name = "notifications"), (name = "docs"))
+    tags((name = "auth"), (name = "users"), (name = "channels"), (name = "messages"), (name = "notifications"), (name = "attachments"), (name = "docs"))
 )]
 struct ApiDoc;
 
@@ -83,6 +83,10 @@ pub fn api_router() -> OpenApiRouter<SharedState> {
             crate::notifications::my_preferences,
             crate::notifications::set_my_preferences
         ))
+        .routes(routes!(crate::attachments::create_attachment))
+        .routes(routes!(crate::attachments::attachment_link))
+        .routes(routes!(crate::attachments::complete_attachment))
+        .routes(routes!(crate::attachments::new_upload_url))
         .routes(routes!(openapi_json))
         .routes(routes!(docs_page));
     OpenApiRouter::with_openapi(ApiDoc::openapi()).nest("/api/v1", v1)

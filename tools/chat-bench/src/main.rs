@@ -48,6 +48,9 @@ enum Cmd {
     Abuse(scenarios::AbuseArgs),
     /// CPU and memory of the idle stack (no load), for comparison with the scenarios.
     Baseline(scenarios::BaselineArgs),
+    /// Push notifications: channels of offline members with devices at fixed send rates;
+    /// notifications per second at the APNs stand-in and send-to-request latency.
+    Notify(scenarios::NotifyArgs),
     /// (internal) a worker process: a job on stdin, reports on stdout.
     #[command(hide = true)]
     Worker,
@@ -127,6 +130,7 @@ fn main() -> std::process::ExitCode {
             Cmd::Smoke(a) => scenarios::smoke(a).await,
             Cmd::Abuse(a) => scenarios::abuse(a).await,
             Cmd::Baseline(a) => scenarios::baseline(a).await,
+            Cmd::Notify(a) => scenarios::notify(a).await,
             Cmd::Worker => unreachable!(),
         }
     });

@@ -290,6 +290,48 @@ final class WireFixtureTests: XCTestCase {
         XCTAssertEqual(String(decoding: try WireJSON.encode(NotificationPreferences()), as: UTF8.self), #"{"hide_previews":false}"#)
     }
 
+    // MARK: - Attachments
+
+    private let attachmentID = "0190a2b4-1234-7000-8000-000000000a77"
+
+    func testCreateAttachment() throws {
+        let request = try roundTrip(CreateAttachment.self, "rest_create_attachment")
+        XCTAssertEqual(request, CreateAttachment(name: "IMG_0042.jpg", contentType: "image/jpeg", size: 2_483_921))
+    }
+
+    func testAttachmentUpload() throws {
+        let upload = try roundTrip(AttachmentUpload.self, "rest_attachment_upload")
+        XCTAssertEqual(upload.id, attachmentID)
+        XCTAssertEqual(upload.upload.method, "PUT")
+        XCTAssertEqual(upload.upload.headers, ["content-length": "2483921", "content-type": "image/jpeg"])
+        XCTAssertEqual(upload.expiresIn, 900)
+    }
+
+    func testAttachments() throws {
+        let ready = try roundTrip(Attachment.self, "rest_attachment")
+        XCTAssertEqual(ready.id, attachmentID)
+        XCTAssertEqual(ready.state, .ready)
+        XCTAssertEqual(ready.width, 3024)
+        XCTAssertEqual(ready.height, 4032)
+        XCTAssertEqual(ready.createdAt, RFC3339.date(from: "2025-01-15T09:31:00Z"))
+        let pending = try roundTrip(Attachment.self, "rest_attachment_pending")
+        XCTAssertEqual(pending.state, .pending)
+        XCTAssertNil(pending.width)
+        XCTAssertNil(pending.height)
+        XCTAssertEqual(pending.contentType, "application/pdf")
+    }
+
+    func testAttachmentLinks() throws {
+        let withThumbnail = try roundTrip(AttachmentLink.self, "rest_attachment_link")
+        XCTAssertEqual(withThumbnail.thumbnail, .ready)
+        XCTAssertNotNil(withThumbnail.thumbnailURL)
+        XCTAssertEqual(withThumbnail.expiresIn, 300)
+        let file = try roundTrip(AttachmentLink.self, "rest_attachment_link_no_thumbnail")
+        XCTAssertEqual(file.thumbnail, .unavailable)
+        XCTAssertEqual(file.thumbnail.rawValue, "none")
+        XCTAssertNil(file.thumbnailURL)
+    }
+
     func testErrorBody() throws {
         let body = try roundTrip(ErrorBody.self, "rest_error")
         XCTAssertEqual(body.error.code, "username_taken")

@@ -3,7 +3,7 @@
 //! # Layout
 //! - `shared`: the set-up every scenario starts from (API client, cached user pool, channel
 //!   layouts, progress bar), the steady-traffic spec, and the result files.
-//! - `groups`, `fanout`, `idle`, `history`, `smoke`, `baseline`, `abuse`: one scenario each.
+//! - `groups`, `fanout`, `idle`, `history`, `smoke`, `baseline`, `abuse`, `notify`: one scenario each.
 
 mod abuse;
 mod baseline;
@@ -11,6 +11,7 @@ mod fanout;
 mod groups;
 mod history;
 mod idle;
+mod notify;
 mod shared;
 mod smoke;
 mod typing_probe;
@@ -21,6 +22,7 @@ pub use fanout::{FanoutArgs, fanout};
 pub use groups::{GroupsArgs, groups};
 pub use history::{HistoryArgs, history};
 pub use idle::{IdleArgs, idle};
+pub use notify::{NotifyArgs, notify};
 pub use smoke::{SmokeArgs, smoke};
 
 use clap::Args;

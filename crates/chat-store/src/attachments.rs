@@ -1,0 +1,152 @@
+//! PostgreSQL: attachments (issue #16), from the upload's creation (`pending`) to its check
+//! (`ready`, with an image's width and height). The bytes are in the object store under
+//! `o/<id>` ([`crate::objects`]). Schema: `migrations/postgres/0009_attachments.sql`.
+
+use crate::pg::{PgError, PgPool};
+use chat_types::attachments::{Attachment, AttachmentState};
+use chat_types::{ChannelId, UserId};
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+/// Pending uploads older than this no longer count against their uploader's limit: the
+/// sweeper removes them (an upload URL lives 15 minutes; a new one can be asked for meanwhile).
+const PENDING_COUNTED_FOR: &str = "1 hour";
+
+#[derive(sqlx::FromRow)]
+struct Row {
+    id: Uuid,
+    channel_id: Uuid,
+    uploader_id: Uuid,
+    name: String,
+    content_type: String,
+    size: i64,
+    width: Option<i32>,
+    height: Option<i32>,
+    state: String,
+    created_at: DateTime<Utc>,
+}
+
+const COLUMNS: &str =
+    "id, channel_id, uploader_id, name, content_type, size, width, height, state, created_at";
+
+impl From<Row> for Attachment {
+    fn from(r: Row) -> Self {
+        Attachment {
+            id: r.id,
+            channel_id: ChannelId(r.channel_id),
+            uploader_id: UserId(r.uploader_id),
+            name: r.name,
+            content_type: r.content_type,
+            size: u64::try_from(r.size).unwrap_or(0),
+            width: r.width.and_then(|w| u32::try_from(w).ok()),
+            height: r.height.and_then(|h| u32::try_from(h).ok()),
+            // `orphaned` ones are on their way out; no caller sees them as ready.
+            state: if r.state == "ready" {
+                AttachmentState::Ready
+            } else {
+                AttachmentState::Pending
+            },
+            created_at: r.created_at,
+        }
+    }
+}
+
+/// What a new attachment declares.
+pub struct NewAttachment<'a> {
+    pub id: Uuid,
+    pub channel: ChannelId,
+    pub uploader: UserId,
+    pub name: &'a str,
+    pub content_type: &'a str,
+    pub size: u64,
+}
+
+/// Create a pending attachment unless its uploader already has `max_pending` pending ones
+/// (created within the last hour): `None` then. One transaction that first locks the uploader's
+/// row, so two concurrent creates cannot both take the last place.
+pub async fn create_pending(
+    db: &PgPool,
+    new: &NewAttachment<'_>,
+    max_pending: i64,
+) -> Result<Option<Attachment>, PgError> {
+    let size = i64::try_from(new.size).map_err(|e| PgError::Decode(e.into()))?;
+    let mut tx = db.begin().await?;
+    sqlx::query("SELECT 1 FROM users WHERE id = $1 FOR NO KEY UPDATE")
+        .bind(new.uploader.0)
+        .execute(&mut *tx)
+        .await?;
+    let row: Option<Row> = sqlx::query_as(&format!(
+        "INSERT INTO attachments (id, channel_id, uploader_id, name, content_type, size)
+         SELECT $1, $2, $3, $4, $5, $6
+         WHERE (SELECT count(*) FROM attachments
+                WHERE uploader_id = $3 AND state = 'pending'
+                  AND created_at > now() - interval '{PENDING_COUNTED_FOR}') < $7
+         RETURNING {COLUMNS}"
+    ))
+    .bind(new.id)
+    .bind(new.channel.0)
+    .bind(new.uploader.0)
+    .bind(new.name)
+    .bind(new.content_type)
+    .bind(size)
+    .bind(max_pending)
+    .fetch_optional(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(row.map(Attachment::from))
+}
+
+/// The attachment `id` of `channel` (`None`: no such attachment, or one of another channel).
+/// Orphaned ones are not found.
+pub async fn get(db: &PgPool, channel: ChannelId, id: Uuid) -> Result<Option<Attachment>, PgError> {
+    let row: Option<Row> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM attachments
+         WHERE id = $1 AND channel_id = $2 AND state <> 'orphaned'"
+    ))
+    .bind(id)
+    .bind(channel.0)
+    .fetch_optional(db)
+    .await?;
+    Ok(row.map(Attachment::from))
+}
+
+/// Mark a checked upload `ready` with its dimensions (images). Idempotent: a second complete
+/// stores the same values again and keeps the first completion time. `None`: no such pending
+/// or ready attachment in `channel`.
+pub async fn mark_ready(
+    db: &PgPool,
+    channel: ChannelId,
+    id: Uuid,
+    dimensions: Option<(u32, u32)>,
+) -> Result<Option<Attachment>, PgError> {
+    let (width, height) = match dimensions {
+        Some((w, h)) => (i32::try_from(w).ok(), i32::try_from(h).ok()),
+        None => (None, None),
+    };
+    let row: Option<Row> = sqlx::query_as(&format!(
+        "UPDATE attachments
+         SET state = 'ready', width = $3, height = $4, completed_at = coalesce(completed_at, now())
+         WHERE id = $1 AND channel_id = $2 AND state IN ('pending', 'ready')
+         RETURNING {COLUMNS}"
+    ))
+    .bind(id)
+    .bind(channel.0)
+    .bind(width)
+    .bind(height)
+    .fetch_optional(db)
+    .await?;
+    Ok(row.map(Attachment::from))
+}
+
+/// How many pending uploads `user` has that count against the limit (created within the
+/// last hour).
+pub async fn pending_count(db: &PgPool, user: UserId) -> Result<i64, PgError> {
+    sqlx::query_scalar(&format!(
+        "SELECT count(*) FROM attachments
+         WHERE uploader_id = $1 AND state = 'pending'
+           AND created_at > now() - interval '{PENDING_COUNTED_FOR}'"
+    ))
+    .bind(user.0)
+    .fetch_one(db)
+    .await
+}

@@ -1,0 +1,516 @@
+//! Attachments through the API and nginx (issue #16, increment 2), as clients make them:
+//! declare a file, PUT its bytes to the presigned URL with exactly the headers the API gave,
+//! complete, and another member downloads the same bytes through a presigned link. Images get
+//! their width and height (upright: an EXIF quarter turn swaps them). Every refusal has its
+//! code: non-members, over-size, wrong type, bad names, malformed bodies, completing before
+//! uploading, another channel's attachment, too many uploads not completed.
+//!
+//! An upload URL used after it expired is the store's 403: `objectstore.rs` covers it.
+
+use chat_client::{Api, Reply};
+use chat_e2e::{TIMEOUT, api, register, unique};
+use chat_types::ChannelId;
+use chat_types::attachments::{Attachment, AttachmentLink, AttachmentState, AttachmentUpload};
+use chat_types::rest::Session;
+use serde_json::{Value, json};
+use std::io::Cursor;
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(TIMEOUT)
+        .build()
+        .expect("http client")
+}
+
+fn path(channel: ChannelId, rest: &str) -> String {
+    format!("/api/v1/channels/{channel}/attachments{rest}")
+}
+
+/// Alice's new group channel, which Bob joined.
+async fn channel_of_two(api: &Api) -> anyhow::Result<(Session, Session, ChannelId)> {
+    let alice = register(api, "att_a").await?;
+    let bob = register(api, "att_b").await?;
+    let channel = api
+        .create_channel(&alice.access_token, &unique("files-"), None)
+        .await?
+        .id;
+    api.join(&bob.access_token, channel).await?;
+    Ok((alice, bob, channel))
+}
+
+async fn declare(api: &Api, token: &str, channel: ChannelId, body: Value) -> anyhow::Result<Reply> {
+    Ok(api
+        .call("POST", &path(channel, ""), Some(token), Some(&body))
+        .await?)
+}
+
+async fn create(
+    api: &Api,
+    token: &str,
+    channel: ChannelId,
+    name: &str,
+    content_type: &str,
+    bytes: &[u8],
+) -> anyhow::Result<AttachmentUpload> {
+    let r = declare(
+        api,
+        token,
+        channel,
+        json!({"name": name, "content_type": content_type, "size": bytes.len()}),
+    )
+    .await?;
+    assert_eq!(r.status, 201, "create: {:?}", r.body);
+    Ok(serde_json::from_value(r.body)?)
+}
+
+/// PUT `bytes` as a client does: the given method, URL and headers (reqwest sets the length,
+/// which must be the signed one).
+async fn put(upload: &AttachmentUpload, bytes: Vec<u8>) -> anyhow::Result<u16> {
+    assert_eq!(upload.upload.method, "PUT");
+    assert_eq!(
+        upload.upload.headers.get("content-length"),
+        Some(&bytes.len().to_string())
+    );
+    let mut req = http().put(&upload.upload.url).body(bytes);
+    for (k, v) in &upload.upload.headers {
+        if k != "content-length" {
+            req = req.header(k, v);
+        }
+    }
+    let r = req.send().await?;
+    let status = r.status().as_u16();
+    if status != 200 {
+        println!("upload: {status} {}", r.text().await?);
+    }
+    Ok(status)
+}
+
+async fn complete(
+    api: &Api,
+    token: &str,
+    channel: ChannelId,
+    id: &uuid::Uuid,
+) -> anyhow::Result<Reply> {
+    Ok(api
+        .call(
+            "POST",
+            &path(channel, &format!("/{id}/complete")),
+            Some(token),
+            None,
+        )
+        .await?)
+}
+
+async fn link(
+    api: &Api,
+    token: &str,
+    channel: ChannelId,
+    id: &uuid::Uuid,
+) -> anyhow::Result<Reply> {
+    Ok(api
+        .call("GET", &path(channel, &format!("/{id}")), Some(token), None)
+        .await?)
+}
+
+fn assert_error(r: &Reply, status: u16, code: &str) {
+    assert_eq!(r.status, status, "{:?}", r.body);
+    assert_eq!(r.body["error"]["code"], code, "{:?}", r.body);
+}
+
+/// Upload and complete; the completed attachment.
+async fn uploaded(
+    api: &Api,
+    token: &str,
+    channel: ChannelId,
+    name: &str,
+    content_type: &str,
+    bytes: &[u8],
+) -> anyhow::Result<Attachment> {
+    let upload = create(api, token, channel, name, content_type, bytes).await?;
+    assert_eq!(put(&upload, bytes.to_vec()).await?, 200);
+    let r = complete(api, token, channel, &upload.id).await?;
+    assert_eq!(r.status, 200, "complete: {:?}", r.body);
+    Ok(serde_json::from_value(r.body)?)
+}
+
+fn png(w: u32, h: u32) -> Vec<u8> {
+    let img = image::RgbImage::from_fn(w, h, |x, y| image::Rgb([x as u8, y as u8, 200]));
+    let mut out = Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png)
+        .expect("png");
+    out.into_inner()
+}
+
+/// A JPEG whose EXIF says "turn a quarter clockwise to show" (orientation 6), as phones save
+/// portrait photos: stored `w`×`h`, shown `h`×`w`.
+fn jpeg_turned(w: u32, h: u32) -> Vec<u8> {
+    let img = image::RgbImage::from_fn(w, h, |x, y| image::Rgb([x as u8, y as u8, 30]));
+    let mut out = Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Jpeg)
+        .expect("jpeg");
+    let jpeg = out.into_inner();
+    let mut app1 = b"Exif\0\0MM\0\x2a\0\0\0\x08".to_vec(); // big-endian TIFF, IFD0 at 8
+    app1.extend_from_slice(&1u16.to_be_bytes()); // one entry:
+    app1.extend_from_slice(&0x0112u16.to_be_bytes()); // Orientation,
+    app1.extend_from_slice(&3u16.to_be_bytes()); // SHORT,
+    app1.extend_from_slice(&1u32.to_be_bytes()); // one value:
+    app1.extend_from_slice(&6u16.to_be_bytes()); // 6
+    app1.extend_from_slice(&[0, 0, 0, 0, 0, 0]); // padding, no next IFD
+    let mut out = jpeg[..2].to_vec(); // SOI, then APP1
+    out.extend_from_slice(&[0xFF, 0xE1]);
+    out.extend_from_slice(&u16::try_from(app1.len() + 2).expect("small").to_be_bytes());
+    out.extend_from_slice(&app1);
+    out.extend_from_slice(&jpeg[2..]);
+    out
+}
+
+#[tokio::test]
+async fn a_file_uploaded_by_one_member_is_downloaded_by_another() -> anyhow::Result<()> {
+    let api = api();
+    let (alice, bob, channel) = channel_of_two(&api).await?;
+    let bytes: Vec<u8> = (0..70_000u32).map(|i| b"chat "[i as usize % 5]).collect();
+    let upload = create(
+        &api,
+        &alice.access_token,
+        channel,
+        "Notes 1 \"é\".txt",
+        "text/plain",
+        &bytes,
+    )
+    .await?;
+    assert_eq!(upload.expires_in, 900);
+    assert_eq!(
+        upload
+            .upload
+            .headers
+            .get("content-type")
+            .map(String::as_str),
+        Some("text/plain")
+    );
+    assert!(
+        upload
+            .upload
+            .url
+            .contains(&format!("/chat-attachments/o/{}?", upload.id)),
+        "{}",
+        upload.upload.url
+    );
+    assert_eq!(put(&upload, bytes.clone()).await?, 200);
+    let r = complete(&api, &alice.access_token, channel, &upload.id).await?;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let done: Attachment = serde_json::from_value(r.body)?;
+    assert_eq!(done.state, AttachmentState::Ready);
+    assert_eq!(done.size, bytes.len() as u64);
+    assert_eq!((done.width, done.height), (None, None));
+    assert_eq!(done.uploader_id, alice.user.id);
+    assert_eq!(done.channel_id, channel);
+    // Completing again answers the same.
+    let again = complete(&api, &alice.access_token, channel, &upload.id).await?;
+    assert_eq!(again.status, 200);
+    assert_eq!(serde_json::from_value::<Attachment>(again.body)?, done);
+
+    let r = link(&api, &bob.access_token, channel, &upload.id).await?;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let l: AttachmentLink = serde_json::from_value(r.body)?;
+    assert_eq!(l.expires_in, 300);
+    assert_eq!(l.thumbnail_url, None);
+    let got = http().get(&l.url).send().await?;
+    assert_eq!(got.status().as_u16(), 200);
+    let header = |name: &str| {
+        got.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(
+        header("content-type").starts_with("text/plain"),
+        "{}",
+        header("content-type")
+    );
+    assert_eq!(
+        header("content-disposition"),
+        "attachment; filename*=UTF-8''Notes%201%20%22%C3%A9%22.txt"
+    );
+    assert_eq!(got.bytes().await?.to_vec(), bytes);
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_image_gets_its_width_and_height_shown_upright() -> anyhow::Result<()> {
+    let api = api();
+    let (alice, bob, channel) = channel_of_two(&api).await?;
+    let picture = png(123, 45);
+    let a = uploaded(
+        &api,
+        &alice.access_token,
+        channel,
+        "wide.png",
+        "image/png",
+        &picture,
+    )
+    .await?;
+    assert_eq!((a.width, a.height), (Some(123), Some(45)));
+    let turned = jpeg_turned(64, 24);
+    let a = uploaded(
+        &api,
+        &alice.access_token,
+        channel,
+        "IMG_0001.jpg",
+        "image/jpeg",
+        &turned,
+    )
+    .await?;
+    assert_eq!(
+        (a.width, a.height),
+        (Some(24), Some(64)),
+        "orientation 6 swaps the sides"
+    );
+    // Images are shown inline.
+    let r = link(&api, &bob.access_token, channel, &a.id).await?;
+    let l: AttachmentLink = serde_json::from_value(r.body)?;
+    let got = http().get(&l.url).send().await?;
+    assert_eq!(got.status().as_u16(), 200);
+    assert_eq!(
+        got.headers()
+            .get("content-disposition")
+            .and_then(|v| v.to_str().ok()),
+        Some("inline")
+    );
+    assert_eq!(got.bytes().await?.to_vec(), turned);
+    Ok(())
+}
+
+#[tokio::test]
+async fn people_outside_the_channel_are_refused() -> anyhow::Result<()> {
+    let api = api();
+    let (alice, _bob, channel) = channel_of_two(&api).await?;
+    let carol = register(&api, "att_c").await?;
+    let a = uploaded(
+        &api,
+        &alice.access_token,
+        channel,
+        "a.txt",
+        "text/plain",
+        b"hello",
+    )
+    .await?;
+    let body = json!({"name": "x.txt", "content_type": "text/plain", "size": 5});
+    assert_error(
+        &declare(&api, &carol.access_token, channel, body).await?,
+        403,
+        "not_a_member",
+    );
+    assert_error(
+        &link(&api, &carol.access_token, channel, &a.id).await?,
+        403,
+        "not_a_member",
+    );
+    assert_error(
+        &complete(&api, &carol.access_token, channel, &a.id).await?,
+        403,
+        "not_a_member",
+    );
+    let r = api
+        .call("POST", &path(channel, ""), None, Some(&json!({})))
+        .await?;
+    assert_error(&r, 401, "missing_token");
+    Ok(())
+}
+
+#[tokio::test]
+async fn bad_declarations_get_their_codes() -> anyhow::Result<()> {
+    let api = api();
+    let (alice, _bob, channel) = channel_of_two(&api).await?;
+    let t = &alice.access_token;
+    let d = |body: Value| declare(&api, t, channel, body);
+    let too_big = 25 * 1024 * 1024 + 1;
+    assert_error(
+        &d(json!({"name": "big.zip", "content_type": "application/zip", "size": too_big})).await?,
+        413,
+        "attachment_too_large",
+    );
+    assert_error(
+        &d(json!({"name": "page.html", "content_type": "text/html", "size": 10})).await?,
+        400,
+        "unsupported_type",
+    );
+    assert_error(
+        &d(json!({"name": "x.svg", "content_type": "image/svg+xml", "size": 10})).await?,
+        400,
+        "unsupported_type",
+    );
+    for name in [
+        "",
+        "../x.txt",
+        "a\nb.txt",
+        "\u{202e}gnp.exe",
+        &"n".repeat(256),
+    ] {
+        assert_error(
+            &d(json!({"name": name, "content_type": "text/plain", "size": 10})).await?,
+            400,
+            "invalid_name",
+        );
+    }
+    assert_error(
+        &d(json!({"name": "a\u{0}.txt", "content_type": "text/plain", "size": 10})).await?,
+        400,
+        "nul_character",
+    );
+    assert_error(
+        &d(json!({"name": "a.txt", "content_type": "text/plain", "size": 0})).await?,
+        400,
+        "invalid_field",
+    );
+    assert_error(
+        &d(json!({"name": "a.txt", "content_type": "text/plain", "size": "ten"})).await?,
+        400,
+        "invalid_field",
+    );
+    assert_error(
+        &d(json!({"name": "a.txt", "content_type": "text/plain", "size": -1})).await?,
+        400,
+        "invalid_field",
+    );
+    assert_error(&d(json!({"name": "a.txt"})).await?, 400, "invalid_field");
+    let raw = api
+        .http()
+        .post(api.url(&path(channel, "")))
+        .bearer_auth(t)
+        .header("content-type", "application/json")
+        .body("{\"name\": ")
+        .send()
+        .await?;
+    assert_eq!(raw.status().as_u16(), 400);
+    let v: Value = raw.json().await?;
+    assert_eq!(v["error"]["code"], "malformed_json", "{v}");
+    let r = api
+        .call(
+            "POST",
+            &format!("/api/v1/channels/{channel}/attachments/not-a-uuid/complete"),
+            Some(t),
+            None,
+        )
+        .await?;
+    assert_error(&r, 400, "invalid_id");
+    let r = api
+        .call(
+            "GET",
+            &format!(
+                "/api/v1/channels/{}/attachments/{}",
+                uuid::Uuid::now_v7(),
+                uuid::Uuid::now_v7()
+            ),
+            Some(t),
+            None,
+        )
+        .await?;
+    assert_error(&r, 404, "channel_not_found");
+    Ok(())
+}
+
+#[tokio::test]
+async fn completing_before_uploading_is_upload_incomplete_and_a_new_url_recovers()
+-> anyhow::Result<()> {
+    let api = api();
+    let (alice, bob, channel) = channel_of_two(&api).await?;
+    let t = &alice.access_token;
+    let bytes = png(10, 10);
+    let upload = create(&api, t, channel, "later.png", "image/png", &bytes).await?;
+    assert_error(
+        &complete(&api, t, channel, &upload.id).await?,
+        409,
+        "upload_incomplete",
+    );
+    assert_error(
+        &link(&api, &bob.access_token, channel, &upload.id).await?,
+        409,
+        "upload_incomplete",
+    );
+    // Only the uploader may ask for another URL.
+    let other = api
+        .call(
+            "POST",
+            &path(channel, &format!("/{}/upload-url", upload.id)),
+            Some(&bob.access_token),
+            None,
+        )
+        .await?;
+    assert_error(&other, 404, "unknown_attachment");
+    let r = api
+        .call(
+            "POST",
+            &path(channel, &format!("/{}/upload-url", upload.id)),
+            Some(t),
+            None,
+        )
+        .await?;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let fresh: AttachmentUpload = serde_json::from_value(r.body)?;
+    assert_eq!(fresh.id, upload.id);
+    assert_eq!(put(&fresh, bytes).await?, 200);
+    let r = complete(&api, t, channel, &upload.id).await?;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    // A completed one gets no new URL: its bytes are checked and stay.
+    let r = api
+        .call(
+            "POST",
+            &path(channel, &format!("/{}/upload-url", upload.id)),
+            Some(t),
+            None,
+        )
+        .await?;
+    assert_error(&r, 404, "unknown_attachment");
+    Ok(())
+}
+
+#[tokio::test]
+async fn another_channels_attachment_is_unknown_here() -> anyhow::Result<()> {
+    let api = api();
+    let (alice, _bob, channel) = channel_of_two(&api).await?;
+    let elsewhere = api
+        .create_channel(&alice.access_token, &unique("other-"), None)
+        .await?
+        .id;
+    let a = uploaded(
+        &api,
+        &alice.access_token,
+        channel,
+        "a.txt",
+        "text/plain",
+        b"abc",
+    )
+    .await?;
+    assert_error(
+        &link(&api, &alice.access_token, elsewhere, &a.id).await?,
+        404,
+        "unknown_attachment",
+    );
+    assert_error(
+        &complete(&api, &alice.access_token, elsewhere, &a.id).await?,
+        404,
+        "unknown_attachment",
+    );
+    assert_error(
+        &link(&api, &alice.access_token, channel, &uuid::Uuid::now_v7()).await?,
+        404,
+        "unknown_attachment",
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_user_with_too_many_uploads_not_completed_is_refused_more() -> anyhow::Result<()> {
+    let api = api();
+    let (alice, _bob, channel) = channel_of_two(&api).await?;
+    let t = &alice.access_token;
+    let body = json!({"name": "p.txt", "content_type": "text/plain", "size": 3});
+    for i in 0..20 {
+        let r = declare(&api, t, channel, body.clone()).await?;
+        assert_eq!(r.status, 201, "upload {i}: {:?}", r.body);
+    }
+    let last = declare(&api, t, channel, body.clone()).await?;
+    assert_error(&last, 409, "too_many_uploads");
+    Ok(())
+}
