@@ -23,7 +23,7 @@ export default defineConfig({
     },
   },
   test: {
-    include: ["test/**/*.test.ts"],
+    include: ["test/**/*.test.ts", "test/**/*.test.tsx"],
     environment: "node",
     pool: "threads",
     poolOptions: { threads: { maxThreads: 1, minThreads: 1 } },

@@ -1,7 +1,7 @@
 // Parts of a message in the conversation: its body with @mentions, the quote of the message it
 // answers, its reaction chips, the emoji picker, the inline editor.
 
-import { useEffect, useRef, useState } from "preact/hooks";
+import { useEffect, useLayoutEffect, useRef, useState } from "preact/hooks";
 import { splitBody } from "../lib/links";
 import type { Reaction, ReplyRef } from "../lib/types";
 import { bodyProblem } from "../lib/validate";
@@ -178,7 +178,11 @@ export function EditBox({
   const [text, setText] = useState(initial);
   const [problem, setProblem] = useState<string | null>(null);
   const box = useRef<HTMLTextAreaElement>(null);
-  useEffect(() => {
+  // A layout effect, not a plain one: it runs in the same task that puts the textarea in the
+  // page, so nothing can select the text or type before the caret goes to the end. A plain
+  // effect runs after paint, and could move the caret between a "select all" and the typing
+  // that should replace the selection (the old body then stayed in front of the new one).
+  useLayoutEffect(() => {
     const el = box.current;
     if (!el) return;
     el.focus();
