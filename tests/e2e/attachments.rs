@@ -5,15 +5,24 @@
 //! code: non-members, over-size, wrong type, bad names, malformed bodies, completing before
 //! uploading, another channel's attachment, too many uploads not completed.
 //!
+//! Messages carry completed uploads (`send` with `attachments`): live on every device, in
+//! history and the conversation list; an upload goes into one message only (a resend through
+//! another gateway claims it once); refusals claim nothing; a deleted message's files are gone.
+//!
 //! An upload URL used after it expired is the store's 403: `objectstore.rs` covers it.
 
-use chat_client::{Api, Reply};
-use chat_e2e::{TIMEOUT, api, register, unique};
-use chat_types::ChannelId;
-use chat_types::attachments::{Attachment, AttachmentLink, AttachmentState, AttachmentUpload};
+use chat_client::{Api, Connection, Page, Reply};
+use chat_e2e::{TIMEOUT, api, connect, connect_elsewhere, register, unique};
+use chat_types::attachments::{
+    Attachment, AttachmentLink, AttachmentState, AttachmentUpload, MessageAttachment,
+};
 use chat_types::rest::Session;
+use chat_types::ws::{ClientFrame, ServerFrame};
+use chat_types::{ChannelId, Message, MessageId};
 use serde_json::{Value, json};
 use std::io::Cursor;
+use std::time::Duration;
+use tokio::time::Instant;
 
 fn http() -> reqwest::Client {
     reqwest::Client::builder()
@@ -512,5 +521,301 @@ async fn a_user_with_too_many_uploads_not_completed_is_refused_more() -> anyhow:
     }
     let last = declare(&api, t, channel, body.clone()).await?;
     assert_error(&last, 409, "too_many_uploads");
+    Ok(())
+}
+
+// ------------------------------------------------------------------------------------------
+// Messages that carry attachments (increment 3): `send` names completed uploads; the message
+// carries them live, in history and in the conversation list; each upload goes into one
+// message only; a deleted message's files can no longer be fetched.
+// ------------------------------------------------------------------------------------------
+
+/// Send `body` with `files` and wait for the answer: the acked message, or the refusal's code.
+async fn send_files(
+    ws: &mut Connection,
+    channel: ChannelId,
+    cmid: &str,
+    body: &str,
+    files: &[uuid::Uuid],
+) -> anyhow::Result<Result<Message, String>> {
+    ws.send_with_attachments(channel, cmid, body, files).await?;
+    Ok(ws
+        .until_keeping(|f| match f {
+            ServerFrame::Ack {
+                client_msg_id,
+                message,
+            } if client_msg_id == cmid => Some(Ok(message.clone())),
+            ServerFrame::Error {
+                client_msg_id: Some(c),
+                code,
+                ..
+            } if c == cmid => Some(Err(code.clone())),
+            _ => None,
+        })
+        .await?)
+}
+
+/// How a message carries a completed upload.
+fn carried(a: &Attachment) -> MessageAttachment {
+    MessageAttachment {
+        id: a.id,
+        name: a.name.clone(),
+        content_type: a.content_type.clone(),
+        size: a.size,
+        width: a.width,
+        height: a.height,
+    }
+}
+
+/// The next `message` frame, which must be `id` (nothing else, no second copy, before it).
+async fn next_is(ws: &mut Connection, id: MessageId) -> anyhow::Result<Message> {
+    let m = ws.next_message().await?;
+    assert_eq!(m.id, id, "the next message is the expected one");
+    Ok(m)
+}
+
+#[tokio::test]
+async fn a_message_carries_its_files_to_every_device_and_into_history() -> anyhow::Result<()> {
+    let api = api();
+    let (alice, bob, channel) = channel_of_two(&api).await?;
+    let (t, b) = (&alice.access_token, &bob.access_token);
+    let photo = uploaded(&api, t, channel, "IMG_0042.png", "image/png", &png(40, 30)).await?;
+    let notes = uploaded(&api, t, channel, "notes.txt", "text/plain", b"agenda").await?;
+    let mut phone = connect(t).await?;
+    let mut laptop = connect(t).await?;
+    let mut bobs = connect(b).await?;
+
+    // No text: the files say it all; they come in the order the sender listed them.
+    let ack = send_files(&mut phone, channel, &unique("c"), "", &[photo.id, notes.id])
+        .await?
+        .expect("the send is acked");
+    let expected = vec![carried(&photo), carried(&notes)];
+    assert_eq!(ack.attachments, expected);
+    assert_eq!(expected[0].width, Some(40), "the photo's box is known");
+    assert_eq!(ack.body, "");
+    for ws in [&mut laptop, &mut bobs] {
+        let m = next_is(ws, ack.id).await?;
+        assert_eq!(m.attachments, expected, "live, on every device");
+        assert_eq!(m.body, "");
+    }
+    // With a caption too.
+    let more = uploaded(&api, t, channel, "more.txt", "text/plain", b"more").await?;
+    let captioned = send_files(&mut phone, channel, &unique("c"), "see this", &[more.id])
+        .await?
+        .expect("acked");
+    assert_eq!(next_is(&mut bobs, captioned.id).await?.body, "see this");
+    // History is read once the message is placed (bob saw it).
+
+    let history = api.history(b, channel, Page::newest(10)).await?;
+    let stored: Vec<_> = history.iter().filter(|m| m.id == ack.id).collect();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].attachments, expected, "history carries them");
+    assert_eq!(
+        history.last().map(|m| m.attachments.clone()),
+        Some(vec![carried(&more)])
+    );
+    // A message without files still has none.
+    let plain = phone.send_acked(channel, &unique("c"), "plain").await?;
+    assert!(plain.attachments.is_empty());
+    // The conversation list never shows an empty preview for a file sent without text.
+    let only_files = send_files(&mut phone, channel, &unique("c"), "", &[]).await?;
+    assert_eq!(
+        only_files,
+        Err("invalid_body".into()),
+        "no text and no files"
+    );
+    let photo2 = uploaded(&api, t, channel, "IMG_0043.png", "image/png", &png(8, 8)).await?;
+    let last = send_files(&mut phone, channel, &unique("c"), "", &[photo2.id])
+        .await?
+        .expect("acked");
+    next_is(&mut bobs, plain.id).await?;
+    let seq = next_is(&mut bobs, last.id).await?.seq.expect("placed");
+    // The list is written beside the push: read it until it has the newest message.
+    let deadline = Instant::now() + TIMEOUT;
+    let this = loop {
+        let list = api.conversations(b).await?;
+        let c = list
+            .into_iter()
+            .find(|c| c.channel.id == channel)
+            .expect("bob's conversation");
+        if c.head_seq >= seq {
+            break c;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "the list never reached {seq}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        this.last_message.as_ref().map(|l| l.preview.as_str()),
+        Some("📎 IMG_0043.png")
+    );
+    // Bob downloads what the message names.
+    let r = link(&api, b, channel, &photo.id).await?;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_upload_goes_into_one_message_only_and_a_resend_claims_it_once() -> anyhow::Result<()> {
+    let api = api();
+    let (alice, bob, channel) = channel_of_two(&api).await?;
+    let (t, b) = (&alice.access_token, &bob.access_token);
+    let file = uploaded(
+        &api,
+        t,
+        channel,
+        "report.pdf",
+        "application/pdf",
+        b"%PDF-1.4 x",
+    )
+    .await?;
+    let mut first = connect(t).await?;
+    let mut bobs = connect(b).await?;
+    let cmid = unique("c");
+    let ack = send_files(&mut first, channel, &cmid, "the report", &[file.id])
+        .await?
+        .expect("acked");
+    assert_eq!(
+        next_is(&mut bobs, ack.id).await?.attachments,
+        vec![carried(&file)]
+    );
+
+    // The client did not hear the ack and resends through the other gateway: the same
+    // message, acked again, delivered once.
+    let mut second = connect_elsewhere(t, first.gateway()).await?;
+    let again = send_files(&mut second, channel, &cmid, "the report", &[file.id])
+        .await?
+        .expect("a resend is acked");
+    assert_eq!((again.id, &again.attachments), (ack.id, &ack.attachments));
+    assert_eq!(again.created_at, ack.created_at);
+
+    // Another message may not carry the same upload.
+    let other = send_files(&mut first, channel, &unique("c"), "again", &[file.id]).await?;
+    assert_eq!(other, Err("invalid_attachment".into()));
+
+    // A `client_msg_id` reused with another file: the answer is the first message, and the
+    // other file stays free for the message it is really meant for.
+    let spare = uploaded(&api, t, channel, "spare.txt", "text/plain", b"spare").await?;
+    let reused = send_files(&mut first, channel, &cmid, "the report", &[spare.id])
+        .await?
+        .expect("a resend of the first message");
+    assert_eq!(reused.id, ack.id);
+    assert_eq!(reused.attachments, vec![carried(&file)]);
+    let meant = send_files(&mut first, channel, &unique("c"), "", &[spare.id])
+        .await?
+        .expect("the spare file is still free");
+    assert_eq!(meant.attachments, vec![carried(&spare)]);
+
+    // Bob got the report once, then the spare: nothing else in between.
+    assert_eq!(
+        next_is(&mut bobs, meant.id).await?.attachments,
+        vec![carried(&spare)]
+    );
+    let history = api.history(b, channel, Page::newest(10)).await?;
+    let ids: Vec<MessageId> = history.iter().map(|m| m.id).collect();
+    assert_eq!(ids, vec![ack.id, meant.id], "each message stored once");
+    Ok(())
+}
+
+#[tokio::test]
+async fn files_that_are_not_yours_to_send_are_refused_and_nothing_is_claimed() -> anyhow::Result<()>
+{
+    let api = api();
+    let (alice, bob, channel) = channel_of_two(&api).await?;
+    let (t, b) = (&alice.access_token, &bob.access_token);
+    let mine = uploaded(&api, t, channel, "mine.txt", "text/plain", b"mine").await?;
+    let bobs_file = uploaded(&api, b, channel, "bob.txt", "text/plain", b"bob").await?;
+    let not_uploaded = create(&api, t, channel, "later.txt", "text/plain", b"later").await?;
+    let elsewhere = api.create_channel(t, &unique("other-"), None).await?.id;
+    let other_channel = uploaded(&api, t, elsewhere, "o.txt", "text/plain", b"o").await?;
+    let mut ws = connect(t).await?;
+    let refused = |code: &str| Err::<Message, String>(code.into());
+    // Each bad one alone, then beside a good one: all or nothing.
+    for bad in [
+        bobs_file.id,
+        not_uploaded.id,
+        other_channel.id,
+        uuid::Uuid::now_v7(),
+    ] {
+        assert_eq!(
+            send_files(&mut ws, channel, &unique("c"), "x", &[bad]).await?,
+            refused("invalid_attachment")
+        );
+        assert_eq!(
+            send_files(&mut ws, channel, &unique("c"), "x", &[mine.id, bad]).await?,
+            refused("invalid_attachment")
+        );
+    }
+    let five: Vec<uuid::Uuid> = (0..5).map(|_| uuid::Uuid::now_v7()).collect();
+    assert_eq!(
+        send_files(&mut ws, channel, &unique("c"), "x", &five).await?,
+        refused("invalid_attachment")
+    );
+    assert_eq!(
+        send_files(&mut ws, channel, &unique("c"), "x", &[mine.id, mine.id]).await?,
+        refused("invalid_attachment")
+    );
+    assert_eq!(
+        send_files(&mut ws, channel, &unique("c"), "   ", &[mine.id]).await?,
+        refused("invalid_body")
+    );
+    // The frame's own type errors are malformed frames, answered without a client_msg_id.
+    ws.send_text(format!(
+        r#"{{"type":"send","channel_id":"{channel}","client_msg_id":"c","body":"x","attachments":["not-a-uuid"]}}"#
+    ))
+    .await?;
+    let (code, _) = ws
+        .until(|f| match f {
+            ServerFrame::Error { code, .. } => Some(code.clone()),
+            _ => None,
+        })
+        .await?;
+    assert_eq!(code, "malformed_frame");
+    // Someone outside the channel hears that first.
+    let carol = register(&api, "att_c").await?;
+    let mut cws = connect(&carol.access_token).await?;
+    let outsider = send_files(&mut cws, channel, &unique("c"), "hi", &[mine.id]).await?;
+    assert_eq!(outsider, refused("not_a_member"));
+
+    // None of the refusals claimed the good file.
+    let ok = send_files(&mut ws, channel, &unique("c"), "at last", &[mine.id])
+        .await?
+        .expect("acked");
+    assert_eq!(ok.attachments, vec![carried(&mine)]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_deleted_message_takes_its_files_with_it() -> anyhow::Result<()> {
+    let api = api();
+    let (alice, bob, channel) = channel_of_two(&api).await?;
+    let (t, b) = (&alice.access_token, &bob.access_token);
+    let file = uploaded(&api, t, channel, "oops.txt", "text/plain", b"oops").await?;
+    let mut ws = connect(t).await?;
+    let mut bobs = connect(b).await?;
+    let sent = send_files(&mut ws, channel, &unique("c"), "", &[file.id])
+        .await?
+        .expect("acked");
+    next_is(&mut bobs, sent.id).await?;
+    assert_eq!(link(&api, b, channel, &file.id).await?.status, 200);
+    ws.change_acked(&ClientFrame::Delete {
+        channel_id: channel,
+        message_id: sent.id,
+        client_event_id: unique("e"),
+    })
+    .await?;
+    let deleted = bobs.next_event().await?;
+    assert_eq!(deleted.message_id, sent.id);
+    // Whoever sees the delete can no longer fetch the file.
+    assert_error(
+        &link(&api, b, channel, &file.id).await?,
+        404,
+        "unknown_attachment",
+    );
+    let history = api.history(b, channel, Page::newest(10)).await?;
+    assert!(history[0].deleted);
+    assert!(
+        history[0].attachments.is_empty(),
+        "a tombstone carries no files"
+    );
     Ok(())
 }

@@ -321,3 +321,125 @@ async fn nginx_lets_only_signed_requests_for_our_keys_through() -> anyhow::Resul
     objects.delete(&key).await?;
     Ok(())
 }
+
+/// The API presigns for the origin the client used (its `Host` through nginx): a page opened at
+/// `localhost` gets `localhost` URLs, which work there; the same URL used through another
+/// origin (`127.0.0.1`, the same nginx) is the store's 403, since the signature covers the host.
+#[tokio::test]
+async fn urls_name_the_origin_the_client_used() -> anyhow::Result<()> {
+    let base = base_url();
+    let addr: std::net::SocketAddr = base
+        .strip_prefix("http://")
+        .and_then(|a| a.trim_end_matches('/').parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("CHAT_BASE_URL {base} is not http://<ip>:<port>"))?;
+    let local_host = format!("localhost:{}", addr.port());
+    let local = format!("http://{local_host}");
+    // `localhost` is this same nginx, whatever the resolver would say.
+    let http = reqwest::Client::builder()
+        .timeout(TIMEOUT)
+        .resolve("localhost", addr)
+        .build()?;
+
+    let api = chat_e2e::api();
+    let alice = chat_e2e::register(&api, "origin").await?;
+    let token = alice.access_token.as_str();
+    let channel = api
+        .create_channel(token, &chat_e2e::unique("origin-"), None)
+        .await?
+        .id;
+    let path = format!("/api/v1/channels/{channel}/attachments");
+    let bytes = body(1_000);
+
+    // Declared through nginx's address, as a page opened at `localhost` would.
+    let r = http
+        .post(format!("{base}{path}"))
+        .header("host", &local_host)
+        .bearer_auth(token)
+        .json(&serde_json::json!({
+            "name": "notes.txt", "content_type": "text/plain", "size": bytes.len()
+        }))
+        .send()
+        .await?;
+    assert_eq!(r.status().as_u16(), 201);
+    let upload: chat_types::attachments::AttachmentUpload = r.json().await?;
+    let id = upload.id;
+    assert!(
+        upload
+            .upload
+            .url
+            .starts_with(&format!("{local}/chat-attachments/o/{id}?")),
+        "{}",
+        upload.upload.url
+    );
+    let put = |url: String| {
+        let mut req = http.put(url).body(bytes.clone());
+        for (k, v) in &upload.upload.headers {
+            if k != "content-length" {
+                req = req.header(k, v);
+            }
+        }
+        req.send()
+    };
+    let complete_path = format!("{path}/{id}/complete");
+    let complete = || api.call("POST", &complete_path, Some(token), None);
+
+    // The same URL through the other origin (`Host: 127.0.0.1:<port>`): the store refuses it.
+    let elsewhere = upload.upload.url.replacen(&local, &base, 1);
+    assert!(elsewhere.starts_with(&format!("{base}/chat-attachments/")));
+    let r = put(elsewhere).await?;
+    let status = r.status().as_u16();
+    assert_refused(
+        "PUT through another origin",
+        status,
+        &r.text().await?,
+        "SignatureDoesNotMatch",
+    );
+    let r = complete().await?;
+    assert_eq!(r.status, 409, "nothing was stored: {:?}", r.body);
+
+    // Through the origin it names: stored, and completed.
+    let r = put(upload.upload.url.clone()).await?;
+    let status = r.status().as_u16();
+    assert_eq!(status, 200, "upload: {}", r.text().await?);
+    let r = complete().await?;
+    assert_eq!(r.status, 200, "complete: {:?}", r.body);
+
+    // A download link asked for at `localhost` names it, and gives the bytes there.
+    let r = http
+        .get(format!("{base}{path}/{id}"))
+        .header("host", &local_host)
+        .bearer_auth(token)
+        .send()
+        .await?;
+    assert_eq!(r.status().as_u16(), 200);
+    let link: chat_types::attachments::AttachmentLink = r.json().await?;
+    assert!(
+        link.url
+            .starts_with(&format!("{local}/chat-attachments/o/{id}?")),
+        "{}",
+        link.url
+    );
+    let r = http.get(&link.url).send().await?;
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.bytes().await?.as_ref(), bytes.as_slice());
+    let r = http.get(link.url.replacen(&local, &base, 1)).send().await?;
+    let status = r.status().as_u16();
+    assert_refused(
+        "GET through another origin",
+        status,
+        &r.text().await?,
+        "SignatureDoesNotMatch",
+    );
+
+    // Asked for at nginx's address, the link names that address.
+    let r = api
+        .call("GET", &format!("{path}/{id}"), Some(token), None)
+        .await?;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let url = r.body["url"].as_str().unwrap_or_default();
+    assert!(
+        url.starts_with(&format!("{base}/chat-attachments/o/{id}?")),
+        "{url}"
+    );
+    Ok(())
+}

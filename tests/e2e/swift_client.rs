@@ -9,10 +9,14 @@
 //! the same path. Run one test at a time (`--test-threads=1`): the first kills a gateway.
 
 use anyhow::{Context, bail, ensure};
-use chat_e2e::{api, base_url, connect_elsewhere, register, unique};
+use chat_client::Api;
+use chat_e2e::{TIMEOUT, api, base_url, connect, connect_elsewhere, register, unique};
 use chat_types::ChannelId;
+use chat_types::attachments::{Attachment, AttachmentLink, AttachmentUpload};
 use chat_types::rest::Session;
 use chat_types::ws::ServerFrame;
+use serde_json::json;
+use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -447,6 +451,247 @@ async fn an_expired_access_token_is_refreshed_and_the_swift_client_connects() ->
         old.status == 401,
         "the old refresh token is dead after rotation: {old:?}"
     );
+    let _ = std::fs::remove_file(&session);
+    Ok(())
+}
+
+// ------------------------------------------------------------------------------------------
+// Attachments: helpers as in attachments.rs (declare, PUT to the presigned URL, complete).
+// ------------------------------------------------------------------------------------------
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(TIMEOUT)
+        .build()
+        .expect("http client")
+}
+
+fn attachments_path(channel: ChannelId, rest: &str) -> String {
+    format!("/api/v1/channels/{channel}/attachments{rest}")
+}
+
+fn png(w: u32, h: u32) -> Vec<u8> {
+    let img = image::RgbImage::from_fn(w, h, |x, y| image::Rgb([x as u8, y as u8, 200]));
+    let mut out = Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png)
+        .expect("png");
+    out.into_inner()
+}
+
+/// Declare, PUT exactly as the API says, complete: the completed attachment.
+async fn uploaded(
+    api: &Api,
+    token: &str,
+    channel: ChannelId,
+    name: &str,
+    content_type: &str,
+    bytes: &[u8],
+) -> anyhow::Result<Attachment> {
+    let r = api
+        .call(
+            "POST",
+            &attachments_path(channel, ""),
+            Some(token),
+            Some(&json!({"name": name, "content_type": content_type, "size": bytes.len()})),
+        )
+        .await?;
+    ensure!(r.status == 201, "create: {:?}", r.body);
+    let upload: AttachmentUpload = serde_json::from_value(r.body)?;
+    let mut req = http().put(&upload.upload.url).body(bytes.to_vec());
+    for (k, v) in &upload.upload.headers {
+        // reqwest sets the length, which must be the signed one.
+        if k != "content-length" {
+            req = req.header(k, v);
+        }
+    }
+    let put = req.send().await?;
+    ensure!(put.status().as_u16() == 200, "upload: {}", put.status());
+    let r = api
+        .call(
+            "POST",
+            &attachments_path(channel, &format!("/{}/complete", upload.id)),
+            Some(token),
+            None,
+        )
+        .await?;
+    ensure!(r.status == 200, "complete: {:?}", r.body);
+    Ok(serde_json::from_value(r.body)?)
+}
+
+#[tokio::test]
+async fn the_swift_client_sends_a_file_and_shows_the_files_of_others() -> anyhow::Result<()> {
+    let api = api();
+    let dana: Session = register(&api, "dana").await?;
+    let channel = api
+        .create_channel(&dana.access_token, &unique("swift-files-"), None)
+        .await?;
+    let session = session_file()?;
+    let name = unique("swift");
+    swift_once(&session, &["register", &name, "correct horse battery"]).await?;
+    swift_once(&session, &["join", &channel.id.to_string()]).await?;
+    let mut rust = connect(&dana.access_token).await?;
+
+    // A PNG in a directory the Swift side sees (the checkout), sent with a caption.
+    let dir = repo()
+        .join("ios-client/ChatKit/.build/e2e")
+        .join(unique("files-"));
+    std::fs::create_dir_all(&dir)?;
+    let (width, height) = (37, 21);
+    let bytes = png(width, height);
+    let file_name = format!("{}.png", unique("photo-"));
+    let file = dir.join(&file_name);
+    std::fs::write(&file, &bytes)?;
+    let out = swift_once(
+        &session,
+        &[
+            "send-file",
+            &channel.id.to_string(),
+            file.to_str().context("a UTF-8 path")?,
+            "a",
+            "caption",
+        ],
+    )
+    .await?;
+    let up = out
+        .iter()
+        .find(|l| l.starts_with("uploaded "))
+        .with_context(|| format!("no uploaded line: {out:?}"))?;
+    let acked = out
+        .iter()
+        .find(|l| l.starts_with("acked "))
+        .with_context(|| format!("no acked line: {out:?}"))?;
+    let attachment_id = field(up, "id").context("attachment id")?.to_owned();
+    let message_id = field(acked, "id").context("message id")?.to_owned();
+    println!("swift client: {up}\nswift client: {acked}");
+    let size = bytes.len();
+    ensure!(
+        field(up, "name") == Some(file_name.as_str())
+            && field(up, "content_type") == Some("image/png")
+            && field(up, "size") == Some(size.to_string().as_str())
+            && field(up, "width") == Some(width.to_string().as_str())
+            && field(up, "height") == Some(height.to_string().as_str()),
+        "the completed upload as the Swift client printed it: {up}"
+    );
+    let carried = format!("{attachment_id}:{file_name}:{size}:{width}x{height}");
+    ensure!(
+        field(acked, "attachments") == Some(carried.as_str()),
+        "the ack carries the file: {acked}"
+    );
+
+    // The Rust member gets the message with the file, measured, and downloads the same bytes.
+    let (message, _) = rust
+        .until(|f| match f {
+            ServerFrame::Message { message } if message.id.to_string() == message_id => {
+                Some(message.clone())
+            }
+            _ => None,
+        })
+        .await?;
+    ensure!(message.body == "a caption", "caption: {:?}", message.body);
+    ensure!(
+        message.attachments.len() == 1,
+        "one file: {:?}",
+        message.attachments
+    );
+    let got = &message.attachments[0];
+    ensure!(
+        got.id.to_string() == attachment_id
+            && got.name == file_name
+            && got.content_type == "image/png"
+            && got.size == size as u64
+            && got.width == Some(width)
+            && got.height == Some(height),
+        "the file as the message carries it: {got:?}"
+    );
+    let r = api
+        .call(
+            "GET",
+            &attachments_path(channel.id, &format!("/{}", got.id)),
+            Some(&dana.access_token),
+            None,
+        )
+        .await?;
+    ensure!(r.status == 200, "link: {:?}", r.body);
+    let link: AttachmentLink = serde_json::from_value(r.body)?;
+    let download = http().get(&link.url).send().await?;
+    ensure!(
+        download.status().as_u16() == 200,
+        "download: {}",
+        download.status()
+    );
+    let downloaded = download.bytes().await?;
+    ensure!(
+        downloaded.as_ref() == bytes.as_slice(),
+        "downloaded {} bytes, not the {size} the Swift client uploaded",
+        downloaded.len()
+    );
+
+    // The other way: a file the Rust member uploads and sends shows in the Swift client.
+    let mut swift = Conversation::open(&session, channel.id)?;
+    swift
+        .expect("ready", WAIT, |l| l.starts_with("ready "))
+        .await?;
+    swift
+        .expect("history", WAIT, |l| l.starts_with("history "))
+        .await?;
+    let theirs_bytes = png(12, 7);
+    let theirs = uploaded(
+        &api,
+        &dana.access_token,
+        channel.id,
+        "from-rust.png",
+        "image/png",
+        &theirs_bytes,
+    )
+    .await?;
+    let cmid = unique("r-");
+    rust.send_with_attachments(channel.id, &cmid, "one from rust", &[theirs.id])
+        .await?;
+    let (answer, _) = rust
+        .until(|f| match f {
+            ServerFrame::Ack {
+                client_msg_id,
+                message,
+            } if *client_msg_id == cmid => Some(Ok(message.id.to_string())),
+            ServerFrame::Error {
+                client_msg_id: Some(c),
+                code,
+                ..
+            } if *c == cmid => Some(Err(code.clone())),
+            _ => None,
+        })
+        .await?;
+    let theirs_id = answer.map_err(|code| anyhow::anyhow!("the Rust send was refused: {code}"))?;
+    let shown = swift
+        .expect("the Rust message with its file", WAIT, |l| {
+            l.starts_with("message ") && field(l, "id") == Some(theirs_id.as_str())
+        })
+        .await?;
+    println!("swift client: {shown}");
+    let expected = format!("{}:from-rust.png:{}:12x7", theirs.id, theirs_bytes.len());
+    ensure!(
+        field(&shown, "attachments") == Some(expected.as_str())
+            && field(&shown, "body") == Some("one from rust"),
+        "the Swift client shows the file: {shown}"
+    );
+    // And its own file, as history brought it (REST), is in its timeline.
+    swift.dump().await?;
+    let entry = swift
+        .seen
+        .iter()
+        .find(|l| l.starts_with("entry ") && field(l, "id") == Some(message_id.as_str()))
+        .with_context(|| {
+            format!(
+                "the sent file's message is not in the timeline: {:?}",
+                swift.seen
+            )
+        })?;
+    ensure!(
+        field(entry, "attachments") == Some(carried.as_str()),
+        "history carries the file: {entry}"
+    );
+    swift.quit().await?;
+    let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_file(&session);
     Ok(())
 }

@@ -7,12 +7,14 @@
 // mentions the other, who sees the unread count in the tab's title and the list, then the message
 // marked as mentioning them under a "new since you last read" line. Then one edits, reacts,
 // replies and deletes, and the other sees each change live and after a reload; the channel's owner
-// deletes the other's message. Screenshots go to e2e/artifacts/.
+// deletes the other's message. One attaches a picture and a file; the other sees the picture load
+// in its box and downloads the file. Screenshots go to e2e/artifacts/.
 
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, mkdirSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
+import { deflateSync } from "node:zlib";
 import { chromium } from "playwright-core";
 
 const BASE_URL = (process.env.BASE_URL ?? "http://127.0.0.1:8080").replace(/\/$/, "");
@@ -75,6 +77,43 @@ async function newPage(ctx, label) {
     if (msg.type() === "error") console.log(`# [${label} console] ${msg.text()}`);
   });
   return page;
+}
+
+const CRC_TABLE = Array.from({ length: 256 }, (_, n) => {
+  let c = n;
+  for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+  return c >>> 0;
+});
+const crc32 = (buf) => {
+  let c = 0xffffffff;
+  for (const b of buf) c = CRC_TABLE[(c ^ b) & 0xff] ^ (c >>> 8);
+  return (c ^ 0xffffffff) >>> 0;
+};
+
+/** A PNG of one colour, `width`×`height` (8-bit RGB), made here so the test needs no files. */
+function png(width, height, [r, g, b] = [59, 91, 219]) {
+  const chunk = (type, data) => {
+    const head = Buffer.alloc(4);
+    head.writeUInt32BE(data.length);
+    const body = Buffer.concat([Buffer.from(type, "ascii"), data]);
+    const crc = Buffer.alloc(4);
+    crc.writeUInt32BE(crc32(body));
+    return Buffer.concat([head, body, crc]);
+  };
+  const ihdr = Buffer.alloc(13); // compression, filter and interlace stay 0
+  ihdr.writeUInt32BE(width, 0);
+  ihdr.writeUInt32BE(height, 4);
+  ihdr[8] = 8; // bits per channel
+  ihdr[9] = 2; // RGB
+  const row = Buffer.alloc(1 + width * 3); // filter byte 0, then the pixels
+  for (let x = 0; x < width; x++) row.set([r, g, b], 1 + x * 3);
+  const raw = Buffer.concat(Array.from({ length: height }, () => row));
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    chunk("IHDR", ihdr),
+    chunk("IDAT", deflateSync(raw)),
+    chunk("IEND", Buffer.alloc(0)),
+  ]);
 }
 
 const connBadge = (page) => page.locator(".conn");
@@ -686,6 +725,116 @@ describe(`web client end to end against ${BASE_URL}`, () => {
       await messageById(page, answerId).locator(".msg-tombstone", { hasText: "Message deleted" }).waitFor({ timeout: WAIT });
     }
     await shot(pageA, "09-owner-deleted-a-desktop");
+  });
+
+  const caption = `A picture and some notes (${run})`;
+  const notes = `Notes written by the end-to-end test (${run})\n`;
+
+  step("A attaches a picture and a text file and sends them with a caption: B sees both, live and after a reload", async () => {
+    await ensureConversation(pageA, `#${channelName}`);
+    await ensureConversation(pageB, `#${channelName}`);
+    const fileInput = pageA.locator("#composer-file");
+    const composer = pageA.locator("form.composer");
+    const chips = composer.locator(".upload");
+    const sendButton = composer.getByRole("button", { name: "Send", exact: true });
+    await composer.getByRole("button", { name: "Attach files" }).waitFor({ timeout: WAIT });
+
+    // A file attached, then cancelled (or removed, if it was quicker), leaves nothing to send.
+    await fileInput.setInputFiles({ name: "cancel-me.txt", mimeType: "text/plain", buffer: Buffer.from("never sent") });
+    await composer.getByRole("button", { name: /^(Cancel uploading|Remove) cancel-me\.txt$/ }).click();
+    await chips.first().waitFor({ state: "detached", timeout: WAIT });
+    assert.ok(await sendButton.isDisabled(), "Send is disabled with no text and no file");
+
+    // The picture (96×72) and the notes: each a chip that uploads, then is ready.
+    await fileInput.setInputFiles([
+      { name: "square.png", mimeType: "image/png", buffer: png(96, 72) },
+      { name: "notes.txt", mimeType: "text/plain", buffer: Buffer.from(notes) },
+    ]);
+    await chips.nth(1).waitFor({ timeout: WAIT }); // rendered after the change event
+    assert.equal(await chips.count(), 2);
+    await pageA.waitForFunction(
+      () => {
+        const stages = [...document.querySelectorAll(".composer .upload")].map((e) => e.dataset.stage);
+        return stages.length === 2 && stages.every((s) => s === "done");
+      },
+      undefined,
+      { timeout: WAIT, polling: 100 },
+    );
+    assert.ok(await sendButton.isEnabled(), "Send is enabled once the files are ready");
+    await shot(pageA, "09-attachments-ready-a-desktop");
+    await send(pageA, caption);
+    await waitForBodies(pageA, [caption]);
+    assert.equal(await chips.count(), 0, "the chips left with the message");
+    await waitAllPlaced(pageA);
+    const sent = pageA.locator('ol.messages > li[data-status="sent"]', { has: pageA.locator(".msg-body", { hasText: caption }) });
+    const id = await sent.getAttribute("data-id");
+    assert.ok(id, "the message has an id");
+
+    /** The message shows the picture in a box of its shape, loaded, and the notes as a chip. */
+    async function seesAttachments(page, who) {
+      const li = messageById(page, id);
+      await li.waitFor({ timeout: WAIT });
+      await li.scrollIntoViewIfNeeded(); // pictures load when they come into view
+      const box = li.locator(".attachment-image");
+      await box.waitFor({ timeout: WAIT });
+      const bb = await box.boundingBox();
+      assert.ok(bb && Math.abs(bb.width / bb.height - 96 / 72) < 0.05, `${who}: the box has the picture's shape (${bb?.width}×${bb?.height})`);
+      const img = box.locator("img");
+      await img.waitFor({ timeout: WAIT });
+      await page.waitForFunction(
+        (id) => {
+          const el = document.querySelector(`ol.messages > li[data-id="${id}"] .attachment-image img`);
+          return !!el && el.complete && el.naturalWidth > 0;
+        },
+        id,
+        { timeout: WAIT, polling: 100 },
+      );
+      assert.ok((await img.evaluate((el) => el.naturalWidth)) > 0, `${who}: the picture loaded`);
+      assert.match((await img.getAttribute("src")) ?? "", /\/chat-attachments\//, `${who}: from the object store`);
+      const after = await box.boundingBox();
+      assert.equal(Math.round(after.height), Math.round(bb.height), `${who}: nothing moved when the picture loaded`);
+      await li.getByRole("link", { name: "Open square.png in a new tab" }).waitFor({ timeout: WAIT });
+      await li.getByRole("button", { name: /^Download notes\.txt, \d+ B$/ }).waitFor({ timeout: WAIT });
+    }
+
+    await waitForBodies(pageB, [caption]);
+    await seesAttachments(pageB, "B live");
+    await seesAttachments(pageA, "A");
+    await shot(pageB, "09-attachments-b-phone");
+
+    // A opens the picture: the file itself, in a new tab.
+    const [tab] = await Promise.all([
+      ctxA.waitForEvent("page", { timeout: WAIT }),
+      messageById(pageA, id).getByRole("link", { name: "Open square.png in a new tab" }).click(),
+    ]);
+    await tab.waitForLoadState("domcontentloaded");
+    assert.match(tab.url(), /\/chat-attachments\/o\//);
+    await tab.close();
+
+    // B reloads: history carries the files; B downloads the notes.
+    await pageB.reload({ waitUntil: "domcontentloaded" });
+    await waitConnected(pageB);
+    await waitForBodies(pageB, [caption]);
+    await seesAttachments(pageB, "B after reload");
+    const [download] = await Promise.all([
+      pageB.waitForEvent("download", { timeout: WAIT }),
+      messageById(pageB, id).getByRole("button", { name: /^Download notes\.txt/ }).click(),
+    ]);
+    assert.equal(download.suggestedFilename(), "notes.txt");
+    assert.equal(readFileSync(await download.path(), "utf8"), notes);
+
+    // A file alone, without a caption: no empty text bubble, just the file.
+    await fileInput.setInputFiles({ name: "alone.txt", mimeType: "text/plain", buffer: Buffer.from("just a file") });
+    await composer.locator('.upload[data-stage="done"]').waitFor({ timeout: WAIT });
+    await sendButton.click();
+    for (const page of [pageA, pageB]) {
+      const li = page.locator('ol.messages > li[data-status="sent"]', {
+        has: page.getByRole("button", { name: /^Download alone\.txt/ }),
+      });
+      await li.waitFor({ timeout: WAIT });
+      assert.equal(await li.locator(".msg-body").count(), 0, "no text bubble for a message of files only");
+    }
+    await shot(pageB, "09-file-only-b-phone");
   });
 
   step("screenshots at the other widths", async () => {

@@ -21,11 +21,11 @@ const json = (status: number, body: unknown) =>
 function setup(refresh: (rt: string) => Promise<Session>) {
   const tokens = new TokenManager({ storage: memory(), refresh, setTimer: () => 0, clearTimer: () => {} });
   tokens.setSession(session(1));
-  const calls: { url: string; auth: string | null; body: unknown }[] = [];
+  const calls: { url: string; auth: string | null; body: unknown; method?: string }[] = [];
   const responses: Response[] = [];
   const fetchFn = vi.fn(async (url: RequestInfo | URL, init?: RequestInit) => {
     const h = new Headers(init?.headers);
-    calls.push({ url: String(url), auth: h.get("authorization"), body: init?.body ? JSON.parse(String(init.body)) : undefined });
+    calls.push({ url: String(url), auth: h.get("authorization"), body: init?.body ? JSON.parse(String(init.body)) : undefined, method: init?.method });
     const r = responses.shift();
     if (!r) throw new Error("no response queued");
     return r;
@@ -41,6 +41,31 @@ describe("Api", () => {
     const chans = await api.channels();
     expect(chans.map((c) => c.id)).toEqual(["c1"]);
     expect(calls[0]).toMatchObject({ url: "/api/v1/channels", auth: "Bearer a1" });
+  });
+
+  it("makes the four attachment calls (declare, new URL, complete, link) on the channel's paths", async () => {
+    const { api, calls, responses } = setup(async () => session(2));
+    const upload = { id: "a/1", upload: { method: "PUT", url: "https://s/o/a", headers: {} }, expires_in: 900 };
+    responses.push(json(201, upload), json(200, upload), json(200, { id: "a/1", state: "ready" }), json(200, { url: "u", thumbnail: "none", expires_in: 300 }));
+    await expect(api.createAttachment("c1", { name: "n.txt", content_type: "text/plain", size: 5 })).resolves.toEqual(upload);
+    await api.renewUploadUrl("c1", "a/1");
+    await api.completeAttachment("c1", "a/1");
+    await expect(api.attachmentLink("c1", "a/1")).resolves.toMatchObject({ url: "u" });
+    expect(calls.map((c) => `${c.method} ${c.url}`)).toEqual([
+      "POST /api/v1/channels/c1/attachments",
+      "POST /api/v1/channels/c1/attachments/a%2F1/upload-url",
+      "POST /api/v1/channels/c1/attachments/a%2F1/complete",
+      "GET /api/v1/channels/c1/attachments/a%2F1",
+    ]);
+    expect(calls[0].body).toEqual({ name: "n.txt", content_type: "text/plain", size: 5 });
+    expect(calls[2].body).toBeUndefined();
+  });
+
+  it("reads a refused upload as an ApiError with the server's code", async () => {
+    const { api, responses } = setup(async () => session(2));
+    responses.push(json(413, { error: { code: "attachment_too_large", message: "at most 26214400 bytes" } }));
+    const err = await api.createAttachment("c1", { name: "big.mp4", content_type: "video/mp4", size: 1 << 30 }).catch((e) => e);
+    expect(err).toMatchObject({ status: 413, code: "attachment_too_large" });
   });
 
   it("builds history queries with before/after and limit", async () => {

@@ -71,9 +71,29 @@ function json(status: number, body: unknown): Response {
   return new Response(JSON.stringify(body), { status, headers: { "content-type": "application/json" } });
 }
 
-async function fakeFetch(input: string | URL | Request): Promise<Response> {
+/** The attachment calls the app made ("POST /…/attachments", …). */
+let attachmentCalls: string[] = [];
+
+async function fakeFetch(input: string | URL | Request, init?: RequestInit): Promise<Response> {
   const url = new URL(String(input), "http://chat.test");
   const p = url.pathname;
+  const att = /^\/api\/v1\/channels\/([^/]+)\/attachments(?:\/([^/]+)(\/[a-z-]+)?)?$/.exec(p);
+  if (att) {
+    const method = init?.method ?? "GET";
+    attachmentCalls.push(`${method} ${p}`);
+    const [, ch, id, action] = att;
+    if (method === "POST" && !id) {
+      const d = JSON.parse(String(init?.body)) as { name: string; content_type: string; size: number };
+      return json(201, {
+        id: "a1",
+        upload: { method: "PUT", url: `http://chat.test/chat-attachments/o/a1?sig=1`, headers: { "content-type": d.content_type, "content-length": String(d.size) } },
+        expires_in: 900,
+      });
+    }
+    if (method === "POST" && action === "/complete") {
+      return json(200, { id, channel_id: ch, uploader_id: ME.id, name: "dot.png", content_type: "image/png", size: 3, width: 2, height: 1, state: "ready", created_at: "2025-01-15T09:00:00Z" });
+    }
+  }
   if (p === "/api/v1/ws-tickets") return json(201, { ticket: `t${Math.random()}`, expires_in: 30 });
   if (p === "/api/v1/users/me") return json(200, ME);
   if (p === "/api/v1/channels") return json(200, { channels: channelList });
@@ -161,6 +181,36 @@ function freshApp() {
   history = [message(1), message(2, { sender_id: BOB })];
   histories = {};
   channelList = [GENERAL];
+}
+
+/** The PUTs of the app (XMLHttpRequest), answered by the test. */
+class FakeXhr {
+  static all: FakeXhr[] = [];
+  url = "";
+  headers: Record<string, string> = {};
+  status = 0;
+  upload: { onprogress: ((e: { loaded: number }) => void) | null } = { onprogress: null };
+  onload: (() => void) | null = null;
+  onerror: (() => void) | null = null;
+  onabort: (() => void) | null = null;
+  ontimeout: (() => void) | null = null;
+  constructor() {
+    FakeXhr.all.push(this);
+  }
+  open(_method: string, url: string) {
+    this.url = url;
+  }
+  setRequestHeader(k: string, v: string) {
+    this.headers[k] = v;
+  }
+  send() {}
+  abort() {
+    this.onabort?.();
+  }
+  answer(status: number) {
+    this.status = status;
+    this.onload?.();
+  }
 }
 
 function restoreGlobals() {
@@ -260,6 +310,60 @@ describe("ChatApp: changes of messages", () => {
     expect(last().sent[0]).toEqual({ type: "resume", channels: { [CH]: "e8" } });
     // The unacked unreact goes out again after the resume.
     expect(last().of("unreact")).toHaveLength(1);
+  });
+
+  it("sends files with a caption; a resend after a reconnect and a Retry carry the same files and client_msg_id", async () => {
+    const app = await startApp();
+    const photo = { id: "f1", name: "IMG_0042.jpg", content_type: "image/jpeg", size: 2483921, width: 3024, height: 4032 };
+    const ws = last();
+    ws.drop();
+    app.send(CH, "", undefined, [photo]);
+    // Shown at once, with its file, although nothing could be written yet.
+    expect(app.state.views[CH].tl.pending[0]).toMatchObject({ body: "", attachments: [photo], status: "sending" });
+    await vi.advanceTimersByTimeAsync(1_000);
+    last().ready();
+    const [send] = last().of("send");
+    expect(send).toEqual({ type: "send", channel_id: CH, client_msg_id: send.client_msg_id, body: "", attachments: ["f1"] });
+    // Refused (say the upload went with another message): "Not sent", in words; Retry sends the same.
+    last().frame({ type: "error", code: "invalid_attachment", message: "no", client_msg_id: send.client_msg_id });
+    const failed = app.state.views[CH].tl.pending[0];
+    expect(failed.status).toBe("failed");
+    expect(failed.error).toMatch(/can't be sent/);
+    app.retry(CH, String(send.client_msg_id));
+    expect(last().of("send")).toEqual([send, send]);
+  });
+
+  it("uploads a picked file (declare, PUT, complete), then sends the message with it", async () => {
+    FakeXhr.all = [];
+    attachmentCalls = [];
+    vi.stubGlobal("XMLHttpRequest", FakeXhr);
+    const app = await startApp();
+    const file = Object.assign(new Blob([new Uint8Array([1, 2, 3])], { type: "image/png" }), { name: "dot.png" }) as File;
+    app.attach(CH, [file]);
+    expect(app.state.uploads[CH][0].stage).toBe("creating");
+    await vi.advanceTimersByTimeAsync(0);
+    expect(attachmentCalls).toEqual([`POST /api/v1/channels/${CH}/attachments`]);
+    const [xhr] = FakeXhr.all;
+    expect(xhr.url).toBe("http://chat.test/chat-attachments/o/a1?sig=1");
+    expect(xhr.headers).toEqual({ "content-type": "image/png" });
+    xhr.upload.onprogress?.({ loaded: 2 });
+    expect(app.state.uploads[CH][0]).toMatchObject({ stage: "uploading", sent: 2 });
+    xhr.answer(200);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(attachmentCalls[1]).toBe(`POST /api/v1/channels/${CH}/attachments/a1/complete`);
+    expect(app.state.uploads[CH][0].stage).toBe("done");
+    app.send(CH, "a dot", undefined, app.takeUploads(CH));
+    expect(app.state.uploads[CH]).toBeUndefined();
+    expect(last().of("send")[0]).toMatchObject({ body: "a dot", attachments: ["a1"] });
+  });
+
+  it("announces a message of files by its files", async () => {
+    const app = await startApp();
+    last().frame({
+      type: "message",
+      message: message(3, { sender_id: BOB, body: "", attachments: [{ id: "f", name: "IMG_0042.jpg", content_type: "image/jpeg", size: 1 }] }),
+    });
+    expect(app.state.announcement.text).toMatch(/: 📎 IMG_0042\.jpg$/);
   });
 
   it("sends a reply with reply_to, and again with it after a reconnect", async () => {

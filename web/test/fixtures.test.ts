@@ -5,9 +5,22 @@ import { describe, expect, it } from "vitest";
 import { appStateFrame, appStateToSend } from "../src/lib/appstate";
 import { changeFrame, type PendingChange } from "../src/lib/changes";
 import { mentionsMe } from "../src/lib/mentions";
-import { applyEvent, emptyTimeline, mergeMessages, resumePoint } from "../src/lib/messages";
+import { applyEvent, emptyTimeline, mergeMessages, resumePoint, sendFrame, type Outgoing } from "../src/lib/messages";
 import { markFromList, unreadOf } from "../src/lib/readstate";
-import type { Channel, ClientFrame, Message, ServerFrame } from "../src/lib/types";
+import { imageBox, imageSource, isInlineImage, messagePreview } from "../src/lib/attachments";
+import { describeError } from "../src/lib/errors";
+import { advance, newUpload, uploadErrorText } from "../src/lib/uploads";
+import {
+  Limits,
+  type Attachment,
+  type AttachmentLink,
+  type AttachmentUpload,
+  type Channel,
+  type ChannelEvent,
+  type ClientFrame,
+  type Message,
+  type ServerFrame,
+} from "../src/lib/types";
 
 // Read by Vite at test time; empty when the web client is tested outside the repository.
 const FILES = import.meta.glob<unknown>("../../fixtures/wire/*.json", { eager: true, import: "default" });
@@ -145,5 +158,124 @@ describe.skipIf(Object.keys(FILES).length === 0)("wire fixtures of app_state", (
     expect(appStateFrame(f.state)).toEqual(f);
     // What a hidden tab sends on a fresh connection.
     expect(appStateToSend("background", undefined)).toEqual(f);
+  });
+});
+
+describe.skipIf(Object.keys(FILES).length === 0)("wire fixtures of attachments", () => {
+  it("the client builds the send frame with attachments exactly as the fixture shows it", () => {
+    const f = load<Extract<ClientFrame, { type: "send" }>>("ws_client_send_attachments");
+    const ids = f.attachments ?? [];
+    expect(ids).toHaveLength(2);
+    const out: Outgoing = {
+      client_msg_id: f.client_msg_id,
+      channel_id: f.channel_id,
+      sender_id: ALICE,
+      body: f.body,
+      created_at: "2025-01-15T09:32:12Z",
+      status: "sending",
+      attachments: ids.map((id) => ({ id, name: "x", content_type: "text/plain", size: 1 })),
+    };
+    expect(sendFrame(out)).toEqual(f);
+    // Without attachments the field is absent, as the server omits an empty list.
+    const { attachments: _a, ...plain } = out;
+    expect(sendFrame(plain)).not.toHaveProperty("attachments");
+  });
+
+  it("decodes messages with attachments, live and in history, and shows them as the server describes them", () => {
+    const live = load<Extract<ServerFrame, { type: "message" }>>("ws_server_message_attachments");
+    const history = load<Message>("rest_message_with_attachments");
+    for (const m of [live.message, history]) {
+      expect(m.body).toBe("");
+      const [photo, pdf] = m.attachments ?? [];
+      expect(photo).toEqual({
+        id: photo.id,
+        name: "IMG_0042.jpg",
+        content_type: "image/jpeg",
+        size: 2483921,
+        width: 3024,
+        height: 4032,
+      });
+      expect(isInlineImage(photo)).toBe(true);
+      expect(imageBox(photo.width ?? 0, photo.height ?? 0)).toEqual({ width: 240, height: 320 }); // upright, portrait
+      expect(isInlineImage(pdf)).toBe(false);
+      expect(pdf.width).toBeUndefined();
+      expect(messagePreview(m)).toBe("📎 IMG_0042.jpg and 1 more file");
+    }
+    // The live copy and the history copy are the same message: shown once, with its files.
+    let tl = mergeMessages(emptyTimeline(), [live.message]);
+    tl = mergeMessages(tl, [history], 43);
+    expect(tl.placed).toHaveLength(1);
+    expect(tl.placed[0].attachments).toHaveLength(2);
+    // Deleted: the tombstone has no files.
+    const del = {
+      id: "e-del",
+      channel_id: live.message.channel_id,
+      seq: 44,
+      actor_id: ALICE,
+      message_id: live.message.id,
+      message_seq: 43,
+      client_event_id: "ce",
+      created_at: "2025-01-15T09:40:00Z",
+      kind: "deleted",
+    } as ChannelEvent;
+    tl = applyEvent(tl, del, ALICE);
+    expect(tl.placed[0]).toMatchObject({ deleted: true, body: "" });
+    expect(tl.placed[0].attachments).toBeUndefined();
+  });
+
+  it("the upload calls: the declaration the client makes, then its answers read by the state machine", () => {
+    const declared = load<{ name: string; content_type: string; size: number }>("rest_create_attachment");
+    let u = newUpload("k", "c", { name: declared.name, size: declared.size, type: declared.content_type });
+    expect({ name: u.name, content_type: u.content_type, size: u.size }).toEqual(declared);
+    const created = load<AttachmentUpload>("rest_attachment_upload");
+    expect(created.upload.method).toBe("PUT");
+    expect(created.upload.headers["content-type"]).toBe(declared.content_type);
+    u = advance(u, { type: "target", answer: created });
+    expect(u).toMatchObject({ stage: "uploading", id: created.id });
+    u = advance(u, { type: "stored", status: 200 });
+    const complete = load<Attachment>("rest_attachment");
+    expect(complete.state).toBe("ready");
+    u = advance(u, { type: "completed", attachment: complete });
+    expect(u.attachment).toEqual({
+      id: complete.id,
+      name: "IMG_0042.jpg",
+      content_type: "image/jpeg",
+      size: 2483921,
+      width: 3024,
+      height: 4032,
+    });
+    const pending = load<Attachment>("rest_attachment_pending");
+    expect(pending).toMatchObject({ state: "pending", content_type: "application/pdf" });
+    expect(pending.width).toBeUndefined();
+  });
+
+  it("download links: the thumbnail when there is one, else the file", () => {
+    const withThumb = load<AttachmentLink>("rest_attachment_link");
+    expect(imageSource(withThumb, 0)).toEqual({ src: withThumb.thumbnail_url });
+    const plain = load<AttachmentLink>("rest_attachment_link_no_thumbnail");
+    expect(plain.thumbnail_url).toBeUndefined();
+    expect(imageSource(plain, 0)).toEqual({ src: plain.url });
+    expect(plain.expires_in).toBe(300);
+  });
+
+  it("knows the error codes of attachments in words, and the contract's limits", () => {
+    const ws = load<Record<string, string>>("ws_error_codes");
+    expect(ws.invalid_attachment).toBe("invalid_attachment");
+    expect(describeError("invalid_attachment")).toMatch(/can't be sent/);
+    const rest = load<Record<string, string>>("rest_error_codes");
+    for (const c of [
+      "attachment_too_large",
+      "unsupported_type",
+      "too_many_uploads",
+      "unknown_attachment",
+      "upload_incomplete",
+      "upload_mismatch",
+    ]) {
+      expect(rest[c]).toBe(c);
+      expect(uploadErrorText(409, c)).not.toMatch(/conflicts|Something went wrong/);
+    }
+    const limits = load<Record<string, number>>("limits");
+    expect(limits.attachments_per_message_max).toBe(Limits.ATTACHMENTS_PER_MESSAGE_MAX);
+    expect(limits.body_max_chars).toBe(Limits.BODY_MAX_CHARS);
   });
 });

@@ -93,6 +93,7 @@ impl Outbox {
             client_msg_id: client_msg_id.to_string(),
             body: p.body.clone(),
             reply_to: None,
+            attachments: Vec::new(),
         })
     }
 

@@ -284,6 +284,25 @@ impl Connection {
             client_msg_id: client_msg_id.into(),
             body: body.into(),
             reply_to: None,
+            attachments: Vec::new(),
+        })
+        .await
+    }
+
+    /// A `send` frame carrying completed uploads (`body` may be empty).
+    pub async fn send_with_attachments(
+        &mut self,
+        channel: ChannelId,
+        client_msg_id: &str,
+        body: &str,
+        attachments: &[uuid::Uuid],
+    ) -> Result<()> {
+        self.send(&ClientFrame::Send {
+            channel_id: channel,
+            client_msg_id: client_msg_id.into(),
+            body: body.into(),
+            reply_to: None,
+            attachments: attachments.to_vec(),
         })
         .await
     }
@@ -301,6 +320,7 @@ impl Connection {
             client_msg_id: client_msg_id.into(),
             body: body.into(),
             reply_to: Some(reply_to),
+            attachments: Vec::new(),
         })
         .await
     }

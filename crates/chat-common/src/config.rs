@@ -217,17 +217,22 @@ impl InternalConfig {
 }
 
 /// The S3-compatible object store holding attachments (versitygw in the stacks). The services
-/// talk to `endpoint`; clients reach the bucket through nginx at `public_base`
-/// (`location /chat-attachments/`, which passes the `Host` header on), and presigned URLs name
-/// that base, since SigV4 signs the host the client sends.
+/// talk to `endpoint`; clients reach the bucket through nginx (`location /chat-attachments/`,
+/// which passes the `Host` header on) on the origin they opened the app at, and presigned URLs
+/// name that origin, since SigV4 signs the host the client sends: the API's request's origin
+/// when it is valid (and in `public_origins`, when that is set), else `public_base`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ObjectsConfig {
     /// Where the services reach the store's S3 API, e.g. `http://127.0.0.1:19000`.
     pub endpoint: String,
-    /// Origin the presigned URLs name: the load balancer clients use, e.g.
+    /// Origin the presigned URLs name when the request's own origin cannot be used (no valid
+    /// `Host`, or one not in `public_origins`): the load balancer clients use, e.g.
     /// `http://127.0.0.1:8080` (scheme, host and port only).
     pub public_base: String,
+    /// Comma-separated origins (`https://chat.example.com`) presigned URLs may name. Empty (the
+    /// default): any valid origin a request came through; production sets its one public origin.
+    pub public_origins: String,
     pub bucket: String,
     pub region: String,
     #[serde(skip_serializing)]
@@ -243,6 +248,7 @@ impl Default for ObjectsConfig {
         ObjectsConfig {
             endpoint: "http://127.0.0.1:19000".into(),
             public_base: "http://127.0.0.1:8080".into(),
+            public_origins: String::new(),
             bucket: "chat-attachments".into(),
             region: "us-east-1".into(),
             access_key: None,
@@ -254,6 +260,11 @@ impl Default for ObjectsConfig {
 }
 
 impl ObjectsConfig {
+    /// `public_origins` as a list (empty: any origin).
+    pub fn public_origin_list(&self) -> Vec<String> {
+        split_list(&self.public_origins)
+    }
+
     /// The access key id, from `access_key` or the file `access_key_file`.
     pub fn access_key(&self) -> anyhow::Result<SecretString> {
         read_secret(

@@ -3,8 +3,8 @@
 //! `o/<id>` ([`crate::objects`]). Schema: `migrations/postgres/0009_attachments.sql`.
 
 use crate::pg::{PgError, PgPool};
-use chat_types::attachments::{Attachment, AttachmentState};
-use chat_types::{ChannelId, UserId};
+use chat_types::attachments::{Attachment, AttachmentState, MessageAttachment};
+use chat_types::{ChannelId, MessageId, UserId};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
@@ -149,4 +149,110 @@ pub async fn pending_count(db: &PgPool, user: UserId) -> Result<i64, PgError> {
     .bind(user.0)
     .fetch_one(db)
     .await
+}
+
+/// Claim completed uploads for the message `message` that `uploader` sends to `channel`: all of
+/// `ids` or none, and only while the uploader is a member (so a send refused for membership
+/// claims nothing). Each must be the uploader's, of this channel, `ready`, and not carried by
+/// another message; claiming again for the same message (a resend: its id is derived from the
+/// sender and `client_msg_id`) returns them again. `None`: not all of them qualify (the caller
+/// tells the client `invalid_attachment`). The answer is in the order of `ids`.
+///
+/// One statement: the rows are locked while counted, so two sends racing for one upload cannot
+/// both have it (the second re-checks the row after the first's commit and finds it taken).
+pub async fn claim(
+    db: &PgPool,
+    channel: ChannelId,
+    uploader: UserId,
+    message: MessageId,
+    ids: &[Uuid],
+) -> Result<Option<Vec<MessageAttachment>>, PgError> {
+    if ids.is_empty() {
+        return Ok(Some(Vec::new()));
+    }
+    let rows: Vec<ClaimedRow> = sqlx::query_as(
+        "WITH wanted AS (
+             SELECT id FROM attachments
+             WHERE id = ANY($1) AND channel_id = $2 AND uploader_id = $3 AND state = 'ready'
+               AND (message_id IS NULL OR message_id = $4)
+               AND EXISTS (SELECT 1 FROM memberships WHERE channel_id = $2 AND user_id = $3)
+             FOR UPDATE
+         )
+         UPDATE attachments SET message_id = $4
+         WHERE id IN (SELECT id FROM wanted)
+           AND (SELECT count(*) FROM wanted) = cardinality($1::uuid[])
+         RETURNING id, name, content_type, size, width, height",
+    )
+    .bind(ids)
+    .bind(channel.0)
+    .bind(uploader.0)
+    .bind(message.0)
+    .fetch_all(db)
+    .await?;
+    if rows.len() != ids.len() {
+        return Ok(None);
+    }
+    let mut by_id: std::collections::HashMap<Uuid, ClaimedRow> =
+        rows.into_iter().map(|r| (r.id, r)).collect();
+    Ok(ids
+        .iter()
+        .map(|id| by_id.remove(id).map(MessageAttachment::from))
+        .collect())
+}
+
+/// Give back uploads claimed for `message` that it does not carry after all (a `client_msg_id`
+/// reused with other files: the message is the first send's). Only `keep` stay claimed.
+pub async fn release(
+    db: &PgPool,
+    message: MessageId,
+    ids: &[Uuid],
+    keep: &[Uuid],
+) -> Result<u64, PgError> {
+    let done = sqlx::query(
+        "UPDATE attachments SET message_id = NULL
+         WHERE id = ANY($1) AND message_id = $2 AND NOT (id = ANY($3))",
+    )
+    .bind(ids)
+    .bind(message.0)
+    .bind(keep)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// The attachments of deleted messages: no longer downloadable (`get` does not find them);
+/// the sweeper removes their objects and rows. Idempotent.
+pub async fn orphan_of_messages(db: &PgPool, messages: &[MessageId]) -> Result<u64, PgError> {
+    let ids: Vec<Uuid> = messages.iter().map(|m| m.0).collect();
+    let done = sqlx::query(
+        "UPDATE attachments SET state = 'orphaned'
+         WHERE message_id = ANY($1) AND state <> 'orphaned'",
+    )
+    .bind(&ids)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+#[derive(sqlx::FromRow)]
+struct ClaimedRow {
+    id: Uuid,
+    name: String,
+    content_type: String,
+    size: i64,
+    width: Option<i32>,
+    height: Option<i32>,
+}
+
+impl From<ClaimedRow> for MessageAttachment {
+    fn from(r: ClaimedRow) -> Self {
+        MessageAttachment {
+            id: r.id,
+            name: r.name,
+            content_type: r.content_type,
+            size: u64::try_from(r.size).unwrap_or(0),
+            width: r.width.and_then(|w| u32::try_from(w).ok()),
+            height: r.height.and_then(|h| u32::try_from(h).ok()),
+        }
+    }
 }

@@ -30,19 +30,20 @@ impl FirstSend {
         FirstSend {
             channel_id: record.channel_id,
             created_at: record.created_at,
-            digest: body_digest(&record.body),
+            digest: content_digest(record),
         }
     }
 
-    /// The first send's record if `resend` is the same message (same channel and body): then
+    /// The first send's record if `resend` is the same message (same channel, body and
+    /// attachments): then
     /// only the time differs, and the first one's wins. `None`: it is not the same message.
     pub fn same_message(&self, resend: &MessageRecord) -> Option<MessageRecord> {
-        (self.channel_id == resend.channel_id && self.digest == body_digest(&resend.body)).then(
-            || MessageRecord {
+        (self.channel_id == resend.channel_id && self.digest == content_digest(resend)).then(|| {
+            MessageRecord {
                 created_at: self.created_at,
                 ..resend.clone()
-            },
-        )
+            }
+        })
     }
 
     fn encode(&self) -> String {
@@ -69,8 +70,19 @@ impl FirstSend {
 
 /// 64 bits of SHA-256: a stable digest (the same in every gateway and version), and a chance
 /// collision only makes a reused `client_msg_id` look like a resend of the same body.
-fn body_digest(body: &str) -> u64 {
-    let d = Sha256::digest(body.as_bytes());
+/// What a message says: its body, then the ids of its attachments, if any. A message without
+/// attachments digests exactly as before attachments existed (claims made by older gateways
+/// still match).
+fn content_digest(record: &MessageRecord) -> u64 {
+    let mut h = Sha256::new();
+    h.update(record.body.as_bytes());
+    for a in &record.attachments {
+        // A body crafted to end like this only makes a reused `client_msg_id` look like a
+        // resend of the same message: the same harm as a 64-bit collision, to the sender only.
+        h.update([0u8]);
+        h.update(a.id.as_bytes());
+    }
+    let d = h.finalize();
     u64::from_be_bytes(d[..8].try_into().expect("8 bytes"))
 }
 
@@ -184,6 +196,7 @@ mod tests {
             client_msg_id: "c1".into(),
             created_at: DateTime::from_timestamp_millis(1_700_000_000_123).unwrap(),
             reply_to: None,
+            attachments: Vec::new(),
         }
     }
 
@@ -206,5 +219,30 @@ mod tests {
         assert_eq!(claim.same_message(&resend), Some(first));
         assert_eq!(claim.same_message(&record("hullo", 2)), None);
         assert_eq!(claim.same_message(&record("hello", 3)), None);
+    }
+
+    #[test]
+    fn files_are_part_of_the_message_and_a_message_without_files_digests_as_before() {
+        // The digest of a body alone is SHA-256's first 8 bytes, as gateways before
+        // attachments wrote it: their claims still match.
+        let plain = record("hello", 2);
+        let old = u64::from_be_bytes(Sha256::digest(b"hello")[..8].try_into().unwrap());
+        assert_eq!(FirstSend::of(&plain).digest, old);
+        let file = |n: u128| chat_types::attachments::MessageAttachment {
+            id: uuid::Uuid::from_u128(n),
+            name: "a.png".into(),
+            content_type: "image/png".into(),
+            size: 1,
+            width: None,
+            height: None,
+        };
+        let mut with_file = record("hello", 2);
+        with_file.attachments = vec![file(7)];
+        let claim = FirstSend::of(&with_file);
+        assert_eq!(claim.same_message(&with_file), Some(with_file.clone()));
+        assert_eq!(claim.same_message(&plain), None, "the file is missing");
+        let mut other_file = with_file.clone();
+        other_file.attachments = vec![file(8)];
+        assert_eq!(claim.same_message(&other_file), None, "another file");
     }
 }

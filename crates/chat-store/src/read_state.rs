@@ -5,6 +5,7 @@
 
 use crate::pg::{ChannelRow, PgError, PgPool};
 use crate::read_feed::ReadMark;
+use chat_types::attachments::MessageAttachment;
 use chat_types::limits::{PREVIEW_MAX_CHARS, UNREAD_COUNT_MAX};
 use chat_types::rest::{Conversation, LastMessage};
 use chat_types::{ChannelId, Message, MessageId, UserId};
@@ -129,7 +130,7 @@ pub async fn log_messages<'a>(
         ids.push(m.id.0);
         senders.push(m.sender_id.0);
         times.push(m.created_at);
-        previews.push(preview(&m.body));
+        previews.push(message_preview(&m.body, &m.attachments));
         mentions.push(id_list(&m.mentions));
     }
     if ids.is_empty() {
@@ -175,6 +176,22 @@ pub fn preview(body: &str) -> String {
     match body.char_indices().nth(PREVIEW_MAX_CHARS) {
         Some((cut, _)) => body[..cut].to_owned(),
         None => body.to_owned(),
+    }
+}
+
+/// The preview of a message: its body's, or for files sent without text the first file's
+/// name ("📎 IMG_0042.jpg", "📎 IMG_0042.jpg (+2)"), so a list never shows an empty line.
+pub fn message_preview(body: &str, attachments: &[MessageAttachment]) -> String {
+    match attachments {
+        [first, rest @ ..] if body.is_empty() => {
+            let more = if rest.is_empty() {
+                String::new()
+            } else {
+                format!(" (+{})", rest.len())
+            };
+            preview(&format!("📎 {}{more}", first.name))
+        }
+        _ => preview(body),
     }
 }
 
@@ -264,6 +281,20 @@ mod tests {
     #[test]
     fn previews_are_cut_at_a_character_boundary() {
         assert_eq!(preview("short"), "short");
+        let file = |name: &str| MessageAttachment {
+            id: Uuid::nil(),
+            name: name.into(),
+            content_type: "image/png".into(),
+            size: 1,
+            width: None,
+            height: None,
+        };
+        assert_eq!(message_preview("", &[file("a.png")]), "📎 a.png");
+        assert_eq!(
+            message_preview("", &[file("a.png"), file("b.png"), file("c.pdf")]),
+            "📎 a.png (+2)"
+        );
+        assert_eq!(message_preview("look", &[file("a.png")]), "look");
         let long = "é".repeat(PREVIEW_MAX_CHARS + 10);
         assert_eq!(preview(&long).chars().count(), PREVIEW_MAX_CHARS);
     }

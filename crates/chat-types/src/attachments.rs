@@ -1,7 +1,8 @@
 //! Attachments, as the REST API sees them (issue #16; `docs/protocol.md`, "Attachments"): a
 //! member asks for an upload URL, PUTs the bytes to the object store through it, completes
-//! the upload, and members download through short-lived links. Messages that reference
-//! attachments come in a later increment.
+//! the upload, and members download through short-lived links. A `send` frame names up to
+//! four completed uploads (`attachments`); the message then carries them as
+//! [`MessageAttachment`]s, live and in history.
 
 use crate::ids::{ChannelId, UserId};
 use chrono::{DateTime, Utc};
@@ -75,6 +76,22 @@ pub struct Attachment {
     pub height: Option<u32>,
     pub state: AttachmentState,
     pub created_at: DateTime<Utc>,
+}
+
+/// An attachment as a message carries it: enough to lay it out (an image's box, a file's chip)
+/// before anything is downloaded. The bytes: `GET …/attachments/{id}` for a link.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MessageAttachment {
+    pub id: Uuid,
+    pub name: String,
+    pub content_type: String,
+    pub size: u64,
+    /// Pixels of an image, upright; absent for other files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub width: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub height: Option<u32>,
 }
 
 /// Whether an attachment has a thumbnail to show.

@@ -2,6 +2,7 @@
 //! partition and keep their order. Membership changes travel through the same topic for the same
 //! reason: a message server sees a join or leave exactly where it happened among the messages.
 
+use crate::attachments::MessageAttachment;
 use crate::ids::{ChannelId, EventId, MessageId, UserId};
 use crate::rest::Message;
 use chrono::{DateTime, Utc};
@@ -40,6 +41,10 @@ pub struct MessageRecord {
     /// The stored message of the same channel this one answers (checked by the gateway).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reply_to: Option<Target>,
+    /// The files it carries, claimed for this message by the gateway (PostgreSQL
+    /// `attachments.message_id`), in the sender's order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<MessageAttachment>,
 }
 
 /// A stored message of the record's channel, by id and position.
@@ -76,7 +81,7 @@ impl MessageRecord {
     /// The public message this record becomes, at position `seq` once a message server gave it
     /// one (`None` in an ack: the position is not known yet).
     pub fn to_message(&self, seq: Option<i64>) -> Message {
-        Message::new(
+        let mut m = Message::new(
             self.id,
             self.channel_id,
             self.sender_id,
@@ -84,7 +89,9 @@ impl MessageRecord {
             self.client_msg_id.clone(),
             self.created_at,
             seq,
-        )
+        );
+        m.attachments.clone_from(&self.attachments);
+        m
     }
 }
 

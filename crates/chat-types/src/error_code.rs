@@ -117,6 +117,10 @@ pub const UPLOAD_INCOMPLETE: &str = "upload_incomplete";
 pub const UPLOAD_MISMATCH: &str = "upload_mismatch";
 /// No attachment with this id in this channel (404).
 pub const UNKNOWN_ATTACHMENT: &str = "unknown_attachment";
+/// A `send`'s `attachments` (error frame): more than `limits::ATTACHMENTS_PER_MESSAGE_MAX`, an
+/// id twice, or one that is not the sender's completed upload to this channel not yet carried
+/// by another message (unknown, another channel's or user's, not completed, already sent).
+pub const INVALID_ATTACHMENT: &str = "invalid_attachment";
 
 /// Codes of `error` frames (`docs/protocol.md`).
 pub const WS: &[&str] = &[
@@ -133,6 +137,7 @@ pub const WS: &[&str] = &[
     MESSAGE_DELETED,
     INVALID_EMOJI,
     INVALID_CLIENT_EVENT_ID,
+    INVALID_ATTACHMENT,
 ];
 
 /// Codes of REST error bodies (the API, nginx's own errors in `deploy/nginx/routes.conf`, and

@@ -55,6 +55,8 @@ pub const ATTACHMENT_MAX_BYTES: u64 = 25 * 1024 * 1024;
 /// Attachments: uploads a user may have created and not yet completed; one more is refused
 /// until one completes (or the sweeper removes it after an hour).
 pub const PENDING_UPLOADS_PER_USER_MAX: i64 = 20;
+/// Attachments one message carries.
+pub const ATTACHMENTS_PER_MESSAGE_MAX: usize = 4;
 /// Seconds an upload URL stays valid.
 pub const UPLOAD_URL_SECS: u64 = 15 * 60;
 /// Seconds a download link stays valid.
@@ -190,6 +192,12 @@ pub fn valid_bundle_id(id: &str) -> bool {
 pub fn valid_body(body: &str) -> bool {
     let n = body.chars().count();
     (1..=BODY_MAX_CHARS).contains(&n) && !body.trim().is_empty()
+}
+
+/// The body of a message that carries attachments: empty (the files say it all) or a valid
+/// body. An empty `send` without attachments is still `invalid_body`.
+pub fn valid_caption(body: &str) -> bool {
+    body.is_empty() || valid_body(body)
 }
 
 /// The usernames a body mentions, lowercased, each once, in order, at most [`MENTIONS_MAX`]:

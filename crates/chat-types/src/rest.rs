@@ -282,6 +282,11 @@ pub struct Message {
     /// message, and again at each edit. Absent when none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mentions: Vec<UserId>,
+    /// Files sent with the message (at most `limits::ATTACHMENTS_PER_MESSAGE_MAX`), in the
+    /// order the sender listed them; the body may then be empty. Absent when none, and on a
+    /// deleted message.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<crate::attachments::MessageAttachment>,
 }
 
 impl Message {
@@ -308,6 +313,7 @@ impl Message {
             reply_to: None,
             reactions: Vec::new(),
             mentions: Vec::new(),
+            attachments: Vec::new(),
         }
     }
 }

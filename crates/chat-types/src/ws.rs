@@ -26,6 +26,11 @@ pub enum ClientFrame {
         /// An earlier message of the same channel this one answers.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reply_to: Option<MessageId>,
+        /// Completed uploads of the sender to this channel (`POST …/attachments`, then
+        /// `…/complete`) the message carries, at most `limits::ATTACHMENTS_PER_MESSAGE_MAX`;
+        /// `body` may then be empty. Each upload goes into one message only.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        attachments: Vec<uuid::Uuid>,
     },
     /// After a reconnect: per channel, the id of the last message (or event) seen.
     Resume {

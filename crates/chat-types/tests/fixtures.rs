@@ -20,7 +20,7 @@
 
 use chat_types::attachments::{
     Attachment, AttachmentLink, AttachmentState, AttachmentUpload, CreateAttachment,
-    ThumbnailState, UploadRequest,
+    MessageAttachment, ThumbnailState, UploadRequest,
 };
 use chat_types::bus::{
     Action, BusRecord, EventRecord, MembershipChange, MembershipRecord, MessageRecord, Target,
@@ -111,6 +111,7 @@ fn direct_channel() -> Channel {
 
 const CLIENT_MSG_ID_1: &str = "5f0c8a52-8a8e-4a8e-9a43-0d4f6f1f6c11";
 const CLIENT_MSG_ID_2: &str = "5f0c8a52-8a8e-4a8e-9a43-0d4f6f1f6c12";
+const CLIENT_MSG_ID_3: &str = "5f0c8a52-8a8e-4a8e-9a43-0d4f6f1f6c13";
 
 /// A stored message, with its place in the channel.
 fn message(seq: i64, sender: &User, client_msg_id: &str, body: &str, created_at: &str) -> Message {
@@ -199,6 +200,35 @@ fn second_message() -> Message {
     )
 }
 
+/// A photo and a PDF, as a message carries them (the photo with its upright size).
+fn message_attachments() -> Vec<MessageAttachment> {
+    vec![
+        MessageAttachment {
+            id: Uuid::from_u128(0x0190_a2b4_0000_7000_8000_0000_0000_f001),
+            name: "IMG_0042.jpg".into(),
+            content_type: "image/jpeg".into(),
+            size: 2_483_921,
+            width: Some(3024),
+            height: Some(4032),
+        },
+        MessageAttachment {
+            id: Uuid::from_u128(0x0190_a2b4_0000_7000_8000_0000_0000_f002),
+            name: "minutes 2025-01-15.pdf".into(),
+            content_type: "application/pdf".into(),
+            size: 88_311,
+            width: None,
+            height: None,
+        },
+    ]
+}
+
+/// A message sent with attachments and no text, at position 43.
+fn message_with_attachments() -> Message {
+    let mut m = message(43, &alice(), CLIENT_MSG_ID_3, "", "2025-01-15T09:32:12.25Z");
+    m.attachments = message_attachments();
+    m
+}
+
 /// What an `ack` carries: the message before it has its place, so without `seq`.
 fn acked_message() -> Message {
     Message {
@@ -252,6 +282,9 @@ fn client_frame_fixture_name(frame: &ClientFrame) -> &'static str {
         ClientFrame::Send {
             reply_to: Some(_), ..
         } => "ws_client_send_reply",
+        ClientFrame::Send { attachments, .. } if !attachments.is_empty() => {
+            "ws_client_send_attachments"
+        }
         ClientFrame::Send { .. } => "ws_client_send",
         ClientFrame::Edit { .. } => "ws_client_edit",
         ClientFrame::Delete { .. } => "ws_client_delete",
@@ -271,6 +304,9 @@ fn server_frame_fixture_name(frame: &ServerFrame) -> &'static str {
     match frame {
         ServerFrame::Ready { .. } => "ws_server_ready",
         ServerFrame::Ack { .. } => "ws_server_ack",
+        ServerFrame::Message { message } if !message.attachments.is_empty() => {
+            "ws_server_message_attachments"
+        }
         ServerFrame::Message { .. } => "ws_server_message",
         ServerFrame::Resumed { .. } => "ws_server_resumed",
         ServerFrame::Error {
@@ -475,6 +511,7 @@ fn all_fixtures() -> Vec<Fixture> {
         },
     );
     f.add("rest_message", &first_message());
+    f.add("rest_message_with_attachments", &message_with_attachments());
     f.add(
         "rest_message_list",
         &MessageList {
@@ -633,12 +670,21 @@ fn all_fixtures() -> Vec<Fixture> {
             client_msg_id: CLIENT_MSG_ID_1.into(),
             body: "Hello, world! 👋".into(),
             reply_to: None,
+            attachments: Vec::new(),
         },
         ClientFrame::Send {
             channel_id: general_id(),
             client_msg_id: CLIENT_MSG_ID_2.into(),
             body: "Agreed!".into(),
             reply_to: Some(first_message().id),
+            attachments: Vec::new(),
+        },
+        ClientFrame::Send {
+            channel_id: general_id(),
+            client_msg_id: CLIENT_MSG_ID_3.into(),
+            body: String::new(),
+            reply_to: None,
+            attachments: message_attachments().iter().map(|a| a.id).collect(),
         },
         ClientFrame::Edit {
             channel_id: general_id(),
@@ -697,6 +743,9 @@ fn all_fixtures() -> Vec<Fixture> {
         },
         ServerFrame::Message {
             message: second_message(),
+        },
+        ServerFrame::Message {
+            message: message_with_attachments(),
         },
         ServerFrame::Resumed {
             channels: vec![general_id(), dm_id()],
@@ -832,6 +881,7 @@ fn all_fixtures() -> Vec<Fixture> {
             "typing_interval_ms": limits::TYPING_INTERVAL_MS,
             "typing_expires_ms": limits::TYPING_EXPIRES_MS,
             "emoji_max_bytes": limits::EMOJI_MAX_BYTES,
+            "attachments_per_message_max": limits::ATTACHMENTS_PER_MESSAGE_MAX,
         }),
     );
 
@@ -844,8 +894,23 @@ fn all_fixtures() -> Vec<Fixture> {
         client_msg_id: CLIENT_MSG_ID_1.into(),
         created_at: first_message().created_at,
         reply_to: None,
+        attachments: Vec::new(),
     };
     f.add("bus_message_record", &BusRecord::Message(record));
+    let with_files = message_with_attachments();
+    f.add(
+        "bus_message_record_attachments",
+        &BusRecord::Message(MessageRecord {
+            id: with_files.id,
+            channel_id: general_id(),
+            sender_id: alice().id,
+            body: String::new(),
+            client_msg_id: CLIENT_MSG_ID_3.into(),
+            created_at: with_files.created_at,
+            reply_to: None,
+            attachments: with_files.attachments,
+        }),
+    );
     f.add(
         "bus_event_record",
         &BusRecord::Event(EventRecord {

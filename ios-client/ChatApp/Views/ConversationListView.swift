@@ -125,20 +125,10 @@ struct ConversationListView: View {
         path = [channel.id]
     }
 
-    /// The newest loaded message, if the conversation was opened before, else the newest one
-    /// the list reported. A deleted message is never shown as the last one; an edited one shows
-    /// its new body.
+    /// The newest message (a message of files alone names them: "📎 IMG_0042.jpg"), or the
+    /// channel's description (`MessagePreview.conversationLine`).
     private func preview(for channel: Channel) -> String? {
-        let newest: (senderID: String, text: String)
-        if let last = session.timeline(channel.id).entries.last(where: { !$0.isDeleted }) {
-            newest = (last.senderID, last.body)
-        } else if let listed = session.lastMessages[channel.id] {
-            newest = (listed.senderID, listed.preview)
-        } else {
-            return channel.description.isEmpty ? nil : channel.description
-        }
-        let sender = newest.senderID == session.user.id ? "You" : session.displayName(of: newest.senderID)
-        return channel.kind == .direct && newest.senderID != session.user.id ? newest.text : "\(sender): \(newest.text)"
+        session.preview(of: channel)
     }
 }
 

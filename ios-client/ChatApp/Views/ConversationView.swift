@@ -238,7 +238,8 @@ struct ConversationView: View {
             currentUsername: session.user.username,
             onToggleReaction: entry.status == .delivered && !entry.isDeleted
                 ? { emoji in session.toggleReaction(emoji, on: entry) }
-                : nil
+                : nil,
+            loadLink: { attachment in try await session.link(for: attachment, in: channelID) }
         )
         .id(entry.id)
         .onTapGesture {
@@ -296,7 +297,7 @@ struct ConversationView: View {
     private var composerContext: ComposerView.Context? {
         if editing != nil { return .editing }
         if let replyingTo {
-            return .replying(to: session.displayName(of: replyingTo.senderID), preview: replyingTo.body)
+            return .replying(to: session.displayName(of: replyingTo.senderID), preview: MessagePreview.text(of: replyingTo))
         }
         return nil
     }

@@ -5,6 +5,8 @@ import ChatKit
 /// One message bubble. The user's own messages are on the right, with their delivery state.
 /// A reply shows the message it answers above the bubble; a deleted message is a tombstone;
 /// reactions are chips under the bubble (tap one to add or take back the same reaction).
+/// Files come above the text (`MessageAttachmentsView`): images inline, others as chips; a
+/// message of files alone has no text bubble.
 /// Links in the body open when tapped; `@mentions` are bold, the user's own highlighted; a
 /// message that mentions the user is tinted and marked "@" ("mentions you" for VoiceOver). A
 /// body written right to left (Hebrew, Arabic) is laid out from the right.
@@ -21,6 +23,9 @@ struct MessageRow: View {
     var currentUsername: String? = nil
     /// Adds or takes back the user's reaction; nil: chips are not tappable.
     var onToggleReaction: ((String) -> Void)? = nil
+    /// Where to download the message's files (`ChatSession.link(for:in:)`); nil: they are laid
+    /// out, not loaded.
+    var loadLink: AttachmentLinkLoader? = nil
 
     var body: some View {
         HStack(alignment: .bottom, spacing: 6) {
@@ -35,7 +40,16 @@ struct MessageRow: View {
                 if let reply = entry.replyTo {
                     ReplyPreviewView(reply: reply, senderName: replySenderName)
                 }
-                bubble
+                if !entry.attachments.isEmpty {
+                    MessageAttachmentsView(
+                        attachments: entry.attachments,
+                        alignment: isMine ? .trailing : .leading,
+                        loadLink: loadLink
+                    )
+                }
+                if showsBubble {
+                    bubble
+                }
                 if !entry.reactions.isEmpty {
                     ReactionChips(reactions: entry.reactions, onToggle: onToggleReaction)
                 }
@@ -66,6 +80,11 @@ struct MessageRow: View {
         }
         .opacity(entry.status == .pending ? 0.7 : 1)
         .accessibilityElement(children: .combine)
+    }
+
+    /// The text bubble: a message of files alone has none (a tombstone always has one).
+    private var showsBubble: Bool {
+        entry.isDeleted || !entry.body.isEmpty || entry.attachments.isEmpty
     }
 
     @ViewBuilder
@@ -169,7 +188,7 @@ struct ReplyPreviewView: View {
                     Text(senderName)
                         .font(.caption2.bold())
                 }
-                Text(reply.deleted ? "Message deleted" : reply.preview)
+                Text(MessagePreview.text(of: reply))
                     .font(.caption)
                     .italic(reply.deleted)
                     .lineLimit(2)
@@ -184,7 +203,7 @@ struct ReplyPreviewView: View {
 
     private var accessibilityText: String {
         let who = senderName.map { " \($0)" } ?? ""
-        return reply.deleted ? "Reply to a deleted message" : "Reply to\(who): \(reply.preview)"
+        return reply.deleted ? "Reply to a deleted message" : "Reply to\(who): \(MessagePreview.text(of: reply))"
     }
 }
 

@@ -2,18 +2,19 @@
 //! bytes to the object store through nginx, completes the upload (checked here: the object is
 //! there, of the declared size and type; an image's width and height read from its header),
 //! and members get short-lived download links. The API never carries the bytes of an upload.
-//! Object keys are `o/<attachment id>`, never the user's file name.
+//! Object keys are `o/<attachment id>`, never the user's file name. URLs name the origin the
+//! request came through ([`ClientOrigin`]), since their signature covers the host.
 
 use crate::SharedState;
 use crate::dimensions::{self, Dimensions};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{ApiJson, AuthUser};
+use crate::extract::{ApiJson, AuthUser, ClientOrigin};
 use crate::routes::{parse_channel_id, require_member};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use chat_store::attachments::NewAttachment;
-use chat_store::objects::{ObjectsError, Presigned};
+use chat_store::objects::{ObjectsError, Origin, Presigned};
 use chat_types::attachments::{
     Attachment, AttachmentLink, AttachmentState, AttachmentUpload, CreateAttachment,
     ThumbnailState, UploadRequest,
@@ -94,14 +95,19 @@ fn check_declared(s: &SharedState, name: &str, content_type: &str, size: u64) ->
     Ok(())
 }
 
-async fn upload_for(s: &SharedState, a: &Attachment) -> ApiResult<AttachmentUpload> {
+async fn upload_for(
+    s: &SharedState,
+    origin: Option<&Origin>,
+    a: &Attachment,
+) -> ApiResult<AttachmentUpload> {
     let Presigned {
         method,
         url,
         headers,
     } = s
         .objects
-        .presign_put(
+        .presign_put_for(
+            origin,
             &object_key(a.id),
             &a.content_type,
             a.size,
@@ -153,6 +159,7 @@ async fn own_attachment(
 pub async fn create_attachment(
     State(s): State<SharedState>,
     AuthUser(me): AuthUser,
+    ClientOrigin(origin): ClientOrigin,
     Path(channel_id): Path<String>,
     ApiJson(req): ApiJson<CreateAttachment>,
 ) -> ApiResult<(StatusCode, Json<AttachmentUpload>)> {
@@ -179,7 +186,10 @@ pub async fn create_attachment(
             ),
         ));
     };
-    Ok((StatusCode::CREATED, Json(upload_for(&s, &a).await?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(upload_for(&s, origin.as_ref(), &a).await?),
+    ))
 }
 
 /// A new upload URL for an attachment of the caller not completed yet (the first expired):
@@ -195,6 +205,7 @@ pub async fn create_attachment(
 pub async fn new_upload_url(
     State(s): State<SharedState>,
     AuthUser(me): AuthUser,
+    ClientOrigin(origin): ClientOrigin,
     Path((channel_id, attachment_id)): Path<(String, String)>,
 ) -> ApiResult<Json<AttachmentUpload>> {
     let channel = parse_channel_id(&channel_id)?;
@@ -206,7 +217,7 @@ pub async fn new_upload_url(
         return Err(unknown_attachment());
     }
     check_declared(&s, &a.name, &a.content_type, a.size)?;
-    Ok(Json(upload_for(&s, &a).await?))
+    Ok(Json(upload_for(&s, origin.as_ref(), &a).await?))
 }
 
 /// Complete an upload (its uploader only): the object must be there with the declared size
@@ -316,6 +327,7 @@ async fn image_dimensions(
 pub async fn attachment_link(
     State(s): State<SharedState>,
     AuthUser(me): AuthUser,
+    ClientOrigin(origin): ClientOrigin,
     Path((channel_id, attachment_id)): Path<(String, String)>,
 ) -> ApiResult<Json<AttachmentLink>> {
     let channel = parse_channel_id(&channel_id)?;
@@ -329,7 +341,8 @@ pub async fn attachment_link(
     }
     let get = s
         .objects
-        .presign_download(
+        .presign_download_for(
+            origin.as_ref(),
             &object_key(id),
             Duration::from_secs(limits::DOWNLOAD_URL_SECS),
             &a.content_type,

@@ -6,6 +6,7 @@ use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Query, Request};
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
 use chat_common::auth::{Access, TokenError, bearer_token};
+use chat_store::objects::Origin;
 use chat_types::UserId;
 use chat_types::error_code as code;
 use ipnet::IpNet;
@@ -176,16 +177,69 @@ impl FromRequestParts<SharedState> for ClientIp {
         parts: &mut Parts,
         state: &SharedState,
     ) -> Result<Self, Self::Rejection> {
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip());
         Ok(ClientIp(client_ip(
-            peer,
+            peer(parts),
             &parts.headers,
             &state.trusted_proxies,
         )))
     }
+}
+
+/// The origin the client reached us through, which presigned URLs name (SigV4 signs the host,
+/// so a URL works only through the origin it names): `scheme://` + the `Host` header (nginx
+/// passes the client's on). The scheme is `X-Forwarded-Proto` when the peer is a trusted proxy
+/// (nginx sets it), else `http`. `None` (the URLs then name `objects.public_base`) when there
+/// is no single well-formed `Host`, or a trusted proxy's `X-Forwarded-Proto` is neither `http`
+/// nor `https`.
+pub struct ClientOrigin(pub Option<Origin>);
+
+impl FromRequestParts<SharedState> for ClientOrigin {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &SharedState,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(ClientOrigin(client_origin(
+            peer(parts),
+            &parts.headers,
+            &state.trusted_proxies,
+        )))
+    }
+}
+
+fn client_origin(peer: Option<IpAddr>, headers: &HeaderMap, trusted: &[IpNet]) -> Option<Origin> {
+    // Exactly one of each: two `Host`s (or schemes) leave it unclear which one the client used.
+    let single = |name: &str| {
+        let mut values = headers.get_all(name).iter();
+        match (values.next(), values.next()) {
+            (Some(v), None) => Some(v.to_str().ok()),
+            (None, _) => None,
+            (Some(_), Some(_)) => Some(None),
+        }
+    };
+    let scheme = if trusted_peer(peer, trusted) {
+        match single("x-forwarded-proto") {
+            None => "http",
+            Some(v) => v?.trim(),
+        }
+    } else {
+        "http"
+    };
+    Origin::from_host(scheme, single("host")??)
+}
+
+/// The peer's address (absent when the server was not given it).
+fn peer(parts: &Parts) -> Option<IpAddr> {
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+}
+
+/// Whether the peer is one of the trusted proxies, whose forwarding headers are believed.
+fn trusted_peer(peer: Option<IpAddr>, trusted: &[IpNet]) -> bool {
+    peer.is_some_and(|p| trusted.iter().any(|n| n.contains(&p)))
 }
 
 fn client_ip(peer: Option<IpAddr>, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
@@ -193,7 +247,7 @@ fn client_ip(peer: Option<IpAddr>, headers: &HeaderMap, trusted: &[IpNet]) -> Ip
     let Some(peer) = peer else {
         return unspecified;
     };
-    if !trusted.iter().any(|n| n.contains(&peer)) {
+    if !trusted_peer(Some(peer), trusted) {
         return peer;
     }
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
@@ -224,6 +278,86 @@ mod tests {
             Some("x.list[1]".into())
         );
         assert_eq!(nul_in(&json!({"k\u{0}": 1}), ""), Some("k\u{0}".into()));
+    }
+
+    #[test]
+    fn the_origin_is_the_host_with_the_scheme_from_trusted_proxies_only() {
+        let trusted: Vec<IpNet> = vec!["127.0.0.1/32".parse().unwrap()];
+        let proxy = Some("127.0.0.1".parse::<IpAddr>().unwrap());
+        let stranger = Some("192.0.2.44".parse::<IpAddr>().unwrap());
+        let headers = |pairs: &[(&'static str, &str)]| {
+            let mut h = HeaderMap::new();
+            for (k, v) in pairs {
+                h.append(*k, v.parse().unwrap());
+            }
+            h
+        };
+        let origin = |peer, h: &HeaderMap| client_origin(peer, h, &trusted).map(|o| o.to_string());
+        let https = headers(&[("host", "chat.example.com"), ("x-forwarded-proto", "https")]);
+        assert_eq!(
+            origin(proxy, &https).as_deref(),
+            Some("https://chat.example.com")
+        );
+        // Anyone else's scheme is not believed; the host is theirs to name.
+        assert_eq!(
+            origin(stranger, &https).as_deref(),
+            Some("http://chat.example.com")
+        );
+        assert_eq!(
+            origin(None, &https).as_deref(),
+            Some("http://chat.example.com")
+        );
+        // A trusted proxy that names no scheme: http.
+        let local = headers(&[("host", "localhost:8080")]);
+        assert_eq!(
+            origin(proxy, &local).as_deref(),
+            Some("http://localhost:8080")
+        );
+        let v6 = headers(&[("host", "[::1]:9090"), ("x-forwarded-proto", "HTTP")]);
+        assert_eq!(origin(proxy, &v6).as_deref(), Some("http://[::1]:9090"));
+        // A scheme from a proxy that is neither http nor https, or two of them: no origin.
+        for proto in ["ftp", "https, http", ""] {
+            let h = headers(&[("host", "chat.example.com"), ("x-forwarded-proto", proto)]);
+            assert_eq!(origin(proxy, &h), None, "{proto:?}");
+            assert_eq!(
+                origin(stranger, &h).as_deref(),
+                Some("http://chat.example.com"),
+                "{proto:?} from a stranger is ignored"
+            );
+        }
+        let two_protos = headers(&[
+            ("host", "chat.example.com"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-proto", "http"),
+        ]);
+        assert_eq!(origin(proxy, &two_protos), None);
+        // No Host, two of them, or one that is not a host and port: no origin.
+        assert_eq!(
+            origin(proxy, &headers(&[("x-forwarded-proto", "https")])),
+            None
+        );
+        assert_eq!(
+            origin(
+                proxy,
+                &headers(&[("host", "a.example"), ("host", "b.example")])
+            ),
+            None
+        );
+        for host in [
+            "evil.example/chat-attachments",
+            "user@localhost:8080",
+            "local host",
+            "localhost:8080:1",
+            "",
+        ] {
+            assert_eq!(origin(proxy, &headers(&[("host", host)])), None, "{host:?}");
+        }
+        let mut h = HeaderMap::new();
+        h.insert(
+            "host",
+            axum::http::HeaderValue::from_bytes(b"caf\xc3\xa9.example").unwrap(),
+        );
+        assert_eq!(origin(proxy, &h), None, "not ASCII");
     }
 
     #[test]

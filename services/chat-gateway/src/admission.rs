@@ -12,6 +12,7 @@ use chat_store::claims::{FirstSend, MemberClaim, SendClaims};
 use chat_store::cql::MessageStore;
 use chat_store::epochs::MemberEpochs;
 use chat_store::pg::{Access, PgPool};
+use chat_types::attachments::MessageAttachment;
 use chat_types::bus::{MessageRecord, Target};
 use chat_types::ws::error_code;
 use chat_types::{ChannelId, MessageId, UserId, limits};
@@ -21,6 +22,7 @@ use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::RwLock;
 use std::time::{Duration, Instant};
+use uuid::Uuid;
 
 /// Why a send was refused: an `error` frame's code and message, and for `rate_limited` when
 /// to resend.
@@ -109,7 +111,7 @@ impl Admission {
     }
 
     /// Admit a send: the record to produce (the first send's, when this is a resend: its body,
-    /// channel and time are the message), or why not.
+    /// channel, files and time are the message), or why not.
     pub async fn admit(
         &self,
         user: UserId,
@@ -117,30 +119,36 @@ impl Admission {
         client_msg_id: String,
         body: String,
         reply_to: Option<MessageId>,
+        attachments: Vec<Uuid>,
     ) -> Result<MessageRecord, Refused> {
         self.check_rate(user)?;
-        validate(&client_msg_id, &body)?;
+        validate(&client_msg_id, &body, &attachments)?;
         let reply_to = match reply_to {
             Some(id) => Some(self.reply_target(channel, id).await?),
             None => None,
         };
+        let id = MessageId::derive(user, &client_msg_id);
+        let files = self.claim_files(user, channel, id, &attachments).await?;
         // Millisecond precision: what CQL `timestamp` stores, so the ack equals the stored one.
         let now = chrono::Utc::now();
         let created_at =
             chrono::DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now);
         let record = MessageRecord {
-            id: MessageId::derive(user, &client_msg_id),
+            id,
             channel_id: channel,
             sender_id: user,
             body,
             client_msg_id,
             created_at,
             reply_to,
+            attachments: files,
         };
         let mut epoch = None;
         if let Some(cached) = self.cached_epoch(user, channel) {
             match self.claims.claim_as_member(&record, &cached).await {
-                Ok(MemberClaim::Claimed(first)) => return self.first_or(record, first).await,
+                Ok(MemberClaim::Claimed(first)) => {
+                    return self.first_or(record, first, &attachments).await;
+                }
                 Ok(MemberClaim::Stale(current)) => {
                     self.forget(user, None);
                     epoch = Some(current);
@@ -157,7 +165,7 @@ impl Admission {
             self.remember(user, channel, epoch);
         }
         match self.claims.claim(&record).await {
-            Ok(first) => self.first_or(record, first).await,
+            Ok(first) => self.first_or(record, first, &attachments).await,
             // Without the claim the message id still deduplicates in the store; only a resend's
             // ack could then carry a newer time.
             Err(e) => {
@@ -175,6 +183,35 @@ impl Admission {
             return Err(Refused::rate_limited(wait.max(Duration::from_millis(1))));
         }
         Ok(())
+    }
+
+    /// The files a send names, claimed for its message (PostgreSQL, one statement, all or
+    /// none). Refused when any is not the sender's completed, unsent upload to this channel;
+    /// when the sender is not a member, that is the answer instead.
+    async fn claim_files(
+        &self,
+        user: UserId,
+        channel: ChannelId,
+        message: MessageId,
+        ids: &[Uuid],
+    ) -> Result<Vec<MessageAttachment>, Refused> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        match chat_store::attachments::claim(&self.db, channel, user, message, ids).await {
+            Ok(Some(files)) => Ok(files),
+            Ok(None) => {
+                self.check_member(user, channel).await?;
+                Err(Refused::new(
+                    error_code::INVALID_ATTACHMENT,
+                    "each attachment must be your completed upload to this channel, not sent in another message",
+                ))
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "claiming attachments failed");
+                Err(Refused::unavailable())
+            }
+        }
     }
 
     /// The message a reply answers: a stored, not deleted message of the same channel.
@@ -208,6 +245,7 @@ impl Admission {
         &self,
         record: MessageRecord,
         first: Option<FirstSend>,
+        claimed: &[Uuid],
     ) -> Result<MessageRecord, Refused> {
         let Some(first) = first else {
             return Ok(record);
@@ -224,6 +262,17 @@ impl Admission {
         loop {
             match self.stored(record.id, first.channel_id).await {
                 Ok(Some(original)) => {
+                    // Files this resend claimed that the original does not carry are free
+                    // for another message again.
+                    if !claimed.is_empty() {
+                        let keep: Vec<Uuid> = original.attachments.iter().map(|a| a.id).collect();
+                        if let Err(e) =
+                            chat_store::attachments::release(&self.db, record.id, claimed, &keep)
+                                .await
+                        {
+                            tracing::warn!(error = %e, "releasing a resend's attachments failed");
+                        }
+                    }
                     return Ok(MessageRecord {
                         id: original.id,
                         channel_id: original.channel_id,
@@ -235,6 +284,7 @@ impl Admission {
                             id: r.id,
                             seq: r.seq,
                         }),
+                        attachments: original.attachments,
                     });
                 }
                 Ok(None) => {}
@@ -353,7 +403,7 @@ impl Admission {
 }
 
 /// The frame's own fields, before anything is asked of a store.
-fn validate(client_msg_id: &str, body: &str) -> Result<(), Refused> {
+fn validate(client_msg_id: &str, body: &str, attachments: &[Uuid]) -> Result<(), Refused> {
     if !limits::valid_client_msg_id(client_msg_id) {
         return Err(Refused::new(
             error_code::INVALID_CLIENT_MSG_ID,
@@ -363,7 +413,26 @@ fn validate(client_msg_id: &str, body: &str) -> Result<(), Refused> {
             ),
         ));
     }
-    if !limits::valid_body(body) {
+    if attachments.len() > limits::ATTACHMENTS_PER_MESSAGE_MAX
+        || attachments
+            .iter()
+            .enumerate()
+            .any(|(i, a)| attachments[..i].contains(a))
+    {
+        return Err(Refused::new(
+            error_code::INVALID_ATTACHMENT,
+            format!(
+                "a message carries at most {} attachments, each once",
+                limits::ATTACHMENTS_PER_MESSAGE_MAX
+            ),
+        ));
+    }
+    let body_ok = if attachments.is_empty() {
+        limits::valid_body(body)
+    } else {
+        limits::valid_caption(body)
+    };
+    if !body_ok {
         return Err(Refused::new(
             error_code::INVALID_BODY,
             format!(
@@ -383,22 +452,48 @@ mod tests {
     fn a_send_with_a_bad_client_msg_id_or_body_is_refused_before_any_store_is_asked() {
         let long_id = "x".repeat(limits::CLIENT_MSG_ID_MAX + 1);
         assert_eq!(
-            validate(&long_id, "hi").unwrap_err().code,
+            validate(&long_id, "hi", &[]).unwrap_err().code,
             error_code::INVALID_CLIENT_MSG_ID
         );
         assert_eq!(
-            validate("", "hi").unwrap_err().code,
+            validate("", "hi", &[]).unwrap_err().code,
             error_code::INVALID_CLIENT_MSG_ID
         );
         assert_eq!(
-            validate("c1", "  \n").unwrap_err().code,
+            validate("c1", "  \n", &[]).unwrap_err().code,
             error_code::INVALID_BODY
         );
         let long_body = "é".repeat(limits::BODY_MAX_CHARS + 1);
         assert_eq!(
-            validate("c1", &long_body).unwrap_err().code,
+            validate("c1", &long_body, &[]).unwrap_err().code,
             error_code::INVALID_BODY
         );
-        assert!(validate("c1", &"é".repeat(limits::BODY_MAX_CHARS)).is_ok());
+        assert!(validate("c1", &"é".repeat(limits::BODY_MAX_CHARS), &[]).is_ok());
+    }
+
+    #[test]
+    fn a_send_with_attachments_may_have_no_text_but_at_most_four_distinct_files() {
+        let ids: Vec<Uuid> = (1..=5).map(Uuid::from_u128).collect();
+        assert!(validate("c1", "", &ids[..1]).is_ok());
+        assert!(validate("c1", "a caption", &ids[..4]).is_ok());
+        assert_eq!(
+            validate("c1", "", &[]).unwrap_err().code,
+            error_code::INVALID_BODY
+        );
+        assert_eq!(
+            validate("c1", "  ", &ids[..1]).unwrap_err().code,
+            error_code::INVALID_BODY,
+            "white space alone is still not a caption"
+        );
+        assert_eq!(
+            validate("c1", "", &ids).unwrap_err().code,
+            error_code::INVALID_ATTACHMENT
+        );
+        assert_eq!(
+            validate("c1", "", &[ids[0], ids[1], ids[0]])
+                .unwrap_err()
+                .code,
+            error_code::INVALID_ATTACHMENT
+        );
     }
 }

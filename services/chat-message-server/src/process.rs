@@ -6,7 +6,7 @@ use chat_store::cql::{MessageStore, Placement, StateWrite, bucket_of};
 use chat_store::pg::PgPool;
 use chat_store::push::{Fanout, Outgoing};
 use chat_types::bus::{Action, BusRecord, MembershipChange, Target};
-use chat_types::events::ChannelEvent;
+use chat_types::events::{Change, ChannelEvent};
 use chat_types::internal::Event;
 use chat_types::rest::ReplyPreview;
 use chat_types::{ChannelId, EventId, Message, MessageId, UserId, limits};
@@ -297,7 +297,7 @@ impl Processor {
     /// from history when the next message or event of the channel arrives.
     async fn store_and_push(&self, a: &Assigned, shutdown: &CancellationToken) -> bool {
         let store = &self.store;
-        let (messages, events) = tokio::join!(
+        let (messages, events, orphaned) = tokio::join!(
             async {
                 a.messages.is_empty()
                     || persist(shutdown, "store messages", || store.insert(&a.messages))
@@ -312,8 +312,10 @@ impl Processor {
                     .await
                     .is_some()
             },
+            // Before the push: whoever sees a delete can no longer fetch its files.
+            self.orphan_attachments(&a.outgoing, shutdown),
         );
-        if !(messages && events) {
+        if !(messages && events && orphaned) {
             return false;
         }
         metrics::counter!("chat_messages_stored_total").increment(a.messages.len() as u64);
@@ -378,6 +380,34 @@ impl Processor {
         let db = &self.db;
         persist(shutdown, "log edits and deletes", || {
             chat_store::read_state::log_changes(db, &changes)
+        })
+        .await
+        .is_some()
+    }
+
+    /// The files of deleted messages (new deletes and replayed ones) are no longer handed out:
+    /// their attachments become `orphaned`, for the sweeper. Stored with the batch, before its
+    /// push and commit, so a crash cannot skip it; idempotent.
+    async fn orphan_attachments(
+        &self,
+        outgoing: &[Outgoing],
+        shutdown: &CancellationToken,
+    ) -> bool {
+        let deleted: Vec<MessageId> = outgoing
+            .iter()
+            .filter_map(|o| match &o.event {
+                Event::Channel { event } if matches!(event.change, Change::Deleted) => {
+                    Some(event.message_id)
+                }
+                _ => None,
+            })
+            .collect();
+        if deleted.is_empty() {
+            return true;
+        }
+        let db = &self.db;
+        persist(shutdown, "orphan attachments of deleted messages", || {
+            chat_store::attachments::orphan_of_messages(db, &deleted)
         })
         .await
         .is_some()

@@ -229,7 +229,7 @@ pub fn payload(
             Some(c) if !c.direct => format!("{sender} · {}", c.name),
             _ => sender.to_owned(),
         };
-        serde_json::json!({ "title": title, "body": chat_store::read_state::preview(&m.body) })
+        serde_json::json!({ "title": title, "body": chat_store::read_state::message_preview(&m.body, &m.attachments) })
     };
     serde_json::json!({
         "aps": {
@@ -263,6 +263,7 @@ mod tests {
             client_msg_id: "c1".into(),
             created_at: Utc::now(),
             reply_to: None,
+            attachments: Vec::new(),
         }
     }
 

@@ -3,6 +3,7 @@
 
 import { Api, fetchWsTicket, makeRefresher } from "../net/api";
 import { ChatSocket, type ConnInfo, type RefreshOutcome } from "../net/socket";
+import { makePut } from "../net/upload";
 import { ApiError, describe, describeError } from "../lib/errors";
 import {
   addOutgoing,
@@ -19,6 +20,7 @@ import {
   oldestPlaced,
   pageCoverage,
   resumePoints,
+  sendFrame,
   sendingEntries,
   setOutgoingStatus,
   type Outgoing,
@@ -49,6 +51,8 @@ import {
 } from "../lib/ephemeral";
 import { RefreshRefused, TokenManager, type KeyValueStore, type StoredSession } from "../lib/tokens";
 import { appStateOf, appStateToSend } from "../lib/appstate";
+import { attachmentsLine } from "../lib/attachments";
+import type { Upload } from "../lib/uploads";
 import { lastActivity } from "../lib/conversations";
 import { mentionsMe } from "../lib/mentions";
 import { notificationText, shouldNotify, type NotifyStatus } from "../lib/notify";
@@ -57,16 +61,20 @@ import {
   Limits,
   type AppVisibility,
   type Channel,
+  type AttachmentLink,
   type ChannelEvent,
   type DirectoryPage,
   type DirectorySort,
   type Message,
+  type MessageAttachment,
   type ServerFrame,
   type User,
 } from "../lib/types";
 import { uuid } from "../lib/uuid";
+import { AttachmentLinks } from "./attachmentLinks";
 import { Notifier } from "./notifier";
 import { Store } from "./store";
+import { Uploads, type AddResult } from "./uploads";
 
 export interface ChannelView {
   tl: Timeline;
@@ -121,6 +129,8 @@ export interface AppState {
   channelMembers: Record<string, string[]>;
   /** Our edits, deletes and reactions on their way (shown on top of the messages until their events). */
   changes: PendingChange[];
+  /** Per conversation, the files in its composer, uploading or ready to go with the next message. */
+  uploads: Record<string, Upload[]>;
 }
 
 const ACK_TIMEOUT_MS = 10_000;
@@ -203,6 +213,8 @@ export class ChatApp {
   private changeTimers = new Map<string, ReturnType<typeof setTimeout>>();
   private noticeTimer: ReturnType<typeof setTimeout> | null = null;
   private readonly notifier: Notifier;
+  private readonly uploads: Uploads;
+  private readonly links: AttachmentLinks;
   /**
    * Conversations whose "new since you last read" line is to be placed at the next mark: "open"
    * (just opened: at the mark if something is unread, else no line), "return" (the tab is visible
@@ -246,7 +258,16 @@ export class ChatApp {
       presence: {},
       channelMembers: {},
       changes: [],
+      uploads: {},
     });
+    this.uploads = new Uploads({
+      api: this.api,
+      put: makePut(),
+      get: () => this.state.uploads,
+      set: (uploads) => this.store.update({ uploads }),
+      newKey: uuid,
+    });
+    this.links = new AttachmentLinks((channelId, id) => this.api.attachmentLink(channelId, id));
     this.socket = new ChatSocket({
       url: (token) => {
         this.announcedResume = Object.keys(this.resumeChannels()).length > 0;
@@ -375,6 +396,8 @@ export class ChatApp {
     this.presenceLoadedAt.clear();
     this.lineDue.clear();
     this.unsentMarks.clear();
+    this.uploads.clear();
+    this.links.clear();
     if (this.typingTimer) clearTimeout(this.typingTimer);
     this.typingTimer = null;
     this.typingThrottle = new TypingThrottle();
@@ -396,6 +419,7 @@ export class ChatApp {
       presence: {},
       channelMembers: {},
       changes: [],
+      uploads: {},
     });
   }
 
@@ -526,6 +550,7 @@ export class ChatApp {
 
   async leave(id: string): Promise<void> {
     await this.api.leave(id);
+    this.uploads.clear(id);
     this.store.update((s) => {
       const views = { ...s.views };
       delete views[id];
@@ -837,8 +862,11 @@ export class ChatApp {
 
   // ----- sending ----------------------------------------------------------------------------
 
-  /** Sends a message; `replyTo`: the id of the message of the channel it answers. */
-  send(channelId: string, body: string, replyTo?: string): void {
+  /**
+   * Sends a message; `replyTo`: the id of the message of the channel it answers; `attachments`:
+   * completed uploads it carries (see `takeUploads`; the body may then be empty).
+   */
+  send(channelId: string, body: string, replyTo?: string, attachments?: MessageAttachment[]): void {
     const me = this.state.me;
     if (!me) return;
     const out: Outgoing = {
@@ -849,6 +877,7 @@ export class ChatApp {
       created_at: new Date().toISOString(),
       status: "sending",
       ...(replyTo ? { reply_to: replyTo } : {}),
+      ...(attachments && attachments.length ? { attachments } : {}),
     };
     this.patchView(channelId, (v) => ({ tl: addOutgoing(v.tl, out) }));
     this.typingThrottle.sent(channelId);
@@ -869,13 +898,7 @@ export class ChatApp {
   }
 
   private transmit(out: Outgoing): void {
-    const sent = this.socket.send({
-      type: "send",
-      channel_id: out.channel_id,
-      client_msg_id: out.client_msg_id,
-      body: out.body,
-      ...(out.reply_to ? { reply_to: out.reply_to } : {}),
-    });
+    const sent = this.socket.send(sendFrame(out));
     // Not connected: it waits and goes out after the reconnect (see onReady).
     if (!sent) return;
     this.clearAckTimer(out.client_msg_id);
@@ -894,6 +917,37 @@ export class ChatApp {
     const t = this.ackTimers.get(clientMsgId);
     if (t) clearTimeout(t);
     this.ackTimers.delete(clientMsgId);
+  }
+
+  // ----- attachments ------------------------------------------------------------------------
+
+  /** Files picked, pasted or dropped into the composer of `channelId`: checked, then uploaded. */
+  attach(channelId: string, files: ArrayLike<File>): AddResult {
+    return this.uploads.add(channelId, files);
+  }
+
+  /** Cancels an upload (aborting its PUT) or removes a file from the composer. */
+  removeUpload(channelId: string, key: string): void {
+    this.uploads.remove(channelId, key);
+  }
+
+  retryUpload(channelId: string, key: string): void {
+    this.uploads.retry(channelId, key);
+  }
+
+  /** The composer's completed uploads, for the message being sent now (their chips go). */
+  takeUploads(channelId: string): MessageAttachment[] {
+    return this.uploads.take(channelId);
+  }
+
+  /** Links to download an attachment (kept while valid); `fresh`: ask the server again. */
+  attachmentLink(channelId: string, attachmentId: string, fresh = false): Promise<AttachmentLink> {
+    return this.links.get(channelId, attachmentId, fresh);
+  }
+
+  /** A kept link still usable for a while, without asking (for a click that must open a tab now). */
+  cachedAttachmentLink(attachmentId: string): AttachmentLink | undefined {
+    return this.links.cached(attachmentId);
   }
 
   // ----- changes: edit, delete, react, unreact ---------------------------------------------
@@ -1168,7 +1222,11 @@ export class ChatApp {
     this.maybeNotify(m);
     const who = this.state.users[m.sender_id]?.display_name || "Someone";
     if (s.activeId === m.channel_id) {
-      const text = m.body.length > 200 ? `${m.body.slice(0, 200)}…` : m.body;
+      const text = !m.body.trim()
+        ? attachmentsLine(m.attachments ?? [])
+        : m.body.length > 200
+          ? `${m.body.slice(0, 200)}…`
+          : m.body;
       this.announce(`${who}: ${text}`);
     } else {
       const c = this.channel(m.channel_id);

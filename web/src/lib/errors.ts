@@ -63,6 +63,15 @@ const MESSAGES: Record<string, string> = {
   invalid_emoji: "That reaction can't be used. Pick another one.",
   invalid_client_event_id: "The app sent a change the server could not accept. Please try again.",
   invalid_field: "Please check what you entered and try again.",
+  // Attachments (the upload chips have their own words: lib/uploads.ts)
+  invalid_attachment:
+    "A file of this message can't be sent: its upload did not finish, or it went with another message. Discard it and attach the file again.",
+  attachment_too_large: "The file is too large.",
+  unsupported_type: "Files of this type can't be attached.",
+  too_many_uploads: "You have too many unfinished uploads. Wait a little, then try again.",
+  unknown_attachment: "That file is not available any more.",
+  upload_incomplete: "The file did not arrive completely. Try again.",
+  upload_mismatch: "The file arrived changed. Try again.",
   // Limits and outages
   payload_too_large: "That is too large to send.",
   too_large: "That is too large to send.",

@@ -9,7 +9,7 @@
 // Every function here is pure: it takes a timeline and returns a new one (or the same object
 // when nothing changed), so the UI can compare by reference.
 
-import { Limits, type ChannelEvent, type Message, type Reaction } from "./types";
+import { Limits, type ChannelEvent, type ClientFrame, type Message, type MessageAttachment, type Reaction } from "./types";
 
 export type OutgoingStatus = "sending" | "failed";
 
@@ -26,6 +26,8 @@ export interface Outgoing {
   error?: string;
   /** The id of the message this one answers. */
   reply_to?: string;
+  /** Completed uploads it carries (their ids go in the frame; every resend names the same). */
+  attachments?: MessageAttachment[];
 }
 
 /** An event about a message not loaded, with the user it was applied for (`me` depends on it). */
@@ -291,9 +293,16 @@ function sameIds(a: readonly string[] | undefined, b: readonly string[] | undefi
   return x.length === y.length && x.every((id, i) => id === y[i]);
 }
 
+function sameAttachments(a: readonly MessageAttachment[] | undefined, b: readonly MessageAttachment[] | undefined): boolean {
+  const x = a ?? [];
+  const y = b ?? [];
+  return x.length === y.length && x.every((f, i) => f.id === y[i].id);
+}
+
 function sameState(a: Message, b: Message): boolean {
   return (
     a.body === b.body &&
+    sameAttachments(a.attachments, b.attachments) &&
     sameIds(a.mentions, b.mentions) &&
     (a.edited_at ?? null) === (b.edited_at ?? null) &&
     !!a.deleted === !!b.deleted &&
@@ -323,8 +332,11 @@ export function applyEventToMessage(m: Message, e: ChannelEvent, myId: string): 
       return { ...rest, body: e.body, edited_at: e.created_at, ...(mentions ? { mentions } : {}) };
     }
     case "deleted": {
-      if (m.deleted && m.body === "" && m.reactions === undefined && m.mentions === undefined) return m;
-      const { reactions: _r, edited_at: _e, mentions: _m, ...rest } = m;
+      // A tombstone keeps nothing of what was said: no body, reactions, mentions or files.
+      if (m.deleted && m.body === "" && m.reactions === undefined && m.mentions === undefined && m.attachments === undefined) {
+        return m;
+      }
+      const { reactions: _r, edited_at: _e, mentions: _m, attachments: _a, ...rest } = m;
       return { ...rest, body: "", deleted: true };
     }
     case "reaction_added":
@@ -447,6 +459,18 @@ export function addOutgoing(tl: Timeline, out: Outgoing): Timeline {
     return { ...tl, pending };
   }
   return { ...tl, pending: [...tl.pending, out] };
+}
+
+/** The `send` frame of a pending entry: every attempt the same (client_msg_id, reply, files). */
+export function sendFrame(out: Outgoing): Extract<ClientFrame, { type: "send" }> {
+  return {
+    type: "send",
+    channel_id: out.channel_id,
+    client_msg_id: out.client_msg_id,
+    body: out.body,
+    ...(out.reply_to ? { reply_to: out.reply_to } : {}),
+    ...(out.attachments?.length ? { attachments: out.attachments.map((a) => a.id) } : {}),
+  };
 }
 
 /** Sets the status of a pending entry (e.g. "failed" with the reason, or "sending" on retry). */

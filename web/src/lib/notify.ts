@@ -1,7 +1,7 @@
 // When a new message deserves a desktop notification, and what it says. The browser side (the
 // permission, showing it, clicking it) is in app/notifier.ts.
 
-import { previewOf } from "./messages";
+import { messagePreview } from "./attachments";
 import type { Channel, Message } from "./types";
 
 /**
@@ -47,7 +47,8 @@ export function notificationText(
   senderName: string,
   mentionsMe: boolean,
 ): NotificationText {
-  const preview = previewOf(m.body);
+  // A message of files only says which: "📎 IMG_0042.jpg".
+  const preview = messagePreview(m);
   const tag = `chat:${m.channel_id}`;
   if (channel?.kind === "direct") return { title: senderName, body: preview, tag };
   const where = channel ? `#${channel.name}` : "a conversation";

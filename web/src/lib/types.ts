@@ -96,6 +96,56 @@ export interface Message {
    * it places the message and again at each edit. Absent when none, and in an `ack`.
    */
   mentions?: string[];
+  /**
+   * Files the message carries (at most 4), in the order they were sent; the body may then be
+   * empty. Absent when none, and on a deleted message.
+   */
+  attachments?: MessageAttachment[];
+}
+
+/** An attachment as a message carries it: enough to lay it out before anything is downloaded. */
+export interface MessageAttachment {
+  id: string;
+  name: string;
+  content_type: string;
+  /** Bytes. */
+  size: number;
+  /** Pixels of an image, upright (absent for other files, and for an image whose header could not be read). */
+  width?: number;
+  height?: number;
+}
+
+/** An upload as `POST …/attachments` (and `…/upload-url`) answers it: where to PUT the bytes. */
+export interface AttachmentUpload {
+  id: string;
+  upload: UploadRequest;
+  /** Seconds the URL stays valid. */
+  expires_in: number;
+}
+
+/** A presigned request: send exactly this method, URL and these headers (lowercase names). */
+export interface UploadRequest {
+  method: string;
+  url: string;
+  headers: Record<string, string>;
+}
+
+/** An attachment as `POST …/complete` answers it. */
+export interface Attachment extends MessageAttachment {
+  channel_id: string;
+  uploader_id: string;
+  state: "pending" | "ready";
+  created_at: string;
+}
+
+/** `GET …/attachments/{id}`: short-lived presigned links. */
+export interface AttachmentLink {
+  url: string;
+  /** Present once the thumbnail is made (`thumbnail: "ready"`). */
+  thumbnail_url?: string;
+  thumbnail: "ready" | "pending" | "none";
+  /** Seconds the links stay valid. */
+  expires_in: number;
 }
 
 /** What a reply shows of the message it answers. */
@@ -144,7 +194,16 @@ export type AppVisibility = "foreground" | "background";
 
 // WebSocket frames.
 export type ClientFrame =
-  | { type: "send"; channel_id: string; client_msg_id: string; body: string; reply_to?: string }
+  | {
+      type: "send";
+      channel_id: string;
+      client_msg_id: string;
+      /** May be empty when `attachments` is not. */
+      body: string;
+      reply_to?: string;
+      /** Ids of completed uploads of ours to this channel; absent when none. */
+      attachments?: string[];
+    }
   | { type: "resume"; channels: Record<string, string> }
   | { type: "edit"; channel_id: string; message_id: string; client_event_id: string; body: string }
   | { type: "delete"; channel_id: string; message_id: string; client_event_id: string }
@@ -218,4 +277,26 @@ export const Limits = {
   CLIENT_EVENT_ID_MAX: 128,
   /** Distinct `@username` mentions recognised in one message. */
   MENTIONS_MAX: 20,
+  /** Files one message carries. */
+  ATTACHMENTS_PER_MESSAGE_MAX: 4,
+  /** The largest file (the API's default `attachment_max_bytes`: 25 MiB). */
+  ATTACHMENT_MAX_BYTES: 25 * 1024 * 1024,
+  /** Characters of a file name. */
+  ATTACHMENT_NAME_MAX: 255,
+  /** Uploads a user may have started and not completed (the server refuses one more). */
+  PENDING_UPLOADS_PER_USER_MAX: 20,
 } as const;
+
+/** The types of files that may be attached, exactly as the server accepts them (limits.rs). */
+export const ATTACHMENT_TYPES: readonly string[] = [
+  "image/jpeg",
+  "image/png",
+  "image/gif",
+  "image/webp",
+  "application/pdf",
+  "text/plain",
+  "application/zip",
+  "video/mp4",
+  "audio/mpeg",
+  "audio/mp4",
+];

@@ -3,6 +3,9 @@
 import { ApiError, NETWORK_ERROR } from "../lib/errors";
 import { RefreshRefused, type TokenManager } from "../lib/tokens";
 import type {
+  Attachment,
+  AttachmentLink,
+  AttachmentUpload,
   Channel,
   DirectoryPage,
   DirectorySort,
@@ -217,5 +220,36 @@ export class Api {
       `/channels/${encodeURIComponent(channelId)}/messages${qs ? `?${qs}` : ""}`,
     );
     return r.messages ?? [];
+  }
+
+  // ----- attachments (docs/protocol.md, "Attachments") -----
+
+  private attachmentPath(channelId: string, attachmentId?: string): string {
+    const base = `/channels/${encodeURIComponent(channelId)}/attachments`;
+    return attachmentId === undefined ? base : `${base}/${encodeURIComponent(attachmentId)}`;
+  }
+
+  /** Declares a file: where to PUT its bytes (201). */
+  createAttachment(channelId: string, file: { name: string; content_type: string; size: number }): Promise<AttachmentUpload> {
+    return this.request("POST", this.attachmentPath(channelId), {
+      name: file.name,
+      content_type: file.content_type,
+      size: file.size,
+    });
+  }
+
+  /** A new upload URL when the first one expired (the store answered 403). */
+  renewUploadUrl(channelId: string, attachmentId: string): Promise<AttachmentUpload> {
+    return this.request("POST", `${this.attachmentPath(channelId, attachmentId)}/upload-url`);
+  }
+
+  /** After the PUT: the server checks the object and answers the attachment (409 when it is not there). */
+  completeAttachment(channelId: string, attachmentId: string): Promise<Attachment> {
+    return this.request("POST", `${this.attachmentPath(channelId, attachmentId)}/complete`);
+  }
+
+  /** Short-lived links to the file (and its thumbnail) for members. */
+  attachmentLink(channelId: string, attachmentId: string): Promise<AttachmentLink> {
+    return this.request("GET", this.attachmentPath(channelId, attachmentId));
   }
 }

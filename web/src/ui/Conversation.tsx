@@ -2,22 +2,35 @@ import { useEffect, useLayoutEffect, useMemo, useRef, useState } from "preact/ho
 import type { AppState, ChatApp, ChannelView } from "../app/client";
 import { overlayChanges, type PendingChange } from "../lib/changes";
 import { describe } from "../lib/errors";
-import { emptyTimeline, findMessage, hasOlder, previewOf, timelineItems, type TimelineItem } from "../lib/messages";
+import { emptyTimeline, findMessage, hasOlder, timelineItems, type TimelineItem } from "../lib/messages";
+import { ACCEPTED_IN_WORDS, messagePreview, replyPreview } from "../lib/attachments";
 import { mentionsMe } from "../lib/mentions";
 import { timelineRows } from "../lib/rows";
 import type { Channel, Message } from "../lib/types";
-import { Limits } from "../lib/types";
-import { bodyProblem, charCount } from "../lib/validate";
+import { ATTACHMENT_TYPES, Limits } from "../lib/types";
+import { captionOf, composeProblem, type Upload } from "../lib/uploads";
+import { charCount } from "../lib/validate";
 import { presenceText, typingIn, typingLine } from "../lib/ephemeral";
 import { longTime, shortTime } from "./format";
 import { go, href } from "./route";
-import { IconBack } from "./icons";
+import { IconBack, IconPaperclip } from "./icons";
+import { MessageAttachments, UploadChips } from "./Attachments";
 import { Body, EditBox, EmojiPicker, Reactions, ReplyQuote } from "./MessageParts";
 
 const drafts = new Map<string, string>();
 const NEAR_BOTTOM_PX = 48;
 const NEAR_TOP_PX = 160;
 const NO_CHANGES: PendingChange[] = [];
+const NO_UPLOADS: Upload[] = [];
+/** What the file picker offers: the types the server accepts (and their usual extensions, for
+ * systems that know a file only by its name). */
+const ACCEPT = [...ATTACHMENT_TYPES, ".jpg", ".jpeg", ".png", ".gif", ".webp", ".pdf", ".txt", ".zip", ".mp4", ".mp3", ".m4a"].join(",");
+
+/** Whether a drag carries files (not text or a link being dragged around the page). */
+const draggingFiles = (e: DragEvent) => Array.from(e.dataTransfer?.types ?? []).includes("Files");
+
+/** Cut for the words of a button or a dialog. */
+const short = (text: string) => (text.length > 40 ? `${text.slice(0, 40)}…` : text);
 
 const emptyView: ChannelView = {
   tl: emptyTimeline(),
@@ -47,7 +60,7 @@ function focusLater(messageId: string, selector?: string): void {
   });
 }
 
-interface ItemProps {
+export interface ItemProps {
   app: ChatApp;
   item: TimelineItem;
   channelId: string;
@@ -66,7 +79,7 @@ interface ItemProps {
   onJump: (id: string) => void;
 }
 
-function MessageItem({
+export function MessageItem({
   app,
   item,
   channelId,
@@ -100,7 +113,9 @@ function MessageItem({
     // The server's word: `mentions` holds the members the body names (a pending edit keeps the old ones).
     const mentioned = mentionsMe(shown, myId);
     const pickerId = `picker-${m.id}`;
-    const quote = shown.body.length > 40 ? `${shown.body.slice(0, 40)}…` : shown.body;
+    const quote = short(messagePreview(shown));
+    // A tombstone has no files (the server drops them too).
+    const files = deleted ? [] : shown.attachments ?? [];
     return (
       <li
         id={domId(m.id)}
@@ -137,7 +152,11 @@ function MessageItem({
           {deleting && <span class="msg-state"> Deleting…</span>}
         </p>
         {shown.reply_to && !deleted && (
-          <ReplyQuote reply={shown.reply_to} senderName={whose(shown.reply_to.sender_id)} onJump={onJump} />
+          <ReplyQuote
+            reply={{ ...shown.reply_to, preview: replyPreview(shown.reply_to, lookup(shown.reply_to.id)) }}
+            senderName={whose(shown.reply_to.sender_id)}
+            onJump={onJump}
+          />
         )}
         {deleted ? (
           <p class="msg-tombstone">Message deleted</p>
@@ -154,7 +173,7 @@ function MessageItem({
               focusLater(m.id, ".msg-action-edit");
             }}
           />
-        ) : (
+        ) : shown.body || files.length === 0 ? (
           <div class="msg-text">
             <p class="msg-body" dir="auto">
               <Body text={shown.body} myUsername={mentioned ? myUsername : undefined} />
@@ -165,7 +184,8 @@ function MessageItem({
               </span>
             )}
           </div>
-        )}
+        ) : null}
+        {files.length > 0 && <MessageAttachments app={app} channelId={channelId} attachments={files} />}
         {!deleted && shown.reactions && shown.reactions.length > 0 && (
           <Reactions
             reactions={shown.reactions}
@@ -252,16 +272,21 @@ function MessageItem({
             id: original.id,
             seq: original.seq ?? 0,
             sender_id: original.sender_id,
-            preview: original.deleted ? "" : previewOf(original.body),
+            preview: original.deleted ? "" : messagePreview(original),
             deleted: original.deleted,
           }}
           senderName={whose(original.sender_id)}
           onJump={onJump}
         />
       )}
-      <p class="msg-body" dir="auto">
-        <Body text={o.body} />
-      </p>
+      {(o.body || !o.attachments?.length) && (
+        <p class="msg-body" dir="auto">
+          <Body text={o.body} />
+        </p>
+      )}
+      {o.attachments && o.attachments.length > 0 && (
+        <MessageAttachments app={app} channelId={o.channel_id} attachments={o.attachments} />
+      )}
       {failed && (
         <div class="msg-failed" role="alert">
           <span>{o.error ?? "The message was not sent."}</span>{" "}
@@ -273,7 +298,7 @@ function MessageItem({
               focusComposer();
             }}
           >
-            Retry<span class="sr-only"> sending “{o.body.slice(0, 40)}”</span>
+            Retry<span class="sr-only"> sending “{short(messagePreview(o))}”</span>
           </button>{" "}
           <button type="button" class="small link" onClick={() => {
               app.discard(o.channel_id, o.client_msg_id);
@@ -326,7 +351,13 @@ export function Conversation({
   const [replyToId, setReplyToId] = useState<string | null>(null);
   const [editingId, setEditingId] = useState<string | null>(null);
   const [pickerId, setPickerId] = useState<string | null>(null);
+  /** Something to say about files just added (too many), until the next change. */
+  const [attachNote, setAttachNote] = useState<string | null>(null);
+  /** Files are dragged over the conversation. */
+  const [dropping, setDropping] = useState(false);
+  const fileInput = useRef<HTMLInputElement>(null);
   const myUsername = state.me?.username;
+  const uploads = state.uploads[channel.id] ?? NO_UPLOADS;
 
   // Our pending changes, by message.
   const changesByMessage = useMemo(() => {
@@ -374,6 +405,8 @@ export function Conversation({
     setShowJump(false);
     setDraft(drafts.get(channel.id) ?? "");
     setComposeError(null);
+    setAttachNote(null);
+    setDropping(false);
     if (narrow) heading.current?.focus();
     else input.current?.focus();
     // eslint-disable-next-line react-hooks/exhaustive-deps
@@ -446,20 +479,41 @@ export function Conversation({
   };
 
   const submit = () => {
-    const problem = bodyProblem(draft);
+    const problem = composeProblem(draft, uploads);
     if (problem) {
       setComposeError(problem);
       input.current?.focus();
       return;
     }
-    app.send(channel.id, draft, replyTo && !replyTo.deleted ? replyTo.id : undefined);
+    const files = app.takeUploads(channel.id);
+    app.send(channel.id, files.length ? captionOf(draft) : draft, replyTo && !replyTo.deleted ? replyTo.id : undefined, files);
     setReplyToId(null);
+    setAttachNote(null);
     setAndKeep("");
     if (input.current) {
       input.current.value = "";
       autoGrow(input.current);
       input.current.focus();
     }
+  };
+
+  /** Files from the picker, a paste or a drop: checked and uploaded, each as a chip. */
+  const attach = (files: ArrayLike<File> | null | undefined) => {
+    if (!files || files.length === 0) return;
+    const { leftOut } = app.attach(channel.id, files);
+    setComposeError(null);
+    setAttachNote(
+      leftOut > 0
+        ? `A message carries at most ${Limits.ATTACHMENTS_PER_MESSAGE_MAX} files: ${leftOut} ${leftOut === 1 ? "was" : "were"} left out.`
+        : null,
+    );
+  };
+
+  const onPaste = (e: ClipboardEvent) => {
+    const files = e.clipboardData?.files;
+    if (!files || files.length === 0) return; // text: the textarea takes it
+    e.preventDefault();
+    attach(files);
   };
 
   const onKeyDown = (e: KeyboardEvent) => {
@@ -493,9 +547,45 @@ export function Conversation({
   const onlineMembers = members ? members.filter((u) => state.presence[u]?.online) : [];
   const count = charCount(draft);
   const nearLimit = count > Limits.BODY_MAX_CHARS - 200;
+  const canSend = composeProblem(draft, uploads) === null;
+  const full = uploads.length >= Limits.ATTACHMENTS_PER_MESSAGE_MAX;
+  // "Wait until the files have finished uploading" is moot once they have.
+  useEffect(() => {
+    if (canSend && composeError) setComposeError(null);
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [canSend]);
 
   return (
-    <section class="conversation" aria-labelledby="conv-title">
+    <section
+      class={`conversation${dropping ? " conversation--dropping" : ""}`}
+      aria-labelledby="conv-title"
+      onDragEnter={(e: DragEvent) => {
+        if (draggingFiles(e)) setDropping(true);
+      }}
+      onDragOver={(e: DragEvent) => {
+        if (!draggingFiles(e)) return;
+        e.preventDefault(); // a drop target
+        if (e.dataTransfer) e.dataTransfer.dropEffect = "copy";
+        if (!dropping) setDropping(true);
+      }}
+      onDragLeave={(e: DragEvent) => {
+        // Leaving for a child is no leaving.
+        const to = e.relatedTarget as Node | null;
+        if (!to || !(e.currentTarget as Node).contains(to)) setDropping(false);
+      }}
+      onDrop={(e: DragEvent) => {
+        if (!draggingFiles(e)) return;
+        e.preventDefault(); // or the browser opens the file instead of the page
+        setDropping(false);
+        attach(e.dataTransfer?.files);
+        input.current?.focus();
+      }}
+    >
+      {dropping && (
+        <div class="drop-hint" aria-hidden="true">
+          Drop files to attach them
+        </div>
+      )}
       <header class="conv-header">
         {narrow && (
           <a class="back" href={href({ name: "home" })}>
@@ -648,13 +738,48 @@ export function Conversation({
             <span class="replying-text">
               Replying to <strong dir="auto">{replyTo.sender_id === myId ? "yourself" : app.nameOf(replyTo.sender_id)}</strong>
               {": "}
-              <span class="replying-preview" dir="auto">{replyTo.deleted ? "Message deleted" : previewOf(replyTo.body)}</span>
+              <span class="replying-preview" dir="auto">{replyTo.deleted ? "Message deleted" : messagePreview(replyTo)}</span>
             </span>
             <button type="button" class="link small" onClick={cancelReply}>
               Cancel reply
             </button>
           </div>
         )}
+        <UploadChips
+          uploads={uploads}
+          onRemove={(key) => {
+            app.removeUpload(channel.id, key);
+            setAttachNote(null);
+            input.current?.focus();
+          }}
+          onRetry={(key) => app.retryUpload(channel.id, key)}
+        />
+        <input
+          id="composer-file"
+          ref={fileInput}
+          type="file"
+          multiple
+          accept={ACCEPT}
+          class="sr-only"
+          tabIndex={-1}
+          aria-hidden="true"
+          onChange={(e) => {
+            attach(e.currentTarget.files);
+            e.currentTarget.value = ""; // the same file may be picked again
+            input.current?.focus();
+          }}
+        />
+        <button
+          type="button"
+          class="attach"
+          aria-label="Attach files"
+          title={`Attach files: up to ${Limits.ATTACHMENTS_PER_MESSAGE_MAX}, ${Limits.ATTACHMENT_MAX_BYTES / (1024 * 1024)} MB each`}
+          aria-describedby="composer-files-hint"
+          disabled={full}
+          onClick={() => fileInput.current?.click()}
+        >
+          <IconPaperclip />
+        </button>
         <label for="composer-input" class="sr-only">
           Message {title}
         </label>
@@ -673,13 +798,23 @@ export function Conversation({
             app.typed(channel.id, e.currentTarget.value);
           }}
           onKeyDown={onKeyDown}
+          onPaste={onPaste}
         />
-        <button type="submit" class="primary">
+        <button type="submit" class="primary" disabled={!canSend}>
           Send
         </button>
         <p id="composer-hint" class="sr-only">
-          Enter sends; Shift and Enter starts a new line; Escape cancels a reply.
+          Enter sends; Shift and Enter starts a new line; Escape cancels a reply. Files can be pasted or dropped here too.
         </p>
+        <p id="composer-files-hint" class="sr-only">
+          Up to {Limits.ATTACHMENTS_PER_MESSAGE_MAX} files per message, at most {Limits.ATTACHMENT_MAX_BYTES / (1024 * 1024)} MB
+          each: {ACCEPTED_IN_WORDS}.
+        </p>
+        {attachNote && (
+          <p class="error small composer-note" role="alert">
+            {attachNote}
+          </p>
+        )}
         {(composeError || nearLimit) && (
           <p id="composer-error" class={composeError ? "error small composer-note" : "muted small composer-note"} role={composeError ? "alert" : undefined}>
             {composeError ?? `${count} / ${Limits.BODY_MAX_CHARS} characters`}

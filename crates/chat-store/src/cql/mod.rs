@@ -13,6 +13,7 @@ mod history;
 pub use events::StateWrite;
 pub use history::Page;
 
+use chat_types::attachments::MessageAttachment;
 use chat_types::{ChannelId, Message, MessageId, UserId};
 use chrono::{DateTime, Utc};
 use futures::future::try_join_all;
@@ -58,6 +59,10 @@ pub const SCHEMA: &[(&str, &str)] = &[
     (
         "0004_mentions.cql",
         include_str!("../../../../migrations/cql/0004_mentions.cql"),
+    ),
+    (
+        "0005_attachments.cql",
+        include_str!("../../../../migrations/cql/0005_attachments.cql"),
     ),
 ];
 
@@ -203,10 +208,57 @@ type MessageRow = (
     Option<Uuid>,
     Option<i64>,
     Option<Vec<Uuid>>,
+    Option<Vec<AttachmentCell>>,
 );
 
 /// The columns of [`MessageRow`], in order.
-const MESSAGE_COLUMNS: &str = "channel_id, seq, id, sender_id, body, client_msg_id, created_at, edited_at, deleted, reply_to, reply_to_seq, mentions";
+const MESSAGE_COLUMNS: &str = "channel_id, seq, id, sender_id, body, client_msg_id, created_at, edited_at, deleted, reply_to, reply_to_seq, mentions, attachments";
+
+/// One element of `messages.attachments` (the CQL type `attachment`, matched by field name).
+#[derive(Debug, scylla::SerializeValue, scylla::DeserializeValue)]
+struct AttachmentCell {
+    id: Uuid,
+    name: String,
+    content_type: String,
+    size: i64,
+    width: Option<i32>,
+    height: Option<i32>,
+}
+
+impl From<&MessageAttachment> for AttachmentCell {
+    fn from(a: &MessageAttachment) -> Self {
+        AttachmentCell {
+            id: a.id,
+            name: a.name.clone(),
+            content_type: a.content_type.clone(),
+            size: i64::try_from(a.size).unwrap_or(i64::MAX),
+            width: a.width.and_then(|w| i32::try_from(w).ok()),
+            height: a.height.and_then(|h| i32::try_from(h).ok()),
+        }
+    }
+}
+
+impl From<AttachmentCell> for MessageAttachment {
+    fn from(c: AttachmentCell) -> Self {
+        MessageAttachment {
+            id: c.id,
+            name: c.name,
+            content_type: c.content_type,
+            size: u64::try_from(c.size).unwrap_or(0),
+            width: c.width.and_then(|w| u32::try_from(w).ok()),
+            height: c.height.and_then(|h| u32::try_from(h).ok()),
+        }
+    }
+}
+
+/// Attachments as written: unset when there are none, like mentions.
+fn attachments_value(attachments: &[MessageAttachment]) -> MaybeUnset<Vec<AttachmentCell>> {
+    if attachments.is_empty() {
+        MaybeUnset::Unset
+    } else {
+        MaybeUnset::Set(attachments.iter().map(AttachmentCell::from).collect())
+    }
+}
 
 /// Statements per write batch, and body bytes per batch (Cassandra refuses batches over
 /// `batch_size_fail_threshold`, 50 KiB by default; a message body is at most ~16 KB).
@@ -231,6 +283,7 @@ enum InsertRow<'a> {
             Option<Uuid>,
             Option<i64>,
             MaybeUnset<Vec<Uuid>>,
+            MaybeUnset<Vec<AttachmentCell>>,
         ),
     ),
     Id((Uuid, Uuid, i64, i64)),
@@ -296,8 +349,8 @@ impl MessageStore {
         };
         Ok(MessageStore {
             insert_message: prep(
-                "INSERT INTO messages (channel_id, bucket, seq, id, sender_id, body, client_msg_id, created_at, reply_to, reply_to_seq, mentions)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO messages (channel_id, bucket, seq, id, sender_id, body, client_msg_id, created_at, reply_to, reply_to_seq, mentions, attachments)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             )
             .await?,
             insert_id: prep(
@@ -404,6 +457,7 @@ impl MessageStore {
                 m.reply_to.as_ref().map(|r| r.id.0),
                 m.reply_to.as_ref().map(|r| r.seq),
                 mentions_value(&m.mentions),
+                attachments_value(&m.attachments),
             )));
             batch.append_statement(self.insert_id.clone());
             rows.push(InsertRow::Id((m.id.0, m.channel_id.0, seq, *offset)));
@@ -628,6 +682,7 @@ fn into_message(r: MessageRow) -> Message {
         reply_to,
         reply_to_seq,
         mentions,
+        attachments,
     ) = r;
     let mut m = Message::new(
         MessageId(id),
@@ -644,6 +699,12 @@ fn into_message(r: MessageRow) -> Message {
         m.body.clear();
     } else {
         m.mentions = mentions_read(mentions);
+        // A deleted message's files are gone with it (their links are refused too).
+        m.attachments = attachments
+            .unwrap_or_default()
+            .into_iter()
+            .map(MessageAttachment::from)
+            .collect();
     }
     // The target alone; its sender and preview are filled in by `with_reply_previews`.
     if let (Some(id), Some(seq)) = (reply_to, reply_to_seq) {

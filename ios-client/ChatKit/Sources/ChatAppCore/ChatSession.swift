@@ -45,6 +45,8 @@ public final class ChatSession {
     @ObservationIgnored private var fillingGaps: Set<String> = []
     /// The conversations on screen: their new messages are read as they come.
     @ObservationIgnored private var visibleChannels: Set<String> = []
+    /// Per attachment id: its download link, and until when it may be used.
+    @ObservationIgnored private var attachmentLinks: [String: (link: AttachmentLink, usableUntil: Date)] = [:]
 
     private enum Command: Sendable {
         case start
@@ -92,7 +94,13 @@ public final class ChatSession {
                 case .reconnectNow: await realtime.reconnectNow()
                 case .appState(let state): await realtime.setAppState(state)
                 case .send(let pending):
-                    await realtime.send(pending.body, to: pending.channelID, clientMsgID: pending.clientMsgID, replyTo: pending.replyTo)
+                    await realtime.send(
+                        pending.body,
+                        to: pending.channelID,
+                        clientMsgID: pending.clientMsgID,
+                        replyTo: pending.replyTo,
+                        attachments: pending.attachments
+                    )
                 case .cancelSend(let clientMsgID): await realtime.cancelSend(clientMsgID: clientMsgID)
                 case .change(let pending):
                     await realtime.change(pending.change, of: pending.messageID, in: pending.channelID, clientEventID: pending.clientEventID)
@@ -184,6 +192,17 @@ public final class ChatSession {
 
     public func displayName(of userID: String) -> String {
         usersByID[userID]?.displayName ?? "Someone"
+    }
+
+    /// The conversation list's line under the channel's name (`MessagePreview.conversationLine`).
+    public func preview(of channel: Channel) -> String? {
+        MessagePreview.conversationLine(
+            for: channel,
+            timeline: store[channel.id],
+            lastMessage: lastMessages[channel.id],
+            currentUserID: user.id,
+            displayName: displayName(of:)
+        )
     }
 
     /// Reloads the user's own profile; also surfaces an expired session right at launch.
@@ -383,11 +402,19 @@ public final class ChatSession {
 
     // MARK: - Sending
 
-    /// Sends `text` to the conversation; `replyTo`: the id of the message it answers.
-    public func send(_ text: String, to channelID: String, replyTo: String? = nil) {
+    /// Sends `text` to the conversation; `replyTo`: the id of the message it answers;
+    /// `attachments`: files uploaded for it (`upload`), at most 4, with which `text` may be
+    /// empty (`Limits.isValidMessage`).
+    public func send(_ text: String, to channelID: String, replyTo: String? = nil, attachments: [MessageAttachment] = []) {
         let body = text.trimmingCharacters(in: .whitespacesAndNewlines)
-        guard Limits.isValidBody(body) else { return }
-        let pending = PendingSend(clientMsgID: UUID().uuidString.lowercased(), channelID: channelID, body: body, replyTo: replyTo)
+        guard Limits.isValidMessage(body: body, attachmentCount: attachments.count) else { return }
+        let pending = PendingSend(
+            clientMsgID: UUID().uuidString.lowercased(),
+            channelID: channelID,
+            body: body,
+            replyTo: replyTo,
+            attachments: attachments
+        )
         store.addPending(pending, at: .now)
         commands.yield(.send(pending))
     }
@@ -401,13 +428,56 @@ public final class ChatSession {
             clientMsgID: entry.clientMsgID,
             channelID: entry.channelID,
             body: entry.body,
-            replyTo: entry.replyTo?.id
+            replyTo: entry.replyTo?.id,
+            attachments: entry.attachments
         )))
     }
 
     public func discard(_ entry: TimelineEntry) {
         store.removeUnsent(channelID: entry.channelID, clientMsgID: entry.clientMsgID)
         commands.yield(.cancelSend(clientMsgID: entry.clientMsgID))
+    }
+
+    // MARK: - Attachments
+
+    /// An image's thumbnail is normally made within a second of its upload: while the server
+    /// says it is on its way, ask again after these waits before settling for the whole file.
+    public static let thumbnailRetryDelays: [Duration] = [.seconds(1), .seconds(2), .seconds(4)]
+    /// A download link is not handed out this close to its expiry: it must last for the download.
+    static let linkExpiryMargin: TimeInterval = 30
+
+    /// Uploads a file for a message to `channelID` (declare, PUT, complete): what
+    /// `send(_:to:replyTo:attachments:)` then sends. Throws the server's refusals
+    /// (`APIErrorCode.unsupportedType`, `.attachmentTooLarge`, `.tooManyUploads`, ...).
+    public func upload(_ data: Data, name: String, contentType: String, to channelID: String) async throws -> MessageAttachment {
+        MessageAttachment(try await api.uploadAttachment(data, name: name, contentType: contentType, toChannel: channelID))
+    }
+
+    /// Uploads a local file under its own name, of the type its extension implies.
+    public func upload(fileAt fileURL: URL, to channelID: String) async throws -> MessageAttachment {
+        MessageAttachment(try await api.uploadAttachment(fileAt: fileURL, toChannel: channelID))
+    }
+
+    /// Where to download `attachment` of `channelID`, and its thumbnail: asked once and kept
+    /// while it stays valid, so rows scrolling back into view do not ask again. For an image
+    /// whose thumbnail is still being made, asks again a few times (`thumbnailRetryDelays`);
+    /// such a link is not kept, so the thumbnail is looked for again next time.
+    public func link(for attachment: MessageAttachment, in channelID: String) async throws -> AttachmentLink {
+        if let known = attachmentLinks[attachment.id], known.usableUntil > .now {
+            return known.link
+        }
+        var link = try await api.attachmentLink(attachment.id, inChannel: channelID)
+        if attachment.isImage {
+            for delay in Self.thumbnailRetryDelays where link.thumbnail == .pending {
+                try await Task.sleep(for: delay)
+                link = try await api.attachmentLink(attachment.id, inChannel: channelID)
+            }
+        }
+        if link.thumbnail != .pending {
+            let lifetime = max(0, TimeInterval(link.expiresIn) - Self.linkExpiryMargin)
+            attachmentLinks[attachment.id] = (link, Date.now.addingTimeInterval(lifetime))
+        }
+        return link
     }
 
     // MARK: - Edits, deletes, reactions

@@ -22,6 +22,9 @@ struct CLI {
       create-channel <name>                            create a group channel (prints its id)
       join <channel-id>
       send <channel-id> <text>                         send one message and wait for its ack
+      send-file <channel-id> <file> [caption]          upload a file (its type from its extension:
+                                                       .png, .jpg, .pdf, .txt, ...) and send it, with
+                                                       the caption, in one message; wait for the ack
       open <channel-id>                                print live messages; each line typed is sent.
                                                        Commands: /dump (the timeline), /read, /status, /quit
 
@@ -122,7 +125,10 @@ struct Context {
             let channel = try await api.joinChannel(id: args[0])
             say("joined id=\(channel.id) name=\(channel.name)")
         case ("send", 2):
-            try await sendOnce(channelID: args[0], body: args[1])
+            let (_, tokens) = try await signedIn()
+            try await sendOnce(channelID: args[0], body: args[1], tokens: tokens)
+        case ("send-file", 2...):
+            try await sendFile(channelID: args[0], path: args[1], caption: args[2...].joined(separator: " "))
         case ("open", 1):
             let (api, tokens) = try await signedIn()
             try await Conversation(channelID: args[0], endpoint: endpoint, api: api, tokens: tokens).run()
@@ -140,16 +146,37 @@ struct Context {
         return (APIClient(server: endpoint).authenticated(by: tokens), tokens)
     }
 
-    func sendOnce(channelID: String, body: String) async throws {
-        let (_, tokens) = try await signedIn()
+    /// `send-file`: uploads the file through `APIClient.uploadAttachment(fileAt:)` (declare, PUT
+    /// to the presigned URL, complete), prints
+    /// `uploaded id=<id> name=<name> content_type=<type> size=<n> [width=<w> height=<h>]`
+    /// (the name percent-encoded, `Conversation.wireSafe`), then sends it with `caption` (may be
+    /// empty) over the realtime client and waits for the ack, as `send` does.
+    func sendFile(channelID: String, path: String, caption: String) async throws {
+        guard Limits.isValidMessage(body: caption, attachmentCount: 1) else {
+            fail("a caption is empty or 1 to \(Limits.bodyMaxChars) characters, not only white space")
+        }
+        let (api, tokens) = try await signedIn()
+        let file = URL(fileURLWithPath: path)
+        let attachment = MessageAttachment(try await api.uploadAttachment(fileAt: file, toChannel: channelID))
+        var line = "uploaded id=\(attachment.id) name=\(Conversation.wireSafe(attachment.name)) content_type=\(attachment.contentType) size=\(attachment.size)"
+        if let width = attachment.width, let height = attachment.height {
+            line += " width=\(width) height=\(height)"
+        }
+        say(line)
+        try await sendOnce(channelID: channelID, body: caption, attachments: [attachment], tokens: tokens)
+    }
+
+    /// Prints `acked client_msg_id=<id> id=<id> [attachments=...]` (the files as the ack carries
+    /// them, `Conversation.attachmentFields`).
+    func sendOnce(channelID: String, body: String, attachments: [MessageAttachment] = [], tokens: TokenManager) async throws {
         let realtime = RealtimeClient(url: endpoint.webSocketURL, tokens: tokens)
         let events = realtime.events
         await realtime.start()
-        let pending = await realtime.send(body, to: channelID)
+        let pending = await realtime.send(body, to: channelID, attachments: attachments)
         for await event in events {
             switch event {
             case .acked(let clientMsgID, let message) where clientMsgID == pending.clientMsgID:
-                say("acked client_msg_id=\(clientMsgID) id=\(message.id)")
+                say("acked client_msg_id=\(clientMsgID) id=\(message.id)\(Conversation.attachmentFields(message.attachments))")
                 await realtime.stop()
                 return
             case .sendFailed(let failure) where failure.clientMsgID == pending.clientMsgID:

@@ -7,8 +7,9 @@ import Foundation
 /// Output lines (stable; the end-to-end tests parse them):
 ///   state <connecting|connected|waiting|disconnected|signed-out>
 ///   ready user=<id> connection=<gateway>:<n>
-///   message seq=<n> id=<id> sender=<id> client_msg_id=<id> [mentions=<id,...> [mentions you]] body=<text>
-///   acked client_msg_id=<id> id=<id>
+///   message seq=<n> id=<id> sender=<id> client_msg_id=<id> [mentions=<id,...> [mentions you]]
+///           [attachments=<file>,...] body=<text>
+///   acked client_msg_id=<id> id=<id> [attachments=<file>,...]
 ///   failed client_msg_id=<id> code=<code>
 ///   resumed channels=<id,...>     resume-refused channels=<id,...>
 ///   history count=<n>             queued client_msg_id=<id>
@@ -18,11 +19,15 @@ import Foundation
 ///   change-queued client_event_id=<id>   change-acked client_event_id=<id> id=<id>
 ///   change-failed client_event_id=<id> code=<code>
 /// `mentions=` lists the user ids the body mentions (absent when none); `[mentions you]` follows
-/// when one of them is the signed-in user. `body=` is always last and runs to the end of the line.
+/// when one of them is the signed-in user. `attachments=` lists the files a message carries, in
+/// its order, each `<id>:<name>:<size>[:<width>x<height>]` (the name percent-encoded: no space,
+/// `,`, `:`, `=` or `%` is left in it; the dimensions when the server measured an image); absent
+/// when none. `body=` is always last and runs to the end of the line (empty for files alone).
 /// Lines typed: text to send it; /reply <message-id> <text>, /edit <message-id> <text>,
 ///   /delete <message-id>, /react <message-id> <emoji>, /unreact <message-id> <emoji>;
 ///   /read (mark the newest message read: `marked-read seq=<n>`); /status, /dump, /quit.
-///   /dump:   entry seq=<n|-> id=<id|-> status=<s> client_msg_id=<id> [mentions=...] body=<text> ... then
+///   /dump:   entry seq=<n|-> id=<id|-> status=<s> client_msg_id=<id> [mentions=...] [attachments=...]
+///            body=<text> ... then
 ///            timeline entries=<n> duplicates=<n> readies=<n>
 struct Conversation {
     let channelID: String
@@ -88,10 +93,10 @@ struct Conversation {
                     }
                 case .message(let message) where message.channelID == channelID:
                     if !seenLive.insert(message.id).inserted { duplicates += 1 }
-                    say("message seq=\(message.seq.map(String.init) ?? "-") id=\(message.id) sender=\(message.senderID) client_msg_id=\(message.clientMsgID)\(Self.mentionFields(message.mentions, me: me.id)) body=\(message.body)")
+                    say("message seq=\(message.seq.map(String.init) ?? "-") id=\(message.id) sender=\(message.senderID) client_msg_id=\(message.clientMsgID)\(Self.mentionFields(message.mentions, me: me.id))\(Self.attachmentFields(message.attachments)) body=\(message.body)")
                     try await fillGaps(&store, realtime)
                 case .acked(let clientMsgID, let message):
-                    say("acked client_msg_id=\(clientMsgID) id=\(message.id)")
+                    say("acked client_msg_id=\(clientMsgID) id=\(message.id)\(Self.attachmentFields(message.attachments))")
                 case .sendFailed(let failure):
                     say("failed client_msg_id=\(failure.clientMsgID) code=\(failure.code)")
                 case .resumed(let channelIDs):
@@ -134,7 +139,7 @@ struct Conversation {
                 case "/dump":
                     let timeline = store[channelID]
                     for entry in timeline.entries {
-                        say("entry seq=\(entry.seq.map(String.init) ?? "-") id=\(entry.messageID ?? "-") status=\(Self.name(entry.status)) client_msg_id=\(entry.clientMsgID)\(Self.mentionFields(entry.isDeleted ? [] : entry.mentions, me: me.id)) body=\(entry.body)")
+                        say("entry seq=\(entry.seq.map(String.init) ?? "-") id=\(entry.messageID ?? "-") status=\(Self.name(entry.status)) client_msg_id=\(entry.clientMsgID)\(Self.mentionFields(entry.isDeleted ? [] : entry.mentions, me: me.id))\(Self.attachmentFields(entry.attachments)) body=\(entry.body)")
                     }
                     say("timeline entries=\(timeline.entries.count) duplicates=\(duplicates) readies=\(readies)")
                 case let command where command.hasPrefix("/"):
@@ -197,6 +202,27 @@ struct Conversation {
         let you = mentions.contains(me) ? " [mentions you]" : ""
         return " mentions=\(mentions.joined(separator: ","))\(you)"
     }
+
+    /// ` attachments=<id>:<name>:<size>[:<width>x<height>],...`; empty without attachments.
+    static func attachmentFields(_ attachments: [MessageAttachment]) -> String {
+        guard !attachments.isEmpty else { return "" }
+        let files = attachments.map { file in
+            var item = "\(file.id):\(wireSafe(file.name)):\(file.size)"
+            if let width = file.width, let height = file.height {
+                item += ":\(width)x\(height)"
+            }
+            return item
+        }
+        return " attachments=\(files.joined(separator: ","))"
+    }
+
+    /// `text` percent-encoded (UTF-8) so that it holds none of the output's separators (space,
+    /// `,`, `:`, `=`, `%`) and no control character: a file name as one field.
+    static func wireSafe(_ text: String) -> String {
+        text.addingPercentEncoding(withAllowedCharacters: wireSafeCharacters) ?? text
+    }
+
+    private static let wireSafeCharacters = CharacterSet.urlPathAllowed.subtracting(CharacterSet(charactersIn: ",:=%"))
 
     static func name(_ state: ConnectionState) -> String {
         switch state {

@@ -85,6 +85,138 @@ final class APIClientTests: XCTestCase {
         try assertSameJSON(try XCTUnwrap(requests[7].body), try fixture("rest_create_dm_request"))
     }
 
+    // MARK: - Attachments
+
+    private static let attachmentID = "0190a2b4-1234-7000-8000-000000000a77"
+    private static let uploadURL = "http://127.0.0.1:8080/chat-attachments/o/0190a2b4-1234-7000-8000-000000000a77?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Expires=900&X-Amz-Signature=5f2c"
+
+    /// The object store's side of an upload: `PUT` to the presigned URL.
+    private static func isUpload(_ request: HTTPRequest) -> Bool {
+        request.url.path.hasPrefix("/chat-attachments/")
+    }
+
+    func testAnUploadDeclaresPutsAndCompletesTheFile() async throws {
+        let (api, http) = client { request, _ in
+            if Self.isUpload(request) { return HTTPResponse(status: 200) }
+            switch request.target {
+            case "/api/v1/channels/c1/attachments": return .json(201, try fixture("rest_attachment_upload"))
+            default: return .json(200, try fixture("rest_attachment"))
+            }
+        }
+        let bytes = Data(repeating: 0xFF, count: 2_483_921)
+        let attachment = try await api.uploadAttachment(bytes, name: "IMG_0042.jpg", contentType: "image/jpeg", toChannel: "c1")
+        XCTAssertEqual(attachment.id, Self.attachmentID)
+        XCTAssertEqual(attachment.state, .ready)
+        XCTAssertEqual(MessageAttachment(attachment).aspectRatio, 0.75)
+
+        let requests = await http.requests
+        XCTAssertEqual(requests.map(\.method), ["POST", "PUT", "POST"])
+        XCTAssertEqual(requests[0].target, "/api/v1/channels/c1/attachments")
+        try assertSameJSON(try XCTUnwrap(requests[0].body), try fixture("rest_create_attachment"))
+        // The bytes go to the store with exactly the presigned headers, and no token: the
+        // URL's signature is the permission.
+        XCTAssertEqual(requests[1].url.absoluteString, Self.uploadURL)
+        XCTAssertEqual(requests[1].headers, ["content-length": "2483921", "content-type": "image/jpeg"])
+        XCTAssertEqual(requests[1].body, bytes)
+        XCTAssertEqual(requests[2].target, "/api/v1/channels/c1/attachments/\(Self.attachmentID)/complete")
+        XCTAssertEqual(requests[2].headers["Authorization"], "Bearer token-1")
+    }
+
+    func testAnUploadURLTheStoreRefusesIsRenewedOnce() async throws {
+        let (api, http) = client { request, _ in
+            if Self.isUpload(request) {
+                // The first URL expired; the renewed one works.
+                return HTTPResponse(status: request.url.query?.contains("renewed") == true ? 200 : 403, body: Data("<Error/>".utf8))
+            }
+            switch request.target {
+            case "/api/v1/channels/c1/attachments":
+                return .json(201, try fixture("rest_attachment_upload"))
+            case "/api/v1/channels/c1/attachments/\(Self.attachmentID)/upload-url":
+                var renewed = try WireJSON.decode(AttachmentUpload.self, from: try fixture("rest_attachment_upload"))
+                renewed.upload.url += "&renewed=1"
+                return try .json(200, encoding: renewed)
+            default:
+                return .json(200, try fixture("rest_attachment"))
+            }
+        }
+        _ = try await api.uploadAttachment(Data("hello".utf8), name: "IMG_0042.jpg", contentType: "image/jpeg", toChannel: "c1")
+        let requests = await http.requests
+        XCTAssertEqual(requests.map { Self.isUpload($0) ? "PUT store" : "\($0.method) \($0.target)" }, [
+            "POST /api/v1/channels/c1/attachments",
+            "PUT store",
+            "POST /api/v1/channels/c1/attachments/\(Self.attachmentID)/upload-url",
+            "PUT store",
+            "POST /api/v1/channels/c1/attachments/\(Self.attachmentID)/complete",
+        ])
+    }
+
+    func testAStoreThatKeepsRefusingFailsTheUploadBeforeCompleting() async throws {
+        let (api, http) = client { request, _ in
+            if Self.isUpload(request) { return HTTPResponse(status: 403, body: Data("<Error/>".utf8)) }
+            return .json(request.target.hasSuffix("/attachments") ? 201 : 200, try fixture("rest_attachment_upload"))
+        }
+        do {
+            _ = try await api.uploadAttachment(Data("hello".utf8), name: "a.txt", contentType: "text/plain", toChannel: "c1")
+            XCTFail("uploaded")
+        } catch let error as ChatError {
+            XCTAssertEqual(error, .server(ServerError(status: 403, code: "http_403", message: HTTPURLResponse.localizedString(forStatusCode: 403))))
+        }
+        let requests = await http.requests
+        XCTAssertFalse(requests.contains { $0.target.hasSuffix("/complete") })
+    }
+
+    func testAFileIsUploadedUnderItsNameWithTheTypeItsExtensionImplies() async throws {
+        let (api, http) = client { request, _ in
+            if Self.isUpload(request) { return HTTPResponse(status: 200) }
+            return .json(request.target.hasSuffix("/attachments") ? 201 : 200, try fixture(request.target.hasSuffix("/attachments") ? "rest_attachment_upload" : "rest_attachment_pending"))
+        }
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("chatkit-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let pdf = folder.appendingPathComponent("Minutes 2025.PDF")
+        try Data("%PDF-1.7".utf8).write(to: pdf)
+        _ = try await api.uploadAttachment(fileAt: pdf, toChannel: "c1")
+        let declared = await http.requests.first?.body
+        XCTAssertEqual(
+            try WireJSON.decode(CreateAttachment.self, from: try XCTUnwrap(declared)),
+            CreateAttachment(name: "Minutes 2025.PDF", contentType: "application/pdf", size: 8)
+        )
+
+        // A type the server does not take is refused before anything is sent.
+        let photo = folder.appendingPathComponent("IMG_0001.HEIC")
+        try Data("heic".utf8).write(to: photo)
+        do {
+            _ = try await api.uploadAttachment(fileAt: photo, toChannel: "c1")
+            XCTFail("uploaded a HEIC file")
+        } catch ChatError.fileNotAttachable(let name, _) {
+            XCTAssertEqual(name, "IMG_0001.HEIC")
+        }
+        let count = await http.requests.count
+        XCTAssertEqual(count, 3)
+    }
+
+    func testDownloadLinks() async throws {
+        let (api, http) = client { _, _ in .json(200, try fixture("rest_attachment_link")) }
+        let link = try await api.attachmentLink(Self.attachmentID, inChannel: "c1")
+        XCTAssertEqual(link.thumbnail, .ready)
+        let requests = await http.requests
+        XCTAssertEqual(requests.map { "\($0.method) \($0.target)" }, ["GET /api/v1/channels/c1/attachments/\(Self.attachmentID)"])
+    }
+
+    func testContentTypesByFileName() {
+        XCTAssertEqual(AttachmentContentType.forFileName("IMG_0042.JPG"), "image/jpeg")
+        XCTAssertEqual(AttachmentContentType.forFileName("notes.txt"), "text/plain")
+        XCTAssertEqual(AttachmentContentType.forFileName("voice memo.m4a"), "audio/mp4")
+        XCTAssertNil(AttachmentContentType.forFileName("IMG_0001.heic"))
+        XCTAssertNil(AttachmentContentType.forFileName("index.html"))
+        XCTAssertNil(AttachmentContentType.forFileName(".pdf"), "a hidden file, not a PDF")
+        XCTAssertNil(AttachmentContentType.forFileName("README"))
+        // Only types the server takes.
+        let types = ["a.jpg", "a.jpeg", "a.png", "a.gif", "a.webp", "a.pdf", "a.txt", "a.zip", "a.mp4", "a.mp3", "a.m4a"]
+            .compactMap(AttachmentContentType.forFileName)
+        XCTAssertEqual(Set(types), Set(AttachmentContentType.accepted))
+    }
+
     // MARK: - Push notifications
 
     private static let deviceToken = "5e0f2a8c0b1d4e7f9a3c6b2d8e1f4a7c0b3d6e9f2a5c8b1d4e7f0a3c6b9d2e5f"

@@ -64,6 +64,20 @@ final class LimitsTests: XCTestCase {
         XCTAssertFalse(Limits.isValidBody("   \n"))
     }
 
+    func testAMessageOfFilesMayHaveNoText() {
+        XCTAssertTrue(Limits.isValidCaption(""))
+        XCTAssertTrue(Limits.isValidCaption("Minutes"))
+        XCTAssertFalse(Limits.isValidCaption("  "), "white space alone is not a caption")
+        XCTAssertFalse(Limits.isValidCaption(String(repeating: "x", count: 4001)))
+
+        XCTAssertFalse(Limits.isValidMessage(body: "", attachmentCount: 0))
+        XCTAssertTrue(Limits.isValidMessage(body: "hi", attachmentCount: 0))
+        XCTAssertTrue(Limits.isValidMessage(body: "", attachmentCount: 1))
+        XCTAssertTrue(Limits.isValidMessage(body: "", attachmentCount: 4))
+        XCTAssertFalse(Limits.isValidMessage(body: "", attachmentCount: 5))
+        XCTAssertFalse(Limits.isValidMessage(body: " ", attachmentCount: 1))
+    }
+
     func testEmojiAreOneToSixtyFourBytesWithoutSpaceOrControls() {
         XCTAssertTrue(Limits.isValidEmoji("👍"))
         XCTAssertTrue(Limits.isValidEmoji("👩🏽‍💻"))

@@ -169,9 +169,10 @@ final class WireFixtureTests: XCTestCase {
         XCTAssertNil(message.replyTo)
         XCTAssertEqual(message.reactions, [])
         XCTAssertEqual(message.mentions, [])
+        XCTAssertEqual(message.attachments, [])
         let object = try JSONSerialization.jsonObject(with: try WireJSON.encode(message))
         let keys = Set(try XCTUnwrap(object as? [String: Any]).keys)
-        XCTAssertTrue(keys.isDisjoint(with: ["edited_at", "deleted", "reply_to", "reactions", "mentions"]), "\(keys)")
+        XCTAssertTrue(keys.isDisjoint(with: ["edited_at", "deleted", "reply_to", "reactions", "mentions", "attachments"]), "\(keys)")
     }
 
     func testMessageListWithEditsReactionsRepliesAndATombstone() throws {
@@ -293,6 +294,17 @@ final class WireFixtureTests: XCTestCase {
     // MARK: - Attachments
 
     private let attachmentID = "0190a2b4-1234-7000-8000-000000000a77"
+    private let thirdClientMsgID = "5f0c8a52-8a8e-4a8e-9a43-0d4f6f1f6c13"
+    private let imageID = "0190a2b4-0000-7000-8000-00000000f001"
+    private let pdfID = "0190a2b4-0000-7000-8000-00000000f002"
+
+    /// The two files of the `*_attachments` fixtures: a photo (measured upright) and a PDF.
+    private var messageAttachments: [MessageAttachment] {
+        [
+            MessageAttachment(id: imageID, name: "IMG_0042.jpg", contentType: "image/jpeg", size: 2_483_921, width: 3024, height: 4032),
+            MessageAttachment(id: pdfID, name: "minutes 2025-01-15.pdf", contentType: "application/pdf", size: 88_311),
+        ]
+    }
 
     func testCreateAttachment() throws {
         let request = try roundTrip(CreateAttachment.self, "rest_create_attachment")
@@ -319,6 +331,36 @@ final class WireFixtureTests: XCTestCase {
         XCTAssertNil(pending.width)
         XCTAssertNil(pending.height)
         XCTAssertEqual(pending.contentType, "application/pdf")
+    }
+
+    /// The files a message carries, as history has them: enough to lay them out.
+    func testMessageWithAttachments() throws {
+        let message = try roundTrip(Message.self, "rest_message_with_attachments")
+        XCTAssertEqual(message.body, "", "files alone: the body may be empty")
+        XCTAssertEqual(message.clientMsgID, thirdClientMsgID)
+        XCTAssertEqual(message.seq, 43)
+        XCTAssertEqual(message.attachments, messageAttachments)
+        let image = message.attachments[0]
+        XCTAssertTrue(image.isImage)
+        XCTAssertEqual(try XCTUnwrap(image.aspectRatio), 0.75, accuracy: 0.000_001)
+        let pdf = message.attachments[1]
+        XCTAssertFalse(pdf.isImage)
+        XCTAssertNil(pdf.aspectRatio)
+
+        // Taken away, the key is left out again, like the server does.
+        var plain = message
+        plain.attachments = []
+        let object = try JSONSerialization.jsonObject(with: try WireJSON.encode(plain))
+        XCTAssertNil(try XCTUnwrap(object as? [String: Any])["attachments"])
+    }
+
+    /// A completed upload (`…/complete`) becomes the attachment its message will carry.
+    func testACompletedUploadIsWhatTheMessageCarries() throws {
+        let ready = try roundTrip(Attachment.self, "rest_attachment")
+        XCTAssertEqual(
+            MessageAttachment(ready),
+            MessageAttachment(id: attachmentID, name: ready.name, contentType: "image/jpeg", size: ready.size, width: 3024, height: 4032)
+        )
     }
 
     func testAttachmentLinks() throws {
@@ -383,6 +425,38 @@ final class WireFixtureTests: XCTestCase {
         try assertSameJSON(try WireJSON.encode(plain.frame), try fixture("ws_client_send"))
     }
 
+    func testSendFrameWithAttachments() throws {
+        let frame = try roundTrip(ClientFrame.self, "ws_client_send_attachments")
+        XCTAssertEqual(frame, .sendWithAttachments(
+            channelID: general,
+            clientMsgID: thirdClientMsgID,
+            body: "",
+            attachments: [imageID, pdfID],
+            replyTo: nil
+        ))
+        // What the realtime client puts on the wire for a queued send of files alone.
+        let pending = PendingSend(clientMsgID: thirdClientMsgID, channelID: general, body: "", attachments: messageAttachments)
+        try assertSameJSON(try WireJSON.encode(pending.frame), try fixture("ws_client_send_attachments"))
+
+        // With a reply, both keys; a caption is the body.
+        let reply = PendingSend(clientMsgID: thirdClientMsgID, channelID: general, body: "Minutes", replyTo: firstMessageID, attachments: messageAttachments)
+        let object = try XCTUnwrap(try JSONSerialization.jsonObject(with: try WireJSON.encode(reply.frame)) as? [String: Any])
+        XCTAssertEqual(object["reply_to"] as? String, firstMessageID)
+        XCTAssertEqual(object["attachments"] as? [String], [imageID, pdfID])
+        XCTAssertEqual(object["body"] as? String, "Minutes")
+        XCTAssertEqual(try WireJSON.decode(ClientFrame.self, from: try WireJSON.encode(reply.frame)), reply.frame)
+
+        // Without files the frame is exactly a plain send: no empty `attachments` key.
+        let none = ClientFrame.sendWithAttachments(
+            channelID: general,
+            clientMsgID: firstClientMsgID,
+            body: "Hello, world! 👋",
+            attachments: [],
+            replyTo: nil
+        )
+        try assertSameJSON(try WireJSON.encode(none), try fixture("ws_client_send"))
+    }
+
     func testChangeFrames() throws {
         let edit = try roundTrip(ClientFrame.self, "ws_client_edit")
         XCTAssertEqual(edit, .edit(
@@ -436,6 +510,19 @@ final class WireFixtureTests: XCTestCase {
         XCTAssertEqual(message.seq, 42)
         XCTAssertEqual(message.senderID, bob)
         XCTAssertEqual(message.createdAt.timeIntervalSince1970, 1_736_933_531.5, accuracy: 0.000_001)
+    }
+
+    func testMessageFrameWithAttachments() throws {
+        let frame = try roundTrip(ServerFrame.self, "ws_server_message_attachments")
+        guard case .message(let message) = frame else {
+            return XCTFail("expected message, got \(frame)")
+        }
+        XCTAssertEqual(message.attachments, messageAttachments)
+        XCTAssertEqual(message.body, "")
+        XCTAssertEqual(message.seq, 43)
+        XCTAssertEqual(message.senderID, alice)
+        // History has the same message.
+        XCTAssertEqual(message, try WireJSON.decode(Message.self, from: try fixture("rest_message_with_attachments")))
     }
 
     func testResumedFrame() throws {
@@ -645,6 +732,7 @@ final class WireFixtureTests: XCTestCase {
             "message_deleted": FrameErrorCode.messageDeleted,
             "invalid_emoji": FrameErrorCode.invalidEmoji,
             "invalid_client_event_id": FrameErrorCode.invalidClientEventID,
+            "invalid_attachment": FrameErrorCode.invalidAttachment,
         ])
     }
 
@@ -662,6 +750,8 @@ final class WireFixtureTests: XCTestCase {
         for known in [
             APIErrorCode.notAMember, APIErrorCode.channelNotFound, APIErrorCode.deviceNotFound,
             APIErrorCode.invalidDeviceToken, APIErrorCode.invalidBundleID, APIErrorCode.rateLimited,
+            APIErrorCode.unsupportedType, APIErrorCode.attachmentTooLarge, APIErrorCode.tooManyUploads,
+            APIErrorCode.uploadIncomplete, APIErrorCode.uploadMismatch, APIErrorCode.unknownAttachment,
         ] {
             XCTAssertEqual(codes[known], known)
         }
@@ -689,6 +779,7 @@ final class WireFixtureTests: XCTestCase {
             "typing_interval_ms": Limits.typingIntervalMs,
             "typing_expires_ms": Limits.typingExpiresMs,
             "emoji_max_bytes": Limits.emojiMaxBytes,
+            "attachments_per_message_max": Limits.attachmentsPerMessageMax,
         ])
     }
 }

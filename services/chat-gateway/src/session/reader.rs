@@ -142,6 +142,7 @@ async fn handle_frame(
             client_msg_id,
             body,
             reply_to,
+            attachments,
         } => {
             let Ok(permit) = sends.clone().acquire_owned().await else {
                 return;
@@ -153,6 +154,7 @@ async fn handle_frame(
                 client_msg_id,
                 body,
                 reply_to,
+                attachments,
             };
             if let Err((refused, cmid)) = Box::pin(send(shared, user, req, handle, permit)).await {
                 handle
@@ -274,6 +276,7 @@ struct SendRequest {
     client_msg_id: String,
     body: String,
     reply_to: Option<chat_types::MessageId>,
+    attachments: Vec<uuid::Uuid>,
 }
 
 async fn send(
@@ -288,10 +291,18 @@ async fn send(
         client_msg_id,
         body,
         reply_to,
+        attachments,
     } = req;
     let record = match shared
         .admission
-        .admit(user, channel, client_msg_id.clone(), body, reply_to)
+        .admit(
+            user,
+            channel,
+            client_msg_id.clone(),
+            body,
+            reply_to,
+            attachments,
+        )
         .await
     {
         Ok(record) => record,

@@ -210,6 +210,7 @@ async fn flood(
                     client_msg_id: format!("flood-{}-{n}", uuid::Uuid::new_v4().simple()),
                     body: body.clone(),
                     reply_to: None,
+                    attachments: Vec::new(),
                 }
             };
             if conn.send(&frame).await.is_err() {

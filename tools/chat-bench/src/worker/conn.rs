@@ -594,6 +594,7 @@ fn send_frame(channel: ChannelId, cmid: &str, body: &str) -> String {
         client_msg_id: cmid.to_string(),
         body: body.to_string(),
         reply_to: None,
+        attachments: Vec::new(),
     })
     .expect("frames serialise")
 }

@@ -2,7 +2,8 @@ import Foundation
 
 // Attachments as the REST API sees them (issue #16), mirroring `chat-types/src/attachments.rs`:
 // declare a file (`POST /channels/{id}/attachments`), PUT its bytes to the presigned URL with
-// exactly the given headers, complete it (`…/complete`), then members ask for a download link.
+// exactly the given headers, complete it (`…/complete`), then send it with a message (a `send`
+// frame's `attachments`); members ask for a download link.
 
 /// `POST /channels/{channel_id}/attachments`: the file about to be uploaded.
 public struct CreateAttachment: Codable, Sendable, Hashable {
@@ -186,5 +187,105 @@ public struct AttachmentLink: Codable, Sendable, Hashable {
         case thumbnailURL = "thumbnail_url"
         case thumbnail
         case expiresIn = "expires_in"
+    }
+}
+
+/// An attachment as a message carries it (`Message.attachments`): enough to lay it out (an
+/// image's box, a file's chip) before anything is downloaded. The bytes: `GET …/attachments/{id}`
+/// for a link (`APIClient.attachmentLink`).
+public struct MessageAttachment: Codable, Sendable, Hashable, Identifiable {
+    public var id: String
+    public var name: String
+    public var contentType: String
+    /// Bytes.
+    public var size: UInt64
+    /// Pixels of an image shown upright (an EXIF quarter turn already swapped); nil for other
+    /// files, and for a file that is not the image type it declares.
+    public var width: Int?
+    public var height: Int?
+
+    public init(id: String, name: String, contentType: String, size: UInt64, width: Int? = nil, height: Int? = nil) {
+        self.id = id
+        self.name = name
+        self.contentType = contentType
+        self.size = size
+        self.width = width
+        self.height = height
+    }
+
+    /// A completed upload as the message that carries it will show it, so a pending send
+    /// shows its files before the server has seen it.
+    public init(_ attachment: Attachment) {
+        self.init(
+            id: attachment.id,
+            name: attachment.name,
+            contentType: attachment.contentType,
+            size: attachment.size,
+            width: attachment.width,
+            height: attachment.height
+        )
+    }
+
+    /// An image with known dimensions: shown inline, in a box of its aspect ratio. Anything
+    /// else (an image the server could not measure included) is a file chip.
+    public var isImage: Bool {
+        contentType.hasPrefix("image/") && aspectRatio != nil
+    }
+
+    /// Width over height, when both are known and positive.
+    public var aspectRatio: Double? {
+        guard let width, let height, width > 0, height > 0 else { return nil }
+        return Double(width) / Double(height)
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case id
+        case name
+        case contentType = "content_type"
+        case size
+        case width
+        case height
+    }
+}
+
+/// The content types the server accepts by default (`chat_types::limits::ATTACHMENT_TYPES`;
+/// a server may be configured otherwise, and answers `unsupported_type`), and the one a file's
+/// name implies, for uploading files picked by name. HEIC (the camera's format) is not among
+/// them: convert photos to JPEG first.
+public enum AttachmentContentType {
+    public static let accepted: [String] = [
+        "image/jpeg",
+        "image/png",
+        "image/gif",
+        "image/webp",
+        "application/pdf",
+        "text/plain",
+        "application/zip",
+        "video/mp4",
+        "audio/mpeg",
+        "audio/mp4",
+    ]
+
+    private static let byExtension: [String: String] = [
+        "jpg": "image/jpeg",
+        "jpeg": "image/jpeg",
+        "png": "image/png",
+        "gif": "image/gif",
+        "webp": "image/webp",
+        "pdf": "application/pdf",
+        "txt": "text/plain",
+        "text": "text/plain",
+        "zip": "application/zip",
+        "mp4": "video/mp4",
+        "m4v": "video/mp4",
+        "mp3": "audio/mpeg",
+        "m4a": "audio/mp4",
+    ]
+
+    /// The accepted type a file named `name` has by its extension (ignoring case), or nil when
+    /// the server would refuse it.
+    public static func forFileName(_ name: String) -> String? {
+        guard let dot = name.lastIndex(of: "."), dot != name.startIndex else { return nil }
+        return byExtension[name[name.index(after: dot)...].lowercased()]
     }
 }

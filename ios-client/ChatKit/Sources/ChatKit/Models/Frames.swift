@@ -14,6 +14,12 @@ public enum ClientFrame: Sendable, Hashable, Codable {
     /// A `send` that answers `replyTo`, an earlier message of the same channel (stored, not
     /// deleted). On the wire a `send` with `reply_to`; a `send` without one decodes as `.send`.
     case reply(channelID: String, clientMsgID: String, body: String, replyTo: String)
+    /// A `send` that carries files: `attachments` are ids of the sender's completed uploads to
+    /// this channel (1 to `Limits.attachmentsPerMessageMax`, each carried by one message only),
+    /// `body` may then be empty (`Limits.isValidCaption`), `replyTo` as for `.reply`. On the wire
+    /// a `send` with `attachments` (left out when empty, so that the frame is then exactly a
+    /// `.send` or `.reply`); a `send` without them decodes as `.send` or `.reply`.
+    case sendWithAttachments(channelID: String, clientMsgID: String, body: String, attachments: [String], replyTo: String?)
     /// After a reconnect: per channel id, the id of the last message or event seen.
     case resume(channels: [String: String])
     case ping
@@ -55,6 +61,7 @@ public enum ClientFrame: Sendable, Hashable, Codable {
         case clientMsgID = "client_msg_id"
         case body
         case replyTo = "reply_to"
+        case attachments
         case channels
         case messageID = "message_id"
         case clientEventID = "client_event_id"
@@ -78,7 +85,17 @@ public enum ClientFrame: Sendable, Hashable, Codable {
             let channelID = try container.decode(String.self, forKey: .channelID)
             let clientMsgID = try container.decode(String.self, forKey: .clientMsgID)
             let body = try container.decode(String.self, forKey: .body)
-            if let replyTo = try container.decodeIfPresent(String.self, forKey: .replyTo) {
+            let replyTo = try container.decodeIfPresent(String.self, forKey: .replyTo)
+            let attachments = try container.decodeIfPresent([String].self, forKey: .attachments) ?? []
+            if !attachments.isEmpty {
+                self = .sendWithAttachments(
+                    channelID: channelID,
+                    clientMsgID: clientMsgID,
+                    body: body,
+                    attachments: attachments,
+                    replyTo: replyTo
+                )
+            } else if let replyTo {
                 self = .reply(channelID: channelID, clientMsgID: clientMsgID, body: body, replyTo: replyTo)
             } else {
                 self = .send(channelID: channelID, clientMsgID: clientMsgID, body: body)
@@ -133,6 +150,15 @@ public enum ClientFrame: Sendable, Hashable, Codable {
             try container.encode(clientMsgID, forKey: .clientMsgID)
             try container.encode(body, forKey: .body)
             try container.encode(replyTo, forKey: .replyTo)
+        case let .sendWithAttachments(channelID, clientMsgID, body, attachments, replyTo):
+            try container.encode("send", forKey: .type)
+            try container.encode(channelID, forKey: .channelID)
+            try container.encode(clientMsgID, forKey: .clientMsgID)
+            try container.encode(body, forKey: .body)
+            if !attachments.isEmpty {
+                try container.encode(attachments, forKey: .attachments)
+            }
+            try container.encodeIfPresent(replyTo, forKey: .replyTo)
         case let .resume(channels):
             try container.encode("resume", forKey: .type)
             try container.encode(channels, forKey: .channels)
@@ -406,4 +432,9 @@ public enum FrameErrorCode {
     public static let invalidEmoji = "invalid_emoji"
     /// A `client_event_id` is empty or over 128 characters.
     public static let invalidClientEventID = "invalid_client_event_id"
+    /// A `send`'s `attachments`: more than `Limits.attachmentsPerMessageMax`, an id twice, or one
+    /// that is not the sender's completed upload to this channel not yet carried by another
+    /// message (unknown, another channel's or user's, not completed, already sent). Resending the
+    /// same ids cannot help.
+    public static let invalidAttachment = "invalid_attachment"
 }

@@ -46,6 +46,14 @@ public enum Limits {
     /// Devices one user keeps; registering one more forgets the one registered longest ago
     /// (`chat_types::limits::DEVICES_PER_USER_MAX`).
     public static let devicesPerUserMax = 20
+    /// Files one message carries (`attachments` of a `send`).
+    public static let attachmentsPerMessageMax = 4
+    /// Characters of an attachment's name (`chat_types::limits::ATTACHMENT_NAME_MAX`; not in
+    /// `limits.json`).
+    public static let attachmentNameMax = 255
+    /// The largest file a server takes by default (`api.attachment_max_bytes`, configurable:
+    /// a server may answer `attachment_too_large` below it).
+    public static let attachmentMaxBytes: UInt64 = 25 * 1024 * 1024
 
     /// 3 to 32 ASCII letters, digits, `.`, `_` or `-`.
     public static func isValidUsername(_ name: String) -> Bool {
@@ -72,6 +80,20 @@ public enum Limits {
     public static func isValidBody(_ body: String) -> Bool {
         (1...bodyMaxChars).contains(body.unicodeScalars.count)
             && !body.unicodeScalars.allSatisfy { $0.properties.isWhitespace }
+    }
+
+    /// The body of a message that carries attachments: empty (the files say it all) or a valid
+    /// body (`chat_types::limits::valid_caption`).
+    public static func isValidCaption(_ body: String) -> Bool {
+        body.isEmpty || isValidBody(body)
+    }
+
+    /// A message that may be sent: a valid body, or, with 1 to 4 attachments, a valid caption
+    /// (an empty one included).
+    public static func isValidMessage(body: String, attachmentCount: Int) -> Bool {
+        attachmentCount == 0
+            ? isValidBody(body)
+            : attachmentCount <= attachmentsPerMessageMax && isValidCaption(body)
     }
 
     /// A reaction: 1 to 64 bytes (UTF-8), no white space, no control characters.

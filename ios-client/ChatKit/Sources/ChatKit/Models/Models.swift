@@ -131,7 +131,7 @@ public struct Message: Codable, Sendable, Hashable, Identifiable {
     public var id: String
     public var channelID: String
     public var senderID: String
-    /// Empty for a tombstone (`deleted`).
+    /// Empty for a tombstone (`deleted`), and may be empty when the message carries attachments.
     public var body: String
     public var clientMsgID: String
     public var createdAt: Date
@@ -153,6 +153,10 @@ public struct Message: Codable, Sendable, Hashable, Identifiable {
     /// body names them, resolved by the server when it places the message (so an `ack`, sent
     /// before that, has none) and again at each edit. Empty when none (absent on the wire).
     public var mentions: [String]
+    /// Files sent with the message (at most `Limits.attachmentsPerMessageMax`), in the order the
+    /// sender listed them; the body may then be empty. Empty when none, and on a tombstone
+    /// (absent on the wire).
+    public var attachments: [MessageAttachment]
 
     public init(
         id: String,
@@ -166,7 +170,8 @@ public struct Message: Codable, Sendable, Hashable, Identifiable {
         deleted: Bool = false,
         replyTo: ReplyPreview? = nil,
         reactions: [Reaction] = [],
-        mentions: [String] = []
+        mentions: [String] = [],
+        attachments: [MessageAttachment] = []
     ) {
         self.id = id
         self.channelID = channelID
@@ -180,6 +185,7 @@ public struct Message: Codable, Sendable, Hashable, Identifiable {
         self.replyTo = replyTo
         self.reactions = reactions
         self.mentions = mentions
+        self.attachments = attachments
     }
 
     /// Whether the body mentions `userID` (the server resolved `@username` to that member).
@@ -200,9 +206,11 @@ public struct Message: Codable, Sendable, Hashable, Identifiable {
         case replyTo = "reply_to"
         case reactions
         case mentions
+        case attachments
     }
 
-    // Messages of servers before edits, reactions and mentions have none of the new keys.
+    // Messages of servers before edits, reactions, mentions and attachments have none of the
+    // new keys.
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
         id = try container.decode(String.self, forKey: .id)
@@ -217,6 +225,7 @@ public struct Message: Codable, Sendable, Hashable, Identifiable {
         replyTo = try container.decodeIfPresent(ReplyPreview.self, forKey: .replyTo)
         reactions = try container.decodeIfPresent([Reaction].self, forKey: .reactions) ?? []
         mentions = try container.decodeIfPresent([String].self, forKey: .mentions) ?? []
+        attachments = try container.decodeIfPresent([MessageAttachment].self, forKey: .attachments) ?? []
     }
 
     // Like the server: absent rather than null, false or empty.
@@ -239,6 +248,9 @@ public struct Message: Codable, Sendable, Hashable, Identifiable {
         }
         if !mentions.isEmpty {
             try container.encode(mentions, forKey: .mentions)
+        }
+        if !attachments.isEmpty {
+            try container.encode(attachments, forKey: .attachments)
         }
     }
 }

@@ -209,4 +209,18 @@ public enum APIErrorCode {
     /// `POST /devices`: the bundle id is not reverse DNS.
     public static let invalidBundleID = "invalid_bundle_id"
     public static let rateLimited = "rate_limited"
+    /// `POST …/attachments`: a content type the server does not take (400).
+    public static let unsupportedType = "unsupported_type"
+    /// `POST …/attachments`: a file over the server's largest (413).
+    public static let attachmentTooLarge = "attachment_too_large"
+    /// `POST …/attachments`: 20 uploads created and not completed within the hour (409).
+    public static let tooManyUploads = "too_many_uploads"
+    /// `…/complete` before the bytes arrived, or a link of an attachment not completed (409).
+    public static let uploadIncomplete = "upload_incomplete"
+    /// `…/complete`: the bytes that arrived are not the declared size or type; they were
+    /// deleted (409): upload them again with a new URL.
+    public static let uploadMismatch = "upload_mismatch"
+    /// No attachment with this id in this channel, or (`…/upload-url`) not the caller's upload
+    /// still waiting for its bytes (404).
+    public static let unknownAttachment = "unknown_attachment"
 }

@@ -170,6 +170,98 @@ public struct APIClient: Sendable {
         return list.messages
     }
 
+    // MARK: - Attachments
+
+    /// `POST /channels/{id}/attachments`: declares a file about to be uploaded to the channel;
+    /// answers where to PUT its bytes (`putAttachment`). Refusals: `unsupported_type`,
+    /// `invalid_name` (400), `attachment_too_large` (413), `too_many_uploads` (409).
+    public func createAttachment(_ file: CreateAttachment, inChannel channelID: String) async throws -> AttachmentUpload {
+        try await call("POST", "channels/\(ServerEndpoint.pathSegment(channelID))/attachments", body: file)
+    }
+
+    /// `POST /channels/{id}/attachments/{aid}/upload-url`: a new upload URL for the caller's
+    /// upload still waiting for its bytes, once the first one expired.
+    public func renewUploadURL(ofAttachment attachmentID: String, inChannel channelID: String) async throws -> AttachmentUpload {
+        try await call("POST", attachmentPath(attachmentID, channelID) + "/upload-url")
+    }
+
+    /// PUTs the bytes to the object store with exactly the presigned request's method, URL and
+    /// headers, and without the access token: the URL's signature is the permission. The store
+    /// refuses (403) an expired URL and bytes of another length or type.
+    public func putAttachment(_ data: Data, to upload: UploadRequest) async throws {
+        guard let url = URL(string: upload.url), url.scheme == "http" || url.scheme == "https" else {
+            throw ChatError.invalidResponse("upload URL \(upload.url)")
+        }
+        let request = HTTPRequest(method: upload.method, url: url, headers: upload.headers, body: data)
+        let response = try await transmit(request, token: nil)
+        guard (200..<300).contains(response.status) else {
+            throw ChatError.server(Self.serverError(from: response))
+        }
+    }
+
+    /// `POST /channels/{id}/attachments/{aid}/complete`: the bytes are there; the server checks
+    /// them and measures an image. `upload_incomplete` (409): PUT them first;
+    /// `upload_mismatch` (409): they were not what was declared, and are gone.
+    public func completeAttachment(_ attachmentID: String, inChannel channelID: String) async throws -> Attachment {
+        try await call("POST", attachmentPath(attachmentID, channelID) + "/complete")
+    }
+
+    /// `GET /channels/{id}/attachments/{aid}`: short-lived links to the file and its thumbnail
+    /// (valid `expiresIn` seconds; ask again after that).
+    public func attachmentLink(_ attachmentID: String, inChannel channelID: String) async throws -> AttachmentLink {
+        try await call("GET", attachmentPath(attachmentID, channelID))
+    }
+
+    /// The whole upload of one file, ready to be sent (`MessageAttachment(_:)`, then a send's
+    /// `attachments`): declares it, PUTs the bytes, completes it. An upload URL the store
+    /// refuses (it expired while waiting, say) is renewed once. Cancelling the task stops it;
+    /// an upload left pending is removed by the server within the hour.
+    public func uploadAttachment(
+        _ data: Data,
+        name: String,
+        contentType: String,
+        toChannel channelID: String
+    ) async throws -> Attachment {
+        let file = CreateAttachment(name: name, contentType: contentType, size: UInt64(data.count))
+        let created = try await createAttachment(file, inChannel: channelID)
+        do {
+            try await putAttachment(data, to: created.upload)
+        } catch let error as ChatError {
+            guard case .server(let refusal) = error, refusal.status == 403 else { throw error }
+            let renewed = try await renewUploadURL(ofAttachment: created.id, inChannel: channelID)
+            try await putAttachment(data, to: renewed.upload)
+        }
+        return try await completeAttachment(created.id, inChannel: channelID)
+    }
+
+    /// Uploads the file at `fileURL` (a local file) under its own name. `contentType`: nil to
+    /// take the one its extension implies (`AttachmentContentType.forFileName`); a file without
+    /// an accepted one throws `ChatError.fileNotAttachable` before anything is sent.
+    public func uploadAttachment(
+        fileAt fileURL: URL,
+        contentType: String? = nil,
+        toChannel channelID: String
+    ) async throws -> Attachment {
+        let name = fileURL.lastPathComponent
+        guard let type = contentType ?? AttachmentContentType.forFileName(name) else {
+            throw ChatError.fileNotAttachable(
+                name: name,
+                reason: "only images (JPEG, PNG, GIF, WebP), PDF, text, ZIP, MP4, MP3 and M4A files can be"
+            )
+        }
+        let data: Data
+        do {
+            data = try Data(contentsOf: fileURL, options: .mappedIfSafe)
+        } catch {
+            throw ChatError.fileNotAttachable(name: name, reason: "it could not be read (\(error.localizedDescription))")
+        }
+        return try await uploadAttachment(data, name: name, contentType: type, toChannel: channelID)
+    }
+
+    private func attachmentPath(_ attachmentID: String, _ channelID: String) -> String {
+        "channels/\(ServerEndpoint.pathSegment(channelID))/attachments/\(ServerEndpoint.pathSegment(attachmentID))"
+    }
+
     // MARK: - Push notifications
 
     /// `POST /devices`: registers this device's push token for the caller (201 when new to

@@ -29,6 +29,9 @@ public enum ChatError: Error, Sendable, Hashable {
     case notSignedIn
     /// The refresh token was refused: the user has to sign in again.
     case sessionExpired
+    /// A file that cannot be attached, and why: its type is not one the server takes
+    /// (`AttachmentContentType`), or it could not be read.
+    case fileNotAttachable(name: String, reason: String)
 
     /// Whether the server said 401 (bad credentials, or a token it refuses).
     public var isUnauthorized: Bool {
@@ -63,6 +66,8 @@ extension ChatError: LocalizedError {
             "You are not signed in."
         case .sessionExpired:
             "Your session has expired. Please sign in again."
+        case let .fileNotAttachable(name, reason):
+            "\(name) cannot be attached: \(reason)."
         }
     }
 }

@@ -220,18 +220,28 @@ public actor RealtimeClient {
 
     /// Queues a message for `channelID` and sends it as soon as the connection is ready.
     /// Sending the same `clientMsgID` again (a retry) keeps the one queued entry. `replyTo`: the
-    /// id of an earlier message of the channel this one answers.
+    /// id of an earlier message of the channel this one answers. `attachments`: completed uploads
+    /// of the user to this channel (`APIClient.uploadAttachment`), at most
+    /// `Limits.attachmentsPerMessageMax`; `body` may then be empty. Uploads the server does not
+    /// accept fail the send with `FrameErrorCode.invalidAttachment`.
     @discardableResult
     public func send(
         _ body: String,
         to channelID: String,
         clientMsgID: String = UUID().uuidString.lowercased(),
-        replyTo: String? = nil
+        replyTo: String? = nil,
+        attachments: [MessageAttachment] = []
     ) -> PendingSend {
         if let queued = queue.first(where: { $0.clientMsgID == clientMsgID }) {
             return queued
         }
-        let pending = PendingSend(clientMsgID: clientMsgID, channelID: channelID, body: body, replyTo: replyTo)
+        let pending = PendingSend(
+            clientMsgID: clientMsgID,
+            channelID: channelID,
+            body: body,
+            replyTo: replyTo,
+            attachments: attachments
+        )
         queue.append(pending)
         if isReady {
             transmit(pending)

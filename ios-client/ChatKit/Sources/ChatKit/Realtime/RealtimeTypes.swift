@@ -90,19 +90,38 @@ public struct PendingSend: Sendable, Hashable, Identifiable {
     public var body: String
     /// The id of the earlier message of the channel this one answers.
     public var replyTo: String?
+    /// The completed uploads it carries, as the message will show them (the frame names their
+    /// ids), so the pending row shows the files at once and a retry sends the same ones.
+    public var attachments: [MessageAttachment]
 
     public var id: String { clientMsgID }
 
-    public init(clientMsgID: String, channelID: String, body: String, replyTo: String? = nil) {
+    public init(
+        clientMsgID: String,
+        channelID: String,
+        body: String,
+        replyTo: String? = nil,
+        attachments: [MessageAttachment] = []
+    ) {
         self.clientMsgID = clientMsgID
         self.channelID = channelID
         self.body = body
         self.replyTo = replyTo
+        self.attachments = attachments
     }
 
-    /// The frame that sends it: a `send`, with `reply_to` when it answers a message.
+    /// The frame that sends it: a `send`, with `reply_to` when it answers a message and
+    /// `attachments` when it carries files.
     public var frame: ClientFrame {
-        if let replyTo {
+        if !attachments.isEmpty {
+            .sendWithAttachments(
+                channelID: channelID,
+                clientMsgID: clientMsgID,
+                body: body,
+                attachments: attachments.map(\.id),
+                replyTo: replyTo
+            )
+        } else if let replyTo {
             .reply(channelID: channelID, clientMsgID: clientMsgID, body: body, replyTo: replyTo)
         } else {
             .send(channelID: channelID, clientMsgID: clientMsgID, body: body)

@@ -51,7 +51,14 @@ public struct MessageStore: Sendable, Hashable {
     /// Shows a send of the user right away, as pending.
     public mutating func addPending(_ pending: PendingSend, at date: Date) {
         timelines[pending.channelID, default: MessageTimeline(channelID: pending.channelID)]
-            .addPending(body: pending.body, senderID: currentUserID, clientMsgID: pending.clientMsgID, at: date, replyTo: pending.replyTo)
+            .addPending(
+                body: pending.body,
+                senderID: currentUserID,
+                clientMsgID: pending.clientMsgID,
+                at: date,
+                replyTo: pending.replyTo,
+                attachments: pending.attachments
+            )
     }
 
     public mutating func markPending(channelID: String, clientMsgID: String) {

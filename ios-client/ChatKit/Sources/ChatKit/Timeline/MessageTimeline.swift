@@ -22,7 +22,7 @@ public struct TimelineEntry: Sendable, Hashable, Identifiable {
     public let channelID: String
     public let senderID: String
     public let clientMsgID: String
-    /// Empty once deleted.
+    /// Empty once deleted; may be empty when the message carries attachments.
     public internal(set) var body: String
     /// The server's timestamp once known; before that, when the user sent it.
     public internal(set) var createdAt: Date
@@ -39,6 +39,9 @@ public struct TimelineEntry: Sendable, Hashable, Identifiable {
     /// The user ids the body mentions (`@username`, resolved by the server when it placed the
     /// message, and again at each edit). Empty while pending, and once deleted.
     public internal(set) var mentions: [String]
+    /// The files the message carries, in the sender's order (a pending send's from its
+    /// uploads). Empty when none, and once deleted.
+    public internal(set) var attachments: [MessageAttachment]
     /// The positions of the events applied to it, so that a replayed or late event never
     /// undoes a newer one.
     var applied = AppliedChanges()
@@ -87,6 +90,7 @@ public struct TimelineEntry: Sendable, Hashable, Identifiable {
         replyTo = message.replyTo
         reactions = message.deleted ? [] : message.reactions
         mentions = message.deleted ? [] : message.mentions
+        attachments = message.deleted ? [] : message.attachments
         if message.deleted { body = "" }
     }
 
@@ -96,7 +100,8 @@ public struct TimelineEntry: Sendable, Hashable, Identifiable {
         senderID: String,
         clientMsgID: String,
         createdAt: Date,
-        replyTo: ReplyPreview? = nil
+        replyTo: ReplyPreview? = nil,
+        attachments: [MessageAttachment] = []
     ) {
         id = Self.key(senderID: senderID, clientMsgID: clientMsgID)
         messageID = nil
@@ -112,6 +117,7 @@ public struct TimelineEntry: Sendable, Hashable, Identifiable {
         self.replyTo = replyTo
         reactions = []
         mentions = []
+        self.attachments = attachments
     }
 
     // MARK: Changes
@@ -130,6 +136,10 @@ public struct TimelineEntry: Sendable, Hashable, Identifiable {
             replyTo = message.replyTo
         }
         guard !isDeleted else { return }
+        // A message's files never change while it stands; an ack may leave them out.
+        if !message.attachments.isEmpty {
+            attachments = message.attachments
+        }
         if status != .delivered || Self.isNewer(message.editedAt, than: editedAt) {
             body = message.body
             mentions = message.mentions
@@ -193,6 +203,7 @@ public struct TimelineEntry: Sendable, Hashable, Identifiable {
         body = ""
         reactions = []
         mentions = []
+        attachments = []
     }
 
     private static func isNewer(_ candidate: Date?, than current: Date?) -> Bool {
@@ -404,7 +415,15 @@ public struct MessageTimeline: Sendable, Hashable {
 
     /// Adds a send of the user before the server has seen it. `replyTo`: the id of the message
     /// it answers; its preview is taken from this timeline when the message is loaded.
-    public mutating func addPending(body: String, senderID: String, clientMsgID: String, at date: Date, replyTo: String? = nil) {
+    /// `attachments`: the files it carries, shown at once.
+    public mutating func addPending(
+        body: String,
+        senderID: String,
+        clientMsgID: String,
+        at date: Date,
+        replyTo: String? = nil,
+        attachments: [MessageAttachment] = []
+    ) {
         var preview: ReplyPreview?
         if let replyTo, let original = entry(messageID: replyTo) {
             preview = ReplyPreview(
@@ -421,7 +440,8 @@ public struct MessageTimeline: Sendable, Hashable {
             senderID: senderID,
             clientMsgID: clientMsgID,
             createdAt: date,
-            replyTo: preview
+            replyTo: preview,
+            attachments: attachments
         )
         guard seqByKey[pending.id] == nil else { return }
         insertNew(pending)
