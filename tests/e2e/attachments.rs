@@ -12,6 +12,7 @@
 //! An upload URL used after it expired is the store's 403: `objectstore.rs` covers it.
 
 use chat_client::{Api, Connection, Page, Reply};
+use chat_e2e::files::{complete, create, http, path, png, put, uploaded};
 use chat_e2e::{TIMEOUT, api, connect, connect_elsewhere, register, unique};
 use chat_types::attachments::{
     Attachment, AttachmentLink, AttachmentState, AttachmentUpload, MessageAttachment,
@@ -23,17 +24,6 @@ use serde_json::{Value, json};
 use std::io::Cursor;
 use std::time::Duration;
 use tokio::time::Instant;
-
-fn http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(TIMEOUT)
-        .build()
-        .expect("http client")
-}
-
-fn path(channel: ChannelId, rest: &str) -> String {
-    format!("/api/v1/channels/{channel}/attachments{rest}")
-}
 
 /// Alice's new group channel, which Bob joined.
 async fn channel_of_two(api: &Api) -> anyhow::Result<(Session, Session, ChannelId)> {
@@ -53,63 +43,6 @@ async fn declare(api: &Api, token: &str, channel: ChannelId, body: Value) -> any
         .await?)
 }
 
-async fn create(
-    api: &Api,
-    token: &str,
-    channel: ChannelId,
-    name: &str,
-    content_type: &str,
-    bytes: &[u8],
-) -> anyhow::Result<AttachmentUpload> {
-    let r = declare(
-        api,
-        token,
-        channel,
-        json!({"name": name, "content_type": content_type, "size": bytes.len()}),
-    )
-    .await?;
-    assert_eq!(r.status, 201, "create: {:?}", r.body);
-    Ok(serde_json::from_value(r.body)?)
-}
-
-/// PUT `bytes` as a client does: the given method, URL and headers (reqwest sets the length,
-/// which must be the signed one).
-async fn put(upload: &AttachmentUpload, bytes: Vec<u8>) -> anyhow::Result<u16> {
-    assert_eq!(upload.upload.method, "PUT");
-    assert_eq!(
-        upload.upload.headers.get("content-length"),
-        Some(&bytes.len().to_string())
-    );
-    let mut req = http().put(&upload.upload.url).body(bytes);
-    for (k, v) in &upload.upload.headers {
-        if k != "content-length" {
-            req = req.header(k, v);
-        }
-    }
-    let r = req.send().await?;
-    let status = r.status().as_u16();
-    if status != 200 {
-        println!("upload: {status} {}", r.text().await?);
-    }
-    Ok(status)
-}
-
-async fn complete(
-    api: &Api,
-    token: &str,
-    channel: ChannelId,
-    id: &uuid::Uuid,
-) -> anyhow::Result<Reply> {
-    Ok(api
-        .call(
-            "POST",
-            &path(channel, &format!("/{id}/complete")),
-            Some(token),
-            None,
-        )
-        .await?)
-}
-
 async fn link(
     api: &Api,
     token: &str,
@@ -124,30 +57,6 @@ async fn link(
 fn assert_error(r: &Reply, status: u16, code: &str) {
     assert_eq!(r.status, status, "{:?}", r.body);
     assert_eq!(r.body["error"]["code"], code, "{:?}", r.body);
-}
-
-/// Upload and complete; the completed attachment.
-async fn uploaded(
-    api: &Api,
-    token: &str,
-    channel: ChannelId,
-    name: &str,
-    content_type: &str,
-    bytes: &[u8],
-) -> anyhow::Result<Attachment> {
-    let upload = create(api, token, channel, name, content_type, bytes).await?;
-    assert_eq!(put(&upload, bytes.to_vec()).await?, 200);
-    let r = complete(api, token, channel, &upload.id).await?;
-    assert_eq!(r.status, 200, "complete: {:?}", r.body);
-    Ok(serde_json::from_value(r.body)?)
-}
-
-fn png(w: u32, h: u32) -> Vec<u8> {
-    let img = image::RgbImage::from_fn(w, h, |x, y| image::Rgb([x as u8, y as u8, 200]));
-    let mut out = Cursor::new(Vec::new());
-    img.write_to(&mut out, image::ImageFormat::Png)
-        .expect("png");
-    out.into_inner()
 }
 
 /// A JPEG whose EXIF says "turn a quarter clockwise to show" (orientation 6), as phones save

@@ -9,14 +9,11 @@
 //! the same path. Run one test at a time (`--test-threads=1`): the first kills a gateway.
 
 use anyhow::{Context, bail, ensure};
-use chat_client::Api;
-use chat_e2e::{TIMEOUT, api, base_url, connect, connect_elsewhere, register, unique};
+use chat_e2e::{api, base_url, connect, connect_elsewhere, files, register, unique};
 use chat_types::ChannelId;
-use chat_types::attachments::{Attachment, AttachmentLink, AttachmentUpload};
+use chat_types::attachments::AttachmentLink;
 use chat_types::rest::Session;
 use chat_types::ws::ServerFrame;
-use serde_json::json;
-use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -455,69 +452,6 @@ async fn an_expired_access_token_is_refreshed_and_the_swift_client_connects() ->
     Ok(())
 }
 
-// ------------------------------------------------------------------------------------------
-// Attachments: helpers as in attachments.rs (declare, PUT to the presigned URL, complete).
-// ------------------------------------------------------------------------------------------
-
-fn http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(TIMEOUT)
-        .build()
-        .expect("http client")
-}
-
-fn attachments_path(channel: ChannelId, rest: &str) -> String {
-    format!("/api/v1/channels/{channel}/attachments{rest}")
-}
-
-fn png(w: u32, h: u32) -> Vec<u8> {
-    let img = image::RgbImage::from_fn(w, h, |x, y| image::Rgb([x as u8, y as u8, 200]));
-    let mut out = Cursor::new(Vec::new());
-    img.write_to(&mut out, image::ImageFormat::Png)
-        .expect("png");
-    out.into_inner()
-}
-
-/// Declare, PUT exactly as the API says, complete: the completed attachment.
-async fn uploaded(
-    api: &Api,
-    token: &str,
-    channel: ChannelId,
-    name: &str,
-    content_type: &str,
-    bytes: &[u8],
-) -> anyhow::Result<Attachment> {
-    let r = api
-        .call(
-            "POST",
-            &attachments_path(channel, ""),
-            Some(token),
-            Some(&json!({"name": name, "content_type": content_type, "size": bytes.len()})),
-        )
-        .await?;
-    ensure!(r.status == 201, "create: {:?}", r.body);
-    let upload: AttachmentUpload = serde_json::from_value(r.body)?;
-    let mut req = http().put(&upload.upload.url).body(bytes.to_vec());
-    for (k, v) in &upload.upload.headers {
-        // reqwest sets the length, which must be the signed one.
-        if k != "content-length" {
-            req = req.header(k, v);
-        }
-    }
-    let put = req.send().await?;
-    ensure!(put.status().as_u16() == 200, "upload: {}", put.status());
-    let r = api
-        .call(
-            "POST",
-            &attachments_path(channel, &format!("/{}/complete", upload.id)),
-            Some(token),
-            None,
-        )
-        .await?;
-    ensure!(r.status == 200, "complete: {:?}", r.body);
-    Ok(serde_json::from_value(r.body)?)
-}
-
 #[tokio::test]
 async fn the_swift_client_sends_a_file_and_shows_the_files_of_others() -> anyhow::Result<()> {
     let api = api();
@@ -537,7 +471,7 @@ async fn the_swift_client_sends_a_file_and_shows_the_files_of_others() -> anyhow
         .join(unique("files-"));
     std::fs::create_dir_all(&dir)?;
     let (width, height) = (37, 21);
-    let bytes = png(width, height);
+    let bytes = files::png(width, height);
     let file_name = format!("{}.png", unique("photo-"));
     let file = dir.join(&file_name);
     std::fs::write(&file, &bytes)?;
@@ -606,14 +540,14 @@ async fn the_swift_client_sends_a_file_and_shows_the_files_of_others() -> anyhow
     let r = api
         .call(
             "GET",
-            &attachments_path(channel.id, &format!("/{}", got.id)),
+            &files::path(channel.id, &format!("/{}", got.id)),
             Some(&dana.access_token),
             None,
         )
         .await?;
     ensure!(r.status == 200, "link: {:?}", r.body);
     let link: AttachmentLink = serde_json::from_value(r.body)?;
-    let download = http().get(&link.url).send().await?;
+    let download = files::http().get(&link.url).send().await?;
     ensure!(
         download.status().as_u16() == 200,
         "download: {}",
@@ -634,8 +568,8 @@ async fn the_swift_client_sends_a_file_and_shows_the_files_of_others() -> anyhow
     swift
         .expect("history", WAIT, |l| l.starts_with("history "))
         .await?;
-    let theirs_bytes = png(12, 7);
-    let theirs = uploaded(
+    let theirs_bytes = files::png(12, 7);
+    let theirs = files::uploaded(
         &api,
         &dana.access_token,
         channel.id,

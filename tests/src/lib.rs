@@ -5,6 +5,7 @@
 //! Every wait has a timeout; every name is unique per run, so tests can share one stack.
 
 pub mod apns;
+pub mod files;
 pub mod harness;
 
 use chat_client::{Api, Connection, Connector};

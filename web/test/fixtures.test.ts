@@ -11,6 +11,7 @@ import { imageBox, imageSource, isInlineImage, messagePreview } from "../src/lib
 import { describeError } from "../src/lib/errors";
 import { advance, newUpload, uploadErrorText } from "../src/lib/uploads";
 import {
+  ATTACHMENT_TYPES,
   Limits,
   type Attachment,
   type AttachmentLink,
@@ -277,5 +278,6 @@ describe.skipIf(Object.keys(FILES).length === 0)("wire fixtures of attachments",
     const limits = load<Record<string, number>>("limits");
     expect(limits.attachments_per_message_max).toBe(Limits.ATTACHMENTS_PER_MESSAGE_MAX);
     expect(limits.body_max_chars).toBe(Limits.BODY_MAX_CHARS);
+    expect(ATTACHMENT_TYPES).toEqual(load<string[]>("attachment_types"));
   });
 });

@@ -246,13 +246,26 @@ struct ClaimedRow {
 
 impl From<ClaimedRow> for MessageAttachment {
     fn from(r: ClaimedRow) -> Self {
-        MessageAttachment {
-            id: r.id,
-            name: r.name,
-            content_type: r.content_type,
-            size: u64::try_from(r.size).unwrap_or(0),
-            width: r.width.and_then(|w| u32::try_from(w).ok()),
-            height: r.height.and_then(|h| u32::try_from(h).ok()),
-        }
+        stored(r.id, r.name, r.content_type, r.size, r.width, r.height)
+    }
+}
+
+/// A message's attachment from the columns both stores keep it in (signed integers: neither
+/// PostgreSQL nor CQL has unsigned ones).
+pub(crate) fn stored(
+    id: Uuid,
+    name: String,
+    content_type: String,
+    size: i64,
+    width: Option<i32>,
+    height: Option<i32>,
+) -> MessageAttachment {
+    MessageAttachment {
+        id,
+        name,
+        content_type,
+        size: u64::try_from(size).unwrap_or(0),
+        width: width.and_then(|w| u32::try_from(w).ok()),
+        height: height.and_then(|h| u32::try_from(h).ok()),
     }
 }

@@ -858,6 +858,9 @@ fn all_fixtures() -> Vec<Fixture> {
         )
     };
     f.push("ws_error_codes", codes(error_code::WS));
+    // The file types a server accepts by default, in order: clients check picked files against
+    // this list before uploading, and their tests compare their copy with it.
+    f.push("attachment_types", json!(limits::ATTACHMENT_TYPES));
     f.push("rest_error_codes", codes(error_code::REST));
     f.push(
         "limits",

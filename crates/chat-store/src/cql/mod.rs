@@ -240,14 +240,7 @@ impl From<&MessageAttachment> for AttachmentCell {
 
 impl From<AttachmentCell> for MessageAttachment {
     fn from(c: AttachmentCell) -> Self {
-        MessageAttachment {
-            id: c.id,
-            name: c.name,
-            content_type: c.content_type,
-            size: u64::try_from(c.size).unwrap_or(0),
-            width: c.width.and_then(|w| u32::try_from(w).ok()),
-            height: c.height.and_then(|h| u32::try_from(h).ok()),
-        }
+        crate::attachments::stored(c.id, c.name, c.content_type, c.size, c.width, c.height)
     }
 }
 

@@ -757,6 +757,11 @@ final class WireFixtureTests: XCTestCase {
         }
     }
 
+    func testAcceptedAttachmentTypesMatchTheServer() throws {
+        let types = try JSONDecoder().decode([String].self, from: try fixture("attachment_types"))
+        XCTAssertEqual(AttachmentContentType.accepted, types)
+    }
+
     func testLimitsMatchTheServer() throws {
         let limits = try JSONDecoder().decode([String: Int].self, from: try fixture("limits"))
         XCTAssertEqual(limits, [

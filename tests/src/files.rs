@@ -1,0 +1,108 @@
+//! Attachments as clients make them (`docs/protocol.md`, "REST: attachments"): declare a file,
+//! PUT its bytes to the presigned URL with exactly the headers the API gave, complete. Shared by
+//! the attachment tests and the Swift client's (which uploads through ChatKit and checks what
+//! the Rust side sees).
+
+use crate::TIMEOUT;
+use anyhow::ensure;
+use chat_client::{Api, Reply};
+use chat_types::ChannelId;
+use chat_types::attachments::{Attachment, AttachmentUpload};
+use serde_json::json;
+use std::io::Cursor;
+
+/// A plain HTTP client for presigned URLs (no API token goes to the object store).
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(TIMEOUT)
+        .build()
+        .expect("http client")
+}
+
+/// `/api/v1/channels/{channel}/attachments` followed by `rest`.
+pub fn path(channel: ChannelId, rest: &str) -> String {
+    format!("/api/v1/channels/{channel}/attachments{rest}")
+}
+
+/// A `w`×`h` PNG with a gradient (every image a test makes differs in its bytes).
+pub fn png(w: u32, h: u32) -> Vec<u8> {
+    let img = image::RgbImage::from_fn(w, h, |x, y| image::Rgb([x as u8, y as u8, 200]));
+    let mut out = Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png)
+        .expect("png");
+    out.into_inner()
+}
+
+/// Declare `bytes` as `name` of `content_type`: the upload to make (201 expected).
+pub async fn create(
+    api: &Api,
+    token: &str,
+    channel: ChannelId,
+    name: &str,
+    content_type: &str,
+    bytes: &[u8],
+) -> anyhow::Result<AttachmentUpload> {
+    let body = json!({"name": name, "content_type": content_type, "size": bytes.len()});
+    let r = api
+        .call("POST", &path(channel, ""), Some(token), Some(&body))
+        .await?;
+    ensure!(r.status == 201, "create: {:?}", r.body);
+    Ok(serde_json::from_value(r.body)?)
+}
+
+/// PUT `bytes` as a client does: the given method, URL and headers (reqwest sets the length,
+/// which must be the signed one). The store's status.
+pub async fn put(upload: &AttachmentUpload, bytes: Vec<u8>) -> anyhow::Result<u16> {
+    ensure!(upload.upload.method == "PUT", "{:?}", upload.upload);
+    ensure!(
+        upload.upload.headers.get("content-length") == Some(&bytes.len().to_string()),
+        "the signed length is the file's: {:?}",
+        upload.upload.headers
+    );
+    let mut req = http().put(&upload.upload.url).body(bytes);
+    for (k, v) in &upload.upload.headers {
+        if k != "content-length" {
+            req = req.header(k, v);
+        }
+    }
+    let r = req.send().await?;
+    let status = r.status().as_u16();
+    if status != 200 {
+        println!("upload: {status} {}", r.text().await?);
+    }
+    Ok(status)
+}
+
+/// `POST …/{id}/complete`, as it answered.
+pub async fn complete(
+    api: &Api,
+    token: &str,
+    channel: ChannelId,
+    id: &uuid::Uuid,
+) -> anyhow::Result<Reply> {
+    Ok(api
+        .call(
+            "POST",
+            &path(channel, &format!("/{id}/complete")),
+            Some(token),
+            None,
+        )
+        .await?)
+}
+
+/// Declare, upload and complete: the completed attachment.
+pub async fn uploaded(
+    api: &Api,
+    token: &str,
+    channel: ChannelId,
+    name: &str,
+    content_type: &str,
+    bytes: &[u8],
+) -> anyhow::Result<Attachment> {
+    let upload = create(api, token, channel, name, content_type, bytes).await?;
+    let status = put(&upload, bytes.to_vec()).await?;
+    ensure!(status == 200, "upload: {status}");
+    let r = complete(api, token, channel, &upload.id).await?;
+    ensure!(r.status == 200, "complete: {:?}", r.body);
+    Ok(serde_json::from_value(r.body)?)
+}
