@@ -275,20 +275,30 @@ async fn typing_latency_across_gateways() -> anyhow::Result<()> {
     let mut a = connect(&alice.access_token).await?;
     let mut b = connect_elsewhere(&bob.access_token, a.gateway()).await?;
 
+    // A channel's next typing is sent only once the interval has passed since bob *received*
+    // its previous one. The gateway checks the allowance before it forwards, so that is after
+    // the check on the gateway's clock, whatever the network did to either typing. (Spacing
+    // rounds from when they were sent is not enough: a round that runs faster than the one
+    // before, say once the member lists are cached, reaches a channel's allowance early, the
+    // gateway drops that typing, and bob never sees it.) The gateway's limiter reads its own
+    // clock (governor's quanta, a TSC calibrated against CLOCK_MONOTONIC); CLOCK_SKEW covers
+    // how far that may run from ours over one interval.
+    const CLOCK_SKEW: Duration = Duration::from_millis(5);
+    let interval = Duration::from_millis(limits::TYPING_INTERVAL_MS) + CLOCK_SKEW;
+    let mut received: Vec<Option<Instant>> = vec![None; CHANNELS];
     let mut latencies = Vec::with_capacity(CHANNELS * ROUNDS);
-    for round in 0..ROUNDS {
-        let round_started = Instant::now();
-        for ch in &channels {
+    for _ in 0..ROUNDS {
+        for (ch, last) in channels.iter().zip(received.iter_mut()) {
+            if let Some(last) = *last {
+                tokio::time::sleep_until(last + interval).await;
+            }
             let sent = Instant::now();
             a.typing(*ch).await?;
             let (channel, who) = b.next_typing().await?;
-            latencies.push(sent.elapsed());
+            let now = Instant::now();
+            latencies.push(now - sent);
+            *last = Some(now);
             assert_eq!((channel, who), (*ch, alice.user.id));
-        }
-        if round + 1 < ROUNDS {
-            // The next round may pass only once the interval since this one's first is over.
-            let interval = Duration::from_millis(limits::TYPING_INTERVAL_MS + 100);
-            tokio::time::sleep_until(round_started + interval).await;
         }
     }
     latencies.sort();
