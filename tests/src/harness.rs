@@ -25,6 +25,10 @@ const BACKOFF: Backoff = Backoff::new(Duration::from_millis(100), Duration::from
 pub struct Log {
     /// `message` frames, in arrival order, across reconnects.
     pub received: Vec<Message>,
+    /// When each of `received` arrived.
+    pub arrived: Vec<Instant>,
+    /// When each acked message was acked to this client (its sender).
+    pub acked_at: Vec<(MessageId, Instant)>,
     /// client_msg_id -> acked message.
     pub acked: HashMap<String, Message>,
     /// `event` frames, in arrival order, across reconnects.
@@ -235,6 +239,7 @@ async fn serve(
                         let mut l = log.lock().expect("log");
                         l.positions.push((message.channel_id, message.seq.unwrap_or(0)));
                         l.received.push(message);
+                        l.arrived.push(Instant::now());
                     }
                     ServerFrame::Event { event } => {
                         let mut l = log.lock().expect("log");
@@ -254,7 +259,9 @@ async fn serve(
                         later.insert((Instant::now() + wait, format!("event:{cid}")));
                     }
                     ServerFrame::Ack { client_msg_id, message } => {
-                        log.lock().expect("log").acked.insert(client_msg_id, message);
+                        let mut l = log.lock().expect("log");
+                        l.acked_at.push((message.id, Instant::now()));
+                        l.acked.insert(client_msg_id, message);
                     }
                     ServerFrame::Error { code, client_msg_id: Some(cmid), .. }
                         if code == error_code::UNAVAILABLE =>
@@ -479,16 +486,25 @@ impl Crowd {
             changes_sent: self.changes_sent.load(std::sync::atomic::Ordering::Relaxed),
             ..Default::default()
         };
+        let acked_at: HashMap<MessageId, Instant> = self
+            .clients
+            .iter()
+            .flat_map(|c| c.log.lock().expect("log").acked_at.clone())
+            .collect();
         for (i, c) in self.clients.iter().enumerate() {
             let l = c.log.lock().expect("log");
             verdict.acked += l.acked.len();
             verdict.reconnects += l.reconnects;
             verdict.changes_acked += l.events_acked.len();
             let mut seen: HashSet<MessageId> = HashSet::new();
-            for m in &l.received {
+            for (m, arrived) in l.received.iter().zip(&l.arrived) {
                 verdict.received += 1;
                 if !seen.insert(m.id) {
                     verdict.duplicated += 1;
+                } else if let Some(acked) = acked_at.get(&m.id) {
+                    verdict
+                        .after_ack
+                        .push(arrived.saturating_duration_since(*acked));
                 }
             }
             let mut seen_events: HashSet<EventId> = HashSet::new();
@@ -545,6 +561,7 @@ impl Crowd {
         for c in self.clients {
             c.stop().await;
         }
+        verdict.after_ack.sort();
         Ok(verdict)
     }
 
@@ -600,6 +617,9 @@ pub struct Verdict {
     pub events_received: usize,
     pub events_lost: usize,
     pub events_duplicated: usize,
+    /// Each message's first arrival at each member, after its sender's ack (0 when it arrived
+    /// first), sorted: how long a fault held deliveries up.
+    pub after_ack: Vec<Duration>,
 }
 
 impl Verdict {
@@ -620,6 +640,15 @@ impl Verdict {
             self.history_reordered,
             self.reconnects
         );
+        if let Some(longest) = self.after_ack.last() {
+            let at = |q: f64| self.after_ack[((self.after_ack.len() - 1) as f64 * q) as usize];
+            println!(
+                "{name}: delivery after the sender's ack: p50 {:.0} ms, p99 {:.0} ms, longest {:.0} ms (the pause the fault caused)",
+                at(0.50).as_secs_f64() * 1e3,
+                at(0.99).as_secs_f64() * 1e3,
+                longest.as_secs_f64() * 1e3
+            );
+        }
         if self.changes_sent > 0 {
             println!(
                 "{name}: changes sent {} acked {} | event deliveries expected {} received {} lost {} duplicated {} (reordering counted above, over messages and events)",
@@ -643,7 +672,7 @@ impl Verdict {
                 + self.history_reordered
                 > 0
         {
-            bail!("{name}: delivery guarantees violated: {self:?}");
+            bail!("{name}: delivery guarantees violated (the counts are printed above)");
         }
         Ok(())
     }
