@@ -13,7 +13,7 @@
 #   deploy/stack.sh start <name>                     start one server and wait until it is ready
 #
 # Names: postgres redis kafka cassandra objectstore apns api gateway-1 gateway-2 message-server-1
-# message-server-2 notifier nginx
+# message-server-2 notifier media nginx
 # (the services and ports come from deploy/native/topology.conf, shared with docker-compose.yml;
 # apns is the APNs stand-in, tools/apns-standin, with its control API on 127.0.0.1:18444;
 # objectstore is the S3 API of versitygw on 127.0.0.1:19000, reached by clients through nginx's

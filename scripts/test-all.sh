@@ -5,7 +5,7 @@
 #   2. the native stack (deploy/stack.sh up: installs and starts PostgreSQL, Redis, Kafka,
 #      Cassandra, the object store, nginx and our services);
 #   3. end-to-end tests through nginx (tests/), the web client's unit and browser tests, the
-#      compose-file check and the Swift syntax check;
+#      compose-file check, the Helm chart check (scripts/helm-check.sh) and the Swift checks;
 #   4. the stack is stopped again (unless KEEP_STACK=1).
 # Compiled artefacts live in $CARGO_TARGET_DIR (default ~/.cache/chat-target), downloads in
 # ~/.cache/chat-stack, so later runs are fast.
@@ -55,7 +55,7 @@ deploy/stack.sh up
 step "end-to-end tests (through nginx)"
 cargo test --release --workspace --test conversation --test rest --test hardening_api --test credentials \
     --test resume --test directory --test read_state --test events --test devices --test objectstore \
-    --test notify --test attachments
+    --test notify --test attachments --test media
 # Push notifications against the APNs stand-in: latency, token renewal (changes the stand-in for
 # everyone) and a kill -9 of the notifier (none skipped, repeats only of requests on the wire).
 cargo test --release --workspace --test notify_faults -- --test-threads=1 --nocapture
@@ -81,6 +81,10 @@ step "benchmark tool smoke run (chat-bench smoke, a few seconds)"
 
 step "compose file check"
 deploy/compose/check.sh
+
+step "Helm chart: lint, render and check every object against the Kubernetes API schemas"
+# helm (built once with Go) and kubernetes-validate (PyPI) are cached in ~/.cache/chat-tools.
+scripts/helm-check.sh
 
 step "iOS client: ChatKit built (warnings as errors) and tested by Swift, static checks"
 # A real Swift 6 compiler (scripts/swift.sh: native, or a cached Debian trixie root it makes

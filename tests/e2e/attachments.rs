@@ -12,7 +12,7 @@
 //! An upload URL used after it expired is the store's 403: `objectstore.rs` covers it.
 
 use chat_client::{Api, Connection, Page, Reply};
-use chat_e2e::files::{complete, create, http, path, png, put, uploaded};
+use chat_e2e::files::{complete, create, http, jpeg_turned, path, png, put, uploaded};
 use chat_e2e::{TIMEOUT, api, connect, connect_elsewhere, register, unique};
 use chat_types::attachments::{
     Attachment, AttachmentLink, AttachmentState, AttachmentUpload, MessageAttachment,
@@ -21,7 +21,6 @@ use chat_types::rest::Session;
 use chat_types::ws::{ClientFrame, ServerFrame};
 use chat_types::{ChannelId, Message, MessageId};
 use serde_json::{Value, json};
-use std::io::Cursor;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -57,29 +56,6 @@ async fn link(
 fn assert_error(r: &Reply, status: u16, code: &str) {
     assert_eq!(r.status, status, "{:?}", r.body);
     assert_eq!(r.body["error"]["code"], code, "{:?}", r.body);
-}
-
-/// A JPEG whose EXIF says "turn a quarter clockwise to show" (orientation 6), as phones save
-/// portrait photos: stored `w`×`h`, shown `h`×`w`.
-fn jpeg_turned(w: u32, h: u32) -> Vec<u8> {
-    let img = image::RgbImage::from_fn(w, h, |x, y| image::Rgb([x as u8, y as u8, 30]));
-    let mut out = Cursor::new(Vec::new());
-    img.write_to(&mut out, image::ImageFormat::Jpeg)
-        .expect("jpeg");
-    let jpeg = out.into_inner();
-    let mut app1 = b"Exif\0\0MM\0\x2a\0\0\0\x08".to_vec(); // big-endian TIFF, IFD0 at 8
-    app1.extend_from_slice(&1u16.to_be_bytes()); // one entry:
-    app1.extend_from_slice(&0x0112u16.to_be_bytes()); // Orientation,
-    app1.extend_from_slice(&3u16.to_be_bytes()); // SHORT,
-    app1.extend_from_slice(&1u32.to_be_bytes()); // one value:
-    app1.extend_from_slice(&6u16.to_be_bytes()); // 6
-    app1.extend_from_slice(&[0, 0, 0, 0, 0, 0]); // padding, no next IFD
-    let mut out = jpeg[..2].to_vec(); // SOI, then APP1
-    out.extend_from_slice(&[0xFF, 0xE1]);
-    out.extend_from_slice(&u16::try_from(app1.len() + 2).expect("small").to_be_bytes());
-    out.extend_from_slice(&app1);
-    out.extend_from_slice(&jpeg[2..]);
-    out
 }
 
 #[tokio::test]

@@ -8,33 +8,14 @@
 //! the native stack's `http://127.0.0.1:19000`) is used only to make sure of the bucket and
 //! to look at what arrived.
 
-use chat_common::config::ObjectsConfig;
 use chat_e2e::{TIMEOUT, base_url};
 use chat_store::objects::{Objects, Presigned};
 use std::time::Duration;
 
-fn stack_dir() -> String {
-    std::env::var("CHAT_STACK_DIR").unwrap_or_else(|_| {
-        format!(
-            "{}/.cache/chat-stack",
-            std::env::var("HOME").unwrap_or_default()
-        )
-    })
-}
-
-/// The bucket as the API sees it: presigning for nginx's origin. `chat-admin migrate` created
-/// the bucket; `ensure_bucket` here only checks that (and that it is idempotent).
+/// The bucket as the API sees it (`chat_e2e::files::store`). `chat-admin migrate` created the
+/// bucket; `ensure_bucket` here only checks that (and that it is idempotent).
 async fn objects() -> anyhow::Result<Objects> {
-    let secrets = format!("{}/run/secrets", stack_dir());
-    let cfg = ObjectsConfig {
-        endpoint: std::env::var("CHAT_OBJECTS_ENDPOINT")
-            .unwrap_or_else(|_| "http://127.0.0.1:19000".into()),
-        public_base: base_url(),
-        access_key_file: Some(format!("{secrets}/s3_access_key")),
-        secret_key_file: Some(format!("{secrets}/s3_secret_key")),
-        ..ObjectsConfig::default()
-    };
-    let objects = Objects::new(&cfg)?;
+    let objects = chat_e2e::files::store()?;
     objects.ensure_bucket().await?;
     Ok(objects)
 }

@@ -33,6 +33,45 @@ pub fn png(w: u32, h: u32) -> Vec<u8> {
     out.into_inner()
 }
 
+/// A JPEG whose EXIF says "turn a quarter clockwise to show" (orientation 6), as phones save
+/// portrait photos: stored `w`×`h`, shown `h`×`w`.
+pub fn jpeg_turned(w: u32, h: u32) -> Vec<u8> {
+    let img = image::RgbImage::from_fn(w, h, |x, y| image::Rgb([x as u8, y as u8, 30]));
+    let mut out = Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Jpeg)
+        .expect("jpeg");
+    let jpeg = out.into_inner();
+    let mut app1 = b"Exif\0\0MM\0\x2a\0\0\0\x08".to_vec(); // big-endian TIFF, IFD0 at 8
+    app1.extend_from_slice(&1u16.to_be_bytes()); // one entry:
+    app1.extend_from_slice(&0x0112u16.to_be_bytes()); // Orientation,
+    app1.extend_from_slice(&3u16.to_be_bytes()); // SHORT,
+    app1.extend_from_slice(&1u32.to_be_bytes()); // one value:
+    app1.extend_from_slice(&6u16.to_be_bytes()); // 6
+    app1.extend_from_slice(&[0, 0, 0, 0, 0, 0]); // padding, no next IFD
+    let mut out = jpeg[..2].to_vec(); // SOI, then APP1
+    out.extend_from_slice(&[0xFF, 0xE1]);
+    out.extend_from_slice(&u16::try_from(app1.len() + 2).expect("small").to_be_bytes());
+    out.extend_from_slice(&app1);
+    out.extend_from_slice(&jpeg[2..]);
+    out
+}
+
+/// The object store as the services reach it (`CHAT_OBJECTS_ENDPOINT`, default the native
+/// stack's `http://127.0.0.1:19000`), with the stack's keys, presigning for the public origin
+/// (`CHAT_BASE_URL`): for looking at what arrived, or is gone, behind the API's back.
+pub fn store() -> anyhow::Result<chat_store::objects::Objects> {
+    let secrets = format!("{}/run/secrets", crate::stack_dir());
+    let cfg = chat_common::config::ObjectsConfig {
+        endpoint: std::env::var("CHAT_OBJECTS_ENDPOINT")
+            .unwrap_or_else(|_| "http://127.0.0.1:19000".into()),
+        public_base: crate::base_url(),
+        access_key_file: Some(format!("{secrets}/s3_access_key")),
+        secret_key_file: Some(format!("{secrets}/s3_secret_key")),
+        ..chat_common::config::ObjectsConfig::default()
+    };
+    Ok(chat_store::objects::Objects::new(&cfg)?)
+}
+
 /// Declare `bytes` as `name` of `content_type`: the upload to make (201 expected).
 pub async fn create(
     api: &Api,

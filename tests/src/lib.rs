@@ -65,18 +65,24 @@ pub async fn connect_elsewhere(token: &str, not: &str) -> anyhow::Result<Connect
     anyhow::bail!("every connection landed on {not}: is only one gateway behind nginx?")
 }
 
+/// The native stack's state folder (`CHAT_STACK_DIR`, default `~/.cache/chat-stack`): its
+/// generated secrets are in `run/secrets/`.
+pub fn stack_dir() -> String {
+    std::env::var("CHAT_STACK_DIR").unwrap_or_else(|_| {
+        format!(
+            "{}/.cache/chat-stack",
+            std::env::var("HOME").unwrap_or_default()
+        )
+    })
+}
+
 /// An access token for `user` valid for `secs` seconds, signed with the native stack's key
 /// (`$CHAT_STACK_DIR/run/secrets/jwt_secret`): the way to hold a token that is about to expire,
 /// or has (`secs` = 0), without waiting out the API's 15 minutes.
 pub fn access_token(user: &chat_types::UserId, secs: u64) -> anyhow::Result<String> {
     use chat_common::auth::TokenKeys;
     use chat_common::config::AuthConfig;
-    let stack_dir = std::env::var("CHAT_STACK_DIR").unwrap_or_else(|_| {
-        format!(
-            "{}/.cache/chat-stack",
-            std::env::var("HOME").unwrap_or_default()
-        )
-    });
+    let stack_dir = stack_dir();
     let config = AuthConfig {
         jwt_secret_file: Some(format!("{stack_dir}/run/secrets/jwt_secret")),
         ..AuthConfig::with_defaults()

@@ -790,7 +790,8 @@ describe(`web client end to end against ${BASE_URL}`, () => {
         { timeout: WAIT, polling: 100 },
       );
       assert.ok((await img.evaluate((el) => el.naturalWidth)) > 0, `${who}: the picture loaded`);
-      assert.match((await img.getAttribute("src")) ?? "", /\/chat-attachments\//, `${who}: from the object store`);
+      // chat-media made its thumbnail (a JPEG beside the file) well before the message arrived.
+      assert.match((await img.getAttribute("src")) ?? "", /\/chat-attachments\/t\/[0-9a-f-]{36}\.jpg\?/, `${who}: the thumbnail, from the object store`);
       const after = await box.boundingBox();
       assert.equal(Math.round(after.height), Math.round(bb.height), `${who}: nothing moved when the picture loaded`);
       await li.getByRole("link", { name: "Open square.png in a new tab" }).waitFor({ timeout: WAIT });

@@ -3,7 +3,7 @@
 //! `o/<id>` ([`crate::objects`]). Schema: `migrations/postgres/0009_attachments.sql`.
 
 use crate::pg::{PgError, PgPool};
-use chat_types::attachments::{Attachment, AttachmentState, MessageAttachment};
+use chat_types::attachments::{Attachment, AttachmentState, MessageAttachment, ThumbnailState};
 use chat_types::{ChannelId, MessageId, UserId};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -110,9 +110,15 @@ pub async fn get(db: &PgPool, channel: ChannelId, id: Uuid) -> Result<Option<Att
     Ok(row.map(Attachment::from))
 }
 
-/// Mark a checked upload `ready` with its dimensions (images). Idempotent: a second complete
-/// stores the same values again and keeps the first completion time. `None`: no such pending
-/// or ready attachment in `channel`.
+/// The channel on which a completed image's thumbnail job is announced (`LISTEN` by
+/// `chat-media`; the payload is the attachment id).
+pub const MEDIA_JOBS_CHANNEL: &str = "media_jobs";
+
+/// Mark a checked upload `ready` with its dimensions (images). Images whose header could be
+/// read (`dimensions` given) are queued for a thumbnail (`thumb_state` `queued`, announced on
+/// [`MEDIA_JOBS_CHANNEL`]); a later complete leaves the thumbnail's state as it is.
+/// Idempotent: a second complete stores the same values again and keeps the first completion
+/// time. `None`: no such pending or ready attachment in `channel`.
 pub async fn mark_ready(
     db: &PgPool,
     channel: ChannelId,
@@ -123,19 +129,74 @@ pub async fn mark_ready(
         Some((w, h)) => (i32::try_from(w).ok(), i32::try_from(h).ok()),
         None => (None, None),
     };
-    let row: Option<Row> = sqlx::query_as(&format!(
+    let row: Option<(Row, bool)> = sqlx::query_as::<_, ReadyRow>(&format!(
         "UPDATE attachments
-         SET state = 'ready', width = $3, height = $4, completed_at = coalesce(completed_at, now())
+         SET state = 'ready', width = $3, height = $4, completed_at = coalesce(completed_at, now()),
+             thumb_state = CASE WHEN state = 'pending' AND $5 THEN 'queued' ELSE thumb_state END
          WHERE id = $1 AND channel_id = $2 AND state IN ('pending', 'ready')
-         RETURNING {COLUMNS}"
+         RETURNING {COLUMNS}, thumb_state = 'queued' AS queued"
     ))
     .bind(id)
     .bind(channel.0)
     .bind(width)
     .bind(height)
+    .bind(width.is_some() && height.is_some())
+    .fetch_optional(db)
+    .await?
+    .map(|r| (r.row, r.queued));
+    let Some((row, queued)) = row else {
+        return Ok(None);
+    };
+    if queued {
+        // After the commit above, so the worker woken finds the job. Lost only if PostgreSQL
+        // fails between the two statements: the worker also looks for jobs every few seconds.
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(MEDIA_JOBS_CHANNEL)
+            .bind(id.to_string())
+            .execute(db)
+            .await?;
+    }
+    Ok(Some(row.into()))
+}
+
+#[derive(sqlx::FromRow)]
+struct ReadyRow {
+    #[sqlx(flatten)]
+    row: Row,
+    queued: bool,
+}
+
+/// The attachment `id` of `channel` as [`get`] finds it, with the state of its thumbnail.
+pub async fn get_with_thumbnail(
+    db: &PgPool,
+    channel: ChannelId,
+    id: Uuid,
+) -> Result<Option<(Attachment, ThumbnailState)>, PgError> {
+    let row: Option<ThumbRow> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS}, thumb_state FROM attachments
+         WHERE id = $1 AND channel_id = $2 AND state <> 'orphaned'"
+    ))
+    .bind(id)
+    .bind(channel.0)
     .fetch_optional(db)
     .await?;
-    Ok(row.map(Attachment::from))
+    Ok(row.map(|r| (r.row.into(), thumbnail_state(&r.thumb_state))))
+}
+
+#[derive(sqlx::FromRow)]
+struct ThumbRow {
+    #[sqlx(flatten)]
+    row: Row,
+    thumb_state: String,
+}
+
+/// What a client is told of a `thumb_state`: a thumbnail to show, one on its way, or none.
+fn thumbnail_state(stored: &str) -> ThumbnailState {
+    match stored {
+        "ready" => ThumbnailState::Ready,
+        "queued" | "working" => ThumbnailState::Pending,
+        _ => ThumbnailState::None,
+    }
 }
 
 /// How many pending uploads `user` has that count against the limit (created within the

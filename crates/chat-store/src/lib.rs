@@ -20,7 +20,9 @@
 //!   passed on to a user's other devices).
 //! - [`bus`]: Kafka: the producer and the consumer group of the `messages` topic, its creation.
 //! - [`objects`]: the S3-compatible object store of attachments: the bucket, presigned upload and
-//!   download URLs (for the public origin, through nginx), HEAD, ranged GET and DELETE.
+//!   download URLs (for the public origin, through nginx), HEAD, ranged GET, PUT and DELETE.
+//! - [`media`]: what `chat-media` takes from the attachments table: thumbnail jobs, and the
+//!   uploads its sweeper removes.
 //! - [`push`]: the gateways' internal delivery endpoint, found through [`presence`]: message
 //!   servers push messages, gateways push each other ephemeral signals (typing, presence).
 
@@ -31,6 +33,7 @@ pub mod cql;
 pub mod devices;
 pub mod directory;
 pub mod epochs;
+pub mod media;
 pub mod objects;
 pub mod pg;
 pub mod presence;

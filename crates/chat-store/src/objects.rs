@@ -21,6 +21,7 @@ use aws_sdk_s3::config::{
 };
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::presigning::PresigningConfig;
+use aws_sdk_s3::types::{Delete, ObjectIdentifier};
 use chat_common::config::ObjectsConfig;
 use secrecy::ExposeSecret;
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -168,6 +169,20 @@ fn valid_host_name(host: &str) -> bool {
         .is_some_and(|last| last.starts_with(|c: char| c.is_ascii_digit()));
     (1..=253).contains(&host.len()) && host.split('.').all(label_ok) && !numeric_end
 }
+
+/// The key of an attachment's file (nginx serves only keys of this shape and
+/// [`thumbnail_key`]'s): never the user's file name, so no path tricks and no collisions.
+pub fn file_key(id: uuid::Uuid) -> String {
+    format!("o/{}", id.as_hyphenated())
+}
+
+/// The key of an image attachment's thumbnail (a JPEG, made by `chat-media`).
+pub fn thumbnail_key(id: uuid::Uuid) -> String {
+    format!("t/{}.jpg", id.as_hyphenated())
+}
+
+/// The type thumbnails are stored and served as.
+pub const THUMBNAIL_TYPE: &str = "image/jpeg";
 
 /// What a HEAD tells about a stored object.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -480,6 +495,80 @@ impl Objects {
             })),
             Err(e) if e.as_service_error().is_some_and(|e| e.is_not_found()) => Ok(None),
             Err(e) => Err(store_error("head object", e)),
+        }
+    }
+
+    /// Store `bytes` under `key` with `content_type` (our own objects: thumbnails). Replaces an
+    /// object of that key, so writing the same one again after a crash is harmless.
+    pub async fn put(
+        &self,
+        key: &str,
+        bytes: Vec<u8>,
+        content_type: &str,
+    ) -> Result<(), ObjectsError> {
+        self.store
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(content_type)
+            .body(bytes.into())
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| store_error("put object", e))
+    }
+
+    /// Whether the bucket answers (readiness checks).
+    pub async fn ping(&self) -> Result<(), ObjectsError> {
+        self.store
+            .head_bucket()
+            .bucket(&self.bucket)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| store_error("head bucket", e))
+    }
+
+    /// Delete `keys` (at most 1,000: one DeleteObjects request); missing ones are not an error.
+    /// Fails if the store could not delete one of them.
+    pub async fn delete_many(&self, keys: &[String]) -> Result<(), ObjectsError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let built = |e: aws_sdk_s3::error::BuildError| ObjectsError::Store {
+            op: "delete objects",
+            message: e.to_string(),
+        };
+        let objects = keys
+            .iter()
+            .map(|k| ObjectIdentifier::builder().key(k).build().map_err(built))
+            .collect::<Result<Vec<_>, _>>()?;
+        let delete = Delete::builder()
+            .set_objects(Some(objects))
+            .quiet(true)
+            .build()
+            .map_err(built)?;
+        let out = self
+            .store
+            .delete_objects()
+            .bucket(&self.bucket)
+            .delete(delete)
+            .send()
+            .await
+            .map_err(|e| store_error("delete objects", e))?;
+        match out.errors().first() {
+            None => Ok(()),
+            Some(e) => Err(ObjectsError::Store {
+                op: "delete objects",
+                message: format!(
+                    "{} of {} not deleted, e.g. {:?}: {:?} {:?}",
+                    out.errors().len(),
+                    keys.len(),
+                    e.key(),
+                    e.code(),
+                    e.message()
+                ),
+            }),
         }
     }
 

@@ -53,12 +53,17 @@ pub const ATTACHMENT_NAME_MAX: usize = 255;
 /// Attachments: the default largest file in bytes (the API's `api.attachment_max_bytes`).
 pub const ATTACHMENT_MAX_BYTES: u64 = 25 * 1024 * 1024;
 /// Attachments: uploads a user may have created and not yet completed; one more is refused
-/// until one completes (or the sweeper removes it after an hour).
+/// until one completes, or for an hour after its creation (then it is abandoned and swept).
 pub const PENDING_UPLOADS_PER_USER_MAX: i64 = 20;
 /// Attachments one message carries.
 pub const ATTACHMENTS_PER_MESSAGE_MAX: usize = 4;
 /// Seconds an upload URL stays valid.
 pub const UPLOAD_URL_SECS: u64 = 15 * 60;
+/// Seconds after its creation during which an upload not completed may still be given a new
+/// upload URL; after that it is abandoned (`unknown_attachment`) and the sweeper removes it.
+/// The sweeper waits longer than this plus [`UPLOAD_URL_SECS`], so no upload can land in the
+/// store after its attachment was swept.
+pub const UPLOAD_RENEWABLE_SECS: u64 = 60 * 60;
 /// Seconds a download link stays valid.
 pub const DOWNLOAD_URL_SECS: u64 = 5 * 60;
 /// Attachment types accepted. Nothing a browser would run in our origin (no `text/html`, no

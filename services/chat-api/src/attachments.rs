@@ -14,7 +14,9 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use chat_store::attachments::NewAttachment;
-use chat_store::objects::{ObjectsError, Origin, Presigned};
+use chat_store::objects::{
+    ObjectsError, Origin, Presigned, THUMBNAIL_TYPE, file_key, thumbnail_key,
+};
 use chat_types::attachments::{
     Attachment, AttachmentLink, AttachmentState, AttachmentUpload, CreateAttachment,
     ThumbnailState, UploadRequest,
@@ -23,11 +25,6 @@ use chat_types::error_code as code;
 use chat_types::{ChannelId, ErrorBody, UserId, limits};
 use std::time::Duration;
 use uuid::Uuid;
-
-/// The object key of an attachment (nginx serves only keys of this shape).
-fn object_key(id: Uuid) -> String {
-    format!("o/{}", id.as_hyphenated())
-}
 
 fn store_failed(e: ObjectsError) -> ApiError {
     match e {
@@ -108,7 +105,7 @@ async fn upload_for(
         .objects
         .presign_put_for(
             origin,
-            &object_key(a.id),
+            &file_key(a.id),
             &a.content_type,
             a.size,
             Duration::from_secs(limits::UPLOAD_URL_SECS),
@@ -200,7 +197,7 @@ pub async fn create_attachment(
     responses((status = 200, body = AttachmentUpload),
         (status = 400, body = ErrorBody, description = "invalid_id, invalid_name, unsupported_type"), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody, description = "not_a_member"),
-        (status = 404, body = ErrorBody, description = "channel_not_found, unknown_attachment (none of the caller's pending ones in this channel)"),
+        (status = 404, body = ErrorBody, description = "channel_not_found, unknown_attachment (none of the caller's pending ones in this channel, or abandoned: not completed within an hour)"),
         (status = 413, body = ErrorBody, description = "attachment_too_large")))]
 pub async fn new_upload_url(
     State(s): State<SharedState>,
@@ -215,6 +212,16 @@ pub async fn new_upload_url(
     // A completed file is never replaced: its checks (and soon its messages) stand.
     if a.state != AttachmentState::Pending {
         return Err(unknown_attachment());
+    }
+    // Abandoned: chat-media's sweeper deletes it once no URL given out can still be used.
+    let renewable = chrono::Duration::seconds(limits::UPLOAD_RENEWABLE_SECS as i64);
+    if chrono::Utc::now() - a.created_at > renewable {
+        return Err(ApiError::NotFound(
+            code::UNKNOWN_ATTACHMENT,
+            "this upload was abandoned (not completed within an hour of its creation): \
+             declare the file again"
+                .into(),
+        ));
     }
     check_declared(&s, &a.name, &a.content_type, a.size)?;
     Ok(Json(upload_for(&s, origin.as_ref(), &a).await?))
@@ -243,7 +250,7 @@ pub async fn complete_attachment(
     if a.state == AttachmentState::Ready {
         return Ok(Json(a));
     }
-    let key = object_key(id);
+    let key = file_key(id);
     let head = s
         .objects
         .head(&key)
@@ -314,8 +321,10 @@ async fn image_dimensions(
 }
 
 /// Where to download an attachment (members only): a presigned GET valid 5 minutes. Images are
-/// shown inline; other files are saved under their name. Thumbnails are not made yet
-/// (`thumbnail: none`).
+/// shown inline; other files are saved under their name. An image's thumbnail (a JPEG of at
+/// most 480 px a side, made by `chat-media` shortly after the upload is completed) comes with
+/// its own link once it is made (`thumbnail: ready`); `pending` until then, `none` for files
+/// that are not images or could not be decoded.
 #[utoipa::path(get, path = "/channels/{channel_id}/attachments/{attachment_id}", tag = "attachments", security(("bearer" = [])),
     params(("channel_id" = ChannelId, Path, description = "channel id (UUID)"),
         ("attachment_id" = Uuid, Path, description = "attachment id (UUID)")),
@@ -333,7 +342,7 @@ pub async fn attachment_link(
     let channel = parse_channel_id(&channel_id)?;
     let id = parse_attachment_id(&attachment_id)?;
     require_member(&s, channel, me).await?;
-    let a = chat_store::attachments::get(&s.db, channel, id)
+    let (a, thumbnail) = chat_store::attachments::get_with_thumbnail(&s.db, channel, id)
         .await?
         .ok_or_else(unknown_attachment)?;
     if a.state != AttachmentState::Ready {
@@ -343,17 +352,33 @@ pub async fn attachment_link(
         .objects
         .presign_download_for(
             origin.as_ref(),
-            &object_key(id),
+            &file_key(id),
             Duration::from_secs(limits::DOWNLOAD_URL_SECS),
             &a.content_type,
             &disposition(&a.content_type, &a.name),
         )
         .await
         .map_err(store_failed)?;
+    let thumbnail_url = match thumbnail {
+        ThumbnailState::Ready => Some(
+            s.objects
+                .presign_download_for(
+                    origin.as_ref(),
+                    &thumbnail_key(id),
+                    Duration::from_secs(limits::DOWNLOAD_URL_SECS),
+                    THUMBNAIL_TYPE,
+                    "inline",
+                )
+                .await
+                .map_err(store_failed)?
+                .url,
+        ),
+        ThumbnailState::Pending | ThumbnailState::None => None,
+    };
     Ok(Json(AttachmentLink {
         url: get.url,
-        thumbnail_url: None,
-        thumbnail: ThumbnailState::None,
+        thumbnail_url,
+        thumbnail,
         expires_in: limits::DOWNLOAD_URL_SECS,
     }))
 }
@@ -428,6 +453,10 @@ mod tests {
     #[test]
     fn object_keys_are_the_shape_nginx_serves() {
         let id = Uuid::from_u128(0x0190_a2b4_0000_7000_8000_0000_0000_0001);
-        assert_eq!(object_key(id), "o/0190a2b4-0000-7000-8000-000000000001");
+        assert_eq!(file_key(id), "o/0190a2b4-0000-7000-8000-000000000001");
+        assert_eq!(
+            chat_store::objects::thumbnail_key(id),
+            "t/0190a2b4-0000-7000-8000-000000000001.jpg"
+        );
     }
 }
