@@ -12,44 +12,22 @@
 //! An upload URL used after it expired is the store's 403: `objectstore.rs` covers it.
 
 use chat_client::{Api, Connection, Page, Reply};
-use chat_e2e::files::{complete, create, http, jpeg_turned, path, png, put, uploaded};
+use chat_e2e::files::{
+    channel_of_two, complete, create, http, jpeg_turned, link, path, png, put, send_files, uploaded,
+};
 use chat_e2e::{TIMEOUT, api, connect, connect_elsewhere, register, unique};
 use chat_types::attachments::{
     Attachment, AttachmentLink, AttachmentState, AttachmentUpload, MessageAttachment,
 };
-use chat_types::rest::Session;
 use chat_types::ws::{ClientFrame, ServerFrame};
 use chat_types::{ChannelId, Message, MessageId};
 use serde_json::{Value, json};
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// Alice's new group channel, which Bob joined.
-async fn channel_of_two(api: &Api) -> anyhow::Result<(Session, Session, ChannelId)> {
-    let alice = register(api, "att_a").await?;
-    let bob = register(api, "att_b").await?;
-    let channel = api
-        .create_channel(&alice.access_token, &unique("files-"), None)
-        .await?
-        .id;
-    api.join(&bob.access_token, channel).await?;
-    Ok((alice, bob, channel))
-}
-
 async fn declare(api: &Api, token: &str, channel: ChannelId, body: Value) -> anyhow::Result<Reply> {
     Ok(api
         .call("POST", &path(channel, ""), Some(token), Some(&body))
-        .await?)
-}
-
-async fn link(
-    api: &Api,
-    token: &str,
-    channel: ChannelId,
-    id: &uuid::Uuid,
-) -> anyhow::Result<Reply> {
-    Ok(api
-        .call("GET", &path(channel, &format!("/{id}")), Some(token), None)
         .await?)
 }
 
@@ -61,7 +39,7 @@ fn assert_error(r: &Reply, status: u16, code: &str) {
 #[tokio::test]
 async fn a_file_uploaded_by_one_member_is_downloaded_by_another() -> anyhow::Result<()> {
     let api = api();
-    let (alice, bob, channel) = channel_of_two(&api).await?;
+    let (alice, bob, channel) = channel_of_two(&api, "att").await?;
     let bytes: Vec<u8> = (0..70_000u32).map(|i| b"chat "[i as usize % 5]).collect();
     let upload = create(
         &api,
@@ -133,7 +111,7 @@ async fn a_file_uploaded_by_one_member_is_downloaded_by_another() -> anyhow::Res
 #[tokio::test]
 async fn an_image_gets_its_width_and_height_shown_upright() -> anyhow::Result<()> {
     let api = api();
-    let (alice, bob, channel) = channel_of_two(&api).await?;
+    let (alice, bob, channel) = channel_of_two(&api, "att").await?;
     let picture = png(123, 45);
     let a = uploaded(
         &api,
@@ -178,7 +156,7 @@ async fn an_image_gets_its_width_and_height_shown_upright() -> anyhow::Result<()
 #[tokio::test]
 async fn people_outside_the_channel_are_refused() -> anyhow::Result<()> {
     let api = api();
-    let (alice, _bob, channel) = channel_of_two(&api).await?;
+    let (alice, _bob, channel) = channel_of_two(&api, "att").await?;
     let carol = register(&api, "att_c").await?;
     let a = uploaded(
         &api,
@@ -215,7 +193,7 @@ async fn people_outside_the_channel_are_refused() -> anyhow::Result<()> {
 #[tokio::test]
 async fn bad_declarations_get_their_codes() -> anyhow::Result<()> {
     let api = api();
-    let (alice, _bob, channel) = channel_of_two(&api).await?;
+    let (alice, _bob, channel) = channel_of_two(&api, "att").await?;
     let t = &alice.access_token;
     let d = |body: Value| declare(&api, t, channel, body);
     let too_big = 25 * 1024 * 1024 + 1;
@@ -308,7 +286,7 @@ async fn bad_declarations_get_their_codes() -> anyhow::Result<()> {
 async fn completing_before_uploading_is_upload_incomplete_and_a_new_url_recovers()
 -> anyhow::Result<()> {
     let api = api();
-    let (alice, bob, channel) = channel_of_two(&api).await?;
+    let (alice, bob, channel) = channel_of_two(&api, "att").await?;
     let t = &alice.access_token;
     let bytes = png(10, 10);
     let upload = create(&api, t, channel, "later.png", "image/png", &bytes).await?;
@@ -362,7 +340,7 @@ async fn completing_before_uploading_is_upload_incomplete_and_a_new_url_recovers
 #[tokio::test]
 async fn another_channels_attachment_is_unknown_here() -> anyhow::Result<()> {
     let api = api();
-    let (alice, _bob, channel) = channel_of_two(&api).await?;
+    let (alice, _bob, channel) = channel_of_two(&api, "att").await?;
     let elsewhere = api
         .create_channel(&alice.access_token, &unique("other-"), None)
         .await?
@@ -397,7 +375,7 @@ async fn another_channels_attachment_is_unknown_here() -> anyhow::Result<()> {
 #[tokio::test]
 async fn a_user_with_too_many_uploads_not_completed_is_refused_more() -> anyhow::Result<()> {
     let api = api();
-    let (alice, _bob, channel) = channel_of_two(&api).await?;
+    let (alice, _bob, channel) = channel_of_two(&api, "att").await?;
     let t = &alice.access_token;
     let body = json!({"name": "p.txt", "content_type": "text/plain", "size": 3});
     for i in 0..20 {
@@ -414,31 +392,6 @@ async fn a_user_with_too_many_uploads_not_completed_is_refused_more() -> anyhow:
 // carries them live, in history and in the conversation list; each upload goes into one
 // message only; a deleted message's files can no longer be fetched.
 // ------------------------------------------------------------------------------------------
-
-/// Send `body` with `files` and wait for the answer: the acked message, or the refusal's code.
-async fn send_files(
-    ws: &mut Connection,
-    channel: ChannelId,
-    cmid: &str,
-    body: &str,
-    files: &[uuid::Uuid],
-) -> anyhow::Result<Result<Message, String>> {
-    ws.send_with_attachments(channel, cmid, body, files).await?;
-    Ok(ws
-        .until_keeping(|f| match f {
-            ServerFrame::Ack {
-                client_msg_id,
-                message,
-            } if client_msg_id == cmid => Some(Ok(message.clone())),
-            ServerFrame::Error {
-                client_msg_id: Some(c),
-                code,
-                ..
-            } if c == cmid => Some(Err(code.clone())),
-            _ => None,
-        })
-        .await?)
-}
 
 /// How a message carries a completed upload.
 fn carried(a: &Attachment) -> MessageAttachment {
@@ -462,7 +415,7 @@ async fn next_is(ws: &mut Connection, id: MessageId) -> anyhow::Result<Message> 
 #[tokio::test]
 async fn a_message_carries_its_files_to_every_device_and_into_history() -> anyhow::Result<()> {
     let api = api();
-    let (alice, bob, channel) = channel_of_two(&api).await?;
+    let (alice, bob, channel) = channel_of_two(&api, "att").await?;
     let (t, b) = (&alice.access_token, &bob.access_token);
     let photo = uploaded(&api, t, channel, "IMG_0042.png", "image/png", &png(40, 30)).await?;
     let notes = uploaded(&api, t, channel, "notes.txt", "text/plain", b"agenda").await?;
@@ -542,7 +495,7 @@ async fn a_message_carries_its_files_to_every_device_and_into_history() -> anyho
 #[tokio::test]
 async fn an_upload_goes_into_one_message_only_and_a_resend_claims_it_once() -> anyhow::Result<()> {
     let api = api();
-    let (alice, bob, channel) = channel_of_two(&api).await?;
+    let (alice, bob, channel) = channel_of_two(&api, "att").await?;
     let (t, b) = (&alice.access_token, &bob.access_token);
     let file = uploaded(
         &api,
@@ -605,7 +558,7 @@ async fn an_upload_goes_into_one_message_only_and_a_resend_claims_it_once() -> a
 async fn files_that_are_not_yours_to_send_are_refused_and_nothing_is_claimed() -> anyhow::Result<()>
 {
     let api = api();
-    let (alice, bob, channel) = channel_of_two(&api).await?;
+    let (alice, bob, channel) = channel_of_two(&api, "att").await?;
     let (t, b) = (&alice.access_token, &bob.access_token);
     let mine = uploaded(&api, t, channel, "mine.txt", "text/plain", b"mine").await?;
     let bobs_file = uploaded(&api, b, channel, "bob.txt", "text/plain", b"bob").await?;
@@ -672,7 +625,7 @@ async fn files_that_are_not_yours_to_send_are_refused_and_nothing_is_claimed() -
 #[tokio::test]
 async fn a_deleted_message_takes_its_files_with_it() -> anyhow::Result<()> {
     let api = api();
-    let (alice, bob, channel) = channel_of_two(&api).await?;
+    let (alice, bob, channel) = channel_of_two(&api, "att").await?;
     let (t, b) = (&alice.access_token, &bob.access_token);
     let file = uploaded(&api, t, channel, "oops.txt", "text/plain", b"oops").await?;
     let mut ws = connect(t).await?;

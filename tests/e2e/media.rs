@@ -9,35 +9,20 @@
 //!   leaves alone what a message carries. Time is moved by backdating rows in PostgreSQL (the
 //!   sweeper's ages are hours); the native stack sweeps every second.
 
-use chat_client::{Api, Connection, Reply};
-use chat_e2e::files::{complete, create, http, jpeg_turned, path, png, put, store, uploaded};
-use chat_e2e::{TIMEOUT, api, connect, postgres, register, unique};
+use chat_client::Api;
+use chat_e2e::files::{
+    channel_of_two, complete, create, http, jpeg_turned, link, path, png, put, send_files, store,
+    uploaded,
+};
+use chat_e2e::{TIMEOUT, api, connect, postgres, unique};
 use chat_types::ChannelId;
 use chat_types::attachments::{AttachmentLink, ThumbnailState};
-use chat_types::rest::Session;
-use chat_types::ws::{ClientFrame, ServerFrame};
+use chat_types::ws::ClientFrame;
 use image::GenericImageView;
 use std::io::Cursor;
 use std::time::Duration;
 use tokio::time::Instant;
 use uuid::Uuid;
-
-async fn channel_of_two(api: &Api) -> anyhow::Result<(Session, Session, ChannelId)> {
-    let alice = register(api, "media_a").await?;
-    let bob = register(api, "media_b").await?;
-    let channel = api
-        .create_channel(&alice.access_token, &unique("pics-"), None)
-        .await?
-        .id;
-    api.join(&bob.access_token, channel).await?;
-    Ok((alice, bob, channel))
-}
-
-async fn link(api: &Api, token: &str, channel: ChannelId, id: &Uuid) -> anyhow::Result<Reply> {
-    Ok(api
-        .call("GET", &path(channel, &format!("/{id}")), Some(token), None)
-        .await?)
-}
 
 /// The download link once the thumbnail is no longer `pending`, and whether it ever was seen
 /// pending. Polls: the thumbnail is made in the background, and clients poll the same way.
@@ -90,7 +75,7 @@ fn decode(bytes: &[u8]) -> anyhow::Result<image::DynamicImage> {
 #[tokio::test]
 async fn an_image_gets_a_thumbnail_that_another_member_downloads() -> anyhow::Result<()> {
     let api = api();
-    let (alice, bob, channel) = channel_of_two(&api).await?;
+    let (alice, bob, channel) = channel_of_two(&api, "media").await?;
     let (t, b) = (&alice.access_token, &bob.access_token);
 
     // A wide PNG, and a phone's portrait photo (stored 960×600, shown 600×960 by its EXIF).
@@ -150,7 +135,7 @@ async fn an_image_gets_a_thumbnail_that_another_member_downloads() -> anyhow::Re
 #[tokio::test]
 async fn files_that_are_not_images_or_cannot_be_decoded_get_no_thumbnail() -> anyhow::Result<()> {
     let api = api();
-    let (alice, bob, channel) = channel_of_two(&api).await?;
+    let (alice, bob, channel) = channel_of_two(&api, "media").await?;
     let (t, b) = (&alice.access_token, &bob.access_token);
 
     let text = uploaded(&api, t, channel, "notes.txt", "text/plain", b"just words").await?;
@@ -206,30 +191,12 @@ async fn swept(db: &chat_store::pg::PgPool, ids: &[Uuid]) -> anyhow::Result<()> 
     Ok(())
 }
 
-async fn send_with(
-    ws: &mut Connection,
-    channel: ChannelId,
-    files: &[Uuid],
-) -> anyhow::Result<chat_types::Message> {
-    let cmid = unique("m");
-    ws.send_with_attachments(channel, &cmid, "", files).await?;
-    Ok(ws
-        .until_keeping(|f| match f {
-            ServerFrame::Ack {
-                client_msg_id,
-                message,
-            } if *client_msg_id == cmid => Some(message.clone()),
-            _ => None,
-        })
-        .await?)
-}
-
 #[tokio::test]
 async fn the_sweeper_removes_abandoned_uploads_and_deleted_messages_files() -> anyhow::Result<()> {
     let api = api();
     let db = postgres().await?;
     let objects = store()?;
-    let (alice, _bob, channel) = channel_of_two(&api).await?;
+    let (alice, _bob, channel) = channel_of_two(&api, "media").await?;
     let t = &alice.access_token;
     let mut ws = connect(t).await?;
 
@@ -245,8 +212,12 @@ async fn the_sweeper_removes_abandoned_uploads_and_deleted_messages_files() -> a
     let kept = uploaded(&api, t, channel, "kept.txt", "text/plain", b"keep me").await?;
     let (l, _) = settled_link(&api, t, channel, &deleted.id).await?;
     assert_eq!(l.thumbnail, ThumbnailState::Ready);
-    let gone_msg = send_with(&mut ws, channel, &[deleted.id]).await?;
-    send_with(&mut ws, channel, &[kept.id]).await?;
+    let gone_msg = send_files(&mut ws, channel, &unique("m"), "", &[deleted.id])
+        .await?
+        .expect("acked");
+    send_files(&mut ws, channel, &unique("m"), "", &[kept.id])
+        .await?
+        .expect("acked");
     ws.change_acked(&ClientFrame::Delete {
         channel_id: channel,
         message_id: gone_msg.id,
@@ -286,19 +257,8 @@ async fn the_sweeper_removes_abandoned_uploads_and_deleted_messages_files() -> a
     // Completing or sending what was swept: it is unknown.
     let r = complete(&api, t, channel, &never_completed.id).await?;
     assert_eq!(r.status, 404, "{:?}", r.body);
-    let cmid = unique("late");
-    ws.send_with_attachments(channel, &cmid, "", &[never_sent.id])
-        .await?;
-    let code = ws
-        .until_keeping(|f| match f {
-            ServerFrame::Error {
-                client_msg_id: Some(c),
-                code,
-                ..
-            } if *c == cmid => Some(code.clone()),
-            _ => None,
-        })
-        .await?;
+    let late = send_files(&mut ws, channel, &unique("late"), "", &[never_sent.id]).await?;
+    let code = late.expect_err("refused");
     assert_eq!(code, "invalid_attachment");
 
     // What a message carries stays, however old.

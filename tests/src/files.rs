@@ -145,3 +145,60 @@ pub async fn uploaded(
     ensure!(r.status == 200, "complete: {:?}", r.body);
     Ok(serde_json::from_value(r.body)?)
 }
+
+/// Alice's new group channel (named after `prefix`), which Bob joined.
+pub async fn channel_of_two(
+    api: &Api,
+    prefix: &str,
+) -> anyhow::Result<(
+    chat_types::rest::Session,
+    chat_types::rest::Session,
+    ChannelId,
+)> {
+    let alice = crate::register(api, &format!("{prefix}_a")).await?;
+    let bob = crate::register(api, &format!("{prefix}_b")).await?;
+    let channel = api
+        .create_channel(&alice.access_token, &crate::unique(prefix), None)
+        .await?
+        .id;
+    api.join(&bob.access_token, channel).await?;
+    Ok((alice, bob, channel))
+}
+
+/// `GET …/attachments/{id}`, as it answered.
+pub async fn link(
+    api: &Api,
+    token: &str,
+    channel: ChannelId,
+    id: &uuid::Uuid,
+) -> anyhow::Result<Reply> {
+    Ok(api
+        .call("GET", &path(channel, &format!("/{id}")), Some(token), None)
+        .await?)
+}
+
+/// Send `body` with `files` and wait for the answer: the acked message, or the refusal's code.
+pub async fn send_files(
+    ws: &mut chat_client::Connection,
+    channel: ChannelId,
+    cmid: &str,
+    body: &str,
+    files: &[uuid::Uuid],
+) -> anyhow::Result<Result<chat_types::Message, String>> {
+    use chat_types::ws::ServerFrame;
+    ws.send_with_attachments(channel, cmid, body, files).await?;
+    Ok(ws
+        .until_keeping(|f| match f {
+            ServerFrame::Ack {
+                client_msg_id,
+                message,
+            } if client_msg_id == cmid => Some(Ok(message.clone())),
+            ServerFrame::Error {
+                client_msg_id: Some(c),
+                code,
+                ..
+            } if c == cmid => Some(Err(code.clone())),
+            _ => None,
+        })
+        .await?)
+}
