@@ -836,7 +836,7 @@ render_nginx_conf() {
     for s in "${SERVICES[@]}"; do
         case ${SVC_BIN[$s]} in
             chat-api) api_servers+="        server 127.0.0.1:${SVC_HTTP[$s]} max_fails=1 fail_timeout=5s;"$'\n' ;;
-            chat-gateway) gw_servers+="        server 127.0.0.1:${SVC_HTTP[$s]} max_fails=1 fail_timeout=5s;"$'\n' ;;
+            chat-gateway) gw_servers+="        server 127.0.0.1:${SVC_HTTP[$s]} max_fails=0;"$'\n' ;;
         esac
     done
     # Workers run as the invoking user (root on our machines) so they can read the run dir.

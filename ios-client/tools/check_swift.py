@@ -11,8 +11,10 @@ Checks:
    MISSING nodes (reported as file:line:column).
 2. Imports: ChatKit's sources import only Foundation, FoundationNetworking, Observation,
    Network (NWPathMonitor) and (for the Keychain store) Security; ChatAppCore and chatkit-cli only
-   Foundation(Networking), Observation and ChatKit; the app (SwiftUI, UIKit, UserNotifications)
-   and the tests nothing outside the SDK and the package.
+   Foundation(Networking), Observation and ChatKit (ChatAppCore also ImageIO, behind
+   `#if canImport(ImageIO)`, to turn HEIC photos into JPEG); the app (SwiftUI, UIKit,
+   UserNotifications, PhotosUI, UniformTypeIdentifiers) and the tests nothing outside the SDK and
+   the package.
 3. Fixtures: every fixture the Swift tests name (fixture("...") and roundTrip(T.self, "...")
    calls) exists in fixtures/wire/,
    and every client-facing fixture there (rest_*, ws_*, limits) is named by some test.
@@ -36,11 +38,17 @@ SKIP_DIRS = {".build", ".swiftpm", "DerivedData", "build", ".git"}
 
 # What each part of the client may import (module names).
 CHATKIT_IMPORTS = {"Foundation", "FoundationNetworking", "Observation", "Security", "Network"}
-APP_CORE_IMPORTS = {"Foundation", "Observation", "ChatKit"}
+# ImageIO: HEIC photos become JPEG before upload (ImagePreparation; Apple platforms only, behind
+# `#if canImport(ImageIO)`, so Linux builds pass files through).
+APP_CORE_IMPORTS = {"Foundation", "Observation", "ChatKit", "ImageIO"}
 CLI_IMPORTS = {"Foundation", "FoundationNetworking", "ChatKit"}
 # UIKit and UserNotifications: the app delegate (APNs token, notification taps) and the
-# notification permission; the models in ChatAppCore stay free of them.
-APP_IMPORTS = {"SwiftUI", "UIKit", "UserNotifications", "Foundation", "Observation", "ChatKit", "ChatAppCore"}
+# notification permission; the models in ChatAppCore stay free of them. PhotosUI and
+# UniformTypeIdentifiers: the composer's photo picker and the file importer's types.
+APP_IMPORTS = {
+    "SwiftUI", "UIKit", "UserNotifications", "PhotosUI", "UniformTypeIdentifiers",
+    "Foundation", "Observation", "ChatKit", "ChatAppCore",
+}
 TEST_IMPORTS = {"XCTest", "Foundation", "FoundationNetworking", "ChatKit", "ChatAppCore"}
 MANIFEST_IMPORTS = {"PackageDescription"}
 

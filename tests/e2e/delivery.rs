@@ -1,10 +1,12 @@
 //! Delivery under failure: real processes of the native stack are killed and restarted in the
 //! middle of a stream, and the harness counts lost, duplicated and reordered messages (all must
 //! be zero, live and in history). These tests change the shared stack, so they run one at a time
-//! (a process-wide lock) and restore every process they stop.
+//! (a process-wide lock) and restore every process they stop. One restarts a message server
+//! gracefully and checks the consumer group moved only the partitions it had to.
 
 use chat_client::{Connection, Page};
 use chat_e2e::harness::Crowd;
+use chat_e2e::partitions::{holdings, partition_of};
 use chat_e2e::{api, connect, connect_elsewhere, register, senders, stack, unique};
 use chat_types::ws::ServerFrame;
 use std::time::Duration;
@@ -85,6 +87,43 @@ async fn killing_a_gateway_makes_its_clients_reconnect_and_resume_exactly() -> a
     assert!(
         verdict.reconnects > 0,
         "some clients were on gateway-1 and had to reconnect"
+    );
+    Ok(())
+}
+
+/// A gateway that failed once (killed, restarted) must take every client of the next gateway
+/// that dies at once. nginx only forgets a server's failure when a connection to it ends well,
+/// and WebSockets last: with `max_fails=1` the restarted gateway got one new connection per
+/// `fail_timeout` per nginx worker, and the killed gateway's clients waited ~30 s in "no live
+/// upstreams" (seen in CI as a 30 s delivery pause).
+#[tokio::test]
+async fn clients_of_a_killed_gateway_reconnect_at_once_after_an_earlier_gateway_failure()
+-> anyhow::Result<()> {
+    let _serial = SERIAL.lock().await;
+    // The earlier failure: gateway-2 is down while clients connect (nginx tries it, is refused
+    // and goes on to gateway-1), then comes back.
+    stack(&["kill", "gateway-2", "-9"]).await?;
+    let api = api();
+    let probe = register(&api, "lb-probe").await?;
+    for _ in 0..8 {
+        connect(&probe.access_token).await?;
+    }
+    stack(&["start", "gateway-2"]).await?;
+    let crowd = Crowd::new(CLIENTS, CHANNELS, MEMBERS).await?;
+    let sent = crowd
+        .stream(PER_CHANNEL, PAUSE, || stack(&["kill", "gateway-1", "-9"]))
+        .await?;
+    let verdict = crowd.finish(sent, SETTLE).await;
+    stack(&["start", "gateway-1"]).await?;
+    let verdict = verdict?;
+    verdict.report_and_check("kill -9 gateway-1 after gateway-2 failed once")?;
+    anyhow::ensure!(verdict.reconnects > 0, "no client was on gateway-1");
+    // The clients' own backoff is at most 2 s between attempts; 10 s is far from both that and
+    // the ~30 s of a starved gateway.
+    anyhow::ensure!(
+        verdict.longest_reconnect < Duration::from_secs(10),
+        "a client took {:?} to reconnect to the gateway left",
+        verdict.longest_reconnect
     );
     Ok(())
 }
@@ -333,4 +372,107 @@ async fn live_positions(
         }
     }
     Ok(seqs)
+}
+
+/// The message servers' ops ports (deploy/native/topology.conf).
+const MS1_OPS: u16 = 9201;
+const MS2_OPS: u16 = 9202;
+
+/// Wait until both message servers hold partitions, all `partitions` between them, unchanged
+/// for two broker heartbeats (1.5 s apart): no rebalance is under way.
+async fn group_settled(partitions: usize) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + SETTLE;
+    let mut last = None;
+    let mut stable_since = tokio::time::Instant::now();
+    loop {
+        let now = (holdings(MS1_OPS).await?, holdings(MS2_OPS).await?);
+        let (one, two) = (now.0.held().len(), now.1.held().len());
+        let whole = one > 0 && two > 0 && one + two == partitions;
+        if !whole || last.as_ref() != Some(&now) {
+            stable_since = tokio::time::Instant::now();
+        } else if stable_since.elapsed() >= Duration::from_secs(3) {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the group did not settle: message-server-1 holds {one}, message-server-2 {two} of {partitions}"
+        );
+        last = Some(now);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A message server restarted (stopped gracefully, then started) under traffic. The consumer
+/// group speaks KIP-848: its partitions go to the other server and some come back, and the
+/// other server gives up only the partitions that move (the classic protocol revoked every
+/// partition of every member at each of the two rebalances, pausing every channel). Nothing is
+/// lost, duplicated or reordered; the longest delivery pause of channels on partitions that
+/// stayed put and of those that moved is printed.
+#[tokio::test]
+async fn a_message_server_restarting_moves_only_the_partitions_it_must() -> anyhow::Result<()> {
+    let _serial = SERIAL.lock().await;
+    const PARTITIONS: usize = 16; // CHAT__KAFKA__PARTITIONS of the native stack
+    const ROUNDS: usize = 400; // 16 s of traffic, the restart in the middle
+    group_settled(PARTITIONS).await?;
+    let before = holdings(MS2_OPS).await?;
+    let crowd = Crowd::new(CLIENTS, PARTITIONS, MEMBERS).await?;
+    let restart = std::sync::Mutex::new(None);
+    let sent = crowd
+        .stream(ROUNDS, PAUSE, || async {
+            // The restart runs beside the stream, so traffic flows through both rebalances.
+            *restart.lock().expect("lock") = Some(tokio::spawn(async {
+                stack(&["kill", "message-server-1"]).await?; // SIGTERM: graceful
+                let deadline = tokio::time::Instant::now() + SETTLE;
+                while holdings(MS2_OPS).await?.held().len() < PARTITIONS {
+                    anyhow::ensure!(
+                        tokio::time::Instant::now() < deadline,
+                        "message-server-2 never took over every partition"
+                    );
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                stack(&["start", "message-server-1"]).await
+            }));
+            Ok(())
+        })
+        .await?;
+    let handle = restart.lock().expect("lock").take();
+    handle.expect("the restart started").await??;
+    group_settled(PARTITIONS).await?;
+    let after = holdings(MS2_OPS).await?;
+    let channels: Vec<_> = crowd.channels.iter().map(|c| c.id).collect();
+    let verdict = crowd.finish(sent, SETTLE).await?;
+    verdict.report_and_check("graceful restart of message-server-1")?;
+
+    // Partitions message-server-2 held before and after and was never given again: it held
+    // them throughout.
+    let held_after = after.held();
+    let kept: Vec<i32> = before
+        .held()
+        .into_iter()
+        .filter(|p| held_after.contains(p) && before.assigned.get(p) == after.assigned.get(p))
+        .collect();
+    let pause = |stayed: bool| {
+        channels
+            .iter()
+            .filter(|c| kept.contains(&partition_of(**c, PARTITIONS as i32)) == stayed)
+            .filter_map(|c| verdict.longest_after_ack.get(c))
+            .max()
+            .map_or(0.0, |d| d.as_secs_f64() * 1e3)
+    };
+    println!(
+        "graceful restart of message-server-1: message-server-2 kept {} partitions throughout and holds {} after; longest delivery pause: channels on kept partitions {:.0} ms, on partitions that moved {:.0} ms",
+        kept.len(),
+        held_after.len(),
+        pause(true),
+        pause(false)
+    );
+    // message-server-2 held every partition while message-server-1 was down; when it came
+    // back, exactly the partitions it was given were revoked from message-server-2, once each.
+    let revoked = after.revocations() - before.revocations();
+    assert_eq!(
+        revoked as usize,
+        PARTITIONS - held_after.len(),
+        "message-server-2 gave up partitions that stayed with it (an eager, stop-the-world rebalance)"
+    );
+    Ok(())
 }

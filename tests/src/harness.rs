@@ -39,6 +39,9 @@ pub struct Log {
     pub positions: Vec<(ChannelId, i64)>,
     pub reconnects: u32,
     pub close_reasons: Vec<String>,
+    /// The connection's life: when it connected (to which gateway), was lost (why) and
+    /// reconnected, to explain a late delivery.
+    pub connection: Vec<(Instant, String)>,
 }
 
 enum Outgoing {
@@ -98,6 +101,10 @@ impl Client {
         // No read timeout: a quiet connection is not a lost one.
         let connector = Connector::for_base(&crate::base_url());
         let first = connector.connect(&session.access_token).await?;
+        log.lock()
+            .expect("log")
+            .connection
+            .push((Instant::now(), format!("connected to {}", first.gateway())));
         let task = tokio::spawn(run(
             connector,
             session.access_token.clone(),
@@ -166,17 +173,26 @@ async fn run(
         )
         .await;
         let Err(err) = lost else { return };
-        log.lock()
-            .expect("log")
-            .close_reasons
-            .push(format!("{err:#}"));
+        {
+            let mut l = log.lock().expect("log");
+            l.close_reasons.push(format!("{err:#}"));
+            l.connection
+                .push((Instant::now(), format!("lost: {err:#}")));
+        }
         let stopped = || *stop.borrow();
         match outbox
             .reconnect(&connector, &token, None, &BACKOFF, stopped)
             .await
         {
             Some((fresh, _)) => {
-                log.lock().expect("log").reconnects += 1;
+                {
+                    let mut l = log.lock().expect("log");
+                    l.reconnects += 1;
+                    l.connection.push((
+                        Instant::now(),
+                        format!("reconnected to {}", fresh.gateway()),
+                    ));
+                }
                 ws = fresh;
                 // Like unacked sends (the outbox resent them): every unacked change again.
                 for f in changes.values() {
@@ -491,8 +507,27 @@ impl Crowd {
             .iter()
             .flat_map(|c| c.log.lock().expect("log").acked_at.clone())
             .collect();
+        let sender_of: HashMap<MessageId, usize> = self
+            .clients
+            .iter()
+            .enumerate()
+            .flat_map(|(i, c)| {
+                let l = c.log.lock().expect("log");
+                l.acked_at.iter().map(|(m, _)| (*m, i)).collect::<Vec<_>>()
+            })
+            .collect();
+        // (how late, receiver, message, channel, acked at)
+        let mut slowest: Option<(Duration, usize, MessageId, ChannelId, Instant)> = None;
         for (i, c) in self.clients.iter().enumerate() {
             let l = c.log.lock().expect("log");
+            let mut lost_at = None;
+            for (at, what) in &l.connection {
+                if what.starts_with("lost") {
+                    lost_at = lost_at.or(Some(*at));
+                } else if let Some(lost) = lost_at.take() {
+                    verdict.longest_reconnect = verdict.longest_reconnect.max(*at - lost);
+                }
+            }
             verdict.acked += l.acked.len();
             verdict.reconnects += l.reconnects;
             verdict.changes_acked += l.events_acked.len();
@@ -502,9 +537,13 @@ impl Crowd {
                 if !seen.insert(m.id) {
                     verdict.duplicated += 1;
                 } else if let Some(acked) = acked_at.get(&m.id) {
-                    verdict
-                        .after_ack
-                        .push(arrived.saturating_duration_since(*acked));
+                    let after = arrived.saturating_duration_since(*acked);
+                    verdict.after_ack.push(after);
+                    if slowest.is_none_or(|s| after > s.0) {
+                        slowest = Some((after, i, m.id, m.channel_id, *acked));
+                    }
+                    let longest = verdict.longest_after_ack.entry(m.channel_id).or_default();
+                    *longest = (*longest).max(after);
                 }
             }
             let mut seen_events: HashSet<EventId> = HashSet::new();
@@ -557,6 +596,31 @@ impl Crowd {
             if all.windows(2).any(|w| w[0].seq >= w[1].seq) {
                 verdict.history_reordered += 1;
             }
+        }
+        if let Some((after, receiver, message, channel, acked)) = slowest {
+            let life = |i: usize| {
+                let l = self.clients[i].log.lock().expect("log");
+                l.connection
+                    .iter()
+                    .map(|(at, what)| {
+                        let ms = if *at >= acked {
+                            (*at - acked).as_millis() as i64
+                        } else {
+                            -((acked - *at).as_millis() as i64)
+                        };
+                        format!("{ms:+} ms {what}")
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            };
+            let sender = sender_of.get(&message).copied();
+            verdict.slowest = Some(format!(
+                "message {message} in channel {channel} reached client {receiver} {} ms after client {} got its ack (at +0 ms). Receiver's connection: {}. Sender's: {}",
+                after.as_millis(),
+                sender.map_or("?".into(), |s| s.to_string()),
+                life(receiver),
+                sender.map_or(String::new(), life),
+            ));
         }
         for c in self.clients {
             c.stop().await;
@@ -620,6 +684,13 @@ pub struct Verdict {
     /// Each message's first arrival at each member, after its sender's ack (0 when it arrived
     /// first), sorted: how long a fault held deliveries up.
     pub after_ack: Vec<Duration>,
+    /// The longest of `after_ack` per channel.
+    pub longest_after_ack: HashMap<ChannelId, Duration>,
+    /// The latest delivery, and what the connections of its sender and receiver went through
+    /// around it.
+    pub slowest: Option<String>,
+    /// The longest any client took from losing its connection to being connected again.
+    pub longest_reconnect: Duration,
 }
 
 impl Verdict {
@@ -640,6 +711,12 @@ impl Verdict {
             self.history_reordered,
             self.reconnects
         );
+        if self.reconnects > 0 {
+            println!(
+                "{name}: the longest a client took to reconnect after losing its connection: {} ms",
+                self.longest_reconnect.as_millis()
+            );
+        }
         if let Some(longest) = self.after_ack.last() {
             let at = |q: f64| self.after_ack[((self.after_ack.len() - 1) as f64 * q) as usize];
             println!(
@@ -648,6 +725,11 @@ impl Verdict {
                 at(0.99).as_secs_f64() * 1e3,
                 longest.as_secs_f64() * 1e3
             );
+            if *longest > Duration::from_secs(1)
+                && let Some(slowest) = &self.slowest
+            {
+                println!("{name}: slowest delivery: {slowest}");
+            }
         }
         if self.changes_sent > 0 {
             println!(

@@ -7,6 +7,7 @@
 pub mod apns;
 pub mod files;
 pub mod harness;
+pub mod partitions;
 
 use chat_client::{Api, Connection, Connector};
 use chat_types::ChannelId;

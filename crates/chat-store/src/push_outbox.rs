@@ -79,9 +79,31 @@ pub async fn titles(
     ))
 }
 
+/// Each user's unread messages over all their channels (the badge, before the batch in hand)
+/// and which of `messages` (channel, id) those totals count already, read from one snapshot.
+/// The message servers log messages beside the notifier: with two separate reads, a message
+/// logged between them would be counted twice or not at all (a badge one off).
+pub async fn unread_totals_and_logged(
+    db: &PgPool,
+    users: &[UserId],
+    messages: &[(ChannelId, MessageId)],
+) -> Result<(HashMap<UserId, i64>, HashSet<MessageId>), PgError> {
+    let mut tx = db.begin().await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut *tx)
+        .await?;
+    let totals = unread_totals(&mut tx, users).await?;
+    let logged = logged(&mut tx, messages).await?;
+    tx.commit().await?;
+    Ok((totals, logged))
+}
+
 /// Each user's unread messages over all their channels, counted as the conversation list
-/// counts them (each channel bounded by [`UNREAD_COUNT_MAX`]): the badge. One statement.
-pub async fn unread_totals(db: &PgPool, users: &[UserId]) -> Result<HashMap<UserId, i64>, PgError> {
+/// counts them (each channel bounded by [`UNREAD_COUNT_MAX`]). One statement.
+async fn unread_totals(
+    db: &mut sqlx::PgConnection,
+    users: &[UserId],
+) -> Result<HashMap<UserId, i64>, PgError> {
     let ids: Vec<Uuid> = users.iter().map(|u| u.0).collect();
     let rows: Vec<(Uuid, i64)> = sqlx::query_as(
         "SELECT m.user_id, coalesce(sum(u.n), 0)::bigint
@@ -105,8 +127,8 @@ pub async fn unread_totals(db: &PgPool, users: &[UserId]) -> Result<HashMap<User
 /// Which of `messages` (channel, id) the message servers have logged already (so the unread
 /// totals count them): the notifier reads the topic beside them, not after them. Looks at each
 /// channel's newest 256 positions (the primary key read backwards).
-pub async fn logged(
-    db: &PgPool,
+async fn logged(
+    db: &mut sqlx::PgConnection,
     messages: &[(ChannelId, MessageId)],
 ) -> Result<HashSet<MessageId>, PgError> {
     let channels: Vec<Uuid> = messages.iter().map(|(c, _)| c.0).collect();

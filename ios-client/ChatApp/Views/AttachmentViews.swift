@@ -183,3 +183,98 @@ private struct AttachmentChip: View {
         }
     }
 }
+
+/// The files picked for the next message, above the composer's text field (`AttachmentUploads`):
+/// each with its progress while it uploads, a button that cancels the upload (or removes the
+/// file), and when it failed, why, with Retry when trying again can help. Above them, why files
+/// just picked were not added.
+struct PendingAttachmentsStrip: View {
+    let uploads: AttachmentUploads
+
+    var body: some View {
+        VStack(alignment: .leading, spacing: 4) {
+            if let notice = uploads.notice {
+                HStack(alignment: .top, spacing: 6) {
+                    Text(notice)
+                        .font(.caption)
+                        .foregroundStyle(.secondary)
+                    Spacer(minLength: 0)
+                    Button {
+                        uploads.notice = nil
+                    } label: {
+                        Image(systemName: "xmark")
+                            .font(.caption)
+                    }
+                    .accessibilityLabel("Dismiss")
+                }
+            }
+            if !uploads.items.isEmpty {
+                ScrollView(.horizontal, showsIndicators: false) {
+                    HStack(spacing: 8) {
+                        ForEach(uploads.items) { item in
+                            PendingAttachmentChip(
+                                item: item,
+                                retry: { uploads.retry(item.id) },
+                                remove: { uploads.remove(item.id) }
+                            )
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One picked file: its kind and name; a bar of the bytes sent while it uploads; why it failed.
+private struct PendingAttachmentChip: View {
+    let item: AttachmentUploadItem
+    let retry: () -> Void
+    let remove: () -> Void
+
+    var body: some View {
+        VStack(alignment: .leading, spacing: 4) {
+            HStack(spacing: 6) {
+                Image(systemName: AttachmentChip.symbol(for: item.contentType ?? ""))
+                    .foregroundStyle(item.failure == nil ? Color.accentColor : Color.red)
+                    .accessibilityHidden(true)
+                Text(item.name)
+                    .font(.caption)
+                    .lineLimit(1)
+                    .truncationMode(.middle)
+                Spacer(minLength: 0)
+                if item.failure?.isRetryable == true {
+                    Button(action: retry) {
+                        Image(systemName: "arrow.clockwise")
+                    }
+                    .accessibilityLabel("Retry uploading \(item.name)")
+                }
+                Button(action: remove) {
+                    Image(systemName: "xmark.circle.fill")
+                        .foregroundStyle(.secondary)
+                }
+                .accessibilityLabel(item.isInFlight ? "Cancel uploading \(item.name)" : "Remove \(item.name)")
+            }
+            switch item.state {
+            case .preparing:
+                ProgressView()
+                    .controlSize(.mini)
+            case .uploading(let fraction):
+                ProgressView(value: fraction)
+                    .accessibilityLabel("Uploading \(item.name)")
+            case .uploaded:
+                Text(Int64(clamping: item.size).formatted(.byteCount(style: .file)))
+                    .font(.caption2)
+                    .foregroundStyle(.secondary)
+            case .failed(let failure):
+                Text(failure.message)
+                    .font(.caption2)
+                    .foregroundStyle(Color.red)
+                    .lineLimit(3)
+            }
+        }
+        .padding(8)
+        .frame(width: 200, alignment: .leading)
+        .background(Color(white: 0.5, opacity: 0.12), in: RoundedRectangle(cornerRadius: 10, style: .continuous))
+        .accessibilityElement(children: .contain)
+    }
+}

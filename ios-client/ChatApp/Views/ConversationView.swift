@@ -1,4 +1,7 @@
 import SwiftUI
+import PhotosUI
+import UIKit
+import UniformTypeIdentifiers
 import ChatAppCore
 import ChatKit
 
@@ -8,7 +11,9 @@ import ChatKit
 /// the user owns, delete on anyone's) are in its long-press menu and in its VoiceOver actions;
 /// reaction chips toggle the user's reaction. Days are separated ("Today", "Yesterday", the
 /// date), and a "New messages" line marks where the unread ones began when it was opened
-/// (`TimelineLayout`); while it is on screen, the conversation is marked read.
+/// (`TimelineLayout`); while it is on screen, the conversation is marked read. The composer's
+/// "+" attaches photos, files and a pasted image (`AttachmentUploads`: each uploads at once,
+/// with its progress, cancel and retry, in a strip above the text field); Send waits for them.
 struct ConversationView: View {
     let session: ChatSession
     let channelID: String
@@ -90,12 +95,19 @@ struct ConversationView: View {
             ConnectionBanner(state: session.connection) { session.reconnectNow() }
         }
         .safeAreaInset(edge: .bottom, spacing: 0) {
-            ComposerView(draft: $draft, isFocused: $composerFocused, context: composerContext, cancelContext: cancelComposerContext) {
+            ComposerView(
+                draft: $draft,
+                isFocused: $composerFocused,
+                context: composerContext,
+                uploads: session.uploads(for: channelID),
+                cancelContext: cancelComposerContext
+            ) {
                 if let editing {
                     session.edit(editing, to: draft)
                     self.editing = nil
                 } else {
-                    session.send(draft, to: channelID, replyTo: replyingTo?.messageID)
+                    // With the files uploaded so far; refused while one is still on its way.
+                    guard session.sendComposed(draft, to: channelID, replyTo: replyingTo?.messageID) else { return }
                     replyingTo = nil
                 }
                 draft = ""
@@ -353,7 +365,8 @@ private struct UnreadDivider: View {
     }
 }
 
-/// The text field and send button, with what is being answered or edited above them.
+/// The text field and send button, with what is being answered or edited above them; the "+"
+/// menu (Photos, Files, a pasted image) and the strip of files picked for the message.
 private struct ComposerView: View {
     enum Context {
         case replying(to: String, preview: String)
@@ -363,8 +376,19 @@ private struct ComposerView: View {
     @Binding var draft: String
     var isFocused: FocusState<Bool>.Binding
     let context: Context?
+    /// The files of this conversation's next message.
+    let uploads: AttachmentUploads
     let cancelContext: () -> Void
     let send: () -> Void
+
+    @State private var showsPhotoPicker = false
+    @State private var showsFileImporter = false
+    @State private var pickedPhotos: [PhotosPickerItem] = []
+
+    /// What the Files picker offers: the server's types, and HEIC photos (sent as JPEG).
+    private static let importableTypes: [UTType] = [
+        .jpeg, .png, .gif, .webP, .heic, .heif, .pdf, .plainText, .zip, .mpeg4Movie, .mp3, .mpeg4Audio,
+    ]
 
     var body: some View {
         VStack(spacing: 4) {
@@ -398,7 +422,19 @@ private struct ComposerView: View {
                     .foregroundStyle(remaining >= 0 ? Color.secondary : Color.red)
                     .frame(maxWidth: .infinity, alignment: .trailing)
             }
+            if !isEditing && (!uploads.items.isEmpty || uploads.notice != nil) {
+                PendingAttachmentsStrip(uploads: uploads)
+            }
+            if !isEditing && uploads.isBusy {
+                Text("Send waits until the files are uploaded.")
+                    .font(.caption)
+                    .foregroundStyle(.secondary)
+                    .frame(maxWidth: .infinity, alignment: .leading)
+            }
             HStack(alignment: .bottom, spacing: 8) {
+                if !isEditing {
+                    attachMenu
+                }
                 TextField("Message", text: $draft, axis: .vertical)
                     .lineLimit(1...6)
                     .textFieldStyle(.roundedBorder)
@@ -421,13 +457,108 @@ private struct ComposerView: View {
         Limits.bodyMaxChars - draft.trimmingCharacters(in: .whitespacesAndNewlines).unicodeScalars.count
     }
 
+    private var isEditing: Bool {
+        context?.isEditing == true
+    }
+
+    /// An edit: a valid body. A message: nothing uploading, and text or uploaded files.
     private var canSend: Bool {
-        Limits.isValidBody(draft.trimmingCharacters(in: .whitespacesAndNewlines))
+        if isEditing {
+            return Limits.isValidBody(draft.trimmingCharacters(in: .whitespacesAndNewlines))
+        }
+        return uploads.canSend(draft)
     }
 
     private func submit() {
         guard canSend else { return }
         send()
+    }
+
+    /// "+": a photo from the library (the system's picker runs out of process, so the app
+    /// needs no photo library permission or usage description), any file the server takes, or
+    /// the image on the pasteboard.
+    private var attachMenu: some View {
+        Menu {
+            Button("Photo Library", systemImage: "photo.on.rectangle") {
+                showsPhotoPicker = true
+            }
+            Button("Choose File", systemImage: "folder") {
+                showsFileImporter = true
+            }
+            if UIPasteboard.general.hasImages {
+                Button("Paste Image", systemImage: "doc.on.clipboard") {
+                    pasteImage()
+                }
+            }
+        } label: {
+            Image(systemName: "plus.circle.fill")
+                .font(.title)
+        }
+        .disabled(uploads.remainingCapacity == 0)
+        .accessibilityLabel("Attach")
+        .photosPicker(
+            isPresented: $showsPhotoPicker,
+            selection: $pickedPhotos,
+            maxSelectionCount: max(1, uploads.remainingCapacity),
+            selectionBehavior: .ordered,
+            matching: .images,
+            // The photo as it is stored (HEIC from the camera): ImagePreparation makes it JPEG.
+            preferredItemEncoding: .current
+        )
+        .fileImporter(
+            isPresented: $showsFileImporter,
+            allowedContentTypes: Self.importableTypes,
+            allowsMultipleSelection: true
+        ) { result in
+            importFiles(result)
+        }
+        .onChange(of: pickedPhotos) { _, items in
+            guard !items.isEmpty else { return }
+            pickedPhotos = []
+            Task { await addPhotos(items) }
+        }
+    }
+
+    /// The picked photos, in the order they were picked.
+    @MainActor
+    private func addPhotos(_ items: [PhotosPickerItem]) async {
+        let stamp = Int(Date.now.timeIntervalSince1970)
+        for (offset, item) in items.enumerated() {
+            let type = item.supportedContentTypes.first
+            do {
+                guard let data = try await item.loadTransferable(type: Data.self) else { continue }
+                let name = "Photo \(stamp)-\(offset + 1).\(type?.preferredFilenameExtension ?? "jpg")"
+                uploads.add(PickedFile(name: name, contentType: type?.preferredMIMEType, data: data))
+            } catch {
+                uploads.notice = "A photo could not be loaded (\(error.localizedDescription))."
+            }
+        }
+    }
+
+    /// Files from the Files picker, read while their security scope is open.
+    @MainActor
+    private func importFiles(_ result: Result<[URL], any Error>) {
+        switch result {
+        case .success(let urls):
+            for url in urls {
+                let scoped = url.startAccessingSecurityScopedResource()
+                defer {
+                    if scoped { url.stopAccessingSecurityScopedResource() }
+                }
+                uploads.add(fileAt: url, contentType: UTType(filenameExtension: url.pathExtension)?.preferredMIMEType)
+            }
+        case .failure(let error):
+            uploads.notice = "The files could not be opened (\(error.localizedDescription))."
+        }
+    }
+
+    /// The image on the pasteboard, as a JPEG.
+    @MainActor
+    private func pasteImage() {
+        guard let image = UIPasteboard.general.image,
+              let data = image.jpegData(compressionQuality: ImagePreparation.jpegQuality)
+        else { return }
+        uploads.add(PickedFile(name: "Pasted image \(Int(Date.now.timeIntervalSince1970)).jpg", contentType: "image/jpeg", data: data))
     }
 }
 

@@ -29,6 +29,13 @@ pub async fn run(
         tokio::select! {
             r = consumer.next_batch(batch_max, &mut batch) => {
                 if let Err(e) = r {
+                    if let Some(fatal) = consumer.fatal_error() {
+                        // This member can never consume again: stop the process (its
+                        // supervisor starts a fresh one) instead of idling as a zombie.
+                        tracing::error!(error = %fatal, "kafka consumer failed for good; stopping");
+                        shutdown.cancel();
+                        break;
+                    }
                     tracing::warn!(error = %e, "kafka receive error");
                     continue;
                 }

@@ -126,10 +126,10 @@ impl Decider {
         // Badges: what the user had unread, plus the batch's messages to them that the message
         // servers have not logged yet (they read the topic beside us).
         let users: Vec<UserId> = unique(notices.iter().map(|n| n.user));
-        let totals = push_outbox::unread_totals(&self.db, &users).await?;
         let keys: Vec<(ChannelId, MessageId)> =
             unique(notices.iter().map(|n| (n.message.channel_id, n.message.id)));
-        let logged = push_outbox::logged(&self.db, &keys).await?;
+        let (totals, logged) =
+            push_outbox::unread_totals_and_logged(&self.db, &users, &keys).await?;
         let senders: Vec<UserId> = unique(notices.iter().map(|n| n.message.sender_id));
         let (titles, names) = push_outbox::titles(&self.db, &channels, &senders).await?;
         let titles: HashMap<Uuid, &ChannelTitle> = titles.iter().map(|t| (t.id, t)).collect();

@@ -11,19 +11,23 @@ public struct ChatEnvironment: Sendable {
     public var tokenStore: @Sendable (ServerEndpoint) -> any TokenStore
     /// Reports the network coming back (`NWPathMonitor`); nil where there is none.
     public var network: @Sendable () -> (any NetworkPathMonitor)?
+    /// Makes picked files ready to upload (HEIC photos to JPEG).
+    public var attachmentPreparer: any AttachmentPreparing
 
     public init(
         http: any HTTPClient,
         transport: any Transport,
         realtime: RealtimeConfiguration = RealtimeConfiguration(),
         tokenStore: @escaping @Sendable (ServerEndpoint) -> any TokenStore,
-        network: @escaping @Sendable () -> (any NetworkPathMonitor)? = { nil }
+        network: @escaping @Sendable () -> (any NetworkPathMonitor)? = { nil },
+        attachmentPreparer: any AttachmentPreparing = ImagePreparation()
     ) {
         self.http = http
         self.transport = transport
         self.realtime = realtime
         self.tokenStore = tokenStore
         self.network = network
+        self.attachmentPreparer = attachmentPreparer
     }
 
     /// URLSession, the Keychain (one entry per server) and NWPathMonitor. Without the Keychain

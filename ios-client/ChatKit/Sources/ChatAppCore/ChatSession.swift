@@ -47,6 +47,9 @@ public final class ChatSession {
     @ObservationIgnored private var visibleChannels: Set<String> = []
     /// Per attachment id: its download link, and until when it may be used.
     @ObservationIgnored private var attachmentLinks: [String: (link: AttachmentLink, usableUntil: Date)] = [:]
+    /// Per conversation: the files of its composer (`uploads(for:)`).
+    @ObservationIgnored private var composerUploads: [String: AttachmentUploads] = [:]
+    private let attachmentPreparer: any AttachmentPreparing
 
     private enum Command: Sendable {
         case start
@@ -71,6 +74,7 @@ public final class ChatSession {
         self.user = user
         self.api = APIClient(server: endpoint, http: environment.http).authenticated(by: tokens)
         self.notificationSettings = NotificationSettings(api: api)
+        self.attachmentPreparer = environment.attachmentPreparer
         self.realtime = RealtimeClient(
             url: endpoint.webSocketURL,
             transport: environment.transport,
@@ -159,6 +163,9 @@ public final class ChatSession {
 
     /// Ends the session for good (sign-out, expiry, server change).
     public func shutdown() async {
+        for uploads in composerUploads.values {
+            uploads.removeAll()
+        }
         eventTask?.cancel()
         commands.finish()
         await commandTask?.value
@@ -438,7 +445,28 @@ public final class ChatSession {
         commands.yield(.cancelSend(clientMsgID: entry.clientMsgID))
     }
 
+    /// Sends the composer's message: `text` and the files of `uploads(for: channelID)` that are
+    /// uploaded, in the order they were picked (taken out of the strip; failed ones stay). Does
+    /// nothing, and answers false, while a file is still being prepared or uploaded, or when
+    /// there is nothing valid to send (`AttachmentUploads.canSend`).
+    @discardableResult
+    public func sendComposed(_ text: String, to channelID: String, replyTo: String? = nil) -> Bool {
+        let uploads = uploads(for: channelID)
+        guard uploads.canSend(text) else { return false }
+        send(text, to: channelID, replyTo: replyTo, attachments: uploads.takeReadyAttachments())
+        return true
+    }
+
     // MARK: - Attachments
+
+    /// The files picked for `channelID`'s next message: one strip per conversation, kept while
+    /// the session lasts (leaving the screen and coming back finds them still uploading).
+    public func uploads(for channelID: String) -> AttachmentUploads {
+        if let uploads = composerUploads[channelID] { return uploads }
+        let uploads = AttachmentUploads(channelID: channelID, api: api, preparer: attachmentPreparer)
+        composerUploads[channelID] = uploads
+        return uploads
+    }
 
     /// An image's thumbnail is normally made within a second of its upload: while the server
     /// says it is on its way, ask again after these waits before settling for the whole file.

@@ -54,6 +54,28 @@ public enum Limits {
     /// The largest file a server takes by default (`api.attachment_max_bytes`, configurable:
     /// a server may answer `attachment_too_large` below it).
     public static let attachmentMaxBytes: UInt64 = 25 * 1024 * 1024
+    /// Seconds an upload URL stays valid (`chat_types::limits::UPLOAD_URL_SECS`).
+    public static let uploadURLSecs = 15 * 60
+    /// Seconds after its creation during which an upload not completed may get a new upload URL
+    /// (`…/upload-url`); after that the server has abandoned it (`unknown_attachment`): declare
+    /// the file again (`chat_types::limits::UPLOAD_RENEWABLE_SECS`).
+    public static let uploadRenewableSecs = 60 * 60
+
+    /// An attachment's name: 1 to 255 characters (Unicode scalar values), no `/`, no control
+    /// characters, line or paragraph separators, or invisible format characters (bidi overrides
+    /// and isolates, zero-width spaces, the byte-order mark) but the zero-width joiner and
+    /// non-joiner (`chat_types::limits::valid_attachment_name`).
+    public static func isValidAttachmentName(_ name: String) -> Bool {
+        (1...attachmentNameMax).contains(name.unicodeScalars.count) && !name.unicodeScalars.contains { scalar in
+            switch scalar.value {
+            case 0x2F, 0x2028, 0x2029: return true
+            case 0x200C, 0x200D: return false
+            default:
+                let category = scalar.properties.generalCategory
+                return category == .control || category == .format
+            }
+        }
+    }
 
     /// 3 to 32 ASCII letters, digits, `.`, `_` or `-`.
     public static func isValidUsername(_ name: String) -> Bool {

@@ -187,13 +187,14 @@ public struct APIClient: Sendable {
 
     /// PUTs the bytes to the object store with exactly the presigned request's method, URL and
     /// headers, and without the access token: the URL's signature is the permission. The store
-    /// refuses (403) an expired URL and bytes of another length or type.
-    public func putAttachment(_ data: Data, to upload: UploadRequest) async throws {
+    /// refuses (403) an expired URL and bytes of another length or type. `progress`: told the
+    /// bytes sent so far as they leave (`HTTPClient.upload`).
+    public func putAttachment(_ data: Data, to upload: UploadRequest, progress: TransferProgressHandler? = nil) async throws {
         guard let url = URL(string: upload.url), url.scheme == "http" || url.scheme == "https" else {
             throw ChatError.invalidResponse("upload URL \(upload.url)")
         }
         let request = HTTPRequest(method: upload.method, url: url, headers: upload.headers, body: data)
-        let response = try await transmit(request, token: nil)
+        let response = try await transmit(request, token: nil, progress: progress)
         guard (200..<300).contains(response.status) else {
             throw ChatError.server(Self.serverError(from: response))
         }
@@ -379,12 +380,15 @@ public struct APIClient: Sendable {
         return response
     }
 
-    private func transmit(_ request: HTTPRequest, token: String?) async throws -> HTTPResponse {
+    private func transmit(_ request: HTTPRequest, token: String?, progress: TransferProgressHandler? = nil) async throws -> HTTPResponse {
         var request = request
         if let token {
             request.headers["Authorization"] = "Bearer \(token)"
         }
         do {
+            if let progress {
+                return try await http.upload(request, progress: progress)
+            }
             return try await http.send(request)
         } catch let error as ChatError {
             throw error
