@@ -5,7 +5,8 @@
 #   2. the native stack (deploy/stack.sh up: installs and starts PostgreSQL, Redis, Kafka,
 #      Cassandra, the object store, nginx and our services);
 #   3. end-to-end tests through nginx (tests/), the web client's unit and browser tests, the
-#      compose-file check, the Helm chart check (scripts/helm-check.sh) and the Swift checks;
+#      compose-file check, the Helm chart check (scripts/helm-check.sh), the three-broker Kafka
+#      cluster's self-test (deploy/cluster/selftest.sh) and the Swift checks;
 #   4. the stack is stopped again (unless KEEP_STACK=1).
 # Compiled artefacts live in $CARGO_TARGET_DIR (default ~/.cache/chat-target), downloads in
 # ~/.cache/chat-stack, so later runs are fast.
@@ -85,6 +86,13 @@ deploy/compose/check.sh
 step "Helm chart: lint, render and check every object against the Kubernetes API schemas"
 # helm (built once with Go) and kubernetes-validate (PyPI) are cached in ~/.cache/chat-tools.
 scripts/helm-check.sh
+
+step "Kafka cluster: three KRaft brokers on hosts of their own (network namespaces), killed, cut off, healed"
+# deploy/cluster/: the bridge and namespaces, the brokers, the topic by chat-admin migrate
+# --only kafka; acks=all keeps working with one broker killed, fails with a second cut off,
+# recovers when healed; nothing acked is lost (prints formation and failover times). Removes
+# everything it made.
+deploy/cluster/selftest.sh
 
 step "iOS client: ChatKit built (warnings as errors) and tested by Swift, static checks"
 # A real Swift 6 compiler (scripts/swift.sh: native, or a cached Debian trixie root it makes

@@ -8,7 +8,7 @@ use backon::{ExponentialBuilder, Retryable};
 use chat_common::config::{
     CassandraConfig, KafkaConfig, ObjectsConfig, PostgresConfig, TelemetryConfig,
 };
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 use serde::{Deserialize, Serialize};
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -30,8 +30,27 @@ enum Command {
         /// Seconds to wait for each server to accept the step before giving up.
         #[arg(long, default_value_t = 180, value_name = "SECONDS")]
         timeout: u64,
+        /// Only these (comma-separated; default: all four), e.g. `--only kafka` to create the
+        /// topic on a Kafka cluster brought up on its own (deploy/cluster/selftest.sh).
+        #[arg(long, value_delimiter = ',', value_name = "STORES")]
+        only: Vec<Store>,
     },
 }
+
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
+enum Store {
+    Postgres,
+    Kafka,
+    Cassandra,
+    Objects,
+}
+
+const ALL: [Store; 4] = [
+    Store::Postgres,
+    Store::Kafka,
+    Store::Cassandra,
+    Store::Objects,
+];
 
 #[derive(Default, Serialize, Deserialize)]
 #[serde(default)]
@@ -49,43 +68,79 @@ async fn main() -> anyhow::Result<()> {
     let cfg: AdminConfig = chat_common::config::load()?;
     chat_common::telemetry::init("chat-admin", &cfg.telemetry);
     match cli.command {
-        Command::Migrate { timeout } => migrate(&cfg, Duration::from_secs(timeout)).await,
+        Command::Migrate { timeout, only } => {
+            let stores = if only.is_empty() { &ALL[..] } else { &only[..] };
+            migrate(&cfg, Duration::from_secs(timeout), stores).await
+        }
     }
 }
 
-async fn migrate(cfg: &AdminConfig, timeout: Duration) -> anyhow::Result<()> {
-    let pg = retry("postgres", timeout, || async {
-        let pool = chat_store::pg::connect(&cfg.postgres).await?;
-        chat_store::pg::migrator().run(&pool).await?;
-        anyhow::Ok(())
-    });
-    cfg.kafka.check_replication()?;
-    let kafka = retry("kafka", timeout, || async {
-        chat_store::bus::create_topic(&cfg.kafka).await?;
-        anyhow::Ok(())
-    });
-    let cql = retry("cassandra", timeout, || async {
-        let session = chat_store::cql::connect(&cfg.cassandra, false).await?;
-        chat_store::cql::apply_schema(&session, &cfg.cassandra).await?;
-        // Check that the statements the services prepare are valid against the schema.
-        chat_store::cql::MessageStore::connect(&cfg.cassandra).await?;
-        anyhow::Ok(())
-    });
-    // Bad settings (keys, names) fail at once instead of being retried until the timeout.
-    let objects = chat_store::objects::Objects::new(&cfg.objects)?;
-    let bucket = retry("object store", timeout, || async {
-        objects.ensure_bucket().await?;
-        anyhow::Ok(())
-    });
-    tokio::try_join!(pg, kafka, cql, bucket)?;
-    println!(
-        "migrate: postgres, kafka topic '{}' ({} partitions), cassandra keyspace '{}' and bucket '{}' are ready",
-        cfg.kafka.topic,
-        cfg.kafka.partitions,
-        cfg.cassandra.keyspace,
-        objects.bucket()
-    );
+/// Every step at once (each waits for its server); the summary once all are done.
+async fn migrate(cfg: &AdminConfig, timeout: Duration, stores: &[Store]) -> anyhow::Result<()> {
+    if stores.contains(&Store::Kafka) {
+        cfg.kafka.check_replication()?;
+    }
+    tokio::try_join!(
+        step(cfg, timeout, stores, Store::Postgres),
+        step(cfg, timeout, stores, Store::Kafka),
+        step(cfg, timeout, stores, Store::Cassandra),
+        step(cfg, timeout, stores, Store::Objects),
+    )?;
+    if stores.len() == ALL.len() {
+        println!(
+            "migrate: postgres, kafka topic '{}' ({} partitions), cassandra keyspace '{}' and bucket '{}' are ready",
+            cfg.kafka.topic, cfg.kafka.partitions, cfg.cassandra.keyspace, cfg.objects.bucket
+        );
+    }
     Ok(())
+}
+
+/// One store's step, if `stores` has it.
+async fn step(
+    cfg: &AdminConfig,
+    timeout: Duration,
+    stores: &[Store],
+    store: Store,
+) -> anyhow::Result<()> {
+    if !stores.contains(&store) {
+        return Ok(());
+    }
+    match store {
+        Store::Postgres => {
+            retry("postgres", timeout, || async {
+                let pool = chat_store::pg::connect(&cfg.postgres).await?;
+                chat_store::pg::migrator().run(&pool).await?;
+                anyhow::Ok(())
+            })
+            .await
+        }
+        Store::Kafka => {
+            retry("kafka", timeout, || async {
+                chat_store::bus::create_topic(&cfg.kafka).await?;
+                anyhow::Ok(())
+            })
+            .await
+        }
+        Store::Cassandra => {
+            retry("cassandra", timeout, || async {
+                let session = chat_store::cql::connect(&cfg.cassandra, false).await?;
+                chat_store::cql::apply_schema(&session, &cfg.cassandra).await?;
+                // Check that the statements the services prepare are valid against the schema.
+                chat_store::cql::MessageStore::connect(&cfg.cassandra).await?;
+                anyhow::Ok(())
+            })
+            .await
+        }
+        Store::Objects => {
+            // Bad settings (keys, names) fail at once instead of being retried until the timeout.
+            let objects = chat_store::objects::Objects::new(&cfg.objects)?;
+            retry("object store", timeout, || async {
+                objects.ensure_bucket().await?;
+                anyhow::Ok(())
+            })
+            .await
+        }
+    }
 }
 
 /// Retry `f` until it succeeds or `timeout` has passed: exponential backoff from 250 ms to 5 s
