@@ -66,12 +66,10 @@ VERSITYGW_VERSION=v1.8.0
 # ---------------------------------------------------------------------------------------------
 # output
 
-log() { printf '[stack %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
-warn() { printf '[stack %s] WARNING: %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() {
-    printf '[stack %s] ERROR: %s\n' "$(date +%H:%M:%S)" "$*" >&2
-    exit 1
-}
+# log, warn, die, usage, have, pid_alive, wait_gone, apt_get
+LOG_TAG=stack
+# shellcheck source=deploy/lib/common.sh
+source "$SCRIPT_DIR/lib/common.sh"
 
 # A server did not come up: name it, show the end of its log, stop.
 fail_start() {
@@ -106,7 +104,6 @@ render_template() {
     printf '%s\n' "$text"
 }
 
-usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"; }
 
 # ---------------------------------------------------------------------------------------------
 # topology (deploy/native/topology.conf)
@@ -293,22 +290,6 @@ signal_server() {
     fi
 }
 
-# Alive and not a zombie (a dead server waits a moment for init to reap it).
-pid_alive() {
-    local st
-    kill -0 "$1" 2>/dev/null || return 1
-    st=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
-    [[ -n $st && $st != Z* ]]
-}
-
-wait_gone() {
-    local pid=$1 timeout=$2 start=$SECONDS
-    while pid_alive "$pid"; do
-        ((SECONDS - start < timeout)) || return 1
-        sleep 0.2
-    done
-}
-
 # stop_server NAME [TERM|KILL] [timeout]: stop one server of ours; SIGKILL if TERM is not enough.
 stop_server() {
     local name=$1 sig=${2:-TERM} timeout=${3:-$STOP_TIMEOUT} pid
@@ -339,8 +320,6 @@ stop_server() {
 # ---------------------------------------------------------------------------------------------
 # prerequisites
 
-have() { command -v "$1" >/dev/null 2>&1; }
-
 pg_bin() {
     local d
     d=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
@@ -354,19 +333,6 @@ as_pg() {
     else
         "$@"
     fi
-}
-
-apt_get() {
-    local try
-    for try in 1 2 3 4 5; do
-        # DPkg::Lock::Timeout: wait for an apt/dpkg that is already running instead of failing.
-        if DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 "$@"; then
-            return 0
-        fi
-        warn "apt-get $1 failed (try $try/5); retrying in 15s (another apt may hold a lock)"
-        sleep 15
-    done
-    die "apt-get $* failed"
 }
 
 ensure_packages() {

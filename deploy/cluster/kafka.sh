@@ -54,16 +54,10 @@ CONTROLLER_PORT=9093
 # ---------------------------------------------------------------------------------------------
 # output
 
-log() { printf '[cluster %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
-warn() { printf '[cluster %s] WARNING: %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() {
-    printf '[cluster %s] ERROR: %s\n' "$(date +%H:%M:%S)" "$*" >&2
-    exit 1
-}
-
-usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"; }
-
-have() { command -v "$1" >/dev/null 2>&1; }
+# log, warn, die, usage, have, pid_alive, wait_gone, apt_get
+LOG_TAG=cluster
+# shellcheck source=deploy/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
 
 # ---------------------------------------------------------------------------------------------
 # the brokers: read from net.sh's host table (chat-kafka-N -> node id N)
@@ -117,13 +111,6 @@ port_open() { timeout 2 bash -c "exec 3<>/dev/tcp/$1/$2" 2>/dev/null; }
 # ---------------------------------------------------------------------------------------------
 # processes
 
-pid_alive() {
-    local st
-    kill -0 "$1" 2>/dev/null || return 1
-    st=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
-    [[ -n $st && $st != Z* ]]
-}
-
 # Print the pid of broker $1 if it runs; fail otherwise (the marker guards against a recycled pid).
 running_pid() {
     local f pid cmd
@@ -136,28 +123,9 @@ running_pid() {
     echo "$pid"
 }
 
-wait_gone() {
-    local pid=$1 timeout=$2 start=$SECONDS
-    while pid_alive "$pid"; do
-        ((SECONDS - start < timeout)) || return 1
-        sleep 0.2
-    done
-}
-
 # ---------------------------------------------------------------------------------------------
 # prerequisites
 
-apt_get() {
-    local try
-    for try in 1 2 3; do
-        if DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 "$@" >>"$LOG_DIR/apt.log" 2>&1; then
-            return 0
-        fi
-        warn "apt-get $1 failed (try $try/3, log: $LOG_DIR/apt.log); retrying in 15s"
-        sleep 15
-    done
-    die "apt-get $* failed (log: $LOG_DIR/apt.log)"
-}
 
 ensure_packages() {
     local missing=()

@@ -52,16 +52,10 @@ STATE_DIR=${CHAT_CLUSTER_DIR:-$HOME/.cache/chat-stack/cluster}
 # ---------------------------------------------------------------------------------------------
 # output
 
-log() { printf '[cluster %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
-warn() { printf '[cluster %s] WARNING: %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() {
-    printf '[cluster %s] ERROR: %s\n' "$(date +%H:%M:%S)" "$*" >&2
-    exit 1
-}
-
-usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"; }
-
-have() { command -v "$1" >/dev/null 2>&1; }
+# log, warn, die, usage, have, pid_alive, wait_gone, apt_get
+LOG_TAG=cluster
+# shellcheck source=deploy/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
 
 # ---------------------------------------------------------------------------------------------
 # the table

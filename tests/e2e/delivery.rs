@@ -5,7 +5,7 @@
 //! gracefully and checks the consumer group moved only the partitions it had to.
 
 use chat_client::{Connection, Page};
-use chat_e2e::harness::Crowd;
+use chat_e2e::harness::{Crowd, Verdict};
 use chat_e2e::partitions::{holdings, partition_of};
 use chat_e2e::{api, connect, connect_elsewhere, register, senders, stack, unique};
 use chat_types::ws::ServerFrame;
@@ -76,19 +76,25 @@ async fn edits_and_reactions_survive_a_gateway_kill_exactly() -> anyhow::Result<
 #[tokio::test]
 async fn killing_a_gateway_makes_its_clients_reconnect_and_resume_exactly() -> anyhow::Result<()> {
     let _serial = SERIAL.lock().await;
-    let crowd = Crowd::new(CLIENTS, CHANNELS, MEMBERS).await?;
-    let sent = crowd
-        .stream(PER_CHANNEL, PAUSE, || stack(&["kill", "gateway-1", "-9"]))
-        .await?;
-    let verdict = crowd.finish(sent, SETTLE).await;
-    stack(&["start", "gateway-1"]).await?;
-    let verdict = verdict?;
+    let verdict = gateway_1_killed_mid_stream().await?;
     verdict.report_and_check("kill -9 gateway-1")?;
     assert!(
         verdict.reconnects > 0,
         "some clients were on gateway-1 and had to reconnect"
     );
     Ok(())
+}
+
+/// A crowd streaming while gateway-1 is killed (`-9`) midway; gateway-1 is started again
+/// before the verdict is returned.
+async fn gateway_1_killed_mid_stream() -> anyhow::Result<Verdict> {
+    let crowd = Crowd::new(CLIENTS, CHANNELS, MEMBERS).await?;
+    let sent = crowd
+        .stream(PER_CHANNEL, PAUSE, || stack(&["kill", "gateway-1", "-9"]))
+        .await?;
+    let verdict = crowd.finish(sent, SETTLE).await;
+    stack(&["start", "gateway-1"]).await?;
+    verdict
 }
 
 /// A gateway that failed once (killed, restarted) must take every client of the next gateway
@@ -109,13 +115,7 @@ async fn clients_of_a_killed_gateway_reconnect_at_once_after_an_earlier_gateway_
         connect(&probe.access_token).await?;
     }
     stack(&["start", "gateway-2"]).await?;
-    let crowd = Crowd::new(CLIENTS, CHANNELS, MEMBERS).await?;
-    let sent = crowd
-        .stream(PER_CHANNEL, PAUSE, || stack(&["kill", "gateway-1", "-9"]))
-        .await?;
-    let verdict = crowd.finish(sent, SETTLE).await;
-    stack(&["start", "gateway-1"]).await?;
-    let verdict = verdict?;
+    let verdict = gateway_1_killed_mid_stream().await?;
     verdict.report_and_check("kill -9 gateway-1 after gateway-2 failed once")?;
     anyhow::ensure!(verdict.reconnects > 0, "no client was on gateway-1");
     // The clients' own backoff is at most 2 s between attempts; 10 s is far from both that and

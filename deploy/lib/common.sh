@@ -1,0 +1,45 @@
+# Helpers shared by deploy/stack.sh and deploy/cluster/*.sh (sourced, never run). The caller
+# sets LOG_TAG (the tag of its progress lines: "stack", "cluster") before sourcing.
+# shellcheck shell=bash
+
+log() { printf '[%s %s] %s\n' "$LOG_TAG" "$(date +%H:%M:%S)" "$*"; }
+warn() { printf '[%s %s] WARNING: %s\n' "$LOG_TAG" "$(date +%H:%M:%S)" "$*" >&2; }
+die() {
+    printf '[%s %s] ERROR: %s\n' "$LOG_TAG" "$(date +%H:%M:%S)" "$*" >&2
+    exit 1
+}
+
+# The running script's header comment, as its help ($0: the script, not this file).
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
+
+have() { command -v "$1" >/dev/null 2>&1; }
+
+# Alive and not a zombie (a dead server waits a moment for init to reap it).
+pid_alive() {
+    local st
+    kill -0 "$1" 2>/dev/null || return 1
+    st=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
+    [[ -n $st && $st != Z* ]]
+}
+
+# wait_gone PID SECONDS: fails if PID still runs after SECONDS.
+wait_gone() {
+    local pid=$1 timeout=$2 start=$SECONDS
+    while pid_alive "$pid"; do
+        ((SECONDS - start < timeout)) || return 1
+        sleep 0.2
+    done
+}
+
+apt_get() {
+    local try
+    for try in 1 2 3 4 5; do
+        # DPkg::Lock::Timeout: wait for an apt/dpkg that is already running instead of failing.
+        if DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 "$@"; then
+            return 0
+        fi
+        warn "apt-get $1 failed (try $try/5); retrying in 15s (another apt may hold a lock)"
+        sleep 15
+    done
+    die "apt-get $* failed"
+}
