@@ -6,7 +6,8 @@
 #      Cassandra, the object store, nginx and our services);
 #   3. end-to-end tests through nginx (tests/), the web client's unit and browser tests, the
 #      compose-file check, the Helm chart check (scripts/helm-check.sh), the three-broker Kafka
-#      cluster's self-test (deploy/cluster/selftest.sh) and the Swift checks;
+#      cluster's and the three-node Cassandra cluster's self-tests (deploy/cluster/selftest*.sh)
+#      and the Swift checks;
 #   4. the stack is stopped again (unless KEEP_STACK=1).
 # Compiled artefacts live in $CARGO_TARGET_DIR (default ~/.cache/chat-target), downloads in
 # ~/.cache/chat-stack, so later runs are fast.
@@ -93,6 +94,13 @@ step "Kafka cluster: three KRaft brokers on hosts of their own (network namespac
 # recovers when healed; nothing acked is lost (prints formation and failover times). Removes
 # everything it made.
 deploy/cluster/selftest.sh
+
+step "Cassandra cluster: three nodes on hosts of their own (network namespaces), killed, cut off, healed"
+# deploy/cluster/cassandra.sh: three nodes, keyspace by chat-admin migrate --only cassandra with
+# replication factor 3; QUORUM reads and writes keep working with one node killed, fail with a
+# second cut off, recover when healed; every row acked at QUORUM reads back (prints formation,
+# detection and recovery times, ~3.5 min). After the Kafka step: it makes the network itself.
+deploy/cluster/selftest-cassandra.sh
 
 step "iOS client: ChatKit built (warnings as errors) and tested by Swift, static checks"
 # A real Swift 6 compiler (scripts/swift.sh: native, or a cached Debian trixie root it makes

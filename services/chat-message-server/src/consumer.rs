@@ -54,6 +54,7 @@ pub async fn run(
             seen_generation = now_generation;
         }
 
+        record_waits(&batch);
         let started = Instant::now();
         if !processor.handle(&batch.records, &shutdown).await {
             // Shutting down with the batch unfinished: do not commit it; the next owner replays it.
@@ -76,6 +77,22 @@ pub async fn run(
         tracing::debug!(error = %e, "final commit (nothing to commit is fine)");
     }
     tracing::info!("consumer stopped");
+}
+
+/// How long each record waited between its producer handing it to Kafka and this batch starting
+/// (the produce, Kafka, the fetch, and the batches ahead of it): the first hop of the latency
+/// breakdown `chat-bench` prints, beside the batch's phases (`chat_batch_phase_seconds`).
+fn record_waits(batch: &Batch) {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let waits = metrics::histogram!("chat_record_wait_seconds");
+    for r in &batch.records {
+        if let Some(at) = r.produced_at_ms {
+            // Clocks of other hosts may be a little ahead: a negative wait counts as none.
+            waits.record((now_ms - at).max(0) as f64 / 1000.0);
+        }
+    }
 }
 
 fn commit(consumer: &GroupConsumer, last_commit: &mut Instant, uncommitted: &mut bool) {

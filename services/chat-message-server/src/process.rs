@@ -96,14 +96,11 @@ impl Processor {
     /// Handle a batch. Returns `false` if shutdown interrupted it before it was stored (then
     /// nothing of it may be committed).
     pub async fn handle(&mut self, batch: &[Consumed], shutdown: &CancellationToken) -> bool {
-        let Some(mut state) = self.load(batch, shutdown).await else {
+        let Some(mut state) = timed("load", self.load(batch, shutdown)).await else {
             return false;
         };
         let assigned = assign(batch, &mut state);
         let done = self.store_and_push(&assigned, shutdown).await;
-        if done {
-            crate::activity::record(&self.db, &assigned.messages).await;
-        }
         for (c, h) in state.heads {
             self.heads.put(c, h);
         }
@@ -297,24 +294,27 @@ impl Processor {
     /// from history when the next message or event of the channel arrives.
     async fn store_and_push(&self, a: &Assigned, shutdown: &CancellationToken) -> bool {
         let store = &self.store;
-        let (messages, events, orphaned) = tokio::join!(
-            async {
-                a.messages.is_empty()
-                    || persist(shutdown, "store messages", || store.insert(&a.messages))
+        let stored = timed("store", async {
+            tokio::join!(
+                async {
+                    a.messages.is_empty()
+                        || persist(shutdown, "store messages", || store.insert(&a.messages))
+                            .await
+                            .is_some()
+                },
+                async {
+                    (a.events.is_empty() && a.writes.is_empty())
+                        || persist(shutdown, "store events", || {
+                            store.insert_events(&a.events, &a.writes)
+                        })
                         .await
                         .is_some()
-            },
-            async {
-                (a.events.is_empty() && a.writes.is_empty())
-                    || persist(shutdown, "store events", || {
-                        store.insert_events(&a.events, &a.writes)
-                    })
-                    .await
-                    .is_some()
-            },
-            // Before the push: whoever sees a delete can no longer fetch its files.
-            self.orphan_attachments(&a.outgoing, shutdown),
-        );
+                },
+                // Before the push: whoever sees a delete can no longer fetch its files.
+                self.orphan_attachments(&a.outgoing, shutdown),
+            )
+        });
+        let (messages, events, orphaned) = stored.await;
         if !(messages && events && orphaned) {
             return false;
         }
@@ -326,22 +326,25 @@ impl Processor {
             .map(|(m, _)| (m.channel_id, m.seq.unwrap_or(0)))
             .chain(a.events.iter().map(|(e, _)| (e.channel_id, e.seq)));
         let hints = new_bucket_hints(positions);
-        let (hints_written, logged, ()) = tokio::join!(
-            async {
+        // The directory's activity times go beside the push too: best effort, bounded in time,
+        // and nothing after it waits for them.
+        let (hints_written, logged, (), ()) = tokio::join!(
+            timed("hints", async {
                 hints.is_empty()
                     || persist(shutdown, "store head hints", || {
                         store.set_head_hints(&hints)
                     })
                     .await
                     .is_some()
-            },
-            async {
+            }),
+            timed("log", async {
                 // In this order: a replayed message logged again must not outlive its
                 // replayed delete.
                 self.log_for_unread_counts(&a.outgoing, shutdown).await
                     && self.log_changes(&a.writes, shutdown).await
-            },
-            self.fanout.push(&a.outgoing),
+            }),
+            timed("push", self.fanout.push(&a.outgoing)),
+            timed("activity", crate::activity::record(&self.db, &a.messages)),
         );
         hints_written && logged
     }
@@ -438,6 +441,16 @@ impl Processor {
         .await
         .is_some()
     }
+}
+
+/// Run `f`, recording how long it took as phase `phase` of a batch
+/// (`chat_batch_phase_seconds{phase}`; `chat-bench` prints their means per run).
+async fn timed<T>(phase: &'static str, f: impl Future<Output = T>) -> T {
+    let started = std::time::Instant::now();
+    let out = f.await;
+    metrics::histogram!("chat_batch_phase_seconds", "phase" => phase)
+        .record(started.elapsed().as_secs_f64());
+    out
 }
 
 impl BatchState {

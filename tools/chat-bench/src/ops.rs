@@ -97,7 +97,10 @@ pub fn counter_deltas(
         let before = a.get(svc);
         let mut d: BTreeMap<String, f64> = after
             .iter()
-            .filter(|(k, _)| k.contains("_total") || k.ends_with("_sum") || k.ends_with("_count"))
+            .filter(|(k, _)| {
+                let name = k.split_once('{').map_or(k.as_str(), |(n, _)| n);
+                name.ends_with("_total") || name.ends_with("_sum") || name.ends_with("_count")
+            })
             .map(|(k, v)| {
                 (
                     k.clone(),
@@ -113,6 +116,22 @@ pub fn counter_deltas(
             d.insert("derived_mean_batch_ms".into(), 1000.0 * secs / batches);
             d.insert("derived_mean_batch_records".into(), records / batches);
         }
+        // Means of the batches' phases and of how long records waited for their batch.
+        let means: Vec<(String, f64)> = d
+            .iter()
+            .filter_map(|(k, sum)| {
+                let (name, labels) = k.split_once("_sum")?;
+                let count = d.get(&format!("{name}_count{labels}")).copied()?;
+                let derived = match name {
+                    "chat_batch_phase_seconds" => format!("derived_mean_phase_ms{labels}"),
+                    "chat_send_phase_seconds" => format!("derived_mean_send_ms{labels}"),
+                    "chat_record_wait_seconds" => "derived_mean_record_wait_ms".to_string(),
+                    _ => return None,
+                };
+                (count > 0.0).then(|| (derived, 1000.0 * sum / count))
+            })
+            .collect();
+        d.extend(means);
         if !d.is_empty() {
             out.insert(svc.clone(), d);
         }
@@ -135,6 +154,26 @@ chat_batch_seconds{quantile=\"0.5\"} 0.01
 chat_batch_seconds_sum 0.5
 chat_batch_seconds_count 20
 ";
+
+    #[test]
+    fn phase_and_wait_means_are_derived_per_label() {
+        let page = |sum: f64, count: f64, wait: f64| {
+            let text = format!(
+                "# TYPE chat_batch_phase_seconds summary
+chat_batch_phase_seconds_sum{{phase=\"store\"}} {sum}
+chat_batch_phase_seconds_count{{phase=\"store\"}} {count}
+# TYPE chat_record_wait_seconds summary
+chat_record_wait_seconds_sum {wait}
+chat_record_wait_seconds_count {count}
+"
+            );
+            BTreeMap::from([("ms".to_string(), plain_samples(&parse(&text).unwrap()))])
+        };
+        let d = counter_deltas(&page(1.0, 10.0, 0.5), &page(1.5, 20.0, 0.7));
+        let ms = &d["ms"];
+        assert!((ms["derived_mean_phase_ms{phase=\"store\"}"] - 50.0).abs() < 1e-9);
+        assert!((ms["derived_mean_record_wait_ms"] - 20.0).abs() < 1e-9);
+    }
 
     #[test]
     fn metrics_are_found_by_exact_name() {

@@ -29,6 +29,10 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 pub struct Consumed {
     pub partition: i32,
     pub offset: i64,
+    /// When the producer (a gateway or the API) handed the record to Kafka, in milliseconds
+    /// since the epoch (the record's CreateTime), if the broker kept one: how long a record
+    /// waited before a consumer took it is measured from here.
+    pub produced_at_ms: Option<i64>,
     pub record: BusRecord,
 }
 
@@ -223,6 +227,7 @@ fn take(m: &rdkafka::message::BorrowedMessage<'_>, batch: &mut Batch) {
         Some(Ok(record)) => batch.records.push(Consumed {
             partition: m.partition(),
             offset: m.offset(),
+            produced_at_ms: m.timestamp().to_millis(),
             record,
         }),
         other => {

@@ -293,6 +293,7 @@ async fn send(
         reply_to,
         attachments,
     } = req;
+    let started = std::time::Instant::now();
     let record = match shared
         .admission
         .admit(
@@ -308,6 +309,11 @@ async fn send(
         Ok(record) => record,
         Err(refused) => return Err((refused, client_msg_id)),
     };
+    let admitted = std::time::Instant::now();
+    // The two hops of a send's ack, for the latency breakdown `chat-bench` prints: admission
+    // (membership, the send claim in Redis) and Kafka (produce until acks=all).
+    metrics::histogram!("chat_send_phase_seconds", "phase" => "admit")
+        .record((admitted - started).as_secs_f64());
     let delivery = match shared.producer.enqueue(&BusRecord::Message(record.clone())) {
         Ok(d) => d,
         Err(e) => {
@@ -319,6 +325,8 @@ async fn send(
     shared.tasks.spawn(async move {
         let out = match delivery.durable().await {
             Ok(_) => {
+                metrics::histogram!("chat_send_phase_seconds", "phase" => "produce")
+                    .record(admitted.elapsed().as_secs_f64());
                 metrics::counter!("chat_sends_acked_total").increment(1);
                 ack(&record)
             }

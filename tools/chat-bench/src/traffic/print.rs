@@ -63,12 +63,21 @@ pub fn print(r: &TrafficResult) {
             d.get("derived_mean_batch_ms"),
             d.get("derived_mean_batch_records"),
         ) {
+            let phases = phase_means(d, "derived_mean_phase_ms");
             println!(
-                "{svc}: {} batches, mean {:.1} records in {:.1} ms",
+                "{svc}: {} batches, mean {:.1} records in {:.1} ms ({} ms); records waited {:.1} ms on average before their batch",
                 d.get("chat_batch_seconds_count").copied().unwrap_or(0.0),
                 n,
-                ms
+                ms,
+                phases,
+                d.get("derived_mean_record_wait_ms")
+                    .copied()
+                    .unwrap_or(f64::NAN),
             );
+        }
+        let sends = phase_means(d, "derived_mean_send_ms");
+        if !sends.is_empty() {
+            println!("{svc}: sends took on average {sends} ms");
         }
     }
     println!("end-to-end (all steps): {}", r.total_e2e.line());
@@ -125,4 +134,16 @@ fn print_steps(steps: &[StepResult]) {
             if s.saturated { "  SATURATED" } else { "" }
         );
     }
+}
+
+/// "a 1.0, b 2.5": the means derived per `phase` label under `prefix` (see `ops::counter_deltas`).
+fn phase_means(d: &std::collections::BTreeMap<String, f64>, prefix: &str) -> String {
+    let phases: Vec<String> = d
+        .iter()
+        .filter_map(|(k, v)| {
+            let label = k.strip_prefix(prefix)?.strip_prefix("{phase=\"")?;
+            Some(format!("{} {v:.1}", label.trim_end_matches("\"}")))
+        })
+        .collect();
+    phases.join(", ")
 }
