@@ -80,6 +80,12 @@ JAVA17_ACCESS=(
 LOG_TAG=cluster
 # shellcheck source=deploy/lib/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
+# fail_start, stop_member
+MEMBER=cassandra
+MEMBERS=nodes
+ERROR_LINES='^ERROR|Exception|[Cc]aused by'
+# shellcheck source=deploy/cluster/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # ---------------------------------------------------------------------------------------------
 # the nodes: read from net.sh's host table (chat-cassandra-N -> node N)
@@ -344,54 +350,21 @@ node_started() {
         grep -q 'CassandraDaemon - Startup complete' < <(tail -c "+$((${LOG_OFFSET[$id]:-0} + 1))" "$(log_file "$id")")
 }
 
-# A node did not come up: its first error lines and the end of its log, then stop.
-fail_start() {
-    local id=$1 reason=$2 logf errs
-    logf=$(log_file "$id")
-    printf '\n[cluster %s] ERROR: cassandra-%s failed to start: %s\n' "$(date +%H:%M:%S)" "$id" "$reason" >&2
-    errs=$(tail -c "+$((${LOG_OFFSET[$id]:-0} + 1))" "$logf" | grep -E -m 8 '^ERROR|Exception|[Cc]aused by' || true)
-    if [[ -n $errs ]]; then
-        printf '[cluster] first error lines of this start:\n' >&2
-        printf '    %s\n' "${errs//$'\n'/$'\n'    }" >&2
-    fi
-    printf '[cluster] last 30 lines of %s:\n' "$logf" >&2
-    tail -n 30 "$logf" | sed 's/^/    /' >&2
-    printf '[cluster] nodes that did start are left running: deploy/cluster/cassandra.sh status | down\n' >&2
-    exit 1
-}
-
-stop_node() {
-    local id=$1 sig=${2:-TERM} pid
-    if ! pid=$(running_pid "$id"); then
-        log "cassandra-$id is not running"
-        rm -f "$(pid_file "$id")"
-        return 0
-    fi
-    log "stopping cassandra-$id (pid $pid, SIG$sig)"
-    if [[ $sig == KILL ]]; then
-        kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
-    else
-        # Cassandra's shutdown hook drains: it announces the shutdown by gossip (the others mark
-        # it down at once instead of after the failure detector's ~10 s), stops accepting
-        # requests and flushes every memtable, so the restart replays no commit log.
-        kill -TERM "$pid" 2>/dev/null || true
-    fi
-    if ! wait_gone "$pid" "$STOP_TIMEOUT"; then
-        warn "cassandra-$id (pid $pid) still running after ${STOP_TIMEOUT}s: SIGKILL"
-        kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
-        wait_gone "$pid" 10 || warn "cassandra-$id (pid $pid) did not die"
-    fi
-    wait_threads_gone "$pid" 10 || warn "cassandra-$id (pid $pid): threads still exiting after 10s"
-    rm -f "$(pid_file "$id")"
+# Cassandra's shutdown hook drains on SIGTERM: it announces the shutdown by gossip (the others
+# mark it down at once instead of after the failure detector's ~10 s), stops accepting requests
+# and flushes every memtable, so the restart replays no commit log. After a stop, the JVM's
+# threads must be gone before the next start (see wait_threads_gone).
+after_stop() {
+    wait_threads_gone "$1" 10 || warn "pid $1: threads still exiting after 10s"
 }
 
 # wait_threads_gone PID SECONDS: after a SIGKILL the main thread is a zombie at once, while the
 # JVM's other threads still exit and its sockets stay open; a start right away would find the
 # CQL port taken. Done when the process is reaped or its zombie is its only thread.
 wait_threads_gone() {
-    local pid=$1 timeout=$2 start=$SECONDS threads
-    while [[ -e /proc/$pid ]]; do
-        threads=$(awk '/^Threads:/ { print $2 }' "/proc/$pid/status" 2>/dev/null) || return 0
+    local jvm=$1 timeout=$2 start=$SECONDS threads
+    while [[ -e /proc/$jvm ]]; do
+        threads=$(awk '/^Threads:/ { print $2 }' "/proc/$jvm/status" 2>/dev/null) || return 0
         [[ -z $threads || $threads -le 1 ]] && return 0
         ((SECONDS - start < timeout)) || return 1
         sleep 0.1
@@ -457,7 +430,7 @@ cmd_down() {
     lock_cluster
     # All at once: nothing waits for a quorum, and each drain takes seconds of its own.
     for id in "${IDS[@]}"; do
-        stop_node "$id" TERM &
+        stop_member "$id" TERM &
         pids+=($!)
     done
     local p
@@ -475,7 +448,7 @@ cmd_kill() {
     id=$(node_id "$1")
     [[ ${2:-} == -9 || ${2:-} == -KILL ]] && sig=KILL
     lock_cluster
-    stop_node "$id" "$sig"
+    stop_member "$id" "$sig"
 }
 
 cmd_start() {

@@ -58,6 +58,12 @@ CONTROLLER_PORT=9093
 LOG_TAG=cluster
 # shellcheck source=deploy/lib/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
+# fail_start, stop_member
+MEMBER=kafka
+MEMBERS=brokers
+ERROR_LINES='\bERROR\b|FATAL|Exception|[Cc]aused by'
+# shellcheck source=deploy/cluster/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # ---------------------------------------------------------------------------------------------
 # the brokers: read from net.sh's host table (chat-kafka-N -> node id N)
@@ -251,43 +257,6 @@ broker_started() {
         grep -q 'Kafka Server started' < <(tail -c "+$((${LOG_OFFSET[$id]:-0} + 1))" "$(log_file "$id")")
 }
 
-# A broker did not come up: its first error lines and the end of its log, then stop.
-fail_start() {
-    local id=$1 reason=$2 logf errs
-    logf=$(log_file "$id")
-    printf '\n[cluster %s] ERROR: kafka-%s failed to start: %s\n' "$(date +%H:%M:%S)" "$id" "$reason" >&2
-    errs=$(tail -c "+$((${LOG_OFFSET[$id]:-0} + 1))" "$logf" | grep -E -m 8 '\bERROR\b|FATAL|Exception|[Cc]aused by' || true)
-    if [[ -n $errs ]]; then
-        printf '[cluster] first error lines of this start:\n' >&2
-        printf '    %s\n' "${errs//$'\n'/$'\n'    }" >&2
-    fi
-    printf '[cluster] last 30 lines of %s:\n' "$logf" >&2
-    tail -n 30 "$logf" | sed 's/^/    /' >&2
-    printf '[cluster] brokers that did start are left running: deploy/cluster/kafka.sh status | down\n' >&2
-    exit 1
-}
-
-stop_broker() {
-    local id=$1 sig=${2:-TERM} pid
-    if ! pid=$(running_pid "$id"); then
-        log "kafka-$id is not running"
-        rm -f "$(pid_file "$id")"
-        return 0
-    fi
-    log "stopping kafka-$id (pid $pid, SIG$sig)"
-    if [[ $sig == KILL ]]; then
-        kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
-    else
-        kill -TERM "$pid" 2>/dev/null || true
-    fi
-    if ! wait_gone "$pid" "$STOP_TIMEOUT"; then
-        warn "kafka-$id (pid $pid) still running after ${STOP_TIMEOUT}s: SIGKILL"
-        kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
-        wait_gone "$pid" 10 || warn "kafka-$id (pid $pid) did not die"
-    fi
-    rm -f "$(pid_file "$id")"
-}
-
 # ---------------------------------------------------------------------------------------------
 # commands
 
@@ -380,7 +349,7 @@ cmd_down() {
     # All at once: stopped one by one, the last ones would wait for a controller quorum that
     # the first ones took away. Each gets STOP_TIMEOUT s for its controlled shutdown.
     for id in "${IDS[@]}"; do
-        stop_broker "$id" TERM &
+        stop_member "$id" TERM &
         pids+=($!)
     done
     local p
@@ -398,7 +367,7 @@ cmd_kill() {
     id=$(broker_id "$1")
     [[ ${2:-} == -9 || ${2:-} == -KILL ]] && sig=KILL
     lock_cluster
-    stop_broker "$id" "$sig"
+    stop_member "$id" "$sig"
 }
 
 cmd_start() {
