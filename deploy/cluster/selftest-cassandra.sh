@@ -41,24 +41,11 @@ CUT_NODE=2
 LAST=3
 PROBE_TIMEOUT=120
 
-log() { printf '[cluster %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
-die() {
-    printf '[cluster %s] SELFTEST FAILED: %s\n' "$(date +%H:%M:%S)" "$*" >&2
-    exit 1
-}
-ok() { printf '[cluster %s] ok: %s\n' "$(date +%H:%M:%S)" "$*"; }
-
-# Seconds with a tenth since $1 (a `date +%s.%N` stamp); epoch milliseconds for the probe.
-now() { date +%s.%N; }
-since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
+# shellcheck source=deploy/cluster/selftest-lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/selftest-lib.sh"
+# Epoch milliseconds for the probe, and milliseconds as seconds with a tenth.
 now_ms() { date +%s%3N; }
 secs() { awk -v ms="$1" 'BEGIN { printf "%.1f", ms / 1000 }'; }
-
-declare -a SUMMARY=()
-note() {
-    SUMMARY+=("$*")
-    log "$*"
-}
 
 # The probe's pipes are fds 5 and 6 of this shell: no child may keep them (a node started by
 # cassandra.sh would hold the probe's stdin open for its whole life).

@@ -31,22 +31,8 @@ JAR_DIR=${CHAT_STACK_DIR:-$HOME/.cache/chat-stack}/jars/kafka
 TOPIC=messages
 PARTITIONS=16
 
-log() { printf '[cluster %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
-die() {
-    printf '[cluster %s] SELFTEST FAILED: %s\n' "$(date +%H:%M:%S)" "$*" >&2
-    exit 1
-}
-ok() { printf '[cluster %s] ok: %s\n' "$(date +%H:%M:%S)" "$*"; }
-
-# Seconds with a tenth since $1 (a `date +%s.%N` stamp).
-now() { date +%s.%N; }
-since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
-
-declare -a SUMMARY=()
-note() {
-    SUMMARY+=("$*")
-    log "$*"
-}
+# shellcheck source=deploy/cluster/selftest-lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/selftest-lib.sh"
 
 # ---------------------------------------------------------------------------------------------
 # set-up and tear-down
