@@ -218,6 +218,10 @@ async fn the_sweeper_removes_abandoned_uploads_and_deleted_messages_files() -> a
     send_files(&mut ws, channel, &unique("m"), "", &[kept.id])
         .await?
         .expect("acked");
+    // A change names a stored message: one that came back with its position, not one known
+    // only from its ack (docs/protocol.md). Deleting at the ack raced the store.
+    let stored = ws.next_message().await?;
+    assert_eq!((stored.id, stored.seq.is_some()), (gone_msg.id, true));
     ws.change_acked(&ClientFrame::Delete {
         channel_id: channel,
         message_id: gone_msg.id,
