@@ -3,14 +3,24 @@
 # S3 object store (versitygw), our services and nginx, all on loopback, without Docker. Used by the
 # tests and CI.
 #
-#   deploy/stack.sh up [--infra-only] [--no-build] [--no-web]
+#   deploy/stack.sh up [--cluster] [--infra-only] [--no-build] [--no-web]
 #                                                    start what is not running yet, wait until ready
-#                                                    (--no-web: serve web/dist as it is, never npm)
+#                                                    (--no-web: serve web/dist as it is, never npm;
+#                                                    --cluster: see "Cluster mode" below)
 #   deploy/stack.sh down [--purge]                   stop what this script started (--purge: drop data)
 #   deploy/stack.sh status                           each server: pid, port(s), up/down, log
 #   deploy/stack.sh logs [name] [-f]                 tail a server's log (no name: list the logs)
 #   deploy/stack.sh kill <name> [-9]                 stop one server (SIGTERM, or SIGKILL with -9)
 #   deploy/stack.sh start <name>                     start one server and wait until it is ready
+#   deploy/stack.sh cut|heal <member>                cluster mode: cut a member's host off the
+#                                                    network (it keeps running) / undo it
+#
+# Cluster mode (`up --cluster`, needs root): instead of the single Kafka and Cassandra, three
+# Kafka brokers and three Cassandra nodes on hosts of their own (network namespaces,
+# deploy/cluster/), members kafka-1..3 and cassandra-1..3; the services use them with
+# replication factor 3 (Kafka min.insync.replicas 2, Cassandra LOCAL_QUORUM = 2 of 3). The mode
+# is kept in run/mode until `down`, so kill/start/status know it; switching modes needs a
+# `down` first. The clusters' state lives in run/cluster/.
 #
 # Names: postgres redis kafka cassandra objectstore apns api gateway-1 gateway-2 message-server-1
 # message-server-2 notifier media nginx
@@ -36,12 +46,15 @@ umask 022
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(dirname "$SCRIPT_DIR")
 TOPOLOGY=$SCRIPT_DIR/native/topology.conf
+CLUSTER_SCRIPTS=$SCRIPT_DIR/cluster
 
 STACK_DIR=${CHAT_STACK_DIR:-$HOME/.cache/chat-stack}
 RUN_DIR=$STACK_DIR/run
 LOG_DIR=$RUN_DIR/logs
 PID_DIR=$RUN_DIR/pids
 SECRETS_DIR=$RUN_DIR/secrets
+MODE_FILE=$RUN_DIR/mode
+CLUSTER=false
 JAR_DIR=$STACK_DIR/jars
 # Tools built once and kept across runs (down --purge too): versitygw-<version>.
 TOOL_DIR=$STACK_DIR/bin
@@ -171,7 +184,16 @@ load_topology() {
 is_service() { [[ -n ${SVC_BIN[$1]:-} ]]; }
 is_infra() { [[ -n ${INFRA_PORT[$1]:-} ]]; }
 is_standin() { [[ -n ${STANDIN_BIN[$1]:-} ]]; }
-all_names() { printf '%s\n' "${INFRA_ORDER[@]}" "${STANDINS[@]}" "${SERVICES[@]}" "$LB_NAME"; }
+# In cluster mode Kafka and Cassandra are three members each, named kafka-1..3, cassandra-1..3.
+is_clustered() { [[ $1 == kafka || $1 == cassandra ]]; }
+is_member() { $CLUSTER && [[ $1 =~ ^(kafka|cassandra)-[123]$ ]]; }
+all_names() {
+    local n
+    for n in "${INFRA_ORDER[@]}"; do
+        if $CLUSTER && is_clustered "$n"; then printf '%s\n' "$n-1" "$n-2" "$n-3"; else echo "$n"; fi
+    done
+    printf '%s\n' "${STANDINS[@]}" "${SERVICES[@]}" "$LB_NAME"
+}
 known_name() {
     local n
     while read -r n; do [[ $n == "$1" ]] && return 0; done < <(all_names)
@@ -182,6 +204,10 @@ known_name() {
 # processes
 
 log_file() {
+    if is_member "$1"; then
+        echo "$RUN_DIR/cluster/logs/$1.log"
+        return
+    fi
     case $1 in
         nginx) echo "$LOG_DIR/nginx-error.log" ;;
         *) echo "$LOG_DIR/$1.log" ;;
@@ -310,8 +336,8 @@ stop_server() {
     fi
     if [[ $name == postgres ]]; then
         # postgres refuses to start while its old pid exists, even as a zombie not yet reaped.
-        local i
-        for i in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        local _
+        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     else
         rm -f "$(pid_file "$name")"
     fi
@@ -467,11 +493,11 @@ start_postgres() {
     fi
     # A postmaster.pid left by a killed server whose pid now belongs to an unrelated process would
     # block the start (postgres handles a dead pid itself, and checks for orphaned backends).
-    local old i
+    local old _
     old=$(head -n 1 "$data/postmaster.pid" 2>/dev/null | tr -dc '0-9') || true
     if [[ -n $old ]]; then
         # a killed postmaster may linger a moment as a zombie
-        for i in $(seq 50); do kill -0 "$old" 2>/dev/null && ! pid_alive "$old" || break; sleep 0.1; done
+        for _ in $(seq 50); do kill -0 "$old" 2>/dev/null && ! pid_alive "$old" || break; sleep 0.1; done
     fi
     if [[ -n $old ]] && pid_alive "$old" && [[ $(tr '\0' ' ' <"/proc/$old/cmdline" 2>/dev/null) != *postgres* ]]; then
         rm -f "$data/postmaster.pid"
@@ -636,6 +662,60 @@ start_objectstore() {
 }
 
 objectstore_ready() { curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:${INFRA_PORT[objectstore]}/health"; }
+
+# ---------------------------------------------------------------------------------------------
+# cluster mode (deploy/cluster/)
+
+# cluster_sh SCRIPT ARGS...: deploy/cluster/SCRIPT.sh on the stack's own cluster state.
+cluster_sh() {
+    CHAT_CLUSTER_DIR=$RUN_DIR/cluster CHAT_STACK_DIR=$STACK_DIR CHAT_CLUSTER_TIMEOUT=$WAIT_TIMEOUT \
+        "$CLUSTER_SCRIPTS/$1.sh" "${@:2}" 9>&-
+}
+
+# The services' settings for the clusters, after topology.conf's (with env, the last one wins).
+enter_cluster_mode() {
+    $CLUSTER && return 0
+    CLUSTER=true
+    COMMON_ENV+=(
+        "CHAT__KAFKA__BROKERS=$(cluster_sh kafka bootstrap)"
+        CHAT__KAFKA__REPLICATION_FACTOR=3
+        CHAT__KAFKA__MIN_INSYNC_REPLICAS=2
+        "CHAT__CASSANDRA__NODES=$(cluster_sh cassandra contact)"
+        CHAT__CASSANDRA__REPLICATION_FACTOR=3
+    )
+}
+
+load_mode() {
+    [[ -f $MODE_FILE && $(<"$MODE_FILE") == cluster ]] && enter_cluster_mode
+    return 0
+}
+
+# Is anything of a stack running (either mode)? Then its mode can't change under it.
+stack_running() {
+    local n
+    for n in "${INFRA_ORDER[@]}" "${STANDINS[@]}" "${SERVICES[@]}" "$LB_NAME"; do
+        running_pid "$n" >/dev/null && return 0
+    done
+    ip link show dev chatbr0 >/dev/null 2>&1
+}
+
+# set_mode single|cluster: the mode `up` asked for; refused while a stack of the other one runs.
+set_mode() {
+    local want=$1 have=single
+    $CLUSTER && have=cluster
+    if [[ $want != "$have" ]]; then
+        if stack_running; then
+            die "the stack runs in $have mode: deploy/stack.sh down first (then up$([[ $want == cluster ]] && echo ' --cluster'))"
+        fi
+        [[ $want == cluster ]] && { ((EUID == 0)) || die "up --cluster needs root (network namespaces)"; }
+    fi
+    echo "$want" >"$MODE_FILE"
+    [[ $want == cluster ]] && enter_cluster_mode
+    return 0
+}
+
+# kafka-2 -> "kafka 2"
+member_script() { echo "${1%-*} ${1##*-}"; }
 
 # ---------------------------------------------------------------------------------------------
 # infra dispatch
@@ -868,9 +948,10 @@ lock_stack() {
 }
 
 cmd_up() {
-    local infra_only=false build=true arg
+    local infra_only=false build=true mode=single arg
     for arg in "$@"; do
         case $arg in
+            --cluster) mode=cluster ;;
             --infra-only) infra_only=true ;;
             --no-build) build=false ;;
             --no-web) BUILD_WEB=false ;;
@@ -880,7 +961,8 @@ cmd_up() {
     lock_stack
     local t0=$SECONDS
     prepare_dirs
-    log "stack dir: $STACK_DIR (logs: $LOG_DIR)"
+    set_mode "$mode"
+    log "stack dir: $STACK_DIR (logs: $LOG_DIR; $mode mode)"
     ensure_packages
     ensure_jars kafka
     ensure_jars cassandra
@@ -888,9 +970,24 @@ cmd_up() {
     ensure_secrets
 
     # The JVMs start slowly: launch everything, then wait for each.
-    local n
-    for n in cassandra kafka redis postgres objectstore; do start_infra "$n"; done
-    for n in postgres redis kafka cassandra objectstore; do wait_infra "$n"; done
+    local n kafka_up='' cassandra_up=''
+    local -a single=(cassandra kafka redis postgres objectstore)
+    if $CLUSTER; then
+        single=(redis postgres objectstore)
+        # Each makes the part of the network it needs (net.sh takes a lock for its changes).
+        cluster_sh kafka up &
+        kafka_up=$!
+        cluster_sh cassandra up &
+        cassandra_up=$!
+    fi
+    for n in "${single[@]}"; do start_infra "$n"; done
+    for n in postgres redis kafka cassandra objectstore; do
+        [[ " ${single[*]} " == *" $n "* ]] && wait_infra "$n"
+    done
+    if $CLUSTER; then
+        wait "$kafka_up" || die "the Kafka cluster did not come up (its lines above; deploy/stack.sh status)"
+        wait "$cassandra_up" || die "the Cassandra cluster did not come up (its lines above; deploy/stack.sh status)"
+    fi
     log "infrastructure ready ($((SECONDS - t0))s)"
 
     if ! $infra_only; then
@@ -944,6 +1041,16 @@ cmd_down() {
     for n in objectstore cassandra kafka redis postgres; do
         stop_server "$n" TERM "$INFRA_STOP_TIMEOUT"
     done
+    if $CLUSTER; then
+        local -a opt=()
+        $purge && opt=(--purge)
+        cluster_sh kafka down "${opt[@]}" &
+        local kafka_down=$!
+        cluster_sh cassandra down "${opt[@]}" || warn "the Cassandra cluster did not stop cleanly"
+        wait "$kafka_down" || warn "the Kafka cluster did not stop cleanly"
+        cluster_sh net down
+    fi
+    rm -f "$MODE_FILE"
     if $purge; then
         log "purging $RUN_DIR (data, logs, secrets; the caches $JAR_DIR and $TOOL_DIR stay)"
         rm -rf "$RUN_DIR" "/tmp/chat-stack-pg-$(printf '%s' "$RUN_DIR" | sha256sum | cut -c1-12)"
@@ -985,6 +1092,7 @@ cmd_status() {
     local n pid state
     printf '%-18s %-8s %-16s %-6s %s\n' NAME PID PORTS STATE LOG
     while read -r n; do
+        is_member "$n" && continue # the clusters' own status follows
         if pid=$(running_pid "$n"); then
             if port_open "$(main_port "$n")"; then state=up; else state=start; fi
         else
@@ -994,6 +1102,12 @@ cmd_status() {
         printf '%-18s %-8s %-16s %-6s %s\n' "$n" "$pid" "$(ports_of "$n")" "$state" "$(log_file "$n")"
     done < <(all_names)
     printf '(stack dir %s; state "start" = process alive, port not open yet)\n' "$STACK_DIR"
+    if $CLUSTER; then
+        echo
+        cluster_sh kafka status || true
+        echo
+        cluster_sh cassandra status || true
+    fi
 }
 
 cmd_logs() {
@@ -1018,6 +1132,14 @@ cmd_kill() {
         *) die "kill: unknown signal ${2}" ;;
     esac
     lock_stack
+    if is_member "$name"; then
+        local -a sig_opt=()
+        [[ $sig == KILL ]] && sig_opt=(-9)
+        local script id
+        read -r script id <<<"$(member_script "$name")"
+        cluster_sh "$script" kill "$id" "${sig_opt[@]}"
+        return
+    fi
     local timeout=$STOP_TIMEOUT
     is_infra "$name" && timeout=$INFRA_STOP_TIMEOUT
     stop_server "$name" "$sig" "$timeout"
@@ -1028,7 +1150,11 @@ cmd_start() {
     known_name "$name" || die "start: unknown name '$name' (one of: $(all_names | tr '\n' ' '))"
     lock_stack
     prepare_dirs
-    if is_infra "$name"; then
+    if is_member "$name"; then
+        local script id
+        read -r script id <<<"$(member_script "$name")"
+        cluster_sh "$script" start "$id"
+    elif is_infra "$name"; then
         [[ $name == kafka || $name == cassandra ]] && ensure_jars "$name"
         start_infra "$name"
         wait_infra "$name"
@@ -1044,8 +1170,17 @@ cmd_start() {
     fi
 }
 
+# cut|heal <member>: the member's host loses / gets back its network; the process runs on.
+cmd_cut_heal() {
+    local what=$1 name=${2:-}
+    $CLUSTER || die "$what: only in cluster mode (deploy/stack.sh up --cluster)"
+    is_member "$name" || die "$what: name a member: kafka-1..3 or cassandra-1..3"
+    cluster_sh net "$what" "$name"
+}
+
 main() {
     load_topology
+    load_mode
     local cmd=${1:-}
     [[ $# -gt 0 ]] && shift
     case $cmd in
@@ -1055,6 +1190,7 @@ main() {
         logs) cmd_logs "$@" ;;
         kill) cmd_kill "$@" ;;
         start) cmd_start "$@" ;;
+        cut | heal) cmd_cut_heal "$cmd" "$@" ;;
         -h | --help | help) usage ;;
         *)
             usage >&2

@@ -8,7 +8,9 @@
 #      compose-file check, the Helm chart check (scripts/helm-check.sh), the three-broker Kafka
 #      cluster's and the three-node Cassandra cluster's self-tests (deploy/cluster/selftest*.sh)
 #      and the Swift checks;
-#   4. the stack is stopped again (unless KEEP_STACK=1).
+#   4. the same end-to-end accounting on the stack in cluster mode (deploy/stack.sh up --cluster):
+#      a Kafka broker and a Cassandra node killed and cut off mid-stream (tests/e2e/cluster.rs);
+#   5. the stack is stopped again (unless KEEP_STACK=1).
 # Compiled artefacts live in $CARGO_TARGET_DIR (default ~/.cache/chat-target), downloads in
 # ~/.cache/chat-stack, so later runs are fast.
 set -euo pipefail
@@ -116,5 +118,14 @@ if ! command -v chromium >/dev/null; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
 fi
 (cd web && npm ci --no-audit --no-fund && npm test && npm run e2e)
+
+step "the whole system on the clusters: a Kafka broker and a Cassandra node killed, cut off, healed"
+# deploy/stack.sh up --cluster: the same services on three Kafka brokers and three Cassandra
+# nodes (replication factor 3, 2 of 3 needed); a crowd streams while one member is killed -9 or
+# cut off from the network; nothing acked may be lost, duplicated or reordered (prints how long
+# deliveries were held up). Last: the stack switches modes here, and the trap stops it.
+deploy/stack.sh down
+deploy/stack.sh up --cluster --no-build --no-web
+cargo test --release --workspace --test cluster -- --test-threads=1 --nocapture
 
 step "all tests passed in $(( $(date +%s) - started ))s"
