@@ -69,7 +69,16 @@ async fn stream_through(
     if let Some(h) = handle {
         h.await??;
     }
-    verdict?.report_and_check(name)
+    let verdict = verdict?;
+    verdict.report_and_check(name)?;
+    // A member cut off is a minority: the others carry on. Nothing may wait for it to be back.
+    if let (Some(longest), true) = (verdict.after_ack.last(), repair[0] == "heal") {
+        anyhow::ensure!(
+            *longest < wait,
+            "{name}: a delivery waited {longest:?}, as long as the member was cut off"
+        );
+    }
+    Ok(())
 }
 
 #[tokio::test]

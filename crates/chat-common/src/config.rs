@@ -133,6 +133,12 @@ pub struct CassandraConfig {
     /// Consistency of every read and write. `local_quorum` (the default) keeps an acked
     /// message through the loss of a minority of its replicas; on one node it is one.
     pub consistency: CqlConsistency,
+    /// A request not answered after this many milliseconds is also sent to the next replica
+    /// (up to twice), and the first answer wins; 0 turns it off. Why: a node cut off from the
+    /// network (not dead: no reset, no refusal) holds every request it coordinates until the
+    /// driver's 30 s time-out, which stalled delivery for the whole cut; every statement of
+    /// ours is idempotent, so asking again elsewhere is safe.
+    pub speculative_after_ms: u64,
 }
 
 /// CQL consistency levels the services may be configured with.
@@ -154,6 +160,7 @@ impl Default for CassandraConfig {
             keyspace: "chat".into(),
             replication_factor: 1,
             consistency: CqlConsistency::LocalQuorum,
+            speculative_after_ms: 250,
         }
     }
 }

@@ -20,6 +20,9 @@ use futures::future::try_join_all;
 use scylla::client::execution_profile::ExecutionProfile;
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
+use scylla::policies::speculative_execution::{
+    SimpleSpeculativeExecutionPolicy, SpeculativeExecutionPolicy,
+};
 use scylla::serialize::SerializationError;
 use scylla::serialize::row::{RowSerializationContext, SerializeRow};
 use scylla::serialize::writers::RowWriter;
@@ -107,8 +110,17 @@ pub async fn connect(
     with_keyspace: bool,
 ) -> Result<Session, CqlError> {
     // Every statement runs at the configured consistency (the session's default profile).
+    // Every statement is idempotent (see `MessageStore::new`), so a slow one may be asked of
+    // another replica as well (`speculative_after_ms`).
+    let speculative = (cfg.speculative_after_ms > 0).then(|| {
+        Arc::new(SimpleSpeculativeExecutionPolicy {
+            max_retry_count: 2,
+            retry_interval: Duration::from_millis(cfg.speculative_after_ms),
+        }) as Arc<dyn SpeculativeExecutionPolicy>
+    });
     let profile = ExecutionProfile::builder()
         .consistency(consistency(cfg.consistency))
+        .speculative_execution_policy(speculative)
         .build()
         .into_handle();
     let mut b = SessionBuilder::new()
