@@ -20,10 +20,13 @@
 # deploy/cluster/), members kafka-1..3 and cassandra-1..3; the services use them with
 # replication factor 3 (Kafka min.insync.replicas 2, Cassandra LOCAL_QUORUM = 2 of 3). The mode
 # is kept in run/mode until `down`, so kill/start/status know it; switching modes needs a
-# `down` first. The clusters' state lives in run/cluster/.
+# `down` first. The clusters' state lives in run/cluster/. The cluster topology also runs
+# gateway-3 and message-server-3.
 #
 # Names: postgres redis kafka cassandra objectstore apns api gateway-1 gateway-2 message-server-1
-# message-server-2 notifier media nginx
+# message-server-2 notifier media nginx; spares gateway-4 and message-server-4, which only
+# `start` runs (scaling out under traffic: a spare gateway joins nginx's upstream once ready and
+# leaves it at `kill`)
 # (the services and ports come from deploy/native/topology.conf, shared with docker-compose.yml;
 # apns is the APNs stand-in, tools/apns-standin, with its control API on 127.0.0.1:18444;
 # objectstore is the S3 API of versitygw on 127.0.0.1:19000, reached by clients through nginx's
@@ -122,6 +125,8 @@ render_template() {
 # topology (deploy/native/topology.conf)
 
 declare -A INFRA_PORT=() SVC_BIN=() SVC_HTTP=() SVC_OPS=() SVC_ENV=()
+# `extra` services: when they run (cluster | spare); the `service` ones have no entry.
+declare -A SVC_WHEN=()
 declare -A STANDIN_BIN=() STANDIN_PORT=() STANDIN_CONTROL=()
 declare -a INFRA_NAMES=() SERVICES=() COMMON_ENV=() STANDINS=()
 LB_NAME=nginx
@@ -148,14 +153,23 @@ subst() {
 
 load_topology() {
     [[ -f $TOPOLOGY ]] || die "missing $TOPOLOGY"
-    local kind a b c d rest
+    local kind a b c d rest when
     local -a common=()
     while read -r kind a b c d rest; do
+        when=''
+        if [[ $kind == extra ]]; then
+            # extra <when> <name> <binary> <http> <ops> [settings]: shift the fields by one.
+            [[ $a == cluster || $a == spare ]] || die "$TOPOLOGY: extra: unknown <when> '$a'"
+            when=$a
+            read -r a b c d rest <<<"$b $c $d $rest"
+            kind=service
+        fi
         case $kind in
             '') continue ;;
             infra) INFRA_NAMES+=("$a"); INFRA_PORT[$a]=$b ;;
             common) common+=("$a") ;;
             service)
+                [[ -n $when ]] && SVC_WHEN[$a]=$when
                 SERVICES+=("$a")
                 SVC_BIN[$a]=$b
                 SVC_HTTP[$a]=$c
@@ -187,12 +201,28 @@ is_standin() { [[ -n ${STANDIN_BIN[$1]:-} ]]; }
 # In cluster mode Kafka and Cassandra are three members each, named kafka-1..3, cassandra-1..3.
 is_clustered() { [[ $1 == kafka || $1 == cassandra ]]; }
 is_member() { $CLUSTER && [[ $1 =~ ^(kafka|cassandra)-[123]$ ]]; }
+is_spare() { [[ ${SVC_WHEN[$1]:-} == spare ]]; }
+# The services `up` starts: the `service` lines, and in cluster mode the `extra cluster` ones.
+up_services() {
+    local n
+    for n in "${SERVICES[@]}"; do
+        case ${SVC_WHEN[$n]:-} in
+            '') echo "$n" ;;
+            cluster) $CLUSTER && echo "$n" ;;
+        esac
+    done
+    return 0
+}
+# Every name of this mode: `up`'s services and the spares `start` may add.
 all_names() {
     local n
     for n in "${INFRA_ORDER[@]}"; do
         if $CLUSTER && is_clustered "$n"; then printf '%s\n' "$n-1" "$n-2" "$n-3"; else echo "$n"; fi
     done
-    printf '%s\n' "${STANDINS[@]}" "${SERVICES[@]}" "$LB_NAME"
+    printf '%s\n' "${STANDINS[@]}"
+    up_services
+    for n in "${SERVICES[@]}"; do is_spare "$n" && echo "$n"; done
+    echo "$LB_NAME"
 }
 known_name() {
     local n
@@ -879,7 +909,13 @@ prepare_web() {
 
 render_nginx_conf() {
     local out=$1 api_servers='' gw_servers='' s user_line='' mime=/etc/nginx/mime.types
+    local -a serving
+    # A spare is in the upstream while it runs: `start` adds it once ready, `kill` takes it out.
+    mapfile -t serving < <(up_services)
     for s in "${SERVICES[@]}"; do
+        is_spare "$s" && running_pid "$s" >/dev/null && serving+=("$s")
+    done
+    for s in "${serving[@]}"; do
         case ${SVC_BIN[$s]} in
             chat-api) api_servers+="        server 127.0.0.1:${SVC_HTTP[$s]} max_fails=1 fail_timeout=5s;"$'\n' ;;
             chat-gateway) gw_servers+="        server 127.0.0.1:${SVC_HTTP[$s]} max_fails=0;"$'\n' ;;
@@ -894,6 +930,31 @@ render_nginx_conf() {
         OBJECTSTORE_SERVERS="        server 127.0.0.1:${INFRA_PORT[objectstore]};" \
         LISTEN="127.0.0.1:$LB_PORT" WEB_ROOT="$WEB_ROOT" ROUTES="$SCRIPT_DIR/nginx/routes.conf" \
         WS_CONNS_PER_ADDRESS="${CHAT_WS_CONNS_PER_ADDRESS:-256}" >"$out"
+}
+
+# A spare gateway joins nginx's upstream once it is ready and leaves it once stopped (a fixed
+# one stays in it: nginx skips a gateway that refuses). A reload drops no connection; the web
+# client is served as it is.
+nginx_follow_spare() {
+    is_spare "$1" && [[ ${SVC_BIN[$1]} == chat-gateway ]] && running_pid nginx >/dev/null || return 0
+    BUILD_WEB=false
+    start_nginx
+}
+
+# The workers of nginx (master $1) that take new connections, sorted; one of an older config
+# renames itself "nginx: worker process is shutting down" as it stops accepting.
+accepting_workers() { pgrep -P "$1" -x -f 'nginx: worker process' | sort || true; }
+
+# `nginx -s reload` only signals the master: until none of the workers that accepted before it
+# ($2) does, a new connection may still meet the old config (e.g. a gateway's upstream).
+wait_reloaded() {
+    local master=$1 before=$2 now deadline=$((SECONDS + WAIT_TIMEOUT))
+    while :; do
+        now=$(accepting_workers "$master")
+        if [[ -n $now && -z $(comm -12 <(echo "$before") <(echo "$now")) ]]; then return 0; fi
+        ((SECONDS < deadline)) || fail_start nginx "the reload did not take effect in ${WAIT_TIMEOUT}s"
+        sleep 0.1
+    done
 }
 
 nginx_ready() { curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:$LB_PORT/lb-health"; }
@@ -913,7 +974,10 @@ start_nginx() {
         else
             mv "$conf.new" "$conf"
             nginx -t -q -c "$conf" -p "$dir/" -e "$logf" >>"$logf" 2>&1 || fail_start nginx "invalid config $conf"
+            local before
+            before=$(accepting_workers "$pid")
             nginx -s reload -c "$conf" -p "$dir/" -e "$logf" >>"$logf" 2>&1 9>&- || fail_start nginx "reload failed"
+            wait_reloaded "$pid" "$before"
             log "nginx config changed: reloaded (web root: $WEB_ROOT)"
         fi
         return 0
@@ -996,8 +1060,10 @@ cmd_up() {
         for n in "${STANDINS[@]}"; do start_standin "$n"; done
         run_migrate
         for n in "${STANDINS[@]}"; do wait_standin "$n"; done
-        for n in "${SERVICES[@]}"; do start_service "$n"; done
-        for n in "${SERVICES[@]}"; do wait_service "$n"; done
+        local -a services
+        mapfile -t services < <(up_services)
+        for n in "${services[@]}"; do start_service "$n"; done
+        for n in "${services[@]}"; do wait_service "$n"; done
     fi
     start_nginx
     wait_ready nginx nginx_ready
@@ -1143,6 +1209,7 @@ cmd_kill() {
     local timeout=$STOP_TIMEOUT
     is_infra "$name" && timeout=$INFRA_STOP_TIMEOUT
     stop_server "$name" "$sig" "$timeout"
+    nginx_follow_spare "$name"
 }
 
 cmd_start() {
@@ -1161,6 +1228,7 @@ cmd_start() {
     elif is_service "$name"; then
         start_service "$name"
         wait_service "$name"
+        nginx_follow_spare "$name"
     elif is_standin "$name"; then
         start_standin "$name"
         wait_standin "$name"

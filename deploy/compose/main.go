@@ -155,6 +155,12 @@ func parseTopology(path string) (*topology, error) {
 				s.env = append(s.env, e)
 			}
 			t.services = append(t.services, s)
+		case "extra":
+			// Native-only services (cluster mode, spares for scaling tests): compose runs
+			// the `service` lines alone, so these are only checked for shape.
+			if len(fields) < 6 || (fields[1] != "cluster" && fields[1] != "spare") {
+				return nil, bad("extra: want cluster|spare name binary http-port ops-port settings...")
+			}
 		case "standin":
 			if len(fields) != 5 {
 				return nil, bad("standin: want name port control-port binary")

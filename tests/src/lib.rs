@@ -57,13 +57,34 @@ pub async fn connect(token: &str) -> anyhow::Result<Connection> {
 /// Connect until the connection lands on a gateway other than `not` (nginx spreads new
 /// connections over the gateways; a few tries always reach the other one).
 pub async fn connect_elsewhere(token: &str, not: &str) -> anyhow::Result<Connection> {
-    for _ in 0..20 {
+    connect_until(token, |g| g != not)
+        .await
+        .map(|(ws, _)| ws)
+        .map_err(|_| {
+            anyhow::anyhow!("every connection landed on {not}: is only one gateway behind nginx?")
+        })
+}
+
+/// Connect until the connection lands on `gateway`; also how many connections that took.
+pub async fn connect_to(token: &str, gateway: &str) -> anyhow::Result<(Connection, usize)> {
+    connect_until(token, |g| g == gateway)
+        .await
+        .map_err(|_| anyhow::anyhow!("no connection landed on {gateway}: is it behind nginx?"))
+}
+
+/// Up to 20 connections, each closed unless its gateway is `wanted` (nginx's round-robin over
+/// a handful of gateways reaches each within a few).
+async fn connect_until(
+    token: &str,
+    wanted: impl Fn(&str) -> bool,
+) -> anyhow::Result<(Connection, usize)> {
+    for tries in 1..=20 {
         let ws = connect(token).await?;
-        if ws.gateway() != not {
-            return Ok(ws);
+        if wanted(ws.gateway()) {
+            return Ok((ws, tries));
         }
     }
-    anyhow::bail!("every connection landed on {not}: is only one gateway behind nginx?")
+    anyhow::bail!("no connection reached the gateway wanted")
 }
 
 /// The native stack's state folder (`CHAT_STACK_DIR`, default `~/.cache/chat-stack`): its
