@@ -31,6 +31,10 @@ pub struct Log {
     pub acked_at: Vec<(MessageId, Instant)>,
     /// client_msg_id -> acked message.
     pub acked: HashMap<String, Message>,
+    /// client_msg_id -> when it was first sent (resends keep the first time).
+    pub sent_at: HashMap<String, Instant>,
+    /// Each acked message of this client's and when it was first sent.
+    pub first_sent: Vec<(MessageId, Instant)>,
     /// `event` frames, in arrival order, across reconnects.
     pub events: Vec<ChannelEvent>,
     /// client_event_id -> the acked event's channel and id.
@@ -238,6 +242,7 @@ async fn serve(
                 match out {
                     None => return Ok(()),
                     Some(Outgoing::Message { channel, client_msg_id, body }) => {
+                        log.lock().expect("log").sent_at.entry(client_msg_id.clone()).or_insert_with(Instant::now);
                         outbox.sent(channel, client_msg_id.clone(), body.clone());
                         ws.send_message(channel, &client_msg_id, &body).await?;
                     }
@@ -276,7 +281,13 @@ async fn serve(
                     }
                     ServerFrame::Ack { client_msg_id, message } => {
                         let mut l = log.lock().expect("log");
-                        l.acked_at.push((message.id, Instant::now()));
+                        let now = Instant::now();
+                        if !l.acked.contains_key(&client_msg_id)
+                            && let Some(sent) = l.sent_at.get(&client_msg_id).copied()
+                        {
+                            l.first_sent.push((message.id, sent));
+                        }
+                        l.acked_at.push((message.id, now));
                         l.acked.insert(client_msg_id, message);
                     }
                     ServerFrame::Error { code, client_msg_id: Some(cmid), .. }
@@ -507,6 +518,15 @@ impl Crowd {
             .iter()
             .flat_map(|c| c.log.lock().expect("log").acked_at.clone())
             .collect();
+        let first_sent: HashMap<MessageId, Instant> = self
+            .clients
+            .iter()
+            .flat_map(|c| c.log.lock().expect("log").first_sent.clone())
+            .collect();
+        verdict.send_to_ack = first_sent
+            .iter()
+            .filter_map(|(m, sent)| Some(*acked_at.get(m)? - *sent))
+            .collect();
         let sender_of: HashMap<MessageId, usize> = self
             .clients
             .iter()
@@ -537,6 +557,9 @@ impl Crowd {
                 if !seen.insert(m.id) {
                     verdict.duplicated += 1;
                 } else if let Some(acked) = acked_at.get(&m.id) {
+                    if let Some(sent) = first_sent.get(&m.id) {
+                        verdict.send_to_delivery.push(*arrived - *sent);
+                    }
                     let after = arrived.saturating_duration_since(*acked);
                     verdict.after_ack.push(after);
                     if slowest.is_none_or(|s| after > s.0) {
@@ -626,6 +649,8 @@ impl Crowd {
             c.stop().await;
         }
         verdict.after_ack.sort();
+        verdict.send_to_ack.sort();
+        verdict.send_to_delivery.sort();
         Ok(verdict)
     }
 
@@ -659,6 +684,17 @@ impl Crowd {
     }
 }
 
+/// "p50 X ms, p99 Y ms, longest Z ms" of sorted durations; `None` when there are none.
+fn spread(sorted: &[Duration]) -> Option<String> {
+    let at = |q: f64| sorted[((sorted.len() - 1) as f64 * q) as usize].as_secs_f64() * 1e3;
+    let longest = sorted.last()?.as_secs_f64() * 1e3;
+    Some(format!(
+        "p50 {:.0} ms, p99 {:.0} ms, longest {longest:.0} ms",
+        at(0.50),
+        at(0.99)
+    ))
+}
+
 /// The numbers a delivery test states and asserts.
 #[derive(Debug, Default)]
 pub struct Verdict {
@@ -686,6 +722,11 @@ pub struct Verdict {
     pub after_ack: Vec<Duration>,
     /// The longest of `after_ack` per channel.
     pub longest_after_ack: HashMap<ChannelId, Duration>,
+    /// Each acked send's time from its first send to its ack (resends included), sorted.
+    pub send_to_ack: Vec<Duration>,
+    /// Each message's first arrival at each member, from its first send, sorted: what a user
+    /// waits for a message sent during a fault.
+    pub send_to_delivery: Vec<Duration>,
     /// The latest delivery, and what the connections of its sender and receiver went through
     /// around it.
     pub slowest: Option<String>,
@@ -717,19 +758,24 @@ impl Verdict {
                 self.longest_reconnect.as_millis()
             );
         }
-        if let Some(longest) = self.after_ack.last() {
-            let at = |q: f64| self.after_ack[((self.after_ack.len() - 1) as f64 * q) as usize];
+        if let Some(spread) = spread(&self.send_to_ack) {
+            println!("{name}: send to ack (resends included): {spread}");
+        }
+        if let Some(spread) = spread(&self.send_to_delivery) {
+            println!("{name}: send to delivery: {spread}");
+        }
+        if let Some(spread) = spread(&self.after_ack) {
             println!(
-                "{name}: delivery after the sender's ack: p50 {:.0} ms, p99 {:.0} ms, longest {:.0} ms (the pause the fault caused)",
-                at(0.50).as_secs_f64() * 1e3,
-                at(0.99).as_secs_f64() * 1e3,
-                longest.as_secs_f64() * 1e3
+                "{name}: delivery after the sender's ack: {spread} (the pause the fault caused)"
             );
-            if *longest > Duration::from_secs(1)
-                && let Some(slowest) = &self.slowest
-            {
-                println!("{name}: slowest delivery: {slowest}");
-            }
+        }
+        if self
+            .after_ack
+            .last()
+            .is_some_and(|longest| *longest > Duration::from_secs(1))
+            && let Some(slowest) = &self.slowest
+        {
+            println!("{name}: slowest delivery: {slowest}");
         }
         if self.changes_sent > 0 {
             println!(

@@ -1,7 +1,6 @@
 //! Creating the `messages` topic.
 
 use chat_common::config::KafkaConfig;
-use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -10,9 +9,7 @@ use std::time::Duration;
 /// Create the topic if it does not exist (idempotent), with the configured partitions,
 /// replication factor and `min.insync.replicas`. An existing topic is left as it is.
 pub async fn create_topic(cfg: &KafkaConfig) -> Result<(), KafkaError> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", &cfg.brokers)
-        .create()?;
+    let admin: AdminClient<DefaultClientContext> = super::client_config(cfg).create()?;
     let min_insync = cfg.min_insync_replicas.to_string();
     let topic = NewTopic::new(
         &cfg.topic,

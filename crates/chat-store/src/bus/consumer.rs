@@ -20,7 +20,7 @@ use rdkafka::consumer::{
 };
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message as _;
-use rdkafka::{ClientConfig, ClientContext, TopicPartitionList};
+use rdkafka::{ClientContext, TopicPartitionList};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -112,8 +112,7 @@ impl GroupConsumer {
     pub fn subscribe(cfg: &KafkaConfig, group: &str, client_id: &str) -> Result<Self, KafkaError> {
         let generation = Arc::new(AtomicU64::new(0));
         let assigned = Arc::new(AtomicUsize::new(0));
-        let inner: StreamConsumer<GroupContext> = ClientConfig::new()
-            .set("bootstrap.servers", &cfg.brokers)
+        let inner: StreamConsumer<GroupContext> = super::client_config(cfg)
             .set("group.id", group)
             .set("client.id", client_id)
             .set("enable.auto.commit", "false")

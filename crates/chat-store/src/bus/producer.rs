@@ -2,7 +2,6 @@
 
 use chat_common::config::KafkaConfig;
 use chat_types::bus::BusRecord;
-use rdkafka::ClientConfig;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 
@@ -31,8 +30,7 @@ impl Delivery {
 
 impl Producer {
     pub fn new(cfg: &KafkaConfig) -> Result<Self, KafkaError> {
-        let inner = ClientConfig::new()
-            .set("bootstrap.servers", &cfg.brokers)
+        let inner = super::client_config(cfg)
             .set("enable.idempotence", "true")
             .set("acks", "all")
             // Small lingering batches records of busy channels without hurting latency.
