@@ -266,17 +266,6 @@ proc_marker() {
     esac
 }
 
-# Print the pid of server $1 if it is running; fail otherwise.
-running_pid() {
-    local f pid cmd
-    f=$(pid_file "$1")
-    [[ -s $f ]] || return 1
-    pid=$(head -n 1 "$f" | tr -dc '0-9')
-    [[ -n $pid ]] && pid_alive "$pid" || return 1
-    cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
-    [[ $cmd == *"$(proc_marker "$1")"* ]] || return 1
-    echo "$pid"
-}
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 

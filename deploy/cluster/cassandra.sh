@@ -111,7 +111,7 @@ for id in "${IDS[@]}"; do
 done
 unset token token_step id
 
-node_id() {
+member_id() {
     local n=${1#chat-}
     n=${n#cassandra-}
     [[ -n ${ADDR[$n]:-} ]] || die "unknown node '$1' (known: ${IDS[*]})"
@@ -122,7 +122,7 @@ ns_of() { echo "chat-cassandra-$1"; }
 node_dir() { echo "$CASS_DIR/$1"; }
 log_file() { echo "$LOG_DIR/cassandra-$1.log"; }
 pid_file() { echo "$PID_DIR/cassandra-$1.pid"; }
-marker() { echo "-Dchat.cluster=cassandra-$1"; }
+proc_marker() { echo "-Dchat.cluster=cassandra-$1"; }
 
 joined() {
     local IFS=,
@@ -157,17 +157,6 @@ is_cut() { [[ -n ${CUT[$(ns_of "$1")]:-} ]]; }
 # ---------------------------------------------------------------------------------------------
 # processes
 
-# Print the pid of node $1 if it runs; fail otherwise (the marker guards against a recycled pid).
-running_pid() {
-    local f pid cmd
-    f=$(pid_file "$1")
-    [[ -s $f ]] || return 1
-    pid=$(head -n 1 "$f" | tr -dc '0-9')
-    [[ -n $pid ]] && pid_alive "$pid" || return 1
-    cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
-    [[ $cmd == *"$(marker "$1")"* ]] || return 1
-    echo "$pid"
-}
 
 # ---------------------------------------------------------------------------------------------
 # prerequisites
@@ -182,34 +171,6 @@ ensure_packages() {
     apt_get update -q
     apt_get install -y -q "${missing[@]}"
     log "installed ${missing[*]}"
-}
-
-# The native stack's Cassandra jars (same pom, same folder, same completeness mark as
-# deploy/stack.sh's ensure_jars), so the single node and the cluster run the same Cassandra.
-ensure_jars() {
-    local pom=$DEPLOY_DIR/jars/cassandra/pom.xml build=$STACK_DIR/jars/.build-cassandra sum
-    sum=$(sha256sum <"$pom" | cut -d' ' -f1)
-    if [[ -f $JAR_DIR/.complete && $(cat "$JAR_DIR/.complete") == "$sum" ]]; then
-        return 0
-    fi
-    # deploy/stack.sh may be fetching them right now: take its lock for the fetch.
-    mkdir -p "$STACK_DIR"
-    exec 9>"$STACK_DIR/.stack.lock"
-    log "waiting for the native stack's lock to fetch the Cassandra jars..."
-    flock -w 900 9 || die "deploy/stack.sh holds $STACK_DIR/.stack.lock"
-    if [[ ! -f $JAR_DIR/.complete || $(cat "$JAR_DIR/.complete") != "$sum" ]]; then
-        log "fetching Cassandra jars from Maven Central into $JAR_DIR (once; shared with deploy/stack.sh)..."
-        rm -rf "$JAR_DIR" "$JAR_DIR.tmp" "$build"
-        mkdir -p "$build"
-        cp "$pom" "$build/pom.xml"
-        if ! mvn -B -q -Dstyle.color=never -f "$build/pom.xml" package -DoutputDirectory="$JAR_DIR.tmp" >"$build/mvn.log" 2>&1; then
-            tail -n 40 "$build/mvn.log" | sed 's/^/    /' >&2
-            die "fetching the Cassandra jars failed (log: $build/mvn.log)"
-        fi
-        mv "$JAR_DIR.tmp" "$JAR_DIR"
-        echo "$sum" >"$JAR_DIR/.complete"
-    fi
-    exec 9>&-
 }
 
 # One cassandra.sh at a time starts or stops nodes (a fault test's kill next to an up).
@@ -330,7 +291,7 @@ spawn_node() {
         "${JAVA17_ACCESS[@]}" \
         -Dio.netty.tryReflectionSetAccessible=true \
         -Djdk.attach.allowAttachSelf=true "-javaagent:$jamm" \
-        "$(marker "$id")" \
+        "$(proc_marker "$id")" \
         "-Dcassandra.config=file://$dir/cassandra.yaml" \
         "-Dcassandra-rackdc.properties=file://$dir/cassandra-rackdc.properties" \
         "-Dcassandra.storagedir=$dir" \
@@ -393,69 +354,19 @@ cmd_up() {
         spawn_node "$id"
         log "cassandra-$id starting in $(ns_of "$id") at ${ADDR[$id]}:$PORT (pid $(cat "$(pid_file "$id")"), log $(log_file "$id"))"
     done
-    local -A ready=()
-    for id in "${running[@]}"; do ready[$id]=1; done
-    local next=0 waited left
-    while :; do
-        waited=$((SECONDS - start))
-        left=()
-        for id in "${pending[@]}"; do
-            [[ -n ${ready[$id]:-} ]] && continue
-            if node_started "$id"; then
-                ready[$id]=1
-                log "cassandra-$id is up (${waited}s, pid $(running_pid "$id" || echo '?'))"
-                continue
-            fi
-            if ! running_pid "$id" >/dev/null && ((SECONDS - START_AT[$id] > 4)); then
-                fail_start "$id" "the process exited"
-            fi
-            left+=("cassandra-$id")
-        done
-        ((${#left[@]} == 0)) && break
-        ((waited < WAIT_TIMEOUT)) || fail_start "${left[0]#cassandra-}" "not up after ${WAIT_TIMEOUT}s"
-        if ((waited >= next)); then
-            log "forming: ${#ready[@]}/${#IDS[@]} up, waiting for ${left[*]} (${waited}s)..."
-            next=$((waited + 5))
-        fi
-        sleep 0.5
-    done
+    await_started "$start" "${#running[@]}" node_started "${pending[@]}"
     # Up is not yet a ring: wait until each node's gossip has every node Up and Normal.
     wait_ring forming "$start" "${IDS[@]}"
     log "Cassandra cluster formed in $((SECONDS - start))s: every node sees [${IDS[*]/#/cassandra-}] UN; CQL at $(contact)"
 }
 
-cmd_down() {
-    local purge=false id pids=()
-    [[ ${1:-} == --purge ]] && purge=true
-    lock_cluster
-    # All at once: nothing waits for a quorum, and each drain takes seconds of its own.
-    for id in "${IDS[@]}"; do
-        stop_member "$id" TERM &
-        pids+=($!)
-    done
-    local p
-    for p in "${pids[@]}"; do wait "$p" || true; done
-    if $purge; then
-        rm -rf "$CASS_DIR" "$LOG_DIR"/cassandra-*.log
-        log "Cassandra data and logs removed ($CASS_DIR)"
-    fi
-    log "Cassandra cluster down"
-}
-
-cmd_kill() {
-    (($# >= 1)) || die "usage: cassandra.sh kill <n> [-9]"
-    local id sig=TERM
-    id=$(node_id "$1")
-    [[ ${2:-} == -9 || ${2:-} == -KILL ]] && sig=KILL
-    lock_cluster
-    stop_member "$id" "$sig"
-}
+cmd_down() { down_members "$CASS_DIR" "$@"; }
 
 cmd_start() {
     (($# == 1)) || die "usage: cassandra.sh start <n>"
     ((EUID == 0)) || die "needs root (network namespaces)"
-    local id start=$SECONDS next=0 waited other peers=()
-    id=$(node_id "$1")
+    local id start=$SECONDS other peers=()
+    id=$(member_id "$1")
     ensure_packages
     ensure_jars
     lock_cluster
@@ -467,16 +378,7 @@ cmd_start() {
     prepare_node "$id"
     spawn_node "$id"
     log "cassandra-$id starting in $(ns_of "$id") at ${ADDR[$id]}:$PORT (pid $(cat "$(pid_file "$id")"))"
-    while ! node_started "$id"; do
-        waited=$((SECONDS - start))
-        if ! running_pid "$id" >/dev/null && ((waited > 4)); then fail_start "$id" "the process exited"; fi
-        ((waited < WAIT_TIMEOUT)) || fail_start "$id" "not up after ${WAIT_TIMEOUT}s"
-        if ((waited >= next)); then
-            log "waiting for cassandra-$id to start (${waited}s)..."
-            next=$((waited + 5))
-        fi
-        sleep 0.5
-    done
+    await_member "$id" "$start" start node_started
     read_cuts
     if is_cut "$id"; then
         log "cassandra-$id is up after $((SECONDS - start))s; its host is cut, so no ring to wait for (net.sh heal)"
@@ -530,7 +432,7 @@ cmd_nodetool() {
     (($# >= 2)) || die "usage: cassandra.sh nodetool <n> args..."
     ((EUID == 0)) || die "needs root (network namespaces)"
     local id
-    id=$(node_id "$1")
+    id=$(member_id "$1")
     shift
     nodetool_at "$id" "$@"
 }
@@ -541,7 +443,7 @@ main() {
     case $cmd in
         up) cmd_up ;;
         down) cmd_down "$@" ;;
-        kill) cmd_kill "$@" ;;
+        kill) kill_member "$@" ;;
         start) cmd_start "$@" ;;
         status) cmd_status ;;
         contact) contact ;;

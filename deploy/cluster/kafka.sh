@@ -79,7 +79,7 @@ done < <("$NET" hosts chat-kafka-)
 unset ns addr id
 ((${#IDS[@]} >= 1)) || die "net.sh lists no chat-kafka-* host"
 
-broker_id() {
+member_id() {
     local n=${1#chat-}
     n=${n#kafka-}
     [[ -n ${ADDR[$n]:-} ]] || die "unknown broker '$1' (known: ${IDS[*]})"
@@ -91,7 +91,7 @@ name_of() { echo "kafka-$1"; }
 broker_dir() { echo "$KAFKA_DIR/$1"; }
 log_file() { echo "$LOG_DIR/kafka-$1.log"; }
 pid_file() { echo "$PID_DIR/kafka-$1.pid"; }
-marker() { echo "-Dchat.cluster=kafka-$1"; }
+proc_marker() { echo "-Dchat.cluster=kafka-$1"; }
 
 bootstrap() {
     local id list=()
@@ -117,17 +117,6 @@ port_open() { timeout 2 bash -c "exec 3<>/dev/tcp/$1/$2" 2>/dev/null; }
 # ---------------------------------------------------------------------------------------------
 # processes
 
-# Print the pid of broker $1 if it runs; fail otherwise (the marker guards against a recycled pid).
-running_pid() {
-    local f pid cmd
-    f=$(pid_file "$1")
-    [[ -s $f ]] || return 1
-    pid=$(head -n 1 "$f" | tr -dc '0-9')
-    [[ -n $pid ]] && pid_alive "$pid" || return 1
-    cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
-    [[ $cmd == *"$(marker "$1")"* ]] || return 1
-    echo "$pid"
-}
 
 # ---------------------------------------------------------------------------------------------
 # prerequisites
@@ -145,34 +134,6 @@ ensure_packages() {
     apt_get update -q
     apt_get install -y -q "${missing[@]}"
     log "installed ${missing[*]}"
-}
-
-# The native stack's Kafka jars (same pom, same folder, same completeness mark as
-# deploy/stack.sh's ensure_jars), so the single broker and the cluster run the same Kafka.
-ensure_jars() {
-    local pom=$DEPLOY_DIR/jars/kafka/pom.xml build=$STACK_DIR/jars/.build-kafka sum
-    sum=$(sha256sum <"$pom" | cut -d' ' -f1)
-    if [[ -f $JAR_DIR/.complete && $(cat "$JAR_DIR/.complete") == "$sum" ]]; then
-        return 0
-    fi
-    # deploy/stack.sh may be fetching them right now: take its lock for the fetch.
-    mkdir -p "$STACK_DIR"
-    exec 9>"$STACK_DIR/.stack.lock"
-    log "waiting for the native stack's lock to fetch the Kafka jars..."
-    flock -w 900 9 || die "deploy/stack.sh holds $STACK_DIR/.stack.lock"
-    if [[ ! -f $JAR_DIR/.complete || $(cat "$JAR_DIR/.complete") != "$sum" ]]; then
-        log "fetching Kafka jars from Maven Central into $JAR_DIR (once; shared with deploy/stack.sh)..."
-        rm -rf "$JAR_DIR" "$JAR_DIR.tmp" "$build"
-        mkdir -p "$build"
-        cp "$pom" "$build/pom.xml"
-        if ! mvn -B -q -Dstyle.color=never -f "$build/pom.xml" package -DoutputDirectory="$JAR_DIR.tmp" >"$build/mvn.log" 2>&1; then
-            tail -n 40 "$build/mvn.log" | sed 's/^/    /' >&2
-            die "fetching the Kafka jars failed (log: $build/mvn.log)"
-        fi
-        mv "$JAR_DIR.tmp" "$JAR_DIR"
-        echo "$sum" >"$JAR_DIR/.complete"
-    fi
-    exec 9>&-
 }
 
 # One kafka.sh at a time starts or stops brokers (a fault test's kill next to an up).
@@ -244,7 +205,7 @@ spawn_broker() {
     # `ip netns exec` execs java in the namespace (as do setsid and nice): $! is java's pid.
     # Own session, so a SIGKILL can take the process group; 7>&- 9>&-: no lock is inherited.
     setsid nice -n "$NICE" ip netns exec "$ns" java "${HEAP[@]}" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
-        -Djava.awt.headless=true -Djava.net.preferIPv4Stack=true "$(marker "$id")" \
+        -Djava.awt.headless=true -Djava.net.preferIPv4Stack=true "$(proc_marker "$id")" \
         -Dlog4j2.configurationFile="$dir/log4j2.properties" \
         -cp "$JAR_DIR/*" kafka.Kafka "$dir/server.properties" >>"$logf" 2>&1 </dev/null 7>&- 9>&- &
     echo $! >"$(pid_file "$id")"
@@ -256,6 +217,9 @@ broker_started() {
     port_open "${ADDR[$id]}" "$PORT" &&
         grep -q 'Kafka Server started' < <(tail -c "+$((${LOG_OFFSET[$id]:-0} + 1))" "$(log_file "$id")")
 }
+
+# ... and a metadata request lists it (the controllers registered and unfenced it).
+broker_registered() { broker_started "$1" && grep -qx "$1" < <(seen_brokers); }
 
 # ---------------------------------------------------------------------------------------------
 # commands
@@ -298,36 +262,10 @@ cmd_up() {
     done
     # The servers wait for each other: a broker finishes its start only once the controller
     # quorum (2 of 3) has elected a leader, so all three start at once and are waited for together.
-    local -A ready=()
-    for id in "${running[@]}"; do ready[$id]=1; done
-    local next=0 waited left
-    while :; do
-        waited=$((SECONDS - start))
-        left=()
-        for id in "${pending[@]}"; do
-            [[ -n ${ready[$id]:-} ]] && continue
-            if broker_started "$id"; then
-                ready[$id]=1
-                log "kafka-$id is up (${waited}s, pid $(running_pid "$id" || echo '?'))"
-                continue
-            fi
-            if ! running_pid "$id" >/dev/null && ((SECONDS - START_AT[$id] > 4)); then
-                fail_start "$id" "the process exited"
-            fi
-            left+=("kafka-$id")
-        done
-        ((${#left[@]} == 0)) && break
-        ((waited < WAIT_TIMEOUT)) || fail_start "${left[0]#kafka-}" "not up after ${WAIT_TIMEOUT}s"
-        if ((waited >= next)); then
-            log "forming: ${#ready[@]}/${#IDS[@]} up, waiting for ${left[*]} (${waited}s)..."
-            next=$((waited + 5))
-        fi
-        sleep 0.5
-    done
+    await_started "$start" "${#running[@]}" broker_started "${pending[@]}"
     # Up is not yet registered: wait until a metadata request lists every broker (the
     # controllers have registered and unfenced each one).
-    local seen
-    next=0
+    local seen next=0 waited
     while :; do
         waited=$((SECONDS - start))
         seen=$(seen_brokers | tr '\n' ' ')
@@ -342,39 +280,13 @@ cmd_up() {
     log "Kafka cluster formed in $((SECONDS - start))s: brokers [${seen% }] at $(bootstrap)"
 }
 
-cmd_down() {
-    local purge=false id pids=()
-    [[ ${1:-} == --purge ]] && purge=true
-    lock_cluster
-    # All at once: stopped one by one, the last ones would wait for a controller quorum that
-    # the first ones took away. Each gets STOP_TIMEOUT s for its controlled shutdown.
-    for id in "${IDS[@]}"; do
-        stop_member "$id" TERM &
-        pids+=($!)
-    done
-    local p
-    for p in "${pids[@]}"; do wait "$p" || true; done
-    if $purge; then
-        rm -rf "$KAFKA_DIR" "$LOG_DIR"/kafka-*.log
-        log "Kafka data and logs removed ($KAFKA_DIR)"
-    fi
-    log "Kafka cluster down"
-}
-
-cmd_kill() {
-    (($# >= 1)) || die "usage: kafka.sh kill <n> [-9]"
-    local id sig=TERM
-    id=$(broker_id "$1")
-    [[ ${2:-} == -9 || ${2:-} == -KILL ]] && sig=KILL
-    lock_cluster
-    stop_member "$id" "$sig"
-}
+cmd_down() { down_members "$KAFKA_DIR" "$@"; }
 
 cmd_start() {
     (($# == 1)) || die "usage: kafka.sh start <n>"
     ((EUID == 0)) || die "needs root (network namespaces)"
-    local id start=$SECONDS next=0 waited
-    id=$(broker_id "$1")
+    local id start=$SECONDS
+    id=$(member_id "$1")
     ensure_packages
     ensure_jars
     lock_cluster
@@ -390,16 +302,7 @@ cmd_start() {
     fi
     spawn_broker "$id"
     log "kafka-$id starting in $(ns_of "$id") at ${ADDR[$id]}:$PORT (pid $(cat "$(pid_file "$id")"))"
-    while ! { broker_started "$id" && grep -qx "$id" < <(seen_brokers); }; do
-        waited=$((SECONDS - start))
-        if ! running_pid "$id" >/dev/null && ((waited > 4)); then fail_start "$id" "the process exited"; fi
-        ((waited < WAIT_TIMEOUT)) || fail_start "$id" "not registered after ${WAIT_TIMEOUT}s"
-        if ((waited >= next)); then
-            log "waiting for kafka-$id to rejoin (${waited}s)..."
-            next=$((waited + 5))
-        fi
-        sleep 0.5
-    done
+    await_member "$id" "$start" rejoin broker_registered
     log "kafka-$id rejoined in $((SECONDS - start))s (pid $(running_pid "$id"))"
 }
 
@@ -496,7 +399,7 @@ main() {
     case $cmd in
         up) cmd_up ;;
         down) cmd_down "$@" ;;
-        kill) cmd_kill "$@" ;;
+        kill) kill_member "$@" ;;
         start) cmd_start "$@" ;;
         status) cmd_status ;;
         bootstrap) bootstrap ;;

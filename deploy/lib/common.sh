@@ -22,6 +22,20 @@ pid_alive() {
     [[ -n $st && $st != Z* ]]
 }
 
+# Print the pid of server $1 if it runs; fail otherwise. The caller defines `pid_file NAME` (the
+# file holding the pid) and `proc_marker NAME` (what the live process's command line contains,
+# so that a recycled pid is not taken for the server).
+running_pid() {
+    local f pid cmd
+    f=$(pid_file "$1")
+    [[ -s $f ]] || return 1
+    pid=$(head -n 1 "$f" | tr -dc '0-9')
+    [[ -n $pid ]] && pid_alive "$pid" || return 1
+    cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
+    [[ $cmd == *"$(proc_marker "$1")"* ]] || return 1
+    echo "$pid"
+}
+
 # wait_gone PID SECONDS: fails if PID still runs after SECONDS.
 wait_gone() {
     local pid=$1 timeout=$2 start=$SECONDS
