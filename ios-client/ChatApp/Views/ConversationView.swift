@@ -12,8 +12,9 @@ import ChatKit
 /// reaction chips toggle the user's reaction. Days are separated ("Today", "Yesterday", the
 /// date), and a "New messages" line marks where the unread ones began when it was opened
 /// (`TimelineLayout`); while it is on screen, the conversation is marked read. The composer's
-/// "+" attaches photos, files and a pasted image (`AttachmentUploads`: each uploads at once,
-/// with its progress, cancel and retry, in a strip above the text field); Send waits for them.
+/// "+" attaches photos, files and a pasted image, and files dragged onto the composer are
+/// attached too (`AttachmentUploads`: each uploads at once, with its progress, cancel and retry,
+/// in a strip above the text field); Send waits for them.
 struct ConversationView: View {
     let session: ChatSession
     let channelID: String
@@ -366,7 +367,8 @@ private struct UnreadDivider: View {
 }
 
 /// The text field and send button, with what is being answered or edited above them; the "+"
-/// menu (Photos, Files, a pasted image) and the strip of files picked for the message.
+/// menu (Photos, Files, a pasted image), files dropped onto it (drag and drop, from another app
+/// on iPad or a file dragged within the app), and the strip of files picked for the message.
 private struct ComposerView: View {
     enum Context {
         case replying(to: String, preview: String)
@@ -384,6 +386,8 @@ private struct ComposerView: View {
     @State private var showsPhotoPicker = false
     @State private var showsFileImporter = false
     @State private var pickedPhotos: [PhotosPickerItem] = []
+    /// A drag with files is over the composer.
+    @State private var isDropTarget = false
 
     /// What the Files picker offers: the server's types, and HEIC photos (sent as JPEG).
     private static let importableTypes: [UTType] = [
@@ -451,6 +455,19 @@ private struct ComposerView: View {
         .padding(.horizontal, 12)
         .padding(.vertical, 8)
         .background(.bar)
+        .overlay {
+            if isDropTarget {
+                RoundedRectangle(cornerRadius: 8)
+                    .strokeBorder(Color.accentColor, lineWidth: 2)
+                    .accessibilityHidden(true)
+            }
+        }
+        .onDrop(of: [.data], isTargeted: $isDropTarget) { providers in
+            // Not while editing: an edit changes the text only.
+            guard !isEditing else { return false }
+            Task { await addDropped(providers) }
+            return true
+        }
     }
 
     private var remaining: Int {
@@ -549,6 +566,45 @@ private struct ComposerView: View {
             }
         case .failure(let error):
             uploads.notice = "The files could not be opened (\(error.localizedDescription))."
+        }
+    }
+
+    /// Files dropped onto the composer, in the order of the drop: each one's bytes in the first
+    /// type it offers that is data (a file's own type, e.g. `public.jpeg` for a photo), named
+    /// after the drop's suggestion with that type's extension. Too many, too large or of a type
+    /// the server refuses: `AttachmentUploads` refuses them as it does picked ones.
+    @MainActor
+    private func addDropped(_ providers: [NSItemProvider]) async {
+        let stamp = Int(Date.now.timeIntervalSince1970)
+        for (offset, provider) in providers.enumerated() {
+            guard let type = provider.registeredContentTypes.first(where: { $0.conforms(to: .data) }) else {
+                continue
+            }
+            do {
+                let data = try await Self.loadData(provider, as: type)
+                let name = PickedFile.droppedName(
+                    suggested: provider.suggestedName,
+                    fileExtension: type.preferredFilenameExtension,
+                    stamp: stamp,
+                    index: offset + 1
+                )
+                uploads.add(PickedFile(name: name, contentType: type.preferredMIMEType, data: data))
+            } catch {
+                uploads.notice = "A dropped file could not be read (\(error.localizedDescription))."
+            }
+        }
+    }
+
+    /// The provider's bytes of `type` (its completion-handler API, awaited).
+    private static func loadData(_ provider: NSItemProvider, as type: UTType) async throws -> Data {
+        try await withCheckedThrowingContinuation { continuation in
+            _ = provider.loadDataRepresentation(for: type) { data, error in
+                if let data {
+                    continuation.resume(returning: data)
+                } else {
+                    continuation.resume(throwing: error ?? CocoaError(.fileReadUnknown))
+                }
+            }
         }
     }
 

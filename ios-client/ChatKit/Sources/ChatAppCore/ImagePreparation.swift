@@ -27,6 +27,22 @@ public struct PickedFile: Sendable, Hashable {
         }
         return AttachmentContentType.forFileName(name) ?? contentType
     }
+
+    /// The name of the `index`-th file of a drop (from 1): drag and drop suggests a name, often
+    /// without its extension (`IMG_0042` for a JPEG from Photos), a path, or none at all. The
+    /// suggested name's last component, with `fileExtension` (the dropped type's) added when it
+    /// does not end in it already, else `Dropped file <stamp>-<index>.<ext>`.
+    public static func droppedName(suggested: String?, fileExtension: String?, stamp: Int, index: Int) -> String {
+        let ext = fileExtension?.trimmingCharacters(in: .whitespacesAndNewlines).lowercased() ?? ""
+        let base = (suggested ?? "")
+            .split(separator: "/", omittingEmptySubsequences: true).last
+            .map { $0.trimmingCharacters(in: .whitespacesAndNewlines) } ?? ""
+        let name = base.isEmpty ? "Dropped file \(stamp)-\(index)" : base
+        if ext.isEmpty || name.lowercased().hasSuffix(".\(ext)") {
+            return name
+        }
+        return "\(name).\(ext)"
+    }
 }
 
 /// Makes a picked file ready to upload. `ImagePreparation` is the app's; tests may substitute

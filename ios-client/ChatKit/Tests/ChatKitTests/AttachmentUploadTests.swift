@@ -556,6 +556,18 @@ final class ImagePreparationTests: XCTestCase {
         XCTAssertEqual(ImagePreparation.convertedName("Photo"), "Photo.jpg")
     }
 
+    func testDroppedFilesAreNamedWithTheirTypesExtension() {
+        XCTAssertEqual(PickedFile.droppedName(suggested: "IMG_0042", fileExtension: "jpeg", stamp: 7, index: 1), "IMG_0042.jpeg")
+        XCTAssertEqual(PickedFile.droppedName(suggested: "Report.PDF", fileExtension: "pdf", stamp: 7, index: 1), "Report.PDF")
+        XCTAssertEqual(PickedFile.droppedName(suggested: "notes.txt", fileExtension: nil, stamp: 7, index: 1), "notes.txt")
+        XCTAssertEqual(PickedFile.droppedName(suggested: "/private/tmp/drop/scan.png", fileExtension: "png", stamp: 7, index: 1), "scan.png")
+        XCTAssertEqual(PickedFile.droppedName(suggested: nil, fileExtension: "png", stamp: 7, index: 2), "Dropped file 7-2.png")
+        XCTAssertEqual(PickedFile.droppedName(suggested: "  ", fileExtension: nil, stamp: 7, index: 3), "Dropped file 7-3")
+        // The name decides the type the server is told when the drop reports none.
+        let dropped = PickedFile(name: PickedFile.droppedName(suggested: "IMG_0042", fileExtension: "png", stamp: 7, index: 1), data: Data())
+        XCTAssertEqual(dropped.resolvedContentType, "image/png")
+    }
+
     func testWhatAPickedFileBecomes() {
         let heic = PickedFile(name: "IMG_0042.HEIC", contentType: "image/heic", data: Data())
         if ImagePreparation.canConvert {
