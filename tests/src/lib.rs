@@ -164,10 +164,17 @@ pub async fn postgres() -> anyhow::Result<chat_store::pg::PgPool> {
 /// `deploy/stack.sh <args>` (`kill gateway-1 -9`, `start gateway-1`, ...); returns once the
 /// command has finished (a `start` waits for readiness). For tests that stop real processes.
 pub async fn stack(args: &[&str]) -> anyhow::Result<()> {
+    stack_with_env(args, &[]).await
+}
+
+/// [`stack`] with settings in its environment: `start` passes `CHAT__*` ones to the service it
+/// starts (the topology's own settings win).
+pub async fn stack_with_env(args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<()> {
     let script = repo_root().join("deploy/stack.sh");
     let out = tokio::process::Command::new("bash")
         .arg(script)
         .args(args)
+        .envs(env.iter().copied())
         .output()
         .await?;
     if !out.status.success() {

@@ -68,6 +68,9 @@ pub struct NotifierConfig {
     pub batch_max: usize,
     /// Concurrent APNs requests of this notifier.
     pub max_in_flight: usize,
+    /// Concurrent APNs requests to one device (of `max_in_flight`): a device that answers
+    /// slowly, or a flood of notifications to one device, never holds more.
+    pub max_in_flight_per_device: usize,
     /// Messages older than this when consumed are not notified (catching up after an outage
     /// must not wake people for old news).
     pub max_age_secs: u64,
@@ -92,6 +95,7 @@ impl Default for NotifierConfig {
             consumer_group: "chat-notifier".into(),
             batch_max: 1000,
             max_in_flight: 256,
+            max_in_flight_per_device: 4,
             max_age_secs: 600,
             max_attempts: 6,
             lease_secs: 30,
@@ -128,6 +132,12 @@ impl Application {
                 "notifier.lease_secs must be more than twice apns.request_timeout_ms (a request on the wire must end before another notifier may take its delivery over)"
             );
         }
+        if n.max_in_flight_per_device == 0 || n.max_in_flight_per_device > n.max_in_flight {
+            anyhow::bail!(
+                "notifier.max_in_flight_per_device must be 1 to notifier.max_in_flight ({})",
+                n.max_in_flight
+            );
+        }
         let db = chat_store::pg::connect(&cfg.postgres).await?;
         let redis = chat_store::Redis::connect(&cfg.redis).await?;
         let apns = apns::Apns::new(&cfg.apns)?;
@@ -137,6 +147,7 @@ impl Application {
             db.clone(),
             sender::Limits {
                 max_in_flight: n.max_in_flight,
+                max_in_flight_per_device: n.max_in_flight_per_device,
                 max_attempts: n.max_attempts,
                 lease: Duration::from_secs(n.lease_secs),
             },

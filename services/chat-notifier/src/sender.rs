@@ -1,6 +1,7 @@
 //! Sending deliveries beside the Kafka loop: each request is its own task, at most
-//! `max_in_flight` at once (HTTP/2 multiplexes them on one connection), so one slow or failing
-//! device delays nobody. Outcomes go back into the outbox in batches (one statement per batch);
+//! `max_in_flight` at once (HTTP/2 multiplexes them on one connection) and at most
+//! `max_in_flight_per_device` to one device (the others wait for that device's turn, in order,
+//! without holding a shared permit), so one slow or failing device delays nobody. Outcomes go back into the outbox in batches (one statement per batch);
 //! retries wait in the outbox (`pending` with a due time), not in memory, and the recovery loop
 //! picks them up, with whatever a crashed notifier left leased.
 //!
@@ -14,7 +15,8 @@ use crate::decide::expired;
 use chat_store::pg::PgPool;
 use chat_store::push_outbox::{self, Delivery, Finish, Outcome};
 use chrono::Utc;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::time::Instant;
@@ -23,6 +25,7 @@ use tokio_util::task::TaskTracker;
 
 pub struct Limits {
     pub max_in_flight: usize,
+    pub max_in_flight_per_device: usize,
     pub max_attempts: i32,
     pub lease: Duration,
 }
@@ -31,6 +34,7 @@ pub struct Sender {
     apns: Arc<Apns>,
     db: PgPool,
     permits: Arc<Semaphore>,
+    devices: Arc<Devices>,
     limits: Limits,
     outcomes: mpsc::UnboundedSender<Outcome>,
     tasks: TaskTracker,
@@ -58,6 +62,10 @@ impl Sender {
             apns: Arc::new(apns),
             db,
             permits: Arc::new(Semaphore::new(limits.max_in_flight)),
+            devices: Arc::new(Devices {
+                per_device: limits.max_in_flight_per_device,
+                waiting: Mutex::new(HashMap::new()),
+            }),
             limits,
             outcomes: tx,
             tasks,
@@ -93,6 +101,7 @@ impl Sender {
         for d in deliveries {
             let apns = self.apns.clone();
             let permits = self.permits.clone();
+            let devices = self.devices.clone();
             let outcomes = self.outcomes.clone();
             let db = self.db.clone();
             let max_attempts = self.limits.max_attempts;
@@ -100,7 +109,13 @@ impl Sender {
             let bound = self.apns.request_timeout() + LEASE_MARGIN;
             self.tasks.spawn(async move {
                 // Shutting down: what has not started stays leased and is sent by the next
-                // notifier when the lease runs out.
+                // notifier when the lease runs out. The device's turn first, so a device's
+                // backlog waits without holding the shared permits.
+                let turn = devices.turn(&d.token);
+                let _device_permit = tokio::select! {
+                    p = turn.semaphore.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+                    _ = shutdown.cancelled() => return,
+                };
                 let _permit = tokio::select! {
                     p = permits.acquire_owned() => match p { Ok(p) => p, Err(_) => return },
                     _ = shutdown.cancelled() => return,
@@ -121,6 +136,47 @@ impl Sender {
                 let outcome = judge(&db, &d, answer, max_attempts).await;
                 let _ = outcomes.send(outcome);
             });
+        }
+    }
+}
+
+/// One semaphore per device token with deliveries being sent or waiting to be, each with
+/// `per_device` permits; a device's entry goes when its last delivery is done.
+struct Devices {
+    per_device: usize,
+    waiting: Mutex<HashMap<String, Arc<Semaphore>>>,
+}
+
+impl Devices {
+    fn turn(self: &Arc<Self>, token: &str) -> Turn {
+        let semaphore = self
+            .waiting
+            .lock()
+            .expect("devices lock")
+            .entry(token.to_owned())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.per_device)))
+            .clone();
+        Turn {
+            devices: self.clone(),
+            token: token.to_owned(),
+            semaphore,
+        }
+    }
+}
+
+/// A delivery's hold on its device's semaphore; dropping the last one removes the entry.
+struct Turn {
+    devices: Arc<Devices>,
+    token: String,
+    semaphore: Arc<Semaphore>,
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        let mut waiting = self.devices.waiting.lock().expect("devices lock");
+        // The map's reference and this one: no other delivery of the device holds it.
+        if Arc::strong_count(&self.semaphore) == 2 {
+            waiting.remove(&self.token);
         }
     }
 }
@@ -286,5 +342,42 @@ pub async fn recovery_loop(
                 Err(e) => tracing::warn!(error = %e, "could not prune old deliveries"),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn devices(per_device: usize) -> Arc<Devices> {
+        Arc::new(Devices {
+            per_device,
+            waiting: Mutex::new(HashMap::new()),
+        })
+    }
+
+    #[tokio::test]
+    async fn a_device_gets_its_permits_in_turn_and_its_entry_goes_with_its_last_delivery() {
+        let d = devices(2);
+        let turns: Vec<Turn> = (0..3).map(|_| d.turn("slow")).collect();
+        let other = d.turn("other");
+        let held: Vec<_> = turns[..2]
+            .iter()
+            .map(|t| t.semaphore.clone().try_acquire_owned().expect("a permit"))
+            .collect();
+        assert!(
+            turns[2].semaphore.clone().try_acquire_owned().is_err(),
+            "a third request to one device waits"
+        );
+        let free = other.semaphore.clone().try_acquire_owned();
+        assert!(free.is_ok(), "another device is not held up");
+        drop((held, free, other));
+        assert_eq!(
+            d.waiting.lock().unwrap().len(),
+            1,
+            "the other device's entry went"
+        );
+        drop(turns);
+        assert!(d.waiting.lock().unwrap().is_empty());
     }
 }
