@@ -175,8 +175,8 @@ const GATEWAYS: [&str; 3] = ["gateway-1", "gateway-2", "gateway-3"];
 const SPARE_GATEWAY: &str = "gateway-4";
 const SPARE_SERVER: &str = "message-server-4";
 const SPARE_SERVER_OPS: u16 = 9204;
-/// About 60 s of sending; the scaling steps (~40 s here) start 3 s in and must end before the
-/// stream does.
+/// About 60 s of sending; the scaling steps (~30-40 s here) start once every client receives
+/// messages and must end before the stream does.
 const SCALE_ROUNDS: usize = 600;
 
 /// Services come and go under traffic as an operator (or an autoscaler) makes them: a fourth
@@ -224,7 +224,8 @@ async fn services_added_removed_and_gateways_rolled_under_traffic_lose_nothing()
 async fn scale_out_roll_scale_in(crowd: &Crowd, probe: &str) -> anyhow::Result<Instant> {
     let t0 = Instant::now();
     let step = |what: String| println!("+{:5.1} s  {what}", t0.elapsed().as_secs_f64());
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Traffic first: every client has messages arriving before anything changes.
+    crowd.wait_received(10, SETTLE).await?;
     step(format!("streaming; adding {SPARE_GATEWAY}"));
     stack(&["start", SPARE_GATEWAY]).await?;
     let (ws, tries) = connect_to(probe, SPARE_GATEWAY).await?;
