@@ -1,16 +1,13 @@
 //! The Kafka loop. Offsets are stored only after a batch is fully handled (stored and pushed)
-//! and committed at most every [`COMMIT_EVERY`], so a crash replays at most the batch in hand
-//! plus that much, and replays are recognised by [`crate::process`]. Any rebalance drops the
-//! per-channel caches: another server may have moved a channel on while this one did not own it.
+//! and committed at most every [`COMMIT_EVERY`](chat_store::bus::consumer::COMMIT_EVERY), so a
+//! crash replays at most the batch in hand plus that much, and replays are recognised by
+//! [`crate::process`]. Any rebalance drops the per-channel caches: another server may have moved
+//! a channel on while this one did not own it.
 
 use crate::process::Processor;
 use chat_store::bus::{Batch, GroupConsumer};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tokio_util::sync::CancellationToken;
-
-/// Each commit is a write to `__consumer_offsets`; stored offsets are committed at most this
-/// often (and on revoke and shutdown).
-const COMMIT_EVERY: Duration = Duration::from_millis(100);
 
 /// Consume until `shutdown`; the batch in hand is finished (or, if shutdown interrupts its
 /// storing, left uncommitted for the next owner), then what was handled is committed.
@@ -22,10 +19,7 @@ pub async fn run(
 ) {
     let mut seen_generation = consumer.generation();
     let mut batch = Batch::default();
-    let mut last_commit = Instant::now();
-    let mut uncommitted = false;
     loop {
-        let commit_at = tokio::time::Instant::from_std(last_commit + COMMIT_EVERY);
         tokio::select! {
             r = consumer.next_batch(batch_max, &mut batch) => {
                 if let Err(e) = r {
@@ -41,11 +35,8 @@ pub async fn run(
                 }
             }
             _ = shutdown.cancelled() => break,
-            // Traffic stopped with offsets stored but not committed: commit them now.
-            _ = tokio::time::sleep_until(commit_at), if uncommitted => {
-                commit(&consumer, &mut last_commit, &mut uncommitted);
-                continue;
-            }
+            // Traffic stopped with offsets stored but not committed: commit them when due.
+            _ = consumer.commit_when_due() => continue,
         }
 
         let now_generation = consumer.generation();
@@ -65,15 +56,10 @@ pub async fn run(
 
         if let Err(e) = consumer.handled(&batch) {
             tracing::warn!(error = %e, "offset store failed; the records may be replayed");
-        } else {
-            uncommitted = true;
-            if last_commit.elapsed() >= COMMIT_EVERY {
-                commit(&consumer, &mut last_commit, &mut uncommitted);
-            }
         }
     }
     // Commit what was handled before leaving the group.
-    if let Err(e) = consumer.commit(true) {
+    if let Err(e) = consumer.commit_now() {
         tracing::debug!(error = %e, "final commit (nothing to commit is fine)");
     }
     tracing::info!("consumer stopped");
@@ -92,13 +78,5 @@ fn record_waits(batch: &Batch) {
             // Clocks of other hosts may be a little ahead: a negative wait counts as none.
             waits.record((now_ms - at).max(0) as f64 / 1000.0);
         }
-    }
-}
-
-fn commit(consumer: &GroupConsumer, last_commit: &mut Instant, uncommitted: &mut bool) {
-    *last_commit = Instant::now();
-    *uncommitted = false;
-    if let Err(e) = consumer.commit(false) {
-        tracing::warn!(error = %e, "offset commit failed; the records may be replayed");
     }
 }

@@ -12,9 +12,6 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-/// Stored offsets are committed at most this often (and on revoke and shutdown).
-const COMMIT_EVERY: Duration = Duration::from_millis(200);
-
 pub async fn run(
     consumer: GroupConsumer,
     decider: Decider,
@@ -23,8 +20,6 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     let mut batch = Batch::default();
-    let mut last_commit = Instant::now();
-    let mut uncommitted = false;
     loop {
         tokio::select! {
             r = consumer.next_batch(batch_max, &mut batch) => {
@@ -41,10 +36,7 @@ pub async fn run(
                 }
             }
             _ = shutdown.cancelled() => break,
-            _ = tokio::time::sleep_until(last_commit + COMMIT_EVERY), if uncommitted => {
-                commit(&consumer, &mut last_commit, &mut uncommitted);
-                continue;
-            }
+            _ = consumer.commit_when_due() => continue,
         }
         let started = std::time::Instant::now();
         let Some((rows, leased_at)) = outbox(&decider, &sender, &batch, &shutdown).await else {
@@ -54,17 +46,12 @@ pub async fn run(
         metrics::counter!("chat_notifier_records_total").increment(batch.records.len() as u64);
         if let Err(e) = consumer.handled(&batch) {
             tracing::warn!(error = %e, "offset store failed; the records may be replayed");
-        } else {
-            uncommitted = true;
-            if last_commit.elapsed() >= COMMIT_EVERY {
-                commit(&consumer, &mut last_commit, &mut uncommitted);
-            }
         }
         if !rows.is_empty() {
             sender.dispatch(rows, leased_at);
         }
     }
-    if let Err(e) = consumer.commit(true) {
+    if let Err(e) = consumer.commit_now() {
         tracing::debug!(error = %e, "final commit (nothing to commit is fine)");
     }
     tracing::info!("consumer stopped");
@@ -99,13 +86,5 @@ async fn outbox(
                 }
             }
         }
-    }
-}
-
-fn commit(consumer: &GroupConsumer, last_commit: &mut Instant, uncommitted: &mut bool) {
-    *last_commit = Instant::now();
-    *uncommitted = false;
-    if let Err(e) = consumer.commit(false) {
-        tracing::warn!(error = %e, "offset commit failed; the records may be replayed");
     }
 }

@@ -1,7 +1,17 @@
 //! A member of a consumer group of the `messages` topic, for at-least-once handling: offsets are
-//! stored only when the caller says a batch is handled, and committed on a cadence, on revoke
-//! and on shutdown. A rebalance moves a generation counter, so the caller knows when what it
-//! cached about its partitions went stale (another member may have moved them on meanwhile).
+//! stored only when the caller says a batch is handled, and committed on a cadence (at most every
+//! [`COMMIT_EVERY`], one commit in flight at a time), on revoke and on shutdown. A rebalance
+//! moves a generation counter, so the caller knows when what it cached about its partitions went
+//! stale (another member may have moved them on meanwhile).
+//!
+//! Why the commit cadence is bounded: the group coordinator answers one request of a connection
+//! at a time, and a member's heartbeats share the connection with its commits. An offset commit
+//! waits until every in-sync replica of `__consumer_offsets` has it, so on a loaded cluster it
+//! can take a second or more; commits sent every 100 ms queued up ahead of the heartbeats, a
+//! heartbeat waited out its time-out (librdkafka's: the heartbeat interval, 1.5 s), librdkafka
+//! dropped the connection with the answer that carried the member's new epoch, the next commits
+//! were refused ("member epoch is stale") and the member gave up all its partitions and rejoined:
+//! every channel it held paused for 5-20 s although nothing had failed.
 //!
 //! The group speaks Kafka 4's consumer group protocol (KIP-848): the broker computes the
 //! assignment and hands partitions over incrementally, so a member joining or leaving moves only
@@ -22,8 +32,20 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::Message as _;
 use rdkafka::{ClientContext, TopicPartitionList};
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Stored offsets are committed at most this often. A crash replays what was handled since the
+/// last commit (every consumer of ours recognises replays), so this bounds replay work, not
+/// correctness; each commit is a replicated write on the coordinator (see the module docs).
+pub const COMMIT_EVERY: Duration = Duration::from_secs(1);
+
+/// A commit whose answer has not come after this long no longer holds the next one back
+/// (librdkafka answers every commit, failed ones included, within its request time-out; this
+/// only guards against a lost callback leaving offsets uncommitted for good).
+const COMMIT_ANSWER_WITHIN: Duration = Duration::from_secs(15);
 
 /// One record of a batch, parsed.
 pub struct Consumed {
@@ -47,6 +69,8 @@ pub struct Batch {
 struct GroupContext {
     generation: Arc<AtomicU64>,
     assigned: Arc<AtomicUsize>,
+    /// Set when an asynchronous commit is sent, cleared when librdkafka reports its outcome.
+    commit_in_flight: Arc<AtomicBool>,
 }
 
 impl ClientContext for GroupContext {}
@@ -86,6 +110,17 @@ impl ConsumerContext for GroupContext {
         }
         self.generation.fetch_add(1, Ordering::SeqCst);
     }
+
+    fn commit_callback(&self, result: rdkafka::error::KafkaResult<()>, _: &TopicPartitionList) {
+        self.commit_in_flight.store(false, Ordering::SeqCst);
+        let outcome = match result {
+            Ok(()) => "ok",
+            // Nothing stored since the last commit: not a failure.
+            Err(KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => "empty",
+            Err(_) => "failed", // librdkafka logs the reason (COMMITFAIL)
+        };
+        metrics::counter!("chat_kafka_commits_total", "outcome" => outcome).increment(1);
+    }
 }
 
 /// Per partition, how often this member was given it or had it taken away: which member holds
@@ -102,6 +137,14 @@ pub struct GroupConsumer {
     topic: String,
     generation: Arc<AtomicU64>,
     assigned: Arc<AtomicUsize>,
+    commit_in_flight: Arc<AtomicBool>,
+    pace: Mutex<CommitPace>,
+}
+
+/// When the last asynchronous commit was sent, and whether offsets were stored since.
+struct CommitPace {
+    last: Instant,
+    uncommitted: bool,
 }
 
 impl GroupConsumer {
@@ -112,6 +155,7 @@ impl GroupConsumer {
     pub fn subscribe(cfg: &KafkaConfig, group: &str, client_id: &str) -> Result<Self, KafkaError> {
         let generation = Arc::new(AtomicU64::new(0));
         let assigned = Arc::new(AtomicUsize::new(0));
+        let commit_in_flight = Arc::new(AtomicBool::new(false));
         let inner: StreamConsumer<GroupContext> = super::client_config(cfg)
             .set("group.id", group)
             .set("client.id", client_id)
@@ -128,6 +172,7 @@ impl GroupConsumer {
             .create_with_context(GroupContext {
                 generation: generation.clone(),
                 assigned: assigned.clone(),
+                commit_in_flight: commit_in_flight.clone(),
             })?;
         inner.subscribe(&[&cfg.topic])?;
         Ok(GroupConsumer {
@@ -135,6 +180,11 @@ impl GroupConsumer {
             topic: cfg.topic.clone(),
             generation,
             assigned,
+            commit_in_flight,
+            pace: Mutex::new(CommitPace {
+                last: Instant::now(),
+                uncommitted: false,
+            }),
         })
     }
 
@@ -199,23 +249,65 @@ impl GroupConsumer {
             .map(|(code, reason)| format!("{code}: {reason}"))
     }
 
-    /// The batch is handled: store the offsets after it, to be committed by [`Self::commit`].
+    /// The batch is handled: store the offsets after it; they are committed once due (see
+    /// [`Self::commit_when_due`]), right away if the last commit is [`COMMIT_EVERY`] old.
     pub fn handled(&self, batch: &Batch) -> Result<(), KafkaError> {
         let mut tpl = TopicPartitionList::new();
         for (p, o) in &batch.last_offsets {
             tpl.add_partition_offset(&self.topic, *p, rdkafka::Offset::Offset(o + 1))?;
         }
-        self.inner.store_offsets(&tpl)
+        self.inner.store_offsets(&tpl)?;
+        let mut pace = self.pace();
+        pace.uncommitted = true;
+        if pace.last.elapsed() >= COMMIT_EVERY {
+            self.commit_stored(&mut pace);
+        }
+        Ok(())
     }
 
-    /// Commit the stored offsets; `wait` blocks until the broker has them (shutdown).
-    pub fn commit(&self, wait: bool) -> Result<(), KafkaError> {
-        let mode = if wait {
-            CommitMode::Sync
-        } else {
-            CommitMode::Async
+    /// Resolves when stored offsets are due to be committed and commits them: for the consume
+    /// loop's `select!`, so that offsets stored just before traffic stopped are committed too.
+    /// Pending for ever while nothing is stored. Cancel-safe (it only sleeps before committing).
+    pub async fn commit_when_due(&self) {
+        let due = {
+            let pace = self.pace();
+            pace.uncommitted.then_some(pace.last + COMMIT_EVERY)
         };
-        self.inner.commit_consumer_state(mode)
+        match due {
+            Some(at) => tokio::time::sleep_until(at).await,
+            None => std::future::pending().await,
+        }
+        self.commit_stored(&mut self.pace());
+    }
+
+    /// Send the stored offsets, unless the previous commit is still unanswered: a second one
+    /// would only queue ahead of the heartbeats (module docs). Either way the next try is
+    /// [`COMMIT_EVERY`] later.
+    fn commit_stored(&self, pace: &mut CommitPace) {
+        let unanswered = self.commit_in_flight.load(Ordering::SeqCst)
+            && pace.last.elapsed() < COMMIT_ANSWER_WITHIN;
+        if unanswered {
+            metrics::counter!("chat_kafka_commits_deferred_total").increment(1);
+            pace.last = Instant::now();
+            return;
+        }
+        pace.last = Instant::now();
+        pace.uncommitted = false;
+        self.commit_in_flight.store(true, Ordering::SeqCst);
+        if let Err(e) = self.inner.commit_consumer_state(CommitMode::Async) {
+            self.commit_in_flight.store(false, Ordering::SeqCst);
+            tracing::warn!(error = %e, "offset commit failed; the records may be replayed");
+        }
+    }
+
+    /// Commit the stored offsets and wait for the broker (shutdown: leaving the group next).
+    pub fn commit_now(&self) -> Result<(), KafkaError> {
+        self.inner.commit_consumer_state(CommitMode::Sync)
+    }
+
+    fn pace(&self) -> std::sync::MutexGuard<'_, CommitPace> {
+        // Nothing panics while holding it; a poisoned lock still holds valid times.
+        self.pace.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
