@@ -118,6 +118,12 @@ async fn bad_device_registrations_get_clear_errors() -> anyhow::Result<()> {
             json!({"platform": "apns", "token": ok, "environment": "sandbox", "bundle_id": "chat"}),
             "invalid_bundle_id",
         ),
+        // Well formed, but not an app this server's notifier serves (the stack's
+        // api.bundle_ids is com.example.chat, the app's).
+        (
+            json!({"platform": "apns", "token": ok, "environment": "sandbox", "bundle_id": "com.example.other"}),
+            "invalid_bundle_id",
+        ),
         (
             json!({"platform": "apns", "token": ok, "environment": "sandbox"}),
             "invalid_field",

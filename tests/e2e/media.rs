@@ -8,6 +8,9 @@
 //!   can still be used), completed uploads never sent, and the files of deleted messages; it
 //!   leaves alone what a message carries. Time is moved by backdating rows in PostgreSQL (the
 //!   sweeper's ages are hours); the native stack sweeps every second.
+//! - A send's claim on uploads whose message was never stored (the gateway claimed, then its
+//!   produce failed and the client gave up) is released after a day and the upload swept; the
+//!   claims of stored messages are never released, however old.
 
 use chat_client::Api;
 use chat_e2e::files::{
@@ -275,5 +278,71 @@ async fn the_sweeper_removes_abandoned_uploads_and_deleted_messages_files() -> a
     );
     let r = link(&api, t, channel, &kept.id).await?;
     assert_eq!(r.status, 200, "{:?}", r.body);
+    Ok(())
+}
+
+/// Move an attachment's claim (and creation) `hours` into the past.
+async fn backdate_claim(db: &chat_store::pg::PgPool, id: Uuid, hours: f64) -> anyhow::Result<()> {
+    let done = sqlx::query(
+        "UPDATE attachments SET claimed_at = now() - make_interval(secs => $2),
+                created_at = now() - make_interval(secs => $2)
+         WHERE id = $1 AND message_id IS NOT NULL",
+    )
+    .bind(id)
+    .bind(hours * 3600.0)
+    .execute(db)
+    .await?;
+    anyhow::ensure!(done.rows_affected() == 1, "no claimed attachment {id}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_claim_whose_message_was_never_stored_is_released_and_its_upload_swept()
+-> anyhow::Result<()> {
+    let api = api();
+    let db = postgres().await?;
+    let objects = store()?;
+    let (alice, _bob, channel) = channel_of_two(&api, "claims").await?;
+    let t = &alice.access_token;
+    let mut ws = connect(t).await?;
+
+    // Claimed as a gateway claims a send's files before producing it, by a send that never
+    // reached Kafka (no message with this id exists anywhere).
+    let lost = uploaded(&api, t, channel, "lost.txt", "text/plain", b"never sent").await?;
+    let never_produced = chat_types::MessageId(Uuid::now_v7());
+    let claimed =
+        chat_store::attachments::claim(&db, channel, alice.user.id, never_produced, &[lost.id])
+            .await?;
+    anyhow::ensure!(claimed.is_some(), "the upload could not be claimed");
+    // Claimed: no other send may carry it meanwhile.
+    let other = send_files(&mut ws, channel, &unique("m"), "", &[lost.id]).await?;
+    assert_eq!(other.expect_err("refused"), "invalid_attachment");
+
+    // Sent and stored (its message came back with a position): claimed for good.
+    let kept = uploaded(&api, t, channel, "kept.txt", "text/plain", b"sent").await?;
+    let sent = send_files(&mut ws, channel, &unique("m"), "", &[kept.id])
+        .await?
+        .expect("acked");
+    let stored = ws.next_message().await?;
+    assert_eq!((stored.id, stored.seq.is_some()), (sent.id, true));
+
+    // A day and more later: the kept one is made as old first, so the sweep that releases the
+    // other finds it too.
+    backdate_claim(&db, kept.id, 25.0).await?;
+    backdate_claim(&db, lost.id, 25.0).await?;
+    swept(&db, &[lost.id]).await?;
+    assert_eq!(
+        objects
+            .head(&chat_store::objects::file_key(lost.id))
+            .await?,
+        None,
+        "the released upload's file is still stored"
+    );
+
+    assert!(row_exists(&db, kept.id).await?);
+    let r = link(&api, t, channel, &kept.id).await?;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let l: AttachmentLink = serde_json::from_value(r.body)?;
+    assert_eq!(fetch(&l.url).await?.2, b"sent".to_vec());
     Ok(())
 }

@@ -1,6 +1,8 @@
 //! PostgreSQL: attachments (issue #16), from the upload's creation (`pending`) to its check
-//! (`ready`, with an image's width and height). The bytes are in the object store under
-//! `o/<id>` ([`crate::objects`]). Schema: `migrations/postgres/0009_attachments.sql`.
+//! (`ready`, with an image's width and height), its claim by a send (`message_id`,
+//! `claimed_at`) and its message's storing (`sent_at`). The bytes are in the object store under
+//! `o/<id>` ([`crate::objects`]). Schema: `migrations/postgres/0009_attachments.sql`,
+//! `0012_attachment_claims.sql`.
 
 use crate::pg::{PgError, PgPool};
 use chat_types::attachments::{Attachment, AttachmentState, MessageAttachment, ThumbnailState};
@@ -216,8 +218,10 @@ pub async fn pending_count(db: &PgPool, user: UserId) -> Result<i64, PgError> {
 /// `ids` or none, and only while the uploader is a member (so a send refused for membership
 /// claims nothing). Each must be the uploader's, of this channel, `ready`, and not carried by
 /// another message; claiming again for the same message (a resend: its id is derived from the
-/// sender and `client_msg_id`) returns them again. `None`: not all of them qualify (the caller
-/// tells the client `invalid_attachment`). The answer is in the order of `ids`.
+/// sender and `client_msg_id`) returns them again and renews the claim's time. `None`: not all
+/// of them qualify (the caller tells the client `invalid_attachment`). The answer is in the
+/// order of `ids`. A claim whose message is never stored (its produce failed and the client
+/// never sent it again) is released by the sweeper ([`crate::media::release_unsent_claims`]).
 ///
 /// One statement: the rows are locked while counted, so two sends racing for one upload cannot
 /// both have it (the second re-checks the row after the first's commit and finds it taken).
@@ -239,7 +243,7 @@ pub async fn claim(
                AND EXISTS (SELECT 1 FROM memberships WHERE channel_id = $2 AND user_id = $3)
              FOR UPDATE
          )
-         UPDATE attachments SET message_id = $4
+         UPDATE attachments SET message_id = $4, claimed_at = now()
          WHERE id IN (SELECT id FROM wanted)
            AND (SELECT count(*) FROM wanted) = cardinality($1::uuid[])
          RETURNING id, name, content_type, size, width, height",
@@ -270,12 +274,33 @@ pub async fn release(
     keep: &[Uuid],
 ) -> Result<u64, PgError> {
     let done = sqlx::query(
-        "UPDATE attachments SET message_id = NULL
+        "UPDATE attachments SET message_id = NULL, claimed_at = NULL
          WHERE id = ANY($1) AND message_id = $2 AND NOT (id = ANY($3))",
     )
     .bind(ids)
     .bind(message.0)
     .bind(keep)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// The files of messages now stored: `(attachment, message)` pairs. Their claims are final
+/// (never released by the sweeper). Called by the message server for every message it pushes,
+/// replays included, before the batch is committed; idempotent. A file whose claim was released
+/// meanwhile (its message reached the message server only after
+/// `media.claimed_unsent_after_secs`) is claimed again if still free.
+pub async fn mark_sent(db: &PgPool, files: &[(Uuid, MessageId)]) -> Result<u64, PgError> {
+    let (ids, messages): (Vec<Uuid>, Vec<Uuid>) = files.iter().map(|(a, m)| (*a, m.0)).unzip();
+    let done = sqlx::query(
+        "UPDATE attachments AS a SET message_id = f.message_id, sent_at = now(),
+                claimed_at = COALESCE(a.claimed_at, now())
+         FROM unnest($1::uuid[], $2::uuid[]) AS f(id, message_id)
+         WHERE a.id = f.id AND a.sent_at IS NULL
+           AND (a.message_id = f.message_id OR (a.message_id IS NULL AND a.state = 'ready'))",
+    )
+    .bind(&ids)
+    .bind(&messages)
     .execute(db)
     .await?;
     Ok(done.rows_affected())

@@ -11,9 +11,15 @@
 //!   comes first, in one statement that re-checks `message_id IS NULL` under the row lock, so a
 //!   send claiming an upload at that moment either wins (the row is not swept) or finds it gone
 //!   (`invalid_attachment`).
+//! - **Claims never sent**: a gateway claims a send's files before producing it to Kafka. If
+//!   the produce fails and the client never sends that message again, the claim names a message
+//!   that does not exist, and the upload could neither be sent again nor be swept. Claims whose
+//!   message the message servers have not stored (`sent_at`) after `claimed_after` are released
+//!   ([`release_unsent_claims`]); the upload is then swept like any unsent one.
 //!
 //! Schema: `migrations/postgres/0009_attachments.sql` (columns and the queue's index),
-//! `0011_attachment_sweeper.sql` (the index of orphaned rows).
+//! `0011_attachment_sweeper.sql` (the index of orphaned rows), `0012_attachment_claims.sql`
+//! (claim and send times, the index of unsent claims).
 
 use crate::pg::{PgError, PgPool};
 use std::time::Duration;
@@ -90,6 +96,34 @@ pub async fn orphan_abandoned(
     )
     .bind(pending_after.as_secs_f64())
     .bind(unsent_after.as_secs_f64())
+    .bind(limit)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Release up to `limit` claims made more than `claimed_after` ago whose message was never
+/// stored: the upload is free again (and, once old enough, swept as unsent). The outer
+/// statement re-checks `sent_at` under the row lock, so a message server storing the message at
+/// that moment either marks it first (the claim stays) or finds it free and claims it again
+/// ([`crate::attachments::mark_sent`]). Returns how many were released.
+pub async fn release_unsent_claims(
+    db: &PgPool,
+    claimed_after: Duration,
+    limit: i64,
+) -> Result<u64, PgError> {
+    let done = sqlx::query(
+        "UPDATE attachments SET message_id = NULL, claimed_at = NULL
+         WHERE id IN (
+             SELECT id FROM attachments
+             WHERE message_id IS NOT NULL AND sent_at IS NULL
+               AND claimed_at < now() - make_interval(secs => $1)
+             ORDER BY claimed_at
+             LIMIT $2
+             FOR UPDATE SKIP LOCKED)
+           AND sent_at IS NULL",
+    )
+    .bind(claimed_after.as_secs_f64())
     .bind(limit)
     .execute(db)
     .await?;

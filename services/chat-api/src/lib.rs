@@ -77,6 +77,12 @@ pub struct ApiConfig {
     pub rate_limits: throttle::RateLimitConfig,
     /// The largest attachment in bytes (nginx's `/chat-attachments/` takes up to 26 MiB).
     pub attachment_max_bytes: u64,
+    /// Comma-separated bundle ids of the apps the notifier serves: devices of other apps are
+    /// refused at registration (`invalid_bundle_id`). A provider key may send to every app of
+    /// its team, and a token of an app APNs does not pair with the topic is refused per
+    /// notification (`DeviceTokenNotForTopic`): better told once, at registration. Empty: any
+    /// well-formed bundle id.
+    pub bundle_ids: String,
 }
 
 impl Default for ApiConfig {
@@ -89,6 +95,7 @@ impl Default for ApiConfig {
                 .into(),
             rate_limits: throttle::RateLimitConfig::default(),
             attachment_max_bytes: chat_types::limits::ATTACHMENT_MAX_BYTES,
+            bundle_ids: String::new(),
         }
     }
 }
@@ -128,6 +135,8 @@ pub struct AppState {
     /// The attachments' bucket: presigned URLs, and the checks at `complete`.
     pub objects: chat_store::objects::Objects,
     pub attachment_max_bytes: u64,
+    /// `api.bundle_ids`, parsed; empty: any.
+    pub bundle_ids: Vec<String>,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -159,6 +168,7 @@ impl Application {
         if cfg.api.attachment_max_bytes == 0 {
             anyhow::bail!("api.attachment_max_bytes must be at least 1");
         }
+        let bundle_ids = notifications::parse_bundle_ids(&cfg.api.bundle_ids)?;
         let objects = chat_store::objects::Objects::new(&cfg.objects)?;
         let db = chat_store::pg::connect(&cfg.postgres).await?;
         let store = chat_store::cql::MessageStore::connect(&cfg.cassandra).await?;
@@ -184,6 +194,7 @@ impl Application {
             trusted_proxies,
             objects,
             attachment_max_bytes: cfg.api.attachment_max_bytes,
+            bundle_ids,
         });
         Ok(Application {
             state,

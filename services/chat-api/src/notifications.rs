@@ -39,6 +39,15 @@ pub async fn register_device(
              in dot-separated labels, at most 155 characters",
         ));
     }
+    if !s.bundle_ids.is_empty() && !s.bundle_ids.contains(&req.bundle_id) {
+        return Err(ApiError::bad(
+            code::INVALID_BUNDLE_ID,
+            format!(
+                "this server sends notifications to these apps only: {}",
+                s.bundle_ids.join(", ")
+            ),
+        ));
+    }
     let (device, created) =
         chat_store::devices::register(&s.db, access.user, access.sid, &req).await?;
     let status = if created {
@@ -171,4 +180,34 @@ pub async fn set_my_preferences(
 
 fn gone() -> ApiError {
     ApiError::Unauthorized(code::INVALID_TOKEN, "the account no longer exists".into())
+}
+
+/// `api.bundle_ids`: comma-separated, each a well-formed bundle id.
+pub fn parse_bundle_ids(list: &str) -> anyhow::Result<Vec<String>> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|id| !id.is_empty())
+        .map(|id| {
+            anyhow::ensure!(
+                limits::valid_bundle_id(id),
+                "api.bundle_ids: {id:?} is not a bundle id (reverse DNS, e.g. com.example.chat)"
+            );
+            Ok(id.to_string())
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_bundle_ids;
+
+    #[test]
+    fn bundle_id_lists() {
+        assert!(parse_bundle_ids("").unwrap().is_empty());
+        assert_eq!(
+            parse_bundle_ids(" com.example.chat, com.example.chat-beta ,").unwrap(),
+            ["com.example.chat", "com.example.chat-beta"]
+        );
+        assert!(parse_bundle_ids("com.example.chat,chat").is_err());
+    }
 }

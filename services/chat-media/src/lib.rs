@@ -67,6 +67,12 @@ pub struct MediaConfig {
     pub pending_after_secs: u64,
     /// Completed uploads that no message carries this long after their creation are removed.
     pub unsent_after_secs: u64,
+    /// A send's claim on uploads whose message no message server stored this long after the
+    /// claim is released (the produce failed and the client never sent it again). Long, so a
+    /// message held up in Kafka (an outage of the message servers or the store) is not taken
+    /// for one never sent; the gateways' send claims last as long by default, and a resend
+    /// renews the claim.
+    pub claimed_unsent_after_secs: u64,
     /// Attachments removed per statement and per DeleteObjects request.
     pub sweep_batch: usize,
     /// Bounded drain on shutdown: the thumbnails in hand.
@@ -83,6 +89,7 @@ impl Default for MediaConfig {
             sweep_every_ms: 60_000,
             pending_after_secs: 2 * 3600,
             unsent_after_secs: 24 * 3600,
+            claimed_unsent_after_secs: 24 * 3600,
             sweep_batch: 200,
             drain_secs: 10,
         }
@@ -100,6 +107,11 @@ impl MediaConfig {
         anyhow::ensure!(
             self.unsent_after_secs >= self.pending_after_secs,
             "media.unsent_after_secs must be at least media.pending_after_secs"
+        );
+        anyhow::ensure!(
+            self.claimed_unsent_after_secs >= 3600,
+            "media.claimed_unsent_after_secs must be at least 3600 (a message may wait in Kafka \
+             while the message servers or the store are down)"
         );
         anyhow::ensure!(
             (1..=500).contains(&self.sweep_batch),
@@ -149,6 +161,7 @@ impl Application {
             every: Duration::from_millis(m.sweep_every_ms),
             pending_after: Duration::from_secs(m.pending_after_secs),
             unsent_after: Duration::from_secs(m.unsent_after_secs),
+            claimed_unsent_after: Duration::from_secs(m.claimed_unsent_after_secs),
             batch: m.sweep_batch,
         };
         let ops_listener = tokio::net::TcpListener::bind(&cfg.ops.listen).await?;

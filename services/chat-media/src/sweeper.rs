@@ -17,6 +17,8 @@ pub struct Sweeper {
     pub pending_after: Duration,
     /// Completed uploads no message carries this long after their creation are abandoned.
     pub unsent_after: Duration,
+    /// Claims by a send whose message was not stored this long after the claim are released.
+    pub claimed_unsent_after: Duration,
     /// Attachments per statement and per DeleteObjects request (two keys each: at most 500).
     pub batch: usize,
 }
@@ -38,9 +40,20 @@ pub async fn run(s: Sweeper, shutdown: CancellationToken) {
     }
 }
 
-/// One sweep: mark the abandoned, then remove every orphaned attachment. How many were removed.
+/// One sweep: release claims never sent, mark the abandoned, then remove every orphaned
+/// attachment. How many were removed.
 pub async fn sweep(s: &Sweeper, shutdown: &CancellationToken) -> anyhow::Result<u64> {
     let batch = s.batch as i64;
+    loop {
+        let released = media::release_unsent_claims(&s.db, s.claimed_unsent_after, batch).await?;
+        if released > 0 {
+            metrics::counter!("chat_media_claims_released_total").increment(released);
+            tracing::info!(released, "released claims of messages never stored");
+        }
+        if released < s.batch as u64 || shutdown.is_cancelled() {
+            break;
+        }
+    }
     while media::orphan_abandoned(&s.db, s.pending_after, s.unsent_after, batch).await?
         == s.batch as u64
     {

@@ -312,10 +312,11 @@ impl Processor {
                 },
                 // Before the push: whoever sees a delete can no longer fetch its files.
                 self.orphan_attachments(&a.outgoing, shutdown),
+                self.attachments_sent(&a.outgoing, shutdown),
             )
         });
-        let (messages, events, orphaned) = stored.await;
-        if !(messages && events && orphaned) {
+        let (messages, events, orphaned, sent) = stored.await;
+        if !(messages && events && orphaned && sent) {
             return false;
         }
         metrics::counter!("chat_messages_stored_total").increment(a.messages.len() as u64);
@@ -411,6 +412,29 @@ impl Processor {
         let db = &self.db;
         persist(shutdown, "orphan attachments of deleted messages", || {
             chat_store::attachments::orphan_of_messages(db, &deleted)
+        })
+        .await
+        .is_some()
+    }
+
+    /// The files of every pushed message (new ones and stored ones pushed again after a crash)
+    /// are sent: their claims are final, never released by chat-media's sweeper as those of a
+    /// send that never reached Kafka. Before the commit, so a crash cannot skip it; idempotent.
+    async fn attachments_sent(&self, outgoing: &[Outgoing], shutdown: &CancellationToken) -> bool {
+        let files: Vec<(_, MessageId)> = outgoing
+            .iter()
+            .filter_map(|o| match &o.event {
+                Event::Message { message } => Some(message),
+                _ => None,
+            })
+            .flat_map(|m| m.attachments.iter().map(|f| (f.id, m.id)))
+            .collect();
+        if files.is_empty() {
+            return true;
+        }
+        let db = &self.db;
+        persist(shutdown, "mark attachments sent", || {
+            chat_store::attachments::mark_sent(db, &files)
         })
         .await
         .is_some()
