@@ -161,9 +161,24 @@ async fn files_that_are_not_images_or_cannot_be_decoded_get_no_thumbnail() -> an
 
 /// Move an attachment's creation `hours` into the past.
 async fn backdate(db: &chat_store::pg::PgPool, id: Uuid, hours: f64) -> anyhow::Result<()> {
-    let done = sqlx::query(
-        "UPDATE attachments SET created_at = now() - make_interval(secs => $2) WHERE id = $1",
-    )
+    backdate_times(db, id, hours, &["created_at"]).await
+}
+
+/// Move the given times of an attachment `hours` into the past.
+async fn backdate_times(
+    db: &chat_store::pg::PgPool,
+    id: Uuid,
+    hours: f64,
+    columns: &[&str],
+) -> anyhow::Result<()> {
+    let set: Vec<String> = columns
+        .iter()
+        .map(|c| format!("{c} = now() - make_interval(secs => $2)"))
+        .collect();
+    let done = sqlx::query(&format!(
+        "UPDATE attachments SET {} WHERE id = $1",
+        set.join(", ")
+    ))
     .bind(id)
     .bind(hours * 3600.0)
     .execute(db)
@@ -281,21 +296,6 @@ async fn the_sweeper_removes_abandoned_uploads_and_deleted_messages_files() -> a
     Ok(())
 }
 
-/// Move an attachment's claim (and creation) `hours` into the past.
-async fn backdate_claim(db: &chat_store::pg::PgPool, id: Uuid, hours: f64) -> anyhow::Result<()> {
-    let done = sqlx::query(
-        "UPDATE attachments SET claimed_at = now() - make_interval(secs => $2),
-                created_at = now() - make_interval(secs => $2)
-         WHERE id = $1 AND message_id IS NOT NULL",
-    )
-    .bind(id)
-    .bind(hours * 3600.0)
-    .execute(db)
-    .await?;
-    anyhow::ensure!(done.rows_affected() == 1, "no claimed attachment {id}");
-    Ok(())
-}
-
 #[tokio::test]
 async fn a_claim_whose_message_was_never_stored_is_released_and_its_upload_swept()
 -> anyhow::Result<()> {
@@ -328,8 +328,9 @@ async fn a_claim_whose_message_was_never_stored_is_released_and_its_upload_swept
 
     // A day and more later: the kept one is made as old first, so the sweep that releases the
     // other finds it too.
-    backdate_claim(&db, kept.id, 25.0).await?;
-    backdate_claim(&db, lost.id, 25.0).await?;
+    for id in [kept.id, lost.id] {
+        backdate_times(&db, id, 25.0, &["claimed_at", "created_at"]).await?;
+    }
     swept(&db, &[lost.id]).await?;
     assert_eq!(
         objects

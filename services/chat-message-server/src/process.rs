@@ -421,12 +421,7 @@ impl Processor {
     /// are sent: their claims are final, never released by chat-media's sweeper as those of a
     /// send that never reached Kafka. Before the commit, so a crash cannot skip it; idempotent.
     async fn attachments_sent(&self, outgoing: &[Outgoing], shutdown: &CancellationToken) -> bool {
-        let files: Vec<(_, MessageId)> = outgoing
-            .iter()
-            .filter_map(|o| match &o.event {
-                Event::Message { message } => Some(message),
-                _ => None,
-            })
+        let files: Vec<(_, MessageId)> = pushed_messages(outgoing)
             .flat_map(|m| m.attachments.iter().map(|f| (f.id, m.id)))
             .collect();
         if files.is_empty() {
@@ -449,12 +444,7 @@ impl Processor {
         outgoing: &[Outgoing],
         shutdown: &CancellationToken,
     ) -> bool {
-        let messages = || {
-            outgoing.iter().filter_map(|o| match &o.event {
-                Event::Message { message } => Some(message),
-                _ => None,
-            })
-        };
+        let messages = || pushed_messages(outgoing);
         if messages().next().is_none() {
             return true;
         }
@@ -465,6 +455,14 @@ impl Processor {
         .await
         .is_some()
     }
+}
+
+/// The messages among a batch's pushes (not its channel events).
+fn pushed_messages(outgoing: &[Outgoing]) -> impl Iterator<Item = &Message> {
+    outgoing.iter().filter_map(|o| match &o.event {
+        Event::Message { message } => Some(message),
+        _ => None,
+    })
 }
 
 /// Run `f`, recording how long it took as phase `phase` of a batch
