@@ -243,7 +243,7 @@ impl Application {
         let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
         let (listener, stop) = (self.http_listener, shutdown.clone());
         self.tasks.spawn(async move {
-            if let Err(e) = axum::serve(listener, app)
+            if let Err(e) = axum::serve(chat_common::ops::accepting(listener), app)
                 .with_graceful_shutdown(stop.cancelled_owned())
                 .await
             {
