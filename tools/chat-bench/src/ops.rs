@@ -32,25 +32,38 @@ fn parse(text: &str) -> Option<Scrape> {
     Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).ok()
 }
 
-/// Every plain sample of a page, keyed `name` or `name{labels}`; summary quantiles and
-/// histogram buckets are left out (their `_sum` and `_count` stay).
+/// Every plain sample of a page, keyed `name` or `name{labels}`, and every histogram bucket,
+/// keyed `name_bucket{labels,le="bound"}`; summary quantiles are left out (their `_sum` and
+/// `_count` stay).
 fn plain_samples(scrape: &Scrape) -> BTreeMap<String, f64> {
-    scrape
-        .samples
-        .iter()
-        .filter_map(|s| {
-            let v = match s.value {
-                Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => v,
-                Value::Histogram(_) | Value::Summary(_) => return None,
-            };
-            let key = if s.labels.is_empty() {
-                s.metric.clone()
+    let mut out = BTreeMap::new();
+    for s in &scrape.samples {
+        let key = |name: &str, extra: Option<String>| {
+            let labels = s.labels.to_string();
+            let all: Vec<String> = [Some(labels).filter(|l| !l.is_empty()), extra]
+                .into_iter()
+                .flatten()
+                .collect();
+            if all.is_empty() {
+                name.to_string()
             } else {
-                format!("{}{{{}}}", s.metric, s.labels)
-            };
-            Some((key, v))
-        })
-        .collect()
+                format!("{name}{{{}}}", all.join(","))
+            }
+        };
+        match &s.value {
+            Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => {
+                out.insert(key(&s.metric, None), *v);
+            }
+            Value::Histogram(buckets) => {
+                let name = format!("{}_bucket", s.metric);
+                for b in buckets {
+                    out.insert(key(&name, Some(format!("le=\"{}\"", b.less_than))), b.count);
+                }
+            }
+            Value::Summary(_) => {}
+        }
+    }
+    out
 }
 
 /// Every plain sample of an ops port's page (empty if it cannot be read).
@@ -99,7 +112,10 @@ pub fn counter_deltas(
             .iter()
             .filter(|(k, _)| {
                 let name = k.split_once('{').map_or(k.as_str(), |(n, _)| n);
-                name.ends_with("_total") || name.ends_with("_sum") || name.ends_with("_count")
+                name.ends_with("_total")
+                    || name.ends_with("_sum")
+                    || name.ends_with("_count")
+                    || name.ends_with("_bucket")
             })
             .map(|(k, v)| {
                 (
@@ -122,21 +138,97 @@ pub fn counter_deltas(
             .filter_map(|(k, sum)| {
                 let (name, labels) = k.split_once("_sum")?;
                 let count = d.get(&format!("{name}_count{labels}")).copied()?;
-                let derived = match name {
-                    "chat_batch_phase_seconds" => format!("derived_mean_phase_ms{labels}"),
-                    "chat_send_phase_seconds" => format!("derived_mean_send_ms{labels}"),
-                    "chat_record_wait_seconds" => "derived_mean_record_wait_ms".to_string(),
-                    _ => return None,
-                };
+                let derived = format!("derived_mean_{}", hop(name, labels)?);
                 (count > 0.0).then(|| (derived, 1000.0 * sum / count))
             })
             .collect();
         d.extend(means);
+        d.extend(hop_percentiles(&d));
         if !d.is_empty() {
             out.insert(svc.clone(), d);
         }
     }
     out
+}
+
+/// The hop a latency histogram times, as named in the derived keys (`derived_mean_…`,
+/// `derived_p50_…`, `derived_p99_…`; milliseconds): the gateways' send phases, how long records
+/// waited for their batch, the batches and their phases.
+fn hop(name: &str, labels: &str) -> Option<String> {
+    Some(match name {
+        "chat_batch_phase_seconds" => format!("phase_ms{labels}"),
+        "chat_send_phase_seconds" => format!("send_ms{labels}"),
+        "chat_record_wait_seconds" => "record_wait_ms".to_string(),
+        "chat_batch_seconds" => "batch_ms".to_string(),
+        _ => return None,
+    })
+}
+
+/// The p50 and p99 of each hop over the interval, from the growth of its histogram's buckets
+/// (linear within a bucket, as Prometheus' `histogram_quantile` does; a quantile past the last
+/// finite bound reads as that bound).
+fn hop_percentiles(d: &BTreeMap<String, f64>) -> Vec<(String, f64)> {
+    // (name, other labels) -> (upper bound, cumulative count), in the order of the bounds.
+    let mut hists: BTreeMap<(String, String), Vec<(f64, f64)>> = BTreeMap::new();
+    for (k, count) in d {
+        let Some((name, labels)) = k.split_once("_bucket{") else {
+            continue;
+        };
+        let Some((rest, bound)) = labels.trim_end_matches('}').rsplit_once("le=\"") else {
+            continue;
+        };
+        let Ok(bound) = bound.trim_end_matches('"').parse::<f64>() else {
+            continue;
+        };
+        let rest = rest.trim_end_matches(',');
+        let rest = if rest.is_empty() {
+            String::new()
+        } else {
+            format!("{{{rest}}}")
+        };
+        hists
+            .entry((name.to_string(), rest))
+            .or_default()
+            .push((bound, *count));
+    }
+    let mut out = Vec::new();
+    for ((name, labels), mut buckets) in hists {
+        let Some(hop) = hop(&name, &labels) else {
+            continue;
+        };
+        buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+        for (q, tag) in [(0.5, "p50"), (0.99, "p99")] {
+            if let Some(v) = quantile(&buckets, q) {
+                out.push((format!("derived_{tag}_{hop}"), 1000.0 * v));
+            }
+        }
+    }
+    out
+}
+
+/// The `q` quantile of cumulative bucket counts `(upper bound, count)` sorted by bound.
+fn quantile(buckets: &[(f64, f64)], q: f64) -> Option<f64> {
+    let total = buckets.last()?.1;
+    if total <= 0.0 {
+        return None;
+    }
+    let target = q * total;
+    let (mut lower, mut below) = (0.0, 0.0);
+    for &(bound, count) in buckets {
+        if count >= target {
+            if bound.is_infinite() {
+                return Some(lower);
+            }
+            let share = if count > below {
+                (target - below) / (count - below)
+            } else {
+                1.0
+            };
+            return Some(lower + (bound - lower) * share);
+        }
+        (lower, below) = (bound, count);
+    }
+    Some(lower)
 }
 
 #[cfg(test)]
@@ -173,6 +265,39 @@ chat_record_wait_seconds_count {count}
         let ms = &d["ms"];
         assert!((ms["derived_mean_phase_ms{phase=\"store\"}"] - 50.0).abs() < 1e-9);
         assert!((ms["derived_mean_record_wait_ms"] - 20.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn each_steps_hop_percentiles_come_from_the_growth_of_the_buckets() {
+        // Before: 100 fast pushes. During the step: 98 more under 5 ms and 2 between 50 and
+        // 100 ms, so the step's p99 lies in the 50-100 ms bucket, whatever came before.
+        let page = |fast: u32, slow: u32| {
+            let total = fast + slow;
+            let text = format!(
+                "# TYPE chat_batch_phase_seconds histogram
+chat_batch_phase_seconds_bucket{{phase=\"push\",le=\"0.005\"}} {fast}
+chat_batch_phase_seconds_bucket{{phase=\"push\",le=\"0.05\"}} {fast}
+chat_batch_phase_seconds_bucket{{phase=\"push\",le=\"0.1\"}} {total}
+chat_batch_phase_seconds_bucket{{phase=\"push\",le=\"+Inf\"}} {total}
+chat_batch_phase_seconds_sum{{phase=\"push\"}} 1
+chat_batch_phase_seconds_count{{phase=\"push\"}} {total}
+"
+            );
+            BTreeMap::from([("ms".to_string(), plain_samples(&parse(&text).unwrap()))])
+        };
+        let d = counter_deltas(&page(100, 0), &page(198, 2));
+        let ms = &d["ms"];
+        let p99 = ms["derived_p99_phase_ms{phase=\"push\"}"];
+        assert!((p99 - 75.0).abs() < 1e-6, "{p99}");
+        let p50 = ms["derived_p50_phase_ms{phase=\"push\"}"];
+        assert!((p50 - 5.0 * 50.0 / 98.0).abs() < 1e-6, "{p50}");
+    }
+
+    #[test]
+    fn a_quantile_past_the_last_finite_bound_reads_as_that_bound() {
+        let b = [(0.01, 1.0), (0.1, 2.0), (f64::INFINITY, 10.0)];
+        assert_eq!(quantile(&b, 0.99), Some(0.1));
+        assert_eq!(quantile(&[(0.01, 0.0), (f64::INFINITY, 0.0)], 0.5), None);
     }
 
     #[test]

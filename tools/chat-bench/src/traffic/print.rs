@@ -58,26 +58,23 @@ pub fn print(r: &TrafficResult) {
             m.changes_sent, m.changes_acked, m.events_delivered, m.marks_sent
         );
     }
+    // Each hop as "mean / p99" in ms, over all steps (the JSON has them per step too).
     for (svc, d) in &r.server_counters {
         if let (Some(ms), Some(n)) = (
             d.get("derived_mean_batch_ms"),
             d.get("derived_mean_batch_records"),
         ) {
-            let phases = phase_means(d, "derived_mean_phase_ms");
             println!(
-                "{svc}: {} batches, mean {:.1} records in {:.1} ms ({} ms); records waited {:.1} ms on average before their batch",
+                "{svc}: {} batches, mean {n:.1} records in {ms:.1} ms (p99 {:.1}); phases mean / p99 ms: {}; records waited {} ms before their batch",
                 d.get("chat_batch_seconds_count").copied().unwrap_or(0.0),
-                n,
-                ms,
-                phases,
-                d.get("derived_mean_record_wait_ms")
-                    .copied()
-                    .unwrap_or(f64::NAN),
+                d.get("derived_p99_batch_ms").copied().unwrap_or(f64::NAN),
+                phase_stats(d, "phase_ms"),
+                mean_p99(d, "record_wait_ms"),
             );
         }
-        let sends = phase_means(d, "derived_mean_send_ms");
+        let sends = phase_stats(d, "send_ms");
         if !sends.is_empty() {
-            println!("{svc}: sends took on average {sends} ms");
+            println!("{svc}: send phases mean / p99 ms: {sends}");
         }
     }
     println!("end-to-end (all steps): {}", r.total_e2e.line());
@@ -137,13 +134,27 @@ fn print_steps(steps: &[StepResult]) {
 }
 
 /// "a 1.0, b 2.5": the means derived per `phase` label under `prefix` (see `ops::counter_deltas`).
-fn phase_means(d: &std::collections::BTreeMap<String, f64>, prefix: &str) -> String {
+fn phase_stats(d: &std::collections::BTreeMap<String, f64>, hop: &str) -> String {
+    let prefix = format!("derived_mean_{hop}{{phase=\"");
     let phases: Vec<String> = d
-        .iter()
-        .filter_map(|(k, v)| {
-            let label = k.strip_prefix(prefix)?.strip_prefix("{phase=\"")?;
-            Some(format!("{} {v:.1}", label.trim_end_matches("\"}")))
+        .keys()
+        .filter_map(|k| {
+            let label = k.strip_prefix(&prefix)?.trim_end_matches("\"}");
+            Some(format!(
+                "{label} {}",
+                mean_p99(d, &format!("{hop}{{phase=\"{label}\"}}"))
+            ))
         })
         .collect();
     phases.join(", ")
+}
+
+/// "mean / p99" of a hop's derived values.
+fn mean_p99(d: &std::collections::BTreeMap<String, f64>, hop: &str) -> String {
+    let get = |stat: &str| {
+        d.get(&format!("derived_{stat}_{hop}"))
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
+    format!("{:.1} / {:.1}", get("mean"), get("p99"))
 }
