@@ -1,24 +1,36 @@
-//! The Kafka loop. Offsets are stored only after a batch is fully handled (stored and pushed)
-//! and committed at most every [`COMMIT_EVERY`](chat_store::bus::consumer::COMMIT_EVERY), so a
+//! The Kafka loop. Offsets are stored only after a batch is fully handled (stored and
+//! published) and committed at most every [`COMMIT_EVERY`](chat_store::bus::consumer::COMMIT_EVERY), so a
 //! crash replays at most the batch in hand plus that much, and replays are recognised by
 //! [`crate::process`]. Any rebalance drops the per-channel caches: another server may have moved
 //! a channel on while this one did not own it.
 
-use crate::process::Processor;
+use crate::process::{Processor, Publisher, Stored};
 use chat_store::bus::{Batch, GroupConsumer};
+use futures::future::BoxFuture;
+use std::collections::HashMap;
 use std::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-/// Consume until `shutdown`; the batch in hand is finished (or, if shutdown interrupts its
-/// storing, left uncommitted for the next owner), then what was handled is committed.
+/// A batch being published: resolves to its offsets once it is (`None` if shutdown
+/// interrupted it: then it is not committed).
+type Publishing = BoxFuture<'static, Option<HashMap<i32, i64>>>;
+
+/// Consume until `shutdown`. Batches go through two stages (see [`crate::process`]): the next
+/// batch is loaded and stored while the one before it is published, and a batch is published
+/// only once the one before it is, so pushes keep the partition's order; a batch's offsets
+/// are stored when it is published. On shutdown the batch being published is finished (or,
+/// if shutdown interrupts its storing or logging, left uncommitted for the next owner), then
+/// what was handled is committed.
 pub async fn run(
     consumer: GroupConsumer,
     mut processor: Processor,
     batch_max: usize,
     shutdown: CancellationToken,
 ) {
+    let publisher = processor.publisher();
     let mut seen_generation = consumer.generation();
     let mut batch = Batch::default();
+    let mut publishing: Option<Publishing> = None;
     loop {
         tokio::select! {
             r = consumer.next_batch(batch_max, &mut batch) => {
@@ -34,6 +46,12 @@ pub async fn run(
                     continue;
                 }
             }
+            // Nothing new arrived while a batch was being published: finish it.
+            offsets = async { publishing.as_mut().expect("guarded").await }, if publishing.is_some() => {
+                publishing = None;
+                handled(&consumer, offsets);
+                continue;
+            }
             _ = shutdown.cancelled() => break,
             // Traffic stopped with offsets stored but not committed: commit them when due.
             _ = consumer.commit_when_due() => continue,
@@ -47,22 +65,63 @@ pub async fn run(
 
         record_waits(&batch);
         let started = Instant::now();
-        if !processor.handle(&batch.records, &shutdown).await {
-            // Shutting down with the batch unfinished: do not commit it; the next owner replays it.
+        // Store this batch while the one before it is published.
+        let (stored, ()) = tokio::join!(processor.store(&batch.records, &shutdown), async {
+            if let Some(p) = publishing.take() {
+                handled(&consumer, p.await);
+            }
+        });
+        let Some(stored) = stored else {
+            // Shutting down with the batch unstored: do not commit it; the next owner replays it.
             break;
-        }
-        metrics::histogram!("chat_batch_seconds").record(started.elapsed().as_secs_f64());
+        };
         metrics::counter!("chat_records_total").increment(batch.records.len() as u64);
-
-        if let Err(e) = consumer.handled(&batch) {
-            tracing::warn!(error = %e, "offset store failed; the records may be replayed");
-        }
+        publishing = Some(publish(
+            publisher.clone(),
+            stored,
+            batch.last_offsets.clone(),
+            started,
+            shutdown.clone(),
+        ));
+    }
+    if let Some(p) = publishing.take() {
+        handled(&consumer, p.await);
     }
     // Commit what was handled before leaving the group.
     if let Err(e) = consumer.commit_now() {
         tracing::debug!(error = %e, "final commit (nothing to commit is fine)");
     }
     tracing::info!("consumer stopped");
+}
+
+/// Publish a stored batch; its offsets once done. `chat_batch_seconds` is a batch's whole
+/// time, from the start of its first stage to the end of its second.
+fn publish(
+    publisher: Publisher,
+    stored: Stored,
+    offsets: HashMap<i32, i64>,
+    started: Instant,
+    shutdown: CancellationToken,
+) -> Publishing {
+    Box::pin(async move {
+        if !publisher.publish(stored, &shutdown).await {
+            return None;
+        }
+        metrics::histogram!("chat_batch_seconds").record(started.elapsed().as_secs_f64());
+        Some(offsets)
+    })
+}
+
+/// Store the offsets of a published batch (committed when due).
+fn handled(consumer: &GroupConsumer, offsets: Option<HashMap<i32, i64>>) {
+    let Some(last_offsets) = offsets else { return };
+    let batch = Batch {
+        records: Vec::new(),
+        last_offsets,
+    };
+    if let Err(e) = consumer.handled(&batch) {
+        tracing::warn!(error = %e, "offset store failed; the records may be replayed");
+    }
 }
 
 /// How long each record waited between its producer handing it to Kafka and this batch starting

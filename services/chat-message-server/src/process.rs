@@ -93,21 +93,35 @@ impl Processor {
         })
     }
 
-    /// Handle a batch. Returns `false` if shutdown interrupted it before it was stored (then
-    /// nothing of it may be committed).
-    pub async fn handle(&mut self, batch: &[Consumed], shutdown: &CancellationToken) -> bool {
-        let Some(mut state) = timed("load", self.load(batch, shutdown)).await else {
-            return false;
-        };
+    /// The first stage of a batch: load, assign positions, store (steps 1-5). `None` if
+    /// shutdown interrupted it before it was stored (then nothing of it may be committed).
+    /// Batches pass through it one at a time, in partition order: the next batch's loads see
+    /// this one's stored rows and positions.
+    pub async fn store(
+        &mut self,
+        batch: &[Consumed],
+        shutdown: &CancellationToken,
+    ) -> Option<Stored> {
+        let mut state = timed("load", self.load(batch, shutdown)).await?;
         let assigned = assign(batch, &mut state);
-        let done = self.store_and_push(&assigned, shutdown).await;
+        let stored = self.store_assigned(&assigned, shutdown).await;
         for (c, h) in state.heads {
             self.heads.put(c, h);
         }
         for (c, m) in state.members {
             self.members.put(c, m);
         }
-        done
+        stored.then_some(Stored(assigned))
+    }
+
+    /// What publishes stored batches (the second stage), apart from the caches: it runs while
+    /// the next batch is loaded and stored.
+    pub fn publisher(&self) -> Publisher {
+        Publisher {
+            db: self.db.clone(),
+            store: self.store.clone(),
+            fanout: self.fanout.clone(),
+        }
     }
 
     /// Steps 1-3, concurrently (independent reads, each retried on its own): which messages
@@ -287,12 +301,8 @@ impl Processor {
         Some(events.into_iter().flatten().map(|e| (e.id, e)).collect())
     }
 
-    /// Steps 5 and 6: store before anything is pushed or committed; then push, and meanwhile
-    /// move the head hints of channels that entered a new bucket (both before the commit; not
-    /// beside the insert: a hint must be a stored position). A failed push is retried in the
-    /// background by [`Fanout`]; everything is stored, and a gateway also fills any gap
-    /// from history when the next message or event of the channel arrives.
-    async fn store_and_push(&self, a: &Assigned, shutdown: &CancellationToken) -> bool {
+    /// Step 5: store before anything is pushed or committed.
+    async fn store_assigned(&self, a: &Assigned, shutdown: &CancellationToken) -> bool {
         let store = &self.store;
         let stored = timed("store", async {
             tokio::join!(
@@ -321,6 +331,32 @@ impl Processor {
         }
         metrics::counter!("chat_messages_stored_total").increment(a.messages.len() as u64);
         metrics::counter!("chat_events_stored_total").increment(a.events.len() as u64);
+        true
+    }
+}
+
+/// A batch stored, its positions given out, not yet published.
+pub struct Stored(Assigned);
+
+/// The second stage of a batch (step 6): publish what the first stored. Batches pass through
+/// it one at a time, in partition order (the consume loop starts one only when the one before
+/// is done), so pushes and the unread log keep the partition's order.
+#[derive(Clone)]
+pub struct Publisher {
+    db: PgPool,
+    store: MessageStore,
+    fanout: Fanout,
+}
+
+impl Publisher {
+    /// Push, and meanwhile move the head hints of channels that entered a new bucket (before
+    /// the commit; not beside the insert: a hint must be a stored position) and log for unread
+    /// counts. A failed push is retried in the background by [`Fanout`]; everything is stored,
+    /// and a gateway also fills any gap from history when the next message or event of the
+    /// channel arrives. `false` if shutdown interrupted it (then the batch is not committed).
+    pub async fn publish(&self, stored: Stored, shutdown: &CancellationToken) -> bool {
+        let a = &stored.0;
+        let store = &self.store;
         let positions = a
             .messages
             .iter()
@@ -389,6 +425,29 @@ impl Processor {
         .is_some()
     }
 
+    /// Every pushed message (new ones and stored ones pushed again after a crash) into the log
+    /// that unread counts are counted from, before the batch is committed: a count must never
+    /// miss a message. Idempotent; retried like a store (PostgreSQL down delays the commit,
+    /// never a delivery: it runs beside the push).
+    async fn log_for_unread_counts(
+        &self,
+        outgoing: &[Outgoing],
+        shutdown: &CancellationToken,
+    ) -> bool {
+        let messages = || pushed_messages(outgoing);
+        if messages().next().is_none() {
+            return true;
+        }
+        let db = &self.db;
+        persist(shutdown, "log messages for unread counts", || {
+            chat_store::read_state::log_messages(db, messages())
+        })
+        .await
+        .is_some()
+    }
+}
+
+impl Processor {
     /// The files of deleted messages (new deletes and replayed ones) are no longer handed out:
     /// their attachments become `orphaned`, for the sweeper. Stored with the batch, before its
     /// push and commit, so a crash cannot skip it; idempotent.
@@ -430,27 +489,6 @@ impl Processor {
         let db = &self.db;
         persist(shutdown, "mark attachments sent", || {
             chat_store::attachments::mark_sent(db, &files)
-        })
-        .await
-        .is_some()
-    }
-
-    /// Every pushed message (new ones and stored ones pushed again after a crash) into the log
-    /// that unread counts are counted from, before the batch is committed: a count must never
-    /// miss a message. Idempotent; retried like a store (PostgreSQL down delays the commit,
-    /// never a delivery: it runs beside the push).
-    async fn log_for_unread_counts(
-        &self,
-        outgoing: &[Outgoing],
-        shutdown: &CancellationToken,
-    ) -> bool {
-        let messages = || pushed_messages(outgoing);
-        if messages().next().is_none() {
-            return true;
-        }
-        let db = &self.db;
-        persist(shutdown, "log messages for unread counts", || {
-            chat_store::read_state::log_messages(db, messages())
         })
         .await
         .is_some()
