@@ -29,11 +29,15 @@ pub(super) async fn run(
     let mut ping = tokio::time::interval(Duration::from_secs(cfg.ping_interval_secs));
     ping.tick().await;
     let hold_until = Instant::now() + Duration::from_millis(cfg.resume_hold_ms);
+    // One wait for the kill, made once: a fresh `cancelled()` per wake-up registered with the
+    // token and left it again each time (measured: 2.3 % of a gateway's CPU in fan-out).
+    let killed = state.kill.cancelled();
+    tokio::pin!(killed);
     let result: Result<(), axum::Error> = async {
         loop {
             tokio::select! {
                 biased;
-                _ = state.kill.cancelled() => break,
+                _ = &mut killed => break,
                 item = rx.recv() => {
                     let Some(item) = item else { break };
                     state.dequeued(&item);
