@@ -87,6 +87,7 @@ pub async fn run(
     if let Some(p) = publishing.take() {
         handled(&consumer, p.await);
     }
+    publisher.flush_activity().await;
     // Commit what was handled before leaving the group.
     if let Err(e) = consumer.commit_now() {
         tracing::debug!(error = %e, "final commit (nothing to commit is fine)");

@@ -10,7 +10,8 @@
 //! # Layout
 //! - [`consumer`]: the Kafka loop, rebalances and commits.
 //! - [`process`]: positions, storage and the membership cache.
-//! - [`activity`]: each batch moves its channels' last activity (the directory's order).
+//! - [`activity`]: the channels' last activity (the directory's order), noted per batch and
+//!   written for all channels at once every 200 ms.
 
 pub mod activity;
 pub mod apply;
@@ -112,8 +113,16 @@ impl Application {
             Duration::from_millis(ms.push_timeout_ms),
             tasks.clone(),
         )?;
-        let processor =
-            process::Processor::new(db, store, fanout, ms.channels_cached, ms.batch_max);
+        let activity = activity::Activity::default();
+        tasks.spawn(activity.clone().run(db.clone(), shutdown.clone()));
+        let processor = process::Processor::new(
+            db,
+            store,
+            fanout,
+            activity,
+            ms.channels_cached,
+            ms.batch_max,
+        );
         let consumer = chat_store::bus::GroupConsumer::subscribe(
             &cfg.kafka,
             &cfg.kafka.consumer_group,

@@ -1,5 +1,6 @@
 //! Positions, storage and membership for a batch of records.
 
+use crate::activity::Activity;
 use crate::apply::{Targets, event_at, placement_key};
 use chat_store::bus::Consumed;
 use chat_store::cql::{MessageStore, Placement, StateWrite, bucket_of};
@@ -22,6 +23,8 @@ pub struct Processor {
     db: PgPool,
     store: MessageStore,
     fanout: Fanout,
+    /// The directory's activity times, noted by publishing and written by their own task.
+    activity: Activity,
     /// Last position given out per channel. Valid only while this server owns the channel's
     /// partition without interruption: cleared on every rebalance. Bounded: an evicted head is
     /// read again from the store, which has every position given out (stored before pushed).
@@ -67,6 +70,7 @@ impl Processor {
         db: PgPool,
         store: MessageStore,
         fanout: Fanout,
+        activity: Activity,
         channels_cached: usize,
         batch_max: usize,
     ) -> Self {
@@ -75,6 +79,7 @@ impl Processor {
             db,
             store,
             fanout,
+            activity,
             heads: LruCache::new(cap),
             members: LruCache::new(cap),
         }
@@ -121,6 +126,7 @@ impl Processor {
             db: self.db.clone(),
             store: self.store.clone(),
             fanout: self.fanout.clone(),
+            activity: self.activity.clone(),
         }
     }
 
@@ -346,6 +352,7 @@ pub struct Publisher {
     db: PgPool,
     store: MessageStore,
     fanout: Fanout,
+    activity: Activity,
 }
 
 impl Publisher {
@@ -363,9 +370,10 @@ impl Publisher {
             .map(|(m, _)| (m.channel_id, m.seq.unwrap_or(0)))
             .chain(a.events.iter().map(|(e, _)| (e.channel_id, e.seq)));
         let hints = new_bucket_hints(positions);
-        // The directory's activity times go beside the push too: best effort, bounded in time,
-        // and nothing after it waits for them.
-        let (hints_written, logged, (), ()) = tokio::join!(
+        // The directory's activity times are only noted: written every 200 ms for all
+        // channels (`crate::activity`).
+        self.activity.note(&a.messages);
+        let (hints_written, logged, ()) = tokio::join!(
             timed("hints", async {
                 hints.is_empty()
                     || persist(shutdown, "store head hints", || {
@@ -381,9 +389,13 @@ impl Publisher {
                     && self.log_changes(&a.writes, shutdown).await
             }),
             timed("push", self.fanout.push(&a.outgoing)),
-            timed("activity", crate::activity::record(&self.db, &a.messages)),
         );
         hints_written && logged
+    }
+
+    /// Write the activity times noted so far (the consume loop, after its last batch).
+    pub async fn flush_activity(&self) {
+        self.activity.flush(&self.db).await;
     }
 
     /// Edits and deletes into the log unread counts and previews come from: a deleted message
