@@ -49,7 +49,9 @@ pub async fn run(
             // Nothing new arrived while a batch was being published: finish it.
             offsets = async { publishing.as_mut().expect("guarded").await }, if publishing.is_some() => {
                 publishing = None;
-                handled(&consumer, offsets);
+                if !handled(&consumer, offsets) {
+                    break;
+                }
                 continue;
             }
             _ = shutdown.cancelled() => break,
@@ -66,13 +68,16 @@ pub async fn run(
         record_waits(&batch);
         let started = Instant::now();
         // Store this batch while the one before it is published.
-        let (stored, ()) = tokio::join!(processor.store(&batch.records, &shutdown), async {
-            if let Some(p) = publishing.take() {
-                handled(&consumer, p.await);
+        let (stored, published) = tokio::join!(processor.store(&batch.records, &shutdown), async {
+            match publishing.take() {
+                Some(p) => handled(&consumer, p.await),
+                None => true,
             }
         });
-        let Some(stored) = stored else {
-            // Shutting down with the batch unstored: do not commit it; the next owner replays it.
+        // Shutting down with a batch unpublished or this one unstored: neither is committed
+        // (nor anything after them: a later offset would commit them too); the next owner
+        // replays them.
+        let Some(stored) = stored.filter(|_| published) else {
             break;
         };
         metrics::counter!("chat_records_total").increment(batch.records.len() as u64);
@@ -113,9 +118,12 @@ fn publish(
     })
 }
 
-/// Store the offsets of a published batch (committed when due).
-fn handled(consumer: &GroupConsumer, offsets: Option<HashMap<i32, i64>>) {
-    let Some(last_offsets) = offsets else { return };
+/// Store the offsets of a published batch (committed when due). `false` if it was not
+/// published (shutdown interrupted it): then no later batch may be published either.
+fn handled(consumer: &GroupConsumer, offsets: Option<HashMap<i32, i64>>) -> bool {
+    let Some(last_offsets) = offsets else {
+        return false;
+    };
     let batch = Batch {
         records: Vec::new(),
         last_offsets,
@@ -123,6 +131,7 @@ fn handled(consumer: &GroupConsumer, offsets: Option<HashMap<i32, i64>>) {
     if let Err(e) = consumer.handled(&batch) {
         tracing::warn!(error = %e, "offset store failed; the records may be replayed");
     }
+    true
 }
 
 /// How long each record waited between its producer handing it to Kafka and this batch starting
