@@ -22,9 +22,8 @@ use tokio_util::sync::CancellationToken;
 pub struct Processor {
     db: PgPool,
     store: MessageStore,
-    fanout: Fanout,
-    /// The directory's activity times, noted by publishing and written by their own task.
-    activity: Activity,
+    /// The second stage, over the same stores (a clone is handed to the consume loop).
+    publisher: Publisher,
     /// Last position given out per channel. Valid only while this server owns the channel's
     /// partition without interruption: cleared on every rebalance. Bounded: an evicted head is
     /// read again from the store, which has every position given out (stored before pushed).
@@ -76,10 +75,14 @@ impl Processor {
     ) -> Self {
         let cap = NonZeroUsize::new(channels_cached.max(batch_max).max(1)).expect("non-zero");
         Processor {
+            publisher: Publisher {
+                db: db.clone(),
+                store: store.clone(),
+                fanout,
+                activity,
+            },
             db,
             store,
-            fanout,
-            activity,
             heads: LruCache::new(cap),
             members: LruCache::new(cap),
         }
@@ -122,12 +125,7 @@ impl Processor {
     /// What publishes stored batches (the second stage), apart from the caches: it runs while
     /// the next batch is loaded and stored.
     pub fn publisher(&self) -> Publisher {
-        Publisher {
-            db: self.db.clone(),
-            store: self.store.clone(),
-            fanout: self.fanout.clone(),
-            activity: self.activity.clone(),
-        }
+        self.publisher.clone()
     }
 
     /// Steps 1-3, concurrently (independent reads, each retried on its own): which messages
