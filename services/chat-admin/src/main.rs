@@ -108,7 +108,8 @@ async fn step(
     match store {
         Store::Postgres => {
             retry("postgres", timeout, || async {
-                let pool = chat_store::pg::connect(&cfg.postgres).await?;
+                let pool =
+                    chat_store::pg::connect(&cfg.postgres, chat_store::pg::Planning::Auto).await?;
                 chat_store::pg::migrator().run(&pool).await?;
                 anyhow::Ok(())
             })

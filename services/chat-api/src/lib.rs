@@ -170,7 +170,8 @@ impl Application {
         }
         let bundle_ids = notifications::parse_bundle_ids(&cfg.api.bundle_ids)?;
         let objects = chat_store::objects::Objects::new(&cfg.objects)?;
-        let db = chat_store::pg::connect(&cfg.postgres).await?;
+        // Searches and directory pages: their best plans depend on the values.
+        let db = chat_store::pg::connect(&cfg.postgres, chat_store::pg::Planning::Auto).await?;
         let store = chat_store::cql::MessageStore::connect(&cfg.cassandra).await?;
         let redis = chat_store::Redis::connect(&cfg.redis).await?;
         let producer = chat_store::bus::Producer::new(&cfg.kafka)?;

@@ -210,7 +210,8 @@ impl Application {
     ) -> anyhow::Result<Self> {
         let keys = TokenKeys::new(&cfg.auth.secret()?, cfg.auth.access_ttl_secs);
         let internal_token = cfg.internal.token()?;
-        let db = chat_store::pg::connect(&cfg.postgres).await?;
+        // Key lookups only; the DM-peer query was planned at every connect and disconnect.
+        let db = chat_store::pg::connect(&cfg.postgres, chat_store::pg::Planning::Generic).await?;
         let store = MessageStore::connect(&cfg.cassandra).await?;
         let redis = chat_store::Redis::connect(&cfg.redis).await?;
         let producer = Producer::new(&cfg.kafka)?;

@@ -146,7 +146,7 @@ impl Application {
     ) -> anyhow::Result<Self> {
         let m = cfg.media;
         m.check()?;
-        let db = chat_store::pg::connect(&cfg.postgres).await?;
+        let db = chat_store::pg::connect(&cfg.postgres, chat_store::pg::Planning::Auto).await?;
         let objects = chat_store::objects::Objects::new(&cfg.objects)?;
         let thumbnailer = jobs::Thumbnailer {
             db: db.clone(),

@@ -102,7 +102,10 @@ impl Application {
         metrics: PrometheusHandle,
         shutdown: CancellationToken,
     ) -> anyhow::Result<Self> {
-        let db = chat_store::pg::connect(&cfg.postgres).await?;
+        // Its per-batch statements keep generic plans under `auto`; the two it plans each time
+        // (the activity update, the member lists of channels not cached) run a few times a
+        // second, and their custom plans use the arrays' real lengths (pg_stat_statements).
+        let db = chat_store::pg::connect(&cfg.postgres, chat_store::pg::Planning::Auto).await?;
         let store = chat_store::cql::MessageStore::connect(&cfg.cassandra).await?;
         let redis = chat_store::Redis::connect(&cfg.redis).await?;
         let tasks = TaskTracker::new();

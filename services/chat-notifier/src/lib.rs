@@ -138,7 +138,8 @@ impl Application {
                 n.max_in_flight
             );
         }
-        let db = chat_store::pg::connect(&cfg.postgres).await?;
+        // Key lookups only; the candidate query was planned for every batch.
+        let db = chat_store::pg::connect(&cfg.postgres, chat_store::pg::Planning::Generic).await?;
         let redis = chat_store::Redis::connect(&cfg.redis).await?;
         let apns = apns::Apns::new(&cfg.apns)?;
         let tasks = TaskTracker::new();
