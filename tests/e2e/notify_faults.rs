@@ -3,9 +3,10 @@
 
 use chat_client::Api;
 use chat_e2e::apns::{Behaviour, Recorded, StandIn};
-use chat_e2e::{api, connect, register, stack, stack_with_env, unique};
+use chat_e2e::{api, connect, metric, register, stack, stack_with_env, unique};
 use chat_types::ChannelId;
 use chat_types::rest::Session;
+use chat_types::ws::ServerFrame;
 use serde_json::json;
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -146,6 +147,88 @@ async fn notifications_arrive_within_a_second_at_the_99th_percentile() -> anyhow
     );
     assert_eq!(lat.len(), 2000, "each member once per message");
     assert!(percentile(&lat, 0.99) < 1000.0, "goal: p99 under 1 s");
+    Ok(())
+}
+
+/// The stack's notifier's ops port (deploy/native/topology.conf).
+const NOTIFIER_OPS: u16 = 9301;
+
+/// Messages a few milliseconds apart are decided in a few batches: after a batch's first
+/// record the notifier waits `notifier.linger_ms` (20) for more, since deciding costs the same
+/// few PostgreSQL statements for one message as for many (without the wait: about a batch per
+/// message). Every member is still notified of every message, once.
+#[tokio::test]
+async fn messages_ms_apart_are_decided_in_a_few_batches_and_each_notified_once()
+-> anyhow::Result<()> {
+    const BURST: usize = 40;
+    const APART: Duration = Duration::from_millis(4);
+    let api = api();
+    let standin = StandIn::from_env();
+    let alice = register(&api, "bu-a").await?;
+    let mut members = Vec::new();
+    for _ in 0..3 {
+        members.push(member_with_device(&api, "bu-m").await?);
+    }
+    let ch = group(&api, &alice, &members).await?;
+    let mut a = connect(&alice.access_token).await?;
+    let batches_before = metric(NOTIFIER_OPS, "chat_notifier_batch_seconds_count").await?;
+    let records_before = metric(NOTIFIER_OPS, "chat_notifier_records_total").await?;
+    // Written APART apart (160 ms in all, within the send rate's burst), acks collected after.
+    let ids: Vec<String> = (0..BURST).map(|_| unique("c")).collect();
+    let first_sent = tokio::time::Instant::now();
+    for (i, id) in ids.iter().enumerate() {
+        a.send_message(ch, id, &format!("burst {i}")).await?;
+        tokio::time::sleep(APART).await;
+    }
+    let spread = first_sent.elapsed();
+    let mut sent = HashMap::new();
+    while sent.len() < BURST {
+        let (m, _) = a
+            .until(|f| match f {
+                ServerFrame::Ack { message, .. } => Some(message.clone()),
+                _ => None,
+            })
+            .await?;
+        sent.insert(m.id.to_string(), now_us());
+    }
+    let tokens: Vec<String> = members.iter().map(|(_, t)| t.clone()).collect();
+    let got = all_arrive(&standin, &tokens, &sent, Duration::from_secs(30)).await?;
+    for (t, requests) in &got {
+        let mut ids: Vec<&str> = requests
+            .iter()
+            .filter_map(|r| r.body.as_ref()?["message_id"].as_str())
+            .collect();
+        ids.sort_unstable();
+        let all = ids.len();
+        ids.dedup();
+        anyhow::ensure!(
+            all == BURST && ids.len() == BURST,
+            "{t}: {all} requests for {} messages, {BURST} sent",
+            ids.len()
+        );
+    }
+    // Every record counted (the counter moves after its batch's offsets are stored).
+    let until = tokio::time::Instant::now() + Duration::from_secs(10);
+    while metric(NOTIFIER_OPS, "chat_notifier_records_total").await? < records_before + BURST as f64
+    {
+        anyhow::ensure!(
+            tokio::time::Instant::now() < until,
+            "the notifier did not count the burst"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let batches = metric(NOTIFIER_OPS, "chat_notifier_batch_seconds_count").await? - batches_before;
+    // Each batch takes what arrives in the 20 ms after its first record: the sends' spread
+    // (however slow the machine made them) bounds the batches, with a few to spare for records
+    // that Kafka or a busy gateway held back.
+    let bound = (spread.as_millis() / 20) as f64 + 3.0;
+    println!(
+        "{BURST} messages {APART:?} apart ({spread:?} in all): decided in {batches} batches (at most {bound})"
+    );
+    anyhow::ensure!(
+        batches <= bound,
+        "{BURST} messages sent over {spread:?} took {batches} batches"
+    );
     Ok(())
 }
 

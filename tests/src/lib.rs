@@ -186,3 +186,18 @@ pub async fn stack_with_env(args: &[&str], env: &[(&str, &str)]) -> anyhow::Resu
     }
     Ok(())
 }
+
+/// The value of an unlabelled metric in the Prometheus scrape of the ops endpoint
+/// `127.0.0.1:<port>` (0 when the process has not recorded it yet: metrics appear on first use).
+pub async fn metric(port: u16, name: &str) -> anyhow::Result<f64> {
+    let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await?
+        .error_for_status()?
+        .text()
+        .await?;
+    Ok(text
+        .lines()
+        .filter_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .find_map(|v| v.trim().parse().ok())
+        .unwrap_or(0.0))
+}

@@ -124,11 +124,7 @@ fn handled(consumer: &GroupConsumer, offsets: Option<HashMap<i32, i64>>) -> bool
     let Some(last_offsets) = offsets else {
         return false;
     };
-    let batch = Batch {
-        records: Vec::new(),
-        last_offsets,
-    };
-    if let Err(e) = consumer.handled(&batch) {
+    if let Err(e) = consumer.handled(&last_offsets) {
         tracing::warn!(error = %e, "offset store failed; the records may be replayed");
     }
     true

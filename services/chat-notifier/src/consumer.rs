@@ -12,17 +12,26 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+/// How the loop forms its batches.
+#[derive(Clone, Copy, Debug)]
+pub struct Batching {
+    /// Most records in one batch.
+    pub max: usize,
+    /// How long a batch waits for more records after its first.
+    pub linger: Duration,
+}
+
 pub async fn run(
     consumer: GroupConsumer,
     decider: Decider,
     sender: Arc<Sender>,
-    batch_max: usize,
+    batching: Batching,
     shutdown: CancellationToken,
 ) {
     let mut batch = Batch::default();
     loop {
         tokio::select! {
-            r = consumer.next_batch(batch_max, &mut batch) => {
+            r = consumer.next_batch(batching.max, &mut batch) => {
                 if let Err(e) = r {
                     if let Some(fatal) = consumer.fatal_error() {
                         // This member can never consume again: stop the process (its
@@ -38,13 +47,27 @@ pub async fn run(
             _ = shutdown.cancelled() => break,
             _ = consumer.commit_when_due() => continue,
         }
+        // Outside the select above: a commit coming due must not drop a batch being filled.
+        if !batching.linger.is_zero() && batch.records.len() < batching.max {
+            let until = Instant::now() + batching.linger;
+            tokio::select! {
+                r = consumer.fill_batch(batching.max, until, &mut batch) => {
+                    if let Err(e) = r {
+                        tracing::warn!(error = %e, "kafka assignment unknown; batch dropped");
+                        continue;
+                    }
+                }
+                // Nothing of the batch is stored: its next owner replays it.
+                _ = shutdown.cancelled() => break,
+            }
+        }
         let started = std::time::Instant::now();
         let Some((rows, leased_at)) = outbox(&decider, &sender, &batch, &shutdown).await else {
             break; // shutting down with the batch undecided: the next owner replays it
         };
         metrics::histogram!("chat_notifier_batch_seconds").record(started.elapsed().as_secs_f64());
         metrics::counter!("chat_notifier_records_total").increment(batch.records.len() as u64);
-        if let Err(e) = consumer.handled(&batch) {
+        if let Err(e) = consumer.handled(&batch.last_offsets) {
             tracing::warn!(error = %e, "offset store failed; the records may be replayed");
         }
         if !rows.is_empty() {

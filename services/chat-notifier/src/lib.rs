@@ -66,6 +66,10 @@ pub struct NotifierConfig {
     pub consumer_group: String,
     /// Most records decided in one batch.
     pub batch_max: usize,
+    /// How long a batch waits for more records after its first one. Deciding costs a few
+    /// PostgreSQL statements per batch whatever its size, and a notification may come a few
+    /// milliseconds later; 0: only what has already arrived (as the message servers do).
+    pub linger_ms: u64,
     /// Concurrent APNs requests of this notifier.
     pub max_in_flight: usize,
     /// Concurrent APNs requests to one device (of `max_in_flight`): a device that answers
@@ -94,6 +98,7 @@ impl Default for NotifierConfig {
             id: "notifier-1".into(),
             consumer_group: "chat-notifier".into(),
             batch_max: 1000,
+            linger_ms: 20,
             max_in_flight: 256,
             max_in_flight_per_device: 4,
             max_age_secs: 600,
@@ -213,7 +218,10 @@ impl Application {
             self.consumer,
             self.decider,
             sender,
-            self.cfg.batch_max,
+            consumer::Batching {
+                max: self.cfg.batch_max,
+                linger: Duration::from_millis(self.cfg.linger_ms),
+            },
             shutdown.clone(),
         ));
         shutdown.cancelled().await;

@@ -64,6 +64,9 @@ pub struct Consumed {
 pub struct Batch {
     pub records: Vec<Consumed>,
     pub last_offsets: HashMap<i32, i64>,
+    /// The group's generation when the batch began: a rebalance since may have revoked
+    /// partitions some of its records came from.
+    generation: u64,
 }
 
 struct GroupContext {
@@ -210,7 +213,7 @@ impl GroupConsumer {
         batch.records.clear();
         batch.last_offsets.clear();
         let first = self.inner.recv().await?;
-        let generation = self.generation();
+        batch.generation = self.generation();
         take(&first, batch);
         while batch.records.len() < max {
             match self.inner.recv().now_or_never() {
@@ -218,7 +221,35 @@ impl GroupConsumer {
                 _ => break,
             }
         }
-        if self.generation() != generation {
+        if self.generation() != batch.generation {
+            self.keep_assigned(batch)?;
+        }
+        Ok(())
+    }
+
+    /// Add the records that arrive until `until` to a batch [`Self::next_batch`] began, up to
+    /// `max` in all: for consumers whose cost is per batch rather than per record, and who can
+    /// wait a little (the notifier). Records of partitions revoked meanwhile are left out, as
+    /// in `next_batch` (an error means that could not be done: drop the batch, as after an
+    /// error of `next_batch`). A receive error ends the filling; the records taken stand.
+    /// Cancelling keeps the records taken so far in `batch`.
+    pub async fn fill_batch(
+        &self,
+        max: usize,
+        until: tokio::time::Instant,
+        batch: &mut Batch,
+    ) -> Result<(), KafkaError> {
+        while batch.records.len() < max {
+            match tokio::time::timeout_at(until, self.inner.recv()).await {
+                Ok(Ok(m)) => take(&m, batch),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "kafka receive error; the batch goes as it is");
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        if self.generation() != batch.generation {
             self.keep_assigned(batch)?;
         }
         Ok(())
@@ -251,9 +282,10 @@ impl GroupConsumer {
 
     /// The batch is handled: store the offsets after it; they are committed once due (see
     /// [`Self::commit_when_due`]), right away if the last commit is [`COMMIT_EVERY`] old.
-    pub fn handled(&self, batch: &Batch) -> Result<(), KafkaError> {
+    /// `last_offsets`: the batch's [`Batch::last_offsets`].
+    pub fn handled(&self, last_offsets: &HashMap<i32, i64>) -> Result<(), KafkaError> {
         let mut tpl = TopicPartitionList::new();
-        for (p, o) in &batch.last_offsets {
+        for (p, o) in last_offsets {
             tpl.add_partition_offset(&self.topic, *p, rdkafka::Offset::Offset(o + 1))?;
         }
         self.inner.store_offsets(&tpl)?;
