@@ -566,3 +566,59 @@ async fn a_user_whose_gateway_is_killed_goes_offline_once_the_registration_lapse
     stack(&["start", "gateway-1"]).await?;
     outcome
 }
+
+/// A user whose app connects and disconnects again and again (a flaky network) ends offline
+/// for a DM peer, and the peer's connection got nothing before its `ready`: the gateway
+/// announces one batch at a time, each user as Redis has them then. When each change was its
+/// own task, an "online" could reach the peer after the "offline" that followed it, leaving a
+/// ghost (and a push racing a connection's registration came before its `ready`).
+#[tokio::test]
+async fn quick_reconnects_end_offline_for_the_peer() -> anyhow::Result<()> {
+    const CYCLES: usize = 15;
+    let _serial = SERIAL.lock().await;
+    let api = api();
+    let alice = register(&api, "flaky").await?;
+    let bob = register(&api, "watcher").await?;
+    let dm = api
+        .open_dm(&bob.access_token, alice.user.id)
+        .await?
+        .channel
+        .id;
+    let mut b = connect_on(&bob, "gateway-2").await?;
+    // Straight to gateway-1 (deploy/native/topology.conf), not through nginx: attempts that
+    // landed on gateway-2 would be announced by another gateway, in no order with these.
+    let gateway_1 = chat_e2e::connector().connect_to("127.0.0.1:8101".parse()?);
+    for _ in 0..CYCLES {
+        let a = gateway_1.connect(&alice.access_token).await?;
+        a.close(Duration::from_secs(2)).await;
+    }
+    // Offline over REST first: every close has been handled; then the frames, until the quiet
+    // after the last one.
+    let deadline = Instant::now() + TIMEOUT;
+    while presence_of(&bob, dm, alice.user.id).await?.online {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "alice still online after her last close"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut seen = Vec::new();
+    while let Some(f) = b.next_within(Duration::from_millis(1500)).await? {
+        if let ServerFrame::Presence {
+            user_id, online, ..
+        } = f
+            && user_id == alice.user.id
+        {
+            seen.push(online);
+        }
+    }
+    println!(
+        "{CYCLES} connect/close cycles: {} presence frames for the peer",
+        seen.len()
+    );
+    anyhow::ensure!(
+        seen.last() == Some(&false),
+        "the peer's last word is not offline: {seen:?}"
+    );
+    Ok(())
+}

@@ -16,6 +16,7 @@
 
 use crate::admission::Refused;
 use chat_store::pg::{Access, PgPool};
+use chat_store::presence::Presence;
 use chat_store::push::{Fanout, Outgoing};
 use chat_types::internal::Event;
 use chat_types::ws::error_code;
@@ -37,21 +38,35 @@ type MemberList = (Instant, Arc<Vec<UserId>>);
 
 pub struct Ephemeral {
     db: PgPool,
+    presence: Presence,
     fanout: Fanout,
     typing: DefaultKeyedRateLimiter<(UserId, ChannelId)>,
     members: Mutex<LruCache<ChannelId, MemberList>>,
+    announcements: Mutex<Announcements>,
 }
 
+/// Presence changes waiting to be announced, and whether a task is announcing them.
+#[derive(Default)]
+struct Announcements {
+    pending: Vec<(UserId, Option<i64>)>,
+    active: bool,
+}
+
+/// Most presence changes announced with one PostgreSQL query.
+const ANNOUNCE_AT_ONCE: usize = 1000;
+
 impl Ephemeral {
-    pub fn new(db: PgPool, fanout: Fanout) -> Self {
+    pub fn new(db: PgPool, presence: Presence, fanout: Fanout) -> Self {
         let every = Duration::from_millis(limits::TYPING_INTERVAL_MS);
         Ephemeral {
             db,
+            presence,
             fanout,
             typing: RateLimiter::keyed(Quota::with_period(every).expect("a non-zero interval")),
             members: Mutex::new(LruCache::new(
                 NonZeroUsize::new(MEMBER_LISTS_CACHED).expect("non-zero"),
             )),
+            announcements: Mutex::default(),
         }
     }
 
@@ -86,13 +101,37 @@ impl Ephemeral {
         Ok(())
     }
 
-    /// Tell the DM peers of each user of `changes` that they came online (`None`) or went
-    /// offline at a time (unix ms). One PostgreSQL query and one push per gateway for all.
+    /// Tell the DM peers of the users of `changes` that they are online, or offline since when,
+    /// as Redis has it now (one round trip): changes that passed each other on their way here
+    /// still leave every peer with the user's state as it is, and a user who changed twice is
+    /// announced once. One PostgreSQL query and one push per gateway for all.
     pub async fn announce(&self, changes: &[(UserId, Option<i64>)]) {
         if changes.is_empty() {
             return;
         }
-        let users: Vec<UserId> = changes.iter().map(|(u, _)| *u).collect();
+        // Each user once, with their last change (what is said if Redis cannot be read).
+        let mut last: HashMap<UserId, Option<i64>> = HashMap::new();
+        let users: Vec<UserId> = changes
+            .iter()
+            .filter_map(|(u, at)| last.insert(*u, *at).is_none().then_some(*u))
+            .collect();
+        let states: Vec<Option<i64>> = match self.presence.states(&users).await {
+            Ok(states) => users
+                .iter()
+                .zip(states)
+                .map(|(u, p)| {
+                    (!p.online).then(|| {
+                        p.last_seen_ms
+                            .or(last[u])
+                            .unwrap_or_else(|| chrono::Utc::now().timestamp_millis())
+                    })
+                })
+                .collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "presence unreadable; announcing the changes as made");
+                users.iter().map(|u| last[u]).collect()
+            }
+        };
         let pairs = match chat_store::pg::dm_peers_of(&self.db, &users).await {
             Ok(p) => p,
             Err(e) => {
@@ -104,18 +143,23 @@ impl Ephemeral {
         for (user, peer) in pairs {
             peers.entry(user).or_default().push(peer);
         }
-        let outgoing: Vec<Outgoing> = changes
+        let outgoing: Vec<Outgoing> = users
             .iter()
+            .zip(states)
             .filter_map(|(user, offline_at)| {
-                let recipients = peers.remove(user)?;
                 Some(Outgoing {
-                    event: presence_event(*user, *offline_at),
-                    recipients: Arc::new(recipients),
+                    event: presence_event(*user, offline_at),
+                    recipients: Arc::new(peers.remove(user)?),
                 })
             })
             .collect();
         metrics::counter!("chat_presence_announcements_total").increment(outgoing.len() as u64);
         self.fanout.push_ephemeral(&outgoing).await;
+    }
+
+    fn announcements(&self) -> std::sync::MutexGuard<'_, Announcements> {
+        // Nothing panics while holding it.
+        self.announcements.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Drop cached member lists older than [`MEMBERS_FRESH`] (the heartbeat calls this).
@@ -191,15 +235,38 @@ fn presence_event(user: UserId, offline_at: Option<i64>) -> Event {
     }
 }
 
-/// Announce presence changes in the background (never holding up a connection or the heartbeat).
+/// Announce presence changes in the background (never holding up a connection or the
+/// heartbeat): one task at a time announces everything queued so far, each user as Redis has
+/// them then ([`Ephemeral::announce`]), so the last word a peer gets is the user's state after
+/// their last change (a task per change let an "online" overtake the "offline" after it), and
+/// a storm of connections costs a query per batch, not one per connection. The task ends when
+/// the queue is empty (a gateway's shutdown drain waits for it).
 pub fn announce_later(shared: &Arc<crate::Shared>, changes: Vec<(UserId, Option<i64>)>) {
     if changes.is_empty() {
         return;
     }
-    let shared2 = shared.clone();
-    shared.tasks.spawn(async move {
-        shared2.ephemeral.announce(&changes).await;
-    });
+    let start = {
+        let mut q = shared.ephemeral.announcements();
+        q.pending.extend(changes);
+        !std::mem::replace(&mut q.active, true)
+    };
+    if start {
+        let shared = shared.clone();
+        shared.tasks.clone().spawn(async move {
+            loop {
+                let batch: Vec<(UserId, Option<i64>)> = {
+                    let mut q = shared.ephemeral.announcements();
+                    if q.pending.is_empty() {
+                        q.active = false;
+                        return;
+                    }
+                    let n = q.pending.len().min(ANNOUNCE_AT_ONCE);
+                    q.pending.drain(..n).collect()
+                };
+                shared.ephemeral.announce(&batch).await;
+            }
+        });
+    }
 }
 
 /// Sweep the presence entries of gateways that died (any gateway may; each entry is handled

@@ -235,6 +235,7 @@ impl Application {
         let presence = Presence::new(redis.clone());
         let ephemeral = ephemeral::Ephemeral::new(
             db.clone(),
+            presence.clone(),
             chat_store::push::Fanout::new(
                 presence.clone(),
                 cfg.internal.token()?,

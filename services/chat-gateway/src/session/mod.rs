@@ -212,8 +212,21 @@ async fn run(
             shared.cfg.queue_bytes,
         )),
     };
-    // Register before `ready`: from here on, every message pushed for this user reaches this
-    // connection, and everything before it is in history (message servers store, then push).
+    // `ready` is queued first, before the connection is registered: a push that comes while
+    // the registration is written (a peer's presence, a message) must not overtake it.
+    let connection_id = format!("{}:{}", shared.cfg.id, id);
+    handle
+        .send(Outbound::Frame(
+            serde_json::to_string(&ServerFrame::Ready {
+                user_id: user,
+                connection_id,
+            })
+            .expect("frames serialise"),
+        ))
+        .await;
+    // Registered before `ready` is sent: from here on, every message pushed for this user
+    // reaches this connection, and everything before it is in history (message servers
+    // store, then push).
     // A new connection is in the foreground: if the user's others here are all in the
     // background, they are looking again.
     let was_attentive = shared.hub.is_attentive(&user);
@@ -241,16 +254,6 @@ async fn run(
     if sid.is_some_and(|sid| shared.recent_revocations.contains(sid)) {
         handle.state.revoke();
     }
-    let connection_id = format!("{}:{}", shared.cfg.id, id);
-    handle
-        .send(Outbound::Frame(
-            serde_json::to_string(&ServerFrame::Ready {
-                user_id: user,
-                connection_id,
-            })
-            .expect("frames serialise"),
-        ))
-        .await;
 
     let (sink, stream) = socket.split();
     let state = handle.state.clone();
