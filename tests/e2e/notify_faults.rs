@@ -173,7 +173,7 @@ async fn messages_ms_apart_are_decided_in_a_few_batches_and_each_notified_once()
     let mut a = connect(&alice.access_token).await?;
     let batches_before = metric(NOTIFIER_OPS, "chat_notifier_batch_seconds_count").await?;
     let records_before = metric(NOTIFIER_OPS, "chat_notifier_records_total").await?;
-    // Written APART apart (160 ms in all, within the send rate's burst), acks collected after.
+    // Written APART apart (160 ms of pauses, within the send rate's burst), acks collected after.
     let ids: Vec<String> = (0..BURST).map(|_| unique("c")).collect();
     let first_sent = tokio::time::Instant::now();
     for (i, id) in ids.iter().enumerate() {
@@ -207,7 +207,7 @@ async fn messages_ms_apart_are_decided_in_a_few_batches_and_each_notified_once()
             ids.len()
         );
     }
-    // Every record counted (the counter moves after its batch's offsets are stored).
+    // Every record counted (the counter moves once its batch is decided and written).
     let until = tokio::time::Instant::now() + Duration::from_secs(10);
     while metric(NOTIFIER_OPS, "chat_notifier_records_total").await? < records_before + BURST as f64
     {
