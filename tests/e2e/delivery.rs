@@ -7,7 +7,7 @@
 use chat_client::{Connection, Page};
 use chat_e2e::harness::{Crowd, Verdict};
 use chat_e2e::partitions::{holdings, partition_of};
-use chat_e2e::{api, connect, connect_elsewhere, register, senders, stack, unique};
+use chat_e2e::{Restart, api, connect, connect_elsewhere, register, senders, stack, unique};
 use chat_types::ws::ServerFrame;
 use std::time::Duration;
 use tokio::sync::Mutex;
@@ -26,13 +26,14 @@ async fn killing_a_message_server_mid_stream_loses_duplicates_and_reorders_nothi
 -> anyhow::Result<()> {
     let _serial = SERIAL.lock().await;
     let crowd = Crowd::new(CLIENTS, CHANNELS, MEMBERS).await?;
+    let restart = Restart::guard(&["message-server-1"]);
     let sent = crowd
         .stream(PER_CHANNEL, PAUSE, || {
             stack(&["kill", "message-server-1", "-9"])
         })
         .await?;
     let verdict = crowd.finish(sent, SETTLE).await;
-    stack(&["start", "message-server-1"]).await?;
+    restart.start().await?;
     verdict?.report_and_check("kill -9 message-server-1")
 }
 
@@ -43,13 +44,14 @@ const CHANGE_EVERY: usize = 3;
 async fn edits_and_reactions_survive_a_message_server_kill_exactly() -> anyhow::Result<()> {
     let _serial = SERIAL.lock().await;
     let crowd = Crowd::new(CLIENTS, CHANNELS, MEMBERS).await?;
+    let restart = Restart::guard(&["message-server-2"]);
     let sent = crowd
         .stream_changing(PER_CHANNEL, PAUSE, CHANGE_EVERY, || {
             stack(&["kill", "message-server-2", "-9"])
         })
         .await?;
     let verdict = crowd.finish(sent, SETTLE).await;
-    stack(&["start", "message-server-2"]).await?;
+    restart.start().await?;
     let verdict = verdict?;
     verdict.report_and_check("changes, kill -9 message-server-2")?;
     assert!(verdict.changes_sent > 0);
@@ -60,13 +62,14 @@ async fn edits_and_reactions_survive_a_message_server_kill_exactly() -> anyhow::
 async fn edits_and_reactions_survive_a_gateway_kill_exactly() -> anyhow::Result<()> {
     let _serial = SERIAL.lock().await;
     let crowd = Crowd::new(CLIENTS, CHANNELS, MEMBERS).await?;
+    let restart = Restart::guard(&["gateway-2"]);
     let sent = crowd
         .stream_changing(PER_CHANNEL, PAUSE, CHANGE_EVERY, || {
             stack(&["kill", "gateway-2", "-9"])
         })
         .await?;
     let verdict = crowd.finish(sent, SETTLE).await;
-    stack(&["start", "gateway-2"]).await?;
+    restart.start().await?;
     let verdict = verdict?;
     verdict.report_and_check("changes, kill -9 gateway-2")?;
     assert!(verdict.changes_sent > 0 && verdict.reconnects > 0);
@@ -89,11 +92,12 @@ async fn killing_a_gateway_makes_its_clients_reconnect_and_resume_exactly() -> a
 /// before the verdict is returned.
 async fn gateway_1_killed_mid_stream() -> anyhow::Result<Verdict> {
     let crowd = Crowd::new(CLIENTS, CHANNELS, MEMBERS).await?;
+    let restart = Restart::guard(&["gateway-1"]);
     let sent = crowd
         .stream(PER_CHANNEL, PAUSE, || stack(&["kill", "gateway-1", "-9"]))
         .await?;
     let verdict = crowd.finish(sent, SETTLE).await;
-    stack(&["start", "gateway-1"]).await?;
+    restart.start().await?;
     verdict
 }
 
@@ -108,13 +112,14 @@ async fn clients_of_a_killed_gateway_reconnect_at_once_after_an_earlier_gateway_
     let _serial = SERIAL.lock().await;
     // The earlier failure: gateway-2 is down while clients connect (nginx tries it, is refused
     // and goes on to gateway-1), then comes back.
+    let restart = Restart::guard(&["gateway-2"]);
     stack(&["kill", "gateway-2", "-9"]).await?;
     let api = api();
     let probe = register(&api, "lb-probe").await?;
     for _ in 0..8 {
         connect(&probe.access_token).await?;
     }
-    stack(&["start", "gateway-2"]).await?;
+    restart.start().await?;
     let verdict = gateway_1_killed_mid_stream().await?;
     verdict.report_and_check("kill -9 gateway-1 after gateway-2 failed once")?;
     anyhow::ensure!(verdict.reconnects > 0, "no client was on gateway-1");
@@ -132,12 +137,14 @@ async fn clients_of_a_killed_gateway_reconnect_at_once_after_an_earlier_gateway_
 async fn a_redis_restart_mid_stream_loses_nothing() -> anyhow::Result<()> {
     let _serial = SERIAL.lock().await;
     let crowd = Crowd::new(CLIENTS, CHANNELS, MEMBERS).await?;
+    let restart = Restart::guard(&["redis"]);
     let sent = crowd
         .stream(PER_CHANNEL, PAUSE, || async {
             stack(&["kill", "redis", "-9"]).await?;
             stack(&["start", "redis"]).await
         })
         .await?;
+    restart.start().await?;
     crowd
         .finish(sent, SETTLE)
         .await?
@@ -148,6 +155,7 @@ async fn a_redis_restart_mid_stream_loses_nothing() -> anyhow::Result<()> {
 async fn cassandra_down_for_ten_seconds_makes_messages_late_not_lost() -> anyhow::Result<()> {
     let _serial = SERIAL.lock().await;
     let crowd = Crowd::new(CLIENTS, CHANNELS, MEMBERS).await?;
+    let restart = Restart::guard(&["cassandra"]);
     let restarter = std::sync::Mutex::new(None);
     let sent = crowd
         .stream(PER_CHANNEL, PAUSE, || async {
@@ -164,6 +172,7 @@ async fn cassandra_down_for_ten_seconds_makes_messages_late_not_lost() -> anyhow
     if let Some(h) = handle {
         h.await??;
     }
+    restart.start().await?;
     // Cassandra is back; wait until the API reports it can read history again (its driver
     // reconnects on its own schedule) before the verdict reads history through it.
     let ready = std::env::var("CHAT_API_OPS_URL")
@@ -288,6 +297,7 @@ async fn a_gateway_being_stopped_tells_its_clients_to_reconnect() -> anyhow::Res
         }
     }
     let mut ws = ws.expect("a connection on gateway-2");
+    let restart = Restart::guard(&["gateway-2"]);
     stack(&["kill", "gateway-2"]).await?; // SIGTERM: graceful
     let err = loop {
         match ws.next_frame().await {
@@ -295,7 +305,7 @@ async fn a_gateway_being_stopped_tells_its_clients_to_reconnect() -> anyhow::Res
             Err(e) => break e.to_string(),
         }
     };
-    stack(&["start", "gateway-2"]).await?;
+    restart.start().await?;
     println!("client saw: {err}");
     assert!(
         err.contains("1001") || err.contains("Away"),
@@ -323,10 +333,10 @@ async fn positions_continue_across_a_bucket_after_the_message_servers_restart() 
 
     let mut seqs = live_positions(&mut from, &mut ws, ch.id, 1030).await?;
     // Graceful stops: the group rebalances at once, and both servers start with empty caches.
+    let restart = Restart::guard(&["message-server-1", "message-server-2"]);
     stack(&["kill", "message-server-1"]).await?;
     stack(&["kill", "message-server-2"]).await?;
-    stack(&["start", "message-server-1"]).await?;
-    stack(&["start", "message-server-2"]).await?;
+    restart.start().await?;
     seqs.extend(live_positions(&mut from, &mut ws, ch.id, 10).await?);
     assert_eq!(seqs, (1..=1040).collect::<Vec<i64>>(), "live positions");
 
@@ -416,6 +426,7 @@ async fn a_message_server_restarting_moves_only_the_partitions_it_must() -> anyh
     group_settled(PARTITIONS).await?;
     let before = holdings(MS2_OPS).await?;
     let crowd = Crowd::new(CLIENTS, PARTITIONS, MEMBERS).await?;
+    let guard = Restart::guard(&["message-server-1"]);
     let restart = std::sync::Mutex::new(None);
     let sent = crowd
         .stream(ROUNDS, PAUSE, || async {
@@ -437,6 +448,7 @@ async fn a_message_server_restarting_moves_only_the_partitions_it_must() -> anyh
         .await?;
     let handle = restart.lock().expect("lock").take();
     handle.expect("the restart started").await??;
+    guard.start().await?;
     group_settled(PARTITIONS).await?;
     let after = holdings(MS2_OPS).await?;
     let channels: Vec<_> = crowd.channels.iter().map(|c| c.id).collect();
@@ -474,5 +486,22 @@ async fn a_message_server_restarting_moves_only_the_partitions_it_must() -> anyh
         PARTITIONS - held_after.len(),
         "message-server-2 gave up partitions that stayed with it (an eager, stop-the-world rebalance)"
     );
+    Ok(())
+}
+
+/// The guard the tests above rely on: a test that fails between a kill and its own restart
+/// leaves the service started again (and ready) for the tests after it.
+#[tokio::test]
+async fn a_test_failing_after_a_kill_leaves_the_service_started_again() -> anyhow::Result<()> {
+    let _serial = SERIAL.lock().await;
+    let failing: anyhow::Result<()> = async {
+        let _restart = Restart::guard(&["message-server-2"]);
+        stack(&["kill", "message-server-2", "-9"]).await?;
+        Err(anyhow::anyhow!("a step after the kill failed"))
+    }
+    .await;
+    assert!(failing.is_err());
+    let ready = reqwest::get(format!("http://127.0.0.1:{MS2_OPS}/readyz")).await?;
+    assert_eq!(ready.status(), 200, "message-server-2 is running and ready");
     Ok(())
 }

@@ -509,6 +509,7 @@ async fn a_user_whose_gateway_is_killed_goes_offline_once_the_registration_lapse
     // its registrations meanwhile: the last renewal lies between the start of the kill less
     // one renewal interval and the moment the kill returned (the process is gone by then).
     let kill_began = chrono::Utc::now();
+    let restart = chat_e2e::Restart::guard(&["gateway-1"]);
     let outcome = async {
         stack(&["kill", "gateway-1", "-9"]).await?;
         let killed_at = chrono::Utc::now();
@@ -563,7 +564,7 @@ async fn a_user_whose_gateway_is_killed_goes_offline_once_the_registration_lapse
         Ok(())
     }
     .await;
-    stack(&["start", "gateway-1"]).await?;
+    restart.start().await?;
     outcome
 }
 

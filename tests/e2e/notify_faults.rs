@@ -301,6 +301,7 @@ async fn a_notifier_killed_mid_stream_skips_nobody_and_repeats_only_what_was_on_
     let mut a = connect(&alice.access_token).await?;
     let mut sent = HashMap::new();
     let mut killed = false;
+    let restart = chat_e2e::Restart::guard(&["notifier"]);
     for i in 0..60 {
         let m = a.send_acked(ch, &unique("c"), &format!("k{i}")).await?;
         sent.insert(m.id.to_string(), now_us());
@@ -311,7 +312,7 @@ async fn a_notifier_killed_mid_stream_skips_nobody_and_repeats_only_what_was_on_
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     assert!(killed);
-    stack(&["start", "notifier"]).await?;
+    restart.start().await?;
     let tokens: Vec<String> = members.iter().map(|(_, t)| t.clone()).collect();
     let got = all_arrive(&standin, &tokens, &sent, Duration::from_secs(60)).await?;
     // What was on the wire at the kill stays leased to the dead notifier (30 s), then the
@@ -400,6 +401,7 @@ async fn a_notifier_killed_mid_stream_skips_nobody_and_repeats_only_what_was_on_
 async fn a_backlog_for_one_slow_device_takes_no_other_devices_turn() -> anyhow::Result<()> {
     let api = api();
     let standin = StandIn::from_env();
+    let restart = chat_e2e::Restart::guard(&["notifier"]);
     stack(&["kill", "notifier"]).await?;
     stack_with_env(
         &["start", "notifier"],
@@ -409,7 +411,7 @@ async fn a_backlog_for_one_slow_device_takes_no_other_devices_turn() -> anyhow::
     let measured = backlog_of_one_slow_device(&api, &standin).await;
     // The stack's own notifier again, whatever happened.
     stack(&["kill", "notifier"]).await?;
-    stack(&["start", "notifier"]).await?;
+    restart.start().await?;
     let (others, slow) = measured?;
     println!(
         "while one device answers after 3 s and 30 notifications for it wait: another device's send to request p50 {:.0} ms, p99 {:.0} ms ({} requests); the slow device got all {} within {:.1} s",

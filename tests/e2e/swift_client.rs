@@ -256,6 +256,7 @@ async fn swift_and_rust_clients_chat_and_the_swift_client_resumes_exactly_after_
     .await?;
 
     // The Swift client's gateway dies hard while the other side sends 20 messages.
+    let restart = chat_e2e::Restart::guard(&[&gateway]);
     stack(&["kill", &gateway, "-9"]).await?;
     let mut acked = Vec::new();
     for i in 0..20 {
@@ -273,7 +274,7 @@ async fn swift_and_rust_clients_chat_and_the_swift_client_resumes_exactly_after_
             .await?;
         acked.push(id);
     }
-    stack(&["start", &gateway]).await?;
+    restart.start().await?;
 
     let again = swift
         .expect("a new ready", WAIT, |l| {

@@ -187,6 +187,48 @@ pub async fn stack_with_env(args: &[&str], env: &[(&str, &str)]) -> anyhow::Resu
     Ok(())
 }
 
+/// Starts services a test stops, even when the test fails first. Armed before the kill; the
+/// test ends it with [`Restart::start`] where it means to start them again. If the test returns
+/// an error or panics before that, dropping the guard runs `deploy/stack.sh start` for each
+/// (blocking: `Drop` cannot await), so the tests after it find the stack whole: without it, one
+/// failure between a kill and its restart failed three more tests in CI. Starting a service that
+/// is running (the kill never happened) does nothing.
+#[must_use = "the services are started again when this is dropped"]
+pub struct Restart {
+    services: Vec<String>,
+}
+
+impl Restart {
+    pub fn guard(services: &[&str]) -> Restart {
+        Restart {
+            services: services.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    /// Start the services again, in order (each `start` waits for readiness).
+    pub async fn start(mut self) -> anyhow::Result<()> {
+        for service in std::mem::take(&mut self.services) {
+            stack(&["start", &service]).await?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Restart {
+    fn drop(&mut self) {
+        for service in &self.services {
+            eprintln!("the test stopped early: starting {service} again for the tests after it");
+            let started = std::process::Command::new("bash")
+                .arg(repo_root().join("deploy/stack.sh"))
+                .args(["start", service])
+                .status();
+            if !matches!(started, Ok(s) if s.success()) {
+                eprintln!("could not start {service} again: {started:?}");
+            }
+        }
+    }
+}
+
 /// The value of an unlabelled metric in the Prometheus scrape of the ops endpoint
 /// `127.0.0.1:<port>` (0 when the process has not recorded it yet: metrics appear on first use).
 pub async fn metric(port: u16, name: &str) -> anyhow::Result<f64> {
