@@ -205,10 +205,12 @@ impl Restart {
         }
     }
 
-    /// Start the services again, in order (each `start` waits for readiness).
+    /// Start the services again, in order (each `start` waits for readiness). One that fails
+    /// to start stays in the guard with those after it, so dropping it tries them again.
     pub async fn start(mut self) -> anyhow::Result<()> {
-        for service in std::mem::take(&mut self.services) {
-            stack(&["start", &service]).await?;
+        while let Some(service) = self.services.first() {
+            stack(&["start", service]).await?;
+            self.services.remove(0);
         }
         Ok(())
     }
