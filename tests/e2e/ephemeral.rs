@@ -27,6 +27,18 @@ async fn frames_before_pong(ws: &mut Connection) -> anyhow::Result<Vec<ServerFra
     Ok(before)
 }
 
+/// Two new users (named by the prefixes) and the DM the second opened with the first.
+async fn dm_pair(
+    api: &chat_client::Api,
+    first: &str,
+    second: &str,
+) -> anyhow::Result<(Session, Session, ChannelId)> {
+    let a = register(api, first).await?;
+    let b = register(api, second).await?;
+    let dm = api.open_dm(&b.access_token, a.user.id).await?.channel.id;
+    Ok((a, b, dm))
+}
+
 fn typings(frames: &[ServerFrame]) -> usize {
     frames
         .iter()
@@ -337,13 +349,7 @@ async fn a_user_is_online_while_any_device_is_connected_and_offline_with_last_se
 -> anyhow::Result<()> {
     let _serial = SERIAL.lock().await;
     let api = api();
-    let alice = register(&api, "roamer").await?;
-    let bob = register(&api, "friend").await?;
-    let dm = api
-        .open_dm(&bob.access_token, alice.user.id)
-        .await?
-        .channel
-        .id;
+    let (alice, bob, dm) = dm_pair(&api, "roamer", "friend").await?;
     let mut b = connect(&bob.access_token).await?;
 
     let before_any = presence_of(&bob, dm, alice.user.id).await?;
@@ -578,13 +584,7 @@ async fn quick_reconnects_end_offline_for_the_peer() -> anyhow::Result<()> {
     const CYCLES: usize = 15;
     let _serial = SERIAL.lock().await;
     let api = api();
-    let alice = register(&api, "flaky").await?;
-    let bob = register(&api, "watcher").await?;
-    let dm = api
-        .open_dm(&bob.access_token, alice.user.id)
-        .await?
-        .channel
-        .id;
+    let (alice, bob, dm) = dm_pair(&api, "flaky", "watcher").await?;
     let mut b = connect_on(&bob, "gateway-2").await?;
     // Straight to gateway-1 (deploy/native/topology.conf), not through nginx: attempts that
     // landed on gateway-2 would be announced by another gateway, in no order with these.
