@@ -82,6 +82,10 @@ step "benchmark tool smoke run (chat-bench smoke, a few seconds)"
 # 100 clients chatting beside a flooding and a connection-hoarding user: nothing may be lost;
 # the latency comparison is reported here and judged by the full benchmark (docs/benchmarks.md).
 "$CARGO_TARGET_DIR/release/chat-bench" abuse --rounds 1 --secs 5 --latency-report-only
+# The fan-out floor (a bare broadcast server through an nginx of its own): still runs, and its
+# client checks every frame.
+"$CARGO_TARGET_DIR/release/chat-bench" floor --connections 200 --rates 50 --step-secs 2 \
+    --out-dir "${TMPDIR:-/tmp}/chat-bench-floor-check"
 
 step "compose file check"
 deploy/compose/check.sh

@@ -2,7 +2,7 @@
 //! WebSockets through nginx), checks every delivery (lost, duplicated, reordered, by `seq`), and
 //! reports latency, throughput, memory per connection and CPU per process as JSON and SVG plots.
 //!
-//! Scenarios: `idle`, `groups`, `fanout`, `history`, `abuse`, and `smoke` (a few-second check for the test
+//! Scenarios: `idle`, `groups`, `fanout`, `floor`, `history`, `abuse`, and `smoke` (a few-second check for the test
 //! suite). See `docs/benchmarks.md`.
 
 mod cache;
@@ -51,6 +51,12 @@ enum Cmd {
     /// Push notifications: channels of offline members with devices at fixed send rates;
     /// notifications per second at the APNs stand-in and send-to-request latency.
     Notify(scenarios::NotifyArgs),
+    /// The fan-out pattern with nothing of ours in the path: a bare WebSocket broadcast server
+    /// through an nginx of its own, and a plain client; CPU per delivery of each (the floor).
+    Floor(scenarios::FloorArgs),
+    /// (internal) the bare broadcast server of `floor`.
+    #[command(hide = true)]
+    FloorServer(scenarios::FloorServerArgs),
     /// (internal) a worker process: a job on stdin, reports on stdout.
     #[command(hide = true)]
     Worker,
@@ -131,6 +137,8 @@ fn main() -> std::process::ExitCode {
             Cmd::Abuse(a) => scenarios::abuse(a).await,
             Cmd::Baseline(a) => scenarios::baseline(a).await,
             Cmd::Notify(a) => scenarios::notify(a).await,
+            Cmd::Floor(a) => scenarios::floor(a).await,
+            Cmd::FloorServer(a) => scenarios::floor_server(a).await,
             Cmd::Worker => unreachable!(),
         }
     });

@@ -27,6 +27,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::mpsc;
+use tracing::Instrument;
 use uuid::Uuid;
 
 static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
@@ -257,15 +258,27 @@ async fn run(
 
     let (sink, stream) = socket.split();
     let state = handle.state.clone();
-    let w = async {
+    // The reader is a task of its own. Joined into this one (`join!`), every wake-up of the
+    // writer, i.e. every frame to the client, polled the reader as well: its half of the
+    // socket, its cancellation and its two timers. That was about a seventh of a gateway's CPU
+    // in fan-out (docs/benchmarks.md, issue 14, fifth step).
+    let reader = tokio::spawn(
+        {
+            let (shared, handle) = (shared.clone(), handle.clone());
+            async move {
+                // However the reader ends (a panic too), the connection ends with it.
+                let _end = handle.state.kill.clone().drop_guard();
+                reader::run(&shared, user, expires, stream, &handle).await;
+            }
+        }
+        .in_current_span(),
+    );
+    {
+        // However the writer ends (this task dropped too), the reader stops with it.
+        let _end = state.kill.clone().drop_guard();
         writer::run(&shared, sink, rx, &state, resume_announced).await;
-        state.kill.cancel();
-    };
-    let r = async {
-        reader::run(&shared, user, expires, stream, &handle).await;
-        state.kill.cancel();
-    };
-    tokio::join!(w, r);
+    }
+    let _ = reader.await;
 
     if shared.hub.remove(user, id) {
         match shared

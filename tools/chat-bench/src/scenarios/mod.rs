@@ -3,11 +3,13 @@
 //! # Layout
 //! - `shared`: the set-up every scenario starts from (API client, cached user pool, channel
 //!   layouts, progress bar), the steady-traffic spec, and the result files.
-//! - `groups`, `fanout`, `idle`, `history`, `smoke`, `baseline`, `abuse`, `notify`: one scenario each.
+//! - `groups`, `fanout`, `idle`, `history`, `smoke`, `baseline`, `abuse`, `notify`: one scenario each;
+//!   `floor`: the same fan-out pattern through a bare server (what this machine's sockets cost).
 
 mod abuse;
 mod baseline;
 mod fanout;
+mod floor;
 mod groups;
 mod history;
 mod idle;
@@ -19,6 +21,7 @@ mod typing_probe;
 pub use abuse::{AbuseArgs, abuse};
 pub use baseline::{BaselineArgs, baseline};
 pub use fanout::{FanoutArgs, fanout};
+pub use floor::{FloorArgs, FloorServerArgs, floor, floor_server};
 pub use groups::{GroupsArgs, groups};
 pub use history::{HistoryArgs, history};
 pub use idle::{IdleArgs, idle};

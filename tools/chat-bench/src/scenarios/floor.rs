@@ -1,0 +1,548 @@
+//! `floor`: what one delivery costs this machine with nothing of ours in the path. A bare
+//! tokio-tungstenite broadcast server (a child process: `chat-bench floor-server`) writes one
+//! message frame, shaped and sized like a gateway's, to every connection at a fixed rate, through
+//! an nginx of its own with the stack's `/ws` proxy settings (or directly), to a client as
+//! plain as chat-bench's: one current-thread runtime, one task per connection, each frame parsed
+//! and checked by `seq`. CPU per delivery of server, nginx and client is the floor that the
+//! `fanout` scenario's gateway + nginx + client numbers compare with (issue 14's goal of 6 µs).
+//! Exits non-zero if a frame was lost, duplicated or unreadable, or nothing was delivered.
+
+use super::shared::envelope;
+use crate::Common;
+use crate::procs;
+use crate::report;
+use crate::stats;
+use anyhow::{Context, bail};
+use clap::Args;
+use futures::{SinkExt, StreamExt};
+use serde::{Deserialize, Serialize};
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+use tokio::net::{TcpListener, TcpSocket};
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+#[derive(Args, Clone, Debug)]
+pub struct FloorArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Connections, all subscribed to the one broadcast.
+    #[arg(long, default_value_t = 5000)]
+    pub connections: usize,
+    /// Frames per second to every connection, one measured step each (comma separated).
+    #[arg(long, value_delimiter = ',', default_value = "10,20")]
+    pub rates: Vec<f64>,
+    /// Seconds measured per rate (after a 3 s warm-up).
+    #[arg(long, default_value_t = 15.0)]
+    pub step_secs: f64,
+    /// Message body size in bytes (as `fanout`'s; the frame around it is a gateway's).
+    #[arg(long, default_value_t = 100)]
+    pub body_bytes: usize,
+    /// Connect straight to the server instead of through nginx.
+    #[arg(long)]
+    pub direct: bool,
+    /// Loopback ports of the server and of its nginx.
+    #[arg(long, default_value_t = 18991)]
+    pub server_port: u16,
+    #[arg(long, default_value_t = 18992)]
+    pub nginx_port: u16,
+    /// The nginx binary (its own instance, in a temporary folder).
+    #[arg(long, default_value = "/usr/sbin/nginx")]
+    pub nginx: PathBuf,
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct FloorServerArgs {
+    /// Where to listen.
+    #[arg(long)]
+    pub listen: SocketAddr,
+    #[arg(long, default_value_t = 100)]
+    pub body_bytes: usize,
+}
+
+/// What the server's frames carry that the client reads (the rest is the gateway's shape).
+#[derive(Deserialize)]
+struct FrameView {
+    message: MessageView,
+}
+
+#[derive(Deserialize)]
+struct MessageView {
+    seq: i64,
+    /// `<send time in ns since the epoch>:<padding>`, like the bench's message bodies.
+    body: String,
+}
+
+fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// One `message` frame as a gateway writes it (the fields of fixtures/wire' message frame).
+fn message_frame(seq: i64, body_bytes: usize) -> String {
+    let mut body = format!("{}:", now_ns());
+    while body.len() < body_bytes {
+        body.push('x');
+    }
+    serde_json::json!({
+        "type": "message",
+        "message": {
+            "body": body,
+            "channel_id": "0190a2b4-0000-7000-8000-000000000001",
+            "client_msg_id": "5f0c8a52-8a8e-4a8e-9a43-0d4f6f1f6c12",
+            "created_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            "id": uuid::Uuid::new_v4(),
+            "sender_id": "0190a2b4-0000-7000-8000-000000000b0b",
+            "seq": seq,
+        }
+    })
+    .to_string()
+}
+
+/// The server: every connection gets every broadcast frame. Its stdin carries the rate
+/// (frames per second, one line each; 0 pauses); it ends when stdin closes. Each connection is
+/// a task that waits for the next frame, writes everything queued and flushes once, as the
+/// gateway's writer does; the frame is made once and shared.
+pub async fn floor_server(a: FloorServerArgs) -> anyhow::Result<bool> {
+    let listener = TcpListener::bind(a.listen).await?;
+    let (tx, _) =
+        tokio::sync::broadcast::channel::<tokio_tungstenite::tungstenite::Utf8Bytes>(1024);
+    let accept_tx = tx.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let _ = stream.set_nodelay(true);
+            let mut rx = accept_tx.subscribe();
+            tokio::spawn(async move {
+                // The gateway's buffer sizes (chat-gateway's `read_buffer_bytes`, `write_buffer_bytes`).
+                let config = WebSocketConfig::default()
+                    .read_buffer_size(1024)
+                    .write_buffer_size(16 * 1024);
+                let Ok(ws) =
+                    tokio_tungstenite::accept_async_with_config(stream, Some(config)).await
+                else {
+                    return;
+                };
+                let (mut sink, mut stream) = ws.split();
+                // Read (and drop) whatever the client sends, so pings and closes are handled.
+                tokio::spawn(async move { while let Some(Ok(_)) = stream.next().await {} });
+                while let Ok(f) = rx.recv().await {
+                    if sink.feed(WsMessage::Text(f)).await.is_err() {
+                        return;
+                    }
+                    while let Ok(f) = rx.try_recv() {
+                        if sink.feed(WsMessage::Text(f)).await.is_err() {
+                            return;
+                        }
+                    }
+                    if sink.flush().await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let (rate_tx, mut rate_rx) = tokio::sync::watch::channel(0.0f64);
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lines() {
+            let Ok(line) = line else { break };
+            if let Ok(r) = line.trim().parse::<f64>() {
+                let _ = rate_tx.send(r);
+            }
+        }
+    });
+    let mut seq = 0i64;
+    loop {
+        let rate = *rate_rx.borrow_and_update();
+        if rate <= 0.0 {
+            if rate_rx.changed().await.is_err() {
+                return Ok(true);
+            }
+            continue;
+        }
+        let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    seq += 1;
+                    let _ = tx.send(message_frame(seq, a.body_bytes).into());
+                }
+                changed = rate_rx.changed() => {
+                    if changed.is_err() {
+                        return Ok(true);
+                    }
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Counts of the client side, shared by the connection tasks of its one thread.
+#[derive(Default)]
+struct ClientStats {
+    connected: usize,
+    delivered: u64,
+    lost: u64,
+    duplicated: u64,
+    unparsable: u64,
+    /// Connections the server ended (a lagging receiver is dropped by its broadcast channel).
+    closed: u64,
+    latency: Option<hdrhistogram::Histogram<u64>>,
+}
+
+/// The client's counts at one moment, and the latencies since the reading before.
+struct Reading {
+    connected: usize,
+    delivered: u64,
+    lost: u64,
+    duplicated: u64,
+    unparsable: u64,
+    closed: u64,
+    latency: Option<hdrhistogram::Histogram<u64>>,
+}
+
+#[derive(Serialize)]
+struct Step {
+    rate: f64,
+    deliveries: u64,
+    deliveries_per_sec: f64,
+    latency_ms: stats::Summary,
+    cpu: procs::CpuReport,
+    /// CPU µs per delivery: server, nginx, client, and the three together.
+    us_per_delivery: BTreeMap<String, f64>,
+}
+
+pub async fn floor(a: FloorArgs) -> anyhow::Result<bool> {
+    let c = &a.common;
+    let server_addr = SocketAddr::from(([127, 0, 0, 1], a.server_port));
+    let nginx_addr = SocketAddr::from(([127, 0, 0, 1], a.nginx_port));
+    let exe = std::env::current_exe()?;
+    let mut server = Command::new(&exe)
+        .args(["floor-server", "--listen", &server_addr.to_string()])
+        .args(["--body-bytes", &a.body_bytes.to_string()])
+        .stdin(Stdio::piped())
+        .spawn()
+        .context("starting the floor server")?;
+    let mut server_in = server.stdin.take().context("server stdin")?;
+    let dir = std::env::temp_dir().join(format!("chat-bench-floor-{}", std::process::id()));
+    let mut nginx = if a.direct {
+        None
+    } else {
+        Some(start_nginx(&a.nginx, &dir, nginx_addr, server_addr)?)
+    };
+    let target = if a.direct { server_addr } else { nginx_addr };
+    let result = measure(&a, target, &server, nginx.as_ref(), &mut server_in).await;
+    drop(server_in);
+    let _ = server.kill();
+    let _ = server.wait();
+    if let Some(n) = nginx.as_mut() {
+        // `-s stop` (SIGTERM to the master, which ends its workers): a SIGKILL would leave
+        // the workers running, holding the port.
+        let _ = Command::new(&a.nginx)
+            .arg("-c")
+            .arg(dir.join("nginx.conf"))
+            .arg("-p")
+            .arg(&dir)
+            .args(["-s", "stop"])
+            .stderr(Stdio::null())
+            .status();
+        let _ = n.wait();
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let (steps, ok) = result?;
+    let name = c.name.clone().unwrap_or_else(|| "floor".into());
+    let json = report::write_json(
+        &c.out_dir,
+        &name,
+        &envelope(
+            "floor",
+            serde_json::json!({
+                "connections": a.connections, "rates": a.rates, "step_secs": a.step_secs,
+                "body_bytes": a.body_bytes, "through_nginx": !a.direct,
+            }),
+            &BTreeMap::new(),
+            &steps,
+        ),
+    )?;
+    println!("results: {}", json.display());
+    if !ok {
+        println!("floor: a frame was lost, duplicated or unreadable, or nothing was delivered");
+    }
+    Ok(ok)
+}
+
+fn start_nginx(
+    bin: &Path,
+    dir: &Path,
+    listen: SocketAddr,
+    upstream: SocketAddr,
+) -> anyhow::Result<Child> {
+    std::fs::create_dir_all(dir.join("tmp"))?;
+    let d = dir.display();
+    // The stack's /ws settings (deploy/nginx/native.conf.template and routes.conf) minus the
+    // logging and limits that cost nothing per frame.
+    let conf = format!(
+        r#"worker_processes 2;
+worker_rlimit_nofile 20000;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+daemon off;
+events {{ worker_connections 19900; multi_accept on; }}
+http {{
+    access_log off;
+    client_body_temp_path {d}/tmp; proxy_temp_path {d}/tmp; fastcgi_temp_path {d}/tmp;
+    uwsgi_temp_path {d}/tmp; scgi_temp_path {d}/tmp;
+    map $http_upgrade $connection_upgrade {{ default upgrade; '' close; }}
+    upstream floor {{ server {upstream}; }}
+    server {{
+        listen {listen} reuseport;
+        location = /ws {{
+            proxy_pass http://floor;
+            proxy_http_version 1.1;
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection $connection_upgrade;
+            proxy_set_header Host $http_host;
+            proxy_read_timeout 300s;
+            proxy_send_timeout 300s;
+            proxy_buffering off;
+        }}
+    }}
+}}
+"#
+    );
+    let path = dir.join("nginx.conf");
+    std::fs::write(&path, conf)?;
+    Command::new(bin)
+        .arg("-c")
+        .arg(&path)
+        .arg("-p")
+        .arg(dir)
+        .arg("-e")
+        .arg(dir.join("error.log"))
+        .spawn()
+        .with_context(|| format!("starting {}", bin.display()))
+}
+
+async fn measure(
+    a: &FloorArgs,
+    target: SocketAddr,
+    server: &Child,
+    nginx: Option<&Child>,
+    server_in: &mut std::process::ChildStdin,
+) -> anyhow::Result<(Vec<Step>, bool)> {
+    use std::io::Write;
+    // Let the server and nginx bind.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while tokio::net::TcpStream::connect(target).await.is_err() {
+        if Instant::now() > deadline {
+            bail!("nothing listens on {target}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let n = a.connections;
+    // The client: one thread, one current-thread runtime, a task per connection (chat-bench's
+    // worker layout). Its stats stay on that thread; the measuring side asks through channels.
+    let (ask_tx, mut ask_rx) =
+        tokio::sync::mpsc::unbounded_channel::<std::sync::mpsc::Sender<Reading>>();
+    let client = std::thread::Builder::new()
+        .name("floor-client".into())
+        .spawn(move || -> anyhow::Result<()> {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let local = tokio::task::LocalSet::new();
+            local.block_on(&rt, async move {
+                let st = Rc::new(RefCell::new(ClientStats {
+                    latency: Some(stats::hist(3)),
+                    ..Default::default()
+                }));
+                for i in 0..n {
+                    let st = st.clone();
+                    let mut stop = stop_rx.clone();
+                    tokio::task::spawn_local(async move {
+                        let sock = TcpSocket::new_v4()?;
+                        // Source addresses 127.0.0.2.. as the bench's fleet spreads them.
+                        sock.bind(SocketAddr::new([127, 0, 0, 2 + (i % 8) as u8].into(), 0))?;
+                        let stream = sock.connect(target).await?;
+                        stream.set_nodelay(true)?;
+                        let url = format!("ws://{target}/ws");
+                        // chat-bench's worker settings (worker/mod.rs).
+                        let config = WebSocketConfig::default().read_buffer_size(8 * 1024).write_buffer_size(0);
+                        let (mut ws, _) = tokio_tungstenite::client_async_with_config(url, stream, Some(config)).await?;
+                        st.borrow_mut().connected += 1;
+                        let mut last = 0i64;
+                        // One wait for the stop, made once (not a new one per frame).
+                        let stopped = stop.changed();
+                        tokio::pin!(stopped);
+                        loop {
+                            tokio::select! {
+                                m = ws.next() => {
+                                    let Some(Ok(m)) = m else {
+                                        st.borrow_mut().closed += 1;
+                                        break;
+                                    };
+                                    let WsMessage::Text(t) = m else { continue };
+                                    let now = now_ns();
+                                    let mut s = st.borrow_mut();
+                                    match serde_json::from_str::<FrameView>(&t) {
+                                        Ok(f) => {
+                                            s.delivered += 1;
+                                            let seq = f.message.seq;
+                                            if last != 0 && seq > last + 1 {
+                                                s.lost += (seq - last - 1) as u64;
+                                            } else if seq <= last {
+                                                s.duplicated += 1;
+                                            }
+                                            last = last.max(seq);
+                                            let sent = f.message.body.split(':').next().and_then(|v| v.parse::<u64>().ok()).unwrap_or(now);
+                                            if let Some(h) = s.latency.as_mut() {
+                                                stats::record(h, now.saturating_sub(sent) / 1000);
+                                            }
+                                        }
+                                        Err(_) => s.unparsable += 1,
+                                    }
+                                }
+                                _ = &mut stopped => break,
+                            }
+                        }
+                        let _ = ws.close(None).await;
+                        anyhow::Ok(())
+                    });
+                }
+                while let Some(reply) = ask_rx.recv().await {
+                    let mut s = st.borrow_mut();
+                    let h = s.latency.replace(stats::hist(3));
+                    let _ = reply.send(Reading {
+                        connected: s.connected,
+                        delivered: s.delivered,
+                        lost: s.lost,
+                        duplicated: s.duplicated,
+                        unparsable: s.unparsable,
+                        closed: s.closed,
+                        latency: h,
+                    });
+                }
+            });
+            Ok(())
+        })?;
+    let ask = || -> anyhow::Result<Reading> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        ask_tx
+            .send(tx)
+            .map_err(|_| anyhow::anyhow!("client thread ended"))?;
+        Ok(rx.recv()?)
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let connected = ask()?.connected;
+        if connected == n {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("only {connected} of {n} connections opened");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    println!(
+        "floor: {n} connections {}; frames of a {}-byte body",
+        if a.direct {
+            "straight to the server"
+        } else {
+            "through nginx"
+        },
+        a.body_bytes
+    );
+    let mut roots = BTreeMap::new();
+    roots.insert("server".to_string(), server.id());
+    if let Some(n) = nginx {
+        roots.insert("nginx".to_string(), n.id());
+    }
+    let mut steps = Vec::new();
+    let mut ok = true;
+    println!(
+        "     rate  deliv/s   p50 ms   p99 ms   max ms   server µs  nginx µs  client µs  total µs  machine"
+    );
+    for &rate in &a.rates {
+        writeln!(server_in, "{rate}")?;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let d0 = ask()?.delivered;
+        let s0 = procs::cpu_snapshot(&roots);
+        tokio::time::sleep(Duration::from_secs_f64(a.step_secs)).await;
+        let s1 = procs::cpu_snapshot(&roots);
+        let r = ask()?;
+        let (lost, duplicated, unparsable, h) = (r.lost, r.duplicated, r.unparsable, r.latency);
+        let deliveries = r.delivered - d0;
+        ok &= deliveries > 0 && lost + duplicated + unparsable + r.closed == 0;
+        let mut cpu = procs::cpu_between(&s0, &s1, deliveries, "deliveries");
+        // chat-bench's own tree holds the server and nginx: the client is the rest.
+        let of = |name: &str| {
+            cpu.processes
+                .iter()
+                .find(|p| p.process == name)
+                .map_or(0.0, |p| p.cpu_seconds)
+        };
+        let client_cpu = of(procs::SELF) - of("server") - of("nginx");
+        for p in cpu
+            .processes
+            .iter_mut()
+            .filter(|p| p.process == procs::SELF)
+        {
+            p.process = "client".into();
+            p.cpu_seconds = client_cpu;
+            p.core_percent = 100.0 * client_cpu / cpu.window_seconds;
+            p.ms_per_1000 = Some(1e6 * client_cpu / deliveries.max(1) as f64);
+        }
+        let us = |name: &str| {
+            1e6 * cpu
+                .processes
+                .iter()
+                .find(|p| p.process == name)
+                .map_or(0.0, |p| p.cpu_seconds)
+                / deliveries.max(1) as f64
+        };
+        let mut per = BTreeMap::new();
+        for name in ["server", "nginx", "client"] {
+            per.insert(name.to_string(), us(name));
+        }
+        per.insert("total".to_string(), per.values().sum());
+        let latency = stats::Summary::of(&h.unwrap_or_else(|| stats::hist(3)));
+        println!(
+            "{rate:>9} {:>8.0} {:>8} {:>8} {:>8} {:>11.1} {:>9.1} {:>10.1} {:>9.1}  {:.0}%",
+            deliveries as f64 / cpu.window_seconds,
+            stats::fmt_ms(latency.p50_ms),
+            stats::fmt_ms(latency.p99_ms),
+            stats::fmt_ms(latency.max_ms),
+            per["server"],
+            per["nginx"],
+            per["client"],
+            per["total"],
+            cpu.machine_busy_percent,
+        );
+        if lost + duplicated + unparsable + r.closed > 0 {
+            println!(
+                "  lost {lost} duplicated {duplicated} unparsable {unparsable}; {} connections ended",
+                r.closed
+            );
+        }
+        writeln!(server_in, "0")?;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        steps.push(Step {
+            rate,
+            deliveries,
+            deliveries_per_sec: deliveries as f64 / cpu.window_seconds,
+            latency_ms: latency,
+            cpu,
+            us_per_delivery: per,
+        });
+    }
+    let _ = stop_tx.send(true);
+    drop(ask_tx);
+    let _ = client.join();
+    Ok((steps, ok))
+}
