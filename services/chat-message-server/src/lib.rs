@@ -130,6 +130,7 @@ impl Application {
             &cfg.kafka,
             &cfg.kafka.consumer_group,
             &ms.id,
+            chat_store::bus::FetchPolicy::PROMPT,
         )?;
         tracing::info!(topic = %cfg.kafka.topic, group = %cfg.kafka.consumer_group, "consuming");
         let ops_listener = tokio::net::TcpListener::bind(&cfg.ops.listen).await?;

@@ -70,6 +70,14 @@ pub struct NotifierConfig {
     /// PostgreSQL statements per batch whatever its size, and a notification may come a few
     /// milliseconds later; 0: only what has already arrived (as the message servers do).
     pub linger_ms: u64,
+    /// Kafka answers the notifier's fetches once this many bytes of records are there, or
+    /// after `fetch_wait_ms` with what there is. Each fetch answered costs the broker about
+    /// as much as a produce; at 800 msg/s the notifier's prompt fetches were a third of
+    /// Kafka's (docs/benchmarks.md, issue 14). 1: each record at once.
+    pub fetch_min_bytes: u32,
+    /// The longest a fetch waits at the broker for `fetch_min_bytes` (so the most a
+    /// notification leaves later for it, besides `linger_ms`).
+    pub fetch_wait_ms: u32,
     /// Concurrent APNs requests of this notifier.
     pub max_in_flight: usize,
     /// Concurrent APNs requests to one device (of `max_in_flight`): a device that answers
@@ -99,6 +107,8 @@ impl Default for NotifierConfig {
             consumer_group: "chat-notifier".into(),
             batch_max: 1000,
             linger_ms: 20,
+            fetch_min_bytes: 32 * 1024,
+            fetch_wait_ms: 50,
             max_in_flight: 256,
             max_in_flight_per_device: 4,
             max_age_secs: 600,
@@ -165,8 +175,17 @@ impl Application {
             chat_store::presence::Presence::new(redis),
             Duration::from_secs(n.max_age_secs),
         );
-        let consumer =
-            chat_store::bus::GroupConsumer::subscribe(&cfg.kafka, &n.consumer_group, &n.id)?;
+        // Records gather at the broker (up to `fetch_min_bytes` or `fetch_wait_ms`): a
+        // notification may leave that much later, and Kafka answers far fewer fetches.
+        let consumer = chat_store::bus::GroupConsumer::subscribe(
+            &cfg.kafka,
+            &n.consumer_group,
+            &n.id,
+            chat_store::bus::FetchPolicy {
+                min_bytes: n.fetch_min_bytes,
+                max_wait_ms: n.fetch_wait_ms,
+            },
+        )?;
         tracing::info!(topic = %cfg.kafka.topic, group = %n.consumer_group, apns = cfg.apns.enabled, "consuming");
         let ops_listener = tokio::net::TcpListener::bind(&cfg.ops.listen).await?;
         Ok(Application {

@@ -150,12 +150,37 @@ struct CommitPace {
     uncommitted: bool,
 }
 
+/// How a consumer's fetches wait at the broker: a fetch is answered once it has `min_bytes`,
+/// or after `max_wait_ms` with whatever there is. Every fetch answered costs Kafka about as
+/// much as a produce (~160 µs of CPU here, docs/benchmarks.md), so a consumer that does not
+/// need each record at once should let records gather.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FetchPolicy {
+    pub min_bytes: u32,
+    pub max_wait_ms: u32,
+}
+
+impl FetchPolicy {
+    /// Each record as soon as it is there (the message servers: delivery latency). The long
+    /// wait then adds no latency; a short one would only make idle consumers poll the broker
+    /// (measured: 5 ms kept Kafka 17 % busy with the stack idle).
+    pub const PROMPT: FetchPolicy = FetchPolicy {
+        min_bytes: 1,
+        max_wait_ms: 200,
+    };
+}
+
 impl GroupConsumer {
     /// Join the consumer group `group` and subscribe to the topic from where the group left
     /// off (from the oldest record for a new group). `client_id` names this member in the
     /// broker's logs. Each purpose has its own group: the message servers
     /// (`cfg.consumer_group`) and the notifier read the same records independently.
-    pub fn subscribe(cfg: &KafkaConfig, group: &str, client_id: &str) -> Result<Self, KafkaError> {
+    pub fn subscribe(
+        cfg: &KafkaConfig,
+        group: &str,
+        client_id: &str,
+        fetch: FetchPolicy,
+    ) -> Result<Self, KafkaError> {
         let generation = Arc::new(AtomicU64::new(0));
         let assigned = Arc::new(AtomicUsize::new(0));
         let commit_in_flight = Arc::new(AtomicBool::new(false));
@@ -168,10 +193,8 @@ impl GroupConsumer {
             // KIP-848. A killed member's partitions move after the broker's
             // `group.consumer.session.timeout.ms` (6 s in our configurations, not 45 s).
             .set("group.protocol", "consumer")
-            // A fetch returns as soon as one record is there (fetch.min.bytes = 1), so a long
-            // wait adds no latency; a short one only makes idle consumers poll the broker
-            // (measured: 5 ms kept Kafka 17 % busy with the stack idle).
-            .set("fetch.wait.max.ms", "200")
+            .set("fetch.min.bytes", fetch.min_bytes.to_string())
+            .set("fetch.wait.max.ms", fetch.max_wait_ms.to_string())
             .create_with_context(GroupContext {
                 generation: generation.clone(),
                 assigned: assigned.clone(),

@@ -12,7 +12,7 @@ pub mod consumer;
 pub mod producer;
 
 pub use admin::create_topic;
-pub use consumer::{Batch, Consumed, GroupConsumer};
+pub use consumer::{Batch, Consumed, FetchPolicy, GroupConsumer};
 pub use producer::{Delivery, Producer};
 pub use rdkafka::error::KafkaError;
 
