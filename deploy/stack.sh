@@ -11,7 +11,7 @@
 #   deploy/stack.sh status                           each server: pid, port(s), up/down, log
 #   deploy/stack.sh logs [name] [-f]                 tail a server's log (no name: list the logs)
 #   deploy/stack.sh kill <name> [-9]                 stop one server (SIGTERM, or SIGKILL with -9)
-#   deploy/stack.sh start <name>                     start one server and wait until it is ready
+#   deploy/stack.sh start <name>...                  start these servers, each ready before the next
 #   deploy/stack.sh cut|heal <member>                cluster mode: cut a member's host off the
 #                                                    network (it keeps running) / undo it
 #
@@ -1201,11 +1201,22 @@ cmd_kill() {
     nginx_follow_spare "$name"
 }
 
+# start <name>...: each in the order given (a name after the first was once ignored silently).
 cmd_start() {
-    local name=${1:-}
-    known_name "$name" || die "start: unknown name '$name' (one of: $(all_names | tr '\n' ' '))"
+    local name
+    [[ $# -gt 0 ]] || die "start: name what to start (one or more of: $(all_names | tr '\n' ' '))"
+    for name in "$@"; do
+        known_name "$name" || die "start: unknown name '$name' (one of: $(all_names | tr '\n' ' '))"
+    done
     lock_stack
     prepare_dirs
+    for name in "$@"; do
+        start_one "$name"
+    done
+}
+
+start_one() {
+    local name=$1
     if is_member "$name"; then
         local script id
         read -r script id <<<"$(member_script "$name")"

@@ -505,3 +505,24 @@ async fn a_test_failing_after_a_kill_leaves_the_service_started_again() -> anyho
     assert_eq!(ready.status(), 200, "message-server-2 is running and ready");
     Ok(())
 }
+
+/// `deploy/stack.sh start` starts every server it is given, in order (it used to start the first
+/// and ignore the rest without a word, which left a benchmark's A/B on one gateway).
+#[tokio::test]
+async fn the_stack_script_starts_every_server_it_is_named() -> anyhow::Result<()> {
+    let _serial = SERIAL.lock().await;
+    let restart = Restart::guard(&["message-server-1", "message-server-2"]);
+    stack(&["kill", "message-server-1"]).await?;
+    stack(&["kill", "message-server-2"]).await?;
+    stack(&["start", "message-server-1", "message-server-2"]).await?;
+    for port in [MS1_OPS, MS2_OPS] {
+        let ready = reqwest::get(format!("http://127.0.0.1:{port}/readyz")).await?;
+        assert_eq!(
+            ready.status(),
+            200,
+            "the server with ops port {port} is running and ready"
+        );
+    }
+    restart.start().await?;
+    Ok(())
+}
