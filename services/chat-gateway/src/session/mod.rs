@@ -260,8 +260,9 @@ async fn run(
     let state = handle.state.clone();
     // The reader is a task of its own. Joined into this one (`join!`), every wake-up of the
     // writer, i.e. every frame to the client, polled the reader as well: its half of the
-    // socket, its cancellation and its two timers. That was about a seventh of a gateway's CPU
-    // in fan-out (docs/benchmarks.md, issue 14, fifth step).
+    // socket, its cancellation and its two timers: about a tenth of gateway-1's samples in a
+    // fan-out profile, ~4 % of its CPU per delivery at 20 msg/s (docs/benchmarks.md, tuning
+    // log 17).
     let reader = tokio::spawn(
         {
             let (shared, handle) = (shared.clone(), handle.clone());
