@@ -184,7 +184,8 @@ pub async fn floor_server(a: FloorServerArgs) -> anyhow::Result<bool> {
     }
 }
 
-/// Counts of the client side, shared by the connection tasks of its one thread.
+/// Counts of the client side, shared by the connection tasks of its one thread; a copy of them
+/// (with the latencies since the copy before) is what the measuring side reads.
 #[derive(Default)]
 struct ClientStats {
     connected: usize,
@@ -193,17 +194,6 @@ struct ClientStats {
     duplicated: u64,
     unparsable: u64,
     /// Connections the server ended (a lagging receiver is dropped by its broadcast channel).
-    closed: u64,
-    latency: Option<hdrhistogram::Histogram<u64>>,
-}
-
-/// The client's counts at one moment, and the latencies since the reading before.
-struct Reading {
-    connected: usize,
-    delivered: u64,
-    lost: u64,
-    duplicated: u64,
-    unparsable: u64,
     closed: u64,
     latency: Option<hdrhistogram::Histogram<u64>>,
 }
@@ -351,7 +341,7 @@ async fn measure(
     // The client: one thread, one current-thread runtime, a task per connection (chat-bench's
     // worker layout). Its stats stay on that thread; the measuring side asks through channels.
     let (ask_tx, mut ask_rx) =
-        tokio::sync::mpsc::unbounded_channel::<std::sync::mpsc::Sender<Reading>>();
+        tokio::sync::mpsc::unbounded_channel::<std::sync::mpsc::Sender<ClientStats>>();
     let client = std::thread::Builder::new()
         .name("floor-client".into())
         .spawn(move || -> anyhow::Result<()> {
@@ -417,21 +407,13 @@ async fn measure(
                 }
                 while let Some(reply) = ask_rx.recv().await {
                     let mut s = st.borrow_mut();
-                    let h = s.latency.replace(stats::hist(3));
-                    let _ = reply.send(Reading {
-                        connected: s.connected,
-                        delivered: s.delivered,
-                        lost: s.lost,
-                        duplicated: s.duplicated,
-                        unparsable: s.unparsable,
-                        closed: s.closed,
-                        latency: h,
-                    });
+                    let latency = s.latency.replace(stats::hist(3));
+                    let _ = reply.send(ClientStats { latency, ..*s });
                 }
             });
             Ok(())
         })?;
-    let ask = || -> anyhow::Result<Reading> {
+    let ask = || -> anyhow::Result<ClientStats> {
         let (tx, rx) = std::sync::mpsc::channel();
         ask_tx
             .send(tx)
