@@ -7,7 +7,9 @@
 use chat_client::{Connection, Page};
 use chat_e2e::harness::{Crowd, Verdict};
 use chat_e2e::partitions::{holdings, partition_of};
-use chat_e2e::{Restart, api, connect, connect_elsewhere, register, senders, stack, unique};
+use chat_e2e::{
+    Restart, api, connect, connect_elsewhere, connect_to, register, senders, stack, unique,
+};
 use chat_types::ws::ServerFrame;
 use std::time::Duration;
 use tokio::sync::Mutex;
@@ -58,10 +60,16 @@ async fn edits_and_reactions_survive_a_message_server_kill_exactly() -> anyhow::
     Ok(())
 }
 
+/// Channels of 10 of the 12 clients: big enough (4 or more members per gateway) to be pushed to
+/// every gateway rather than to the members' gateways looked up one by one
+/// (chat_store::push::BROADCAST_PER_GATEWAY), so a gateway kill is run on both routings (the
+/// other gateway kills use channels of 4).
+const BIG_CHANNEL: usize = 10;
+
 #[tokio::test]
 async fn edits_and_reactions_survive_a_gateway_kill_exactly() -> anyhow::Result<()> {
     let _serial = SERIAL.lock().await;
-    let crowd = Crowd::new(CLIENTS, CHANNELS, MEMBERS).await?;
+    let crowd = Crowd::new(CLIENTS, CHANNELS, BIG_CHANNEL).await?;
     let restart = Restart::guard(&["gateway-2"]);
     let sent = crowd
         .stream_changing(PER_CHANNEL, PAUSE, CHANGE_EVERY, || {
@@ -524,5 +532,76 @@ async fn the_stack_script_starts_every_server_it_is_named() -> anyhow::Result<()
         );
     }
     restart.start().await?;
+    Ok(())
+}
+
+/// How many `ZRANGEBYSCORE`s Redis has answered since it started (`INFO commandstats`): a
+/// presence lookup of one user is one.
+async fn presence_lookups(redis: &mut redis::aio::MultiplexedConnection) -> anyhow::Result<u64> {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(redis)
+        .await?;
+    Ok(info
+        .lines()
+        .find_map(|l| l.strip_prefix("cmdstat_zrangebyscore:calls="))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0))
+}
+
+/// A big channel's message goes to every gateway with the member list, and each gateway picks
+/// its own connections: every member on either gateway gets each message once, in order, and
+/// Redis is not asked where each member is (it was: one `ZRANGEBYSCORE` per member per message,
+/// 5,000 per message in a 5,000-member channel).
+#[tokio::test]
+async fn a_big_channels_messages_reach_both_gateways_without_a_lookup_per_member()
+-> anyhow::Result<()> {
+    let _serial = SERIAL.lock().await;
+    // Big: at least 4 members per listed gateway (chat_store::push::BROADCAST_PER_GATEWAY), with
+    // room for two spares a cluster test may have left listed.
+    const MEMBERS: usize = 20;
+    const MESSAGES: usize = 10;
+    let api = api();
+    let owner = register(&api, "big-").await?;
+    let ch = api
+        .create_channel(&owner.access_token, &unique("big-"), None)
+        .await?;
+    let mut conns = vec![connect_to(&owner.access_token, "gateway-1").await?.0];
+    for i in 1..MEMBERS {
+        let s = register(&api, "big-").await?;
+        api.join(&s.access_token, ch.id).await?;
+        let gateway = if i % 2 == 0 { "gateway-1" } else { "gateway-2" };
+        conns.push(connect_to(&s.access_token, gateway).await?.0);
+    }
+    let mut redis = chat_e2e::redis().await?;
+    let before = presence_lookups(&mut redis).await?;
+    let run = uuid::Uuid::new_v4();
+    for i in 0..MESSAGES {
+        // One at a time, each seen by everyone before the next: one batch (one routing) each.
+        let sent = conns[0]
+            .send_acked(ch.id, &format!("{run}-{i}"), &format!("big {i}"))
+            .await?;
+        for (who, ws) in conns.iter_mut().enumerate() {
+            let got = ws.next_message().await?;
+            anyhow::ensure!(
+                got.id == sent.id,
+                "member {who} on {} got {:?} where message {i} was due",
+                ws.gateway(),
+                got.body
+            );
+        }
+    }
+    let lookups = presence_lookups(&mut redis).await? - before;
+    println!(
+        "{MESSAGES} messages to {MEMBERS} members on two gateways: all delivered once, in order; \
+         {lookups} ZRANGEBYSCOREs (one per member would be {})",
+        MEMBERS * MESSAGES
+    );
+    // One listing read per message, plus the gateways' once-a-second sweeps.
+    anyhow::ensure!(
+        lookups < (MEMBERS * MESSAGES / 4) as u64,
+        "{lookups} presence lookups for {MESSAGES} messages: members were looked up one by one"
+    );
     Ok(())
 }

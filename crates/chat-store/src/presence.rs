@@ -16,6 +16,12 @@
 //!   lapses, so that the entries of a gateway that died without unregistering are found (by any
 //!   gateway, [`Presence::sweep_lapsed`]) and their users announced offline: no ghosts.
 //!
+//! Gateways: `gateways` lists every gateway that has current entries, its delivery URL scored
+//! by the latest expiry of any entry it wrote (written in the same pipeline as the entry, never
+//! moved back), so a gateway stays listed at least as long as any of its users' entries is
+//! current. Message servers push a big channel's events to every listed gateway and let each
+//! pick its own connections ([`crate::push`]) instead of looking every member up here.
+//!
 //! Attention (issue #16): `attentive:{user_id}` is a sorted set like `presence:`, of the gateways
 //! where the user has a connection whose app is in the foreground (a connection starts there; an
 //! `app_state` frame moves it). Renewed by the same heartbeat, lapsing the same way, so a crashed
@@ -32,6 +38,8 @@ pub const PRESENCE_TTL: Duration = Duration::from_secs(30);
 pub const LAST_SEEN_TTL: Duration = Duration::from_secs(90 * 24 * 3600);
 /// The index of every entry by the time it lapses.
 const EXPIRIES_KEY: &str = "presence-expiries";
+/// Every gateway with current entries, by the latest time one of them lapses.
+const GATEWAYS_KEY: &str = "gateways";
 
 /// Sets `KEYS[1]` to `ARGV[1]` (unix ms) unless it holds a later time; expiry `ARGV[2]` ms.
 const MOVE_FORWARD: &str = r"
@@ -94,6 +102,26 @@ fn attention(p: &mut redis::Pipeline, u: UserId, gateway_url: &str, attentive: b
     }
 }
 
+/// Keep `gateway_url` listed until at least `until` (`GT`: a later expiry already written stays).
+fn list_gateway(p: &mut redis::Pipeline, gateway_url: &str, until: i64) {
+    p.cmd("ZADD")
+        .arg(GATEWAYS_KEY)
+        .arg("GT")
+        .arg(until)
+        .arg(gateway_url)
+        .ignore();
+}
+
+/// Where a batch's events go: every listed gateway, and the gateways of the users looked up
+/// one by one.
+#[derive(Debug, Default)]
+pub struct Routes {
+    /// Every gateway with current entries.
+    pub gateways: Vec<String>,
+    /// The gateways each looked-up user is connected to now (same order as the users asked).
+    pub of_users: Vec<Vec<String>>,
+}
+
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
@@ -134,6 +162,9 @@ impl Presence {
             // Answers 1 when the member is new.
             p.zadd(EXPIRIES_KEY, expiry_member(*u, gateway_url), until);
         }
+        list_gateway(&mut p, gateway_url, until);
+        // Gateways that died without withdrawing: nobody pushes to them once lapsed.
+        p.zrembyscore(GATEWAYS_KEY, "-inf", now).ignore();
         let mut c = self.redis.conn();
         let added: Vec<i64> = p.query_async(&mut c).await?;
         Ok(users
@@ -192,6 +223,7 @@ impl Presence {
             .ignore()
             .zadd(EXPIRIES_KEY, expiry_member(user, gateway_url), until)
             .ignore();
+        list_gateway(&mut p, gateway_url, until);
         // A connection starts in the foreground.
         attention(&mut p, user, gateway_url, true, now);
         p.zcard(&k);
@@ -318,18 +350,29 @@ impl Presence {
         p.query_async::<()>(&mut c).await
     }
 
-    /// The gateways each of `users` is connected to now (same order as `users`).
-    pub async fn gateways_of(&self, users: &[UserId]) -> Result<Vec<Vec<String>>, RedisError> {
-        if users.is_empty() {
-            return Ok(Vec::new());
-        }
+    /// Every listed gateway, and the gateways each of `users` is connected to now: one
+    /// pipelined round trip.
+    pub async fn routes(&self, users: &[UserId]) -> Result<Routes, RedisError> {
         let now = now_ms();
         let mut p = redis::pipe();
+        p.zrangebyscore(GATEWAYS_KEY, now, "+inf");
         for u in users {
             p.zrangebyscore(presence_key(*u), now, "+inf");
         }
         let mut c = self.redis.conn();
-        p.query_async(&mut c).await
+        let mut answers: Vec<Vec<String>> = p.query_async(&mut c).await?;
+        let of_users = answers.split_off(1);
+        Ok(Routes {
+            gateways: answers.pop().unwrap_or_default(),
+            of_users,
+        })
+    }
+
+    /// This gateway is going away (its connections are closed): stop listing it, so that
+    /// nobody pushes to it until its entry would have lapsed.
+    pub async fn withdraw(&self, gateway_url: &str) -> Result<(), RedisError> {
+        let mut c = self.redis.conn();
+        c.zrem(GATEWAYS_KEY, gateway_url).await
     }
 
     /// Set this gateway's marker; [`Presence::marker_present`] turning false means Redis lost its

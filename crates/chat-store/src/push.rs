@@ -1,5 +1,5 @@
 //! Pushing events to the gateways of their recipients (`POST /internal/v1/deliver`): one
-//! presence lookup for all recipients (one pipelined Redis round trip), then one request per
+//! presence lookup for the batch (one pipelined Redis round trip), then one request per
 //! gateway, all concurrent, each with a time limit, so an unreachable gateway holds up nobody
 //! else. Message servers push a batch's messages with [`Fanout::push`]: a push that fails is
 //! retried in the background a few times within [`RETRY_WITHIN`], so a gateway that failed for
@@ -7,8 +7,15 @@
 //! (a gateway drops what a connection already has, by position). Gateways push ephemeral
 //! signals (typing, presence) with [`Fanout::push_ephemeral`]: once, no retry (a late typing
 //! indicator is worse than none).
+//!
+//! Routing: the recipients of a small channel's events are looked up one by one (their
+//! gateways only are pushed to). A big channel's events, [`BROADCAST_PER_GATEWAY`] recipients
+//! or more per listed gateway, go to every listed gateway with the whole member list, and each
+//! gateway picks its own connections: no lookup per member. That is never fewer gateways than
+//! the lookups would find, since a gateway is listed as long as any entry of its is current
+//! ([`crate::presence`]).
 
-use crate::presence::Presence;
+use crate::presence::{Presence, Routes};
 use bytes::Bytes;
 use chat_types::UserId;
 use chat_types::internal::{
@@ -17,12 +24,21 @@ use chat_types::internal::{
 use secrecy::{ExposeSecret, SecretString};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio_util::task::TaskTracker;
 
 /// Retries of a failed push are spread over about this long (with jitter), then given up: a
 /// gateway still failing by then is taken for dead, and its clients resume elsewhere.
 pub const RETRY_WITHIN: Duration = Duration::from_millis(1500);
+
+/// A channel's events go to every listed gateway once it has this many recipients per listed
+/// gateway. Looked up one by one, a 5,000-member channel's message was 5,000 `ZRANGEBYSCORE`s:
+/// Redis spent 9-16 % of a core on them at 10-20 messages/s (docs/benchmarks.md, tuning log
+/// 19). With members spread at random, four per gateway leave ~2 % (e^-4) of the gateways
+/// without one, so the pushes the lookups would have saved are few; below that (direct
+/// messages, small groups with many gateways) a push per gateway would be the waste.
+pub const BROADCAST_PER_GATEWAY: usize = 4;
 
 /// An event to push, with the users who receive it: a channel's members (one `Arc` shared by
 /// all of the channel's events in a batch) or the one user a membership change concerns.
@@ -36,6 +52,10 @@ pub struct Outgoing {
 pub struct Fanout {
     presence: Presence,
     pusher: Pusher,
+    /// How many gateways the last lookup listed: sets which channels are big. Any value routes
+    /// correctly (broadcast reaches a superset); it only moves the cost. Starts at 0: the first
+    /// batch is broadcast whole.
+    listed: Arc<AtomicUsize>,
 }
 
 /// Posts delivery batches to gateways, retrying a failed one in the background.
@@ -57,7 +77,20 @@ impl Fanout {
         Ok(Fanout {
             presence,
             pusher: Pusher::new(token, timeout, retries)?,
+            listed: Arc::new(AtomicUsize::new(0)),
         })
+    }
+
+    /// Events with at least this many recipients are broadcast.
+    fn broadcast_from(&self) -> usize {
+        BROADCAST_PER_GATEWAY * self.listed.load(Ordering::Relaxed)
+    }
+
+    /// The routes of `users`, and every listed gateway (remembered for [`Self::broadcast_from`]).
+    async fn routes(&self, users: &[UserId]) -> Result<Routes, crate::redis_conn::RedisError> {
+        let routes = self.presence.routes(users).await?;
+        self.listed.store(routes.gateways.len(), Ordering::Relaxed);
+        Ok(routes)
     }
 
     /// Push ephemeral events: once, without retries; a failure is counted and logged only.
@@ -65,9 +98,13 @@ impl Fanout {
         if outgoing.is_empty() {
             return;
         }
-        let users = recipients_of(outgoing);
-        match self.presence.gateways_of(&users).await {
-            Ok(gateways) => self.push_to(outgoing, &users, &gateways, false).await,
+        let broadcast_from = self.broadcast_from();
+        let users = recipients_of(outgoing, broadcast_from);
+        match self.routes(&users).await {
+            Ok(routes) => {
+                self.push_to(outgoing, broadcast_from, &users, &routes, false)
+                    .await
+            }
             Err(e) => {
                 metrics::counter!("chat_presence_errors_total").increment(1);
                 tracing::debug!(error = %e, "presence lookup failed; ephemeral push dropped");
@@ -79,9 +116,13 @@ impl Fanout {
         if outgoing.is_empty() {
             return;
         }
-        let users = recipients_of(outgoing);
-        match self.presence.gateways_of(&users).await {
-            Ok(gateways) => self.push_to(outgoing, &users, &gateways, true).await,
+        let broadcast_from = self.broadcast_from();
+        let users = recipients_of(outgoing, broadcast_from);
+        match self.routes(&users).await {
+            Ok(routes) => {
+                self.push_to(outgoing, broadcast_from, &users, &routes, true)
+                    .await
+            }
             Err(e) => {
                 // Stored already; look the recipients up again shortly, so that a channel
                 // that goes quiet now still reaches its connected members.
@@ -97,8 +138,9 @@ impl Fanout {
                     );
                     for delay in delays {
                         tokio::time::sleep(delay).await;
-                        if let Ok(gateways) = this.presence.gateways_of(&users).await {
-                            this.push_to(&outgoing, &users, &gateways, true).await;
+                        if let Ok(routes) = this.routes(&users).await {
+                            this.push_to(&outgoing, broadcast_from, &users, &routes, true)
+                                .await;
                             return;
                         }
                     }
@@ -108,24 +150,23 @@ impl Fanout {
         }
     }
 
-    /// Push to the gateways `gateways[i]` of each `users[i]`; `retry`: retry failed pushes in
-    /// the background.
+    /// Push events with `broadcast_from` recipients or more to every listed gateway, the others
+    /// to the gateways `routes.of_users[i]` of each recipient `users[i]`; `retry`: retry failed
+    /// pushes in the background.
     async fn push_to(
         &self,
         outgoing: &[Outgoing],
+        broadcast_from: usize,
         users: &[UserId],
-        gateways: &[Vec<String>],
+        routes: &Routes,
         retry: bool,
     ) {
         let where_is: HashMap<UserId, &Vec<String>> = users
             .iter()
             .copied()
-            .zip(gateways.iter())
+            .zip(routes.of_users.iter())
             .filter(|(_, g)| !g.is_empty())
             .collect();
-        if where_is.is_empty() {
-            return;
-        }
 
         // Per gateway, groups in batch order. Consecutive events with the same recipients (one
         // channel's messages, the same `Arc` from the processor) extend the gateway's last group
@@ -146,10 +187,16 @@ impl Fanout {
                 continue;
             }
             let mut per_gateway: HashMap<&str, Vec<UserId>> = HashMap::new();
-            for u in o.recipients.iter() {
-                if let Some(gws) = where_is.get(u) {
-                    for g in gws.iter() {
-                        per_gateway.entry(g.as_str()).or_default().push(*u);
+            if o.recipients.len() >= broadcast_from {
+                for g in &routes.gateways {
+                    per_gateway.insert(g.as_str(), o.recipients.to_vec());
+                }
+            } else {
+                for u in o.recipients.iter() {
+                    if let Some(gws) = where_is.get(u) {
+                        for g in gws.iter() {
+                            per_gateway.entry(g.as_str()).or_default().push(*u);
+                        }
                     }
                 }
             }
@@ -184,10 +231,12 @@ impl Fanout {
     }
 }
 
-/// Every recipient of `outgoing`, each once, sorted.
-fn recipients_of(outgoing: &[Outgoing]) -> Vec<UserId> {
+/// Every recipient of `outgoing`'s events with fewer than `broadcast_from` recipients (those
+/// looked up one by one), each once, sorted.
+fn recipients_of(outgoing: &[Outgoing], broadcast_from: usize) -> Vec<UserId> {
     let mut users: Vec<UserId> = outgoing
         .iter()
+        .filter(|o| o.recipients.len() < broadcast_from)
         .flat_map(|o| o.recipients.iter().copied())
         .collect::<HashSet<_>>()
         .into_iter()
@@ -253,7 +302,6 @@ impl Pusher {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
 
     /// A real HTTP server standing in for a gateway whose delivery endpoint fails `failures`
     /// times, then takes the batch.

@@ -319,6 +319,11 @@ impl Application {
         tracing::info!(connections = shared.hub.len(), "draining connections");
         chat_common::shutdown::drain(&shared.tasks, Duration::from_secs(shared.cfg.drain_secs))
             .await;
+        // Connections closed and deregistered: big channels' pushes stop coming here now
+        // rather than until the listing lapses (pushes to a closed port fail and are retried).
+        if let Err(e) = shared.presence.withdraw(&shared.cfg.internal_url).await {
+            tracing::warn!(error = %e, "gateway not withdrawn from the listing; it lapses");
+        }
         Ok(())
     }
 }
