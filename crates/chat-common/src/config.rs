@@ -90,6 +90,10 @@ pub struct KafkaConfig {
     /// once this many copies have it (1 on one broker; 2 with three copies).
     pub min_insync_replicas: i32,
     pub consumer_group: String,
+    /// How long a producer (the gateways, the API) waits for more records before sending a
+    /// produce request (`linger.ms`): a request costs the broker about as much CPU whether it
+    /// carries one record or many, and every record waits this long for its ack.
+    pub linger_ms: u32,
 }
 
 impl Default for KafkaConfig {
@@ -101,6 +105,7 @@ impl Default for KafkaConfig {
             replication_factor: 1,
             min_insync_replicas: 1,
             consumer_group: "chat-message-servers".into(),
+            linger_ms: 1,
         }
     }
 }

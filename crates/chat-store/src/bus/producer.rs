@@ -33,8 +33,7 @@ impl Producer {
         let inner = super::client_config(cfg)
             .set("enable.idempotence", "true")
             .set("acks", "all")
-            // Small lingering batches records of busy channels without hurting latency.
-            .set("linger.ms", "1")
+            .set("linger.ms", cfg.linger_ms.to_string())
             .set("compression.type", "lz4")
             .set("message.timeout.ms", "15000")
             .set("partitioner", "murmur2_random")
