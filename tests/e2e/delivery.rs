@@ -605,3 +605,62 @@ async fn a_big_channels_messages_reach_both_gateways_without_a_lookup_per_member
     );
     Ok(())
 }
+
+/// Pushes the message servers failed to make, over both (`chat_pushes_total{result="error"}`).
+async fn failed_pushes() -> anyhow::Result<f64> {
+    let name = "chat_pushes_total{result=\"error\"}";
+    Ok(chat_e2e::metric(MS1_OPS, name).await? + chat_e2e::metric(MS2_OPS, name).await?)
+}
+
+/// A gateway stopped gracefully withdraws from the gateways that big channels are pushed to:
+/// their messages go on reaching everyone, and no push is tried against the stopped gateway
+/// (each would fail and be retried for 1.5 s, until its listing lapsed up to 30 s later).
+#[tokio::test]
+async fn a_gracefully_stopped_gateway_is_not_pushed_to() -> anyhow::Result<()> {
+    let _serial = SERIAL.lock().await;
+    const MEMBERS: usize = 12;
+    let api = api();
+    let owner = register(&api, "withdraw-").await?;
+    let ch = api
+        .create_channel(&owner.access_token, &unique("withdraw-"), None)
+        .await?;
+    let mut sessions = vec![owner];
+    for _ in 1..MEMBERS {
+        let s = register(&api, "withdraw-").await?;
+        api.join(&s.access_token, ch.id).await?;
+        sessions.push(s);
+    }
+    // A connection on gateway-2 lists it among the gateways pushed to. Its own message seen
+    // live means the joins before it (same partition) were pushed too: no push of this channel
+    // is left in flight when gateway-2 stops.
+    let (mut on_2, _) = connect_to(&sessions[1].access_token, "gateway-2").await?;
+    let probe = on_2
+        .send_acked(ch.id, &uuid::Uuid::new_v4().to_string(), "before the stop")
+        .await?;
+    anyhow::ensure!(on_2.next_message().await?.id == probe.id);
+    let restart = Restart::guard(&["gateway-2"]);
+    stack(&["kill", "gateway-2"]).await?; // SIGTERM: drains, deregisters, withdraws
+    drop(on_2);
+    let mut conns = Vec::with_capacity(MEMBERS);
+    for s in &sessions {
+        conns.push(connect(&s.access_token).await?);
+    }
+    let before = failed_pushes().await?;
+    let run = uuid::Uuid::new_v4();
+    for i in 0..5 {
+        let sent = conns[0]
+            .send_acked(ch.id, &format!("{run}-{i}"), &format!("after the stop {i}"))
+            .await?;
+        for ws in conns.iter_mut() {
+            anyhow::ensure!(ws.next_message().await?.id == sent.id, "message {i} missed");
+        }
+    }
+    let failed = failed_pushes().await? - before;
+    restart.start().await?;
+    println!("5 messages to {MEMBERS} members after gateway-2 stopped: {failed} failed pushes");
+    anyhow::ensure!(
+        failed == 0.0,
+        "{failed} pushes were tried against the stopped gateway"
+    );
+    Ok(())
+}
