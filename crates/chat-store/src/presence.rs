@@ -40,6 +40,12 @@ pub const LAST_SEEN_TTL: Duration = Duration::from_secs(90 * 24 * 3600);
 const EXPIRIES_KEY: &str = "presence-expiries";
 /// Every gateway with current entries, by the latest time one of them lapses.
 const GATEWAYS_KEY: &str = "gateways";
+/// Users renewed per round trip by [`Presence::register`]: seven commands each. A gateway's
+/// whole renewal in one pipeline (2,500 users: 17,500 commands, ~20 ms of Redis) held up
+/// everything queued behind it on the shared connection (send claims) and every other client
+/// of Redis (the message servers' lookups): a delivery p99 spike every 10 s (docs/benchmarks.md,
+/// tuning log 20). A chunk costs Redis ~1 ms, and what waits for it waits at most that long.
+pub const REGISTER_CHUNK: usize = 128;
 
 /// Sets `KEYS[1]` to `ARGV[1]` (unix ms) unless it holds a later time; expiry `ARGV[2]` ms.
 const MOVE_FORWARD: &str = r"
@@ -137,11 +143,23 @@ impl Presence {
 
     /// Record (or renew) that `users` are connected to the gateway reachable at `gateway_url`,
     /// each with whether a connection of theirs here is in the foreground (attentive; the entry
-    /// is renewed, or removed when not). One pipelined round trip however many users. Returns the
-    /// users whose entry here was not in the index of expiries any more: they were announced
-    /// offline meanwhile (their renewal came too late, or Redis lost its data), and are online
-    /// again.
+    /// is renewed, or removed when not). One pipelined round trip per [`REGISTER_CHUNK`] users.
+    /// Returns the users whose entry here was not in the index of expiries any more: they were
+    /// announced offline meanwhile (their renewal came too late, or Redis lost its data), and
+    /// are online again.
     pub async fn register(
+        &self,
+        gateway_url: &str,
+        users: &[(UserId, bool)],
+    ) -> Result<Vec<UserId>, RedisError> {
+        let mut revived = Vec::new();
+        for chunk in users.chunks(REGISTER_CHUNK) {
+            revived.extend(self.register_chunk(gateway_url, chunk).await?);
+        }
+        Ok(revived)
+    }
+
+    async fn register_chunk(
         &self,
         gateway_url: &str,
         users: &[(UserId, bool)],
