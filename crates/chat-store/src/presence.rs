@@ -352,22 +352,6 @@ impl Presence {
             .collect())
     }
 
-    /// Remove `user`'s entry for this gateway (their last connection here closed).
-    pub async fn unregister(&self, gateway_url: &str, users: &[UserId]) -> Result<(), RedisError> {
-        if users.is_empty() {
-            return Ok(());
-        }
-        let mut p = redis::pipe();
-        for u in users {
-            p.zrem(presence_key(*u), gateway_url).ignore();
-            p.zrem(EXPIRIES_KEY, expiry_member(*u, gateway_url))
-                .ignore();
-            attention(&mut p, *u, gateway_url, false, 0);
-        }
-        let mut c = self.redis.conn();
-        p.query_async::<()>(&mut c).await
-    }
-
     /// Every listed gateway, and the gateways each of `users` is connected to now: one
     /// pipelined round trip.
     pub async fn routes(&self, users: &[UserId]) -> Result<Routes, RedisError> {
