@@ -535,6 +535,50 @@ async fn the_stack_script_starts_every_server_it_is_named() -> anyhow::Result<()
     Ok(())
 }
 
+/// A new channel and its `members` new users (the first created it), named `<prefix>…`.
+async fn channel_of(
+    members: usize,
+    prefix: &str,
+) -> anyhow::Result<(chat_types::ChannelId, Vec<chat_types::rest::Session>)> {
+    let api = api();
+    let owner = register(&api, prefix).await?;
+    let ch = api
+        .create_channel(&owner.access_token, &unique(prefix), None)
+        .await?;
+    let mut sessions = vec![owner];
+    for _ in 1..members {
+        let s = register(&api, prefix).await?;
+        api.join(&s.access_token, ch.id).await?;
+        sessions.push(s);
+    }
+    Ok((ch.id, sessions))
+}
+
+/// `n` messages from the first connection, one at a time, each seen live by every connection
+/// before the next is sent: one batch, so one routing, each.
+async fn each_seen_by_all(
+    conns: &mut [Connection],
+    channel: chat_types::ChannelId,
+    n: usize,
+) -> anyhow::Result<()> {
+    let run = uuid::Uuid::new_v4();
+    for i in 0..n {
+        let sent = conns[0]
+            .send_acked(channel, &format!("{run}-{i}"), &format!("message {i}"))
+            .await?;
+        for (who, ws) in conns.iter_mut().enumerate() {
+            let got = ws.next_message().await?;
+            anyhow::ensure!(
+                got.id == sent.id,
+                "member {who} on {} got {:?} where message {i} was due",
+                ws.gateway(),
+                got.body
+            );
+        }
+    }
+    Ok(())
+}
+
 /// How many `ZRANGEBYSCORE`s Redis has answered since it started (`INFO commandstats`): a
 /// presence lookup of one user is one.
 async fn presence_lookups(redis: &mut redis::aio::MultiplexedConnection) -> anyhow::Result<u64> {
@@ -562,36 +606,15 @@ async fn a_big_channels_messages_reach_both_gateways_without_a_lookup_per_member
     // room for two spares a cluster test may have left listed.
     const MEMBERS: usize = 20;
     const MESSAGES: usize = 10;
-    let api = api();
-    let owner = register(&api, "big-").await?;
-    let ch = api
-        .create_channel(&owner.access_token, &unique("big-"), None)
-        .await?;
-    let mut conns = vec![connect_to(&owner.access_token, "gateway-1").await?.0];
-    for i in 1..MEMBERS {
-        let s = register(&api, "big-").await?;
-        api.join(&s.access_token, ch.id).await?;
+    let (ch, sessions) = channel_of(MEMBERS, "big-").await?;
+    let mut conns = Vec::with_capacity(MEMBERS);
+    for (i, s) in sessions.iter().enumerate() {
         let gateway = if i % 2 == 0 { "gateway-1" } else { "gateway-2" };
         conns.push(connect_to(&s.access_token, gateway).await?.0);
     }
     let mut redis = chat_e2e::redis().await?;
     let before = presence_lookups(&mut redis).await?;
-    let run = uuid::Uuid::new_v4();
-    for i in 0..MESSAGES {
-        // One at a time, each seen by everyone before the next: one batch (one routing) each.
-        let sent = conns[0]
-            .send_acked(ch.id, &format!("{run}-{i}"), &format!("big {i}"))
-            .await?;
-        for (who, ws) in conns.iter_mut().enumerate() {
-            let got = ws.next_message().await?;
-            anyhow::ensure!(
-                got.id == sent.id,
-                "member {who} on {} got {:?} where message {i} was due",
-                ws.gateway(),
-                got.body
-            );
-        }
-    }
+    each_seen_by_all(&mut conns, ch, MESSAGES).await?;
     let lookups = presence_lookups(&mut redis).await? - before;
     println!(
         "{MESSAGES} messages to {MEMBERS} members on two gateways: all delivered once, in order; \
@@ -619,23 +642,13 @@ async fn failed_pushes() -> anyhow::Result<f64> {
 async fn a_gracefully_stopped_gateway_is_not_pushed_to() -> anyhow::Result<()> {
     let _serial = SERIAL.lock().await;
     const MEMBERS: usize = 12;
-    let api = api();
-    let owner = register(&api, "withdraw-").await?;
-    let ch = api
-        .create_channel(&owner.access_token, &unique("withdraw-"), None)
-        .await?;
-    let mut sessions = vec![owner];
-    for _ in 1..MEMBERS {
-        let s = register(&api, "withdraw-").await?;
-        api.join(&s.access_token, ch.id).await?;
-        sessions.push(s);
-    }
+    let (ch, sessions) = channel_of(MEMBERS, "withdraw-").await?;
     // A connection on gateway-2 lists it among the gateways pushed to. Its own message seen
     // live means the joins before it (same partition) were pushed too: no push of this channel
     // is left in flight when gateway-2 stops.
     let (mut on_2, _) = connect_to(&sessions[1].access_token, "gateway-2").await?;
     let probe = on_2
-        .send_acked(ch.id, &uuid::Uuid::new_v4().to_string(), "before the stop")
+        .send_acked(ch, &uuid::Uuid::new_v4().to_string(), "before the stop")
         .await?;
     anyhow::ensure!(on_2.next_message().await?.id == probe.id);
     let restart = Restart::guard(&["gateway-2"]);
@@ -646,15 +659,7 @@ async fn a_gracefully_stopped_gateway_is_not_pushed_to() -> anyhow::Result<()> {
         conns.push(connect(&s.access_token).await?);
     }
     let before = failed_pushes().await?;
-    let run = uuid::Uuid::new_v4();
-    for i in 0..5 {
-        let sent = conns[0]
-            .send_acked(ch.id, &format!("{run}-{i}"), &format!("after the stop {i}"))
-            .await?;
-        for ws in conns.iter_mut() {
-            anyhow::ensure!(ws.next_message().await?.id == sent.id, "message {i} missed");
-        }
-    }
+    each_seen_by_all(&mut conns, ch, 5).await?;
     let failed = failed_pushes().await? - before;
     restart.start().await?;
     println!("5 messages to {MEMBERS} members after gateway-2 stopped: {failed} failed pushes");
