@@ -607,11 +607,7 @@ async fn a_big_channels_messages_reach_both_gateways_without_a_lookup_per_member
     const MEMBERS: usize = 20;
     const MESSAGES: usize = 10;
     let (ch, sessions) = channel_of(MEMBERS, "big-").await?;
-    let mut conns = Vec::with_capacity(MEMBERS);
-    for (i, s) in sessions.iter().enumerate() {
-        let gateway = if i % 2 == 0 { "gateway-1" } else { "gateway-2" };
-        conns.push(connect_to(&s.access_token, gateway).await?.0);
-    }
+    let mut conns = on_both_gateways(&sessions).await?;
     let mut redis = chat_e2e::redis().await?;
     let before = presence_lookups(&mut redis).await?;
     each_seen_by_all(&mut conns, ch, MESSAGES).await?;
@@ -666,6 +662,84 @@ async fn a_gracefully_stopped_gateway_is_not_pushed_to() -> anyhow::Result<()> {
     anyhow::ensure!(
         failed == 0.0,
         "{failed} pushes were tried against the stopped gateway"
+    );
+    Ok(())
+}
+
+/// Member-list resends the message servers made, over both
+/// (`chat_member_list_resends_total`): batches a gateway refused for a list it did not hold.
+async fn list_resends() -> anyhow::Result<f64> {
+    let name = "chat_member_list_resends_total";
+    Ok(chat_e2e::metric(MS1_OPS, name).await? + chat_e2e::metric(MS2_OPS, name).await?)
+}
+
+/// A connection for each of `sessions`, alternately on gateway-1 and gateway-2.
+async fn on_both_gateways(
+    sessions: &[chat_types::rest::Session],
+) -> anyhow::Result<Vec<Connection>> {
+    let mut conns = Vec::with_capacity(sessions.len());
+    for (i, s) in sessions.iter().enumerate() {
+        let gateway = if i % 2 == 0 { "gateway-1" } else { "gateway-2" };
+        conns.push(connect_to(&s.access_token, gateway).await?.0);
+    }
+    Ok(conns)
+}
+
+/// A big channel's batches name its member list once a gateway holds it, and leave it out. A
+/// gateway killed and started again holds none: it refuses the batch that names one, and gets
+/// it again with the list, so its members miss nothing.
+#[tokio::test]
+async fn a_restarted_gateway_gets_a_big_channels_member_list_again() -> anyhow::Result<()> {
+    let _serial = SERIAL.lock().await;
+    const MEMBERS: usize = 12;
+    let (ch, sessions) = channel_of(MEMBERS, "relist-").await?;
+    let mut conns = on_both_gateways(&sessions).await?;
+    // Both gateways get the list with the first message and keep it.
+    each_seen_by_all(&mut conns, ch, 2).await?;
+    let restart = Restart::guard(&["gateway-2"]);
+    stack(&["kill", "gateway-2", "-9"]).await?;
+    drop(conns);
+    restart.start().await?;
+    let mut conns = on_both_gateways(&sessions).await?;
+    let before = list_resends().await?;
+    each_seen_by_all(&mut conns, ch, 3).await?;
+    let resends = list_resends().await? - before;
+    println!(
+        "3 messages to {MEMBERS} members after gateway-2 restarted: all delivered; \
+         {resends} batches sent again with their list"
+    );
+    anyhow::ensure!(
+        resends >= 1.0,
+        "no batch was refused for its list: the restarted gateway was never sent a named list"
+    );
+    Ok(())
+}
+
+/// A member who leaves a big channel gets none of the messages sent while away, though the
+/// gateways hold the list that still named them: a new list comes with the next message.
+#[tokio::test]
+async fn a_member_who_leaves_a_big_channel_misses_what_is_sent_while_away() -> anyhow::Result<()> {
+    let _serial = SERIAL.lock().await;
+    const MEMBERS: usize = 12;
+    let (ch, sessions) = channel_of(MEMBERS, "away-").await?;
+    let mut conns = on_both_gateways(&sessions).await?;
+    each_seen_by_all(&mut conns, ch, 2).await?;
+    // The last member (on gateway-2) leaves; the others get a message while it is away.
+    let api = api();
+    let away = &sessions[MEMBERS - 1];
+    api.leave(&away.access_token, ch).await?;
+    each_seen_by_all(&mut conns[..MEMBERS - 1], ch, 1).await?;
+    // Back: its next message is the one after its return (one order per channel: a message
+    // of the time away would have come first).
+    api.join(&away.access_token, ch).await?;
+    let back = conns[0]
+        .send_acked(ch, &uuid::Uuid::new_v4().to_string(), "welcome back")
+        .await?;
+    let got = conns[MEMBERS - 1].next_message().await?;
+    anyhow::ensure!(
+        got.id == back.id,
+        "the member who left got {:?}, sent while it was away",
+        got.body
     );
     Ok(())
 }

@@ -17,14 +17,16 @@
 
 use crate::presence::{Presence, Routes};
 use bytes::Bytes;
-use chat_types::UserId;
 use chat_types::internal::{
-    DELIVER_PATH, DeliveryBatch, DeliveryGroup, Event, INTERNAL_TOKEN_HEADER,
+    DELIVER_PATH, DeliveryGroup, Event, INTERNAL_TOKEN_HEADER, ListDigest, ListRef,
 };
+use chat_types::{ChannelId, UserId};
+use lru::LruCache;
 use secrecy::{ExposeSecret, SecretString};
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_util::task::TaskTracker;
 
@@ -39,6 +41,10 @@ pub const RETRY_WITHIN: Duration = Duration::from_millis(1500);
 /// without one, so the pushes the lookups would have saved are few; below that (direct
 /// messages, small groups with many gateways) a push per gateway would be the waste.
 pub const BROADCAST_PER_GATEWAY: usize = 4;
+
+/// Channels whose list each gateway is remembered to hold, at most (as many as a gateway keeps,
+/// `chat_gateway::member_lists`).
+const HELD_PER_GATEWAY: NonZeroUsize = NonZeroUsize::new(65_536).expect("positive");
 
 /// An event to push, with the users who receive it: a channel's members (one `Arc` shared by
 /// all of the channel's events in a batch) or the one user a membership change concerns.
@@ -56,6 +62,11 @@ pub struct Fanout {
     /// correctly (broadcast reaches a superset); it only moves the cost. Starts at 0: the first
     /// batch is broadcast whole.
     listed: Arc<AtomicUsize>,
+    /// The member lists each listed gateway holds, as far as this process knows: those of the
+    /// batches it accepted with them. A big channel's batch names the list instead of carrying
+    /// it where the gateway holds it. Only a hint: a gateway that no longer holds the list
+    /// refuses the batch (409), which is then sent again with the lists.
+    held: Arc<Mutex<HashMap<String, LruCache<ChannelId, ListDigest>>>>,
 }
 
 /// Posts delivery batches to gateways, retrying a failed one in the background.
@@ -78,6 +89,7 @@ impl Fanout {
             presence,
             pusher: Pusher::new(token, timeout, retries)?,
             listed: Arc::new(AtomicUsize::new(0)),
+            held: Arc::default(),
         })
     }
 
@@ -90,6 +102,11 @@ impl Fanout {
     async fn routes(&self, users: &[UserId]) -> Result<Routes, crate::redis_conn::RedisError> {
         let routes = self.presence.routes(users).await?;
         self.listed.store(routes.gateways.len(), Ordering::Relaxed);
+        // Gateways no longer listed (stopped, or gone with their address) are forgotten.
+        self.held
+            .lock()
+            .expect("held lists lock")
+            .retain(|g, _| routes.gateways.contains(g));
         Ok(routes)
     }
 
@@ -171,9 +188,15 @@ impl Fanout {
         // Per gateway, groups in batch order. Consecutive events with the same recipients (one
         // channel's messages, the same `Arc` from the processor) extend the gateway's last group
         // instead of repeating the recipient list: in a 5,000-member channel that list is ~190 KB
-        // (broadcast whole to every gateway), the message ~0.3 KB. Only adjacent events merge, so every recipient still
-        // sees events in partition order (a `Left` never overtakes the messages before it).
+        // (broadcast whole to every gateway), the message ~0.3 KB. Only adjacent events merge,
+        // so every recipient still sees events in partition order (a `Left` never overtakes the
+        // messages before it). A big channel's list is named (`ListRef`), and left out where
+        // the gateway holds it already.
         let mut batches: HashMap<&str, Vec<DeliveryGroup>> = HashMap::new();
+        let mut lists: HashMap<ListDigest, Arc<Vec<UserId>>> = HashMap::new();
+        // By the list's address: `outgoing` holds every list for the whole call.
+        let mut digests: HashMap<usize, ListDigest> = HashMap::new();
+        let mut carried: HashSet<(&str, ListRef)> = HashSet::new();
         let mut run: Option<(&Arc<Vec<UserId>>, Vec<&str>)> = None;
         for o in outgoing {
             if let Some((recipients, gateways)) = &run
@@ -187,10 +210,31 @@ impl Fanout {
                 continue;
             }
             let mut per_gateway: HashMap<&str, Vec<UserId>> = HashMap::new();
-            if o.recipients.len() >= broadcast_from {
-                for g in &routes.gateways {
-                    per_gateway.insert(g.as_str(), o.recipients.to_vec());
+            let gateways: Vec<&str> = if o.recipients.len() >= broadcast_from {
+                // A channel's runs in one batch (its events between other channels') share
+                // their list: its digest is taken once, and it is carried once per gateway.
+                let list = channel_of(&o.event).map(|channel_id| ListRef {
+                    channel_id,
+                    digest: *digests
+                        .entry(Arc::as_ptr(&o.recipients) as usize)
+                        .or_insert_with(|| ListDigest::of(&o.recipients)),
+                });
+                if let Some(list) = list {
+                    lists.insert(list.digest, o.recipients.clone());
                 }
+                let held = self.held.lock().expect("held lists lock");
+                for g in &routes.gateways {
+                    let known = list.is_some_and(|l| {
+                        held.get(g).and_then(|h| h.peek(&l.channel_id)) == Some(&l.digest)
+                            || !carried.insert((g.as_str(), l))
+                    });
+                    batches.entry(g.as_str()).or_default().push(DeliveryGroup {
+                        recipients: (!known).then(|| o.recipients.to_vec()),
+                        list,
+                        events: vec![o.event.clone()],
+                    });
+                }
+                routes.gateways.iter().map(String::as_str).collect()
             } else {
                 for u in o.recipients.iter() {
                     if let Some(gws) = where_is.get(u) {
@@ -199,28 +243,39 @@ impl Fanout {
                         }
                     }
                 }
-            }
-            let gateways: Vec<&str> = per_gateway.keys().copied().collect();
+                per_gateway.keys().copied().collect()
+            };
             for (g, recipients) in per_gateway {
                 batches.entry(g).or_default().push(DeliveryGroup {
-                    recipients,
+                    recipients: Some(recipients),
+                    list: None,
                     events: vec![o.event.clone()],
                 });
             }
             run = Some((&o.recipients, gateways));
         }
 
-        let pushes = batches.into_iter().map(|(gateway, groups)| async move {
+        let lists = &lists;
+        let pushes = batches.into_iter().map(|(gateway, mut groups)| async move {
             let events: usize = groups.iter().map(|g| g.events.len()).sum();
             let url = format!("{gateway}{DELIVER_PATH}");
-            let body = Bytes::from(
-                serde_json::to_vec(&DeliveryBatch { groups }).expect("batches serialise"),
-            );
-            match self.pusher.post(&url, body.clone()).await {
-                Ok(()) => {}
+            let lean = groups.iter().any(|g| g.recipients.is_none());
+            let mut result = self.pusher.post(&url, body_of(&groups)).await;
+            if lean && result.as_ref().is_err_and(refused_a_list) {
+                // The gateway does not hold a list named (it restarted, evicted it, or predates
+                // named lists): send the batch again with every list, forgetting the hints.
+                metrics::counter!("chat_member_list_resends_total").increment(1);
+                self.forget_held(gateway);
+                fill_lists(&mut groups, lists);
+                result = self.pusher.post(&url, body_of(&groups)).await;
+            }
+            match result {
+                Ok(()) => self.note_held(gateway, &groups),
                 Err(e) if retry => {
                     tracing::warn!(%gateway, events, error = %e, "push to gateway failed; retrying in the background");
-                    self.pusher.retry_later(url, body);
+                    // Retries carry every list: the gateway may have lost them meanwhile.
+                    fill_lists(&mut groups, lists);
+                    self.pusher.retry_later(url, body_of(&groups));
                 }
                 Err(e) => {
                     tracing::debug!(%gateway, events, error = %e, "ephemeral push to gateway failed");
@@ -229,6 +284,65 @@ impl Fanout {
         });
         futures::future::join_all(pushes).await;
     }
+
+    /// `gateway` accepted `groups`: it holds the lists they carried.
+    fn note_held(&self, gateway: &str, groups: &[DeliveryGroup]) {
+        let carried = groups
+            .iter()
+            .filter(|g| g.recipients.is_some())
+            .filter_map(|g| g.list);
+        let mut held = self.held.lock().expect("held lists lock");
+        for list in carried {
+            held.entry(gateway.to_owned())
+                .or_insert_with(|| LruCache::new(HELD_PER_GATEWAY))
+                .put(list.channel_id, list.digest);
+        }
+    }
+
+    fn forget_held(&self, gateway: &str) {
+        self.held.lock().expect("held lists lock").remove(gateway);
+    }
+}
+
+/// Lists left out of `groups`, put back.
+fn fill_lists(groups: &mut [DeliveryGroup], lists: &HashMap<ListDigest, Arc<Vec<UserId>>>) {
+    for g in groups {
+        if g.recipients.is_none()
+            && let Some(ids) = g.list.and_then(|l| lists.get(&l.digest))
+        {
+            g.recipients = Some(ids.to_vec());
+        }
+    }
+}
+
+fn body_of(groups: &[DeliveryGroup]) -> Bytes {
+    Bytes::from(serde_json::to_vec(&DeliveryBatchRef { groups }).expect("batches serialise"))
+}
+
+/// A gateway refused a batch for the lists it names: 409 (a list it does not hold) or 400 (a
+/// gateway that predates named lists finds `recipients` missing).
+fn refused_a_list(e: &reqwest::Error) -> bool {
+    matches!(
+        e.status(),
+        Some(reqwest::StatusCode::CONFLICT | reqwest::StatusCode::BAD_REQUEST)
+    )
+}
+
+/// The channel whose member list an event goes to: messages and channel events. (Membership
+/// changes go to the one user concerned; typing and presence to lists of their own.)
+fn channel_of(event: &Event) -> Option<ChannelId> {
+    match event {
+        Event::Message { message } => Some(message.channel_id),
+        Event::Channel { event } => Some(event.channel_id),
+        _ => None,
+    }
+}
+
+/// [`chat_types::internal::DeliveryBatch`], borrowing its groups (so that they can be sent again
+/// with the lists put back).
+#[derive(serde::Serialize)]
+struct DeliveryBatchRef<'a> {
+    groups: &'a [DeliveryGroup],
 }
 
 /// Every recipient of `outgoing`'s events with fewer than `broadcast_from` recipients (those

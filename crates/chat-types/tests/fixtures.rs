@@ -27,7 +27,7 @@ use chat_types::bus::{
 };
 use chat_types::error_code;
 use chat_types::events::{Change, ChannelEvent};
-use chat_types::internal::{DeliveryBatch, DeliveryGroup, Event};
+use chat_types::internal::{DeliveryBatch, DeliveryGroup, Event, ListDigest, ListRef};
 use chat_types::limits;
 use chat_types::notifications::{
     ChannelNotifications, Device, DeviceList, NotificationLevel, NotificationPreferences, Platform,
@@ -939,23 +939,25 @@ fn all_fixtures() -> Vec<Fixture> {
             change: MembershipChange::Joined,
         }),
     );
+    let general_list = || ListRef {
+        channel_id: general_id(),
+        digest: ListDigest::of(&[alice().id, bob().id]),
+    };
     f.add(
         "internal_delivery_batch",
         &DeliveryBatch {
             groups: vec![
+                // A big channel's messages carry its member list, named so that the gateway keeps it
                 DeliveryGroup {
-                    recipients: vec![alice().id, bob().id],
-                    events: vec![
-                        Event::Message {
-                            message: first_message(),
-                        },
-                        Event::Message {
-                            message: second_message(),
-                        },
-                    ],
+                    recipients: Some(vec![alice().id, bob().id]),
+                    list: Some(general_list()),
+                    events: vec![Event::Message {
+                        message: first_message(),
+                    }],
                 },
                 DeliveryGroup {
-                    recipients: vec![bob().id],
+                    recipients: Some(vec![bob().id]),
+                    list: None,
                     events: vec![Event::Membership {
                         channel_id: general_id(),
                         user_id: bob().id,
@@ -964,7 +966,8 @@ fn all_fixtures() -> Vec<Fixture> {
                     }],
                 },
                 DeliveryGroup {
-                    recipients: vec![alice().id],
+                    recipients: Some(vec![alice().id]),
+                    list: None,
                     events: vec![
                         Event::Typing {
                             channel_id: general_id(),
@@ -977,6 +980,14 @@ fn all_fixtures() -> Vec<Fixture> {
                             last_seen_at: Some(at("2025-01-15T10:07:41.250Z")),
                         },
                     ],
+                },
+                // ... and a later batch leaves the list out: the gateway uses its copy
+                DeliveryGroup {
+                    recipients: None,
+                    list: Some(general_list()),
+                    events: vec![Event::Message {
+                        message: second_message(),
+                    }],
                 },
             ],
         },

@@ -1,6 +1,7 @@
 //! `POST /internal/v1/deliver` on the ops port: a message server hands over a batch of events
 //! for users connected here, in groups that share a recipient list. Each event is serialised
-//! once and queued to every connection of its recipients; nothing here waits on a client.
+//! once and queued to every connection of its recipients; nothing here waits on a client. A
+//! big channel's member list is kept ([`crate::member_lists`]) so later batches can leave it out.
 
 use crate::Shared;
 use crate::hub::{LiveMessage, MembershipNote, Outbound};
@@ -11,6 +12,7 @@ use axum::extract::ws::Utf8Bytes;
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use chat_types::UserId;
 use chat_types::bus::MembershipChange;
 use chat_types::internal::{DeliveryBatch, Event, INTERNAL_TOKEN_HEADER};
 use chat_types::ws::ServerFrame;
@@ -41,12 +43,35 @@ pub async fn deliver(
     State(shared): State<Arc<Shared>>,
     body: Result<Json<DeliveryBatch>, axum::extract::rejection::JsonRejection>,
 ) -> StatusCode {
-    let Ok(Json(batch)) = body else {
+    let Ok(Json(mut batch)) = body else {
         return StatusCode::BAD_REQUEST;
     };
+    // Every group's recipients before anything is queued: a batch naming a member list this
+    // gateway does not hold (restarted, evicted, or the list changed) is refused whole, and
+    // comes back with the lists, so nothing is delivered twice or out of order.
+    let mut recipients: Vec<Arc<Vec<UserId>>> = Vec::with_capacity(batch.groups.len());
+    for group in &mut batch.groups {
+        let ids = match (group.recipients.take(), &group.list) {
+            (Some(ids), None) => Arc::new(ids),
+            (Some(ids), Some(list)) => {
+                let ids = Arc::new(ids);
+                shared.member_lists.keep(*list, ids.clone());
+                ids
+            }
+            (None, Some(list)) => match shared.member_lists.get(list) {
+                Some(ids) => ids,
+                None => {
+                    metrics::counter!("chat_member_list_misses_total").increment(1);
+                    return StatusCode::CONFLICT;
+                }
+            },
+            (None, None) => return StatusCode::BAD_REQUEST,
+        };
+        recipients.push(ids);
+    }
     let mut deliveries = 0u64;
     let mut items: Vec<Outbound> = Vec::new();
-    for group in batch.groups {
+    for (group, recipients) in batch.groups.into_iter().zip(recipients) {
         items.clear();
         for ev in group.events {
             items.push(match ev {
@@ -112,7 +137,7 @@ pub async fn deliver(
                 }),
             });
         }
-        shared.hub.for_each_of(&group.recipients, |conn| {
+        shared.hub.for_each_of(&recipients, |conn| {
             for item in &items {
                 deliveries += 1;
                 conn.offer(item.clone());

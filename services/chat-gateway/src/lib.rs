@@ -15,7 +15,8 @@
 //!   that orders what the writer sends.
 //! - [`admission`]: the one gate a send passes (fields, membership, send claim).
 //! - [`hub`]: the local registry of connections and the presence heartbeat.
-//! - [`deliver`]: the internal delivery endpoint.
+//! - [`deliver`]: the internal delivery endpoint; [`member_lists`]: the big channels' member
+//!   lists it keeps.
 //! - [`ephemeral`]: typing indicators and presence changes (pushed to other gateways through
 //!   their delivery endpoints; never stored).
 //! - [`revocation`]: closing the sockets of revoked sessions (logout, refresh-token reuse).
@@ -26,6 +27,7 @@ pub mod changes;
 pub mod deliver;
 pub mod ephemeral;
 pub mod hub;
+pub mod member_lists;
 pub mod reads;
 pub mod revocation;
 pub mod session;
@@ -185,6 +187,8 @@ pub struct Shared {
     pub keys: TokenKeys,
     pub internal_token: secrecy::SecretString,
     pub hub: hub::Hub,
+    /// Big channels' member lists, kept from the batches that carried them ([`deliver`]).
+    pub member_lists: member_lists::MemberLists,
     /// The process's shutdown token: connections, handlers and the heartbeat race it.
     pub shutdown: CancellationToken,
     /// Every task of the gateway, waited for (bounded) at shutdown.
@@ -259,6 +263,7 @@ impl Application {
             keys,
             internal_token,
             hub: hub::Hub::default(),
+            member_lists: member_lists::MemberLists::default(),
             shutdown,
             tasks,
         });
