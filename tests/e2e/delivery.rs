@@ -22,6 +22,10 @@ const MEMBERS: usize = 4;
 const PER_CHANNEL: usize = 60;
 const PAUSE: Duration = Duration::from_millis(40);
 const SETTLE: Duration = Duration::from_secs(90);
+/// Big: pushed to every listed gateway with its member list, at least 4 members per listed
+/// gateway (chat_store::push::BROADCAST_PER_GATEWAY), with room for two spares a cluster test
+/// may have left listed.
+const BIG_CHANNEL_MEMBERS: usize = 20;
 
 #[tokio::test]
 async fn killing_a_message_server_mid_stream_loses_duplicates_and_reorders_nothing()
@@ -602,9 +606,7 @@ async fn presence_lookups(redis: &mut redis::aio::MultiplexedConnection) -> anyh
 async fn a_big_channels_messages_reach_both_gateways_without_a_lookup_per_member()
 -> anyhow::Result<()> {
     let _serial = SERIAL.lock().await;
-    // Big: at least 4 members per listed gateway (chat_store::push::BROADCAST_PER_GATEWAY), with
-    // room for two spares a cluster test may have left listed.
-    const MEMBERS: usize = 20;
+    const MEMBERS: usize = BIG_CHANNEL_MEMBERS;
     const MESSAGES: usize = 10;
     let (ch, sessions) = channel_of(MEMBERS, "big-").await?;
     let mut conns = on_both_gateways(&sessions).await?;
@@ -691,7 +693,7 @@ async fn on_both_gateways(
 #[tokio::test]
 async fn a_restarted_gateway_gets_a_big_channels_member_list_again() -> anyhow::Result<()> {
     let _serial = SERIAL.lock().await;
-    const MEMBERS: usize = 12;
+    const MEMBERS: usize = BIG_CHANNEL_MEMBERS;
     let (ch, sessions) = channel_of(MEMBERS, "relist-").await?;
     let mut conns = on_both_gateways(&sessions).await?;
     // Both gateways get the list with the first message and keep it.
@@ -720,7 +722,7 @@ async fn a_restarted_gateway_gets_a_big_channels_member_list_again() -> anyhow::
 #[tokio::test]
 async fn a_member_who_leaves_a_big_channel_misses_what_is_sent_while_away() -> anyhow::Result<()> {
     let _serial = SERIAL.lock().await;
-    const MEMBERS: usize = 12;
+    const MEMBERS: usize = BIG_CHANNEL_MEMBERS;
     let (ch, sessions) = channel_of(MEMBERS, "away-").await?;
     let mut conns = on_both_gateways(&sessions).await?;
     each_seen_by_all(&mut conns, ch, 2).await?;
