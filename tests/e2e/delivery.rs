@@ -687,6 +687,21 @@ async fn on_both_gateways(
     Ok(conns)
 }
 
+/// A channel of [`BIG_CHANNEL_MEMBERS`], its members alternately on both gateways, after two
+/// messages each seen by all: both gateways hold its member list.
+async fn listed_big_channel(
+    prefix: &str,
+) -> anyhow::Result<(
+    chat_types::ChannelId,
+    Vec<chat_types::rest::Session>,
+    Vec<Connection>,
+)> {
+    let (ch, sessions) = channel_of(BIG_CHANNEL_MEMBERS, prefix).await?;
+    let mut conns = on_both_gateways(&sessions).await?;
+    each_seen_by_all(&mut conns, ch, 2).await?;
+    Ok((ch, sessions, conns))
+}
+
 /// A big channel's batches name its member list once a gateway holds it, and leave it out. A
 /// gateway killed and started again holds none: it refuses the batch that names one, and gets
 /// it again with the list, so its members miss nothing.
@@ -694,10 +709,7 @@ async fn on_both_gateways(
 async fn a_restarted_gateway_gets_a_big_channels_member_list_again() -> anyhow::Result<()> {
     let _serial = SERIAL.lock().await;
     const MEMBERS: usize = BIG_CHANNEL_MEMBERS;
-    let (ch, sessions) = channel_of(MEMBERS, "relist-").await?;
-    let mut conns = on_both_gateways(&sessions).await?;
-    // Both gateways get the list with the first message and keep it.
-    each_seen_by_all(&mut conns, ch, 2).await?;
+    let (ch, sessions, conns) = listed_big_channel("relist-").await?;
     let restart = Restart::guard(&["gateway-2"]);
     stack(&["kill", "gateway-2", "-9"]).await?;
     drop(conns);
@@ -723,9 +735,7 @@ async fn a_restarted_gateway_gets_a_big_channels_member_list_again() -> anyhow::
 async fn a_member_who_leaves_a_big_channel_misses_what_is_sent_while_away() -> anyhow::Result<()> {
     let _serial = SERIAL.lock().await;
     const MEMBERS: usize = BIG_CHANNEL_MEMBERS;
-    let (ch, sessions) = channel_of(MEMBERS, "away-").await?;
-    let mut conns = on_both_gateways(&sessions).await?;
-    each_seen_by_all(&mut conns, ch, 2).await?;
+    let (ch, sessions, mut conns) = listed_big_channel("away-").await?;
     // The last member (on gateway-2) leaves; the others get a message while it is away.
     let api = api();
     let away = &sessions[MEMBERS - 1];
