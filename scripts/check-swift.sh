@@ -34,6 +34,8 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 if ! scripts/swift.sh swift-test -j "$jobs" --package-path "$package" "${strict[@]}" >"$log" 2>&1; then
     grep -v '^\[[0-9]*/[0-9]*\]' "$log" | grep -v ' passed (' | tail -n 80
+    # The failed assertions, which the tail above may have scrolled past.
+    grep -E 'error: |failed \(' "$log" | head -n 40 >&2 || true
     echo "check-swift: swift-test failed" >&2
     exit 1
 fi

@@ -413,7 +413,9 @@ final class PushRegistrationTests: XCTestCase, @unchecked Sendable {
     @MainActor
     func testSigningOutUnregistersTheToken() async throws {
         let api = FakeRegistrar()
-        let push = makeRegistration(defaults: try makeDefaults())
+        // The unregistration races its time limit: a limit that never ends on its own, so the
+        // answer always comes first (an immediate one made the test a coin toss).
+        let push = makeRegistration(defaults: try makeDefaults(), sleeper: TestSleeper(mode: .manual))
         push.sessionStarted(api: api, account: Self.alice)
         push.didReceiveDeviceToken(Self.tokenA)
         try await waitForRegistered(push)
@@ -513,7 +515,8 @@ final class PushRegistrationTests: XCTestCase, @unchecked Sendable {
     func testADeviceTheServerDoesNotKnowCountsAsUnregistered() async throws {
         let api = FakeRegistrar()
         await api.failUnregistrations(with: ChatError.server(ServerError(status: 404, code: APIErrorCode.deviceNotFound, message: "no")))
-        let push = makeRegistration(defaults: try makeDefaults())
+        // A time limit that never ends on its own: the answer comes first (as above).
+        let push = makeRegistration(defaults: try makeDefaults(), sleeper: TestSleeper(mode: .manual))
         push.sessionStarted(api: api, account: Self.alice)
         push.didReceiveDeviceToken(Self.tokenA)
         try await waitForRegistered(push)

@@ -227,8 +227,8 @@ final class RealtimeClientTests: XCTestCase {
         // The reconnect wait; the send's clock was stopped with the connection.
         let backoff = try await sleeper.nextRequest()
         XCTAssertEqual(backoff, .milliseconds(500))
-        // Let the cancelled timeout's sleep be withdrawn, so the oldest sleep is the backoff.
-        try await Task.sleep(for: .milliseconds(50))
+        // Wait for the cancelled timeout's sleep to be withdrawn, so the oldest sleep is the backoff.
+        try await sleeper.waitUntilSleeping(1)
         await sleeper.releaseOldest()
         let second = try await h.connectAndReady()
         _ = try await second.nextSent()

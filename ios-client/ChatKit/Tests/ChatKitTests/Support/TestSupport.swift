@@ -364,6 +364,16 @@ actor TestSleeper {
         return requested[reported - 1]
     }
 
+    /// Waits until exactly `count` sleeps are ongoing (manual mode): a cancelled sleep is
+    /// withdrawn by a task of its own, some time after the cancellation.
+    func waitUntilSleeping(_ count: Int, timeout: Duration = .seconds(5)) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while sleeping.count != count {
+            guard ContinuousClock.now < deadline else { throw TimedOut(what: "\(count) ongoing sleeps") }
+            try await Task.sleep(for: .milliseconds(2))
+        }
+    }
+
     /// Ends the oldest ongoing sleep (manual mode).
     func releaseOldest() {
         guard !sleeping.isEmpty else { return }
