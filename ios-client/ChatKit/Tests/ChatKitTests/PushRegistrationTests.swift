@@ -136,11 +136,15 @@ final class PushRegistrationTests: XCTestCase, @unchecked Sendable {
         return try XCTUnwrap(UserDefaults(suiteName: suite))
     }
 
+    /// `sleeper` is manual by default: nothing waits unless a test releases it. Signing out races
+    /// each unregistration against its time limit, and an immediate limit made every test that
+    /// signs out a coin toss (the limit sometimes won before the fake answered). Tests of the
+    /// limit pass an immediate sleeper.
     @MainActor
     private func makeRegistration(
         defaults: UserDefaults,
         clock: MovableClock = MovableClock(),
-        sleeper: TestSleeper = TestSleeper(mode: .immediate)
+        sleeper: TestSleeper = TestSleeper(mode: .manual)
     ) -> PushRegistration {
         PushRegistration(
             configuration: Self.configuration,
@@ -413,9 +417,7 @@ final class PushRegistrationTests: XCTestCase, @unchecked Sendable {
     @MainActor
     func testSigningOutUnregistersTheToken() async throws {
         let api = FakeRegistrar()
-        // The unregistration races its time limit: a limit that never ends on its own, so the
-        // answer always comes first (an immediate one made the test a coin toss).
-        let push = makeRegistration(defaults: try makeDefaults(), sleeper: TestSleeper(mode: .manual))
+        let push = makeRegistration(defaults: try makeDefaults())
         push.sessionStarted(api: api, account: Self.alice)
         push.didReceiveDeviceToken(Self.tokenA)
         try await waitForRegistered(push)
@@ -515,8 +517,7 @@ final class PushRegistrationTests: XCTestCase, @unchecked Sendable {
     func testADeviceTheServerDoesNotKnowCountsAsUnregistered() async throws {
         let api = FakeRegistrar()
         await api.failUnregistrations(with: ChatError.server(ServerError(status: 404, code: APIErrorCode.deviceNotFound, message: "no")))
-        // A time limit that never ends on its own: the answer comes first (as above).
-        let push = makeRegistration(defaults: try makeDefaults(), sleeper: TestSleeper(mode: .manual))
+        let push = makeRegistration(defaults: try makeDefaults())
         push.sessionStarted(api: api, account: Self.alice)
         push.didReceiveDeviceToken(Self.tokenA)
         try await waitForRegistered(push)
