@@ -39,6 +39,8 @@
 #   CARGO_TARGET_DIR    where the services are built (default ~/.cache/chat-target)
 #   CHAT_STACK_TIMEOUT  seconds to wait for each server to be ready (default 180)
 #   CHAT_REDIS_MAXMEMORY  Redis's memory bound, never evicting (default 1gb)
+#   CHAT_CASSANDRA_TIMER_SLACK_NS  how late Cassandra's timed sleeps may end (default 250000:
+#                       its idle request threads wake less often; deploy/lib/common.sh)
 #   CHAT_STACK_BUILD_WEB=false   same as --no-web
 #   CHAT_WS_CONNS_PER_ADDRESS    nginx's cap on concurrent WebSockets per client address
 #                       (default 256; loopback is exempt)
@@ -621,7 +623,7 @@ start_cassandra() {
     render_template "$SCRIPT_DIR/cassandra/cassandra.yaml.template" PORT="$port" DIR="$dir" \
         STORAGE_PORT="$CASSANDRA_STORAGE_PORT" SSL_STORAGE_PORT="$CASSANDRA_SSL_STORAGE_PORT" >"$dir/cassandra.yaml"
     cp "$SCRIPT_DIR/cassandra/logback.xml" "$dir/logback.xml"
-    spawn cassandra java -Xms768m -Xmx1g \
+    spawn cassandra "${TIMER_SLACK[@]}" "$CASSANDRA_TIMER_SLACK_NS" java -Xms768m -Xmx1g \
         -XX:+UseG1GC -XX:+ParallelRefProcEnabled -XX:MaxTenuringThreshold=1 -Djava.net.preferIPv4Stack=true \
         --add-exports java.base/jdk.internal.misc=ALL-UNNAMED \
         --add-exports java.management.rmi/com.sun.jmx.remote.internal.rmi=ALL-UNNAMED \

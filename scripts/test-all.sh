@@ -59,7 +59,7 @@ deploy/stack.sh up
 step "end-to-end tests (through nginx)"
 cargo test --release --workspace --test conversation --test rest --test hardening_api --test credentials \
     --test resume --test directory --test read_state --test events --test devices --test objectstore \
-    --test notify --test attachments --test media
+    --test notify --test attachments --test media --test stack
 # Push notifications against the APNs stand-in: latency, token renewal (changes the stand-in for
 # everyone) and a kill -9 of the notifier (none skipped, repeats only of requests on the wire).
 cargo test --release --workspace --test notify_faults -- --test-threads=1 --nocapture

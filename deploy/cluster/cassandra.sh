@@ -29,6 +29,8 @@
 #   CHAT_CLUSTER_TIMEOUT         seconds to wait for the cluster to form / a node to rejoin (180)
 #   CHAT_CLUSTER_CASSANDRA_HEAP  JVM heap flags of each node (default "-Xms512m -Xmx768m")
 #   CHAT_CLUSTER_NICE            niceness of the nodes (default 10: they share 2 cores with the rest)
+#   CHAT_CASSANDRA_TIMER_SLACK_NS  how late the nodes' timed sleeps may end (default 250000;
+#                                deploy/lib/common.sh)
 set -euo pipefail
 umask 022
 
@@ -284,9 +286,10 @@ spawn_node() {
     # The JVM flags are deploy/stack.sh's start_cassandra's, with the cluster's heap and marker.
     # skip_wait_for_gossip_to_settle=0: CQL opens without the settle wait (at least 8 s: 5 s,
     # then three quiet 1-s polls); `up` and `start` wait for the ring instead.
-    # `ip netns exec` execs java in the namespace (as do setsid and nice): $! is java's pid.
+    # `ip netns exec` execs java in the namespace (as do setsid, nice and TIMER_SLACK's sh): $! is
+    # java's pid.
     # Own session, so a SIGKILL can take the process group; 7>&- 9>&-: no lock is inherited.
-    setsid nice -n "$NICE" ip netns exec "$ns" java "${HEAP[@]}" \
+    setsid nice -n "$NICE" ip netns exec "$ns" "${TIMER_SLACK[@]}" "$CASSANDRA_TIMER_SLACK_NS" java "${HEAP[@]}" \
         -XX:+UseG1GC -XX:+ParallelRefProcEnabled -XX:MaxTenuringThreshold=1 -Djava.net.preferIPv4Stack=true \
         "${JAVA17_ACCESS[@]}" \
         -Dio.netty.tryReflectionSetAccessible=true \

@@ -14,6 +14,22 @@ usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' 
 
 have() { command -v "$1" >/dev/null 2>&1; }
 
+# Cassandra's request threads (its shared executor pool) wait for work in 10 µs naps
+# (`LockSupport.parkNanos`) for as long as work came in the last ~10 ms, so under light, steady
+# load each such thread wakes thousands of times a second for nothing: on this project's 2-core
+# machine at 50 msg/s, two threads woke 8,600 times a second each and Cassandra took 27-31 % of a
+# core (docs/benchmarks.md, issue 14, eighth step). A thread's timer slack is how much later
+# than asked a timed sleep may end (Linux's default: 50 µs); it is inherited by every thread a
+# process starts and kept across exec. Work handed to a napping thread waits for its nap to end,
+# so the slack is a latency too: 250 µs took Cassandra to 10 % at 50 msg/s and kept the median
+# delivery time where it was; 1 ms saved a little more and cost ~1.5 ms of median.
+CASSANDRA_TIMER_SLACK_NS=${CHAT_CASSANDRA_TIMER_SLACK_NS:-250000}
+
+# "${TIMER_SLACK[@]}" NS CMD...: a command line that execs CMD with timer slack NS nanoseconds
+# (where /proc/self/timerslack_ns exists, Linux 4.6 and later; elsewhere CMD runs as it is). A
+# command line, not a function: setsid, nice and `ip netns exec` run it.
+TIMER_SLACK=(sh -c '{ echo "$0" >/proc/self/timerslack_ns; } 2>/dev/null; exec "$@"')
+
 # Alive and not a zombie (a dead server waits a moment for init to reap it).
 pid_alive() {
     local st
