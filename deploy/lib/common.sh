@@ -30,12 +30,15 @@ CASSANDRA_TIMER_SLACK_NS=${CHAT_CASSANDRA_TIMER_SLACK_NS:-250000}
 # command line, not a function: setsid, nice and `ip netns exec` run it.
 TIMER_SLACK=(sh -c '{ echo "$0" >/proc/self/timerslack_ns; } 2>/dev/null; exec "$@"')
 
-# Alive and not a zombie (a dead server waits a moment for init to reap it).
+# Alive and not a zombie (a dead server waits a moment for init to reap it). A zombie that is
+# still multi-threaded (`ps` stat `Zl`) has not finished exiting: a JVM's main thread ends
+# first, and another of its threads holds the process's ports for a moment longer, so a server
+# started again at once would find them taken.
 pid_alive() {
     local st
     kill -0 "$1" 2>/dev/null || return 1
     st=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
-    [[ -n $st && $st != Z* ]]
+    [[ -n $st && ($st != Z* || $st == *l*) ]]
 }
 
 # Print the pid of server $1 if it runs; fail otherwise. The caller defines `pid_file NAME` (the

@@ -1,30 +1,49 @@
-//! How the native stack runs its servers, where that is what keeps the machine's cores for the
-//! work (docs/benchmarks.md, issue 14, eighth step).
+//! How the native stack runs and stops its servers, where that decides whether the machine's
+//! cores go to the work (docs/benchmarks.md, issue 14, eighth step) and whether a server can be
+//! started again at once. The tests take turns: one restarts Cassandra, the other reads its
+//! threads.
 
-use chat_e2e::stack_dir;
+use chat_e2e::{Restart, stack, stack_dir};
+use tokio::sync::Mutex;
 
 /// deploy/stack.sh's default (`CHAT_CASSANDRA_TIMER_SLACK_NS`, deploy/lib/common.sh).
 const DEFAULT_SLACK_NS: u64 = 250_000;
+
+static SERIAL: Mutex<()> = Mutex::const_new(());
+
+fn cassandra_pid() -> anyhow::Result<String> {
+    let pid_file = format!("{}/run/pids/cassandra.pid", stack_dir());
+    let pid = std::fs::read_to_string(&pid_file)
+        .map_err(|e| anyhow::anyhow!("{pid_file}: {e} (is the native stack up?)"))?;
+    Ok(pid.trim().to_string())
+}
+
+/// The threads of process `pid` (none once it is gone).
+fn threads_of(pid: &str) -> Vec<String> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|dir| {
+            dir.filter_map(|t| Some(t.ok()?.file_name().to_string_lossy().into_owned()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
 
 /// Cassandra's idle request threads wait for work in 10 µs naps; with Linux's default timer
 /// slack (50 µs) two of them woke ~8,600 times a second each at 50 msg/s and Cassandra took
 /// 27-31 % of a core on the 2-core machine, 10 % with the slack the stack sets. The slack must
 /// reach every thread of the JVM (inherited from the process the stack execs, kept across
 /// exec), including those started after the node is up.
-#[test]
-fn every_thread_of_the_stacks_cassandra_naps_with_the_stacks_timer_slack() -> anyhow::Result<()> {
+#[tokio::test]
+async fn every_thread_of_the_stacks_cassandra_naps_with_the_stacks_timer_slack()
+-> anyhow::Result<()> {
+    let _serial = SERIAL.lock().await;
     let want: u64 = match std::env::var("CHAT_CASSANDRA_TIMER_SLACK_NS") {
         Ok(v) => v.parse()?,
         Err(_) => DEFAULT_SLACK_NS,
     };
-    let pid_file = format!("{}/run/pids/cassandra.pid", stack_dir());
-    let pid = std::fs::read_to_string(&pid_file)
-        .map_err(|e| anyhow::anyhow!("{pid_file}: {e} (is the native stack up?)"))?;
-    let pid = pid.trim();
-    let mut threads = 0;
-    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
-        let tid = task?.file_name();
-        let tid = tid.to_string_lossy();
+    let pid = cassandra_pid()?;
+    let mut checked = 0;
+    for tid in threads_of(&pid) {
         // A thread's own file is /proc/<tid>/timerslack_ns (the task folder has none).
         let Ok(slack) = std::fs::read_to_string(format!("/proc/{tid}/timerslack_ns")) else {
             continue; // the thread ended meanwhile
@@ -37,9 +56,56 @@ fn every_thread_of_the_stacks_cassandra_naps_with_the_stacks_timer_slack() -> an
             comm.trim(),
             slack.trim()
         );
-        threads += 1;
+        checked += 1;
     }
     // A JVM with Cassandra's pools runs dozens of threads; a handful would mean the pid is not it.
-    anyhow::ensure!(threads > 20, "only {threads} threads under pid {pid}");
+    anyhow::ensure!(checked > 20, "only {checked} threads under pid {pid}");
+    Ok(())
+}
+
+/// `deploy/stack.sh kill` returns once the server is gone, so `start` right after it finds the
+/// ports free. A JVM's main thread ends before its last threads (the process is then a zombie
+/// that is still multi-threaded, `ps` stat `Zl`, and still holds its ports); taking that for the
+/// end made a `start` at once fail with "127.0.0.1:17199 is already taken".
+#[tokio::test]
+async fn a_stopped_cassandra_is_gone_when_kill_returns_and_starts_again_at_once()
+-> anyhow::Result<()> {
+    let _serial = SERIAL.lock().await;
+    let restart = Restart::guard(&["cassandra"]);
+    let old = cassandra_pid()?;
+    stack(&["kill", "cassandra"]).await?;
+    let left = threads_of(&old);
+    anyhow::ensure!(
+        left.len() <= 1,
+        "kill returned while {} threads of Cassandra (pid {old}) still ran",
+        left.len()
+    );
+    restart.start().await?;
+    anyhow::ensure!(
+        cassandra_pid()? != old,
+        "the pid file still names pid {old}"
+    );
+    // The tests after this one find the services that read Cassandra ready again (their
+    // drivers reconnect on their own; `start` waits for Cassandra's port only).
+    services_ready(&[9100, 9201, 9202]).await
+}
+
+/// Until each of these ops ports' `/readyz` answers 200 (at most a minute).
+async fn services_ready(ops_ports: &[u16]) -> anyhow::Result<()> {
+    let http = reqwest::Client::new();
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    for port in ops_ports {
+        let url = format!("http://127.0.0.1:{port}/readyz");
+        loop {
+            match http.get(&url).send().await {
+                Ok(r) if r.status().is_success() => break,
+                answer => anyhow::ensure!(
+                    std::time::Instant::now() < until,
+                    "{url} not ready a minute after Cassandra's restart: {answer:?}"
+                ),
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    }
     Ok(())
 }
