@@ -9,6 +9,7 @@ use chat_e2e::harness::{Crowd, Verdict};
 use chat_e2e::partitions::{holdings, partition_of};
 use chat_e2e::{
     Restart, api, connect, connect_elsewhere, connect_to, register, senders, stack, unique,
+    wait_until_ready,
 };
 use chat_types::ws::ServerFrame;
 use std::time::Duration;
@@ -190,19 +191,7 @@ async fn cassandra_down_for_ten_seconds_makes_messages_late_not_lost() -> anyhow
     let ready = std::env::var("CHAT_API_OPS_URL")
         .unwrap_or_else(|_| "http://127.0.0.1:9100".into())
         + "/readyz";
-    let deadline = tokio::time::Instant::now() + SETTLE;
-    while reqwest::get(&ready)
-        .await
-        .map(|r| r.status().as_u16())
-        .unwrap_or(0)
-        != 200
-    {
-        anyhow::ensure!(
-            tokio::time::Instant::now() < deadline,
-            "the API did not become ready again"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_until_ready(&[ready], SETTLE).await?;
     crowd
         .finish(sent, SETTLE)
         .await?

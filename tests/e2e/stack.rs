@@ -3,11 +3,9 @@
 //! started again at once. The tests take turns: one restarts Cassandra, the other reads its
 //! threads.
 
-use chat_e2e::{Restart, stack, stack_dir};
+use chat_e2e::{Restart, repo_root, stack, stack_dir, wait_until_ready};
+use std::time::Duration;
 use tokio::sync::Mutex;
-
-/// deploy/stack.sh's default (`CHAT_CASSANDRA_TIMER_SLACK_NS`, deploy/lib/common.sh).
-const DEFAULT_SLACK_NS: u64 = 250_000;
 
 static SERIAL: Mutex<()> = Mutex::const_new(());
 
@@ -16,6 +14,23 @@ fn cassandra_pid() -> anyhow::Result<String> {
     let pid = std::fs::read_to_string(&pid_file)
         .map_err(|e| anyhow::anyhow!("{pid_file}: {e} (is the native stack up?)"))?;
     Ok(pid.trim().to_string())
+}
+
+/// The slack the stack gives Cassandra: deploy/lib/common.sh's `CASSANDRA_TIMER_SLACK_NS` (its
+/// default, or `CHAT_CASSANDRA_TIMER_SLACK_NS` from this environment, as for the stack).
+fn stack_timer_slack_ns() -> anyhow::Result<u64> {
+    let common = repo_root().join("deploy/lib/common.sh");
+    let out = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(r#"source "$0" && echo "$CASSANDRA_TIMER_SLACK_NS""#)
+        .arg(&common)
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "sourcing {}: {out:?}",
+        common.display()
+    );
+    Ok(String::from_utf8(out.stdout)?.trim().parse()?)
 }
 
 /// The threads of process `pid` (none once it is gone).
@@ -37,10 +52,7 @@ fn threads_of(pid: &str) -> Vec<String> {
 async fn every_thread_of_the_stacks_cassandra_naps_with_the_stacks_timer_slack()
 -> anyhow::Result<()> {
     let _serial = SERIAL.lock().await;
-    let want: u64 = match std::env::var("CHAT_CASSANDRA_TIMER_SLACK_NS") {
-        Ok(v) => v.parse()?,
-        Err(_) => DEFAULT_SLACK_NS,
-    };
+    let want = stack_timer_slack_ns()?;
     let pid = cassandra_pid()?;
     let mut checked = 0;
     for tid in threads_of(&pid) {
@@ -87,25 +99,6 @@ async fn a_stopped_cassandra_is_gone_when_kill_returns_and_starts_again_at_once(
     );
     // The tests after this one find the services that read Cassandra ready again (their
     // drivers reconnect on their own; `start` waits for Cassandra's port only).
-    services_ready(&[9100, 9201, 9202]).await
-}
-
-/// Until each of these ops ports' `/readyz` answers 200 (at most a minute).
-async fn services_ready(ops_ports: &[u16]) -> anyhow::Result<()> {
-    let http = reqwest::Client::new();
-    let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    for port in ops_ports {
-        let url = format!("http://127.0.0.1:{port}/readyz");
-        loop {
-            match http.get(&url).send().await {
-                Ok(r) if r.status().is_success() => break,
-                answer => anyhow::ensure!(
-                    std::time::Instant::now() < until,
-                    "{url} not ready a minute after Cassandra's restart: {answer:?}"
-                ),
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        }
-    }
-    Ok(())
+    let ops = [9100, 9201, 9202].map(|port| format!("http://127.0.0.1:{port}/readyz"));
+    wait_until_ready(&ops, Duration::from_secs(60)).await
 }

@@ -142,6 +142,25 @@ pub fn repo_root() -> std::path::PathBuf {
         .to_path_buf()
 }
 
+/// Until every one of these `/readyz` URLs (a service's ops port) answers 200, at most `within`:
+/// after a store was restarted, the services' drivers reconnect on their own schedule.
+pub async fn wait_until_ready(readyz_urls: &[String], within: Duration) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + within;
+    for url in readyz_urls {
+        loop {
+            match reqwest::get(url).await {
+                Ok(r) if r.status().is_success() => break,
+                answer => anyhow::ensure!(
+                    tokio::time::Instant::now() < deadline,
+                    "{url} not ready within {within:?}: {answer:?}"
+                ),
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    Ok(())
+}
+
 /// A connection to the native stack's Redis (`CHAT_REDIS_ADDR`, default 127.0.0.1:16379), for
 /// tests that look at what the services keep there.
 pub async fn redis() -> anyhow::Result<redis::aio::MultiplexedConnection> {
