@@ -1,9 +1,9 @@
 //! How the native stack runs and stops its servers, where that decides whether the machine's
-//! cores go to the work (docs/benchmarks.md, issue 14, eighth step) and whether a server can be
-//! started again at once. The tests take turns: one restarts Cassandra, the other reads its
-//! threads.
+//! cores go to the work (docs/benchmarks.md, issue 14, eighth step; tuning log 24) and whether a
+//! server can be started again at once. The tests take turns: one restarts Cassandra, the others
+//! read its threads and the gateways' runtimes.
 
-use chat_e2e::{Restart, repo_root, stack, stack_dir, wait_until_ready};
+use chat_e2e::{Restart, metric, repo_root, stack, stack_dir, wait_until_ready};
 use std::time::Duration;
 use tokio::sync::Mutex;
 
@@ -101,4 +101,21 @@ async fn a_stopped_cassandra_is_gone_when_kill_returns_and_starts_again_at_once(
     // drivers reconnect on their own; `start` waits for Cassandra's port only).
     let ops = [9100, 9201, 9202].map(|port| format!("http://127.0.0.1:{port}/readyz"));
     wait_until_ready(&ops, Duration::from_secs(60)).await
+}
+
+/// The stack's gateways share two cores with everything else; with a tokio worker per core
+/// each, the second worker mostly woke up to steal work: groups at 2,400 msg/s had p99 101-288
+/// ms and 56-58 ms with one worker (docs/benchmarks.md, tuning log 24). The setting is
+/// `CHAT__GATEWAY__WORKER_THREADS` in deploy/native/topology.conf.
+#[tokio::test]
+async fn the_stacks_gateways_each_run_one_tokio_worker() -> anyhow::Result<()> {
+    let _serial = SERIAL.lock().await;
+    for (gateway, ops_port) in [("gateway-1", 9101), ("gateway-2", 9102)] {
+        let workers = metric(ops_port, "chat_runtime_workers").await?;
+        anyhow::ensure!(
+            workers == 1.0,
+            "{gateway} runs {workers} tokio workers, not 1"
+        );
+    }
+    Ok(())
 }

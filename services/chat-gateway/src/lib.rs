@@ -48,7 +48,7 @@ use chat_store::read_feed::ReadMarkAnnouncer;
 use chat_store::revocations::Revocations;
 use chat_store::ws_tickets::WsTickets;
 use serde::{Deserialize, Serialize};
-use std::num::NonZeroU32;
+use std::num::{NonZeroU32, NonZeroUsize};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -116,6 +116,11 @@ pub struct GatewayConfig {
     pub ephemeral_push_timeout_ms: u64,
     /// Bounded drain on shutdown.
     pub drain_secs: u64,
+    /// Tokio worker threads; unset: one per core this process may use (cgroup quotas count).
+    /// A gateway's work is short I/O steps, and a second worker mostly wakes up to steal
+    /// them: where gateways share cores with each other and the rest of the stack, one each
+    /// costs less CPU and cuts the tail (docs/benchmarks.md, tuning log 24).
+    pub worker_threads: Option<NonZeroUsize>,
 }
 
 impl Default for GatewayConfig {
@@ -141,6 +146,7 @@ impl Default for GatewayConfig {
             send_claim_ttl_secs: 24 * 3600,
             ephemeral_push_timeout_ms: 1000,
             drain_secs: 5,
+            worker_threads: None,
         }
     }
 }
@@ -193,6 +199,16 @@ pub struct Shared {
     pub shutdown: CancellationToken,
     /// Every task of the gateway, waited for (bounded) at shutdown.
     pub tasks: TaskTracker,
+}
+
+/// The gateway's tokio runtime: `gateway.worker_threads` workers, or one per core this
+/// process may use.
+pub fn runtime(cfg: &Config) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = cfg.gateway.worker_threads {
+        builder.worker_threads(n.get());
+    }
+    builder.enable_all().build()
 }
 
 pub struct Application {
@@ -330,5 +346,20 @@ impl Application {
             tracing::warn!(error = %e, "gateway not withdrawn from the listing; it lapses");
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_runtime_has_the_configured_workers_and_by_default_one_per_core() {
+        let mut cfg = Config::default();
+        cfg.gateway.worker_threads = NonZeroUsize::new(1);
+        assert_eq!(runtime(&cfg).unwrap().metrics().num_workers(), 1);
+        cfg.gateway.worker_threads = None;
+        let cores = std::thread::available_parallelism().unwrap().get();
+        assert_eq!(runtime(&cfg).unwrap().metrics().num_workers(), cores);
     }
 }

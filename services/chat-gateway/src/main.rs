@@ -1,12 +1,16 @@
 //! `chat-gateway`: see the library's docs.
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let cfg: chat_gateway::Config = chat_common::config::load()?;
-    let metrics = chat_common::telemetry::init("chat-gateway", &cfg.telemetry);
-    let shutdown = chat_common::shutdown::on_signal();
-    chat_gateway::Application::build(cfg, metrics, shutdown)
-        .await?
-        .run_until_stopped()
-        .await
+    // Built here rather than by `#[tokio::main]`: its size is a setting.
+    chat_gateway::runtime(&cfg)?.block_on(async {
+        let metrics = chat_common::telemetry::init("chat-gateway", &cfg.telemetry);
+        let workers = tokio::runtime::Handle::current().metrics().num_workers();
+        metrics::gauge!("chat_runtime_workers").set(workers as f64);
+        let shutdown = chat_common::shutdown::on_signal();
+        chat_gateway::Application::build(cfg, metrics, shutdown)
+            .await?
+            .run_until_stopped()
+            .await
+    })
 }
