@@ -744,3 +744,79 @@ async fn a_member_who_leaves_a_big_channel_misses_what_is_sent_while_away() -> a
     );
     Ok(())
 }
+
+/// Records and batches the message servers handled, and how many batches waited for more
+/// records, over both (counters since each started).
+async fn batching() -> anyhow::Result<[f64; 3]> {
+    let mut sums = [0.0; 3];
+    for ops in [MS1_OPS, MS2_OPS] {
+        sums[0] += chat_e2e::metric(ops, "chat_records_total").await?;
+        sums[1] += chat_e2e::metric(ops, "chat_batch_phase_seconds_count{phase=\"store\"}").await?;
+        sums[2] += chat_e2e::metric(ops, "chat_batches_lingered_total").await?;
+    }
+    Ok(sums)
+}
+
+/// A message server under load waits a few milliseconds for more records before it handles a
+/// batch (each batch costs its statements and pushes whatever its size: fewer, fuller batches
+/// free CPU, docs/benchmarks.md tuning log 25); at a light rate no batch waits, so a message
+/// sent alone is not held. Either way each message arrives once, in order.
+#[tokio::test]
+async fn message_servers_wait_for_fuller_batches_only_when_busy() -> anyhow::Result<()> {
+    let _serial = SERIAL.lock().await;
+    // Light: four messages a second.
+    let light = Crowd::new(4, 1, 4).await?;
+    let before = batching().await?;
+    let sent = light
+        .stream(12, Duration::from_millis(250), || async { Ok(()) })
+        .await?;
+    light
+        .finish(sent, SETTLE)
+        .await?
+        .report_and_check("light")?;
+    let after = batching().await?;
+    anyhow::ensure!(
+        after[2] == before[2],
+        "{} batches waited for more records at four messages a second",
+        after[2] - before[2]
+    );
+    // Busy: twelve channels, a message to each every ~2 ms for ~0.5 s (thousands a second,
+    // 100 per sender: within the send burst).
+    const ROUNDS: usize = 200;
+    let busy = Crowd::new(24, 12, 4).await?;
+    let before = batching().await?;
+    let sent = busy
+        .stream(ROUNDS, Duration::from_millis(2), || async { Ok(()) })
+        .await?;
+    busy.finish(sent, SETTLE).await?.report_and_check("busy")?;
+    let after = batching().await?;
+    let [records, batches, lingered] = [0, 1, 2].map(|i| after[i] - before[i]);
+    println!(
+        "busy: {records} records in {batches} batches ({:.1} per batch), {lingered} waited",
+        records / batches.max(1.0)
+    );
+    anyhow::ensure!(
+        lingered > 0.0,
+        "no batch waited for more records at {sent} messages in {ROUNDS} rounds ~2 ms apart"
+    );
+    Ok(())
+}
+
+/// A message server killed while its batches wait for more records: what it had taken but not
+/// handled was never committed, so its partitions' next owner handles it; nothing is lost,
+/// duplicated or reordered.
+#[tokio::test]
+async fn killing_a_busy_message_server_loses_duplicates_and_reorders_nothing() -> anyhow::Result<()>
+{
+    let _serial = SERIAL.lock().await;
+    let crowd = Crowd::new(24, 12, 4).await?;
+    let restart = Restart::guard(&["message-server-1"]);
+    let sent = crowd
+        .stream(100, Duration::from_millis(2), || {
+            stack(&["kill", "message-server-1", "-9"])
+        })
+        .await?;
+    let verdict = crowd.finish(sent, SETTLE).await;
+    restart.start().await?;
+    verdict?.report_and_check("kill -9 message-server-1 while busy")
+}
