@@ -197,12 +197,16 @@ async fn the_channel_that_just_received_a_message_leads_the_activity_order() -> 
 
     let mut ws = connect(&a.access_token).await?;
     let cmid = uuid::Uuid::new_v4().to_string();
-    ws.send_message(older.id, &uuid::Uuid::new_v4().to_string(), "first")
+    let first = ws
+        .send_acked(older.id, &uuid::Uuid::new_v4().to_string(), "first")
         .await?;
     let acked = ws.send_acked(busy.id, &cmid, "news").await?;
 
     // An ack means Kafka has the message; the message server records the activity after it
-    // stores the batch. Wait for that, within a bound.
+    // stores the batch. Wait for that, within a bound, for both channels: they may be on
+    // different message servers, each writing activity on its own schedule, and `older`
+    // getting its activity during the walk below would move it from the walk's unvisited
+    // tail to its visited head (a keyset walk skips a row whose key grows behind it).
     let deadline = Instant::now() + TIMEOUT;
     let page = loop {
         let page = api
@@ -213,12 +217,15 @@ async fn the_channel_that_just_received_a_message_leads_the_activity_order() -> 
                 None,
             )
             .await?;
-        let busy_at = page
-            .channels
-            .iter()
-            .find(|e| e.id == busy.id)
-            .and_then(|e| e.last_activity_at);
-        if busy_at.is_some_and(|t| t >= acked.created_at) {
+        let at = |id: ChannelId| {
+            page.channels
+                .iter()
+                .find(|e| e.id == id)
+                .and_then(|e| e.last_activity_at)
+        };
+        if at(busy.id).is_some_and(|t| t >= acked.created_at)
+            && at(older.id).is_some_and(|t| t >= first.created_at)
+        {
             break page;
         }
         assert!(
