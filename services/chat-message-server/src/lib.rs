@@ -51,8 +51,8 @@ pub struct MessageServerConfig {
     /// How long a batch waits for more records after its first, and only while records arrive
     /// faster than one per this time (each batch costs its statements and pushes whatever its
     /// size; at lower rates a batch goes with what has arrived and waits for nothing). 0: never.
-    /// 2 ms: at 1,600 msg/s in groups the machine went from 90-94 % to 75-80 % busy and p99
-    /// from 35-62 to 24-27 ms; 5 ms saved no more CPU and had a worse tail (docs/benchmarks.md
+    /// 2 ms: at 1,600 msg/s in groups the machine went from 90-94 % to 75-81 % busy (p99
+    /// 35-65 → 24-59 ms); 5 ms saved no more CPU and had a worse tail (docs/benchmarks.md
     /// tuning log 25).
     pub linger_ms: u64,
     /// Time limit of one push to a gateway, milliseconds.
