@@ -802,9 +802,9 @@ async fn message_servers_wait_for_fuller_batches_only_when_busy() -> anyhow::Res
     Ok(())
 }
 
-/// A message server killed while its batches wait for more records: what it had taken but not
-/// handled was never committed, so its partitions' next owner handles it; nothing is lost,
-/// duplicated or reordered.
+/// A message server killed in the middle of a stream busy enough for its batches to wait for
+/// more records (as in the test above): what it had taken but not handled was never committed,
+/// so its partitions' next owner handles it; nothing is lost, duplicated or reordered.
 #[tokio::test]
 async fn killing_a_busy_message_server_loses_duplicates_and_reorders_nothing() -> anyhow::Result<()>
 {
