@@ -625,6 +625,7 @@ start_cassandra() {
     cp "$SCRIPT_DIR/cassandra/logback.xml" "$dir/logback.xml"
     spawn cassandra "${TIMER_SLACK[@]}" "$CASSANDRA_TIMER_SLACK_NS" java -Xms768m -Xmx1g \
         -XX:+UseG1GC -XX:+ParallelRefProcEnabled -XX:MaxTenuringThreshold=1 -Djava.net.preferIPv4Stack=true \
+        "-Xlog:gc:file=$LOG_DIR/cassandra-gc.log:utctime,uptime" \
         --add-exports java.base/jdk.internal.misc=ALL-UNNAMED \
         --add-exports java.management.rmi/com.sun.jmx.remote.internal.rmi=ALL-UNNAMED \
         --add-exports java.rmi/sun.rmi.registry=ALL-UNNAMED --add-exports java.rmi/sun.rmi.server=ALL-UNNAMED \

@@ -119,3 +119,43 @@ async fn the_stacks_gateways_each_run_one_tokio_worker() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Cassandra's young collections copy every Java object a live memtable holds; with the skip
+/// list (Cassandra's default) that is a few objects per row written since the last flush, and
+/// at 1,600 msg/s in groups its pauses of 87-155 ms put the end-to-end p99 at 56-84 ms. The
+/// stack's templates make every table's memtable a trie (a few large buffers): pauses of 58-73
+/// ms at most, p99 33-41 ms (docs/benchmarks.md, issue 14, eleventh step). What runs is read
+/// from the JVM itself: the memtables it has made, by class.
+#[tokio::test]
+async fn the_stacks_cassandra_keeps_its_memtables_in_tries() -> anyhow::Result<()> {
+    let _serial = SERIAL.lock().await;
+    let pid = cassandra_pid()?;
+    // `-all` counts without a full collection first (the histogram is all this needs).
+    let out = tokio::process::Command::new("jcmd")
+        .args([pid.as_str(), "GC.class_histogram", "-all"])
+        .output()
+        .await?;
+    anyhow::ensure!(
+        out.status.success(),
+        "jcmd {pid} GC.class_histogram: {out:?}"
+    );
+    let histogram = String::from_utf8_lossy(&out.stdout);
+    // A row is "<rank>: <instances> <bytes> <class>".
+    let instances = |class: &str| -> u64 {
+        histogram
+            .lines()
+            .filter_map(|l| {
+                let mut f = l.split_whitespace().skip(1);
+                let n = f.next()?.parse::<u64>().ok()?;
+                (f.nth(1)? == class).then_some(n)
+            })
+            .sum()
+    };
+    let tries = instances("org.apache.cassandra.db.memtable.TrieMemtable");
+    let skip_lists = instances("org.apache.cassandra.db.memtable.SkipListMemtable");
+    anyhow::ensure!(
+        tries > 0 && skip_lists == 0,
+        "Cassandra (pid {pid}) holds {tries} trie and {skip_lists} skip-list memtables"
+    );
+    Ok(())
+}
