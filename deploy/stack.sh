@@ -623,6 +623,8 @@ start_cassandra() {
     render_template "$SCRIPT_DIR/cassandra/cassandra.yaml.template" PORT="$port" DIR="$dir" \
         STORAGE_PORT="$CASSANDRA_STORAGE_PORT" SSL_STORAGE_PORT="$CASSANDRA_SSL_STORAGE_PORT" >"$dir/cassandra.yaml"
     cp "$SCRIPT_DIR/cassandra/logback.xml" "$dir/logback.xml"
+    # The GC log, with UTC times, lines Cassandra's pauses up with a benchmark's per-second
+    # timeline (docs/benchmarks.md, issue 14, eleventh step).
     spawn cassandra "${TIMER_SLACK[@]}" "$CASSANDRA_TIMER_SLACK_NS" java -Xms768m -Xmx1g \
         -XX:+UseG1GC -XX:+ParallelRefProcEnabled -XX:MaxTenuringThreshold=1 -Djava.net.preferIPv4Stack=true \
         "-Xlog:gc:file=$LOG_DIR/cassandra-gc.log:utctime,uptime" \
