@@ -1,7 +1,7 @@
 //! How the native stack runs and stops its servers, where that decides whether the machine's
 //! cores go to the work (docs/benchmarks.md, issue 14, eighth step; tuning log 24) and whether a
 //! server can be started again at once. The tests take turns: one restarts Cassandra, the others
-//! read its threads and the gateways' runtimes.
+//! read its threads, its memtables and the gateways' runtimes.
 
 use chat_e2e::{Restart, metric, repo_root, stack, stack_dir, wait_until_ready};
 use std::time::Duration;
@@ -130,7 +130,7 @@ async fn the_stacks_gateways_each_run_one_tokio_worker() -> anyhow::Result<()> {
 async fn the_stacks_cassandra_keeps_its_memtables_in_tries() -> anyhow::Result<()> {
     let _serial = SERIAL.lock().await;
     let pid = cassandra_pid()?;
-    // `-all` counts without a full collection first (the histogram is all this needs).
+    // `-all` counts unreachable objects too, so the JVM is not made to collect before it counts.
     let out = tokio::process::Command::new("jcmd")
         .args([pid.as_str(), "GC.class_histogram", "-all"])
         .output()
