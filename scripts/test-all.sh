@@ -55,6 +55,11 @@ scripts/fuzz.sh
 step "native stack"
 trap stop_stack EXIT
 deploy/stack.sh up
+# tests/e2e/stack.rs asks the running Cassandra which memtables it made with the JDK's `jcmd`;
+# the stack itself needs only a Java runtime, so a fresh machine may have no JDK yet.
+if ! command -v jcmd >/dev/null; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jdk-headless
+fi
 
 step "end-to-end tests (through nginx)"
 cargo test --release --workspace --test conversation --test rest --test hardening_api --test credentials \

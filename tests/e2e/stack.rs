@@ -134,7 +134,8 @@ async fn the_stacks_cassandra_keeps_its_memtables_in_tries() -> anyhow::Result<(
     let out = tokio::process::Command::new("jcmd")
         .args([pid.as_str(), "GC.class_histogram", "-all"])
         .output()
-        .await?;
+        .await
+        .map_err(|e| anyhow::anyhow!("jcmd (the JDK's; scripts/test-all.sh installs it): {e}"))?;
     anyhow::ensure!(
         out.status.success(),
         "jcmd {pid} GC.class_histogram: {out:?}"
