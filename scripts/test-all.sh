@@ -87,9 +87,11 @@ step "benchmark tool smoke run (chat-bench smoke, a few seconds)"
 # 100 clients chatting beside a flooding and a connection-hoarding user: nothing may be lost;
 # the latency comparison is reported here and judged by the full benchmark (docs/benchmarks.md).
 "$CARGO_TARGET_DIR/release/chat-bench" abuse --rounds 1 --secs 5 --latency-report-only
-# The fan-out floor (a bare broadcast server through an nginx of its own): still runs, and its
-# client checks every frame.
+# The fan-out and groups floors (a bare broadcast or relay server through an nginx of its own):
+# still run, and their client checks every frame and every ack.
 "$CARGO_TARGET_DIR/release/chat-bench" floor --connections 200 --rates 50 --step-secs 2 \
+    --out-dir "${TMPDIR:-/tmp}/chat-bench-floor-check"
+"$CARGO_TARGET_DIR/release/chat-bench" floor --connections 200 --members 10 --rates 200 --step-secs 2 \
     --out-dir "${TMPDIR:-/tmp}/chat-bench-floor-check"
 
 step "compose file check"

@@ -51,10 +51,11 @@ enum Cmd {
     /// Push notifications: channels of offline members with devices at fixed send rates;
     /// notifications per second at the APNs stand-in and send-to-request latency.
     Notify(scenarios::NotifyArgs),
-    /// The fan-out pattern with nothing of ours in the path: a bare WebSocket broadcast server
-    /// through an nginx of its own, and a plain client; CPU per delivery of each (the floor).
+    /// The fan-out pattern (or with `--members`, the groups pattern) with nothing of ours in the
+    /// path: a bare WebSocket broadcast (relay) server through an nginx of its own, and a plain
+    /// client; CPU per delivery of each (the floor).
     Floor(scenarios::FloorArgs),
-    /// (internal) the bare broadcast server of `floor`.
+    /// (internal) the bare broadcast or relay server of `floor`.
     #[command(hide = true)]
     FloorServer(scenarios::FloorServerArgs),
     /// (internal) a worker process: a job on stdin, reports on stdout.

@@ -5,7 +5,15 @@
 //! plain as chat-bench's: one current-thread runtime, one task per connection, each frame parsed
 //! and checked by `seq`. CPU per delivery of server, nginx and client is the floor that the
 //! `fanout` scenario's gateway + nginx + client numbers compare with (issue 14's goal of 6 µs).
-//! Exits non-zero if a frame was lost, duplicated or unreadable, or nothing was delivered.
+//!
+//! With `--members K` the pattern is `groups`' instead: channels of K connections, every
+//! connection sends (`--rates` messages a second in all, round robin), and the server, a bare
+//! relay, acks each send with the message and writes it to every member of the sender's channel
+//! (sender included), as a gateway does with its pushes. That is the socket work of a groups
+//! message through nginx with no Kafka, storage or lookups: what the groups ceiling compares with.
+//!
+//! Exits non-zero if a frame was lost, duplicated or unreadable, a send was not acked, or nothing
+//! was delivered.
 
 use super::shared::envelope;
 use crate::Common;
@@ -25,6 +33,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpSocket};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 #[derive(Args, Clone, Debug)]
@@ -54,6 +63,10 @@ pub struct FloorArgs {
     /// The nginx binary (its own instance, in a temporary folder).
     #[arg(long, default_value = "/usr/sbin/nginx")]
     pub nginx: PathBuf,
+    /// Channels of this many connections that all send, relayed by the server (the `groups`
+    /// pattern; `--rates` is then messages a second in all). 0: one broadcast to every connection.
+    #[arg(long, default_value_t = 0)]
+    pub members: usize,
 }
 
 #[derive(Args, Clone, Debug)]
@@ -63,11 +76,17 @@ pub struct FloorServerArgs {
     pub listen: SocketAddr,
     #[arg(long, default_value_t = 100)]
     pub body_bytes: usize,
+    /// Relay each connection's sends to its channel instead of broadcasting on a timer.
+    #[arg(long)]
+    pub relay: bool,
 }
 
 /// What the server's frames carry that the client reads (the rest is the gateway's shape).
 #[derive(Deserialize)]
 struct FrameView {
+    /// `message`, or in the relay's pattern also `ack`.
+    #[serde(rename = "type")]
+    kind: String,
     message: MessageView,
 }
 
@@ -111,8 +130,14 @@ fn message_frame(seq: i64, body_bytes: usize) -> String {
 /// gateway's writer does; the frame is made once and shared.
 pub async fn floor_server(a: FloorServerArgs) -> anyhow::Result<bool> {
     let listener = TcpListener::bind(a.listen).await?;
-    let (tx, _) =
-        tokio::sync::broadcast::channel::<tokio_tungstenite::tungstenite::Utf8Bytes>(1024);
+    if a.relay {
+        tokio::spawn(relay_accept(listener));
+        // Nothing runs on a timer: it lives until its stdin closes.
+        tokio::task::spawn_blocking(|| std::io::stdin().lines().map_while(Result::ok).count())
+            .await?;
+        return Ok(true);
+    }
+    let (tx, _) = tokio::sync::broadcast::channel::<Utf8Bytes>(1024);
     let accept_tx = tx.clone();
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
@@ -132,15 +157,7 @@ pub async fn floor_server(a: FloorServerArgs) -> anyhow::Result<bool> {
                 // Read (and drop) whatever the client sends, so pings and closes are handled.
                 tokio::spawn(async move { while let Some(Ok(_)) = stream.next().await {} });
                 while let Ok(f) = rx.recv().await {
-                    if sink.feed(WsMessage::Text(f)).await.is_err() {
-                        return;
-                    }
-                    while let Ok(f) = rx.try_recv() {
-                        if sink.feed(WsMessage::Text(f)).await.is_err() {
-                            return;
-                        }
-                    }
-                    if sink.flush().await.is_err() {
+                    if !write_queued(&mut sink, f, || rx.try_recv().ok()).await {
                         return;
                     }
                 }
@@ -184,6 +201,155 @@ pub async fn floor_server(a: FloorServerArgs) -> anyhow::Result<bool> {
     }
 }
 
+/// Write `first` and whatever else is queued, then flush once, as the gateway's writer does.
+/// False once the connection is gone.
+async fn write_queued<S>(
+    sink: &mut S,
+    first: Utf8Bytes,
+    mut queued: impl FnMut() -> Option<Utf8Bytes>,
+) -> bool
+where
+    S: futures::Sink<WsMessage> + Unpin,
+{
+    if sink.feed(WsMessage::Text(first)).await.is_err() {
+        return false;
+    }
+    while let Some(f) = queued() {
+        if sink.feed(WsMessage::Text(f)).await.is_err() {
+            return false;
+        }
+    }
+    sink.flush().await.is_ok()
+}
+
+/// One channel of the relay: its last position and its members' write queues.
+#[derive(Default)]
+struct RelayChannel {
+    seq: i64,
+    members: Vec<tokio::sync::mpsc::UnboundedSender<Utf8Bytes>>,
+}
+
+/// A `send` frame as the client writes it (fixtures/wire/ws_client_send.json).
+#[derive(Deserialize)]
+struct SendView {
+    client_msg_id: String,
+    body: String,
+}
+
+/// The message as a gateway's `message` and `ack` frames carry it.
+#[derive(Serialize)]
+struct RelayedMessage<'a> {
+    body: &'a str,
+    channel_id: uuid::Uuid,
+    client_msg_id: &'a str,
+    created_at: String,
+    id: uuid::Uuid,
+    sender_id: uuid::Uuid,
+    seq: i64,
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum RelayFrame<'a> {
+    Message {
+        message: &'a RelayedMessage<'a>,
+    },
+    Ack {
+        client_msg_id: &'a str,
+        message: &'a RelayedMessage<'a>,
+    },
+}
+
+/// The relay's connections: `/ws?c=<channel>&u=<user>` (numbers) says where each belongs.
+/// A connection's reader relays each send under the channels' lock, so every member's queue
+/// gets a channel's messages in position order; a writer task per connection drains its queue
+/// and flushes once, as the gateway's writer does.
+async fn relay_accept(listener: TcpListener) {
+    let channels = std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashMap::<
+        u32,
+        RelayChannel,
+    >::new()));
+    while let Ok((stream, _)) = listener.accept().await {
+        let _ = stream.set_nodelay(true);
+        let channels = channels.clone();
+        tokio::spawn(async move {
+            let config = WebSocketConfig::default()
+                .read_buffer_size(1024)
+                .write_buffer_size(16 * 1024);
+            let mut query = String::new();
+            // The error type is tungstenite's (`Callback`), not ours to shrink.
+            #[allow(clippy::result_large_err)]
+            let callback = |req: &tokio_tungstenite::tungstenite::handshake::server::Request,
+                            resp| {
+                query = req.uri().query().unwrap_or_default().to_owned();
+                Ok(resp)
+            };
+            let Ok(ws) =
+                tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(config))
+                    .await
+            else {
+                return;
+            };
+            let param = |name: &str| {
+                query
+                    .split('&')
+                    .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+                    .and_then(|v| v.parse::<u32>().ok())
+            };
+            let (Some(channel), Some(user)) = (param("c"), param("u")) else {
+                return;
+            };
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Utf8Bytes>();
+            channels
+                .lock()
+                .expect("relay lock")
+                .entry(channel)
+                .or_default()
+                .members
+                .push(tx.clone());
+            let (mut sink, mut stream) = ws.split();
+            tokio::spawn(async move {
+                while let Some(f) = rx.recv().await {
+                    if !write_queued(&mut sink, f, || rx.try_recv().ok()).await {
+                        return;
+                    }
+                }
+            });
+            let channel_id = uuid::Uuid::from_u128(u128::from(channel) + 1);
+            let sender_id = uuid::Uuid::from_u128((1 << 64) + u128::from(user));
+            while let Some(Ok(m)) = stream.next().await {
+                let WsMessage::Text(t) = m else { continue };
+                let Ok(send) = serde_json::from_str::<SendView>(&t) else {
+                    continue;
+                };
+                let mut all = channels.lock().expect("relay lock");
+                let ch = all.entry(channel).or_default();
+                ch.seq += 1;
+                let message = RelayedMessage {
+                    body: &send.body,
+                    channel_id,
+                    client_msg_id: &send.client_msg_id,
+                    created_at: chrono::Utc::now()
+                        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                    id: uuid::Uuid::new_v4(),
+                    sender_id,
+                    seq: ch.seq,
+                };
+                let json = |f: &RelayFrame| serde_json::to_string(f).expect("frames serialise");
+                let _ = tx.send(
+                    json(&RelayFrame::Ack {
+                        client_msg_id: &send.client_msg_id,
+                        message: &message,
+                    })
+                    .into(),
+                );
+                let frame = Utf8Bytes::from(json(&RelayFrame::Message { message: &message }));
+                ch.members.retain(|m| m.send(frame.clone()).is_ok());
+            }
+        });
+    }
+}
+
 /// Counts of the client side, shared by the connection tasks of its one thread; a copy of them
 /// (with the latencies since the copy before) is what the measuring side reads.
 #[derive(Default)]
@@ -195,7 +361,11 @@ struct ClientStats {
     unparsable: u64,
     /// Connections the server ended (a lagging receiver is dropped by its broadcast channel).
     closed: u64,
+    /// Sends written and acks read (the relay's pattern).
+    sent: u64,
+    acked: u64,
     latency: Option<hdrhistogram::Histogram<u64>>,
+    ack_latency: Option<hdrhistogram::Histogram<u64>>,
 }
 
 #[derive(Serialize)]
@@ -204,6 +374,11 @@ struct Step {
     deliveries: u64,
     deliveries_per_sec: f64,
     latency_ms: stats::Summary,
+    /// The relay's pattern: messages sent a second, and send to ack.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    messages_per_sec: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ack_latency_ms: Option<stats::Summary>,
     cpu: procs::CpuReport,
     /// CPU µs per delivery: server, nginx, client, and the three together.
     us_per_delivery: BTreeMap<String, f64>,
@@ -217,6 +392,7 @@ pub async fn floor(a: FloorArgs) -> anyhow::Result<bool> {
     let mut server = Command::new(&exe)
         .args(["floor-server", "--listen", &server_addr.to_string()])
         .args(["--body-bytes", &a.body_bytes.to_string()])
+        .args((a.members > 0).then_some("--relay"))
         .stdin(Stdio::piped())
         .spawn()
         .context("starting the floor server")?;
@@ -256,6 +432,7 @@ pub async fn floor(a: FloorArgs) -> anyhow::Result<bool> {
             serde_json::json!({
                 "connections": a.connections, "rates": a.rates, "step_secs": a.step_secs,
                 "body_bytes": a.body_bytes, "through_nginx": !a.direct,
+                "members": a.members,
             }),
             &BTreeMap::new(),
             &steps,
@@ -320,6 +497,52 @@ http {{
         .with_context(|| format!("starting {}", bin.display()))
 }
 
+/// A `send` frame as chat-bench writes one, its body `<now in ns>:` padded to `body_bytes`.
+fn send_frame(channel_id: uuid::Uuid, body_bytes: usize) -> String {
+    let mut body = format!("{}:", now_ns());
+    while body.len() < body_bytes {
+        body.push('x');
+    }
+    format!(
+        r#"{{"body":"{body}","channel_id":"{channel_id}","client_msg_id":"{}","type":"send"}}"#,
+        uuid::Uuid::new_v4()
+    )
+}
+
+/// The relay's sender side: at the rate `rate` says (messages a second in all; 0 pauses), each
+/// tick asks the next connection, round robin, to send one message.
+async fn pace(
+    mut rate: tokio::sync::watch::Receiver<f64>,
+    senders: Vec<tokio::sync::mpsc::Sender<()>>,
+) {
+    let mut next = 0usize;
+    loop {
+        let r = *rate.borrow_and_update();
+        if r <= 0.0 || senders.is_empty() {
+            if rate.changed().await.is_err() {
+                return;
+            }
+            continue;
+        }
+        let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / r));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    let _ = senders[next % senders.len()].try_send(());
+                    next += 1;
+                }
+                changed = rate.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    break;
+                }
+            }
+        }
+    }
+}
+
 async fn measure(
     a: &FloorArgs,
     target: SocketAddr,
@@ -338,6 +561,10 @@ async fn measure(
     }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let n = a.connections;
+    let (members, body_bytes) = (a.members, a.body_bytes);
+    let relay = members > 0;
+    // The relay's sends a second, in all (the pacer picks the senders round robin).
+    let (pace_tx, pace_rx) = tokio::sync::watch::channel(0.0f64);
     // The client: one thread, one current-thread runtime, a task per connection (chat-bench's
     // worker layout). Its stats stay on that thread; the measuring side asks through channels.
     let (ask_tx, mut ask_rx) =
@@ -350,18 +577,28 @@ async fn measure(
             local.block_on(&rt, async move {
                 let st = Rc::new(RefCell::new(ClientStats {
                     latency: Some(stats::hist(3)),
+                    ack_latency: Some(stats::hist(3)),
                     ..Default::default()
                 }));
+                let mut senders = Vec::with_capacity(n);
                 for i in 0..n {
                     let st = st.clone();
                     let mut stop = stop_rx.clone();
+                    let (send_tx, mut send_rx) = tokio::sync::mpsc::channel::<()>(64);
+                    senders.push(send_tx);
                     tokio::task::spawn_local(async move {
                         let sock = TcpSocket::new_v4()?;
                         // Source addresses 127.0.0.2.. as the bench's fleet spreads them.
                         sock.bind(SocketAddr::new([127, 0, 0, 2 + (i % 8) as u8].into(), 0))?;
                         let stream = sock.connect(target).await?;
                         stream.set_nodelay(true)?;
-                        let url = format!("ws://{target}/ws");
+                        let channel = if relay { i / members } else { 0 };
+                        let url = if relay {
+                            format!("ws://{target}/ws?c={channel}&u={i}")
+                        } else {
+                            format!("ws://{target}/ws")
+                        };
+                        let channel_id = uuid::Uuid::from_u128(channel as u128 + 1);
                         // chat-bench's worker settings (worker/mod.rs).
                         let config = WebSocketConfig::default().read_buffer_size(8 * 1024).write_buffer_size(0);
                         let (mut ws, _) = tokio_tungstenite::client_async_with_config(url, stream, Some(config)).await?;
@@ -380,23 +617,38 @@ async fn measure(
                                     let WsMessage::Text(t) = m else { continue };
                                     let now = now_ns();
                                     let mut s = st.borrow_mut();
-                                    match serde_json::from_str::<FrameView>(&t) {
-                                        Ok(f) => {
-                                            s.delivered += 1;
-                                            let seq = f.message.seq;
-                                            if last != 0 && seq > last + 1 {
-                                                s.lost += (seq - last - 1) as u64;
-                                            } else if seq <= last {
-                                                s.duplicated += 1;
-                                            }
-                                            last = last.max(seq);
-                                            let sent = f.message.body.split(':').next().and_then(|v| v.parse::<u64>().ok()).unwrap_or(now);
-                                            if let Some(h) = s.latency.as_mut() {
-                                                stats::record(h, now.saturating_sub(sent) / 1000);
-                                            }
+                                    let Ok(f) = serde_json::from_str::<FrameView>(&t) else {
+                                        s.unparsable += 1;
+                                        continue;
+                                    };
+                                    let sent = f.message.body.split(':').next().and_then(|v| v.parse::<u64>().ok()).unwrap_or(now);
+                                    let took = now.saturating_sub(sent) / 1000;
+                                    if f.kind == "ack" {
+                                        s.acked += 1;
+                                        if let Some(h) = s.ack_latency.as_mut() {
+                                            stats::record(h, took);
                                         }
-                                        Err(_) => s.unparsable += 1,
+                                        continue;
                                     }
+                                    s.delivered += 1;
+                                    let seq = f.message.seq;
+                                    if last != 0 && seq > last + 1 {
+                                        s.lost += (seq - last - 1) as u64;
+                                    } else if seq <= last {
+                                        s.duplicated += 1;
+                                    }
+                                    last = last.max(seq);
+                                    if let Some(h) = s.latency.as_mut() {
+                                        stats::record(h, took);
+                                    }
+                                }
+                                Some(()) = send_rx.recv() => {
+                                    let frame = send_frame(channel_id, body_bytes);
+                                    if ws.send(WsMessage::Text(frame.into())).await.is_err() {
+                                        st.borrow_mut().closed += 1;
+                                        break;
+                                    }
+                                    st.borrow_mut().sent += 1;
                                 }
                                 _ = &mut stopped => break,
                             }
@@ -405,10 +657,12 @@ async fn measure(
                         anyhow::Ok(())
                     });
                 }
+                tokio::task::spawn_local(pace(pace_rx, senders));
                 while let Some(reply) = ask_rx.recv().await {
                     let mut s = st.borrow_mut();
                     let latency = s.latency.replace(stats::hist(3));
-                    let _ = reply.send(ClientStats { latency, ..*s });
+                    let ack_latency = s.ack_latency.replace(stats::hist(3));
+                    let _ = reply.send(ClientStats { latency, ack_latency, ..*s });
                 }
             });
             Ok(())
@@ -450,16 +704,26 @@ async fn measure(
     println!(
         "     rate  deliv/s   p50 ms   p99 ms   max ms   server µs  nginx µs  client µs  total µs  machine"
     );
+    // The rate goes to the server (broadcast) or to the client's pacer (relay).
+    let mut set_rate = |rate: f64| -> anyhow::Result<()> {
+        if relay {
+            pace_tx.send(rate)?;
+        } else {
+            writeln!(server_in, "{rate}")?;
+        }
+        Ok(())
+    };
     for &rate in &a.rates {
-        writeln!(server_in, "{rate}")?;
+        set_rate(rate)?;
         tokio::time::sleep(Duration::from_secs(3)).await;
-        let d0 = ask()?.delivered;
+        let r0 = ask()?;
         let s0 = procs::cpu_snapshot(&roots);
         tokio::time::sleep(Duration::from_secs_f64(a.step_secs)).await;
         let s1 = procs::cpu_snapshot(&roots);
         let r = ask()?;
         let (lost, duplicated, unparsable, h) = (r.lost, r.duplicated, r.unparsable, r.latency);
-        let deliveries = r.delivered - d0;
+        let deliveries = r.delivered - r0.delivered;
+        let messages = r.sent - r0.sent;
         ok &= deliveries > 0 && lost + duplicated + unparsable + r.closed == 0;
         let mut cpu = procs::cpu_between(&s0, &s1, deliveries, "deliveries");
         // chat-bench's own tree holds the server and nginx: the client is the rest.
@@ -506,22 +770,56 @@ async fn measure(
             per["total"],
             cpu.machine_busy_percent,
         );
+        let ack_latency = relay.then(|| {
+            let acks = stats::Summary::of(&r.ack_latency.unwrap_or_else(|| stats::hist(3)));
+            println!(
+                "  {:.0} messages/s sent, ack p50 {} / p99 {} ms, {:.1} µs per message",
+                messages as f64 / cpu.window_seconds,
+                stats::fmt_ms(acks.p50_ms),
+                stats::fmt_ms(acks.p99_ms),
+                per["total"] * deliveries as f64 / messages.max(1) as f64,
+            );
+            acks
+        });
         if lost + duplicated + unparsable + r.closed > 0 {
             println!(
                 "  lost {lost} duplicated {duplicated} unparsable {unparsable}; {} connections ended",
                 r.closed
             );
         }
-        writeln!(server_in, "0")?;
+        set_rate(0.0)?;
         tokio::time::sleep(Duration::from_millis(500)).await;
         steps.push(Step {
             rate,
             deliveries,
             deliveries_per_sec: deliveries as f64 / cpu.window_seconds,
             latency_ms: latency,
+            messages_per_sec: relay.then(|| messages as f64 / cpu.window_seconds),
+            ack_latency_ms: ack_latency,
             cpu,
             us_per_delivery: per,
         });
+    }
+    if relay {
+        // Every send acked and delivered to each member of its channel (when all channels are
+        // full), once what is in flight has arrived.
+        let whole = n.is_multiple_of(members);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let r = loop {
+            let r = ask()?;
+            let arrived = r.acked == r.sent && (!whole || r.delivered == r.sent * members as u64);
+            if arrived || Instant::now() > deadline {
+                break r;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        if r.acked != r.sent || (whole && r.delivered != r.sent * members as u64) {
+            ok = false;
+            println!(
+                "  {} sent, {} acked, {} delivered (expected {} per message)",
+                r.sent, r.acked, r.delivered, members
+            );
+        }
     }
     let _ = stop_tx.send(true);
     drop(ask_tx);

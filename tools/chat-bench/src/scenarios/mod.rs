@@ -4,7 +4,8 @@
 //! - `shared`: the set-up every scenario starts from (API client, cached user pool, channel
 //!   layouts, progress bar), the steady-traffic spec, and the result files.
 //! - `groups`, `fanout`, `idle`, `history`, `smoke`, `baseline`, `abuse`, `notify`: one scenario each;
-//!   `floor`: the same fan-out pattern through a bare server (what this machine's sockets cost).
+//!   `floor`: the fan-out or the groups pattern through a bare server (what this machine's
+//!   sockets cost).
 
 mod abuse;
 mod baseline;
