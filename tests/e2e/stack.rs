@@ -1,9 +1,11 @@
 //! How the native stack runs and stops its servers, where that decides whether the machine's
 //! cores go to the work (docs/benchmarks.md, issue 14, eighth step; tuning log 24) and whether a
-//! server can be started again at once. The tests take turns: one restarts Cassandra, the others
-//! read its threads, its memtables and the gateways' runtimes.
+//! server can be started again at once, and what a stored message costs Cassandra. The tests
+//! take turns: one restarts Cassandra, the others read its threads, its memtables, its trace of
+//! a read and the gateways' runtimes.
 
-use chat_e2e::{Restart, metric, repo_root, stack, stack_dir, wait_until_ready};
+use chat_e2e::wait_until_ready;
+use chat_e2e::{Restart, api, connect, metric, register, repo_root, stack, stack_dir, unique};
 use std::time::Duration;
 use tokio::sync::Mutex;
 
@@ -157,6 +159,55 @@ async fn the_stacks_cassandra_keeps_its_memtables_in_tries() -> anyhow::Result<(
     anyhow::ensure!(
         tries > 0 && skip_lists == 0,
         "Cassandra (pid {pid}) holds {tries} trie and {skip_lists} skip-list memtables"
+    );
+    Ok(())
+}
+
+/// A message stored without a reply (or mentions, or files) writes no tombstone cells: a null
+/// bound to a column is one, and every row would carry it through the memtable (per-cell objects
+/// that Cassandra's young collections copy), the SSTables, compaction and every read of it.
+/// Cassandra's own trace of a read of the stored row counts them.
+#[tokio::test]
+async fn a_stored_message_without_a_reply_carries_no_tombstones() -> anyhow::Result<()> {
+    let _serial = SERIAL.lock().await;
+    let api = api();
+    let a = register(&api, "tomb-").await?;
+    let channel = api
+        .create_channel(&a.access_token, &unique("tomb-"), None)
+        .await?;
+    let mut ws = connect(&a.access_token).await?;
+    let cmid = uuid::Uuid::new_v4().to_string();
+    let acked = ws.send_acked(channel.id, &cmid, "no reply").await?;
+    // Delivered live means stored: the message server pushes after Cassandra took it.
+    let own = ws.next_message().await?;
+    anyhow::ensure!(own.id == acked.id, "delivered {own:?}, acked {acked:?}");
+    let seq = own
+        .seq
+        .ok_or_else(|| anyhow::anyhow!("a delivered message without a seq"))?;
+    let cfg = chat_common::config::CassandraConfig::default();
+    let session = chat_store::cql::connect(&cfg, true).await?;
+    let mut read = scylla::statement::Statement::new(
+        "SELECT * FROM messages WHERE channel_id = ? AND bucket = ? AND seq = ?",
+    );
+    read.set_tracing(true);
+    let result = session
+        .query_unpaged(read, (channel.id.0, chat_store::cql::bucket_of(seq), seq))
+        .await?;
+    let trace = result
+        .tracing_id()
+        .ok_or_else(|| anyhow::anyhow!("Cassandra gave the traced read no trace id"))?;
+    let info = session.get_tracing_info(&trace).await?;
+    let counted: Vec<&str> = info
+        .events
+        .iter()
+        .filter_map(|e| e.activity.as_deref())
+        .filter(|a| a.contains("tombstone cells"))
+        .collect();
+    anyhow::ensure!(
+        counted
+            .iter()
+            .any(|a| a.contains("1 live rows and 0 tombstone cells")),
+        "the stored message's read: {counted:?}"
     );
     Ok(())
 }

@@ -161,9 +161,10 @@ impl MessageStore {
                     e.client_event_id.as_str(),
                     e.created_at,
                     kind,
-                    body,
-                    emoji,
-                    count,
+                    // Unset, not null: no tombstone cells (see `MessageStore::insert`).
+                    MaybeUnset::from_option(body),
+                    MaybeUnset::from_option(emoji),
+                    MaybeUnset::from_option(count),
                     mentions,
                 ),
                 (e.id.0, e.channel_id.0, e.seq, *offset),

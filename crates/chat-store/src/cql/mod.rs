@@ -285,8 +285,8 @@ enum InsertRow<'a> {
             &'a str,
             &'a str,
             DateTime<Utc>,
-            Option<Uuid>,
-            Option<i64>,
+            MaybeUnset<Uuid>,
+            MaybeUnset<i64>,
             MaybeUnset<Vec<Uuid>>,
             MaybeUnset<Vec<AttachmentCell>>,
         ),
@@ -459,8 +459,10 @@ impl MessageStore {
                 m.body.as_str(),
                 m.client_msg_id.as_str(),
                 m.created_at,
-                m.reply_to.as_ref().map(|r| r.id.0),
-                m.reply_to.as_ref().map(|r| r.seq),
+                // Unset, not null, when absent: a null is a tombstone cell, which every row
+                // would then carry in the memtable, the SSTables and every read of it.
+                MaybeUnset::from_option(m.reply_to.as_ref().map(|r| r.id.0)),
+                MaybeUnset::from_option(m.reply_to.as_ref().map(|r| r.seq)),
                 mentions_value(&m.mentions),
                 attachments_value(&m.attachments),
             )));
