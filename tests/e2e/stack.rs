@@ -163,12 +163,34 @@ async fn the_stacks_cassandra_keeps_its_memtables_in_tries() -> anyhow::Result<(
     Ok(())
 }
 
-/// A message stored without a reply (or mentions, or files) writes no tombstone cells: a null
-/// bound to a column is one, and every row would carry it through the memtable (per-cell objects
-/// that Cassandra's young collections copy), the SSTables, compaction and every read of it.
-/// Cassandra's own trace of a read of the stored row counts them.
+/// What Cassandra's trace of reading `query` (one row, by its key) says it read: "Read <n> live
+/// rows and <m> tombstone cells".
+async fn traced_read(
+    session: &scylla::client::session::Session,
+    query: &str,
+    key: (uuid::Uuid, i64, i64),
+) -> anyhow::Result<Vec<String>> {
+    let mut read = scylla::statement::Statement::new(query);
+    read.set_tracing(true);
+    let result = session.query_unpaged(read, key).await?;
+    let trace = result
+        .tracing_id()
+        .ok_or_else(|| anyhow::anyhow!("Cassandra gave the traced read no trace id"))?;
+    let info = session.get_tracing_info(&trace).await?;
+    Ok(info
+        .events
+        .into_iter()
+        .filter_map(|e| e.activity)
+        .filter(|a| a.contains("tombstone cells"))
+        .collect())
+}
+
+/// A message stored without a reply (or mentions, or files), and a reaction's event (which has
+/// no body), write no tombstone cells: a null bound to a column is one, and every row would
+/// carry it through the memtable, the SSTables, compaction and every read of it. Cassandra's
+/// own trace of a read of each stored row counts them.
 #[tokio::test]
-async fn a_stored_message_without_a_reply_carries_no_tombstones() -> anyhow::Result<()> {
+async fn stored_messages_and_events_carry_no_tombstones() -> anyhow::Result<()> {
     let _serial = SERIAL.lock().await;
     let api = api();
     let a = register(&api, "tomb-").await?;
@@ -184,30 +206,36 @@ async fn a_stored_message_without_a_reply_carries_no_tombstones() -> anyhow::Res
     let seq = own
         .seq
         .ok_or_else(|| anyhow::anyhow!("a delivered message without a seq"))?;
+    ws.change_acked(&chat_types::ws::ClientFrame::React {
+        channel_id: channel.id,
+        message_id: own.id,
+        client_event_id: "tomb-react".into(),
+        emoji: "👍".into(),
+    })
+    .await?;
+    let event = ws.next_event().await?;
     let cfg = chat_common::config::CassandraConfig::default();
     let session = chat_store::cql::connect(&cfg, true).await?;
-    let mut read = scylla::statement::Statement::new(
+    let key = |seq: i64| (channel.id.0, chat_store::cql::bucket_of(seq), seq);
+    let message = traced_read(
+        &session,
         "SELECT * FROM messages WHERE channel_id = ? AND bucket = ? AND seq = ?",
-    );
-    read.set_tracing(true);
-    let result = session
-        .query_unpaged(read, (channel.id.0, chat_store::cql::bucket_of(seq), seq))
-        .await?;
-    let trace = result
-        .tracing_id()
-        .ok_or_else(|| anyhow::anyhow!("Cassandra gave the traced read no trace id"))?;
-    let info = session.get_tracing_info(&trace).await?;
-    let counted: Vec<&str> = info
-        .events
-        .iter()
-        .filter_map(|e| e.activity.as_deref())
-        .filter(|a| a.contains("tombstone cells"))
-        .collect();
-    anyhow::ensure!(
-        counted
-            .iter()
-            .any(|a| a.contains("1 live rows and 0 tombstone cells")),
-        "the stored message's read: {counted:?}"
-    );
+        key(seq),
+    )
+    .await?;
+    let reaction = traced_read(
+        &session,
+        "SELECT * FROM channel_events WHERE channel_id = ? AND bucket = ? AND seq = ?",
+        key(event.seq),
+    )
+    .await?;
+    for (what, counted) in [("message", message), ("reaction", reaction)] {
+        anyhow::ensure!(
+            counted
+                .iter()
+                .any(|a| a.contains("1 live rows and 0 tombstone cells")),
+            "the stored {what}'s read: {counted:?}"
+        );
+    }
     Ok(())
 }
