@@ -4,8 +4,10 @@
 //! take turns: one restarts Cassandra, the others read its threads, its memtables, its trace of
 //! a read and the gateways' runtimes.
 
-use chat_e2e::wait_until_ready;
-use chat_e2e::{Restart, api, connect, metric, register, repo_root, stack, stack_dir, unique};
+use chat_e2e::{
+    Restart, api, cassandra, connect, metric, register, repo_root, stack, stack_dir, unique,
+    wait_until_ready,
+};
 use std::time::Duration;
 use tokio::sync::Mutex;
 
@@ -214,8 +216,7 @@ async fn stored_messages_and_events_carry_no_tombstones() -> anyhow::Result<()> 
     })
     .await?;
     let event = ws.next_event().await?;
-    let cfg = chat_common::config::CassandraConfig::default();
-    let session = chat_store::cql::connect(&cfg, true).await?;
+    let session = cassandra().await?;
     let key = |seq: i64| (channel.id.0, chat_store::cql::bucket_of(seq), seq);
     let message = traced_read(
         &session,

@@ -180,6 +180,16 @@ pub async fn postgres() -> anyhow::Result<chat_store::pg::PgPool> {
         .await?)
 }
 
+/// A CQL session on the native stack's Cassandra (`CHAT__CASSANDRA__NODES`, default the
+/// stack's), in the messages' keyspace, for tests that look at what a service stored there.
+pub async fn cassandra() -> anyhow::Result<scylla::client::session::Session> {
+    let mut cfg = chat_common::config::CassandraConfig::default();
+    if let Ok(nodes) = std::env::var("CHAT__CASSANDRA__NODES") {
+        cfg.nodes = nodes;
+    }
+    Ok(chat_store::cql::connect(&cfg, true).await?)
+}
+
 /// `deploy/stack.sh <args>` (`kill gateway-1 -9`, `start gateway-1`, ...); returns once the
 /// command has finished (a `start` waits for readiness). For tests that stop real processes.
 pub async fn stack(args: &[&str]) -> anyhow::Result<()> {

@@ -164,7 +164,7 @@ pub async fn floor_server(a: FloorServerArgs) -> anyhow::Result<bool> {
             });
         }
     });
-    let (rate_tx, mut rate_rx) = tokio::sync::watch::channel(0.0f64);
+    let (rate_tx, rate_rx) = tokio::sync::watch::channel(0.0f64);
     std::thread::spawn(move || {
         for line in std::io::stdin().lines() {
             let Ok(line) = line else { break };
@@ -174,25 +174,33 @@ pub async fn floor_server(a: FloorServerArgs) -> anyhow::Result<bool> {
         }
     });
     let mut seq = 0i64;
+    at_rate(rate_rx, || {
+        seq += 1;
+        let _ = tx.send(message_frame(seq, a.body_bytes).into());
+    })
+    .await;
+    Ok(true)
+}
+
+/// Call `tick` as often a second as `rate` says (0 pauses), until its sender is gone: the
+/// broadcast server's frames, the relay client's sends.
+async fn at_rate(mut rate: tokio::sync::watch::Receiver<f64>, mut tick: impl FnMut()) {
     loop {
-        let rate = *rate_rx.borrow_and_update();
-        if rate <= 0.0 {
-            if rate_rx.changed().await.is_err() {
-                return Ok(true);
+        let r = *rate.borrow_and_update();
+        if r <= 0.0 {
+            if rate.changed().await.is_err() {
+                return;
             }
             continue;
         }
-        let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+        let mut interval = tokio::time::interval(Duration::from_secs_f64(1.0 / r));
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
         loop {
             tokio::select! {
-                _ = tick.tick() => {
-                    seq += 1;
-                    let _ = tx.send(message_frame(seq, a.body_bytes).into());
-                }
-                changed = rate_rx.changed() => {
+                _ = interval.tick() => tick(),
+                changed = rate.changed() => {
                     if changed.is_err() {
-                        return Ok(true);
+                        return;
                     }
                     break;
                 }
@@ -512,35 +520,18 @@ fn send_frame(channel_id: uuid::Uuid, body_bytes: usize) -> String {
 /// The relay's sender side: at the rate `rate` says (messages a second in all; 0 pauses), each
 /// tick asks the next connection, round robin, to send one message.
 async fn pace(
-    mut rate: tokio::sync::watch::Receiver<f64>,
+    rate: tokio::sync::watch::Receiver<f64>,
     senders: Vec<tokio::sync::mpsc::Sender<()>>,
 ) {
-    let mut next = 0usize;
-    loop {
-        let r = *rate.borrow_and_update();
-        if r <= 0.0 || senders.is_empty() {
-            if rate.changed().await.is_err() {
-                return;
-            }
-            continue;
-        }
-        let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / r));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {
-                    let _ = senders[next % senders.len()].try_send(());
-                    next += 1;
-                }
-                changed = rate.changed() => {
-                    if changed.is_err() {
-                        return;
-                    }
-                    break;
-                }
-            }
-        }
+    if senders.is_empty() {
+        return;
     }
+    let mut next = 0usize;
+    at_rate(rate, || {
+        let _ = senders[next % senders.len()].try_send(());
+        next += 1;
+    })
+    .await;
 }
 
 async fn measure(
