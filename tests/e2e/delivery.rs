@@ -9,7 +9,7 @@ use chat_e2e::harness::{Crowd, Verdict};
 use chat_e2e::partitions::{holdings, partition_of};
 use chat_e2e::{
     Restart, api, connect, connect_elsewhere, connect_to, register, senders, stack, unique,
-    wait_until_ready,
+    wait_until_gateways_read_cassandra, wait_until_ready,
 };
 use chat_types::ws::ServerFrame;
 use std::time::Duration;
@@ -192,10 +192,14 @@ async fn cassandra_down_for_ten_seconds_makes_messages_late_not_lost() -> anyhow
         .unwrap_or_else(|_| "http://127.0.0.1:9100".into())
         + "/readyz";
     wait_until_ready(&[ready], SETTLE).await?;
-    crowd
+    let checked = crowd
         .finish(sent, SETTLE)
         .await?
-        .report_and_check("cassandra stopped for 10 s")
+        .report_and_check("cassandra stopped for 10 s");
+    // The tests after this one find the gateways reading Cassandra again too (replies,
+    // reactions and resumes read it; their `/readyz` does not say).
+    wait_until_gateways_read_cassandra(&["gateway-1", "gateway-2"], SETTLE).await?;
+    checked
 }
 
 #[tokio::test]

@@ -6,7 +6,7 @@
 
 use chat_e2e::{
     Restart, api, cassandra, connect, metric, register, repo_root, stack, stack_dir, unique,
-    wait_until_ready,
+    wait_until_gateways_read_cassandra, wait_until_ready,
 };
 use std::time::Duration;
 use tokio::sync::Mutex;
@@ -102,9 +102,11 @@ async fn a_stopped_cassandra_is_gone_when_kill_returns_and_starts_again_at_once(
         "the pid file still names pid {old}"
     );
     // The tests after this one find the services that read Cassandra ready again (their
-    // drivers reconnect on their own; `start` waits for Cassandra's port only).
+    // drivers reconnect on their own; `start` waits for Cassandra's port only): the API and
+    // the message servers say so on `/readyz`, the gateways by answering a `resume`.
     let ops = [9100, 9201, 9202].map(|port| format!("http://127.0.0.1:{port}/readyz"));
-    wait_until_ready(&ops, Duration::from_secs(60)).await
+    wait_until_ready(&ops, Duration::from_secs(60)).await?;
+    wait_until_gateways_read_cassandra(&["gateway-1", "gateway-2"], Duration::from_secs(60)).await
 }
 
 /// The stack's gateways share two cores with everything else; with a tokio worker per core

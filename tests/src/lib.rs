@@ -161,6 +161,56 @@ pub async fn wait_until_ready(readyz_urls: &[String], within: Duration) -> anyho
     Ok(())
 }
 
+/// Until every gateway named answers a `resume` from Cassandra, at most `within`: after a
+/// restart of Cassandra. A gateway stays ready while Cassandra is away (sends go on through
+/// Kafka), so its `/readyz` does not say when its driver has a connection again, and the driver
+/// refills a broken pool with a backoff that grows to ~10 s: a test right after the restart
+/// had a reaction refused as unavailable 8 s after Cassandra listened again. A `resume` is
+/// looked up in Cassandra (a few short retries, then the gateway closes with 1013 so that the
+/// client resumes again); answered with `resumed`, the gateway reads Cassandra.
+pub async fn wait_until_gateways_read_cassandra(
+    gateways: &[&str],
+    within: Duration,
+) -> anyhow::Result<()> {
+    use chat_types::ws::{ClientFrame, ServerFrame};
+    let deadline = tokio::time::Instant::now() + within;
+    let api = api();
+    let user = register(&api, "cassandra-probe-").await?;
+    let channel = api
+        .create_channel(&user.access_token, &unique("cassandra-probe-"), None)
+        .await?;
+    let mut ws = connect(&user.access_token).await?;
+    ws.send_acked(channel.id, &unique("probe-"), "probe")
+        .await?;
+    // Delivered live means stored: the message servers read and write Cassandra again.
+    let stored = ws.next_message().await?;
+    let resume = ClientFrame::Resume {
+        channels: [(channel.id, stored.id)].into_iter().collect(),
+    };
+    for gateway in gateways {
+        loop {
+            let (mut probe, _) = connect_to(&user.access_token, gateway).await?;
+            probe.send(&resume).await?;
+            let answered = loop {
+                match probe.next_within(TIMEOUT).await {
+                    Ok(Some(ServerFrame::Resumed { .. })) => break true,
+                    Ok(Some(_)) => {}
+                    // Closed (1013: the lookup failed) or nothing within the timeout.
+                    Ok(None) | Err(_) => break false,
+                }
+            };
+            if answered {
+                break;
+            }
+            anyhow::ensure!(
+                tokio::time::Instant::now() < deadline,
+                "{gateway} did not answer a resume from Cassandra within {within:?}"
+            );
+        }
+    }
+    Ok(())
+}
+
 /// A connection to the native stack's Redis (`CHAT_REDIS_ADDR`, default 127.0.0.1:16379), for
 /// tests that look at what the services keep there.
 pub async fn redis() -> anyhow::Result<redis::aio::MultiplexedConnection> {
