@@ -8,10 +8,12 @@ use chat_client::{Connection, Page};
 use chat_e2e::harness::{Crowd, Verdict};
 use chat_e2e::partitions::{holdings, partition_of};
 use chat_e2e::{
-    Restart, api, connect, connect_elsewhere, connect_to, register, senders, stack, unique,
-    wait_until_gateways_read_cassandra, wait_until_ready,
+    Restart, api, cassandra, connect, connect_elsewhere, connect_to, register, senders, stack,
+    unique, wait_until_gateways_read_cassandra, wait_until_ready,
 };
-use chat_types::ws::ServerFrame;
+use chat_types::ChannelId;
+use chat_types::bus::BusRecord;
+use chat_types::ws::{ClientFrame, ServerFrame};
 use std::time::Duration;
 use tokio::sync::Mutex;
 
@@ -361,6 +363,166 @@ async fn positions_continue_across_a_bucket_after_the_message_servers_restart() 
         "1,040 messages across buckets 0 and 1 with both message servers restarted: positions 1..=1040, live and stored"
     );
     Ok(())
+}
+
+/// A message's two rows (its row in `messages`, its id row) go to Cassandra in one unlogged
+/// batch, which is not atomic across partitions: a coordinator failing part-way can leave the
+/// id row alone, and the message server may die before its retry. The replay then finds the id
+/// row naming this very record. It must store the message again, not only push it: here the id
+/// row alone is written by hand for a record the stopped message servers have not consumed.
+#[tokio::test]
+async fn a_replayed_message_whose_id_row_alone_was_stored_is_stored_again() -> anyhow::Result<()> {
+    let _serial = SERIAL.lock().await;
+    let api = api();
+    let a = register(&api, "halfstored").await?;
+    let ch = api
+        .create_channel(&a.access_token, &unique("halfstored-"), None)
+        .await?;
+    let mut ws = connect(&a.access_token).await?;
+    let mut from = senders(&api, ch.id, 1).await?;
+    assert_eq!(live_positions(&mut from, &mut ws, ch.id, 1).await?, [1]);
+
+    let restart = Restart::guard(&["message-server-1", "message-server-2"]);
+    stack(&["kill", "message-server-1"]).await?;
+    stack(&["kill", "message-server-2"]).await?;
+    let sent = ws
+        .send_acked(ch.id, &unique("half-"), "half stored")
+        .await?;
+    let offset = offset_of(
+        ch.id,
+        move |r| matches!(r, BusRecord::Message(m) if m.id == sent.id),
+    )
+    .await?;
+    cassandra()
+        .await?
+        .query_unpaged(
+            "INSERT INTO message_ids (id, channel_id, seq, kafka_offset) VALUES (?, ?, ?, ?)",
+            (sent.id.0, ch.id.0, 2_i64, offset),
+        )
+        .await?;
+    restart.start().await?;
+
+    let replayed = ws.next_message().await?;
+    assert_eq!(
+        (replayed.id, replayed.seq),
+        (sent.id, Some(2)),
+        "the replay is pushed"
+    );
+    assert_eq!(live_positions(&mut from, &mut ws, ch.id, 1).await?, [3]);
+    let page = api
+        .history(&a.access_token, ch.id, Page::newest(10))
+        .await?;
+    let stored: Vec<(i64, &str)> = page
+        .iter()
+        .map(|m| (m.seq.unwrap_or_default(), m.body.as_str()))
+        .collect();
+    assert_eq!(stored.len(), 3, "every message is in history: {stored:?}");
+    assert_eq!(stored[1], (2, "half stored"), "{stored:?}");
+    println!("a replayed message with only its id row stored: pushed at 2 and stored again");
+    Ok(())
+}
+
+/// The same for an event (here an edit): only its id row (`message_ids`, under the event's
+/// id) was stored. The replay must apply and store it at its position, not drop it.
+#[tokio::test]
+async fn a_replayed_event_whose_id_row_alone_was_stored_is_stored_again() -> anyhow::Result<()> {
+    let _serial = SERIAL.lock().await;
+    let api = api();
+    let a = register(&api, "halfedit").await?;
+    let ch = api
+        .create_channel(&a.access_token, &unique("halfedit-"), None)
+        .await?;
+    let mut ws = connect(&a.access_token).await?;
+    let sent = ws.send_acked(ch.id, &unique("halfedit-"), "before").await?;
+    assert_eq!(ws.next_message().await?.seq, Some(1));
+
+    let restart = Restart::guard(&["message-server-1", "message-server-2"]);
+    stack(&["kill", "message-server-1"]).await?;
+    stack(&["kill", "message-server-2"]).await?;
+    let edit = ClientFrame::Edit {
+        channel_id: ch.id,
+        message_id: sent.id,
+        client_event_id: unique("halfedit-"),
+        body: "after".into(),
+    };
+    let event = ws.change_acked(&edit).await?;
+    let offset = offset_of(
+        ch.id,
+        move |r| matches!(r, BusRecord::Event(e) if e.id == event),
+    )
+    .await?;
+    cassandra()
+        .await?
+        .query_unpaged(
+            "INSERT INTO message_ids (id, channel_id, seq, kafka_offset) VALUES (?, ?, ?, ?)",
+            (event.0, ch.id.0, 2_i64, offset),
+        )
+        .await?;
+    restart.start().await?;
+
+    let replayed = ws.next_event().await?;
+    assert_eq!(
+        (replayed.id, replayed.seq),
+        (event, 2),
+        "the replayed edit is pushed"
+    );
+    let page = api
+        .history(&a.access_token, ch.id, Page::newest(10))
+        .await?;
+    let stored: Vec<(i64, &str, bool)> = page
+        .iter()
+        .map(|m| {
+            (
+                m.seq.unwrap_or_default(),
+                m.body.as_str(),
+                m.edited_at.is_some(),
+            )
+        })
+        .collect();
+    assert_eq!(stored, [(1, "after", true)], "the edit is stored");
+    println!("a replayed edit with only its id row stored: pushed at 2, applied and stored again");
+    Ok(())
+}
+
+/// The offset of a record in the `messages` topic: the last record of its channel's
+/// partition (nothing else is sent to the channel), checked to be the one `is` picks.
+async fn offset_of(
+    channel: ChannelId,
+    is: impl Fn(&BusRecord) -> bool + Send + 'static,
+) -> anyhow::Result<i64> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::Message as _;
+    tokio::task::spawn_blocking(move || {
+        let brokers =
+            std::env::var("CHAT__KAFKA__BROKERS").unwrap_or_else(|_| "127.0.0.1:19092".into());
+        let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .set("group.id", unique("halfstored-"))
+            .set("enable.auto.commit", "false")
+            .create()?;
+        let (topic, partition) = (chat_types::bus::TOPIC, partition_of(channel, 16));
+        let (_, high) = consumer.fetch_watermarks(topic, partition, Duration::from_secs(10))?;
+        let mut at = rdkafka::TopicPartitionList::new();
+        at.add_partition_offset(topic, partition, rdkafka::Offset::Offset(high - 1))?;
+        consumer.assign(&at)?;
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            let Some(record) = consumer.poll(Duration::from_millis(200)) else {
+                continue;
+            };
+            let record = record?;
+            let decoded = record
+                .payload()
+                .and_then(|p| serde_json::from_slice::<BusRecord>(p).ok());
+            anyhow::ensure!(
+                decoded.as_ref().is_some_and(&is),
+                "the last record of partition {partition} is not the one sent: {decoded:?}"
+            );
+            return Ok(record.offset());
+        }
+        anyhow::bail!("no record at offset {} of partition {partition}", high - 1)
+    })
+    .await?
 }
 
 /// Send `n` messages from `from` (round robin, pipelined) and return the positions of their

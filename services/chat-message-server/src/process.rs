@@ -45,6 +45,9 @@ struct BatchState {
     targets: HashMap<(ChannelId, i64), Message>,
     /// Stored events of the batch (replays after a crash), to push again.
     stored_events: HashMap<EventId, ChannelEvent>,
+    /// Replayed messages whose id row is stored but whose message row is not (see
+    /// [`Processor::load_unstored_replays`]): stored again, not only pushed.
+    unstored: HashSet<MessageId>,
     /// What the batch's events act on, and what they change.
     applied: Targets,
     /// The accounts the batch's bodies mention by username (lowercase), whether members or not:
@@ -214,10 +217,66 @@ impl Processor {
             .extend(loaded.into_iter().map(|(c, v)| (c, Arc::new(v))));
         state.stored = stored.into_iter().collect();
         state.targets = targets;
-        state.stored_events = self
-            .load_stored_events(batch, &state.stored, shutdown)
-            .await?;
+        let (stored_events, unstored) = tokio::join!(
+            self.load_stored_events(batch, &state.stored, shutdown),
+            self.load_unstored_replays(batch, &state.stored, shutdown),
+        );
+        state.stored_events = stored_events?;
+        state.unstored = unstored?;
         Some(state)
+    }
+
+    /// Messages of the batch replayed after a crash (their id row names this very record) whose
+    /// message row is missing. A message's two rows go in one unlogged batch, which is not
+    /// atomic across partitions: a coordinator that fails part-way can have written the id row
+    /// alone, and if the message server dies before its retry succeeds, the replay finds the id
+    /// and would only push the message, leaving it out of history for good. Read back (rare: only
+    /// replays), and the missing ones are stored again. A message whose row is missing was never
+    /// edited, deleted or reacted to (the gateway admits changes only to stored messages), so
+    /// writing it as sent loses nothing.
+    async fn load_unstored_replays(
+        &self,
+        batch: &[Consumed],
+        stored: &HashMap<MessageId, Placement>,
+        shutdown: &CancellationToken,
+    ) -> Option<HashSet<MessageId>> {
+        let mut replayed: HashMap<ChannelId, Vec<(i64, MessageId)>> = HashMap::new();
+        for r in batch {
+            if let BusRecord::Message(m) = &r.record
+                && let Some(p) = stored.get(&m.id)
+                && p.kafka_offset == Some(r.offset)
+            {
+                replayed
+                    .entry(p.channel_id)
+                    .or_default()
+                    .push((p.seq, m.id));
+            }
+        }
+        if replayed.is_empty() {
+            return Some(HashSet::new());
+        }
+        let store = &self.store;
+        let found = persist(shutdown, "read replayed messages", || {
+            futures::future::try_join_all(replayed.iter().map(|(c, at)| {
+                let seqs: Vec<i64> = at.iter().map(|(seq, _)| *seq).collect();
+                async move { store.messages_at(*c, &seqs).await }
+            }))
+        })
+        .await?;
+        let present: HashSet<MessageId> = found.into_iter().flatten().map(|m| m.id).collect();
+        let unstored: HashSet<MessageId> = replayed
+            .into_values()
+            .flatten()
+            .map(|(_, id)| id)
+            .filter(|id| !present.contains(id))
+            .collect();
+        if !unstored.is_empty() {
+            tracing::warn!(
+                messages = unstored.len(),
+                "replayed messages had an id row but no message row: storing them again"
+            );
+        }
+        Some(unstored)
     }
 
     /// The stored messages the batch's events and replies name (one `IN` read per channel and
@@ -593,11 +652,14 @@ fn assign(batch: &[Consumed], state: &mut BatchState) -> Assigned {
                     }
                     // This very record was stored before a crash: it may never have been
                     // pushed. Push the stored version (gateways drop what a connection already
-                    // has, by position).
+                    // has, by position), and store it again if only its id row was written.
                     let mut message = m.to_message(Some(p.seq));
                     message.channel_id = p.channel_id;
                     message.reply_to = m.reply_to.map(|t| reply_preview(t, p.channel_id, state));
                     message.mentions = state.mentions(p.channel_id, &message.body);
+                    if state.unstored.contains(&m.id) {
+                        out.messages.push((message.clone(), r.offset));
+                    }
                     out.outgoing.push(Outgoing {
                         event: Event::Message { message },
                         recipients: members_of(state, p.channel_id),
@@ -630,6 +692,22 @@ fn assign(batch: &[Consumed], state: &mut BatchState) -> Assigned {
                     }
                     if let Some(event) = state.stored_events.get(&e.id).cloned() {
                         state.applied.reapply(&event);
+                        out.outgoing.push(Outgoing {
+                            event: Event::Channel { event },
+                            recipients: members_of(state, p.channel_id),
+                        });
+                        continue;
+                    }
+                    // Only its id row was written (see `load_unstored_replays`): apply it and
+                    // store it at the position it was given then. Not moot now: the state it
+                    // meets is the one it met (the records before it are stored or replayed).
+                    let (members, usernames) = (&state.members, &state.usernames);
+                    let mentions_of =
+                        |body: &str| mentions_in(members, usernames, p.channel_id, body);
+                    if let Some(change) = state.applied.apply(e, mentions_of) {
+                        tracing::warn!(event = %e.id, "a replayed event had an id row but no event row: storing it again");
+                        let event = event_at(e, p.seq, change);
+                        out.events.push((event.clone(), r.offset));
                         out.outgoing.push(Outgoing {
                             event: Event::Channel { event },
                             recipients: members_of(state, p.channel_id),
