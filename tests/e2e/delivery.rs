@@ -388,18 +388,13 @@ async fn a_replayed_message_whose_id_row_alone_was_stored_is_stored_again() -> a
     let sent = ws
         .send_acked(ch.id, &unique("half-"), "half stored")
         .await?;
-    let offset = offset_of(
+    store_id_row_alone(
         ch.id,
+        sent.id.0,
+        2,
         move |r| matches!(r, BusRecord::Message(m) if m.id == sent.id),
     )
     .await?;
-    cassandra()
-        .await?
-        .query_unpaged(
-            "INSERT INTO message_ids (id, channel_id, seq, kafka_offset) VALUES (?, ?, ?, ?)",
-            (sent.id.0, ch.id.0, 2_i64, offset),
-        )
-        .await?;
     restart.start().await?;
 
     let replayed = ws.next_message().await?;
@@ -446,18 +441,13 @@ async fn a_replayed_event_whose_id_row_alone_was_stored_is_stored_again() -> any
         body: "after".into(),
     };
     let event = ws.change_acked(&edit).await?;
-    let offset = offset_of(
+    store_id_row_alone(
         ch.id,
+        event.0,
+        2,
         move |r| matches!(r, BusRecord::Event(e) if e.id == event),
     )
     .await?;
-    cassandra()
-        .await?
-        .query_unpaged(
-            "INSERT INTO message_ids (id, channel_id, seq, kafka_offset) VALUES (?, ?, ?, ?)",
-            (event.0, ch.id.0, 2_i64, offset),
-        )
-        .await?;
     restart.start().await?;
 
     let replayed = ws.next_event().await?;
@@ -481,6 +471,25 @@ async fn a_replayed_event_whose_id_row_alone_was_stored_is_stored_again() -> any
         .collect();
     assert_eq!(stored, [(1, "after", true)], "the edit is stored");
     println!("a replayed edit with only its id row stored: pushed at 2, applied and stored again");
+    Ok(())
+}
+
+/// Write the id row (`message_ids`) of the last record of `channel`'s partition, the one `is`
+/// picks, at position `seq`, as a half-applied unlogged batch would leave it: alone.
+async fn store_id_row_alone(
+    channel: ChannelId,
+    id: uuid::Uuid,
+    seq: i64,
+    is: impl Fn(&BusRecord) -> bool + Send + 'static,
+) -> anyhow::Result<()> {
+    let offset = offset_of(channel, is).await?;
+    cassandra()
+        .await?
+        .query_unpaged(
+            "INSERT INTO message_ids (id, channel_id, seq, kafka_offset) VALUES (?, ?, ?, ?)",
+            (id, channel.0, seq, offset),
+        )
+        .await?;
     Ok(())
 }
 
