@@ -9,7 +9,7 @@ use chat_e2e::harness::{Crowd, Verdict};
 use chat_e2e::partitions::{holdings, partition_of};
 use chat_e2e::{
     Restart, api, cassandra, connect, connect_elsewhere, connect_to, register, senders, stack,
-    unique, wait_until_gateways_read_cassandra, wait_until_ready,
+    stack_with_env, unique, wait_until_gateways_read_cassandra, wait_until_ready,
 };
 use chat_types::ChannelId;
 use chat_types::bus::BusRecord;
@@ -471,6 +471,123 @@ async fn a_replayed_event_whose_id_row_alone_was_stored_is_stored_again() -> any
         .collect();
     assert_eq!(stored, [(1, "after", true)], "the edit is stored");
     println!("a replayed edit with only its id row stored: pushed at 2, applied and stored again");
+    Ok(())
+}
+
+/// A failure after a batch's message rows were written, before the call succeeded (a write
+/// timeout, Cassandra restarting), and the message server dies while retrying: its replay must
+/// find the message stored and only push it, at its position, not give it a second one. The
+/// fail point `cql-rows-written` fails every store of a batch just after its rows were written.
+#[tokio::test]
+async fn a_message_stored_before_a_failure_keeps_its_one_position() -> anyhow::Result<()> {
+    let _serial = SERIAL.lock().await;
+    let api = api();
+    let a = register(&api, "rowsfirst").await?;
+    let ch = api
+        .create_channel(&a.access_token, &unique("rowsfirst-"), None)
+        .await?;
+    let mut ws = connect(&a.access_token).await?;
+    let mut from = senders(&api, ch.id, 1).await?;
+    assert_eq!(live_positions(&mut from, &mut ws, ch.id, 1).await?, [1]);
+
+    let restart = failing_at("cql-rows-written").await?;
+    let sent = ws
+        .send_acked(ch.id, &unique("rowsfirst-"), "stored, then failed")
+        .await?;
+    died_retrying().await?;
+    restart.start().await?;
+
+    let replayed = ws.next_message().await?;
+    assert_eq!(
+        (replayed.id, replayed.seq),
+        (sent.id, Some(2)),
+        "the replay is pushed at the position it was stored at"
+    );
+    assert_eq!(live_positions(&mut from, &mut ws, ch.id, 1).await?, [3]);
+    let page = api
+        .history(&a.access_token, ch.id, Page::newest(10))
+        .await?;
+    let stored: Vec<(i64, &str)> = page
+        .iter()
+        .map(|m| (m.seq.unwrap_or_default(), m.body.as_str()))
+        .collect();
+    assert_eq!(stored.len(), 3, "stored once: {stored:?}");
+    assert_eq!(stored[1], (2, "stored, then failed"), "{stored:?}");
+    println!("a message stored before a failure: replayed at 2, stored once");
+    Ok(())
+}
+
+/// The same for the state a change leaves: a failure after a delete's tombstone was written,
+/// and the message server dies while retrying. The replay must still push (and have stored)
+/// the delete event, not find the message deleted already and take the delete for moot, which
+/// would leave every connected client showing the message.
+#[tokio::test]
+async fn a_delete_whose_state_was_written_before_a_failure_is_still_pushed() -> anyhow::Result<()> {
+    let _serial = SERIAL.lock().await;
+    let api = api();
+    let a = register(&api, "statelast").await?;
+    let ch = api
+        .create_channel(&a.access_token, &unique("statelast-"), None)
+        .await?;
+    let mut ws = connect(&a.access_token).await?;
+    let sent = ws.send_acked(ch.id, &unique("statelast-"), "to go").await?;
+    assert_eq!(ws.next_message().await?.seq, Some(1));
+
+    let restart = failing_at("cql-state-written").await?;
+    let delete = ClientFrame::Delete {
+        channel_id: ch.id,
+        message_id: sent.id,
+        client_event_id: unique("statelast-"),
+    };
+    let event = ws.change_acked(&delete).await?;
+    died_retrying().await?;
+    restart.start().await?;
+
+    let replayed = ws.next_event().await?;
+    assert_eq!(
+        (replayed.id, replayed.seq, replayed.change),
+        (event, 2, chat_types::events::Change::Deleted),
+        "the replayed delete is pushed"
+    );
+    let page = api
+        .history(&a.access_token, ch.id, Page::newest(10))
+        .await?;
+    let stored: Vec<(i64, bool)> = page
+        .iter()
+        .map(|m| (m.seq.unwrap_or_default(), m.deleted))
+        .collect();
+    assert_eq!(stored, [(1, true)], "the delete is stored");
+    println!("a delete whose tombstone was written before a failure: pushed at 2 after the replay");
+    Ok(())
+}
+
+/// Stop both message servers and start the first alone with the fail point `point` set to
+/// fail (so it owns every partition). The guard starts both, without it, again.
+async fn failing_at(point: &str) -> anyhow::Result<Restart> {
+    let restart = Restart::guard(&["message-server-1", "message-server-2"]);
+    stack(&["kill", "message-server-1"]).await?;
+    stack(&["kill", "message-server-2"]).await?;
+    let faults = format!("{point}=return");
+    stack_with_env(&["start", "message-server-1"], &[("FAILPOINTS", &faults)]).await?;
+    Ok(restart)
+}
+
+/// Wait until the first message server has failed to store a batch, then kill it (`kill -9`),
+/// whether or not it failed in time (it must not keep its fail point for the tests after).
+async fn died_retrying() -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let failed = loop {
+        let retries = chat_e2e::metric(MS1_OPS, "chat_store_retries_total").await;
+        if retries.as_ref().is_ok_and(|n| *n >= 1.0) || tokio::time::Instant::now() > deadline {
+            break retries;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    stack(&["kill", "message-server-1"]).await?;
+    anyhow::ensure!(
+        failed? >= 1.0,
+        "the message server never failed to store the batch"
+    );
     Ok(())
 }
 

@@ -227,13 +227,13 @@ impl Processor {
     }
 
     /// Messages of the batch replayed after a crash (their id row names this very record) whose
-    /// message row is missing. A message's two rows go in one unlogged batch, which is not
-    /// atomic across partitions: a coordinator that fails part-way can have written the id row
-    /// alone, and if the message server dies before its retry succeeds, the replay finds the id
-    /// and would only push the message, leaving it out of history for good. Read back (rare: only
-    /// replays), and the missing ones are stored again. A message whose row is missing was never
-    /// edited, deleted or reacted to (the gateway admits changes only to stored messages), so
-    /// writing it as sent loses nothing.
+    /// message row is missing. A batch's id rows are written before its message rows
+    /// ([`MessageStore::store`]), so a failure in between leaves the id rows alone, and if the
+    /// message server dies before its retry succeeds, the replay finds the id and would only
+    /// push the message, leaving it out of history for good. Read back (rare: only replays),
+    /// and the missing ones are stored again. A message whose row is missing was never edited,
+    /// deleted or reacted to (the gateway admits changes only to stored messages), so writing
+    /// it as sent loses nothing.
     async fn load_unstored_replays(
         &self,
         batch: &[Consumed],
@@ -370,15 +370,9 @@ impl Processor {
         let stored = timed("store", async {
             tokio::join!(
                 async {
-                    a.messages.is_empty()
-                        || persist(shutdown, "store messages", || store.insert(&a.messages))
-                            .await
-                            .is_some()
-                },
-                async {
-                    (a.events.is_empty() && a.writes.is_empty())
-                        || persist(shutdown, "store events", || {
-                            store.insert_events(&a.events, &a.writes)
+                    (a.messages.is_empty() && a.events.is_empty() && a.writes.is_empty())
+                        || persist(shutdown, "store messages and events", || {
+                            store.store(&a.messages, &a.events, &a.writes)
                         })
                         .await
                         .is_some()
@@ -388,8 +382,8 @@ impl Processor {
                 self.attachments_sent(&a.outgoing, shutdown),
             )
         });
-        let (messages, events, orphaned, sent) = stored.await;
-        if !(messages && events && orphaned && sent) {
+        let (rows, orphaned, sent) = stored.await;
+        if !(rows && orphaned && sent) {
             return false;
         }
         metrics::counter!("chat_messages_stored_total").increment(a.messages.len() as u64);

@@ -8,7 +8,6 @@ use chrono::{DateTime, Utc};
 use futures::future::try_join_all;
 use scylla::client::session::Session;
 use scylla::response::query_result::QueryResult;
-use scylla::statement::batch::{Batch, BatchType};
 use scylla::statement::prepared::PreparedStatement;
 use scylla::value::MaybeUnset;
 use std::sync::Arc;
@@ -130,47 +129,48 @@ pub struct ReactionRow {
 }
 
 impl MessageStore {
-    /// Store applied events at their positions (each with its Kafka record's offset, in
-    /// `message_ids` like a message, so a replay or a resend is recognised), and the state they
-    /// leave. Idempotent like [`MessageStore::insert`]; `writes` must hold at most one write per
-    /// message and per (message, emoji, user): concurrent writes to one cell have no order.
-    pub async fn insert_events(
+    /// Step 2 of [`MessageStore::store`] for events: their rows (their id rows are step 1),
+    /// one request each, concurrently.
+    pub(super) async fn insert_event_rows(
         &self,
         events: &[(ChannelEvent, i64)],
-        writes: &[StateWrite],
     ) -> Result<(), CqlError> {
-        let rows = events.iter().map(|(e, offset)| async move {
+        let rows = events.iter().map(|(e, _)| async move {
             let (kind, body, emoji, count) = columns_of(&e.change);
             let mentions = match &e.change {
                 Change::Edited { mentions, .. } => mentions_value(mentions),
                 _ => MaybeUnset::Unset,
             };
-            let mut batch = Batch::new(BatchType::Unlogged);
-            batch.set_is_idempotent(true);
-            batch.append_statement(self.events.insert_event.clone());
-            batch.append_statement(self.insert_id.clone());
             let values = (
-                (
-                    bucket_of(e.seq),
-                    e.channel_id.0,
-                    e.seq,
-                    e.id.0,
-                    e.actor_id.0,
-                    e.message_id.0,
-                    e.message_seq,
-                    e.client_event_id.as_str(),
-                    e.created_at,
-                    kind,
-                    // Unset, not null: no tombstone cells (see `MessageStore::insert`).
-                    MaybeUnset::from_option(body),
-                    MaybeUnset::from_option(emoji),
-                    MaybeUnset::from_option(count),
-                    mentions,
-                ),
-                (e.id.0, e.channel_id.0, e.seq, *offset),
+                bucket_of(e.seq),
+                e.channel_id.0,
+                e.seq,
+                e.id.0,
+                e.actor_id.0,
+                e.message_id.0,
+                e.message_seq,
+                e.client_event_id.as_str(),
+                e.created_at,
+                kind,
+                // Unset, not null: no tombstone cells (see `MessageStore::insert_messages`).
+                MaybeUnset::from_option(body),
+                MaybeUnset::from_option(emoji),
+                MaybeUnset::from_option(count),
+                mentions,
             );
-            self.session.batch(&batch, values).await.map(|_| ())
+            self.session
+                .execute_unpaged(&self.events.insert_event, values)
+                .await
+                .map(|_| ())
         });
+        try_join_all(rows).await?;
+        Ok(())
+    }
+
+    /// Step 3 of [`MessageStore::store`]: the state the batch's events leave. `writes` must
+    /// hold at most one write per message and per (message, emoji, user): concurrent writes to
+    /// one cell have no order.
+    pub(super) async fn write_states(&self, writes: &[StateWrite]) -> Result<(), CqlError> {
         let states = writes.iter().map(|w| async move {
             let s = &self.events;
             match w {
@@ -226,9 +226,7 @@ impl MessageStore {
             }
             .map(|_| ())
         });
-        let (a, b) = tokio::join!(try_join_all(rows), try_join_all(states));
-        a?;
-        b?;
+        try_join_all(states).await?;
         Ok(())
     }
 

@@ -14,8 +14,10 @@ pub use events::StateWrite;
 pub use history::Page;
 
 use chat_types::attachments::MessageAttachment;
+use chat_types::events::ChannelEvent;
 use chat_types::{ChannelId, Message, MessageId, UserId};
 use chrono::{DateTime, Utc};
+use fail::fail_point;
 use futures::future::try_join_all;
 use scylla::client::execution_profile::ExecutionProfile;
 use scylla::client::session::Session;
@@ -23,9 +25,6 @@ use scylla::client::session_builder::SessionBuilder;
 use scylla::policies::speculative_execution::{
     SimpleSpeculativeExecutionPolicy, SpeculativeExecutionPolicy,
 };
-use scylla::serialize::SerializationError;
-use scylla::serialize::row::{RowSerializationContext, SerializeRow};
-use scylla::serialize::writers::RowWriter;
 use scylla::statement::Consistency;
 use scylla::statement::batch::{Batch, BatchType};
 use scylla::statement::prepared::PreparedStatement;
@@ -80,6 +79,9 @@ pub enum CqlError {
     Prepare(Box<scylla::errors::PrepareError>),
     #[error("unexpected cassandra response: {0}")]
     Response(String),
+    /// A fault injected by a fail point (`FAILPOINTS`, the fault tests only).
+    #[error("fault injected at {0}")]
+    Injected(&'static str),
 }
 
 impl From<ExecutionError> for CqlError {
@@ -272,44 +274,21 @@ const BATCH_BODY_BYTES: usize = 24 * 1024;
 /// Ids per `IN` read.
 const READ_IDS: usize = 64;
 
-/// The values of one statement of a write batch, which mixes the two inserts.
-#[allow(clippy::type_complexity)]
-enum InsertRow<'a> {
-    Message(
-        (
-            Uuid,
-            i64,
-            i64,
-            Uuid,
-            Uuid,
-            &'a str,
-            &'a str,
-            DateTime<Utc>,
-            MaybeUnset<Uuid>,
-            MaybeUnset<i64>,
-            MaybeUnset<Vec<Uuid>>,
-            MaybeUnset<Vec<AttachmentCell>>,
-        ),
-    ),
-    Id((Uuid, Uuid, i64, i64)),
-}
-
-impl SerializeRow for InsertRow<'_> {
-    fn serialize(
-        &self,
-        ctx: &RowSerializationContext<'_>,
-        writer: &mut RowWriter,
-    ) -> Result<(), SerializationError> {
-        match self {
-            InsertRow::Message(v) => v.serialize(ctx, writer),
-            InsertRow::Id(v) => v.serialize(ctx, writer),
-        }
-    }
-
-    fn is_empty(&self) -> bool {
-        false
-    }
-}
+/// The values of a message row's insert.
+type MessageInsert<'a> = (
+    Uuid,
+    i64,
+    i64,
+    Uuid,
+    Uuid,
+    &'a str,
+    &'a str,
+    DateTime<Utc>,
+    MaybeUnset<Uuid>,
+    MaybeUnset<i64>,
+    MaybeUnset<Vec<Uuid>>,
+    MaybeUnset<Vec<AttachmentCell>>,
+);
 
 /// Prepare `q` the way every statement here is: idempotent (see [`MessageStore::new`]), at
 /// the session's consistency.
@@ -427,18 +406,81 @@ impl MessageStore {
         &self.session
     }
 
-    /// Store messages that already have their `seq`, each with the offset of its Kafka record.
-    /// Idempotent: storing the same message at the same position again rewrites identical cells.
-    /// Unlogged batches (each message's row and id row, many messages per batch): one request
-    /// instead of two per message. Nothing needs the batch to be atomic: the message server
-    /// retries the whole call until it succeeds.
-    pub async fn insert(&self, messages: &[(Message, i64)]) -> Result<(), CqlError> {
-        let mut batches: Vec<(Batch, Vec<InsertRow<'_>>)> = Vec::new();
+    /// Store a batch: messages and events that already have their `seq` (each with the offset
+    /// of its Kafka record), and the state the events leave. Idempotent: storing the same batch
+    /// again rewrites identical cells; the message server retries the whole call until it
+    /// succeeds.
+    ///
+    /// In three steps, each only after the one before succeeded, because a failure part-way
+    /// (a write timeout, Cassandra or the message server dying before the retry succeeds) leaves
+    /// whatever was written, and the replay of the batch's records must recognise it:
+    /// 1. the id rows (`message_ids`, events' under their own ids). A message or event row
+    ///    written without its id row would be given a second position by the replay (the id is
+    ///    how a replay knows its record was stored); an id row alone is stored again
+    ///    (`load_unstored_replays` in the message server).
+    /// 2. the message and event rows (unlogged batches of messages: one request instead of one
+    ///    per message; nothing needs them to be atomic).
+    /// 3. the state the events leave (the edited body, the delete, reactions). Written before
+    ///    its event row, it would make the replayed event moot: a delete or reaction in history's
+    ///    state but never stored as an event nor pushed.
+    pub async fn store(
+        &self,
+        messages: &[(Message, i64)],
+        events: &[(ChannelEvent, i64)],
+        writes: &[StateWrite],
+    ) -> Result<(), CqlError> {
+        let ids = messages
+            .iter()
+            .map(|(m, offset)| {
+                let seq = m.seq.expect("stored messages have a position");
+                (m.id.0, m.channel_id.0, seq, *offset)
+            })
+            .chain(
+                events
+                    .iter()
+                    .map(|(e, offset)| (e.id.0, e.channel_id.0, e.seq, *offset)),
+            )
+            .collect::<Vec<_>>();
+        self.insert_ids(&ids).await?;
+        let (rows, event_rows) = tokio::join!(
+            self.insert_messages(messages),
+            self.insert_event_rows(events)
+        );
+        rows?;
+        event_rows?;
+        fail_point!("cql-rows-written", |_| Err(CqlError::Injected(
+            "cql-rows-written"
+        )));
+        self.write_states(writes).await?;
+        fail_point!("cql-state-written", |_| Err(CqlError::Injected(
+            "cql-state-written"
+        )));
+        Ok(())
+    }
+
+    /// Step 1 of [`MessageStore::store`]: id rows, in unlogged batches sent concurrently.
+    async fn insert_ids(&self, ids: &[(Uuid, Uuid, i64, i64)]) -> Result<(), CqlError> {
+        try_join_all(ids.chunks(BATCH_STATEMENTS).map(|chunk| {
+            let mut batch = Batch::new(BatchType::Unlogged);
+            batch.set_is_idempotent(true);
+            for _ in chunk {
+                batch.append_statement(self.insert_id.clone());
+            }
+            async move { self.session.batch(&batch, chunk).await }
+        }))
+        .await?;
+        Ok(())
+    }
+
+    /// Step 2 of [`MessageStore::store`] for messages: their rows, in unlogged batches (bounded
+    /// in statements and body bytes) sent concurrently.
+    async fn insert_messages(&self, messages: &[(Message, i64)]) -> Result<(), CqlError> {
+        let mut batches: Vec<(Batch, Vec<MessageInsert<'_>>)> = Vec::new();
         let mut body_bytes = 0;
-        for (m, offset) in messages {
+        for (m, _) in messages {
             let seq = m.seq.expect("stored messages have a position");
             let full = batches.last().is_none_or(|(_, rows)| {
-                rows.len() + 2 > BATCH_STATEMENTS
+                rows.len() + 1 > BATCH_STATEMENTS
                     || (body_bytes + m.body.len() > BATCH_BODY_BYTES && !rows.is_empty())
             });
             if full {
@@ -450,7 +492,7 @@ impl MessageStore {
             body_bytes += m.body.len();
             let (batch, rows) = batches.last_mut().expect("pushed above");
             batch.append_statement(self.insert_message.clone());
-            rows.push(InsertRow::Message((
+            rows.push((
                 m.channel_id.0,
                 bucket_of(seq),
                 seq,
@@ -465,9 +507,7 @@ impl MessageStore {
                 MaybeUnset::from_option(m.reply_to.as_ref().map(|r| r.seq)),
                 mentions_value(&m.mentions),
                 attachments_value(&m.attachments),
-            )));
-            batch.append_statement(self.insert_id.clone());
-            rows.push(InsertRow::Id((m.id.0, m.channel_id.0, seq, *offset)));
+            ));
         }
         try_join_all(
             batches
