@@ -11,9 +11,9 @@ use chat_e2e::{
     Restart, api, cassandra, connect, connect_elsewhere, connect_to, register, senders, stack,
     stack_with_env, unique, wait_until_gateways_read_cassandra, wait_until_ready,
 };
-use chat_types::ChannelId;
 use chat_types::bus::BusRecord;
 use chat_types::ws::{ClientFrame, ServerFrame};
+use chat_types::{ChannelId, MessageId};
 use std::time::Duration;
 use tokio::sync::Mutex;
 
@@ -373,46 +373,23 @@ async fn positions_continue_across_a_bucket_after_the_message_servers_restart() 
 #[tokio::test]
 async fn a_replayed_message_whose_id_row_alone_was_stored_is_stored_again() -> anyhow::Result<()> {
     let _serial = SERIAL.lock().await;
-    let api = api();
-    let a = register(&api, "halfstored").await?;
-    let ch = api
-        .create_channel(&a.access_token, &unique("halfstored-"), None)
-        .await?;
-    let mut ws = connect(&a.access_token).await?;
-    let mut from = senders(&api, ch.id, 1).await?;
-    assert_eq!(live_positions(&mut from, &mut ws, ch.id, 1).await?, [1]);
-
+    let mut at = OneMessage::new("halfstored").await?;
     let restart = Restart::guard(&["message-server-1", "message-server-2"]);
     stack(&["kill", "message-server-1"]).await?;
     stack(&["kill", "message-server-2"]).await?;
-    let sent = ws
-        .send_acked(ch.id, &unique("half-"), "half stored")
+    let sent = at
+        .ws
+        .send_acked(at.channel, &unique("half-"), "half stored")
         .await?;
     store_id_row_alone(
-        ch.id,
+        at.channel,
         sent.id.0,
         2,
         move |r| matches!(r, BusRecord::Message(m) if m.id == sent.id),
     )
     .await?;
     restart.start().await?;
-
-    let replayed = ws.next_message().await?;
-    assert_eq!(
-        (replayed.id, replayed.seq),
-        (sent.id, Some(2)),
-        "the replay is pushed"
-    );
-    assert_eq!(live_positions(&mut from, &mut ws, ch.id, 1).await?, [3]);
-    let page = api
-        .history(&a.access_token, ch.id, Page::newest(10))
-        .await?;
-    let stored: Vec<(i64, &str)> = page
-        .iter()
-        .map(|m| (m.seq.unwrap_or_default(), m.body.as_str()))
-        .collect();
-    assert_eq!(stored.len(), 3, "every message is in history: {stored:?}");
-    assert_eq!(stored[1], (2, "half stored"), "{stored:?}");
+    at.replayed_once_at_2(sent.id, "half stored").await?;
     println!("a replayed message with only its id row stored: pushed at 2 and stored again");
     Ok(())
 }
@@ -481,40 +458,71 @@ async fn a_replayed_event_whose_id_row_alone_was_stored_is_stored_again() -> any
 #[tokio::test]
 async fn a_message_stored_before_a_failure_keeps_its_one_position() -> anyhow::Result<()> {
     let _serial = SERIAL.lock().await;
-    let api = api();
-    let a = register(&api, "rowsfirst").await?;
-    let ch = api
-        .create_channel(&a.access_token, &unique("rowsfirst-"), None)
-        .await?;
-    let mut ws = connect(&a.access_token).await?;
-    let mut from = senders(&api, ch.id, 1).await?;
-    assert_eq!(live_positions(&mut from, &mut ws, ch.id, 1).await?, [1]);
-
+    let mut at = OneMessage::new("rowsfirst").await?;
     let restart = failing_at("cql-rows-written").await?;
-    let sent = ws
-        .send_acked(ch.id, &unique("rowsfirst-"), "stored, then failed")
+    let sent = at
+        .ws
+        .send_acked(at.channel, &unique("rowsfirst-"), "stored, then failed")
         .await?;
     died_retrying().await?;
     restart.start().await?;
-
-    let replayed = ws.next_message().await?;
-    assert_eq!(
-        (replayed.id, replayed.seq),
-        (sent.id, Some(2)),
-        "the replay is pushed at the position it was stored at"
-    );
-    assert_eq!(live_positions(&mut from, &mut ws, ch.id, 1).await?, [3]);
-    let page = api
-        .history(&a.access_token, ch.id, Page::newest(10))
+    at.replayed_once_at_2(sent.id, "stored, then failed")
         .await?;
-    let stored: Vec<(i64, &str)> = page
-        .iter()
-        .map(|m| (m.seq.unwrap_or_default(), m.body.as_str()))
-        .collect();
-    assert_eq!(stored.len(), 3, "stored once: {stored:?}");
-    assert_eq!(stored[1], (2, "stored, then failed"), "{stored:?}");
     println!("a message stored before a failure: replayed at 2, stored once");
     Ok(())
+}
+
+/// A new user's channel with one message (position 1) received live, for the replay tests.
+struct OneMessage {
+    api: chat_client::Api,
+    token: String,
+    channel: ChannelId,
+    ws: Connection,
+    from: Vec<Connection>,
+}
+
+impl OneMessage {
+    async fn new(name: &str) -> anyhow::Result<OneMessage> {
+        let api = api();
+        let a = register(&api, name).await?;
+        let ch = api
+            .create_channel(&a.access_token, &unique(name), None)
+            .await?;
+        let mut ws = connect(&a.access_token).await?;
+        let mut from = senders(&api, ch.id, 1).await?;
+        assert_eq!(live_positions(&mut from, &mut ws, ch.id, 1).await?, [1]);
+        Ok(OneMessage {
+            api,
+            token: a.access_token,
+            channel: ch.id,
+            ws,
+            from,
+        })
+    }
+
+    /// After the message servers started again: the replay of `sent` is pushed at position 2,
+    /// the next message gets 3, and history has the three once each.
+    async fn replayed_once_at_2(&mut self, sent: MessageId, body: &str) -> anyhow::Result<()> {
+        let replayed = self.ws.next_message().await?;
+        assert_eq!(
+            (replayed.id, replayed.seq),
+            (sent, Some(2)),
+            "the replay is pushed at its position"
+        );
+        let next = live_positions(&mut self.from, &mut self.ws, self.channel, 1).await?;
+        assert_eq!(next, [3], "the next message follows it");
+        let page = self
+            .api
+            .history(&self.token, self.channel, Page::newest(10))
+            .await?;
+        let stored: Vec<(i64, &str)> = page
+            .iter()
+            .map(|m| (m.seq.unwrap_or_default(), m.body.as_str()))
+            .collect();
+        assert_eq!(stored.len(), 3, "each message in history once: {stored:?}");
+        assert_eq!(stored[1], (2, body), "{stored:?}");
+        Ok(())
+    }
 }
 
 /// The same for the state a change leaves: a failure after a delete's tombstone was written,
