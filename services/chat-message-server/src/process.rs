@@ -232,8 +232,8 @@ impl Processor {
     /// message server dies before its retry succeeds, the replay finds the id and would only
     /// push the message, leaving it out of history for good. Read back (rare: only replays),
     /// and the missing ones are stored again. A message whose row is missing was never edited,
-    /// deleted or reacted to (the gateway admits changes only to stored messages), so writing
-    /// it as sent loses nothing.
+    /// deleted or reacted to (a change comes after it in its partition, and is stored only
+    /// after the message's batch was, rows included), so writing it as sent loses nothing.
     async fn load_unstored_replays(
         &self,
         batch: &[Consumed],
