@@ -472,6 +472,77 @@ async fn a_message_stored_before_a_failure_keeps_its_one_position() -> anyhow::R
     Ok(())
 }
 
+/// What the message servers and the notifier handled is committed within seconds, each time,
+/// not once per process: a member that crashes, or loses its partitions when Kafka restarts,
+/// hands its partitions on from its last commit, and everything handled since is replayed
+/// (recognised, but read, looked up and pushed again, with the partition's new records behind
+/// it). With commits stuck after a member's first one, a Kafka restart in a benchmark replayed
+/// minutes of records and held deliveries for 16 s. Two messages, one after the other: each
+/// must be committed by both groups.
+#[tokio::test]
+async fn what_each_group_handled_is_committed_within_seconds() -> anyhow::Result<()> {
+    let _serial = SERIAL.lock().await;
+    let mut at = OneMessage::new("committed").await?;
+    for round in 1..=2 {
+        assert_eq!(
+            live_positions(&mut at.from, &mut at.ws, at.channel, 1).await?,
+            [round + 1]
+        );
+        let offset = offset_of(at.channel, |r| matches!(r, BusRecord::Message(_))).await?;
+        let partition = partition_of(at.channel, 16);
+        for group in ["chat-message-servers", "chat-notifier"] {
+            let started = std::time::Instant::now();
+            let committed = committed_reaches(group, partition, offset + 1).await?;
+            anyhow::ensure!(
+                committed > offset,
+                "{group}: message {round} (offset {offset} of partition {partition}) handled, \
+                 but the group's commit is still at {committed} after {:?}",
+                started.elapsed()
+            );
+            println!(
+                "{group}: message {round} committed within {:?}",
+                started.elapsed()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The group's committed offset of `partition` once it reaches `at`, or after 10 s whatever it
+/// is then (-1: none). The members commit at most once a second; 10 s only bounds a failure.
+async fn committed_reaches(group: &str, partition: i32, at: i64) -> anyhow::Result<i64> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let group = group.to_string();
+    tokio::task::spawn_blocking(move || {
+        let brokers =
+            std::env::var("CHAT__KAFKA__BROKERS").unwrap_or_else(|_| "127.0.0.1:19092".into());
+        // Not subscribed, so never a member: it only reads the group's offsets.
+        let reader: BaseConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .set("group.id", &group)
+            .set("enable.auto.commit", "false")
+            .create()?;
+        let mut asked = rdkafka::TopicPartitionList::new();
+        asked.add_partition(chat_types::bus::TOPIC, partition);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let offsets = reader.committed_offsets(asked.clone(), Duration::from_secs(5))?;
+            let committed = match offsets
+                .find_partition(chat_types::bus::TOPIC, partition)
+                .map(|e| e.offset())
+            {
+                Some(rdkafka::Offset::Offset(o)) => o,
+                _ => -1,
+            };
+            if committed >= at || std::time::Instant::now() >= deadline {
+                return Ok(committed);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    })
+    .await?
+}
+
 /// A new user's channel with one message (position 1) received live, for the replay tests.
 struct OneMessage {
     api: chat_client::Api,

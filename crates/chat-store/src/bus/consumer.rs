@@ -13,6 +13,15 @@
 //! were refused ("member epoch is stale") and the member gave up all its partitions and rejoined:
 //! every channel it held paused for 5-20 s although nothing had failed.
 //!
+//! Why a commit runs on a blocking thread: librdkafka reports an asynchronous commit's outcome
+//! only to a reply queue or callback given with it, and rust-rdkafka 0.37 gives neither
+//! ([fede1024/rust-rdkafka#856](https://github.com/fede1024/rust-rdkafka/issues/856), open),
+//! so `ConsumerContext::commit_callback` never ran. The member waited for that answer before
+//! its next commit and never committed again after its first: a member losing its partitions
+//! (a crash, a Kafka restart) handed them on from where it had started, and minutes of records
+//! were replayed. A synchronous commit returns its outcome; on a thread of its own it holds
+//! nothing else up, and the next one is sent only after it returned.
+//!
 //! The group speaks Kafka 4's consumer group protocol (KIP-848): the broker computes the
 //! assignment and hands partitions over incrementally, so a member joining or leaving moves only
 //! the partitions that change owner; every other partition keeps being consumed (the classic
@@ -30,6 +39,7 @@ use rdkafka::consumer::{
 };
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message as _;
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, TopicPartitionList};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -41,11 +51,6 @@ use tokio::time::Instant;
 /// last commit (every consumer of ours recognises replays), so this bounds replay work, not
 /// correctness; each commit is a replicated write on the coordinator (see the module docs).
 pub const COMMIT_EVERY: Duration = Duration::from_secs(1);
-
-/// A commit whose answer has not come after this long no longer holds the next one back
-/// (librdkafka answers every commit, failed ones included, within its request time-out; this
-/// only guards against a lost callback leaving offsets uncommitted for good).
-const COMMIT_ANSWER_WITHIN: Duration = Duration::from_secs(15);
 
 /// One record of a batch, parsed.
 pub struct Consumed {
@@ -72,8 +77,6 @@ pub struct Batch {
 struct GroupContext {
     generation: Arc<AtomicU64>,
     assigned: Arc<AtomicUsize>,
-    /// Set when an asynchronous commit is sent, cleared when librdkafka reports its outcome.
-    commit_in_flight: Arc<AtomicBool>,
 }
 
 impl ClientContext for GroupContext {}
@@ -113,17 +116,20 @@ impl ConsumerContext for GroupContext {
         }
         self.generation.fetch_add(1, Ordering::SeqCst);
     }
+}
 
-    fn commit_callback(&self, result: rdkafka::error::KafkaResult<()>, _: &TopicPartitionList) {
-        self.commit_in_flight.store(false, Ordering::SeqCst);
-        let outcome = match result {
-            Ok(()) => "ok",
-            // Nothing stored since the last commit: not a failure.
-            Err(KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => "empty",
-            Err(_) => "failed", // librdkafka logs the reason (COMMITFAIL)
-        };
-        metrics::counter!("chat_kafka_commits_total", "outcome" => outcome).increment(1);
-    }
+/// Commit the stored offsets and wait for the coordinator's answer (blocking), counted by
+/// outcome.
+fn commit_stored_offsets(consumer: &StreamConsumer<GroupContext>) -> Result<(), KafkaError> {
+    let result = consumer.commit_consumer_state(CommitMode::Sync);
+    let outcome = match &result {
+        Ok(()) => "ok",
+        // Nothing stored since the last commit: not a failure.
+        Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => "empty",
+        Err(_) => "failed",
+    };
+    metrics::counter!("chat_kafka_commits_total", "outcome" => outcome).increment(1);
+    result
 }
 
 /// Per partition, how often this member was given it or had it taken away: which member holds
@@ -136,15 +142,19 @@ fn count_per_partition(tpl: &TopicPartitionList, name: &'static str) {
 }
 
 pub struct GroupConsumer {
-    inner: StreamConsumer<GroupContext>,
+    /// Shared with the thread of the commit in flight.
+    inner: Arc<StreamConsumer<GroupContext>>,
     topic: String,
     generation: Arc<AtomicU64>,
     assigned: Arc<AtomicUsize>,
+    /// Set while a commit's thread waits for the coordinator.
     commit_in_flight: Arc<AtomicBool>,
-    pace: Mutex<CommitPace>,
+    /// Shared with the thread of the commit in flight, which marks its offsets uncommitted
+    /// again if the commit failed.
+    pace: Arc<Mutex<CommitPace>>,
 }
 
-/// When the last asynchronous commit was sent, and whether offsets were stored since.
+/// When a commit was last sent or deferred, and whether offsets were stored since.
 struct CommitPace {
     last: Instant,
     uncommitted: bool,
@@ -183,7 +193,6 @@ impl GroupConsumer {
     ) -> Result<Self, KafkaError> {
         let generation = Arc::new(AtomicU64::new(0));
         let assigned = Arc::new(AtomicUsize::new(0));
-        let commit_in_flight = Arc::new(AtomicBool::new(false));
         let inner: StreamConsumer<GroupContext> = super::client_config(cfg)
             .set("group.id", group)
             .set("client.id", client_id)
@@ -198,19 +207,18 @@ impl GroupConsumer {
             .create_with_context(GroupContext {
                 generation: generation.clone(),
                 assigned: assigned.clone(),
-                commit_in_flight: commit_in_flight.clone(),
             })?;
         inner.subscribe(&[&cfg.topic])?;
         Ok(GroupConsumer {
-            inner,
+            inner: Arc::new(inner),
             topic: cfg.topic.clone(),
             generation,
             assigned,
-            commit_in_flight,
-            pace: Mutex::new(CommitPace {
+            commit_in_flight: Arc::new(AtomicBool::new(false)),
+            pace: Arc::new(Mutex::new(CommitPace {
                 last: Instant::now(),
                 uncommitted: false,
-            }),
+            })),
         })
     }
 
@@ -312,7 +320,7 @@ impl GroupConsumer {
             tpl.add_partition_offset(&self.topic, *p, rdkafka::Offset::Offset(o + 1))?;
         }
         self.inner.store_offsets(&tpl)?;
-        let mut pace = self.pace();
+        let mut pace = lock(&self.pace);
         pace.uncommitted = true;
         if pace.last.elapsed() >= COMMIT_EVERY {
             self.commit_stored(&mut pace);
@@ -322,48 +330,61 @@ impl GroupConsumer {
 
     /// Resolves when stored offsets are due to be committed and commits them: for the consume
     /// loop's `select!`, so that offsets stored just before traffic stopped are committed too.
-    /// Pending for ever while nothing is stored. Cancel-safe (it only sleeps before committing).
+    /// While a commit is in flight it also resolves every [`COMMIT_EVERY`], so that a failed
+    /// one is tried again without new traffic. Pending for ever while nothing is stored or in
+    /// flight. Cancel-safe (it only sleeps before committing).
     pub async fn commit_when_due(&self) {
         let due = {
-            let pace = self.pace();
-            pace.uncommitted.then_some(pace.last + COMMIT_EVERY)
+            let pace = lock(&self.pace);
+            (pace.uncommitted || self.commit_in_flight.load(Ordering::SeqCst))
+                .then_some(pace.last + COMMIT_EVERY)
         };
         match due {
             Some(at) => tokio::time::sleep_until(at).await,
             None => std::future::pending().await,
         }
-        self.commit_stored(&mut self.pace());
+        let mut pace = lock(&self.pace);
+        if pace.uncommitted {
+            self.commit_stored(&mut pace);
+        } else {
+            pace.last = Instant::now();
+        }
     }
 
-    /// Send the stored offsets, unless the previous commit is still unanswered: a second one
-    /// would only queue ahead of the heartbeats (module docs). Either way the next try is
-    /// [`COMMIT_EVERY`] later.
+    /// Send the stored offsets on a thread of its own, unless the previous commit is still
+    /// unanswered: a second one would only queue ahead of the heartbeats (module docs); the
+    /// offsets stay marked uncommitted for the next try. Either way the next try is
+    /// [`COMMIT_EVERY`] later. A commit takes every offset stored until it is sent.
     fn commit_stored(&self, pace: &mut CommitPace) {
-        let unanswered = self.commit_in_flight.load(Ordering::SeqCst)
-            && pace.last.elapsed() < COMMIT_ANSWER_WITHIN;
-        if unanswered {
+        pace.last = Instant::now();
+        if self.commit_in_flight.swap(true, Ordering::SeqCst) {
             metrics::counter!("chat_kafka_commits_deferred_total").increment(1);
-            pace.last = Instant::now();
             return;
         }
-        pace.last = Instant::now();
         pace.uncommitted = false;
-        self.commit_in_flight.store(true, Ordering::SeqCst);
-        if let Err(e) = self.inner.commit_consumer_state(CommitMode::Async) {
-            self.commit_in_flight.store(false, Ordering::SeqCst);
-            tracing::warn!(error = %e, "offset commit failed; the records may be replayed");
-        }
+        let (consumer, in_flight) = (self.inner.clone(), self.commit_in_flight.clone());
+        let shared = self.pace.clone();
+        tokio::task::spawn_blocking(move || {
+            match commit_stored_offsets(&consumer) {
+                Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "offset commit failed; trying again");
+                    lock(&shared).uncommitted = true;
+                }
+            }
+            in_flight.store(false, Ordering::SeqCst);
+        });
     }
 
     /// Commit the stored offsets and wait for the broker (shutdown: leaving the group next).
     pub fn commit_now(&self) -> Result<(), KafkaError> {
-        self.inner.commit_consumer_state(CommitMode::Sync)
+        commit_stored_offsets(&self.inner)
     }
+}
 
-    fn pace(&self) -> std::sync::MutexGuard<'_, CommitPace> {
-        // Nothing panics while holding it; a poisoned lock still holds valid times.
-        self.pace.lock().unwrap_or_else(|e| e.into_inner())
-    }
+fn lock(pace: &Mutex<CommitPace>) -> std::sync::MutexGuard<'_, CommitPace> {
+    // Nothing panics while holding it; a poisoned lock still holds valid times.
+    pace.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Parse a record into the batch; a record that is not a `BusRecord` is counted and skipped.
