@@ -595,7 +595,9 @@ start_kafka() {
             kafka.tools.StorageTool format -t "$(cat "$dir/cluster.id")" -c "$dir/server.properties" \
             --ignore-formatted >>"$(log_file kafka)" 2>&1 || fail_start kafka "kafka-storage format failed"
     fi
+    # The GC log, with UTC times, as Cassandra's (below): a broker's pauses hold every send's ack.
     spawn kafka java -Xms256m -Xmx512m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true \
+        "-Xlog:gc:file=$LOG_DIR/kafka-gc.log:utctime,uptime" \
         -Dchat.stack=kafka -Dlog4j2.configurationFile="$dir/log4j2.properties" \
         -cp "$cp" kafka.Kafka "$dir/server.properties"
 }

@@ -2,7 +2,7 @@
 //! cores go to the work (docs/benchmarks.md, issue 14, eighth step; tuning log 24) and whether a
 //! server can be started again at once, and what a stored message costs Cassandra. The tests
 //! take turns: one restarts Cassandra, the others read its threads, its memtables, its trace of
-//! a read and the gateways' runtimes.
+//! a read, Kafka's heap and the gateways' runtimes.
 
 use chat_e2e::{
     Restart, api, cassandra, connect, metric, register, repo_root, stack, stack_dir, unique,
@@ -14,10 +14,51 @@ use tokio::sync::Mutex;
 static SERIAL: Mutex<()> = Mutex::const_new(());
 
 fn cassandra_pid() -> anyhow::Result<String> {
-    let pid_file = format!("{}/run/pids/cassandra.pid", stack_dir());
+    pid_of("cassandra")
+}
+
+fn pid_of(name: &str) -> anyhow::Result<String> {
+    let pid_file = format!("{}/run/pids/{name}.pid", stack_dir());
     let pid = std::fs::read_to_string(&pid_file)
         .map_err(|e| anyhow::anyhow!("{pid_file}: {e} (is the native stack up?)"))?;
     Ok(pid.trim().to_string())
+}
+
+/// The JVM `pid`'s objects by class (`jcmd … GC.class_histogram`, with `-all` if `all`: then
+/// unreachable objects count too, and the JVM is not made to collect first): class → (instances,
+/// bytes).
+async fn class_histogram(
+    pid: &str,
+    all: bool,
+) -> anyhow::Result<std::collections::HashMap<String, (u64, u64)>> {
+    let mut args = vec![pid, "GC.class_histogram"];
+    if all {
+        args.push("-all");
+    }
+    let out = tokio::process::Command::new("jcmd")
+        .args(&args)
+        .output()
+        .await
+        .map_err(|e| anyhow::anyhow!("jcmd (the JDK's; scripts/test-all.sh installs it): {e}"))?;
+    anyhow::ensure!(
+        out.status.success(),
+        "jcmd {pid} GC.class_histogram: {out:?}"
+    );
+    let mut classes = std::collections::HashMap::new();
+    // A row is "<rank>: <instances> <bytes> <class> [(module)]".
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let mut f = line.split_whitespace().skip(1);
+        let (Some(n), Some(bytes), Some(class)) = (f.next(), f.next(), f.next()) else {
+            continue;
+        };
+        let (Ok(n), Ok(bytes)) = (n.parse::<u64>(), bytes.parse::<u64>()) else {
+            continue;
+        };
+        let e = classes.entry(class.to_string()).or_insert((0, 0));
+        e.0 += n;
+        e.1 += bytes;
+    }
+    Ok(classes)
 }
 
 /// The slack the stack gives Cassandra: deploy/lib/common.sh's `CASSANDRA_TIMER_SLACK_NS` (its
@@ -136,33 +177,39 @@ async fn the_stacks_gateways_each_run_one_tokio_worker() -> anyhow::Result<()> {
 async fn the_stacks_cassandra_keeps_its_memtables_in_tries() -> anyhow::Result<()> {
     let _serial = SERIAL.lock().await;
     let pid = cassandra_pid()?;
-    // `-all` counts unreachable objects too, so the JVM is not made to collect before it counts.
-    let out = tokio::process::Command::new("jcmd")
-        .args([pid.as_str(), "GC.class_histogram", "-all"])
-        .output()
-        .await
-        .map_err(|e| anyhow::anyhow!("jcmd (the JDK's; scripts/test-all.sh installs it): {e}"))?;
-    anyhow::ensure!(
-        out.status.success(),
-        "jcmd {pid} GC.class_histogram: {out:?}"
-    );
-    let histogram = String::from_utf8_lossy(&out.stdout);
-    // A row is "<rank>: <instances> <bytes> <class>".
-    let instances = |class: &str| -> u64 {
-        histogram
-            .lines()
-            .filter_map(|l| {
-                let mut f = l.split_whitespace().skip(1);
-                let n = f.next()?.parse::<u64>().ok()?;
-                (f.nth(1)? == class).then_some(n)
-            })
-            .sum()
-    };
+    let histogram = class_histogram(&pid, true).await?;
+    let instances = |class: &str| histogram.get(class).map_or(0, |&(n, _)| n);
     let tries = instances("org.apache.cassandra.db.memtable.TrieMemtable");
     let skip_lists = instances("org.apache.cassandra.db.memtable.SkipListMemtable");
     anyhow::ensure!(
         tries > 0 && skip_lists == 0,
         "Cassandra (pid {pid}) holds {tries} trie and {skip_lists} skip-list memtables"
+    );
+    Ok(())
+}
+
+/// Kafka's heap holds what a broker needs, not a 128 MB buffer it never fills: the log
+/// cleaner's dedupe buffer (`log.cleaner.dedupe.buffer.size`) is allocated on the heap at
+/// start, and at Kafka's default it took 128 of the broker's 512 MB. What was left live (174 MB)
+/// was above G1's threshold for concurrent marking, so the broker ran a marking cycle with its
+/// remark pause every ~12 s and mixed collections that freed nothing, on the cores the sends'
+/// acks wait for (docs/benchmarks.md, issue 14, sixteenth step). The stack's templates give it
+/// 16 MB (the one compacted topic, `__consumer_offsets`, has a few thousand keys). Read from
+/// the JVM: the byte arrays still live after a full collection.
+#[tokio::test]
+async fn the_stacks_kafka_holds_no_idle_cleaner_buffer() -> anyhow::Result<()> {
+    let _serial = SERIAL.lock().await;
+    let pid = pid_of("kafka")?;
+    let live = class_histogram(&pid, false).await?;
+    let (arrays, bytes) = live.get("[B").copied().unwrap_or_default();
+    println!(
+        "Kafka (pid {pid}): {arrays} byte arrays live, {} MB",
+        bytes >> 20
+    );
+    anyhow::ensure!(
+        bytes < 64 << 20,
+        "Kafka (pid {pid}) holds {} MB of live byte arrays (the default cleaner buffer is 128 MB)",
+        bytes >> 20
     );
     Ok(())
 }
