@@ -514,8 +514,7 @@ async fn committed_reaches(group: &str, partition: i32, at: i64) -> anyhow::Resu
     use rdkafka::consumer::{BaseConsumer, Consumer};
     let group = group.to_string();
     tokio::task::spawn_blocking(move || {
-        let brokers =
-            std::env::var("CHAT__KAFKA__BROKERS").unwrap_or_else(|_| "127.0.0.1:19092".into());
+        let brokers = chat_e2e::kafka_brokers();
         // Not subscribed, so never a member: it only reads the group's offsets.
         let reader: BaseConsumer = rdkafka::ClientConfig::new()
             .set("bootstrap.servers", &brokers)
@@ -698,8 +697,7 @@ async fn offset_of(
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::message::Message as _;
     tokio::task::spawn_blocking(move || {
-        let brokers =
-            std::env::var("CHAT__KAFKA__BROKERS").unwrap_or_else(|_| "127.0.0.1:19092".into());
+        let brokers = chat_e2e::kafka_brokers();
         let consumer: BaseConsumer = rdkafka::ClientConfig::new()
             .set("bootstrap.servers", &brokers)
             .set("group.id", unique("halfstored-"))

@@ -423,8 +423,7 @@ async fn display_names_refuse_format_controls_and_passwords_refuse_only_spaces()
 
 /// A consumer of the whole `messages` topic from its current end.
 fn tail_topic() -> BaseConsumer {
-    let brokers =
-        std::env::var("CHAT__KAFKA__BROKERS").unwrap_or_else(|_| "127.0.0.1:19092".into());
+    let brokers = chat_e2e::kafka_brokers();
     let consumer: BaseConsumer = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", &brokers)
         .set("group.id", unique("hardening-api-"))

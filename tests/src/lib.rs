@@ -24,6 +24,12 @@ pub fn base_url() -> String {
     std::env::var("CHAT_BASE_URL").unwrap_or_else(|_| "http://127.0.0.1:8080".into())
 }
 
+/// The stack's Kafka bootstrap servers (`CHAT__KAFKA__BROKERS`, as for the services; the native
+/// stack's single broker otherwise).
+pub fn kafka_brokers() -> String {
+    std::env::var("CHAT__KAFKA__BROKERS").unwrap_or_else(|_| "127.0.0.1:19092".into())
+}
+
 /// A name nobody else in this run uses.
 pub fn unique(prefix: &str) -> String {
     let id = uuid::Uuid::new_v4().simple().to_string();
