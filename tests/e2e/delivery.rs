@@ -166,6 +166,48 @@ async fn a_redis_restart_mid_stream_loses_nothing() -> anyhow::Result<()> {
         .report_and_check("redis restart")
 }
 
+/// PostgreSQL killed and started again in the middle of a stream: nothing is lost, and the API
+/// answers from its first request once PostgreSQL does. The restart drops every connection the
+/// services' pools hold; the pools hand out a connection unchecked only if it was used within
+/// the last second (checking each one cost a round trip per query), so they must still find the
+/// dropped ones, idle through the restart, before a request gets one: handed out unchecked, the
+/// API's first requests failed.
+#[tokio::test]
+async fn a_postgresql_restart_mid_stream_loses_nothing_and_the_api_answers_at_once()
+-> anyhow::Result<()> {
+    let _serial = SERIAL.lock().await;
+    let api = api();
+    let probe = register(&api, "pg-probe").await?;
+    api.create_channel(&probe.access_token, &unique("pg-probe-"), None)
+        .await?;
+    let crowd = Crowd::new(CLIENTS, CHANNELS, MEMBERS).await?;
+    let restart = Restart::guard(&["postgres"]);
+    let sent = crowd
+        .stream(PER_CHANNEL, PAUSE, || async {
+            stack(&["kill", "postgres", "-9"]).await?;
+            stack(&["start", "postgres"]).await?;
+            // `start` returns once PostgreSQL accepts connections: what a user does next must
+            // work, each kind of request a few times (each may get another pooled connection).
+            for attempt in 1..=3 {
+                let asked = tokio::try_join!(
+                    api.me(&probe.access_token),
+                    api.channels(&probe.access_token),
+                    api.conversations(&probe.access_token),
+                );
+                if let Err(e) = asked {
+                    anyhow::bail!("request {attempt} after PostgreSQL restarted failed: {e:#}");
+                }
+            }
+            Ok(())
+        })
+        .await?;
+    restart.start().await?;
+    crowd
+        .finish(sent, SETTLE)
+        .await?
+        .report_and_check("postgres restart")
+}
+
 #[tokio::test]
 async fn cassandra_down_for_ten_seconds_makes_messages_late_not_lost() -> anyhow::Result<()> {
     let _serial = SERIAL.lock().await;

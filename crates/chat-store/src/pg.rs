@@ -62,7 +62,22 @@ pub fn connect_options(
     Ok(options.options([("plan_cache_mode", planning.setting())]))
 }
 
+/// A pooled connection idle for at least this long is checked (one round trip) before it is
+/// handed out; one used more recently is handed out as it is.
+pub const CHECK_IDLE_AFTER: Duration = Duration::from_secs(1);
+
 /// A pool connected with [`connect_options`].
+///
+/// By default sqlx checks every connection before handing it out (a `Sync` and its answer),
+/// which made each query cost two round trips, three with the check sqlx makes when a
+/// connection comes back: 4.4 % of a message server's CPU went to these checks at 1,600 msg/s
+/// (docs/benchmarks.md, issue 14, seventeenth step). What the check is for is a connection that
+/// died while it sat in the pool: PostgreSQL restarted. A connection that failed while in use
+/// is closed when it comes back (sqlx's check then fails), and a restart takes longer than
+/// [`CHECK_IDLE_AFTER`]: the connections that outlived one have been idle longer than that, and
+/// are checked and replaced before any caller sees them. (Were PostgreSQL back within the
+/// second, a connection used just before would fail its next query once; the callers that must
+/// not fail retry, as the message servers do.)
 pub async fn connect(
     cfg: &chat_common::config::PostgresConfig,
     planning: Planning,
@@ -70,6 +85,15 @@ pub async fn connect(
     PgPoolOptions::new()
         .max_connections(cfg.max_connections)
         .acquire_timeout(Duration::from_secs(5))
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= CHECK_IDLE_AFTER {
+                    sqlx::Connection::ping(conn).await?;
+                }
+                Ok(true)
+            })
+        })
         .connect_with(connect_options(cfg, planning)?)
         .await
 }
