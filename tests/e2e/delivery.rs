@@ -407,11 +407,11 @@ async fn positions_continue_across_a_bucket_after_the_message_servers_restart() 
     Ok(())
 }
 
-/// A message's two rows (its row in `messages`, its id row) go to Cassandra in one unlogged
-/// batch, which is not atomic across partitions: a coordinator failing part-way can leave the
-/// id row alone, and the message server may die before its retry. The replay then finds the id
-/// row naming this very record. It must store the message again, not only push it: here the id
-/// row alone is written by hand for a record the stopped message servers have not consumed.
+/// A message's id row (its row in PostgreSQL's unread log) is written before its row in
+/// Cassandra's `messages`: a failure in between, with the message server dying before its
+/// retry, leaves the id row alone. The replay then finds the id row naming this very record. It
+/// must store the message again, not only push it: here the id row alone is written by hand
+/// for a record the stopped message servers have not consumed.
 #[tokio::test]
 async fn a_replayed_message_whose_id_row_alone_was_stored_is_stored_again() -> anyhow::Result<()> {
     let _serial = SERIAL.lock().await;
@@ -423,12 +423,20 @@ async fn a_replayed_message_whose_id_row_alone_was_stored_is_stored_again() -> a
         .ws
         .send_acked(at.channel, &unique("half-"), "half stored")
         .await?;
-    store_id_row_alone(
+    let offset = offset_of(
         at.channel,
-        sent.id.0,
-        2,
         move |r| matches!(r, BusRecord::Message(m) if m.id == sent.id),
     )
+    .await?;
+    sqlx::query(
+        "INSERT INTO channel_messages (channel_id, seq, id, sender_id, created_at, preview, kafka_offset)
+         VALUES ($1, 2, $2, $3, now(), 'half stored', $4)",
+    )
+    .bind(at.channel.0)
+    .bind(sent.id.0)
+    .bind(at.user.0)
+    .bind(offset)
+    .execute(&chat_e2e::postgres().await?)
     .await?;
     restart.start().await?;
     at.replayed_once_at_2(sent.id, "half stored").await?;
@@ -460,7 +468,7 @@ async fn a_replayed_event_whose_id_row_alone_was_stored_is_stored_again() -> any
         body: "after".into(),
     };
     let event = ws.change_acked(&edit).await?;
-    store_id_row_alone(
+    store_cql_id_row(
         ch.id,
         event.0,
         2,
@@ -490,6 +498,132 @@ async fn a_replayed_event_whose_id_row_alone_was_stored_is_stored_again() -> any
         .collect();
     assert_eq!(stored, [(1, "after", true)], "the edit is stored");
     println!("a replayed edit with only its id row stored: pushed at 2, applied and stored again");
+    Ok(())
+}
+
+/// Upgrading from message servers that kept message ids in Cassandra only (`message_ids`)
+/// and logged a message for unread counts after storing it: one of them stored a message (its
+/// id row and its row) and died before logging and committing it. The new version, started
+/// after it, finds the id in Cassandra (the record was produced before its first start) and
+/// pushes the message at its position, stores it once, and logs it. Looking only at the log it
+/// would give the replay a second position (history 1, 2, 3 with the message twice).
+#[tokio::test]
+async fn a_message_an_older_message_server_stored_without_logging_is_replayed_once()
+-> anyhow::Result<()> {
+    let _serial = SERIAL.lock().await;
+    let mut at = OneMessage::new("upgraded").await?;
+    let db = chat_e2e::postgres().await?;
+    let restart = Restart::guard(&["message-server-1", "message-server-2"]);
+    stack(&["kill", "message-server-1"]).await?;
+    stack(&["kill", "message-server-2"]).await?;
+    // As at an upgrade: the first message server of this version starts now.
+    sqlx::query("UPDATE message_index SET logged_since = now()")
+        .execute(&db)
+        .await?;
+    let cmid = unique("upgraded-");
+    let sent = at
+        .ws
+        .send_acked(at.channel, &cmid, "stored unlogged")
+        .await?;
+    store_cql_id_row(
+        at.channel,
+        sent.id.0,
+        2,
+        move |r| matches!(r, BusRecord::Message(m) if m.id == sent.id),
+    )
+    .await?;
+    cassandra()
+        .await?
+        .query_unpaged(
+            "INSERT INTO messages (channel_id, bucket, seq, id, sender_id, body, client_msg_id, created_at)
+             VALUES (?, 0, 2, ?, ?, 'stored unlogged', ?, ?)",
+            (
+                at.channel.0,
+                sent.id.0,
+                at.user.0,
+                cmid.as_str(),
+                sent.created_at,
+            ),
+        )
+        .await?;
+    restart.start().await?;
+    let checked = at.replayed_once_at_2(sent.id, "stored unlogged").await;
+    sqlx::query("UPDATE message_index SET logged_since = '-infinity'")
+        .execute(&db)
+        .await?;
+    checked?;
+    let logged: Option<i64> =
+        sqlx::query_scalar("SELECT kafka_offset FROM channel_messages WHERE id = $1")
+            .bind(sent.id.0)
+            .fetch_optional(&db)
+            .await?
+            .flatten();
+    anyhow::ensure!(
+        logged.is_some(),
+        "the replayed message was not logged with its record's offset: {logged:?}"
+    );
+    println!("a message an older version stored without logging it: replayed at 2, once, logged");
+    Ok(())
+}
+
+/// A deleted message keeps its id: a resend of it that reaches Kafka again (its send claim in
+/// Redis gone: a Redis restart, or a resend after the claim's 24 hours) is recognised and
+/// dropped, not stored and pushed as a new message.
+#[tokio::test]
+async fn a_resend_of_a_deleted_message_is_not_stored_again() -> anyhow::Result<()> {
+    let _serial = SERIAL.lock().await;
+    let mut at = OneMessage::new("deletedresend").await?;
+    let cmid = unique("deletedresend-");
+    let sent = at.ws.send_acked(at.channel, &cmid, "regretted").await?;
+    assert_eq!(at.ws.next_message().await?.seq, Some(2));
+    at.ws
+        .change_acked(&ClientFrame::Delete {
+            channel_id: at.channel,
+            message_id: sent.id,
+            client_event_id: unique("deletedresend-"),
+        })
+        .await?;
+    // The delete reached the log once the conversation list previews the message before it
+    // (a resend handled earlier would still find the message's row whatever a delete does).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let list = at.api.conversations(&at.token).await?;
+        let last = list
+            .iter()
+            .find(|c| c.channel.id == at.channel)
+            .and_then(|c| c.last_message.as_ref())
+            .map(|m| m.seq);
+        if last == Some(1) {
+            break;
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the deleted message is still the last one: {last:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut redis = chat_e2e::redis().await?;
+    let _: i64 = redis::cmd("DEL")
+        .arg(format!("claim:{}", sent.id.0.simple()))
+        .query_async(&mut redis)
+        .await?;
+    let again = at.ws.send_acked(at.channel, &cmid, "regretted").await?;
+    assert_eq!(again.id, sent.id, "the resend names the same message");
+    // The delete took position 3: the next message gets 4, and nothing came between.
+    let next = live_positions(&mut at.from, &mut at.ws, at.channel, 1).await?;
+    assert_eq!(next, [4], "the next message follows the delete");
+    let page = at
+        .api
+        .history(&at.token, at.channel, Page::newest(10))
+        .await?;
+    let seqs: Vec<i64> = page.iter().filter_map(|m| m.seq).collect();
+    let copies = page.iter().filter(|m| m.id == sent.id).count();
+    assert_eq!(
+        (seqs.as_slice(), copies),
+        (&[1, 2, 4][..], 1),
+        "the deleted message once, at 2"
+    );
+    println!("a resend of a deleted message, its claim gone: not stored again");
     Ok(())
 }
 
@@ -587,6 +721,7 @@ async fn committed_reaches(group: &str, partition: i32, at: i64) -> anyhow::Resu
 /// A new user's channel with one message (position 1) received live, for the replay tests.
 struct OneMessage {
     api: chat_client::Api,
+    user: chat_types::UserId,
     token: String,
     channel: ChannelId,
     ws: Connection,
@@ -605,6 +740,7 @@ impl OneMessage {
         assert_eq!(live_positions(&mut from, &mut ws, ch.id, 1).await?, [1]);
         Ok(OneMessage {
             api,
+            user: a.user.id,
             token: a.access_token,
             channel: ch.id,
             ws,
@@ -711,9 +847,11 @@ async fn died_retrying() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Write the id row (`message_ids`) of the last record of `channel`'s partition, the one `is`
-/// picks, at position `seq`, as a half-applied unlogged batch would leave it: alone.
-async fn store_id_row_alone(
+/// Write the Cassandra id row (`message_ids`) of the last record of `channel`'s partition, the
+/// one `is` picks, at position `seq`: an event's id row (alone, as a failure after a batch's
+/// first step leaves it), or a message's as message servers before the log was the index
+/// wrote them.
+async fn store_cql_id_row(
     channel: ChannelId,
     id: uuid::Uuid,
     seq: i64,

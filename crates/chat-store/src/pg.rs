@@ -98,6 +98,13 @@ pub async fn connect(
         .await
 }
 
+/// A pool that connects only when first used (tools that need a pool's type, not a connection).
+pub fn connect_lazy(cfg: &chat_common::config::PostgresConfig) -> Result<PgPool, PgError> {
+    Ok(PgPoolOptions::new()
+        .max_connections(1)
+        .connect_lazy_with(connect_options(cfg, Planning::Auto)?))
+}
+
 /// Readiness: one round trip.
 pub async fn ping(db: &PgPool) -> Result<(), String> {
     sqlx::query("SELECT 1")

@@ -112,6 +112,7 @@ async fn unread_totals(
              SELECT count(*) AS n FROM (
                  SELECT 1 FROM channel_messages l
                  WHERE l.channel_id = m.channel_id AND l.seq > m.read_seq AND l.sender_id <> m.user_id
+                       AND NOT l.deleted
                  ORDER BY l.seq LIMIT $2) x
          ) u
          WHERE m.user_id = ANY($1)
@@ -137,7 +138,7 @@ async fn logged(
         "SELECT l.id
          FROM (SELECT DISTINCT channel_id FROM unnest($1::uuid[]) AS c (channel_id)) c
          CROSS JOIN LATERAL (
-             SELECT id FROM channel_messages l WHERE l.channel_id = c.channel_id
+             SELECT id FROM channel_messages l WHERE l.channel_id = c.channel_id AND NOT l.deleted
              ORDER BY l.seq DESC LIMIT 256) l
          WHERE l.id = ANY($2)",
     )

@@ -1,7 +1,8 @@
 //! PostgreSQL: read state. How far each member has read each channel (`memberships.read_seq`,
 //! only moving forward), the slim log of stored messages the unread counts are counted from
 //! (`channel_messages`, written by the message servers), and the conversation list built from
-//! both in one statement. Schema: `migrations/postgres/0006_read_state.sql`.
+//! both in one statement. The log is also the index of stored message ids ([`logged_places`]).
+//! Schema: `migrations/postgres/0006_read_state.sql`, `0013_message_index.sql`.
 
 use crate::pg::{ChannelRow, PgError, PgPool};
 use crate::read_feed::ReadMark;
@@ -50,8 +51,9 @@ pub enum LoggedChange<'a> {
     },
 }
 
-/// Apply edits (new preview and mentions) and deletes (the row goes: no longer unread, nor the last message)
-/// to the log, in one statement each. Idempotent.
+/// Apply edits (new preview and mentions) and deletes to the log, in one statement each.
+/// Idempotent. A deleted message's row is marked, not removed: it is no longer unread, nor the
+/// last message, but its id stays in the index (a resend of it must not become a new message).
 pub async fn log_changes(db: &PgPool, changes: &[LoggedChange<'_>]) -> Result<(), PgError> {
     let (mut ec, mut es, mut ep, mut em) = (
         Vec::<Uuid>::new(),
@@ -96,9 +98,9 @@ pub async fn log_changes(db: &PgPool, changes: &[LoggedChange<'_>]) -> Result<()
     }
     if !dc.is_empty() {
         sqlx::query(
-            "DELETE FROM channel_messages m
-             USING unnest($1::uuid[], $2::bigint[]) AS r (channel_id, seq)
-             WHERE m.channel_id = r.channel_id AND m.seq = r.seq",
+            "UPDATE channel_messages m SET deleted = true, preview = '', mentions = '{}'
+             FROM unnest($1::uuid[], $2::bigint[]) AS r (channel_id, seq)
+             WHERE m.channel_id = r.channel_id AND m.seq = r.seq AND NOT m.deleted",
         )
         .bind(&dc)
         .bind(&ds)
@@ -108,11 +110,12 @@ pub async fn log_changes(db: &PgPool, changes: &[LoggedChange<'_>]) -> Result<()
     Ok(())
 }
 
-/// Log stored messages (each with its position and the mentions the message server resolved),
-/// in one statement. A message logged before is left as it is. Returns how many were new.
+/// Log stored messages (each with its position, the mentions the message server resolved and
+/// the offset of the Kafka record it was stored from), in one statement. A message logged
+/// before is left as it is (a deleted one stays deleted). Returns how many were new.
 pub async fn log_messages<'a>(
     db: &PgPool,
-    messages: impl Iterator<Item = &'a Message>,
+    messages: impl Iterator<Item = &'a (Message, i64)>,
 ) -> Result<u64, PgError> {
     let (mut channels, mut seqs, mut ids, mut senders, mut times, mut previews, mut mentions) = (
         Vec::<Uuid>::new(),
@@ -123,8 +126,10 @@ pub async fn log_messages<'a>(
         Vec::<String>::new(),
         Vec::<String>::new(),
     );
-    for m in messages {
+    let mut offsets = Vec::<i64>::new();
+    for (m, offset) in messages {
         let Some(seq) = m.seq else { continue };
+        offsets.push(*offset);
         channels.push(m.channel_id.0);
         seqs.push(seq);
         ids.push(m.id.0);
@@ -137,12 +142,13 @@ pub async fn log_messages<'a>(
         return Ok(0);
     }
     let r = sqlx::query(
-        "INSERT INTO channel_messages (channel_id, seq, id, sender_id, created_at, preview, mentions)
+        "INSERT INTO channel_messages
+             (channel_id, seq, id, sender_id, created_at, preview, mentions, kafka_offset)
          SELECT r.channel_id, r.seq, r.id, r.sender_id, r.created_at, r.preview,
-                string_to_array(r.mentions, ' ')::uuid[]
+                string_to_array(r.mentions, ' ')::uuid[], r.kafka_offset
          FROM unnest($1::uuid[], $2::bigint[], $3::uuid[], $4::uuid[], $5::timestamptz[],
-                     $6::text[], $7::text[])
-              AS r (channel_id, seq, id, sender_id, created_at, preview, mentions)
+                     $6::text[], $7::text[], $8::bigint[])
+              AS r (channel_id, seq, id, sender_id, created_at, preview, mentions, kafka_offset)
          ON CONFLICT DO NOTHING",
     )
     .bind(&channels)
@@ -152,9 +158,65 @@ pub async fn log_messages<'a>(
     .bind(&times)
     .bind(&previews)
     .bind(&mentions)
+    .bind(&offsets)
     .execute(db)
     .await?;
     Ok(r.rows_affected())
+}
+
+/// Where the logged messages among `ids` are stored: channel, position and the Kafka record
+/// (deleted ones too). One statement over the log's index on `id`. Messages stored before the
+/// log was the index (`0013_message_index.sql`) may be missing: [`crate::cql::MessageStore`]
+/// looks those up in Cassandra.
+pub async fn logged_places(
+    db: &PgPool,
+    ids: &[MessageId],
+) -> Result<Vec<(MessageId, crate::cql::Placement)>, PgError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let keys: Vec<Uuid> = ids.iter().map(|i| i.0).collect();
+    let mut rows: Vec<(Uuid, Uuid, i64, Option<i64>)> = sqlx::query_as(
+        "SELECT id, channel_id, seq, kafka_offset FROM channel_messages WHERE id = ANY($1)",
+    )
+    .bind(&keys)
+    .fetch_all(db)
+    .await?;
+    // One place per id: an id stored at two positions (possible before session 29's fix) is
+    // at its first.
+    rows.sort_unstable_by_key(|(id, _, seq, _)| (*id, *seq));
+    rows.dedup_by_key(|(id, ..)| *id);
+    Ok(rows
+        .into_iter()
+        .map(|(id, c, seq, kafka_offset)| {
+            (
+                MessageId(id),
+                crate::cql::Placement {
+                    channel_id: ChannelId(c),
+                    seq,
+                    kafka_offset,
+                },
+            )
+        })
+        .collect())
+}
+
+/// Since when every stored message is logged before it is stored (`message_index` in
+/// `0013_message_index.sql`), set now if no message server of this version has started before.
+/// Records produced earlier may have been stored by an older message server without a log row.
+pub async fn logged_since(db: &PgPool) -> Result<DateTime<Utc>, PgError> {
+    sqlx::query("INSERT INTO message_index (logged_since) VALUES (now()) ON CONFLICT DO NOTHING")
+        .execute(db)
+        .await?;
+    // '-infinity' (a new install) reads as an error in chrono: ask for the epoch milliseconds.
+    let (ms,): (f64,) = sqlx::query_as(
+        "SELECT CASE WHEN logged_since = '-infinity' THEN -1e15
+                     ELSE extract(epoch FROM logged_since) * 1000 END::float8
+         FROM message_index",
+    )
+    .fetch_one(db)
+    .await?;
+    Ok(DateTime::from_timestamp_millis(ms as i64).unwrap_or(DateTime::<Utc>::MIN_UTC))
 }
 
 /// User ids as one space-separated text: PostgreSQL cannot unnest an array of arrays of
@@ -228,12 +290,13 @@ pub async fn conversations_of(db: &PgPool, user: UserId) -> Result<Vec<Conversat
          ) other ON true
          LEFT JOIN LATERAL (
              SELECT l.id, l.seq, l.sender_id, l.preview, l.created_at FROM channel_messages l
-             WHERE l.channel_id = c.id ORDER BY l.seq DESC LIMIT 1
+             WHERE l.channel_id = c.id AND NOT l.deleted ORDER BY l.seq DESC LIMIT 1
          ) last ON true
          LEFT JOIN LATERAL (
              SELECT count(*) AS n, count(*) FILTER (WHERE $1 = ANY (x.mentions)) AS mentioned
              FROM (SELECT l.mentions FROM channel_messages l
                    WHERE l.channel_id = c.id AND l.seq > m.read_seq AND l.sender_id <> $1
+                         AND NOT l.deleted
                    ORDER BY l.seq LIMIT $2) x
          ) unread ON last.seq > m.read_seq
          WHERE m.user_id = $1

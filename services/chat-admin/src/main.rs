@@ -127,7 +127,9 @@ async fn step(
                 let session = chat_store::cql::connect(&cfg.cassandra, false).await?;
                 chat_store::cql::apply_schema(&session, &cfg.cassandra).await?;
                 // Check that the statements the services prepare are valid against the schema.
-                chat_store::cql::MessageStore::connect(&cfg.cassandra).await?;
+                // (The id index's pool is not used by preparing.)
+                let index = chat_store::pg::connect_lazy(&cfg.postgres)?;
+                chat_store::cql::MessageStore::connect(&cfg.cassandra, index).await?;
                 anyhow::Ok(())
             })
             .await

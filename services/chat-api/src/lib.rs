@@ -172,7 +172,7 @@ impl Application {
         let objects = chat_store::objects::Objects::new(&cfg.objects)?;
         // Searches and directory pages: their best plans depend on the values.
         let db = chat_store::pg::connect(&cfg.postgres, chat_store::pg::Planning::Auto).await?;
-        let store = chat_store::cql::MessageStore::connect(&cfg.cassandra).await?;
+        let store = chat_store::cql::MessageStore::connect(&cfg.cassandra, db.clone()).await?;
         let redis = chat_store::Redis::connect(&cfg.redis).await?;
         let producer = chat_store::bus::Producer::new(&cfg.kafka)?;
         let hash_threads = match cfg.api.hash_threads {

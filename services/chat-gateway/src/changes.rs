@@ -133,7 +133,7 @@ async fn admit(shared: &Shared, user: UserId, req: Request) -> Result<Admitted, 
     shared.admission.ensure_member(user, req.channel).await?;
     let id = EventId::derive(user, &req.client_event_id);
     let (existing, target) = tokio::join!(
-        shared.store.placement(MessageId(id.0)),
+        shared.store.event_placement(MessageId(id.0)),
         shared.store.message(req.channel, req.message),
     );
     let unavailable = |e: chat_store::cql::CqlError| {

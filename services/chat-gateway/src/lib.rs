@@ -232,7 +232,7 @@ impl Application {
         let internal_token = cfg.internal.token()?;
         // Key lookups only; the DM-peer query was planned at every connect and disconnect.
         let db = chat_store::pg::connect(&cfg.postgres, chat_store::pg::Planning::Generic).await?;
-        let store = MessageStore::connect(&cfg.cassandra).await?;
+        let store = MessageStore::connect(&cfg.cassandra, db.clone()).await?;
         let redis = chat_store::Redis::connect(&cfg.redis).await?;
         let producer = Producer::new(&cfg.kafka)?;
         let http_listener = tokio::net::TcpListener::bind(&cfg.http.listen).await?;

@@ -114,7 +114,7 @@ impl Application {
         // (the activity update, the member lists of channels not cached) run a few times a
         // second, and their custom plans use the arrays' real lengths (pg_stat_statements).
         let db = chat_store::pg::connect(&cfg.postgres, chat_store::pg::Planning::Auto).await?;
-        let store = chat_store::cql::MessageStore::connect(&cfg.cassandra).await?;
+        let store = chat_store::cql::MessageStore::connect(&cfg.cassandra, db.clone()).await?;
         let redis = chat_store::Redis::connect(&cfg.redis).await?;
         let tasks = TaskTracker::new();
         let ms = cfg.message_server;
@@ -126,11 +126,13 @@ impl Application {
         )?;
         let activity = activity::Activity::default();
         tasks.spawn(activity.clone().run(db.clone(), shutdown.clone()));
+        let logged_since = chat_store::read_state::logged_since(&db).await?;
         let processor = process::Processor::new(
             db,
             store,
             fanout,
             activity,
+            logged_since,
             ms.channels_cached,
             ms.batch_max,
         );

@@ -31,7 +31,15 @@ pub struct Processor {
     /// Members per channel, kept current by the membership records of the same partition.
     /// Bounded like `heads`; an evicted list is loaded again from PostgreSQL.
     members: LruCache<ChannelId, Arc<Vec<UserId>>>,
+    /// Records produced before this (milliseconds since the epoch) may have been stored by an
+    /// older message server, which did not log message ids: their ids are also looked up in
+    /// Cassandra. `i64::MIN` on a new install.
+    unlogged_before_ms: i64,
 }
+
+/// How much later than `message_index.logged_since` (PostgreSQL's clock) a record stored by an
+/// older message server may say it was produced (its producer's clock).
+const CLOCK_SKEW_MS: i64 = 5 * 60 * 1000;
 
 /// What one batch works on: the heads and member lists of its channels, taken out of the
 /// caches for the batch (so no eviction can happen in the middle of it) and put back after.
@@ -60,6 +68,9 @@ struct BatchState {
 #[derive(Default)]
 struct Assigned {
     messages: Vec<(Message, i64)>,
+    /// Replayed messages stored before: logged again (nothing changes if they are logged; an
+    /// older message server stored messages without logging them first).
+    relogged: Vec<(Message, i64)>,
     events: Vec<(ChannelEvent, i64)>,
     writes: Vec<StateWrite>,
     outgoing: Vec<Outgoing>,
@@ -73,6 +84,7 @@ impl Processor {
         store: MessageStore,
         fanout: Fanout,
         activity: Activity,
+        logged_since: chrono::DateTime<chrono::Utc>,
         channels_cached: usize,
         batch_max: usize,
     ) -> Self {
@@ -88,6 +100,9 @@ impl Processor {
             store,
             heads: LruCache::new(cap),
             members: LruCache::new(cap),
+            unlogged_before_ms: logged_since
+                .timestamp_millis()
+                .saturating_add(CLOCK_SKEW_MS),
         }
     }
 
@@ -140,14 +155,22 @@ impl Processor {
         batch: &[Consumed],
         shutdown: &CancellationToken,
     ) -> Option<BatchState> {
-        let ids: Vec<MessageId> = batch
-            .iter()
-            .filter_map(|r| match &r.record {
-                BusRecord::Message(m) => Some(m.id),
-                BusRecord::Event(e) => Some(placement_key(e.id)),
-                _ => None,
-            })
-            .collect();
+        // Messages' ids are in the log (PostgreSQL); events' in Cassandra, and so are those of
+        // messages an older message server may have stored (records produced before this
+        // version's first start: only around an upgrade).
+        let (mut logged_ids, mut cql_ids) = (Vec::new(), Vec::new());
+        for r in batch {
+            match &r.record {
+                BusRecord::Message(m) => {
+                    logged_ids.push(m.id);
+                    if r.produced_at_ms.is_none_or(|t| t < self.unlogged_before_ms) {
+                        cql_ids.push(m.id);
+                    }
+                }
+                BusRecord::Event(e) => cql_ids.push(placement_key(e.id)),
+                BusRecord::Membership(_) => {}
+            }
+        }
         let channels: HashSet<ChannelId> = batch.iter().map(|r| r.record.channel_id()).collect();
         let mut state = BatchState::default();
         let mut need_head = Vec::new();
@@ -168,8 +191,25 @@ impl Processor {
         }
         let names = mentioned_in(batch);
         let (store, db) = (&self.store, &self.db);
-        let (stored, heads, pairs, targets, usernames) = tokio::join!(
-            persist(shutdown, "look up message ids", || store.placements(&ids)),
+        let (logged, in_cql, heads, pairs, targets, usernames) = tokio::join!(
+            async {
+                if logged_ids.is_empty() {
+                    return Some(Vec::new());
+                }
+                persist(shutdown, "look up message ids", || {
+                    store.logged_places(&logged_ids)
+                })
+                .await
+            },
+            async {
+                if cql_ids.is_empty() {
+                    return Some(Vec::new());
+                }
+                persist(shutdown, "look up event ids", || {
+                    store.placements_in_cassandra(&cql_ids)
+                })
+                .await
+            },
             async {
                 if need_head.is_empty() {
                     return Some(Vec::new());
@@ -202,7 +242,7 @@ impl Processor {
                 .await
             },
         );
-        let (stored, heads, pairs, targets) = (stored?, heads?, pairs?, targets?);
+        let (logged, in_cql, heads, pairs, targets) = (logged?, in_cql?, heads?, pairs?, targets?);
         state.usernames = usernames?.into_iter().collect();
         state.heads.extend(heads);
         for c in need_members {
@@ -215,7 +255,7 @@ impl Processor {
         state
             .members
             .extend(loaded.into_iter().map(|(c, v)| (c, Arc::new(v))));
-        state.stored = stored.into_iter().collect();
+        state.stored = stored_places(in_cql, logged);
         state.targets = targets;
         let (stored_events, unstored) = tokio::join!(
             self.load_stored_events(batch, &state.stored, shutdown),
@@ -370,9 +410,12 @@ impl Processor {
         let stored = timed("store", async {
             tokio::join!(
                 async {
-                    (a.messages.is_empty() && a.events.is_empty() && a.writes.is_empty())
+                    (a.messages.is_empty()
+                        && a.relogged.is_empty()
+                        && a.events.is_empty()
+                        && a.writes.is_empty())
                         || persist(shutdown, "store messages and events", || {
-                            store.store(&a.messages, &a.events, &a.writes)
+                            store.store(&a.messages, &a.relogged, &a.events, &a.writes)
                         })
                         .await
                         .is_some()
@@ -408,8 +451,9 @@ pub struct Publisher {
 
 impl Publisher {
     /// Push, and meanwhile move the head hints of channels that entered a new bucket (before
-    /// the commit; not beside the insert: a hint must be a stored position) and log for unread
-    /// counts. A failed push is retried in the background by [`Fanout`]; everything is stored,
+    /// the commit; not beside the insert: a hint must be a stored position) and log edits and
+    /// deletes for unread counts and previews (messages were logged when stored: the log is
+    /// their id index). A failed push is retried in the background by [`Fanout`]; everything is stored,
     /// and a gateway also fills any gap from history when the next message or event of the
     /// channel arrives. `false` if shutdown interrupted it (then the batch is not committed).
     pub async fn publish(&self, stored: Stored, shutdown: &CancellationToken) -> bool {
@@ -433,12 +477,7 @@ impl Publisher {
                     .await
                     .is_some()
             }),
-            timed("log", async {
-                // In this order: a replayed message logged again must not outlive its
-                // replayed delete.
-                self.log_for_unread_counts(&a.outgoing, shutdown).await
-                    && self.log_changes(&a.writes, shutdown).await
-            }),
+            timed("log", self.log_changes(&a.writes, shutdown)),
             timed("push", self.fanout.push(&a.outgoing)),
         );
         hints_written && logged
@@ -483,27 +522,6 @@ impl Publisher {
         let db = &self.db;
         persist(shutdown, "log edits and deletes", || {
             chat_store::read_state::log_changes(db, &changes)
-        })
-        .await
-        .is_some()
-    }
-
-    /// Every pushed message (new ones and stored ones pushed again after a crash) into the log
-    /// that unread counts are counted from, before the batch is committed: a count must never
-    /// miss a message. Idempotent; retried like a store (PostgreSQL down delays the commit,
-    /// never a delivery: it runs beside the push).
-    async fn log_for_unread_counts(
-        &self,
-        outgoing: &[Outgoing],
-        shutdown: &CancellationToken,
-    ) -> bool {
-        let messages = || pushed_messages(outgoing);
-        if messages().next().is_none() {
-            return true;
-        }
-        let db = &self.db;
-        persist(shutdown, "log messages for unread counts", || {
-            chat_store::read_state::log_messages(db, messages())
         })
         .await
         .is_some()
@@ -621,6 +639,23 @@ fn mentioned_in(batch: &[Consumed]) -> Vec<String> {
     names.into_iter().collect()
 }
 
+/// Where the batch's ids are stored, from Cassandra's `message_ids` (events; messages an older
+/// version may have stored) and the log: the log's, unless an older version logged the message
+/// without its record's offset and Cassandra has it (which says whether this record is the one
+/// that stored it: a replay to push, or a resend to drop).
+fn stored_places(
+    in_cql: Vec<(MessageId, Placement)>,
+    logged: Vec<(MessageId, Placement)>,
+) -> HashMap<MessageId, Placement> {
+    let mut stored: HashMap<MessageId, Placement> = in_cql.into_iter().collect();
+    for (id, p) in logged {
+        if p.kafka_offset.is_some() || !stored.contains_key(&id) {
+            stored.insert(id, p);
+        }
+    }
+    stored
+}
+
 /// Step 4: positions, in partition order; membership changes applied where they happened;
 /// events applied (or found moot) against the state the batch has reached.
 fn assign(batch: &[Consumed], state: &mut BatchState) -> Assigned {
@@ -653,6 +688,8 @@ fn assign(batch: &[Consumed], state: &mut BatchState) -> Assigned {
                     message.mentions = state.mentions(p.channel_id, &message.body);
                     if state.unstored.contains(&m.id) {
                         out.messages.push((message.clone(), r.offset));
+                    } else {
+                        out.relogged.push((message.clone(), r.offset));
                     }
                     out.outgoing.push(Outgoing {
                         event: Event::Message { message },
@@ -814,5 +851,46 @@ where
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use uuid::Uuid;
+
+    fn place(channel: u128, seq: i64, kafka_offset: Option<i64>) -> Placement {
+        Placement {
+            channel_id: ChannelId(Uuid::from_u128(channel)),
+            seq,
+            kafka_offset,
+        }
+    }
+
+    #[test]
+    fn the_log_names_where_a_message_is_unless_an_older_version_logged_it_without_its_offset() {
+        let (new, old, event) = (
+            MessageId(Uuid::from_u128(1)),
+            MessageId(Uuid::from_u128(2)),
+            MessageId(Uuid::from_u128(3)),
+        );
+        let only_logged = MessageId(Uuid::from_u128(4));
+        let stored = stored_places(
+            vec![
+                (old, place(9, 5, Some(50))),
+                (event, place(9, 6, Some(60))),
+                (new, place(9, 7, Some(70))),
+            ],
+            vec![
+                (new, place(9, 7, Some(71))),
+                (old, place(9, 5, None)),
+                (only_logged, place(9, 8, None)),
+            ],
+        );
+        assert_eq!(stored[&new].kafka_offset, Some(71), "the log's offset");
+        assert_eq!(stored[&old].kafka_offset, Some(50), "Cassandra's offset");
+        assert_eq!(stored[&event], place(9, 6, Some(60)));
+        assert_eq!(stored[&only_logged], place(9, 8, None));
+        assert_eq!(stored.len(), 4);
     }
 }

@@ -82,6 +82,16 @@ pub enum CqlError {
     /// A fault injected by a fail point (`FAILPOINTS`, the fault tests only).
     #[error("fault injected at {0}")]
     Injected(&'static str),
+    /// The index of stored message ids, which lives in PostgreSQL (the unread log,
+    /// [`crate::read_state::logged_places`]), failed.
+    #[error("message index (postgresql) failed: {0}")]
+    Index(Box<sqlx::Error>),
+}
+
+impl From<sqlx::Error> for CqlError {
+    fn from(e: sqlx::Error) -> Self {
+        CqlError::Index(Box::new(e))
+    }
 }
 
 impl From<ExecutionError> for CqlError {
@@ -298,10 +308,17 @@ async fn prep_owned(session: &Arc<Session>, q: String) -> Result<PreparedStateme
     Ok(p)
 }
 
-/// Prepared statements over one shared session.
+/// Prepared statements over one shared session, and the index of stored message ids.
+///
+/// Where a message id is stored is logged in PostgreSQL (`channel_messages`, the unread log,
+/// indexed on `id`) before its row is written here: a row PostgreSQL already keeps, where a
+/// partition per id here (`message_ids`) was the largest single cost of storing a message
+/// (docs/benchmarks.md, issue 14). `message_ids` still holds events' ids and the ids of
+/// messages stored before that (`0013_message_index.sql`); lookups fall back to it.
 #[derive(Clone)]
 pub struct MessageStore {
     session: Arc<Session>,
+    index: crate::pg::PgPool,
     insert_message: PreparedStatement,
     insert_id: PreparedStatement,
     select_ids: PreparedStatement,
@@ -316,7 +333,7 @@ pub struct MessageStore {
 }
 
 impl MessageStore {
-    pub async fn new(session: Arc<Session>) -> Result<Self, CqlError> {
+    pub async fn new(session: Arc<Session>, index: crate::pg::PgPool) -> Result<Self, CqlError> {
         // Reads and writes at the configured consistency (the session's default profile,
         // LOCAL_QUORUM unless configured): on one node it is ONE; on a real cluster a write
         // acked here survives a node loss, which the "acked is never lost" guarantee needs.
@@ -386,12 +403,17 @@ impl MessageStore {
             .await?,
             events: events::Statements::prepare(&session).await?,
             session,
+            index,
         })
     }
 
-    /// Connect to the configured keyspace and prepare every statement.
-    pub async fn connect(cfg: &chat_common::config::CassandraConfig) -> Result<Self, CqlError> {
-        MessageStore::new(Arc::new(connect(cfg, true).await?)).await
+    /// Connect to the configured keyspace and prepare every statement. `index`: the PostgreSQL
+    /// pool the id index is read and written through.
+    pub async fn connect(
+        cfg: &chat_common::config::CassandraConfig,
+        index: crate::pg::PgPool,
+    ) -> Result<Self, CqlError> {
+        MessageStore::new(Arc::new(connect(cfg, true).await?), index).await
     }
 
     /// Readiness: one cheap read.
@@ -407,14 +429,16 @@ impl MessageStore {
     }
 
     /// Store a batch: messages and events that already have their `seq` (each with the offset
-    /// of its Kafka record), and the state the events leave. Idempotent: storing the same batch
-    /// again rewrites identical cells; the message server retries the whole call until it
-    /// succeeds.
+    /// of its Kafka record), and the state the events leave. `relogged`: messages of the batch
+    /// stored before (replays) that are logged again, in case an older version stored them
+    /// without a log row. Idempotent: storing the same batch again rewrites identical cells;
+    /// the message server retries the whole call until it succeeds.
     ///
     /// In three steps, each only after the one before succeeded, because a failure part-way
     /// (a write timeout, Cassandra or the message server dying before the retry succeeds) leaves
     /// whatever was written, and the replay of the batch's records must recognise it:
-    /// 1. the id rows (`message_ids`, events' under their own ids). A message or event row
+    /// 1. the id rows: messages' in PostgreSQL's unread log (which the unread counts and
+    ///    previews read too), events' in `message_ids`, concurrently. A message or event row
     ///    written without its id row would be given a second position by the replay (the id is
     ///    how a replay knows its record was stored); an id row alone is stored again
     ///    (`load_unstored_replays` in the message server).
@@ -426,22 +450,25 @@ impl MessageStore {
     pub async fn store(
         &self,
         messages: &[(Message, i64)],
+        relogged: &[(Message, i64)],
         events: &[(ChannelEvent, i64)],
         writes: &[StateWrite],
     ) -> Result<(), CqlError> {
-        let ids = messages
+        let ids = events
             .iter()
-            .map(|(m, offset)| {
-                let seq = m.seq.expect("stored messages have a position");
-                (m.id.0, m.channel_id.0, seq, *offset)
-            })
-            .chain(
-                events
-                    .iter()
-                    .map(|(e, offset)| (e.id.0, e.channel_id.0, e.seq, *offset)),
-            )
+            .map(|(e, offset)| (e.id.0, e.channel_id.0, e.seq, *offset))
             .collect::<Vec<_>>();
-        self.insert_ids(&ids).await?;
+        let (logged, event_ids) = tokio::join!(
+            async {
+                if messages.is_empty() && relogged.is_empty() {
+                    return Ok(0);
+                }
+                crate::read_state::log_messages(&self.index, messages.iter().chain(relogged)).await
+            },
+            self.insert_ids(&ids),
+        );
+        logged?;
+        event_ids?;
         let (rows, event_rows) = tokio::join!(
             self.insert_messages(messages),
             self.insert_event_rows(events)
@@ -518,9 +545,40 @@ impl MessageStore {
         Ok(())
     }
 
-    /// Where these message ids are stored, for the ids that are stored (`IN` reads of up to
-    /// [`READ_IDS`] ids, concurrently).
+    /// Where these message (and event) ids are stored, for the ids that are stored: the log in
+    /// PostgreSQL first, then `message_ids` for those it lacks (events, messages stored before
+    /// the log was the index). For the API's cursors and the gateways' lookups; the message
+    /// servers, which look up every new message, ask Cassandra only where it can know more
+    /// ([`MessageStore::logged_places`], [`MessageStore::placements_in_cassandra`]).
     pub async fn placements(
+        &self,
+        ids: &[MessageId],
+    ) -> Result<Vec<(MessageId, Placement)>, CqlError> {
+        let mut found = self.logged_places(ids).await?;
+        if found.len() < ids.len() {
+            let known: std::collections::HashSet<MessageId> =
+                found.iter().map(|(id, _)| *id).collect();
+            let rest: Vec<MessageId> = ids
+                .iter()
+                .filter(|id| !known.contains(id))
+                .copied()
+                .collect();
+            found.extend(self.placements_in_cassandra(&rest).await?);
+        }
+        Ok(found)
+    }
+
+    /// Where these messages are stored, as the log in PostgreSQL has them (one statement).
+    pub async fn logged_places(
+        &self,
+        ids: &[MessageId],
+    ) -> Result<Vec<(MessageId, Placement)>, CqlError> {
+        Ok(crate::read_state::logged_places(&self.index, ids).await?)
+    }
+
+    /// Where these ids are stored, as `message_ids` has them: events' ids, and messages stored
+    /// before the log was the index (`IN` reads of up to [`READ_IDS`] ids, concurrently).
+    pub async fn placements_in_cassandra(
         &self,
         ids: &[MessageId],
     ) -> Result<Vec<(MessageId, Placement)>, CqlError> {
@@ -551,6 +609,15 @@ impl MessageStore {
 
     pub async fn placement(&self, id: MessageId) -> Result<Option<Placement>, CqlError> {
         Ok(self.placements(&[id]).await?.pop().map(|(_, p)| p))
+    }
+
+    /// Where an event is stored (its id as a [`MessageId`]): events' ids are only in Cassandra.
+    pub async fn event_placement(&self, id: MessageId) -> Result<Option<Placement>, CqlError> {
+        Ok(self
+            .placements_in_cassandra(&[id])
+            .await?
+            .pop()
+            .map(|(_, p)| p))
     }
 
     /// The last stored position of a channel (0 when it has nothing).
