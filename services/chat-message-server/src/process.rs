@@ -192,55 +192,24 @@ impl Processor {
         let names = mentioned_in(batch);
         let (store, db) = (&self.store, &self.db);
         let (logged, in_cql, heads, pairs, targets, usernames) = tokio::join!(
-            async {
-                if logged_ids.is_empty() {
-                    return Some(Vec::new());
-                }
-                persist(shutdown, "look up message ids", || {
-                    store.logged_places(&logged_ids)
-                })
-                .await
-            },
-            async {
-                if cql_ids.is_empty() {
-                    return Some(Vec::new());
-                }
-                persist(shutdown, "look up event ids", || {
-                    store.placements_in_cassandra(&cql_ids)
-                })
-                .await
-            },
-            async {
-                if need_head.is_empty() {
-                    return Some(Vec::new());
-                }
-                persist(shutdown, "read channel heads", || async {
-                    futures::future::try_join_all(need_head.iter().map(|c| async move {
-                        Ok::<_, chat_store::cql::CqlError>((*c, store.head(*c).await?))
-                    }))
-                    .await
-                })
-                .await
-            },
-            async {
-                if need_members.is_empty() {
-                    return Some(Vec::new());
-                }
-                persist(shutdown, "load members", || {
-                    chat_store::pg::member_ids_of(db, &need_members)
-                })
-                .await
-            },
+            look_up(shutdown, "look up message ids", &logged_ids, |ids| {
+                store.logged_places(ids)
+            }),
+            look_up(shutdown, "look up event ids", &cql_ids, |ids| {
+                store.placements_in_cassandra(ids)
+            }),
+            look_up(shutdown, "read channel heads", &need_head, |channels| {
+                futures::future::try_join_all(channels.iter().map(|c| async move {
+                    Ok::<_, chat_store::cql::CqlError>((*c, store.head(*c).await?))
+                }))
+            }),
+            look_up(shutdown, "load members", &need_members, |channels| {
+                chat_store::pg::member_ids_of(db, channels)
+            }),
             self.load_targets(batch, &mut state.applied, shutdown),
-            async {
-                if names.is_empty() {
-                    return Some(Vec::new());
-                }
-                persist(shutdown, "look up mentioned usernames", || {
-                    chat_store::pg::user_ids_by_username(db, &names)
-                })
-                .await
-            },
+            look_up(shutdown, "look up mentioned usernames", &names, |names| {
+                chat_store::pg::user_ids_by_username(db, names)
+            }),
         );
         let (logged, in_cql, heads, pairs, targets) = (logged?, in_cql?, heads?, pairs?, targets?);
         state.usernames = usernames?.into_iter().collect();
@@ -852,6 +821,24 @@ where
             }
         }
     }
+}
+
+/// [`persist`] for a lookup by keys: no keys is an empty answer, without a round trip.
+async fn look_up<'k, K, T, E, F, Fut>(
+    shutdown: &CancellationToken,
+    what: &str,
+    keys: &'k [K],
+    mut op: F,
+) -> Option<Vec<T>>
+where
+    F: FnMut(&'k [K]) -> Fut,
+    Fut: Future<Output = Result<Vec<T>, E>>,
+    E: std::fmt::Display,
+{
+    if keys.is_empty() {
+        return Some(Vec::new());
+    }
+    persist(shutdown, what, || op(keys)).await
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! What the processes of the stack (and this tool) cost: CPU time from `/proc/<pid>/stat`
-//! (utime + stime + reaped children, summed over each server's process tree) and resident memory
+//! (utime + stime + reaped children, summed over each server's process tree), how long its
+//! threads waited for a core from `/proc/<pid>/task/<tid>/schedstat`, and resident memory
 //! from `/proc/<pid>/status`. The servers' pids come from the native stack's pid files
 //! (`deploy/stack.sh status` reads the same files).
 
@@ -76,6 +77,8 @@ pub struct CpuSnap {
     pub at: Instant,
     /// name -> ticks of the whole process tree.
     pub ticks: BTreeMap<String, u64>,
+    /// name -> the tree's live threads' time runnable but not running.
+    pub waits: BTreeMap<String, RunQueue>,
     /// Machine-wide (busy, total) ticks from /proc/stat.
     pub machine: (u64, u64),
 }
@@ -96,6 +99,35 @@ fn read_stat(pid: u32) -> Option<ProcStat> {
         ppid: n(1) as u32,
         ticks: n(11) + n(12) + n(13) + n(14),
     })
+}
+
+/// Time a set of threads spent runnable but waiting for a core, and how many times they were
+/// put on one (`/proc/<pid>/task/<tid>/schedstat`: run time, wait time, timeslices). Only live
+/// threads count: a thread that exits takes its wait with it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RunQueue {
+    pub wait_ns: u64,
+    pub slices: u64,
+}
+
+fn run_queue(pids: &[u32]) -> RunQueue {
+    let mut out = RunQueue::default();
+    for pid in pids {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            continue;
+        };
+        for t in tasks.flatten() {
+            let Ok(text) = std::fs::read_to_string(t.path().join("schedstat")) else {
+                continue;
+            };
+            let mut f = text.split_whitespace().skip(1).map(|v| v.parse::<u64>());
+            if let (Some(Ok(wait)), Some(Ok(slices))) = (f.next(), f.next()) {
+                out.wait_ns += wait;
+                out.slices += slices;
+            }
+        }
+    }
+    out
 }
 
 fn all_procs() -> HashMap<u32, ProcStat> {
@@ -148,26 +180,24 @@ fn machine_ticks() -> (u64, u64) {
 pub fn cpu_snapshot(roots: &BTreeMap<String, u32>) -> CpuSnap {
     let procs = all_procs();
     let mut ticks = BTreeMap::new();
-    for (name, pid) in roots {
-        let t: u64 = tree(*pid, &procs)
+    let mut waits = BTreeMap::new();
+    let trees = roots
+        .iter()
+        .map(|(name, pid)| (name.clone(), tree(*pid, &procs)))
+        .chain([(SELF.to_string(), tree(std::process::id(), &procs))]);
+    for (name, pids) in trees {
+        let t: u64 = pids
             .iter()
             .filter_map(|p| procs.get(p))
             .map(|s| s.ticks)
             .sum();
         ticks.insert(name.clone(), t);
+        waits.insert(name, run_queue(&pids));
     }
-    let me = std::process::id();
-    ticks.insert(
-        SELF.to_string(),
-        tree(me, &procs)
-            .iter()
-            .filter_map(|p| procs.get(p))
-            .map(|s| s.ticks)
-            .sum(),
-    );
     CpuSnap {
         at: Instant::now(),
         ticks,
+        waits,
         machine: machine_ticks(),
     }
 }
@@ -181,6 +211,11 @@ pub struct CpuUse {
     pub core_percent: f64,
     /// CPU milliseconds per 1,000 deliveries (or per 1,000 requests where stated).
     pub ms_per_1000: Option<f64>,
+    /// Time its threads were ready to run but waited for a core, as a share of the window
+    /// (100 = one thread waiting all the time): what a busy machine adds to each hop.
+    pub runq_wait_percent: f64,
+    /// The mean of that wait each time one of its threads got a core, microseconds.
+    pub runq_wait_per_slice_us: Option<f64>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -207,11 +242,21 @@ pub fn cpu_between(a: &CpuSnap, b: &CpuSnap, units: u64, per: &str) -> CpuReport
             continue;
         };
         let cpu = t1.saturating_sub(*t0) as f64 / TICKS_PER_SEC;
+        let (w0, w1) = (
+            a.waits.get(name).copied().unwrap_or_default(),
+            b.waits.get(name).copied().unwrap_or_default(),
+        );
+        let (wait_ns, slices) = (
+            w1.wait_ns.saturating_sub(w0.wait_ns),
+            w1.slices.saturating_sub(w0.slices),
+        );
         processes.push(CpuUse {
             process: name.clone(),
             cpu_seconds: cpu,
             core_percent: 100.0 * cpu / secs,
             ms_per_1000: (units > 0).then(|| 1000.0 * cpu * 1000.0 / units as f64),
+            runq_wait_percent: 100.0 * wait_ns as f64 / 1e9 / secs,
+            runq_wait_per_slice_us: (slices > 0).then(|| wait_ns as f64 / 1e3 / slices as f64),
         });
     }
     processes.sort_by(|x, y| y.cpu_seconds.total_cmp(&x.cpu_seconds));
@@ -333,6 +378,7 @@ mod tests {
     fn own_process_is_measured() {
         let s = cpu_snapshot(&BTreeMap::new());
         assert!(s.ticks.contains_key(SELF));
+        assert!(s.waits[SELF].slices > 0, "this thread has run");
         assert!(s.machine.1 > 0);
         assert!(rss_kib(std::process::id()).unwrap_or(0) > 0);
     }
