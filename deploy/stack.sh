@@ -596,8 +596,11 @@ start_kafka() {
             --ignore-formatted >>"$(log_file kafka)" 2>&1 || fail_start kafka "kafka-storage format failed"
     fi
     # The GC log, with UTC times, as Cassandra's (below): a broker's pauses hold every send's ack.
-    spawn kafka java -Xms256m -Xmx512m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true \
-        "-Xlog:gc:file=$LOG_DIR/kafka-gc.log:utctime,uptime" \
+    # ZGC: G1's young pauses stopped the broker ~19 ms every ~2 s under load; ZGC's are under a
+    # millisecond (ack p99 at 1,600 msg/s 68-107 against 120-186 ms; docs/benchmarks.md,
+    # issue 14, nineteenth step).
+    spawn kafka java -Xms256m -Xmx512m -XX:+UseZGC -Djava.awt.headless=true \
+        "-Xlog:gc,gc+phases:file=$LOG_DIR/kafka-gc.log:utctime,uptime" \
         -Dchat.stack=kafka -Dlog4j2.configurationFile="$dir/log4j2.properties" \
         -cp "$cp" kafka.Kafka "$dir/server.properties"
 }

@@ -204,7 +204,8 @@ spawn_broker() {
     START_AT[$id]=$SECONDS
     # `ip netns exec` execs java in the namespace (as do setsid and nice): $! is java's pid.
     # Own session, so a SIGKILL can take the process group; 7>&- 9>&-: no lock is inherited.
-    setsid nice -n "$NICE" ip netns exec "$ns" java "${HEAP[@]}" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
+    # ZGC, as the single-host stack's broker (deploy/stack.sh says why).
+    setsid nice -n "$NICE" ip netns exec "$ns" java "${HEAP[@]}" -XX:+UseZGC \
         -Djava.awt.headless=true -Djava.net.preferIPv4Stack=true "$(proc_marker "$id")" \
         -Dlog4j2.configurationFile="$dir/log4j2.properties" \
         -cp "$JAR_DIR/*" kafka.Kafka "$dir/server.properties" >>"$logf" 2>&1 </dev/null 7>&- 9>&- &
