@@ -597,7 +597,7 @@ start_kafka() {
     fi
     # The GC log, with UTC times, as Cassandra's (below): a broker's pauses hold every send's ack.
     # ZGC: G1's young pauses stopped the broker ~19 ms every ~2 s under load; ZGC's are under a
-    # millisecond (ack p99 at 1,600 msg/s 68-107 against 120-186 ms; docs/benchmarks.md,
+    # millisecond (ack p99 at 1,600 msg/s 68-123 against 120-186 ms; docs/benchmarks.md,
     # issue 14, nineteenth step).
     spawn kafka java -Xms256m -Xmx512m -XX:+UseZGC -Djava.awt.headless=true \
         "-Xlog:gc,gc+phases:file=$LOG_DIR/kafka-gc.log:utctime,uptime" \

@@ -191,9 +191,9 @@ async fn the_stacks_cassandra_keeps_its_memtables_in_tries() -> anyhow::Result<(
 /// Kafka's heap holds what a broker needs, not a 128 MB buffer it never fills: the log
 /// cleaner's dedupe buffer (`log.cleaner.dedupe.buffer.size`) is allocated on the heap at
 /// start, and at Kafka's default it took 128 of the broker's 512 MB. What was left live (174 MB)
-/// was above G1's threshold for concurrent marking (the broker ran G1 then), so the broker ran a marking cycle with its
-/// remark pause every ~12 s and mixed collections that freed nothing, on the cores the sends'
-/// acks wait for (docs/benchmarks.md, issue 14, sixteenth step). The stack's templates give it
+/// was above the threshold for concurrent marking of G1 (the broker's collector then), so the
+/// broker ran a marking cycle with its remark pause every ~12 s and mixed collections that
+/// freed nothing, on the cores the sends' acks wait for (docs/benchmarks.md, issue 14, sixteenth step). The stack's templates give it
 /// 16 MB (the one compacted topic, `__consumer_offsets`, has a few thousand keys). Read from
 /// the JVM: the byte arrays still live after a full collection.
 #[tokio::test]
@@ -292,7 +292,7 @@ async fn stored_messages_and_events_carry_no_tombstones() -> anyhow::Result<()> 
 
 /// Kafka's collector does not stop the broker for its young generation. Under G1 the broker
 /// stood still ~19 ms every ~2 s at 1,600 msg/s, and every send arriving meanwhile waited for
-/// its ack: a send's ack p99 there was 120-186 ms with G1 and 68-107 ms with ZGC, whose pauses
+/// its ack: a send's ack p99 there was 120-186 ms with G1 and 68-123 ms with ZGC, whose pauses
 /// stay under a millisecond (docs/benchmarks.md, issue 14, nineteenth step). Read from the
 /// running broker's JVM.
 #[tokio::test]
