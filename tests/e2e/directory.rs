@@ -259,6 +259,62 @@ async fn the_channel_that_just_received_a_message_leads_the_activity_order() -> 
     Ok(())
 }
 
+/// The message servers record every active channel's activity five times a second. Kept in
+/// the channel's own row, each write was a new version of that row with an entry in every
+/// index of `channels` (docs/benchmarks.md, issue 14); the activity has a narrow table of its
+/// own, so a channel that receives messages keeps its row version.
+#[tokio::test]
+async fn recording_a_channels_activity_leaves_the_channels_row_alone() -> anyhow::Result<()> {
+    let api = api();
+    let db = chat_e2e::postgres().await?;
+    let a = register(&api, "actrow").await?;
+    let channel = api
+        .create_channel(&a.access_token, &unique("act-row-"), None)
+        .await?;
+    let version = || {
+        sqlx::query_scalar::<_, String>("SELECT xmin::text FROM channels WHERE id = $1")
+            .bind(channel.id.0)
+            .fetch_one(&db)
+    };
+    let before = version().await?;
+
+    let mut ws = connect(&a.access_token).await?;
+    let acked = ws
+        .send_acked(channel.id, &uuid::Uuid::new_v4().to_string(), "hello")
+        .await?;
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let page = api
+            .channel_directory(
+                &a.access_token,
+                Some(DirectorySort::Activity),
+                Some(100),
+                None,
+            )
+            .await?;
+        let at = page
+            .channels
+            .iter()
+            .find(|e| e.id == channel.id)
+            .and_then(|e| e.last_activity_at);
+        if at.is_some_and(|t| t >= acked.created_at) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the message's activity was not recorded within {TIMEOUT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        version().await?,
+        before,
+        "recording the activity rewrote the channel's row"
+    );
+    ws.close(Duration::from_secs(1)).await;
+    Ok(())
+}
+
 #[tokio::test]
 async fn people_are_found_by_display_name_as_well_as_username() -> anyhow::Result<()> {
     let api = api();

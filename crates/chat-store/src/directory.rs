@@ -1,6 +1,8 @@
 //! PostgreSQL: finding channels. The channel directory (group channels by member count or by
 //! last activity, keyset-paged) and the activity it sorts by, written by the message servers.
-//! Schema and indexes: `migrations/postgres/0002_channel_directory.sql`.
+//! Schema and indexes: `migrations/postgres/0002_channel_directory.sql` and, for the activity,
+//! `0014_channel_activity.sql` (a narrow table of its own: writing it does not rewrite the
+//! channel's row in every index of `channels`).
 
 use crate::pg::{PgError, PgPool};
 use chat_types::rest::{DirectoryEntry, DirectorySort};
@@ -70,13 +72,15 @@ impl From<EntryRow> for DirectoryEntry {
     }
 }
 
-const ENTRY_COLUMNS: &str = "c.id, c.name, c.description, c.member_count, c.last_message_at,
+/// `a` is the channel's `channel_activity` row: the epoch there means "no message yet".
+const ENTRY_COLUMNS: &str = "c.id, c.name, c.description, c.member_count,
+    NULLIF(a.last_message_at, to_timestamp(0)) AS last_message_at,
     EXISTS (SELECT 1 FROM memberships m WHERE m.channel_id = c.id AND m.user_id = $1) AS is_member";
 
 /// Up to `limit` group channels in `sort`'s order, starting after `after` (which must be of the
-/// same sort) or from the top. Each query is an index scan of the matching
-/// `channels_directory_*_idx` index from the position on, stopped by the limit (no sort, no
-/// offset): the cost of a page does not grow with the number of channels or with its depth.
+/// same sort) or from the top. Each query is an index scan of the order's index
+/// (`channels_directory_members_idx` or `channel_activity_order_idx`) from the position on,
+/// stopped by the limit (no sort, no offset): the cost of a page does not grow with the number of channels or with its depth.
 pub async fn page(
     db: &PgPool,
     viewer: UserId,
@@ -84,13 +88,20 @@ pub async fn page(
     after: Option<DirectoryPosition>,
     limit: i64,
 ) -> Result<Vec<DirectoryEntry>, PgError> {
-    // The ORDER BY and the row comparison repeat the index's expressions exactly, so that the
+    // Each order is one index's scan: the members order walks `channels` (its activity joined
+    // row by row), the activity order walks `channel_activity` (its channel joined row by row).
+    // The ORDER BY and the row comparison repeat the index's columns exactly, so that the
     // planner uses the index for both (checked with EXPLAIN at 100,000 channels).
-    let (key, after_sql) = match sort {
-        DirectorySort::Members => ("c.member_count", "(c.member_count, c.id) < ($3, $4)"),
+    let (from, key, after_sql) = match sort {
+        DirectorySort::Members => (
+            "channels c LEFT JOIN channel_activity a ON a.channel_id = c.id",
+            "c.member_count DESC, c.id DESC",
+            "(c.member_count, c.id) < ($3, $4)",
+        ),
         DirectorySort::Activity => (
-            "coalesce(c.last_message_at, to_timestamp(0))",
-            "(coalesce(c.last_message_at, to_timestamp(0)), c.id) < ($3, $4)",
+            "channel_activity a JOIN channels c ON c.id = a.channel_id",
+            "a.last_message_at DESC, a.channel_id DESC",
+            "(a.last_message_at, a.channel_id) < ($3, $4)",
         ),
     };
     let filter = if after.is_some() {
@@ -99,8 +110,7 @@ pub async fn page(
         String::new()
     };
     let sql = format!(
-        "SELECT {ENTRY_COLUMNS} FROM channels c WHERE c.kind = 'group' {filter}
-         ORDER BY {key} DESC, c.id DESC LIMIT $2"
+        "SELECT {ENTRY_COLUMNS} FROM {from} WHERE c.kind = 'group' {filter} ORDER BY {key} LIMIT $2"
     );
     let q = sqlx::query_as::<_, EntryRow>(&sql)
         .bind(viewer.0)
@@ -127,10 +137,11 @@ pub async fn record_activity(
     }
     let ids: Vec<Uuid> = latest.iter().map(|(c, _)| c.0).collect();
     let times: Vec<DateTime<Utc>> = latest.iter().map(|(_, t)| *t).collect();
+    // Direct channels have no row: their times match nothing.
     let r = sqlx::query(
-        "UPDATE channels c SET last_message_at = GREATEST(c.last_message_at, a.at)
-         FROM unnest($1::uuid[], $2::timestamptz[]) AS a (id, at)
-         WHERE c.id = a.id AND c.last_message_at IS DISTINCT FROM GREATEST(c.last_message_at, a.at)",
+        "UPDATE channel_activity a SET last_message_at = n.at
+         FROM unnest($1::uuid[], $2::timestamptz[]) AS n (id, at)
+         WHERE a.channel_id = n.id AND a.last_message_at < n.at",
     )
     .bind(&ids)
     .bind(&times)

@@ -3,10 +3,13 @@
 //! statement writes all that were noted since the last write, once per channel, however many
 //! batches and messages they had.
 //!
-//! Why not one statement per batch: updating `channels.last_message_at` is never a HOT update
-//! (the column is in the directory's activity index), so each one writes a row version into
-//! every index of `channels`, its trigram index included: 0.31 ms of PostgreSQL's execution per
-//! batch, the costliest statement of a message's path (docs/benchmarks.md, issue 14).
+//! Why not one statement per batch: a channel's time is an indexed column (the directory's
+//! activity order), so each write is a new row version with an entry in every index of its
+//! table. When the time was a column of `channels` (six indexes) that cost 0.31 ms of
+//! PostgreSQL's execution per batch, the costliest statement of a message's path; it now has a
+//! narrow table of its own (`channel_activity`, two indexes), and one statement per
+//! [`FLUSH_EVERY`] still writes each channel once however many batches it had
+//! (docs/benchmarks.md, issue 14).
 //!
 //! Best effort by design: the directory's order may lag by up to [`FLUSH_EVERY`] plus a write,
 //! but a message never waits on it. A failure (or a write slower than [`TIME_LIMIT`]) is
