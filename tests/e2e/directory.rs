@@ -8,7 +8,8 @@
 use chat_client::{Api, Error};
 use chat_e2e::{PASSWORD, TIMEOUT, api, connect, register, unique};
 use chat_types::ChannelId;
-use chat_types::rest::{DirectoryEntry, DirectorySort, Session};
+use chat_types::rest::{DirectoryEntry, DirectoryPage, DirectorySort, Session};
+use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -48,6 +49,43 @@ fn key(sort: DirectorySort, e: &DirectoryEntry) -> (i64, ChannelId) {
         DirectorySort::Activity => e.last_activity_at.map_or(0, |t| t.timestamp_micros()),
     };
     (k, e.id)
+}
+
+/// The first page (100) of the activity order once it shows each of `sent` (a channel and the
+/// time of a message sent to it) at that time or later, within [`TIMEOUT`]. An ack means Kafka
+/// has the message; the message server records the activity after it stores the batch, every
+/// 200 ms, and channels on different message servers each on its own schedule.
+async fn activity_page_showing(
+    api: &Api,
+    s: &Session,
+    sent: &[(ChannelId, DateTime<Utc>)],
+) -> anyhow::Result<DirectoryPage> {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let page = api
+            .channel_directory(
+                &s.access_token,
+                Some(DirectorySort::Activity),
+                Some(100),
+                None,
+            )
+            .await?;
+        let shown = |&(id, at): &(ChannelId, DateTime<Utc>)| {
+            page.channels
+                .iter()
+                .find(|e| e.id == id)
+                .and_then(|e| e.last_activity_at)
+                .is_some_and(|t| t >= at)
+        };
+        if sent.iter().all(shown) {
+            return Ok(page);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the messages' activity was not recorded within {TIMEOUT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test]
@@ -202,38 +240,15 @@ async fn the_channel_that_just_received_a_message_leads_the_activity_order() -> 
         .await?;
     let acked = ws.send_acked(busy.id, &cmid, "news").await?;
 
-    // An ack means Kafka has the message; the message server records the activity after it
-    // stores the batch. Wait for that, within a bound, for both channels: they may be on
-    // different message servers, each writing activity on its own schedule, and `older`
-    // getting its activity during the walk below would move it from the walk's unvisited
-    // tail to its visited head (a keyset walk skips a row whose key grows behind it).
-    let deadline = Instant::now() + TIMEOUT;
-    let page = loop {
-        let page = api
-            .channel_directory(
-                &a.access_token,
-                Some(DirectorySort::Activity),
-                Some(100),
-                None,
-            )
-            .await?;
-        let at = |id: ChannelId| {
-            page.channels
-                .iter()
-                .find(|e| e.id == id)
-                .and_then(|e| e.last_activity_at)
-        };
-        if at(busy.id).is_some_and(|t| t >= acked.created_at)
-            && at(older.id).is_some_and(|t| t >= first.created_at)
-        {
-            break page;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the message's activity was not recorded within {TIMEOUT:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    // Wait for both channels' activity: `older` getting its activity during the walk below
+    // would move it from the walk's unvisited tail to its visited head (a keyset walk skips a
+    // row whose key grows behind it).
+    let page = activity_page_showing(
+        &api,
+        &a,
+        &[(busy.id, acked.created_at), (older.id, first.created_at)],
+    )
+    .await?;
     let place = |id: ChannelId| page.channels.iter().position(|e| e.id == id);
     let busy_at = place(busy.id).expect("busy is listed");
     // Other tests may send meanwhile; only a channel with a later message may come before it.
@@ -282,30 +297,7 @@ async fn recording_a_channels_activity_leaves_the_channels_row_alone() -> anyhow
     let acked = ws
         .send_acked(channel.id, &uuid::Uuid::new_v4().to_string(), "hello")
         .await?;
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
-        let page = api
-            .channel_directory(
-                &a.access_token,
-                Some(DirectorySort::Activity),
-                Some(100),
-                None,
-            )
-            .await?;
-        let at = page
-            .channels
-            .iter()
-            .find(|e| e.id == channel.id)
-            .and_then(|e| e.last_activity_at);
-        if at.is_some_and(|t| t >= acked.created_at) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the message's activity was not recorded within {TIMEOUT:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    activity_page_showing(&api, &a, &[(channel.id, acked.created_at)]).await?;
     assert_eq!(
         version().await?,
         before,
