@@ -80,7 +80,8 @@ const ENTRY_COLUMNS: &str = "c.id, c.name, c.description, c.member_count,
 /// Up to `limit` group channels in `sort`'s order, starting after `after` (which must be of the
 /// same sort) or from the top. Each query is an index scan of the order's index
 /// (`channels_directory_members_idx` or `channel_activity_order_idx`) from the position on,
-/// stopped by the limit (no sort, no offset): the cost of a page does not grow with the number of channels or with its depth.
+/// stopped by the limit (no sort, no offset): the cost of a page does not grow with the number
+/// of channels or with its depth.
 pub async fn page(
     db: &PgPool,
     viewer: UserId,
