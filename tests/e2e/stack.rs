@@ -193,9 +193,10 @@ async fn the_stacks_cassandra_keeps_its_memtables_in_tries() -> anyhow::Result<(
 /// start, and at Kafka's default it took 128 of the broker's 512 MB. What was left live (174 MB)
 /// was above the threshold for concurrent marking of G1 (the broker's collector then), so the
 /// broker ran a marking cycle with its remark pause every ~12 s and mixed collections that
-/// freed nothing, on the cores the sends' acks wait for (docs/benchmarks.md, issue 14, sixteenth step). The stack's templates give it
-/// 16 MB (the one compacted topic, `__consumer_offsets`, has a few thousand keys). Read from
-/// the JVM: the byte arrays still live after a full collection.
+/// freed nothing, on the cores the sends' acks wait for (docs/benchmarks.md, issue 14,
+/// sixteenth step). The stack's templates give it 16 MB (the one compacted topic,
+/// `__consumer_offsets`, has a few thousand keys). Read from the JVM: the byte arrays still
+/// live after a full collection.
 #[tokio::test]
 async fn the_stacks_kafka_holds_no_idle_cleaner_buffer() -> anyhow::Result<()> {
     let _serial = SERIAL.lock().await;
